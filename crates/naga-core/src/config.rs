@@ -1,0 +1,258 @@
+//! The configuration model: what `naga serve` reads from its TOML file,
+//! `NAGA_…` environment variables and flags (the binary merges them; this
+//! module only describes the settings and their defaults).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The three services of DESIGN.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Api,
+    Agent,
+    Mcp,
+}
+
+impl Service {
+    pub const ALL: [Service; 3] = [Service::Api, Service::Agent, Service::Mcp];
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the database and the agents' workspace live.
+    pub data_dir: PathBuf,
+    /// `sqlite:…` (default: `<data_dir>/naga.db`).
+    pub database_url: Option<String>,
+    pub api_addr: String,
+    pub agent_addr: String,
+    pub mcp_addr: String,
+    /// Services this process runs; empty means all of them.
+    pub only: Vec<Service>,
+    pub store: StoreConfig,
+    pub scheduler: SchedulerConfig,
+    pub callbacks: CallbackConfig,
+    pub agents: AgentsConfig,
+    pub mcp: McpConfig,
+    pub llm: LlmConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            api_addr: "127.0.0.1:8000".into(),
+            agent_addr: "127.0.0.1:8001".into(),
+            mcp_addr: "127.0.0.1:8003".into(),
+            only: Vec::new(),
+            store: StoreConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            callbacks: CallbackConfig::default(),
+            agents: AgentsConfig::default(),
+            mcp: McpConfig::default(),
+            llm: LlmConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn runs(&self, service: Service) -> bool {
+        self.only.is_empty() || self.only.contains(&service)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("naga.db").display()))
+    }
+
+    pub fn file_edit_root(&self) -> PathBuf {
+        self.agents
+            .file_edit
+            .root
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("workspace"))
+    }
+}
+
+/// How hard SQLite syncs. `normal` (WAL) survives a crash of the process
+/// (kill -9); `full` also survives a power cut, at a cost in throughput.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    #[default]
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub synchronous: Synchronous,
+    /// Most write requests committed in one transaction (group commit).
+    pub max_batch: usize,
+    /// Read connections.
+    pub read_connections: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Normal,
+            max_batch: 512,
+            read_connections: 4,
+        }
+    }
+}
+
+/// What happens when a batch arrives while its session has one active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionPolicy {
+    /// FIFO per session.
+    #[default]
+    Enqueue,
+    Parallel,
+    Reject,
+    Interrupt,
+}
+
+impl SessionPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enqueue => "enqueue",
+            Self::Parallel => "parallel",
+            Self::Reject => "reject",
+            Self::Interrupt => "interrupt",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Batches running at once, across sessions.
+    pub workers: usize,
+    pub session_policy: SessionPolicy,
+    pub lease_ms: u64,
+    pub call_timeout_ms: u64,
+    pub task_timeout_ms: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            workers: 256,
+            session_policy: SessionPolicy::Enqueue,
+            lease_ms: 30_000,
+            call_timeout_ms: 300_000,
+            task_timeout_ms: 3_600_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallbackConfig {
+    /// Hosts a `callback_url` may name. `loopback` stands for `localhost`,
+    /// `127.0.0.0/8` and `::1`; `*` allows every host.
+    pub allowed_hosts: Vec<String>,
+    /// `whsec_<base64 key>`: signs callbacks per Standard Webhooks.
+    pub secret: Option<String>,
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Per delivery attempt.
+    pub timeout_ms: u64,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for CallbackConfig {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: vec!["loopback".into()],
+            secret: None,
+            max_attempts: 8,
+            backoff_base_ms: 500,
+            backoff_max_ms: 60_000,
+            timeout_ms: 10_000,
+            concurrency: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// Agent that runs the legacy `/analyze_and_execute` instructions.
+    pub legacy_agent: String,
+    pub file_edit: FileEditConfig,
+    pub computer_control: ComputerControlConfig,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            legacy_agent: "computer_control".into(),
+            file_edit: FileEditConfig::default(),
+            computer_control: ComputerControlConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileEditConfig {
+    /// The only directory the file_edit toolkit touches (default
+    /// `<data_dir>/workspace`).
+    pub root: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComputerControlConfig {
+    /// Apps `open` may start: name → program and arguments.
+    pub apps: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    /// `mcpServers` JSON file (default `<data_dir>/mcp_servers.json`).
+    pub config: Option<PathBuf>,
+    pub max_queued: usize,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            config: None,
+            max_queued: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    pub base_url: Option<String>,
+    pub api_key: Option<String>,
+    pub model: Option<String>,
+    pub temperature: f32,
+    pub timeout_ms: u64,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            api_key: None,
+            model: None,
+            temperature: 0.7,
+            timeout_ms: 60_000,
+        }
+    }
+}

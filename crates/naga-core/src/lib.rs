@@ -1,0 +1,11 @@
+//! Domain types of naga shared by every layer: identifiers, task states, the
+//! wire contracts of DESIGN.md and the configuration model. No I/O lives here.
+
+pub mod config;
+pub mod ids;
+pub mod status;
+pub mod time;
+pub mod wire;
+
+pub use ids::{IdError, SessionId};
+pub use status::{CallStatus, TaskStatus};

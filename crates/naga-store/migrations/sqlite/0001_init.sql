@@ -1,0 +1,127 @@
+-- naga's data model. Times are integer milliseconds since the Unix epoch and
+-- JSON is stored as text, so the same model maps onto PostgreSQL
+-- (BIGINT / JSONB, BIGSERIAL for the AUTOINCREMENT keys).
+
+-- One conversation.
+CREATE TABLE sessions (
+    id               TEXT PRIMARY KEY,
+    created_at       INTEGER NOT NULL,
+    last_activity_at INTEGER NOT NULL
+);
+
+-- One intent-analysis run; belongs to exactly one session.
+CREATE TABLE analysis_sessions (
+    id         TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX analysis_sessions_by_session ON analysis_sessions(session_id);
+
+-- One batch. `id` is the request_id (the idempotency key) and the task_id.
+-- `seq` orders tasks by acceptance (FIFO per session, also after a restart).
+CREATE TABLE tasks (
+    seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                  TEXT NOT NULL UNIQUE,
+    kind                TEXT NOT NULL,
+    session_id          TEXT NOT NULL REFERENCES sessions(id),
+    analysis_session_id TEXT REFERENCES analysis_sessions(id),
+    query               TEXT,
+    callback_url        TEXT,
+    policy              TEXT NOT NULL,
+    fingerprint         TEXT,
+    status              TEXT NOT NULL,
+    error               TEXT,
+    calls_count         INTEGER NOT NULL,
+    steps_count         INTEGER NOT NULL DEFAULT 0,
+    -- The first answer to /schedule, replayed verbatim for the same request_id.
+    response            TEXT NOT NULL,
+    accepted_at         INTEGER NOT NULL,
+    started_at          INTEGER,
+    finished_at         INTEGER,
+    lease_owner         TEXT,
+    lease_expires_at    INTEGER
+);
+CREATE INDEX tasks_by_session ON tasks(session_id, seq);
+CREATE INDEX tasks_by_status ON tasks(status, seq);
+CREATE INDEX tasks_by_analysis ON tasks(analysis_session_id);
+
+-- The calls of a batch, run in `idx` order.
+CREATE TABLE calls (
+    task_id     TEXT NOT NULL REFERENCES tasks(id),
+    idx         INTEGER NOT NULL,
+    payload     TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending',
+    result      TEXT,
+    started_at  INTEGER,
+    finished_at INTEGER,
+    PRIMARY KEY (task_id, idx)
+);
+
+-- What was done, step by step. `step_no` counts from 1 within a task.
+CREATE TABLE steps (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id    TEXT NOT NULL REFERENCES tasks(id),
+    session_id TEXT NOT NULL,
+    step_no    INTEGER NOT NULL,
+    call_idx   INTEGER,
+    purpose    TEXT,
+    content    TEXT,
+    output     TEXT,
+    analysis   TEXT,
+    success    INTEGER NOT NULL,
+    error      TEXT,
+    created_at INTEGER NOT NULL,
+    UNIQUE (task_id, step_no)
+);
+
+-- Memory: `task:{task_id}:step:{step_no}` → "command …, result …".
+CREATE TABLE key_facts (
+    key        TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    task_id    TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX key_facts_by_session ON key_facts(session_id);
+CREATE INDEX key_facts_by_task ON key_facts(task_id);
+
+-- Memory: how often a command failed in a session.
+CREATE TABLE failed_attempts (
+    session_id   TEXT NOT NULL,
+    command      TEXT NOT NULL,
+    count        INTEGER NOT NULL,
+    last_error   TEXT,
+    last_task_id TEXT,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (session_id, command)
+);
+
+-- Memory: summaries of finished tasks. They never replace the steps.
+CREATE TABLE compressed_memories (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL,
+    task_id    TEXT,
+    method     TEXT NOT NULL,
+    summary    TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX compressed_by_session ON compressed_memories(session_id);
+CREATE INDEX compressed_by_task ON compressed_memories(task_id);
+
+-- The callback outbox: written in the transaction that ends the task.
+-- `seq` is the envelope's `sequence`; `id` its stable webhook-id.
+CREATE TABLE callbacks (
+    seq             INTEGER PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,
+    task_id         TEXT NOT NULL REFERENCES tasks(id),
+    url             TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    delivered_at    INTEGER
+);
+CREATE INDEX callbacks_by_status ON callbacks(status, next_attempt_at);
+CREATE INDEX callbacks_by_task ON callbacks(task_id);

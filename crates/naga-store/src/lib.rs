@@ -1,0 +1,70 @@
+//! naga's durable store: sessions, analysis sessions, tasks, calls, steps,
+//! memory and the callback outbox, in SQLite through sqlx.
+//!
+//! Every write goes through one [`writer`] task that commits many requests in
+//! one transaction (group commit) and answers each when its commit is done;
+//! reads use a separate pool of connections (WAL lets them run beside it).
+
+mod error;
+mod reads;
+mod rows;
+mod writer;
+mod writes;
+
+pub use error::StoreError;
+pub use reads::{Counts, MemoryScope, TaskFilter};
+pub use rows::*;
+pub use writes::*;
+
+use naga_core::config::{StoreConfig, Synchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::ConnectOptions;
+use std::{str::FromStr, time::Duration};
+
+/// A cheap, cloneable handle to the store.
+#[derive(Clone)]
+pub struct Store {
+    read: SqlitePool,
+    writer: writer::Writer,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and migrates it.
+    pub async fn open(url: &str, config: &StoreConfig) -> Result<Self, StoreError> {
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::Unsupported(format!(
+                "database url `{url}`: only sqlite: urls are supported by this build"
+            )));
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match config.synchronous {
+                Synchronous::Normal => SqliteSynchronous::Normal,
+                Synchronous::Full => SqliteSynchronous::Full,
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory")
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let mut conn = options.connect().await?;
+        MIGRATOR.run(&mut conn).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(config.read_connections.max(1))
+            .min_connections(1)
+            .connect_with(options.read_only(true))
+            .await?;
+        let writer = writer::Writer::spawn(conn, config.max_batch.max(1));
+        Ok(Self { read, writer })
+    }
+
+    /// Waits until every write handed over so far is committed, then closes.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.read.close().await;
+    }
+}

@@ -1,0 +1,218 @@
+//! Queries. They read through the pool and never wait for the writer.
+
+use crate::{rows::*, Store, StoreError};
+use naga_core::TaskStatus;
+use sqlx::{QueryBuilder, Sqlite};
+
+/// Whose memory.
+#[derive(Debug, Clone)]
+pub enum MemoryScope {
+    Task(String),
+    Session(String),
+    Global,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub session_id: Option<String>,
+    pub status: Option<TaskStatus>,
+    pub kind: Option<&'static str>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl MemoryScope {
+    fn push_where(&self, q: &mut QueryBuilder<'_, Sqlite>, task_column: &str) {
+        match self {
+            Self::Task(id) => {
+                q.push(format_args!(" WHERE {task_column} = "))
+                    .push_bind(id.clone());
+            }
+            Self::Session(id) => {
+                q.push(" WHERE session_id = ").push_bind(id.clone());
+            }
+            Self::Global => {}
+        }
+    }
+}
+
+impl Store {
+    pub async fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM tasks WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    /// Tasks, newest first.
+    pub async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRow>, StoreError> {
+        let mut q = QueryBuilder::new("SELECT * FROM tasks WHERE 1 = 1");
+        if let Some(s) = &filter.session_id {
+            q.push(" AND session_id = ").push_bind(s.clone());
+        }
+        if let Some(s) = filter.status {
+            q.push(" AND status = ").push_bind(s.as_str());
+        }
+        if let Some(k) = filter.kind {
+            q.push(" AND kind = ").push_bind(k);
+        }
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(filter.limit)
+            .push(" OFFSET ")
+            .push_bind(filter.offset);
+        Ok(q.build_query_as().fetch_all(&self.read).await?)
+    }
+
+    /// Queued and running tasks in acceptance order: what a restart resumes.
+    pub async fn unfinished_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
+        Ok(
+            sqlx::query_as(
+                "SELECT * FROM tasks WHERE status IN ('queued', 'running') ORDER BY seq",
+            )
+            .fetch_all(&self.read)
+            .await?,
+        )
+    }
+
+    pub async fn calls(&self, task_id: &str) -> Result<Vec<CallRow>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT * FROM calls WHERE task_id = ?1 ORDER BY idx")
+                .bind(task_id)
+                .fetch_all(&self.read)
+                .await?,
+        )
+    }
+
+    pub async fn steps(&self, task_id: &str) -> Result<Vec<StepRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT task_id, session_id, step_no, call_idx, purpose, content, output, analysis,
+                    success, error, created_at
+             FROM steps WHERE task_id = ?1 ORDER BY step_no",
+        )
+        .bind(task_id)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    const SESSION_SELECT: &'static str = "SELECT s.id, s.created_at, s.last_activity_at,
+            (SELECT COUNT(*) FROM tasks t WHERE t.session_id = s.id) AS task_count,
+            (SELECT COUNT(*) FROM tasks t WHERE t.session_id = s.id
+                AND t.status IN ('queued', 'running')) AS active_tasks,
+            (SELECT COUNT(*) FROM analysis_sessions a WHERE a.session_id = s.id) AS analysis_sessions
+         FROM sessions s";
+
+    /// Sessions, most recently active first.
+    pub async fn sessions(&self, limit: i64, offset: i64) -> Result<Vec<SessionRow>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "{} ORDER BY s.last_activity_at DESC LIMIT ?1 OFFSET ?2",
+            Self::SESSION_SELECT
+        ))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        Ok(
+            sqlx::query_as(&format!("{} WHERE s.id = ?1", Self::SESSION_SELECT))
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
+    /// The analysis sessions of a session, oldest first.
+    pub async fn analysis_sessions(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, created_at FROM analysis_sessions WHERE session_id = ?1 ORDER BY created_at, id",
+        )
+        .bind(session_id)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    pub async fn key_facts(&self, scope: &MemoryScope) -> Result<Vec<KeyFactRow>, StoreError> {
+        let mut q = QueryBuilder::new("SELECT * FROM key_facts");
+        scope.push_where(&mut q, "task_id");
+        q.push(" ORDER BY created_at, key");
+        Ok(q.build_query_as().fetch_all(&self.read).await?)
+    }
+
+    pub async fn failed_attempts(
+        &self,
+        scope: &MemoryScope,
+    ) -> Result<Vec<FailedAttemptRow>, StoreError> {
+        let mut q = QueryBuilder::new("SELECT * FROM failed_attempts");
+        scope.push_where(&mut q, "last_task_id");
+        q.push(" ORDER BY count DESC, command");
+        Ok(q.build_query_as().fetch_all(&self.read).await?)
+    }
+
+    pub async fn compressed_memories(
+        &self,
+        scope: &MemoryScope,
+    ) -> Result<Vec<CompressedMemoryRow>, StoreError> {
+        let mut q = QueryBuilder::new("SELECT * FROM compressed_memories");
+        scope.push_where(&mut q, "task_id");
+        q.push(" ORDER BY id");
+        Ok(q.build_query_as().fetch_all(&self.read).await?)
+    }
+
+    pub async fn callback(&self, id: &str) -> Result<Option<CallbackRow>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM callbacks WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    /// Callbacks, newest first, optionally of one status.
+    pub async fn callbacks(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CallbackRow>, StoreError> {
+        let mut q = QueryBuilder::new("SELECT * FROM callbacks");
+        if let Some(s) = status {
+            q.push(" WHERE status = ").push_bind(s.to_owned());
+        }
+        q.push(" ORDER BY seq DESC LIMIT ").push_bind(limit);
+        Ok(q.build_query_as().fetch_all(&self.read).await?)
+    }
+
+    /// Callbacks still to deliver, oldest first: what a restart sends.
+    pub async fn pending_callbacks(&self) -> Result<Vec<CallbackRow>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT * FROM callbacks WHERE status = 'pending' ORDER BY seq")
+                .fetch_all(&self.read)
+                .await?,
+        )
+    }
+
+    /// Counts for `/health` and `/memory/global`.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM sessions) AS sessions,
+                    (SELECT COUNT(*) FROM tasks) AS tasks,
+                    (SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')) AS active_tasks,
+                    (SELECT COUNT(*) FROM steps) AS steps,
+                    (SELECT COUNT(*) FROM callbacks WHERE status = 'pending') AS pending_callbacks,
+                    (SELECT COUNT(*) FROM callbacks WHERE status = 'dead') AS dead_callbacks",
+        )
+        .fetch_one(&self.read)
+        .await?)
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Counts {
+    pub sessions: i64,
+    pub tasks: i64,
+    pub active_tasks: i64,
+    pub steps: i64,
+    pub pending_callbacks: i64,
+    pub dead_callbacks: i64,
+}

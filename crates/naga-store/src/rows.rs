@@ -1,0 +1,104 @@
+//! Rows as they are stored.
+
+use naga_core::time::Millis;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskRow {
+    pub seq: i64,
+    pub id: String,
+    pub kind: String,
+    pub session_id: String,
+    pub analysis_session_id: Option<String>,
+    pub query: Option<String>,
+    pub callback_url: Option<String>,
+    pub policy: String,
+    pub fingerprint: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub calls_count: i64,
+    pub steps_count: i64,
+    pub response: String,
+    pub accepted_at: Millis,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CallRow {
+    pub task_id: String,
+    pub idx: i64,
+    pub payload: String,
+    pub status: String,
+    pub result: Option<String>,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StepRow {
+    pub task_id: String,
+    pub session_id: String,
+    pub step_no: i64,
+    pub call_idx: Option<i64>,
+    pub purpose: Option<String>,
+    pub content: Option<String>,
+    pub output: Option<String>,
+    pub analysis: Option<String>,
+    pub success: bool,
+    pub error: Option<String>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: String,
+    pub created_at: Millis,
+    pub last_activity_at: Millis,
+    pub task_count: i64,
+    pub active_tasks: i64,
+    pub analysis_sessions: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyFactRow {
+    pub key: String,
+    pub session_id: String,
+    pub task_id: String,
+    pub value: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FailedAttemptRow {
+    pub session_id: String,
+    pub command: String,
+    pub count: i64,
+    pub last_error: Option<String>,
+    pub last_task_id: Option<String>,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CompressedMemoryRow {
+    pub id: i64,
+    pub session_id: String,
+    pub task_id: Option<String>,
+    pub method: String,
+    pub summary: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CallbackRow {
+    pub seq: i64,
+    pub id: String,
+    pub task_id: String,
+    pub url: String,
+    pub body: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Millis,
+    pub last_error: Option<String>,
+    pub created_at: Millis,
+    pub delivered_at: Option<Millis>,
+}
