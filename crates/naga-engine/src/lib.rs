@@ -1,1 +1,156 @@
+//! naga's engine: accepting batches (`/schedule`), scheduling and running
+//! them, agents, callback delivery and task memory. HTTP lives in
+//! naga-server; storage in naga-store.
 
+pub mod agents;
+pub mod callbacks;
+pub mod clock;
+mod error;
+pub mod executor;
+mod intake;
+pub mod memory;
+pub mod scheduler;
+
+pub use error::EngineError;
+pub use intake::{Batch, Scheduled};
+
+use agents::{AgentRegistry, ComputerControl, Echo, FileEditToolkit};
+use callbacks::Callbacks;
+use clock::Clock;
+use executor::{AgentExecutor, Executor};
+use naga_core::config::Config;
+use naga_store::Store;
+use scheduler::Scheduler;
+use std::{sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+/// A cheap, cloneable handle to the running engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: Store,
+    scheduler: Scheduler,
+    callbacks: Callbacks,
+    agents: AgentRegistry,
+    agent_executor: Arc<dyn Executor>,
+    file_edit: Arc<FileEditToolkit>,
+    computer_control: Arc<ComputerControl>,
+    clock: Arc<dyn Clock>,
+    stop: CancellationToken,
+}
+
+impl Engine {
+    /// Opens the store, builds the agents and resumes what a previous run
+    /// left unfinished (tasks and undelivered callbacks).
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            EngineError::Unavailable(format!(
+                "cannot create the data dir `{}`: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let store = Store::open(&config.database_url(), &config.store).await?;
+        let stop = CancellationToken::new();
+        let callbacks = Callbacks::new(
+            store.clone(),
+            config.callbacks.clone(),
+            clock.clone(),
+            stop.clone(),
+        )
+        .map_err(EngineError::Invalid)?;
+        let root = config.file_edit_root();
+        let file_edit = Arc::new(FileEditToolkit::new(root.clone()).map_err(|e| {
+            EngineError::Unavailable(format!(
+                "cannot create the file_edit root `{}`: {e}",
+                root.display()
+            ))
+        })?);
+        let computer_control = Arc::new(ComputerControl);
+        let agents = AgentRegistry::default()
+            .with(Arc::new(Echo))
+            .with(file_edit.clone())
+            .with(computer_control.clone());
+        let agent_executor: Arc<dyn Executor> = Arc::new(AgentExecutor {
+            agents: agents.clone(),
+        });
+        let scheduler = Scheduler::new(
+            store.clone(),
+            callbacks.clone(),
+            clock.clone(),
+            config.scheduler.clone(),
+            agent_executor.clone(),
+            stop.clone(),
+        );
+        let engine = Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                scheduler,
+                callbacks,
+                agents,
+                agent_executor,
+                file_edit,
+                computer_control,
+                clock,
+                stop,
+            }),
+        };
+        let tasks = engine.inner.scheduler.recover().await?;
+        let callbacks = engine.inner.callbacks.recover().await?;
+        tracing::info!(
+            resumed_tasks = tasks,
+            pending_callbacks = callbacks,
+            "engine started"
+        );
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.inner.scheduler
+    }
+    pub fn callbacks(&self) -> &Callbacks {
+        &self.inner.callbacks
+    }
+    pub fn agents(&self) -> &AgentRegistry {
+        &self.inner.agents
+    }
+    pub fn agent_executor(&self) -> &Arc<dyn Executor> {
+        &self.inner.agent_executor
+    }
+    pub fn file_edit(&self) -> &FileEditToolkit {
+        &self.inner.file_edit
+    }
+    pub fn computer_control(&self) -> &ComputerControl {
+        &self.inner.computer_control
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Stops running calls (they resume after a restart), waits up to
+    /// `grace` for them to let go, and closes the store after its last commit.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.stop.cancel();
+        self.inner.scheduler.wait_stopped(grace).await;
+        self.inner.store.close().await;
+        tracing::info!("engine stopped");
+    }
+}
+
+/// At most `max` characters of `s`, with `…` when cut.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((at, _)) => format!("{}…", &s[..at]),
+    }
+}

@@ -1,0 +1,138 @@
+//! Agents: what an agent call of a batch runs. An agent is picked by the
+//! call's `tool_name`, else its `task_type`; the call's other fields are its
+//! input.
+
+mod computer_control;
+mod echo;
+pub mod file_edit;
+
+pub use computer_control::{Availability, ComputerControl};
+pub use echo::Echo;
+pub use file_edit::FileEditToolkit;
+
+use futures::future::BoxFuture;
+use naga_core::wire::CallPayload;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::{collections::BTreeMap, sync::Arc};
+
+/// The outcome of one call, as stored and as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallOutcome {
+    pub success: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl CallOutcome {
+    pub fn ok(result: impl Into<Value>) -> Self {
+        Self {
+            success: true,
+            result: Some(result.into()),
+            error: None,
+        }
+    }
+    pub fn failed(error: impl Into<String>) -> Self {
+        Self {
+            success: false,
+            result: None,
+            error: Some(error.into()),
+        }
+    }
+    /// Short text of the result, for steps and memory.
+    pub fn text(&self) -> Option<String> {
+        self.result.as_ref().map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+}
+
+/// Where a call runs, for logs.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub task_id: String,
+    pub session_id: String,
+    pub index: usize,
+}
+
+pub trait Agent: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+    /// Runs one call. Dropping the future stops the call (cancellation).
+    fn run<'a>(&'a self, call: &'a CallPayload, ctx: &'a CallContext)
+        -> BoxFuture<'a, CallOutcome>;
+    /// Whether the agent can work on this machine now, and why not.
+    fn available(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The agents this server has, by name.
+#[derive(Clone, Default)]
+pub struct AgentRegistry {
+    agents: BTreeMap<&'static str, Arc<dyn Agent>>,
+}
+
+impl AgentRegistry {
+    pub fn with(mut self, agent: Arc<dyn Agent>) -> Self {
+        self.agents.insert(agent.name(), agent);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Agent>> {
+        self.agents.get(name)
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.agents.keys().copied().collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Agent>> {
+        self.agents.values()
+    }
+
+    /// The agent a call names: `tool_name`, else `task_type`.
+    pub fn agent_name(call: &CallPayload) -> Option<&str> {
+        ["tool_name", "task_type"]
+            .iter()
+            .find_map(|k| call.get(*k).and_then(Value::as_str))
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Runs a call on the agent it names; an unknown or missing agent is a
+    /// failed result naming the agents that exist.
+    pub async fn run(&self, call: &CallPayload, ctx: &CallContext) -> CallOutcome {
+        let known = || self.names().join(", ");
+        let Some(name) = Self::agent_name(call) else {
+            return CallOutcome::failed(format!(
+                "the agent call names no agent: set `tool_name` (or `task_type`) to one of: {}",
+                known()
+            ));
+        };
+        match self.get(name) {
+            Some(agent) => agent.run(call, ctx).await,
+            None => CallOutcome::failed(format!(
+                "unknown agent `{name}`: this server has {}",
+                known()
+            )),
+        }
+    }
+}
+
+/// The call's `parameters` object, or the call itself when it has none.
+pub(crate) fn parameters(call: &CallPayload) -> &CallPayload {
+    call.get("parameters")
+        .and_then(Value::as_object)
+        .unwrap_or(call)
+}
+
+/// A string field of the call: in `parameters`, else at the top level.
+pub(crate) fn field<'a>(call: &'a CallPayload, key: &str) -> Option<&'a str> {
+    parameters(call)
+        .get(key)
+        .or_else(|| call.get(key))
+        .and_then(Value::as_str)
+}

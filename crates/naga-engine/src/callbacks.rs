@@ -1,0 +1,293 @@
+//! Callbacks: the outbox delivery worker, the URL allowlist and
+//! Standard Webhooks signing.
+//!
+//! A callback row is written in the transaction that ends its task; this
+//! worker then POSTs it through one pooled keep-alive client, retrying
+//! connect errors, timeouts, 408, 429 and 5xx with exponential backoff and
+//! jitter (honouring `Retry-After`), until it is delivered or declared dead.
+
+use crate::clock::Clock;
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use hmac::{Hmac, Mac};
+use naga_core::config::CallbackConfig;
+use naga_store::{CallbackRow, DeliveryOutcome, Store};
+use rand::Rng;
+use sha2::Sha256;
+use std::{net::IpAddr, sync::Arc, time::Duration};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Checks a `callback_url` against `[callbacks] allowed_hosts`.
+pub fn check_url(raw: &str, allowed: &[String]) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw)
+        .map_err(|e| format!("callback_url `{raw}` is not a valid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "callback_url must be http or https, not `{}`",
+            url.scheme()
+        ));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("callback_url `{raw}` has no host"))?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let is_loopback = bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let allowed_here = allowed
+        .iter()
+        .any(|a| a == "*" || (a == "loopback" && is_loopback) || a.eq_ignore_ascii_case(bare));
+    if allowed_here {
+        Ok(url)
+    } else {
+        Err(format!(
+            "callback host `{host}` is not allowed; allowed: {} (set [callbacks] allowed_hosts)",
+            allowed.join(", ")
+        ))
+    }
+}
+
+/// A Standard Webhooks signing key from `whsec_<base64>`.
+pub fn parse_secret(secret: &str) -> Result<Vec<u8>, String> {
+    let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
+    B64.decode(b64)
+        .map_err(|e| format!("[callbacks] secret must be `whsec_<base64 key>`: {e}"))
+}
+
+/// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
+pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body.as_bytes());
+    format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+#[derive(Clone)]
+pub struct Callbacks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    client: reqwest::Client,
+    config: CallbackConfig,
+    key: Option<Vec<u8>>,
+    clock: Arc<dyn Clock>,
+    permits: Semaphore,
+    stop: CancellationToken,
+}
+
+enum Attempt {
+    Delivered,
+    Retry {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    Fatal(String),
+}
+
+impl Callbacks {
+    pub fn new(
+        store: Store,
+        config: CallbackConfig,
+        clock: Arc<dyn Clock>,
+        stop: CancellationToken,
+    ) -> Result<Self, String> {
+        let key = config.secret.as_deref().map(parse_secret).transpose()?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .pool_max_idle_per_host(config.concurrency)
+            .user_agent(concat!("naga/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the callback HTTP client: {e}"))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                permits: Semaphore::new(config.concurrency.max(1)),
+                store,
+                client,
+                config,
+                key,
+                clock,
+                stop,
+            }),
+        })
+    }
+
+    /// Delivers a callback in the background until delivered or dead.
+    pub fn enqueue(&self, row: CallbackRow) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.deliver(row).await });
+    }
+
+    /// Sends every callback still pending in the store (after a restart).
+    pub async fn recover(&self) -> Result<usize, naga_store::StoreError> {
+        let rows = self.inner.store.pending_callbacks().await?;
+        let n = rows.len();
+        for row in rows {
+            self.enqueue(row);
+        }
+        Ok(n)
+    }
+}
+
+impl Inner {
+    async fn deliver(&self, row: CallbackRow) {
+        let mut attempts = row.attempts as u32;
+        let wait = row.next_attempt_at - self.clock.now_ms();
+        if wait > 0 && !self.sleep(Duration::from_millis(wait as u64)).await {
+            return;
+        }
+        loop {
+            let Ok(_permit) = self.permits.acquire().await else {
+                return;
+            };
+            if self.stop.is_cancelled() {
+                return;
+            }
+            attempts += 1;
+            let outcome = self.attempt(&row).await;
+            let now = self.clock.now_ms();
+            let (record, delay) = match outcome {
+                Attempt::Delivered => (DeliveryOutcome::Delivered, None),
+                Attempt::Fatal(error) => (DeliveryOutcome::Dead { error }, None),
+                Attempt::Retry { error, .. } if attempts >= self.config.max_attempts => {
+                    let error = format!("{error} (gave up after {attempts} attempts)");
+                    (DeliveryOutcome::Dead { error }, None)
+                }
+                Attempt::Retry { error, retry_after } => {
+                    let delay = retry_after
+                        .unwrap_or_else(|| self.backoff(attempts))
+                        .min(Duration::from_millis(self.config.backoff_max_ms));
+                    let next_attempt_at = now + delay.as_millis() as i64;
+                    (
+                        DeliveryOutcome::Retry {
+                            error,
+                            next_attempt_at,
+                        },
+                        Some(delay),
+                    )
+                }
+            };
+            match &record {
+                DeliveryOutcome::Delivered => {
+                    tracing::info!(callback_id = %row.id, task_id = %row.task_id, attempts, "callback delivered")
+                }
+                DeliveryOutcome::Retry { error, .. } => {
+                    tracing::warn!(callback_id = %row.id, task_id = %row.task_id, attempts, %error, "callback delivery failed; will retry")
+                }
+                DeliveryOutcome::Dead { error } => {
+                    tracing::error!(callback_id = %row.id, task_id = %row.task_id, attempts, %error, "callback dead-lettered")
+                }
+            }
+            if let Err(e) = self.store.record_delivery(&row.id, record, now).await {
+                // The row stays pending in the store: a restart sends it again.
+                tracing::error!(callback_id = %row.id, error = %e, "cannot record callback delivery");
+                return;
+            }
+            drop(_permit);
+            match delay {
+                Some(d) if self.sleep(d).await => continue,
+                _ => return,
+            }
+        }
+    }
+
+    /// Sleeps unless the server stops first; false when it stopped.
+    async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.stop.cancelled() => false,
+        }
+    }
+
+    /// `base · 2^(attempt-1)`, capped, with equal jitter.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.config.backoff_base_ms.max(1);
+        let exp = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
+        let capped = exp.min(self.config.backoff_max_ms.max(base));
+        let half = capped / 2;
+        Duration::from_millis(half + rand::rng().random_range(0..=capped - half))
+    }
+
+    async fn attempt(&self, row: &CallbackRow) -> Attempt {
+        let timestamp = self.clock.now().timestamp();
+        let mut req = self
+            .client
+            .post(&row.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &row.id)
+            .header("webhook-timestamp", timestamp.to_string());
+        if let Some(key) = &self.key {
+            req = req.header(
+                "webhook-signature",
+                sign(key, &row.id, timestamp, &row.body),
+            );
+        }
+        match req.body(row.body.clone()).send().await {
+            Err(e) => Attempt::Retry {
+                error: describe_send_error(&e),
+                retry_after: None,
+            },
+            Ok(resp) => {
+                let status = resp.status();
+                if status.is_success() {
+                    return Attempt::Delivered;
+                }
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let error = format!("receiver answered {status}");
+                if status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error() {
+                    Attempt::Retry { error, retry_after }
+                } else {
+                    Attempt::Fatal(error)
+                }
+            }
+        }
+    }
+}
+
+fn describe_send_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        format!("cannot connect: {e}")
+    } else {
+        e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowlist() {
+        let loopback = vec!["loopback".to_owned()];
+        assert!(check_url("http://localhost:8000/agent_result_callback", &loopback).is_ok());
+        assert!(check_url("http://127.0.0.2:1/x", &loopback).is_ok());
+        assert!(check_url("http://[::1]:1/x", &loopback).is_ok());
+        assert!(check_url("http://example.com/x", &loopback).is_err());
+        assert!(check_url("http://10.0.0.1/x", &loopback).is_err());
+        assert!(check_url("ftp://localhost/x", &loopback).is_err());
+        assert!(check_url("not a url", &loopback).is_err());
+        let listed = vec!["hooks.internal".to_owned()];
+        assert!(check_url("https://hooks.internal/x", &listed).is_ok());
+        assert!(check_url("http://localhost/x", &listed).is_err());
+    }
+
+    #[test]
+    fn signature_matches_the_standard_webhooks_example() {
+        // Test vector of the Standard Webhooks specification.
+        let key = parse_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let sig = sign(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            r#"{"test": 2432232314}"#,
+        );
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+}

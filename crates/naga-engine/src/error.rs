@@ -1,0 +1,33 @@
+use naga_store::StoreError;
+
+/// What the engine refuses or fails at. The HTTP layer maps each variant to
+/// a status in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request is wrong; the message says what to change.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The request contradicts the current state.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{detail}")]
+    Busy {
+        detail: String,
+        retry_after_secs: u64,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(msg) => Self::Conflict(msg),
+            other => Self::Store(other),
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Accepting a batch: validation, idempotency, the session policy, the
+//! durable commit, and only then the answer (the seed's `create_task`).
+
+use crate::{callbacks, scheduler::TaskSpec, Engine, EngineError};
+use naga_core::{
+    config::SessionPolicy,
+    ids::{new_request_id, validate_id},
+    time::iso,
+    wire::{AgentScheduleRequest, CallPayload, ScheduleResponse, TaskKind},
+    SessionId,
+};
+use naga_store::{Inserted, NewTask};
+use serde_json::{json, Value};
+
+/// Most calls in one batch.
+pub const MAX_CALLS: usize = 1000;
+
+/// A batch as both servers accept it.
+pub struct Batch {
+    pub kind: TaskKind,
+    pub query: Option<String>,
+    pub calls: Vec<CallPayload>,
+    pub session_id: Option<String>,
+    pub analysis_session_id: Option<String>,
+    pub request_id: Option<String>,
+    pub callback_url: Option<String>,
+    pub policy: Option<SessionPolicy>,
+}
+
+/// The answer to `/schedule`: the JSON to send, and whether this request
+/// created the task (false: a repeat of a known request id).
+#[derive(Debug)]
+pub struct Scheduled {
+    pub response: String,
+    pub created: bool,
+    pub task_id: Option<String>,
+}
+
+impl Engine {
+    /// `POST /schedule` of the agent server.
+    pub async fn schedule_agent(
+        &self,
+        req: AgentScheduleRequest,
+    ) -> Result<Scheduled, EngineError> {
+        self.accept(Batch {
+            kind: TaskKind::Agent,
+            query: req.query,
+            calls: req.agent_calls.unwrap_or_default(),
+            session_id: req.session_id,
+            analysis_session_id: req.analysis_session_id,
+            request_id: req.request_id,
+            callback_url: req.callback_url,
+            policy: req.multitask_strategy,
+        })
+        .await
+    }
+
+    /// Validates, commits and schedules a batch; answers before any call runs.
+    pub async fn accept(&self, batch: Batch) -> Result<Scheduled, EngineError> {
+        let session = SessionId::parse(batch.session_id.ok_or_else(|| {
+            EngineError::Invalid(
+                "`session_id` is required: the conversation this batch belongs to".into(),
+            )
+        })?)
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let invalid = |e: naga_core::IdError| EngineError::Invalid(e.to_string());
+        if let Some(a) = &batch.analysis_session_id {
+            validate_id("analysis_session_id", a).map_err(invalid)?;
+        }
+        let request_id = match batch.request_id {
+            Some(r) => {
+                validate_id("request_id", &r).map_err(invalid)?;
+                r
+            }
+            None => new_request_id(),
+        };
+        if let Some(url) = &batch.callback_url {
+            callbacks::check_url(url, &self.config().callbacks.allowed_hosts)
+                .map_err(EngineError::Invalid)?;
+        }
+        if batch.calls.len() > MAX_CALLS {
+            return Err(EngineError::Invalid(format!(
+                "a batch holds at most {MAX_CALLS} calls; this one has {}: split it",
+                batch.calls.len()
+            )));
+        }
+        let (noun, list) = match batch.kind {
+            TaskKind::Agent => ("Agent任务", "agent_calls"),
+            TaskKind::Mcp => ("MCP工具调用", "tool_calls"),
+        };
+        let now = self.clock().now_ms();
+        let ids = (
+            session.as_str(),
+            batch.analysis_session_id.as_deref().unwrap_or(""),
+            request_id.as_str(),
+        );
+        if batch.calls.is_empty() {
+            tracing::info!(
+                session_id = ids.0,
+                analysis_session_id = ids.1,
+                request_id = ids.2,
+                "empty {list}: nothing scheduled"
+            );
+            let response = ScheduleResponse {
+                success: true,
+                status: "no_tasks".into(),
+                task_id: None,
+                message: format!("没有需要执行的{noun} (empty {list})"),
+                accepted_at: iso(now),
+                session_id: session.into_string(),
+                analysis_session_id: batch.analysis_session_id,
+            };
+            return Ok(Scheduled {
+                response: to_json(&response),
+                created: false,
+                task_id: None,
+            });
+        }
+        if let Some(existing) = self.store().task(&request_id).await? {
+            tracing::info!(
+                session_id = ids.0,
+                analysis_session_id = ids.1,
+                request_id = ids.2,
+                "request_id already known: first answer repeated, nothing runs again"
+            );
+            return Ok(Scheduled {
+                response: existing.response,
+                created: false,
+                task_id: Some(existing.id),
+            });
+        }
+        let policy = batch
+            .policy
+            .unwrap_or(self.config().scheduler.session_policy);
+        if policy == SessionPolicy::Reject && self.scheduler().session_active(session.as_str()) {
+            tracing::info!(
+                session_id = ids.0,
+                analysis_session_id = ids.1,
+                request_id = ids.2,
+                "session busy and policy is reject: batch refused"
+            );
+            return Err(EngineError::Conflict(format!(
+                "session `{}` already has a batch in progress and the policy is `reject`: wait for it, \
+                 cancel it, or send `multitask_strategy` enqueue, parallel or interrupt",
+                session
+            )));
+        }
+        let response = ScheduleResponse {
+            success: true,
+            status: "scheduled".into(),
+            task_id: Some(request_id.clone()),
+            message: format!("已调度 {} 个{noun}", batch.calls.len()),
+            accepted_at: iso(now),
+            session_id: session.as_str().to_owned(),
+            analysis_session_id: batch.analysis_session_id.clone(),
+        };
+        let response = match batch.kind {
+            TaskKind::Agent => to_json(&response),
+            TaskKind::Mcp => {
+                let mut v = serde_json::to_value(&response).unwrap_or_default();
+                v["request_id"] = json!(request_id);
+                v.to_string()
+            }
+        };
+        let inserted = self
+            .store()
+            .insert_task(NewTask {
+                id: request_id.clone(),
+                kind: batch.kind.as_str(),
+                session_id: session.as_str().to_owned(),
+                analysis_session_id: batch.analysis_session_id.clone(),
+                query: batch.query,
+                callback_url: batch.callback_url.clone(),
+                policy: policy.as_str(),
+                fingerprint: None,
+                calls: batch
+                    .calls
+                    .iter()
+                    .map(|c| Value::Object(c.clone()).to_string())
+                    .collect(),
+                response: response.clone(),
+                accepted_at: now,
+            })
+            .await?;
+        if let Inserted::Existing { response } = inserted {
+            return Ok(Scheduled {
+                response,
+                created: false,
+                task_id: Some(request_id),
+            });
+        }
+        tracing::info!(
+            session_id = ids.0,
+            analysis_session_id = ids.1,
+            request_id = ids.2,
+            calls = batch.calls.len(),
+            policy = policy.as_str(),
+            "batch committed"
+        );
+        if policy == SessionPolicy::Interrupt {
+            let cancelled = self.scheduler().interrupt_session(session.as_str());
+            tracing::info!(
+                session_id = ids.0,
+                request_id = ids.2,
+                queued_cancelled = cancelled.len(),
+                "interrupt policy: earlier batches of the session cancelled"
+            );
+        }
+        let done = vec![None; batch.calls.len()];
+        self.scheduler().submit(TaskSpec {
+            id: request_id.clone(),
+            kind: batch.kind,
+            session_id: session.into_string(),
+            analysis_session_id: batch.analysis_session_id,
+            callback_url: batch.callback_url,
+            policy,
+            calls: batch.calls,
+            done,
+        });
+        Ok(Scheduled {
+            response,
+            created: true,
+            task_id: Some(request_id),
+        })
+    }
+
+    /// The legacy synchronous `POST /analyze_and_execute`: user messages that
+    /// contain `执行Agent任务:` carry an instruction after it; they run as one
+    /// batch on `[agents] legacy_agent` and the answer waits for them.
+    pub async fn analyze_and_execute(
+        &self,
+        messages: &[Value],
+        session_id: Option<String>,
+    ) -> Result<Value, EngineError> {
+        let instructions: Vec<String> = messages
+            .iter()
+            .filter(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+            .filter_map(|m| m.get("content").and_then(Value::as_str))
+            .filter_map(legacy_instruction)
+            .collect();
+        let session_id =
+            session_id.unwrap_or_else(|| format!("legacy_{}", uuid::Uuid::new_v4().simple()));
+        let accepted_at = iso(self.clock().now_ms());
+        if instructions.is_empty() {
+            return Ok(
+                json!({"success": true, "status": "no_tasks", "tasks_processed": 0,
+                "results": [], "accepted_at": accepted_at, "session_id": session_id}),
+            );
+        }
+        let agent = self.config().agents.legacy_agent.clone();
+        let calls: Vec<CallPayload> = instructions
+            .iter()
+            .map(|i| {
+                let call = json!({"tool_name": agent, "service_name": "agent_server",
+                                  "instruction": i, "agentType": "agent"});
+                call.as_object().cloned().unwrap_or_default()
+            })
+            .collect();
+        let scheduled = self
+            .accept(Batch {
+                kind: TaskKind::Agent,
+                query: Some(format!("执行Agent任务 ({} 个)", calls.len())),
+                calls,
+                session_id: Some(session_id.clone()),
+                analysis_session_id: None,
+                request_id: None,
+                callback_url: None,
+                policy: None,
+            })
+            .await?;
+        let task_id = scheduled.task_id.unwrap_or_default();
+        if let Some(rx) = self.scheduler().wait(&task_id) {
+            let _ = rx.await;
+        }
+        let calls = self.store().calls(&task_id).await?;
+        let mut all_ok = true;
+        let results: Vec<Value> = calls
+            .iter()
+            .filter_map(|c| {
+                let outcome: crate::agents::CallOutcome =
+                    serde_json::from_str(c.result.as_deref()?).ok()?;
+                all_ok &= outcome.success;
+                let payload: CallPayload = serde_json::from_str(&c.payload).ok()?;
+                Some(
+                    self.agent_executor()
+                        .result_entry(c.idx as usize, &payload, &outcome),
+                )
+            })
+            .collect();
+        Ok(
+            json!({"success": all_ok && results.len() == instructions.len(), "status": "completed",
+            "tasks_processed": results.len(), "results": results, "accepted_at": accepted_at,
+            "session_id": session_id, "task_id": task_id}),
+        )
+    }
+}
+
+/// The instruction after `执行Agent任务:` (or its full-width colon).
+fn legacy_instruction(content: &str) -> Option<String> {
+    let marker = "执行Agent任务";
+    let at = content.find(marker)? + marker.len();
+    let rest = content[at..].trim_start();
+    let rest = rest.strip_prefix(':').or_else(|| rest.strip_prefix('：'))?;
+    let instruction = rest.trim();
+    (!instruction.is_empty()).then(|| instruction.to_owned())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::legacy_instruction;
+
+    #[test]
+    fn legacy_marker() {
+        assert_eq!(
+            legacy_instruction("请 执行Agent任务: 打开记事本").as_deref(),
+            Some("打开记事本")
+        );
+        assert_eq!(
+            legacy_instruction("执行Agent任务：输入文本 ").as_deref(),
+            Some("输入文本")
+        );
+        assert_eq!(legacy_instruction("执行Agent任务:   "), None);
+        assert_eq!(legacy_instruction("hello"), None);
+    }
+}

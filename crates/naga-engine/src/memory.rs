@@ -1,0 +1,88 @@
+//! Task memory: the deterministic summary written when a task ends (an LLM
+//! summary replaces it when one is configured). Summaries never delete the
+//! steps they summarise.
+
+use crate::agents::CallOutcome;
+use naga_core::TaskStatus;
+use serde_json::{json, Value};
+
+pub const DETERMINISTIC: &str = "deterministic";
+
+/// One finished (or skipped) call, as the summary sees it.
+pub struct CallSummary<'a> {
+    pub command: &'a str,
+    pub outcome: Option<&'a CallOutcome>,
+}
+
+/// The seed's memory fields (key_findings, failed_attempts, current_status,
+/// next_steps), computed from the calls alone; labelled `deterministic`.
+pub fn summarize(status: TaskStatus, error: Option<&str>, calls: &[CallSummary<'_>]) -> Value {
+    let mut key_findings = Vec::new();
+    let mut failed_attempts = Vec::new();
+    let mut next_steps = Vec::new();
+    let mut done = 0;
+    for c in calls {
+        match c.outcome {
+            Some(o) if o.success => {
+                done += 1;
+                let text = o.text().unwrap_or_default();
+                key_findings.push(format!("{} → {}", c.command, clip(&text)));
+            }
+            Some(o) => {
+                let e = o.error.as_deref().unwrap_or("failed");
+                failed_attempts.push(format!("{} → {}", c.command, clip(e)));
+                next_steps.push(format!("fix the cause, then retry: {}", c.command));
+            }
+            None => next_steps.push(format!("not run: {}", c.command)),
+        }
+    }
+    let mut current_status = format!("{status}: {done} of {} calls succeeded", calls.len());
+    if let Some(e) = error {
+        current_status.push_str(&format!(" ({e})"));
+    }
+    json!({
+        "method": DETERMINISTIC,
+        "key_findings": key_findings,
+        "failed_attempts": failed_attempts,
+        "current_status": current_status,
+        "next_steps": next_steps,
+    })
+}
+
+fn clip(s: &str) -> String {
+    crate::truncate_chars(s, 200)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lists_findings_failures_and_what_is_left() {
+        let ok = CallOutcome::ok("opened");
+        let bad = CallOutcome::failed("no display");
+        let s = summarize(
+            TaskStatus::Failed,
+            None,
+            &[
+                CallSummary {
+                    command: "open editor",
+                    outcome: Some(&ok),
+                },
+                CallSummary {
+                    command: "type text",
+                    outcome: Some(&bad),
+                },
+                CallSummary {
+                    command: "save",
+                    outcome: None,
+                },
+            ],
+        );
+        assert_eq!(s["method"], "deterministic");
+        assert_eq!(s["key_findings"][0], "open editor → opened");
+        assert_eq!(s["failed_attempts"][0], "type text → no display");
+        assert_eq!(s["current_status"], "failed: 1 of 3 calls succeeded");
+        assert_eq!(s["next_steps"].as_array().unwrap().len(), 2);
+    }
+}

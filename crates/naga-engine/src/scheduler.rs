@@ -1,0 +1,635 @@
+//! The scheduler: one active batch per session (FIFO) unless the batch asks
+//! for `parallel`, batches of different sessions in parallel on a bounded
+//! pool, the calls of a batch in order, every call's result and step
+//! committed as it ends, and the terminal state committed together with the
+//! callback it owes.
+//!
+//! In-memory state is only the queues and the cancel handles of tasks that
+//! are waiting or running; it is dropped as soon as a task ends.
+
+use crate::{
+    agents::{CallContext, CallOutcome},
+    callbacks::Callbacks,
+    clock::Clock,
+    executor::Executor,
+    memory, EngineError,
+};
+use naga_core::{
+    config::{SchedulerConfig, SessionPolicy},
+    time::iso,
+    wire::{CallPayload, CallbackEnvelope, TaskKind},
+    CallStatus, TaskStatus,
+};
+use naga_store::{CallFinish, Finished, NewStep, Store, TaskFinish};
+use serde_json::Value;
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::sync::{oneshot, Semaphore};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// A task as the scheduler runs it.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    pub id: String,
+    pub kind: TaskKind,
+    pub session_id: String,
+    pub analysis_session_id: Option<String>,
+    pub callback_url: Option<String>,
+    pub policy: SessionPolicy,
+    pub calls: Vec<CallPayload>,
+    /// Outcomes of calls that already ended (after a restart); `None` = to run.
+    pub done: Vec<Option<CallOutcome>>,
+}
+
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    callbacks: Callbacks,
+    clock: Arc<dyn Clock>,
+    config: SchedulerConfig,
+    agent: Arc<dyn Executor>,
+    mcp: Mutex<Option<Arc<dyn Executor>>>,
+    node_id: String,
+    permits: Arc<Semaphore>,
+    state: Mutex<State>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<String, Slot>,
+    /// Tasks that hold a slot (running or about to): session and cancel handle.
+    running: HashMap<String, (String, CancellationToken)>,
+    waiters: HashMap<String, Vec<oneshot::Sender<TaskStatus>>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    active: usize,
+    queue: VecDeque<TaskSpec>,
+}
+
+/// How a call ended when it did not simply return.
+enum Interrupted {
+    Cancelled,
+    TimedOut(String),
+    Stopping,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Store,
+        callbacks: Callbacks,
+        clock: Arc<dyn Clock>,
+        config: SchedulerConfig,
+        agent: Arc<dyn Executor>,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                permits: Arc::new(Semaphore::new(config.workers.max(1))),
+                store,
+                callbacks,
+                clock,
+                config,
+                agent,
+                mcp: Mutex::new(None),
+                node_id: format!("node-{}", uuid::Uuid::new_v4()),
+                state: Mutex::default(),
+                stop,
+                tracker: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Sets the executor of MCP tasks.
+    pub fn set_mcp_executor(&self, executor: Arc<dyn Executor>) {
+        *self.inner.mcp.lock().unwrap() = Some(executor);
+    }
+
+    /// Whether the session has a batch queued or running here.
+    pub fn session_active(&self, session_id: &str) -> bool {
+        let state = self.inner.state.lock().unwrap();
+        state
+            .sessions
+            .get(session_id)
+            .is_some_and(|s| s.active > 0 || !s.queue.is_empty())
+    }
+
+    /// Hands a committed task to the scheduler.
+    pub fn submit(&self, spec: TaskSpec) {
+        let mut state = self.inner.state.lock().unwrap();
+        let slot = state.sessions.entry(spec.session_id.clone()).or_default();
+        if spec.policy == SessionPolicy::Parallel || slot.active == 0 {
+            tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
+                analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
+                policy = spec.policy.as_str(), "batch starts");
+            slot.active += 1;
+            self.inner.clone().start_locked(&mut state, spec);
+        } else {
+            tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
+                analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
+                queued_behind = slot.active + slot.queue.len(),
+                "session busy: batch queued (FIFO per session)");
+            slot.queue.push_back(spec);
+        }
+    }
+
+    /// Cancels every batch of a session (the `interrupt` policy).
+    pub fn interrupt_session(&self, session_id: &str) -> Vec<String> {
+        let queued: Vec<TaskSpec> = {
+            let mut state = self.inner.state.lock().unwrap();
+            let State {
+                sessions, running, ..
+            } = &mut *state;
+            let Some(slot) = sessions.get_mut(session_id) else {
+                return Vec::new();
+            };
+            let queued = slot.queue.drain(..).collect();
+            for (id, (session, token)) in running.iter() {
+                if session == session_id {
+                    tracing::info!(task_id = %id, session_id, "interrupt: cancelling running batch");
+                    token.cancel();
+                }
+            }
+            queued
+        };
+        let ids = queued.iter().map(|s| s.id.clone()).collect();
+        for spec in queued {
+            let inner = self.inner.clone();
+            inner.tracker.clone().spawn(async move {
+                inner
+                    .complete(
+                        &spec,
+                        TaskStatus::Cancelled,
+                        Some("interrupted by a newer batch of the session".into()),
+                        &spec.done,
+                    )
+                    .await;
+            });
+        }
+        ids
+    }
+
+    /// Cancels a task: a running call stops at once, the rest is skipped.
+    /// Resolves with the task's final status.
+    pub async fn cancel(&self, task_id: &str) -> Result<TaskStatus, EngineError> {
+        enum Found {
+            Running(oneshot::Receiver<TaskStatus>),
+            Queued(TaskSpec),
+            Neither,
+        }
+        let found = {
+            let mut state = self.inner.state.lock().unwrap();
+            if let Some((_, token)) = state.running.get(task_id).cloned() {
+                let (tx, rx) = oneshot::channel();
+                state
+                    .waiters
+                    .entry(task_id.to_owned())
+                    .or_default()
+                    .push(tx);
+                token.cancel();
+                Found::Running(rx)
+            } else {
+                let mut hit = None;
+                for slot in state.sessions.values_mut() {
+                    if let Some(pos) = slot.queue.iter().position(|s| s.id == task_id) {
+                        hit = slot.queue.remove(pos);
+                        break;
+                    }
+                }
+                hit.map_or(Found::Neither, Found::Queued)
+            }
+        };
+        match found {
+            Found::Running(rx) => rx.await.map_err(|_| {
+                EngineError::Unavailable(
+                    "the server is stopping; the task will resume after restart".into(),
+                )
+            }),
+            Found::Queued(spec) => {
+                tracing::info!(task_id, session_id = %spec.session_id, "queued batch cancelled");
+                self.inner
+                    .complete(
+                        &spec,
+                        TaskStatus::Cancelled,
+                        Some("cancelled before it started".into()),
+                        &spec.done,
+                    )
+                    .await;
+                Ok(TaskStatus::Cancelled)
+            }
+            Found::Neither => {
+                let task = self.inner.store.task(task_id).await?;
+                match task {
+                    None => Err(EngineError::NotFound(format!("no task `{task_id}`"))),
+                    Some(t) => Err(EngineError::Conflict(format!(
+                        "task `{task_id}` is {} and can no longer be cancelled",
+                        t.status
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// A receiver for the final status of a task held here.
+    pub fn wait(&self, task_id: &str) -> Option<oneshot::Receiver<TaskStatus>> {
+        let mut state = self.inner.state.lock().unwrap();
+        let held = state.running.contains_key(task_id)
+            || state
+                .sessions
+                .values()
+                .any(|s| s.queue.iter().any(|t| t.id == task_id));
+        held.then(|| {
+            let (tx, rx) = oneshot::channel();
+            state
+                .waiters
+                .entry(task_id.to_owned())
+                .or_default()
+                .push(tx);
+            rx
+        })
+    }
+
+    /// Resumes every task the store has as queued or running, in acceptance
+    /// order, each at its first unfinished call.
+    pub async fn recover(&self) -> Result<usize, EngineError> {
+        let tasks = self.inner.store.unfinished_tasks().await?;
+        let n = tasks.len();
+        for t in tasks {
+            let calls = self.inner.store.calls(&t.id).await?;
+            let mut payloads = Vec::with_capacity(calls.len());
+            let mut done = Vec::with_capacity(calls.len());
+            for c in calls {
+                payloads.push(serde_json::from_str(&c.payload).unwrap_or_default());
+                let finished = CallStatus::parse(&c.status) != CallStatus::Pending;
+                done.push(
+                    c.result
+                        .filter(|_| finished)
+                        .and_then(|r| serde_json::from_str(&r).ok()),
+                );
+            }
+            tracing::info!(task_id = %t.id, session_id = %t.session_id,
+                analysis_session_id = t.analysis_session_id.as_deref().unwrap_or(""),
+                finished_calls = done.iter().filter(|d| d.is_some()).count(),
+                calls = done.len(), "resuming task after restart");
+            self.submit(TaskSpec {
+                kind: TaskKind::parse(&t.kind).unwrap_or(TaskKind::Agent),
+                policy: serde_json::from_value(Value::String(t.policy)).unwrap_or_default(),
+                id: t.id,
+                session_id: t.session_id,
+                analysis_session_id: t.analysis_session_id,
+                callback_url: t.callback_url,
+                calls: payloads,
+                done,
+            });
+        }
+        Ok(n)
+    }
+
+    /// Waits up to `grace` for running tasks to stop after `stop` fired.
+    pub async fn wait_stopped(&self, grace: Duration) {
+        self.inner.tracker.close();
+        let _ = tokio::time::timeout(grace, self.inner.tracker.wait()).await;
+    }
+}
+
+impl Inner {
+    fn executor(&self, kind: TaskKind) -> Option<Arc<dyn Executor>> {
+        match kind {
+            TaskKind::Agent => Some(self.agent.clone()),
+            TaskKind::Mcp => self.mcp.lock().unwrap().clone(),
+        }
+    }
+
+    /// Registers the task's cancel handle and spawns it. Called with the
+    /// state locked, after counting it active in its session's slot.
+    fn start_locked(self: Arc<Self>, state: &mut State, spec: TaskSpec) {
+        let token = CancellationToken::new();
+        state
+            .running
+            .insert(spec.id.clone(), (spec.session_id.clone(), token.clone()));
+        let tracker = self.tracker.clone();
+        tracker.spawn(async move {
+            let status = self.run(&spec, &token).await;
+            self.release(&spec, status);
+        });
+    }
+
+    /// Frees the task's slot and starts the next batch of its session.
+    fn release(self: &Arc<Self>, spec: &TaskSpec, status: Option<TaskStatus>) {
+        let mut state = self.state.lock().unwrap();
+        state.running.remove(&spec.id);
+        if let Some(waiters) = state.waiters.remove(&spec.id) {
+            if let Some(status) = status {
+                for w in waiters {
+                    let _ = w.send(status);
+                }
+            }
+        }
+        let Some(slot) = state.sessions.get_mut(&spec.session_id) else {
+            return;
+        };
+        slot.active = slot.active.saturating_sub(1);
+        let next = if self.stop.is_cancelled() {
+            None
+        } else {
+            slot.queue.pop_front()
+        };
+        match next {
+            Some(next) => {
+                slot.active += 1;
+                tracing::info!(task_id = %next.id, session_id = %next.session_id,
+                    analysis_session_id = next.analysis_session_id.as_deref().unwrap_or(""),
+                    "next queued batch of the session starts");
+                self.clone().start_locked(&mut state, next);
+            }
+            None if slot.active == 0 && slot.queue.is_empty() => {
+                state.sessions.remove(&spec.session_id);
+            }
+            None => {}
+        }
+    }
+
+    /// Runs a task to its end. `None`: it did not end here (the server is
+    /// stopping, or the store failed); the store still has it as running and
+    /// a restart resumes it.
+    async fn run(&self, spec: &TaskSpec, token: &CancellationToken) -> Option<TaskStatus> {
+        let ids = (
+            spec.id.as_str(),
+            spec.session_id.as_str(),
+            spec.analysis_session_id.as_deref().unwrap_or(""),
+        );
+        let _permit = tokio::select! {
+            p = self.permits.clone().acquire_owned() => p.ok()?,
+            _ = self.stop.cancelled() => return None,
+            _ = token.cancelled() => {
+                return self.complete(spec, TaskStatus::Cancelled, Some("cancelled before it started".into()), &spec.done).await;
+            }
+        };
+        let now = self.clock.now_ms();
+        let lease_until = now + self.config.lease_ms as i64;
+        match self
+            .store
+            .start_task(&spec.id, &self.node_id, now, lease_until)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(
+                    task_id = ids.0,
+                    session_id = ids.1,
+                    "task already ended; not run"
+                );
+                let t = self.store.task(&spec.id).await.ok()??;
+                return t.status.parse().ok();
+            }
+            Err(e) => {
+                tracing::error!(task_id = ids.0, session_id = ids.1, error = %e, "cannot start task");
+                return None;
+            }
+        }
+        let Some(executor) = self.executor(spec.kind) else {
+            let outcomes: Vec<_> = spec
+                .calls
+                .iter()
+                .map(|_| {
+                    Some(CallOutcome::failed(
+                        "this server has no MCP executor configured",
+                    ))
+                })
+                .collect();
+            return self
+                .complete(
+                    spec,
+                    TaskStatus::Failed,
+                    Some("no MCP executor".into()),
+                    &outcomes,
+                )
+                .await;
+        };
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config.task_timeout_ms);
+        let mut outcomes = spec.done.clone();
+        outcomes.resize(spec.calls.len(), None);
+        let mut end: Option<(TaskStatus, String)> = None;
+        for (index, call) in spec.calls.iter().enumerate() {
+            if outcomes[index].is_some() {
+                continue;
+            }
+            if token.is_cancelled() {
+                end = Some((TaskStatus::Cancelled, "cancelled".into()));
+                break;
+            }
+            let ctx = CallContext {
+                task_id: spec.id.clone(),
+                session_id: spec.session_id.clone(),
+                index,
+            };
+            let call_ms = call
+                .get("timeout_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(self.config.call_timeout_ms);
+            let call_deadline = tokio::time::Instant::now() + Duration::from_millis(call_ms);
+            let started_at = self.clock.now_ms();
+            tracing::debug!(task_id = ids.0, session_id = ids.1, index, "call starts");
+            let result = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => Err(Interrupted::Stopping),
+                _ = token.cancelled() => Err(Interrupted::Cancelled),
+                _ = tokio::time::sleep_until(deadline.min(call_deadline)) => Err(Interrupted::TimedOut(
+                    if deadline <= call_deadline {
+                        format!("task timed out after {} ms", self.config.task_timeout_ms)
+                    } else {
+                        format!("call {index} timed out after {call_ms} ms")
+                    })),
+                o = executor.run(call, &ctx) => Ok(o),
+            };
+            let outcome = match result {
+                Ok(o) => o,
+                Err(Interrupted::Stopping) => {
+                    tracing::info!(
+                        task_id = ids.0,
+                        session_id = ids.1,
+                        index,
+                        "server stopping: call abandoned, resumes after restart"
+                    );
+                    return None;
+                }
+                Err(Interrupted::Cancelled) => {
+                    end = Some((
+                        TaskStatus::Cancelled,
+                        format!("cancelled while call {index} was running"),
+                    ));
+                    CallOutcome::failed("cancelled while running")
+                }
+                Err(Interrupted::TimedOut(why)) => {
+                    end = Some((TaskStatus::TimedOut, why.clone()));
+                    CallOutcome::failed(why)
+                }
+            };
+            if let Err(e) = self
+                .record_call(spec, executor.as_ref(), index, call, &outcome, started_at)
+                .await
+            {
+                tracing::error!(task_id = ids.0, session_id = ids.1, index, error = %e, "cannot record call; task resumes after restart");
+                return None;
+            }
+            outcomes[index] = Some(outcome);
+            if end.is_some() {
+                break;
+            }
+        }
+        let (status, error) = match end {
+            Some((s, e)) => (s, Some(e)),
+            None => {
+                let failed = outcomes.iter().flatten().filter(|o| !o.success).count();
+                if failed == 0 {
+                    (TaskStatus::Succeeded, None)
+                } else {
+                    (
+                        TaskStatus::Failed,
+                        Some(format!("{failed} of {} calls failed", spec.calls.len())),
+                    )
+                }
+            }
+        };
+        self.complete(spec, status, error, &outcomes).await
+    }
+
+    async fn record_call(
+        &self,
+        spec: &TaskSpec,
+        executor: &dyn Executor,
+        index: usize,
+        call: &CallPayload,
+        outcome: &CallOutcome,
+        started_at: i64,
+    ) -> Result<(), naga_store::StoreError> {
+        let command = executor.command(call);
+        let step = NewStep {
+            task_id: spec.id.clone(),
+            call_idx: Some(index as i64),
+            purpose: Some(command.clone()),
+            content: Some(Value::Object(call.clone()).to_string()),
+            output: outcome.text(),
+            analysis: None,
+            success: outcome.success,
+            error: outcome.error.clone(),
+            created_at: self.clock.now_ms(),
+        };
+        self.store
+            .finish_call(CallFinish {
+                idx: index as i64,
+                status: if outcome.success {
+                    CallStatus::Succeeded.as_str()
+                } else {
+                    CallStatus::Failed.as_str()
+                },
+                result: serde_json::to_string(outcome).unwrap_or_default(),
+                started_at,
+                step,
+                command,
+            })
+            .await?;
+        tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
+            analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
+            index, success = outcome.success, "call finished");
+        Ok(())
+    }
+
+    /// Ends the task: terminal state, summary and callback in one commit,
+    /// then hands the callback to the delivery worker.
+    async fn complete(
+        &self,
+        spec: &TaskSpec,
+        status: TaskStatus,
+        error: Option<String>,
+        outcomes: &[Option<CallOutcome>],
+    ) -> Option<TaskStatus> {
+        let executor = self.executor(spec.kind);
+        let now = self.clock.now_ms();
+        let mut results = Vec::new();
+        let mut summaries = Vec::new();
+        let commands: Vec<String> = spec
+            .calls
+            .iter()
+            .map(|c| executor.as_ref().map(|e| e.command(c)).unwrap_or_default())
+            .collect();
+        for (i, call) in spec.calls.iter().enumerate() {
+            let outcome = outcomes.get(i).and_then(Option::as_ref);
+            if let (Some(o), Some(e)) = (outcome, &executor) {
+                results.push(e.result_entry(i, call, o));
+            }
+            summaries.push(memory::CallSummary {
+                command: &commands[i],
+                outcome,
+            });
+        }
+        let summary = memory::summarize(status, error.as_deref(), &summaries);
+        let success = status == TaskStatus::Succeeded;
+        let message = match &error {
+            Some(e) => format!("{status}: {e}"),
+            None => format!("{status}: {} calls", spec.calls.len()),
+        };
+        let callback = spec.callback_url.clone().map(|url| {
+            let result = executor
+                .as_ref()
+                .and_then(|e| e.envelope_result(success, &results, &message));
+            (
+                url,
+                CallbackEnvelope {
+                    task_id: spec.id.clone(),
+                    request_id: spec.id.clone(),
+                    kind: spec.kind,
+                    session_id: spec.session_id.clone(),
+                    analysis_session_id: spec.analysis_session_id.clone(),
+                    status: status.as_str().to_owned(),
+                    success,
+                    error: error.clone(),
+                    results,
+                    completed_at: iso(now),
+                    sequence: 0,
+                    result,
+                },
+            )
+        });
+        let finish = TaskFinish {
+            task_id: spec.id.clone(),
+            status,
+            error: error.clone(),
+            finished_at: now,
+            callback,
+            callback_id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
+            memory: Some((memory::DETERMINISTIC.to_owned(), summary.to_string())),
+        };
+        match self.store.finish_task(finish).await {
+            Ok(Finished::Ended { callback }) => {
+                tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
+                    analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
+                    status = status.as_str(), error = error.as_deref().unwrap_or(""),
+                    callback = callback.is_some(), "task finished");
+                if let Some(row) = callback {
+                    self.callbacks.enqueue(row);
+                }
+                Some(status)
+            }
+            Ok(Finished::AlreadyEnded) => {
+                let t = self.store.task(&spec.id).await.ok()??;
+                t.status.parse().ok()
+            }
+            Err(e) => {
+                tracing::error!(task_id = %spec.id, session_id = %spec.session_id, error = %e, "cannot record the end of the task; it resumes after restart");
+                None
+            }
+        }
+    }
+}
