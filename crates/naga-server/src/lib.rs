@@ -1,1 +1,120 @@
+//! naga's HTTP services: one axum router per service, sharing one engine.
+//! Handlers are thin: parse, call the engine, map the result.
 
+pub mod agent;
+mod callbacks;
+mod error;
+mod extract;
+mod health;
+mod views;
+
+pub use error::{ApiError, ApiResult};
+pub use naga_engine::clock::SystemClock;
+
+use anyhow::Context;
+use axum::{
+    extract::DefaultBodyLimit,
+    http::{Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    Router,
+};
+use naga_core::config::{Config, Service};
+use naga_engine::{clock::Clock, Engine};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+
+/// Largest request body accepted (1 MiB): larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The layers every service shares: body limit, JSON 404/405, a panic
+/// turned into a JSON 500, request tracing.
+pub fn with_common_layers(router: Router) -> Router {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
+            },
+        ))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn not_found(uri: Uri) -> Response {
+    ApiError::not_found(format!("no endpoint `{}`", uri.path())).into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("`{method} {}` is not supported", uri.path()),
+    )
+    .into_response()
+}
+
+/// A running naga: the engine and the services this process serves.
+pub struct Running {
+    pub engine: Engine,
+    pub agent_addr: Option<SocketAddr>,
+    stop: CancellationToken,
+    servers: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in flight finish, stops the engine.
+    pub async fn shutdown(self, grace: Duration) {
+        self.stop.cancel();
+        for s in self.servers {
+            let _ = tokio::time::timeout(grace, s).await;
+        }
+        self.engine.shutdown(grace).await;
+    }
+}
+
+async fn bind(addr: &str, service: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the {service} server (is another naga running? set --{service}-addr)"))
+}
+
+/// Starts the engine and the configured services on their addresses
+/// (port 0 picks a free port: see the returned addresses).
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let agent_listener = match config.runs(Service::Agent) {
+        true => Some(bind(&config.agent_addr, "agent").await?),
+        false => None,
+    };
+    for (service, name) in [(Service::Api, "API"), (Service::Mcp, "MCP")] {
+        if config.runs(service) {
+            tracing::warn!("the {name} server is not part of this version yet; not started");
+        }
+    }
+    let engine = Engine::start(config, clock)
+        .await
+        .context("cannot start the engine")?;
+    let stop = CancellationToken::new();
+    let mut servers = Vec::new();
+    let mut agent_addr = None;
+    if let Some(listener) = agent_listener {
+        let addr = listener.local_addr()?;
+        agent_addr = Some(addr);
+        let app = with_common_layers(agent::router(engine.clone()));
+        let stop = stop.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }));
+        tracing::info!(%addr, "agent server listening");
+    }
+    Ok(Running {
+        engine,
+        agent_addr,
+        stop,
+        servers,
+    })
+}

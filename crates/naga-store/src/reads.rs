@@ -135,30 +135,41 @@ impl Store {
         .await?)
     }
 
-    pub async fn key_facts(&self, scope: &MemoryScope) -> Result<Vec<KeyFactRow>, StoreError> {
+    /// Key facts, newest first.
+    pub async fn key_facts(
+        &self,
+        scope: &MemoryScope,
+        limit: i64,
+    ) -> Result<Vec<KeyFactRow>, StoreError> {
         let mut q = QueryBuilder::new("SELECT * FROM key_facts");
         scope.push_where(&mut q, "task_id");
-        q.push(" ORDER BY created_at, key");
+        q.push(" ORDER BY created_at DESC, key DESC LIMIT ")
+            .push_bind(limit);
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 
+    /// Failed-attempt counters, most failed first.
     pub async fn failed_attempts(
         &self,
         scope: &MemoryScope,
+        limit: i64,
     ) -> Result<Vec<FailedAttemptRow>, StoreError> {
         let mut q = QueryBuilder::new("SELECT * FROM failed_attempts");
         scope.push_where(&mut q, "last_task_id");
-        q.push(" ORDER BY count DESC, command");
+        q.push(" ORDER BY count DESC, command LIMIT ")
+            .push_bind(limit);
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 
+    /// Summaries, newest first.
     pub async fn compressed_memories(
         &self,
         scope: &MemoryScope,
+        limit: i64,
     ) -> Result<Vec<CompressedMemoryRow>, StoreError> {
         let mut q = QueryBuilder::new("SELECT * FROM compressed_memories");
         scope.push_where(&mut q, "task_id");
-        q.push(" ORDER BY id");
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 

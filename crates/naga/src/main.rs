@@ -1,1 +1,106 @@
-fn main() {}
+//! `naga`: the server (`naga serve`) and a small client for it.
+//! Data goes to stdout, everything else (logs, errors) to stderr.
+
+mod client;
+mod config;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::{process::ExitCode, sync::Arc, time::Duration};
+
+#[derive(Parser)]
+#[command(
+    name = "naga",
+    version,
+    about = "naga: session-managed task scheduling for AI assistants"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the services (API 8000, agent 8001, MCP 8003) on embedded defaults.
+    Serve(config::ServeArgs),
+    /// Schedule one agent call on the agent server and print its answer.
+    Schedule(client::ScheduleArgs),
+    /// List tasks of the agent server.
+    Tasks(client::TasksArgs),
+    /// List sessions of the agent server.
+    Sessions(client::SessionsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("naga: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Schedule(args) => client::schedule(args).await,
+            Command::Tasks(args) => client::tasks(args).await,
+            Command::Sessions(args) => client::sessions(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("naga: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_json);
+    let config = args.load().context("invalid configuration")?;
+    tracing::info!(data_dir = %config.data_dir.display(), database = %config.database_url(),
+        synchronous = ?config.store.synchronous, "starting naga");
+    let running = naga_server::start(config, Arc::new(naga_server::SystemClock)).await?;
+    if let Some(addr) = running.agent_addr {
+        eprintln!("naga: agent server on http://{addr}");
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new requests; running calls get a grace period");
+    running.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::{fmt, EnvFilter};
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,208 @@
+//! Sessions and memory: key facts, failed attempts, summaries.
+
+use super::tasks::{find_task, page_limit, tasks_json, ListQuery};
+use crate::{
+    error::ApiResult,
+    extract::{Path, Query},
+    views, ApiError,
+};
+use axum::extract::State;
+use naga_engine::Engine;
+use naga_store::{MemoryScope, SessionRow};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// Most memory entries of each kind in one answer.
+const MEMORY_LIMIT: i64 = 1000;
+
+async fn memory_json(engine: &Engine, scope: &MemoryScope, limit: i64) -> ApiResult<Value> {
+    let store = engine.store();
+    let facts: Vec<Value> = store
+        .key_facts(scope, limit)
+        .await?
+        .iter()
+        .map(views::key_fact)
+        .collect();
+    let failed: Vec<Value> = store
+        .failed_attempts(scope, limit)
+        .await?
+        .iter()
+        .map(views::failed_attempt)
+        .collect();
+    let compressed: Vec<Value> = store
+        .compressed_memories(scope, limit)
+        .await?
+        .iter()
+        .map(views::compressed)
+        .collect();
+    Ok(
+        json!({"success": true, "key_facts": facts, "failed_attempts": failed,
+              "compressed_memories": compressed}),
+    )
+}
+
+/// `GET /tasks/{id}/memory`.
+pub async fn task(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let t = find_task(&engine, &id).await?;
+    let mut v = memory_json(&engine, &MemoryScope::Task(id.clone()), MEMORY_LIMIT).await?;
+    v["task_id"] = json!(id);
+    v["session_id"] = json!(t.session_id);
+    v["steps_count"] = json!(t.steps_count);
+    Ok(axum::Json(v))
+}
+
+/// `DELETE /tasks/{id}/memory`: forgets the task's memory; its steps stay.
+pub async fn clear_task(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let t = find_task(&engine, &id).await?;
+    let removed = engine
+        .store()
+        .clear_memory(MemoryScope::Task(id.clone()))
+        .await?;
+    tracing::info!(task_id = %id, session_id = %t.session_id, removed, "task memory cleared");
+    Ok(axum::Json(
+        json!({"success": true, "task_id": id, "removed": removed}),
+    ))
+}
+
+/// `GET /memory/global`: memory across sessions, newest first, with counts.
+pub async fn global(
+    State(engine): State<Engine>,
+    Query(p): Query<Page>,
+) -> ApiResult<axum::Json<Value>> {
+    let mut v = memory_json(&engine, &MemoryScope::Global, page_limit(p.limit)?).await?;
+    v["stats"] = serde_json::to_value(engine.store().counts().await?).unwrap_or_default();
+    Ok(axum::Json(v))
+}
+
+/// `DELETE /memory/global`.
+pub async fn clear_global(State(engine): State<Engine>) -> ApiResult<axum::Json<Value>> {
+    let removed = engine.store().clear_memory(MemoryScope::Global).await?;
+    tracing::info!(removed, "global memory cleared");
+    Ok(axum::Json(json!({"success": true, "removed": removed})))
+}
+
+/// `GET /sessions`: most recently active first.
+pub async fn sessions(
+    State(engine): State<Engine>,
+    Query(p): Query<Page>,
+) -> ApiResult<axum::Json<Value>> {
+    let rows = engine
+        .store()
+        .sessions(page_limit(p.limit)?, p.offset.unwrap_or(0).max(0))
+        .await?;
+    let sessions: Vec<Value> = rows.iter().map(views::session).collect();
+    Ok(axum::Json(
+        json!({"success": true, "count": sessions.len(), "sessions": sessions}),
+    ))
+}
+
+async fn find_session(engine: &Engine, id: &str) -> ApiResult<SessionRow> {
+    engine.store().session(id).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no session `{id}` (a session exists once a batch names it)"
+        ))
+    })
+}
+
+/// `GET /sessions/{id}`: the session and its analysis sessions.
+pub async fn session(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let s = find_session(&engine, &id).await?;
+    let analysis: Vec<Value> = engine
+        .store()
+        .analysis_sessions(&id)
+        .await?
+        .into_iter()
+        .map(|(a, at)| json!({"analysis_session_id": a, "created_at": naga_core::time::iso(at)}))
+        .collect();
+    let mut v = views::session(&s);
+    v["success"] = json!(true);
+    v["analysis_session_ids"] = json!(analysis);
+    Ok(axum::Json(v))
+}
+
+/// `GET /sessions/{id}/memory`.
+pub async fn session_memory(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    find_session(&engine, &id).await?;
+    let mut v = memory_json(&engine, &MemoryScope::Session(id.clone()), MEMORY_LIMIT).await?;
+    v["session_id"] = json!(id);
+    Ok(axum::Json(v))
+}
+
+/// `DELETE /sessions/{id}/memory`.
+pub async fn clear_session(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    find_session(&engine, &id).await?;
+    let removed = engine
+        .store()
+        .clear_memory(MemoryScope::Session(id.clone()))
+        .await?;
+    tracing::info!(session_id = %id, removed, "session memory cleared");
+    Ok(axum::Json(
+        json!({"success": true, "session_id": id, "removed": removed}),
+    ))
+}
+
+/// `GET /sessions/{id}/tasks`: tasks of both kinds, newest first.
+pub async fn session_tasks(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    find_session(&engine, &id).await?;
+    let mut filter = q.filter()?;
+    filter.session_id = Some(id.clone());
+    let mut v = tasks_json(&engine, &filter).await?;
+    v["session_id"] = json!(id);
+    Ok(axum::Json(v))
+}
+
+/// One list of a session's memory: `key_facts`, `failed_attempts` or
+/// `compressed_memories`.
+async fn session_part(engine: &Engine, id: String, part: &str) -> ApiResult<axum::Json<Value>> {
+    find_session(engine, &id).await?;
+    let v = memory_json(engine, &MemoryScope::Session(id.clone()), MEMORY_LIMIT).await?;
+    Ok(axum::Json(
+        json!({"success": true, "session_id": id, part: v[part]}),
+    ))
+}
+
+pub async fn session_key_facts(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    session_part(&engine, id, "key_facts").await
+}
+
+pub async fn session_failed_attempts(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    session_part(&engine, id, "failed_attempts").await
+}
+
+pub async fn session_compressed(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    session_part(&engine, id, "compressed_memories").await
+}

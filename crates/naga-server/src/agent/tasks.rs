@@ -1,0 +1,181 @@
+use crate::{
+    error::ApiResult,
+    extract::{Json, Path, Query},
+    views, ApiError,
+};
+use axum::extract::State;
+use naga_core::TaskStatus;
+use naga_engine::Engine;
+use naga_store::{NewStep, TaskFilter, TaskRow};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    pub session_id: Option<String>,
+    pub status: Option<String>,
+    pub kind: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+impl ListQuery {
+    pub fn filter(&self) -> ApiResult<TaskFilter> {
+        let status = match self.status.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(
+                s.parse::<TaskStatus>()
+                    .map_err(|e| ApiError::bad_request("invalid_status", e.to_string()))?,
+            ),
+        };
+        let kind = match self.kind.as_deref() {
+            None | Some("") => None,
+            Some("agent") => Some("agent"),
+            Some("mcp") => Some("mcp"),
+            Some(k) => {
+                return Err(ApiError::bad_request(
+                    "invalid_kind",
+                    format!("unknown kind `{k}`: agent or mcp"),
+                ))
+            }
+        };
+        Ok(TaskFilter {
+            session_id: self.session_id.clone(),
+            status,
+            kind,
+            limit: page_limit(self.limit)?,
+            offset: self.offset.unwrap_or(0).max(0),
+        })
+    }
+}
+
+/// `limit` of a listing: 1..=1000, default 100.
+pub fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
+    match limit.unwrap_or(100) {
+        n @ 1..=1000 => Ok(n),
+        n => Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and 1000, not {n}"),
+        )),
+    }
+}
+
+pub async fn tasks_json(engine: &Engine, filter: &TaskFilter) -> ApiResult<Value> {
+    let tasks: Vec<Value> = engine
+        .store()
+        .tasks(filter)
+        .await?
+        .iter()
+        .map(views::task)
+        .collect();
+    Ok(json!({"success": true, "count": tasks.len(), "tasks": tasks}))
+}
+
+/// `GET /tasks[?session_id=&status=&kind=&limit=&offset=]`, newest first.
+pub async fn list(
+    State(engine): State<Engine>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(tasks_json(&engine, &q.filter()?).await?))
+}
+
+pub async fn find_task(engine: &Engine, id: &str) -> ApiResult<TaskRow> {
+    engine
+        .store()
+        .task(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no task `{id}`")))
+}
+
+/// `GET /tasks/{id}`: the task with its calls and steps.
+pub async fn get_one(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let task = find_task(&engine, &id).await?;
+    let calls = engine.store().calls(&id).await?;
+    let steps = engine.store().steps(&id).await?;
+    let mut v = views::task(&task);
+    v["success"] = json!(true);
+    v["calls"] = calls.iter().map(views::call).collect();
+    v["steps"] = steps.iter().map(views::step).collect();
+    Ok(axum::Json(v))
+}
+
+/// `GET /tasks/{id}/steps`.
+pub async fn steps(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    find_task(&engine, &id).await?;
+    let steps: Vec<Value> = engine
+        .store()
+        .steps(&id)
+        .await?
+        .iter()
+        .map(views::step)
+        .collect();
+    Ok(axum::Json(
+        json!({"success": true, "task_id": id, "count": steps.len(), "steps": steps}),
+    ))
+}
+
+/// `POST /tasks/{id}/cancel` and `DELETE /tasks/{id}`.
+pub async fn cancel(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let status = engine.scheduler().cancel(&id).await?;
+    Ok(axum::Json(
+        json!({"success": true, "task_id": id, "status": status,
+        "message": format!("task {id} is {status}")}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct StepRequest {
+    purpose: Option<String>,
+    content: Option<String>,
+    output: Option<String>,
+    analysis: Option<String>,
+    #[serde(default = "yes")]
+    success: bool,
+    error: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /tasks/{id}/steps`: records a step reported by a client.
+pub async fn add_step(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+    Json(req): Json<StepRequest>,
+) -> ApiResult<axum::Json<Value>> {
+    if req.purpose.is_none() && req.content.is_none() && req.output.is_none() {
+        return Err(ApiError::bad_request(
+            "empty_step",
+            "a step needs at least one of `purpose`, `content`, `output`",
+        ));
+    }
+    find_task(&engine, &id).await?;
+    let step = engine
+        .store()
+        .add_step(NewStep {
+            task_id: id,
+            call_idx: None,
+            purpose: req.purpose,
+            content: req.content,
+            output: req.output,
+            analysis: req.analysis,
+            success: req.success,
+            error: req.error,
+            created_at: engine.clock().now_ms(),
+        })
+        .await?;
+    tracing::info!(task_id = %step.task_id, session_id = %step.session_id, step_id = step.step_no, "step recorded");
+    Ok(axum::Json(
+        json!({"success": true, "step": views::step(&step)}),
+    ))
+}

@@ -1,0 +1,183 @@
+//! Toolkits (file_edit), the `/file/*` shortcuts and computer control.
+
+use crate::{
+    error::ApiResult,
+    extract::{Json, Path, Query},
+    ApiError,
+};
+use axum::{extract::State, http::StatusCode};
+use naga_engine::{
+    agents::{
+        file_edit::{ToolError, TOOLS},
+        Agent, CallContext, FileEditToolkit,
+    },
+    Engine,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+fn tool_specs() -> Vec<Value> {
+    TOOLS
+        .iter()
+        .map(|t| {
+            json!({"toolkit": FileEditToolkit::NAME, "name": t.name,
+                        "description": t.description, "input_schema": (t.input_schema)()})
+        })
+        .collect()
+}
+
+/// `GET /tools`: every toolkit tool, and the agents with their availability.
+pub async fn tools(State(engine): State<Engine>) -> axum::Json<Value> {
+    let agents: Vec<Value> = engine
+        .agents()
+        .iter()
+        .map(|a| {
+            let available = a.available();
+            json!({"name": a.name(), "description": a.description(),
+                   "available": available.is_ok(), "reason": available.err()})
+        })
+        .collect();
+    axum::Json(json!({"success": true, "tools": tool_specs(), "agents": agents}))
+}
+
+/// `GET /toolkits`.
+pub async fn toolkits() -> axum::Json<Value> {
+    let names: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
+    axum::Json(
+        json!({"success": true, "toolkits": [{"name": FileEditToolkit::NAME,
+        "description": FileEditToolkit::DESCRIPTION, "tools": names}]}),
+    )
+}
+
+fn known_toolkit(name: &str) -> ApiResult<()> {
+    if name == FileEditToolkit::NAME {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "no toolkit `{name}`: this server has {}",
+            FileEditToolkit::NAME
+        )))
+    }
+}
+
+/// `GET /toolkits/{name}`.
+pub async fn toolkit(Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
+    known_toolkit(&name)?;
+    Ok(axum::Json(json!({"success": true, "name": name,
+        "description": FileEditToolkit::DESCRIPTION, "tools": tool_specs()})))
+}
+
+impl From<ToolError> for ApiError {
+    fn from(e: ToolError) -> Self {
+        let code = match &e {
+            ToolError::UnknownTool(_) => return ApiError::not_found(e.to_string()),
+            ToolError::NotFound(_) => return ApiError::not_found(e.to_string()),
+            ToolError::Invalid(_) => "invalid_arguments",
+            ToolError::Refused(_) => "path_refused",
+            ToolError::Io(_) => return ApiError::Internal(anyhow::anyhow!(e)),
+        };
+        ApiError::bad_request(code, e.to_string())
+    }
+}
+
+async fn run_tool(
+    engine: &Engine,
+    tool: &str,
+    args: &Map<String, Value>,
+) -> ApiResult<axum::Json<Value>> {
+    let result = engine.file_edit().call(tool, args).await?;
+    tracing::info!(
+        toolkit = FileEditToolkit::NAME,
+        tool,
+        "tool called over HTTP"
+    );
+    Ok(axum::Json(
+        json!({"success": true, "toolkit": FileEditToolkit::NAME, "tool": tool, "result": result}),
+    ))
+}
+
+/// `POST /tools/{toolkit}/{tool}` with the tool's arguments as the body.
+pub async fn call_tool(
+    State(engine): State<Engine>,
+    Path((toolkit, tool)): Path<(String, String)>,
+    Json(args): Json<Map<String, Value>>,
+) -> ApiResult<axum::Json<Value>> {
+    known_toolkit(&toolkit)?;
+    run_tool(&engine, &tool, &args).await
+}
+
+pub async fn file_edit(
+    State(engine): State<Engine>,
+    Json(args): Json<Map<String, Value>>,
+) -> ApiResult<axum::Json<Value>> {
+    run_tool(&engine, "edit_file", &args).await
+}
+
+pub async fn file_write(
+    State(engine): State<Engine>,
+    Json(args): Json<Map<String, Value>>,
+) -> ApiResult<axum::Json<Value>> {
+    run_tool(&engine, "write_file", &args).await
+}
+
+#[derive(Deserialize)]
+pub struct PathQuery {
+    path: Option<String>,
+}
+
+impl PathQuery {
+    fn args(self) -> Map<String, Value> {
+        let mut m = Map::new();
+        if let Some(p) = self.path {
+            m.insert("path".into(), Value::String(p));
+        }
+        m
+    }
+}
+
+pub async fn file_read(
+    State(engine): State<Engine>,
+    Query(q): Query<PathQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    run_tool(&engine, "read_file", &q.args()).await
+}
+
+pub async fn file_list(
+    State(engine): State<Engine>,
+    Query(q): Query<PathQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    run_tool(&engine, "list_files", &q.args()).await
+}
+
+/// `GET /computer_control/availability`: `{"ready", "capabilities", "reasons"}`.
+pub async fn cc_availability(State(engine): State<Engine>) -> axum::Json<Value> {
+    let a = engine.computer_control().availability();
+    axum::Json(
+        json!({"success": true, "ready": a.ready, "capabilities": a.capabilities, "reasons": a.reasons}),
+    )
+}
+
+/// `POST /computer_control/execute`: runs one action now, outside any batch.
+pub async fn cc_execute(
+    State(engine): State<Engine>,
+    Json(call): Json<Map<String, Value>>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let cc = engine.computer_control();
+    if let Err(why) = cc.available() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "computer_control_unavailable",
+            format!("computer_control is not available: {why}"),
+        ));
+    }
+    let ctx = CallContext {
+        task_id: "direct".into(),
+        session_id: "direct".into(),
+        index: 0,
+    };
+    let outcome = cc.run(&call, &ctx).await;
+    Ok((
+        StatusCode::OK,
+        axum::Json(serde_json::to_value(outcome).unwrap_or_default()),
+    ))
+}

@@ -1,0 +1,128 @@
+//! `naga serve`'s configuration: flags over `NAGA_…` environment variables
+//! over the TOML file over the embedded defaults.
+
+use anyhow::Context;
+use clap::Args;
+use naga_core::config::{Config, Service};
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "NAGA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Folder for the database and the agents' workspace [default: ./data].
+    #[arg(long, env = "NAGA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite:… [default: sqlite://<data-dir>/naga.db].
+    #[arg(long, env = "NAGA_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// API server address [default: 127.0.0.1:8000].
+    #[arg(long, env = "NAGA_API_ADDR")]
+    pub api_addr: Option<String>,
+    /// Agent server address [default: 127.0.0.1:8001].
+    #[arg(long, env = "NAGA_AGENT_ADDR")]
+    pub agent_addr: Option<String>,
+    /// MCP server address [default: 127.0.0.1:8003].
+    #[arg(long, env = "NAGA_MCP_ADDR")]
+    pub mcp_addr: Option<String>,
+    /// Run only these services (repeatable, or comma-separated).
+    #[arg(long, env = "NAGA_ONLY", value_enum, value_delimiter = ',')]
+    pub only: Vec<OnlyService>,
+    /// `mcpServers` JSON file [default: <data-dir>/mcp_servers.json].
+    #[arg(long, env = "NAGA_MCP_CONFIG")]
+    pub mcp_config: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, env = "NAGA_LOG_JSON")]
+    pub log_json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum OnlyService {
+    Api,
+    Agent,
+    Mcp,
+}
+
+impl From<OnlyService> for Service {
+    fn from(s: OnlyService) -> Self {
+        match s {
+            OnlyService::Api => Service::Api,
+            OnlyService::Agent => Service::Agent,
+            OnlyService::Mcp => Service::Mcp,
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn load(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the config file `{}`", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("config file `{}`", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.database_url {
+            config.database_url = Some(v);
+        }
+        if let Some(v) = self.api_addr {
+            config.api_addr = v;
+        }
+        if let Some(v) = self.agent_addr {
+            config.agent_addr = v;
+        }
+        if let Some(v) = self.mcp_addr {
+            config.mcp_addr = v;
+        }
+        if !self.only.is_empty() {
+            config.only = self.only.into_iter().map(Service::from).collect();
+        }
+        if let Some(v) = self.mcp_config {
+            config.mcp.config = Some(v);
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("naga.toml");
+        std::fs::write(
+            &file,
+            "agent_addr = \"127.0.0.1:9001\"\ndata_dir = \"/tmp/x\"\n[callbacks]\nmax_attempts = 3\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            data_dir: Some("/tmp/y".into()),
+            only: vec![OnlyService::Agent],
+            ..Default::default()
+        };
+        let c = args.load().unwrap();
+        assert_eq!(c.agent_addr, "127.0.0.1:9001");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/y"));
+        assert_eq!(c.callbacks.max_attempts, 3);
+        assert_eq!(c.api_addr, "127.0.0.1:8000");
+        assert!(c.runs(Service::Agent) && !c.runs(Service::Api));
+
+        std::fs::write(&file, "[callbacks]\nmax_atempts = 3\n").unwrap();
+        let err = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .load()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("max_atempts"));
+    }
+}
