@@ -1,0 +1,225 @@
+//! Test helpers: the real app on port 0 with a fresh database in a temporary
+//! folder, and a real HTTP callback receiver.
+#![allow(dead_code)]
+
+use axum::{extract::State, http::HeaderMap, http::StatusCode, routing::post, Json, Router};
+use naga_core::config::{Config, Service};
+use serde_json::{json, Value};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::sync::Notify;
+
+pub struct TestApp {
+    pub running: Option<naga_server::Running>,
+    pub agent: String,
+    pub client: reqwest::Client,
+    pub dir: Arc<tempfile::TempDir>,
+    pub config: Config,
+}
+
+pub fn test_config(dir: &tempfile::TempDir) -> Config {
+    let mut config = Config::default();
+    config.data_dir = dir.path().join("data");
+    config.agent_addr = "127.0.0.1:0".into();
+    config.only = vec![Service::Agent];
+    config.agents.legacy_agent = "echo".into();
+    config.callbacks.backoff_base_ms = 20;
+    config.callbacks.backoff_max_ms = 200;
+    config
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let config = test_config(&dir);
+        Self::spawn_with(dir, config).await
+    }
+
+    pub async fn spawn_with(dir: Arc<tempfile::TempDir>, config: Config) -> Self {
+        let running = naga_server::start(config.clone(), Arc::new(naga_server::SystemClock))
+            .await
+            .expect("naga starts");
+        let agent = format!("http://{}", running.agent_addr.unwrap());
+        Self {
+            running: Some(running),
+            agent,
+            client: reqwest::Client::new(),
+            dir,
+            config,
+        }
+    }
+
+    /// Stops this instance and starts a new one on the same database.
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        let (dir, config) = (self.dir.clone(), self.config.clone());
+        Self::spawn_with(dir, config).await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown(Duration::from_secs(5)).await;
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data_dir.clone()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.agent))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        read(resp).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>, content_type: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.client.post(format!("{}{path}", self.agent)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        read(self.client.get(format!("{}{path}", self.agent)).send().await.unwrap()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        read(self.client.delete(format!("{}{path}", self.agent)).send().await.unwrap()).await
+    }
+
+    pub async fn post_schedule(&self, body: &Value) -> (StatusCode, Value) {
+        self.post("/schedule", body).await
+    }
+
+    /// Polls `GET /tasks/{id}` until the task has ended.
+    pub async fn wait_for_task_end(&self, task_id: &str) -> Value {
+        for _ in 0..1000 {
+            let (status, task) = self.get(&format!("/tasks/{task_id}")).await;
+            assert_eq!(status, StatusCode::OK, "{task}");
+            if !matches!(task["status"].as_str(), Some("queued" | "running")) {
+                return task;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("task {task_id} did not end");
+    }
+
+    /// Polls until the task reaches `status`.
+    pub async fn wait_for_status(&self, task_id: &str, want: &str) -> Value {
+        for _ in 0..1000 {
+            let (_, task) = self.get(&format!("/tasks/{task_id}")).await;
+            if task["status"] == want {
+                return task;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("task {task_id} never became {want}");
+    }
+}
+
+pub async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    (status, body)
+}
+
+/// The seed's example batch, with its callback sent to `callback_url`.
+pub fn seed_request(callback_url: &str) -> Value {
+    json!({
+        "query": "批量Agent任务执行 (2 个)",
+        "agent_calls": [
+            {"tool_name": "computer_control", "service_name": "agent_server",
+             "instruction": "打开记事本", "agentType": "agent"},
+            {"tool_name": "computer_control", "service_name": "agent_server",
+             "instruction": "输入文本", "agentType": "agent"}
+        ],
+        "session_id": "user_session_123",
+        "analysis_session_id": "analysis_user_session_123_1703123456",
+        "request_id": "req_456789",
+        "callback_url": callback_url
+    })
+}
+
+/// A batch of echo calls, one per instruction.
+pub fn echo_batch(session: &str, request_id: &str, instructions: &[&str], delay_ms: u64, callback: Option<&str>) -> Value {
+    let calls: Vec<Value> = instructions
+        .iter()
+        .map(|i| json!({"tool_name": "echo", "service_name": "agent_server", "instruction": i,
+                        "agentType": "agent", "parameters": {"delay_ms": delay_ms}}))
+        .collect();
+    json!({"query": format!("批量Agent任务执行 ({} 个)", calls.len()), "agent_calls": calls,
+           "session_id": session, "analysis_session_id": format!("analysis_{session}_1703123456"),
+           "request_id": request_id, "callback_url": callback})
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+/// A real HTTP server that records every callback POSTed to it.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    got: Arc<Mutex<Vec<Received>>>,
+    notify: Arc<Notify>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let notify = Arc::new(Notify::new());
+        let state = (got.clone(), notify.clone());
+        let app = Router::new()
+            .route("/{*path}", post(record))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, got, notify }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/agent_result_callback", self.addr.port())
+    }
+
+    pub fn all(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits for the callback of `task_id`.
+    pub async fn wait_for(&self, task_id: &str) -> Received {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let notified = self.notify.notified();
+            if let Some(r) = self.all().into_iter().find(|r| r.body["task_id"] == task_id) {
+                return r;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("no callback for {task_id}; got {:?}", self.all());
+            }
+        }
+    }
+}
+
+async fn record(
+    State((got, notify)): State<(Arc<Mutex<Vec<Received>>>, Arc<Notify>)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> StatusCode {
+    got.lock().unwrap().push(Received { headers, body });
+    notify.notify_waiters();
+    StatusCode::OK
+}
