@@ -37,7 +37,9 @@ pub fn summarize(status: TaskStatus, error: Option<&str>, calls: &[CallSummary<'
         }
     }
     let mut current_status = format!("{status}: {done} of {} calls succeeded", calls.len());
-    if let Some(e) = error {
+    // A failed batch's error only repeats the counts; other reasons
+    // (cancelled, timed out) say something new.
+    if let Some(e) = error.filter(|_| status != TaskStatus::Failed) {
         current_status.push_str(&format!(" ({e})"));
     }
     json!({

@@ -18,15 +18,24 @@ async fn seed_example_is_accepted_and_called_back() {
     assert_eq!(resp["task_id"], "req_456789");
     assert_eq!(resp["message"], "已调度 2 个Agent任务");
     assert_eq!(resp["session_id"], "user_session_123");
-    assert_eq!(resp["analysis_session_id"], "analysis_user_session_123_1703123456");
+    assert_eq!(
+        resp["analysis_session_id"],
+        "analysis_user_session_123_1703123456"
+    );
     let accepted = resp["accepted_at"].as_str().unwrap();
-    assert!(chrono::DateTime::parse_from_rfc3339(accepted).is_ok(), "{accepted}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(accepted).is_ok(),
+        "{accepted}"
+    );
 
     let cb = receiver.wait_for("req_456789").await.body;
     assert_eq!(cb["request_id"], "req_456789");
     assert_eq!(cb["kind"], "agent");
     assert_eq!(cb["session_id"], "user_session_123");
-    assert_eq!(cb["analysis_session_id"], "analysis_user_session_123_1703123456");
+    assert_eq!(
+        cb["analysis_session_id"],
+        "analysis_user_session_123_1703123456"
+    );
     // No display here: computer_control fails clearly, and so does the batch.
     assert_eq!(cb["status"], "failed");
     assert_eq!(cb["success"], false);
@@ -37,7 +46,13 @@ async fn seed_example_is_accepted_and_called_back() {
         assert_eq!(r["agent_call"]["tool_name"], "computer_control");
         assert_eq!(r["result"]["success"], false);
         assert_eq!(r["result"]["task_type"], "computer_control");
-        assert!(r["result"]["error"].as_str().unwrap().contains("no display"), "{r}");
+        assert!(
+            r["result"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("no display"),
+            "{r}"
+        );
     }
     assert_eq!(results[0]["result"]["instruction"], "打开记事本");
     assert_eq!(results[1]["result"]["instruction"], "输入文本");
@@ -49,21 +64,35 @@ async fn seed_example_is_accepted_and_called_back() {
 async fn answers_before_a_slow_batch_finishes_then_calls_back_in_order() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
-    let body = echo_batch("s-slow", "slow-1", &["first", "second", "third"], 400, Some(&receiver.url()));
+    let body = echo_batch(
+        "s-slow",
+        "slow-1",
+        &["first", "second", "third"],
+        400,
+        Some(&receiver.url()),
+    );
     let (status, resp) = app.post_schedule(&body).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(resp["status"], "scheduled");
 
     // The answer came while the batch was still queued or running.
     let (_, task) = app.get("/tasks/slow-1").await;
-    assert!(matches!(task["status"].as_str(), Some("queued" | "running")), "{task}");
+    assert!(
+        matches!(task["status"].as_str(), Some("queued" | "running")),
+        "{task}"
+    );
     assert!(receiver.all().is_empty());
 
     let cb = receiver.wait_for("slow-1").await.body;
     assert_eq!(cb["status"], "succeeded");
     assert_eq!(cb["success"], true);
     assert_eq!(cb["error"], json!(null));
-    let texts: Vec<_> = cb["results"].as_array().unwrap().iter().map(|r| r["result"]["result"].clone()).collect();
+    let texts: Vec<_> = cb["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"]["result"].clone())
+        .collect();
     assert_eq!(texts, vec![json!("first"), json!("second"), json!("third")]);
 
     let task = app.wait_for_task_end("slow-1").await;
@@ -71,7 +100,10 @@ async fn answers_before_a_slow_batch_finishes_then_calls_back_in_order() {
     let calls = task["calls"].as_array().unwrap();
     // Calls ran one after the other.
     for pair in calls.windows(2) {
-        assert!(pair[0]["finished_at"].as_str() <= pair[1]["started_at"].as_str(), "{pair:?}");
+        assert!(
+            pair[0]["finished_at"].as_str() <= pair[1]["started_at"].as_str(),
+            "{pair:?}"
+        );
     }
 }
 
@@ -79,7 +111,13 @@ async fn answers_before_a_slow_batch_finishes_then_calls_back_in_order() {
 async fn same_request_id_answers_the_first_time_and_runs_once() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
-    let body = echo_batch("s-idem", "idem-1", &["only once"], 50, Some(&receiver.url()));
+    let body = echo_batch(
+        "s-idem",
+        "idem-1",
+        &["only once"],
+        50,
+        Some(&receiver.url()),
+    );
     let (_, first) = app.post_schedule(&body).await;
     // Repeats, some at the same time, some with different calls.
     let mut handles = Vec::new();
@@ -90,7 +128,17 @@ async fn same_request_id_answers_the_first_time_and_runs_once() {
         }
         let client = app.client.clone();
         let url = format!("{}/schedule", app.agent);
-        handles.push(tokio::spawn(async move { client.post(url).json(&b).send().await.unwrap().text().await.unwrap() }));
+        handles.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&b)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }));
     }
     for h in handles {
         let again: serde_json::Value = serde_json::from_str(&h.await.unwrap()).unwrap();
@@ -115,8 +163,10 @@ async fn same_request_id_answers_the_first_time_and_runs_once() {
 async fn empty_agent_calls_are_no_tasks_and_store_nothing() {
     let app = TestApp::spawn().await;
     let (status, resp) = app
-        .post_schedule(&json!({"query": "nothing", "agent_calls": [], "session_id": "s-empty",
-                               "request_id": "empty-1", "callback_url": "http://localhost:1/cb"}))
+        .post_schedule(
+            &json!({"query": "nothing", "agent_calls": [], "session_id": "s-empty",
+                               "request_id": "empty-1", "callback_url": "http://localhost:1/cb"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(resp["success"], true);
@@ -131,32 +181,48 @@ async fn empty_agent_calls_are_no_tasks_and_store_nothing() {
 #[tokio::test]
 async fn one_session_runs_fifo_while_sessions_run_in_parallel() {
     let app = TestApp::spawn().await;
-    app.post_schedule(&echo_batch("fifo", "fifo-1", &["a"], 300, None)).await;
-    app.post_schedule(&echo_batch("fifo", "fifo-2", &["b"], 10, None)).await;
-    app.post_schedule(&echo_batch("other", "other-1", &["c"], 300, None)).await;
+    app.post_schedule(&echo_batch("fifo", "fifo-1", &["a"], 300, None))
+        .await;
+    app.post_schedule(&echo_batch("fifo", "fifo-2", &["b"], 10, None))
+        .await;
+    app.post_schedule(&echo_batch("other", "other-1", &["c"], 300, None))
+        .await;
 
     let (_, second) = app.get("/tasks/fifo-2").await;
-    assert_eq!(second["status"], "queued", "second batch of a busy session waits");
+    assert_eq!(
+        second["status"], "queued",
+        "second batch of a busy session waits"
+    );
 
     let t1 = app.wait_for_task_end("fifo-1").await;
     let t2 = app.wait_for_task_end("fifo-2").await;
     let t3 = app.wait_for_task_end("other-1").await;
-    assert!(t2["started_at"].as_str() >= t1["finished_at"].as_str(), "{t1} {t2}");
+    assert!(
+        t2["started_at"].as_str() >= t1["finished_at"].as_str(),
+        "{t1} {t2}"
+    );
     // The other session did not wait for the first.
-    assert!(t3["started_at"].as_str() < t1["finished_at"].as_str(), "{t1} {t3}");
+    assert!(
+        t3["started_at"].as_str() < t1["finished_at"].as_str(),
+        "{t1} {t3}"
+    );
 }
 
 #[tokio::test]
 async fn parallel_strategy_runs_beside_the_active_batch() {
     let app = TestApp::spawn().await;
-    app.post_schedule(&echo_batch("par", "par-1", &["a"], 300, None)).await;
+    app.post_schedule(&echo_batch("par", "par-1", &["a"], 300, None))
+        .await;
     let mut b = echo_batch("par", "par-2", &["b"], 10, None);
     b["multitask_strategy"] = json!("parallel");
     app.post_schedule(&b).await;
     let t2 = app.wait_for_task_end("par-2").await;
     let (_, t1) = app.get("/tasks/par-1").await;
     assert_eq!(t2["status"], "succeeded");
-    assert_eq!(t1["status"], "running", "par-2 finished while par-1 still ran");
+    assert_eq!(
+        t1["status"], "running",
+        "par-2 finished while par-1 still ran"
+    );
 }
 
 #[tokio::test]
@@ -176,7 +242,10 @@ async fn unknown_agent_and_file_edit_calls_give_results_with_reasons() {
     let cb = receiver.wait_for("files-1").await.body;
     let r = cb["results"].as_array().unwrap();
     let unknown = r[0]["result"]["error"].as_str().unwrap();
-    assert!(unknown.contains("teleport") && unknown.contains("echo") && unknown.contains("file_edit"), "{unknown}");
+    assert!(
+        unknown.contains("teleport") && unknown.contains("echo") && unknown.contains("file_edit"),
+        "{unknown}"
+    );
     assert_eq!(r[1]["result"]["success"], true);
     assert_eq!(r[2]["result"]["success"], false);
     assert!(r[2]["result"]["error"].as_str().unwrap().contains(".."));
@@ -190,8 +259,14 @@ async fn unknown_agent_and_file_edit_calls_give_results_with_reasons() {
 async fn cancelling_a_running_batch_stops_it_and_says_so_in_the_callback() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
-    app.post_schedule(&echo_batch("s-cancel", "cancel-1", &["long", "never"], 30_000, Some(&receiver.url())))
-        .await;
+    app.post_schedule(&echo_batch(
+        "s-cancel",
+        "cancel-1",
+        &["long", "never"],
+        30_000,
+        Some(&receiver.url()),
+    ))
+    .await;
     app.wait_for_status("cancel-1", "running").await;
     let (status, resp) = app.post("/tasks/cancel-1/cancel", &json!({})).await;
     assert_eq!(status, StatusCode::OK, "{resp}");

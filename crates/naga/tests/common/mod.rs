@@ -22,10 +22,12 @@ pub struct TestApp {
 }
 
 pub fn test_config(dir: &tempfile::TempDir) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.path().join("data");
-    config.agent_addr = "127.0.0.1:0".into();
-    config.only = vec![Service::Agent];
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        agent_addr: "127.0.0.1:0".into(),
+        only: vec![Service::Agent],
+        ..Default::default()
+    };
     config.agents.legacy_agent = "echo".into();
     config.callbacks.backoff_base_ms = 20;
     config.callbacks.backoff_max_ms = 200;
@@ -81,7 +83,12 @@ impl TestApp {
         read(resp).await
     }
 
-    pub async fn post_raw(&self, path: &str, body: Vec<u8>, content_type: Option<&str>) -> (StatusCode, Value) {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut req = self.client.post(format!("{}{path}", self.agent)).body(body);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
@@ -90,11 +97,25 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        read(self.client.get(format!("{}{path}", self.agent)).send().await.unwrap()).await
+        read(
+            self.client
+                .get(format!("{}{path}", self.agent))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        read(self.client.delete(format!("{}{path}", self.agent)).send().await.unwrap()).await
+        read(
+            self.client
+                .delete(format!("{}{path}", self.agent))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn post_schedule(&self, body: &Value) -> (StatusCode, Value) {
@@ -130,7 +151,8 @@ impl TestApp {
 pub async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
     let text = resp.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
     (status, body)
 }
 
@@ -152,11 +174,19 @@ pub fn seed_request(callback_url: &str) -> Value {
 }
 
 /// A batch of echo calls, one per instruction.
-pub fn echo_batch(session: &str, request_id: &str, instructions: &[&str], delay_ms: u64, callback: Option<&str>) -> Value {
+pub fn echo_batch(
+    session: &str,
+    request_id: &str,
+    instructions: &[&str],
+    delay_ms: u64,
+    callback: Option<&str>,
+) -> Value {
     let calls: Vec<Value> = instructions
         .iter()
-        .map(|i| json!({"tool_name": "echo", "service_name": "agent_server", "instruction": i,
-                        "agentType": "agent", "parameters": {"delay_ms": delay_ms}}))
+        .map(|i| {
+            json!({"tool_name": "echo", "service_name": "agent_server", "instruction": i,
+                        "agentType": "agent", "parameters": {"delay_ms": delay_ms}})
+        })
         .collect();
     json!({"query": format!("批量Agent任务执行 ({} 个)", calls.len()), "agent_calls": calls,
            "session_id": session, "analysis_session_id": format!("analysis_{session}_1703123456"),
@@ -169,11 +199,13 @@ pub struct Received {
     pub body: Value,
 }
 
+type Log = Arc<Mutex<Vec<Received>>>;
+
 /// A real HTTP server that records every callback POSTed to it.
 #[derive(Clone)]
 pub struct Receiver {
     pub addr: SocketAddr,
-    got: Arc<Mutex<Vec<Received>>>,
+    got: Log,
     notify: Arc<Notify>,
 }
 
@@ -192,7 +224,10 @@ impl Receiver {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/agent_result_callback", self.addr.port())
+        format!(
+            "http://127.0.0.1:{}/agent_result_callback",
+            self.addr.port()
+        )
     }
 
     pub fn all(&self) -> Vec<Received> {
@@ -204,7 +239,11 @@ impl Receiver {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let notified = self.notify.notified();
-            if let Some(r) = self.all().into_iter().find(|r| r.body["task_id"] == task_id) {
+            if let Some(r) = self
+                .all()
+                .into_iter()
+                .find(|r| r.body["task_id"] == task_id)
+            {
                 return r;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -215,7 +254,7 @@ impl Receiver {
 }
 
 async fn record(
-    State((got, notify)): State<(Arc<Mutex<Vec<Received>>>, Arc<Notify>)>,
+    State((got, notify)): State<(Log, Arc<Notify>)>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> StatusCode {
