@@ -180,6 +180,7 @@ impl Engine {
                     .collect(),
                 response: response.clone(),
                 accepted_at: now,
+                lease: self.scheduler().lease(now),
             })
             .await?;
         if let Inserted::Existing { response } = inserted {

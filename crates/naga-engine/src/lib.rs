@@ -99,8 +99,9 @@ impl Engine {
                 stop,
             }),
         };
-        let tasks = engine.inner.scheduler.recover().await?;
+        let tasks = engine.inner.scheduler.claim_expired().await?;
         let callbacks = engine.inner.callbacks.recover().await?;
+        engine.inner.scheduler.spawn_maintenance();
         tracing::info!(
             resumed_tasks = tasks,
             pending_callbacks = callbacks,
@@ -137,11 +138,13 @@ impl Engine {
         &self.inner.clock
     }
 
-    /// Stops running calls (they resume after a restart), waits up to
-    /// `grace` for them to let go, and closes the store after its last commit.
+    /// Graceful stop: calls in flight get `grace` to finish, nothing new
+    /// starts, the rest is released for the next run; callback deliveries
+    /// stop (pending ones stay in the outbox); the store closes after its
+    /// last commit.
     pub async fn shutdown(&self, grace: Duration) {
+        self.inner.scheduler.drain(grace).await;
         self.inner.stop.cancel();
-        self.inner.scheduler.wait_stopped(grace).await;
         self.inner.store.close().await;
         tracing::info!("engine stopped");
     }

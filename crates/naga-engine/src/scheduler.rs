@@ -20,7 +20,7 @@ use naga_core::{
     wire::{CallPayload, CallbackEnvelope, TaskKind},
     CallStatus, TaskStatus,
 };
-use naga_store::{CallFinish, Finished, NewStep, Store, TaskFinish};
+use naga_store::{CallFinish, Finished, Lease, NewStep, Store, StoreError, TaskFinish, TaskRow};
 use serde_json::Value;
 use std::{
     collections::{HashMap, VecDeque},
@@ -59,6 +59,9 @@ struct Inner {
     node_id: String,
     permits: Arc<Semaphore>,
     state: Mutex<State>,
+    /// No new task or call starts once this fires (graceful shutdown).
+    draining: CancellationToken,
+    /// Calls in flight are abandoned once this fires.
     stop: CancellationToken,
     tracker: TaskTracker,
 }
@@ -104,6 +107,7 @@ impl Scheduler {
                 mcp: Mutex::new(None),
                 node_id: format!("node-{}", uuid::Uuid::new_v4()),
                 state: Mutex::default(),
+                draining: CancellationToken::new(),
                 stop,
                 tracker: TaskTracker::new(),
             }),
@@ -124,9 +128,20 @@ impl Scheduler {
             .is_some_and(|s| s.active > 0 || !s.queue.is_empty())
     }
 
-    /// Hands a committed task to the scheduler.
+    /// The lease a task accepted (or claimed) now by this node gets.
+    pub fn lease(&self, now: i64) -> Lease {
+        Lease {
+            owner: self.inner.node_id.clone(),
+            until: now + self.inner.config.lease_ms as i64,
+        }
+    }
+
+    /// Hands a committed task, whose lease this node holds, to the scheduler.
     pub fn submit(&self, spec: TaskSpec) {
         let mut state = self.inner.state.lock().unwrap();
+        if state.holds(&spec.id) {
+            return;
+        }
         let slot = state.sessions.entry(spec.session_id.clone()).or_default();
         if spec.policy == SessionPolicy::Parallel || slot.active == 0 {
             tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
@@ -167,12 +182,7 @@ impl Scheduler {
             let inner = self.inner.clone();
             inner.tracker.clone().spawn(async move {
                 inner
-                    .complete(
-                        &spec,
-                        TaskStatus::Cancelled,
-                        Some("interrupted by a newer batch of the session".into()),
-                        &spec.done,
-                    )
+                    .cancel_unstarted(&spec, "interrupted by a newer batch of the session")
                     .await;
             });
         }
@@ -218,12 +228,7 @@ impl Scheduler {
             Found::Queued(spec) => {
                 tracing::info!(task_id, session_id = %spec.session_id, "queued batch cancelled");
                 self.inner
-                    .complete(
-                        &spec,
-                        TaskStatus::Cancelled,
-                        Some("cancelled before it started".into()),
-                        &spec.done,
-                    )
+                    .cancel_unstarted(&spec, "cancelled before it started")
                     .await;
                 Ok(TaskStatus::Cancelled)
             }
@@ -259,46 +264,106 @@ impl Scheduler {
         })
     }
 
-    /// Resumes every task the store has as queued or running, in acceptance
-    /// order, each at its first unfinished call.
-    pub async fn recover(&self) -> Result<usize, EngineError> {
-        let tasks = self.inner.store.unfinished_tasks().await?;
+    /// Takes over every unfinished task whose lease expired (all of them
+    /// after a restart, once the old leases ran out) and resumes each at its
+    /// first unfinished call, in acceptance order.
+    pub async fn claim_expired(&self) -> Result<usize, EngineError> {
+        let now = self.inner.clock.now_ms();
+        let tasks = self.inner.store.claim_expired(self.lease(now), now).await?;
         let n = tasks.len();
         for t in tasks {
-            let calls = self.inner.store.calls(&t.id).await?;
-            let mut payloads = Vec::with_capacity(calls.len());
-            let mut done = Vec::with_capacity(calls.len());
-            for c in calls {
-                payloads.push(serde_json::from_str(&c.payload).unwrap_or_default());
-                let finished = CallStatus::parse(&c.status) != CallStatus::Pending;
-                done.push(
-                    c.result
-                        .filter(|_| finished)
-                        .and_then(|r| serde_json::from_str(&r).ok()),
-                );
-            }
-            tracing::info!(task_id = %t.id, session_id = %t.session_id,
-                analysis_session_id = t.analysis_session_id.as_deref().unwrap_or(""),
-                finished_calls = done.iter().filter(|d| d.is_some()).count(),
-                calls = done.len(), "resuming task after restart");
-            self.submit(TaskSpec {
-                kind: TaskKind::parse(&t.kind).unwrap_or(TaskKind::Agent),
-                policy: serde_json::from_value(Value::String(t.policy)).unwrap_or_default(),
-                id: t.id,
-                session_id: t.session_id,
-                analysis_session_id: t.analysis_session_id,
-                callback_url: t.callback_url,
-                calls: payloads,
-                done,
-            });
+            let spec = self.resume_spec(t).await?;
+            self.submit(spec);
         }
         Ok(n)
     }
 
-    /// Waits up to `grace` for running tasks to stop after `stop` fired.
-    pub async fn wait_stopped(&self, grace: Duration) {
-        self.inner.tracker.close();
-        let _ = tokio::time::timeout(grace, self.inner.tracker.wait()).await;
+    async fn resume_spec(&self, t: TaskRow) -> Result<TaskSpec, EngineError> {
+        let calls = self.inner.store.calls(&t.id).await?;
+        let mut payloads = Vec::with_capacity(calls.len());
+        let mut done = Vec::with_capacity(calls.len());
+        for c in calls {
+            payloads.push(serde_json::from_str(&c.payload).unwrap_or_default());
+            let finished = CallStatus::parse(&c.status) != CallStatus::Pending;
+            done.push(
+                c.result
+                    .filter(|_| finished)
+                    .and_then(|r| serde_json::from_str(&r).ok()),
+            );
+        }
+        tracing::info!(task_id = %t.id, session_id = %t.session_id,
+            analysis_session_id = t.analysis_session_id.as_deref().unwrap_or(""),
+            finished_calls = done.iter().filter(|d| d.is_some()).count(),
+            calls = done.len(), "lease taken over: task resumes at its first unfinished call");
+        Ok(TaskSpec {
+            kind: TaskKind::parse(&t.kind).unwrap_or(TaskKind::Agent),
+            policy: serde_json::from_value(Value::String(t.policy)).unwrap_or_default(),
+            id: t.id,
+            session_id: t.session_id,
+            analysis_session_id: t.analysis_session_id,
+            callback_url: t.callback_url,
+            calls: payloads,
+            done,
+        })
+    }
+
+    /// The background duties of a node: renew the leases it holds
+    /// (heartbeat, every lease/3) and take over expired ones (every lease/2).
+    pub fn spawn_maintenance(&self) {
+        let lease = Duration::from_millis(self.inner.config.lease_ms.max(30));
+        let heartbeat = self.clone();
+        self.inner.tracker.spawn(async move {
+            let inner = &heartbeat.inner;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(lease / 3) => {}
+                    _ = inner.draining.cancelled() => return,
+                }
+                let until = inner.clock.now_ms() + lease.as_millis() as i64;
+                if let Err(e) = inner.store.renew_leases(&inner.node_id, until).await {
+                    tracing::error!(error = %e, "cannot renew leases");
+                }
+            }
+        });
+        let sweeper = self.clone();
+        self.inner.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(lease / 2) => {}
+                    _ = sweeper.inner.draining.cancelled() => return,
+                }
+                match sweeper.claim_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(tasks = n, "took over tasks with expired leases"),
+                    Err(e) => tracing::error!(error = %e, "cannot claim expired leases"),
+                }
+            }
+        });
+    }
+
+    /// Graceful stop: no new task or call starts; calls in flight get
+    /// `grace` to finish; then they are abandoned and every lease this node
+    /// holds is released, so that the next run resumes the rest at once.
+    pub async fn drain(&self, grace: Duration) {
+        let inner = &self.inner;
+        inner.draining.cancel();
+        inner.tracker.close();
+        if tokio::time::timeout(grace, inner.tracker.wait()).await.is_err() {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over: abandoning calls in flight");
+        }
+        inner.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), inner.tracker.wait()).await;
+        match inner.store.release_leases(&inner.node_id).await {
+            Ok(n) => tracing::info!(released = n, "leases released for the next run"),
+            Err(e) => tracing::error!(error = %e, "cannot release leases; they expire by themselves"),
+        }
+    }
+}
+
+impl State {
+    fn holds(&self, task_id: &str) -> bool {
+        self.running.contains_key(task_id)
+            || self.sessions.values().any(|s| s.queue.iter().any(|t| t.id == task_id))
     }
 }
 
@@ -339,7 +404,7 @@ impl Inner {
             return;
         };
         slot.active = slot.active.saturating_sub(1);
-        let next = if self.stop.is_cancelled() {
+        let next = if self.draining.is_cancelled() {
             None
         } else {
             slot.queue.pop_front()
@@ -370,24 +435,17 @@ impl Inner {
         );
         let _permit = tokio::select! {
             p = self.permits.clone().acquire_owned() => p.ok()?,
-            _ = self.stop.cancelled() => return None,
-            _ = token.cancelled() => {
-                return self.complete(spec, TaskStatus::Cancelled, Some("cancelled before it started".into()), &spec.done).await;
-            }
+            _ = self.draining.cancelled() => return None,
+            _ = token.cancelled() => return self.cancel_unstarted(spec, "cancelled before it started").await,
         };
         let now = self.clock.now_ms();
-        let lease_until = now + self.config.lease_ms as i64;
-        match self
-            .store
-            .start_task(&spec.id, &self.node_id, now, lease_until)
-            .await
-        {
+        match self.store.start_task(&spec.id, &self.node_id, now).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(
                     task_id = ids.0,
                     session_id = ids.1,
-                    "task already ended; not run"
+                    "task ended or is held by another node; not run here"
                 );
                 let t = self.store.task(&spec.id).await.ok()??;
                 return t.status.parse().ok();
@@ -428,6 +486,10 @@ impl Inner {
             if token.is_cancelled() {
                 end = Some((TaskStatus::Cancelled, "cancelled".into()));
                 break;
+            }
+            if self.draining.is_cancelled() {
+                tracing::info!(task_id = ids.0, session_id = ids.1, index, "server stopping: the rest of the batch resumes after restart");
+                return None;
             }
             let ctx = CallContext {
                 task_id: spec.id.clone(),
@@ -480,6 +542,10 @@ impl Inner {
                 .record_call(spec, executor.as_ref(), index, call, &outcome, started_at)
                 .await
             {
+                if let StoreError::LeaseLost(_) = e {
+                    tracing::warn!(task_id = ids.0, session_id = ids.1, index, "lease lost: another node continues this task");
+                    return None;
+                }
                 tracing::error!(task_id = ids.0, session_id = ids.1, index, error = %e, "cannot record call; task resumes after restart");
                 return None;
             }
@@ -513,7 +579,7 @@ impl Inner {
         call: &CallPayload,
         outcome: &CallOutcome,
         started_at: i64,
-    ) -> Result<(), naga_store::StoreError> {
+    ) -> Result<(), StoreError> {
         let command = executor.command(call);
         let step = NewStep {
             task_id: spec.id.clone(),
@@ -528,6 +594,7 @@ impl Inner {
         };
         self.store
             .finish_call(CallFinish {
+                owner: self.node_id.clone(),
                 idx: index as i64,
                 status: if outcome.success {
                     CallStatus::Succeeded.as_str()
@@ -544,6 +611,12 @@ impl Inner {
             analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
             index, success = outcome.success, "call finished");
         Ok(())
+    }
+
+    /// Ends a task that holds no running call as cancelled.
+    async fn cancel_unstarted(&self, spec: &TaskSpec, reason: &str) -> Option<TaskStatus> {
+        self.complete(spec, TaskStatus::Cancelled, Some(reason.to_owned()), &spec.done)
+            .await
     }
 
     /// Ends the task: terminal state, summary and callback in one commit,
@@ -604,6 +677,7 @@ impl Inner {
         });
         let finish = TaskFinish {
             task_id: spec.id.clone(),
+            owner: self.node_id.clone(),
             status,
             error: error.clone(),
             finished_at: now,

@@ -11,6 +11,10 @@ pub enum StoreError {
     /// A write that contradicts what is stored (not retried, not a fault).
     #[error("{0}")]
     Conflict(String),
+    /// The task is no longer held by this node (its lease expired and
+    /// another took it over, or it ended).
+    #[error("task `{0}` is no longer held by this node")]
+    LeaseLost(String),
     #[error("{0}")]
     Unsupported(String),
     #[error("stored data is not valid: {0}")]

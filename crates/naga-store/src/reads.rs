@@ -63,17 +63,6 @@ impl Store {
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 
-    /// Queued and running tasks in acceptance order: what a restart resumes.
-    pub async fn unfinished_tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
-        Ok(
-            sqlx::query_as(
-                "SELECT * FROM tasks WHERE status IN ('queued', 'running') ORDER BY seq",
-            )
-            .fetch_all(&self.read)
-            .await?,
-        )
-    }
-
     pub async fn calls(&self, task_id: &str) -> Result<Vec<CallRow>, StoreError> {
         Ok(
             sqlx::query_as("SELECT * FROM calls WHERE task_id = ?1 ORDER BY idx")

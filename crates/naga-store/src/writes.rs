@@ -20,6 +20,16 @@ pub struct NewTask {
     /// JSON of the answer to give for this request id, now and on every repeat.
     pub response: String,
     pub accepted_at: Millis,
+    /// The node that accepted it holds its lease until `lease_until`.
+    pub lease: Lease,
+}
+
+/// Who holds a task, and until when. A node renews the leases of every task
+/// it holds; an expired lease lets another node (or the next run) take over.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub until: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +58,8 @@ pub struct NewStep {
 /// The end of one call: its result, its step, and what memory learns.
 #[derive(Debug, Clone)]
 pub struct CallFinish {
+    /// The lease holder; the write is refused when another holds the task.
+    pub owner: String,
     pub idx: i64,
     pub status: &'static str,
     pub result: String,
@@ -61,6 +73,8 @@ pub struct CallFinish {
 #[derive(Debug, Clone)]
 pub struct TaskFinish {
     pub task_id: String,
+    /// The lease holder; a task held by another node is not ended here.
+    pub owner: String,
     pub status: TaskStatus,
     pub error: Option<String>,
     pub finished_at: Millis,
@@ -171,8 +185,8 @@ impl Store {
                     sqlx::query(
                         "INSERT INTO tasks (id, kind, session_id, analysis_session_id, query,
                              callback_url, policy, fingerprint, status, calls_count, response,
-                             accepted_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11)",
+                             accepted_at, lease_owner, lease_expires_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13)",
                     )
                     .bind(&task.id)
                     .bind(task.kind)
@@ -185,6 +199,8 @@ impl Store {
                     .bind(task.calls.len() as i64)
                     .bind(&task.response)
                     .bind(task.accepted_at)
+                    .bind(&task.lease.owner)
+                    .bind(task.lease.until)
                     .execute(&mut *c)
                     .await?;
                     for (idx, payload) in task.calls.iter().enumerate() {
@@ -202,30 +218,86 @@ impl Store {
     }
 
     /// Marks a task running. Returns false (and changes nothing) when it has
-    /// already ended, e.g. cancelled while it waited.
-    pub async fn start_task(
-        &self,
-        task_id: &str,
-        owner: &str,
-        now: Millis,
-        lease_until: Millis,
-    ) -> Result<bool, StoreError> {
+    /// ended, e.g. cancelled while it waited, or when `owner` no longer holds it.
+    pub async fn start_task(&self, task_id: &str, owner: &str, now: Millis) -> Result<bool, StoreError> {
         let (task_id, owner) = (task_id.to_owned(), owner.to_owned());
         self.writer
             .write(move |c| {
                 Box::pin(async move {
                     let done = sqlx::query(
-                        "UPDATE tasks SET status = 'running', started_at = COALESCE(started_at, ?2),
-                             lease_owner = ?3, lease_expires_at = ?4
-                         WHERE id = ?1 AND status IN ('queued', 'running')",
+                        "UPDATE tasks SET status = 'running', started_at = COALESCE(started_at, ?2)
+                         WHERE id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?3",
                     )
                     .bind(&task_id)
                     .bind(now)
                     .bind(&owner)
-                    .bind(lease_until)
                     .execute(&mut *c)
                     .await?;
                     Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
+    }
+
+    /// Extends every lease `owner` holds (its heartbeat). Returns how many.
+    pub async fn renew_leases(&self, owner: &str, until: Millis) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    Ok(sqlx::query(
+                        "UPDATE tasks SET lease_expires_at = ?2
+                         WHERE lease_owner = ?1 AND status IN ('queued', 'running')",
+                    )
+                    .bind(&owner)
+                    .bind(until)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected())
+                })
+            })
+            .await
+    }
+
+    /// Takes over every unfinished task whose lease expired (or that has
+    /// none), in acceptance order: what a restart or another node resumes.
+    pub async fn claim_expired(&self, lease: Lease, now: Millis) -> Result<Vec<TaskRow>, StoreError> {
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let mut rows: Vec<TaskRow> = sqlx::query_as(
+                        "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
+                         WHERE status IN ('queued', 'running')
+                           AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ?3)
+                         RETURNING *",
+                    )
+                    .bind(&lease.owner)
+                    .bind(lease.until)
+                    .bind(now)
+                    .fetch_all(&mut *c)
+                    .await?;
+                    rows.sort_by_key(|r| r.seq);
+                    Ok(rows)
+                })
+            })
+            .await
+    }
+
+    /// Lets go of every task `owner` holds, so that the next run or another
+    /// node resumes them at once (graceful shutdown).
+    pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_owned();
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    Ok(sqlx::query(
+                        "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
+                         WHERE lease_owner = ?1 AND status IN ('queued', 'running')",
+                    )
+                    .bind(&owner)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected())
                 })
             })
             .await
@@ -238,6 +310,7 @@ impl Store {
             .write(move |c| {
                 Box::pin(async move {
                     let f = finish;
+                    ensure_held(c, &f.step.task_id, &f.owner).await?;
                     sqlx::query(
                         "UPDATE calls SET status = ?3, result = ?4, started_at = ?5, finished_at = ?6
                          WHERE task_id = ?1 AND idx = ?2",
@@ -287,12 +360,13 @@ impl Store {
                     let ended = sqlx::query(
                         "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4,
                              lease_owner = NULL, lease_expires_at = NULL
-                         WHERE id = ?1 AND status IN ('queued', 'running')",
+                         WHERE id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?5",
                     )
                     .bind(&f.task_id)
                     .bind(f.status.as_str())
                     .bind(&f.error)
                     .bind(f.finished_at)
+                    .bind(&f.owner)
                     .execute(&mut *c)
                     .await?;
                     if ended.rows_affected() == 0 {
@@ -462,6 +536,21 @@ impl Store {
 pub enum Finished {
     Ended { callback: Option<CallbackRow> },
     AlreadyEnded,
+}
+
+/// Fencing: refuses a write for a task whose lease `owner` lost.
+async fn ensure_held(c: &mut SqliteConnection, task_id: &str, owner: &str) -> Result<(), StoreError> {
+    let held: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND status IN ('queued', 'running')",
+    )
+    .bind(task_id)
+    .bind(owner)
+    .fetch_optional(&mut *c)
+    .await?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(StoreError::LeaseLost(task_id.to_owned())),
+    }
 }
 
 /// What one delivery attempt of a callback came to.

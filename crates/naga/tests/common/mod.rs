@@ -64,7 +64,7 @@ impl TestApp {
 
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
-            r.shutdown(Duration::from_secs(5)).await;
+            r.shutdown(Duration::from_millis(300)).await;
         }
     }
 
