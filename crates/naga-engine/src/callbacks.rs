@@ -61,6 +61,9 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
     format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
 }
 
+/// Longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 #[derive(Clone)]
 pub struct Callbacks {
     inner: Arc<Inner>,
@@ -154,9 +157,12 @@ impl Inner {
                     (DeliveryOutcome::Dead { error }, None)
                 }
                 Attempt::Retry { error, retry_after } => {
-                    let delay = retry_after
-                        .unwrap_or_else(|| self.backoff(attempts))
-                        .min(Duration::from_millis(self.config.backoff_max_ms));
+                    // The receiver's Retry-After wins over our backoff (bounded,
+                    // so that no receiver can park a callback for days).
+                    let delay = match retry_after {
+                        Some(d) => d.min(MAX_RETRY_AFTER),
+                        None => self.backoff(attempts),
+                    };
                     let next_attempt_at = now + delay.as_millis() as i64;
                     (
                         DeliveryOutcome::Retry {
@@ -199,13 +205,14 @@ impl Inner {
         }
     }
 
-    /// `base · 2^(attempt-1)`, capped, with equal jitter.
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.config.backoff_base_ms.max(1);
-        let exp = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
-        let capped = exp.min(self.config.backoff_max_ms.max(base));
-        let half = capped / 2;
-        Duration::from_millis(half + rand::rng().random_range(0..=capped - half))
+        let c = &self.config;
+        backoff_delay(
+            attempt,
+            c.backoff_base_ms,
+            c.backoff_max_ms,
+            rand::rng().random(),
+        )
     }
 
     async fn attempt(&self, row: &CallbackRow) -> Attempt {
@@ -249,6 +256,17 @@ impl Inner {
     }
 }
 
+/// The wait before retry number `attempt` (1-based): `base · 2^(attempt-1)`
+/// capped at `max`, with "equal jitter": somewhere in `[d/2, d]` by `jitter`
+/// in `[0, 1)`, so that callbacks failed together do not retry together.
+pub fn backoff_delay(attempt: u32, base_ms: u64, max_ms: u64, jitter: f64) -> Duration {
+    let base = base_ms.max(1);
+    let exp = base.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
+    let d = exp.min(max_ms.max(base));
+    let half = d / 2;
+    Duration::from_millis(half + ((d - half) as f64 * jitter.clamp(0.0, 1.0)) as u64)
+}
+
 fn describe_send_error(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
@@ -276,6 +294,15 @@ mod tests {
         let listed = vec!["hooks.internal".to_owned()];
         assert!(check_url("https://hooks.internal/x", &listed).is_ok());
         assert!(check_url("http://localhost/x", &listed).is_err());
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_with_jitter_and_a_cap() {
+        let ms = |a, j| backoff_delay(a, 500, 60_000, j).as_millis();
+        assert_eq!((ms(1, 0.0), ms(1, 0.999)), (250, 499));
+        assert_eq!((ms(2, 0.0), ms(3, 0.0), ms(4, 0.0)), (500, 1000, 2000));
+        assert_eq!((ms(20, 0.0), ms(20, 0.999)), (30_000, 59_970));
+        assert_eq!(ms(1000, 0.5), 45_000, "no overflow on huge attempt counts");
     }
 
     #[test]

@@ -348,14 +348,22 @@ impl Scheduler {
         let inner = &self.inner;
         inner.draining.cancel();
         inner.tracker.close();
-        if tokio::time::timeout(grace, inner.tracker.wait()).await.is_err() {
-            tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over: abandoning calls in flight");
+        if tokio::time::timeout(grace, inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "grace period over: abandoning calls in flight"
+            );
         }
         inner.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), inner.tracker.wait()).await;
         match inner.store.release_leases(&inner.node_id).await {
             Ok(n) => tracing::info!(released = n, "leases released for the next run"),
-            Err(e) => tracing::error!(error = %e, "cannot release leases; they expire by themselves"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot release leases; they expire by themselves")
+            }
         }
     }
 }
@@ -363,7 +371,10 @@ impl Scheduler {
 impl State {
     fn holds(&self, task_id: &str) -> bool {
         self.running.contains_key(task_id)
-            || self.sessions.values().any(|s| s.queue.iter().any(|t| t.id == task_id))
+            || self
+                .sessions
+                .values()
+                .any(|s| s.queue.iter().any(|t| t.id == task_id))
     }
 }
 
@@ -488,7 +499,12 @@ impl Inner {
                 break;
             }
             if self.draining.is_cancelled() {
-                tracing::info!(task_id = ids.0, session_id = ids.1, index, "server stopping: the rest of the batch resumes after restart");
+                tracing::info!(
+                    task_id = ids.0,
+                    session_id = ids.1,
+                    index,
+                    "server stopping: the rest of the batch resumes after restart"
+                );
                 return None;
             }
             let ctx = CallContext {
@@ -543,7 +559,12 @@ impl Inner {
                 .await
             {
                 if let StoreError::LeaseLost(_) = e {
-                    tracing::warn!(task_id = ids.0, session_id = ids.1, index, "lease lost: another node continues this task");
+                    tracing::warn!(
+                        task_id = ids.0,
+                        session_id = ids.1,
+                        index,
+                        "lease lost: another node continues this task"
+                    );
                     return None;
                 }
                 tracing::error!(task_id = ids.0, session_id = ids.1, index, error = %e, "cannot record call; task resumes after restart");
@@ -615,8 +636,13 @@ impl Inner {
 
     /// Ends a task that holds no running call as cancelled.
     async fn cancel_unstarted(&self, spec: &TaskSpec, reason: &str) -> Option<TaskStatus> {
-        self.complete(spec, TaskStatus::Cancelled, Some(reason.to_owned()), &spec.done)
-            .await
+        self.complete(
+            spec,
+            TaskStatus::Cancelled,
+            Some(reason.to_owned()),
+            &spec.done,
+        )
+        .await
     }
 
     /// Ends the task: terminal state, summary and callback in one commit,

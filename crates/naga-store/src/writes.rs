@@ -219,7 +219,12 @@ impl Store {
 
     /// Marks a task running. Returns false (and changes nothing) when it has
     /// ended, e.g. cancelled while it waited, or when `owner` no longer holds it.
-    pub async fn start_task(&self, task_id: &str, owner: &str, now: Millis) -> Result<bool, StoreError> {
+    pub async fn start_task(
+        &self,
+        task_id: &str,
+        owner: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
         let (task_id, owner) = (task_id.to_owned(), owner.to_owned());
         self.writer
             .write(move |c| {
@@ -261,7 +266,11 @@ impl Store {
 
     /// Takes over every unfinished task whose lease expired (or that has
     /// none), in acceptance order: what a restart or another node resumes.
-    pub async fn claim_expired(&self, lease: Lease, now: Millis) -> Result<Vec<TaskRow>, StoreError> {
+    pub async fn claim_expired(
+        &self,
+        lease: Lease,
+        now: Millis,
+    ) -> Result<Vec<TaskRow>, StoreError> {
         self.writer
             .write(move |c| {
                 Box::pin(async move {
@@ -539,7 +548,11 @@ pub enum Finished {
 }
 
 /// Fencing: refuses a write for a task whose lease `owner` lost.
-async fn ensure_held(c: &mut SqliteConnection, task_id: &str, owner: &str) -> Result<(), StoreError> {
+async fn ensure_held(
+    c: &mut SqliteConnection,
+    task_id: &str,
+    owner: &str,
+) -> Result<(), StoreError> {
     let held: Option<(i64,)> = sqlx::query_as(
         "SELECT 1 FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND status IN ('queued', 'running')",
     )

@@ -2,7 +2,7 @@
 //! folder, and a real HTTP callback receiver.
 #![allow(dead_code)]
 
-use axum::{extract::State, http::HeaderMap, http::StatusCode, routing::post, Json, Router};
+use axum::{extract::State, http::HeaderMap, http::StatusCode, routing::post, Router};
 use naga_core::config::{Config, Service};
 use serde_json::{json, Value};
 use std::{
@@ -135,6 +135,26 @@ impl TestApp {
         panic!("task {task_id} did not end");
     }
 
+    /// Polls `GET /callbacks?status=` until the task's callback is listed there.
+    pub async fn wait_for_callback_status(&self, task_id: &str, status: &str) -> Value {
+        for _ in 0..1000 {
+            let (_, list) = self
+                .get(&format!("/callbacks?status={status}&limit=1000"))
+                .await;
+            let found = list["callbacks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["task_id"] == task_id)
+                .cloned();
+            if let Some(c) = found {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the callback of {task_id} never became {status}");
+    }
+
     /// Polls until the task reaches `status`.
     pub async fn wait_for_status(&self, task_id: &str, want: &str) -> Value {
         for _ in 0..1000 {
@@ -197,7 +217,16 @@ pub fn echo_batch(
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Value,
+    /// The raw body, as signed.
+    pub raw: String,
+    /// The status this receiver answered.
+    pub answered: u16,
+    pub at: std::time::Instant,
 }
+
+/// How the receiver answers the next requests: `(status, Retry-After)`;
+/// once the script is used up it answers 200.
+pub type Script = Arc<Mutex<std::collections::VecDeque<(u16, Option<u64>)>>>;
 
 type Log = Arc<Mutex<Vec<Received>>>;
 
@@ -207,20 +236,51 @@ pub struct Receiver {
     pub addr: SocketAddr,
     got: Log,
     notify: Arc<Notify>,
+    pub script: Script,
+}
+
+/// A loopback port that nothing listens on (yet).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Receiver {
     pub async fn start() -> Self {
+        Self::start_on(0, &[]).await
+    }
+
+    /// Starts on `port` (0: any), answering `script` first.
+    pub async fn start_on(port: u16, script: &[(u16, Option<u64>)]) -> Self {
         let got = Arc::new(Mutex::new(Vec::new()));
         let notify = Arc::new(Notify::new());
-        let state = (got.clone(), notify.clone());
+        let script: Script = Arc::new(Mutex::new(script.iter().copied().collect()));
+        let state = (got.clone(), notify.clone(), script.clone());
         let app = Router::new()
             .route("/{*path}", post(record))
             .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { addr, got, notify }
+        Self {
+            addr,
+            got,
+            notify,
+            script,
+        }
+    }
+
+    /// Callbacks this receiver accepted (answered 2xx).
+    pub fn accepted(&self) -> Vec<Received> {
+        self.all()
+            .into_iter()
+            .filter(|r| r.answered < 300)
+            .collect()
     }
 
     pub fn url(&self) -> String {
@@ -240,7 +300,7 @@ impl Receiver {
         loop {
             let notified = self.notify.notified();
             if let Some(r) = self
-                .all()
+                .accepted()
                 .into_iter()
                 .find(|r| r.body["task_id"] == task_id)
             {
@@ -254,11 +314,25 @@ impl Receiver {
 }
 
 async fn record(
-    State((got, notify)): State<(Log, Arc<Notify>)>,
+    State((got, notify, script)): State<(Log, Arc<Notify>, Script)>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> StatusCode {
-    got.lock().unwrap().push(Received { headers, body });
+    raw: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (status, retry_after) = script.lock().unwrap().pop_front().unwrap_or((200, None));
+    let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    let at = std::time::Instant::now();
+    got.lock().unwrap().push(Received {
+        headers,
+        body,
+        raw,
+        answered: status,
+        at,
+    });
     notify.notify_waiters();
-    StatusCode::OK
+    let status = StatusCode::from_u16(status).unwrap();
+    match retry_after {
+        Some(secs) => (status, [("retry-after", secs.to_string())]).into_response(),
+        None => status.into_response(),
+    }
 }

@@ -1,0 +1,192 @@
+//! Leases, take-over and fencing, on a real SQLite file, with explicit
+//! times instead of waiting.
+
+use naga_core::{config::StoreConfig, TaskStatus};
+use naga_store::*;
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    (
+        dir,
+        Store::open(&url, &StoreConfig::default()).await.unwrap(),
+    )
+}
+
+fn task(id: &str, owner: &str, until: i64) -> NewTask {
+    NewTask {
+        id: id.into(),
+        kind: "agent",
+        session_id: "s".into(),
+        analysis_session_id: Some("analysis_s_1".into()),
+        query: None,
+        callback_url: None,
+        policy: "enqueue",
+        fingerprint: None,
+        calls: vec!["{\"tool_name\":\"echo\"}".into()],
+        response: "{}".into(),
+        accepted_at: 0,
+        lease: Lease {
+            owner: owner.into(),
+            until,
+        },
+    }
+}
+
+fn call_finish(owner: &str, task_id: &str) -> CallFinish {
+    CallFinish {
+        owner: owner.into(),
+        idx: 0,
+        status: "succeeded",
+        result: "{\"success\":true}".into(),
+        started_at: 0,
+        step: NewStep {
+            task_id: task_id.into(),
+            success: true,
+            output: Some("ok".into()),
+            ..Default::default()
+        },
+        command: "echo".into(),
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
+    let (_d, s) = store().await;
+    assert_eq!(
+        s.insert_task(task("t1", "A", 1_000)).await.unwrap(),
+        Inserted::New
+    );
+    assert!(s.start_task("t1", "A", 10).await.unwrap());
+
+    // Not expired yet: nobody else may take it.
+    assert!(s
+        .claim_expired(
+            Lease {
+                owner: "B".into(),
+                until: 9_000
+            },
+            999
+        )
+        .await
+        .unwrap()
+        .is_empty());
+    // A's heartbeat extends it.
+    assert_eq!(s.renew_leases("A", 2_000).await.unwrap(), 1);
+    assert!(s
+        .claim_expired(
+            Lease {
+                owner: "B".into(),
+                until: 9_000
+            },
+            1_500
+        )
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A stops renewing; after expiry B takes it over.
+    let claimed = s
+        .claim_expired(
+            Lease {
+                owner: "B".into(),
+                until: 9_000,
+            },
+            2_001,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, "t1");
+
+    // A can no longer record calls, start or end the task.
+    assert!(matches!(
+        s.finish_call(call_finish("A", "t1")).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert!(!s.start_task("t1", "A", 2_002).await.unwrap());
+    let end = |owner: &str| TaskFinish {
+        task_id: "t1".into(),
+        owner: owner.into(),
+        status: TaskStatus::Succeeded,
+        error: None,
+        finished_at: 3_000,
+        callback: None,
+        callback_id: "msg_1".into(),
+        memory: None,
+    };
+    assert!(matches!(
+        s.finish_task(end("A")).await.unwrap(),
+        Finished::AlreadyEnded
+    ));
+    // B can.
+    s.finish_call(call_finish("B", "t1")).await.unwrap();
+    assert!(matches!(
+        s.finish_task(end("B")).await.unwrap(),
+        Finished::Ended { callback: None }
+    ));
+    assert!(
+        matches!(
+            s.finish_task(end("B")).await.unwrap(),
+            Finished::AlreadyEnded
+        ),
+        "a task ends once"
+    );
+    let t = s.task("t1").await.unwrap().unwrap();
+    assert_eq!((t.status.as_str(), t.steps_count), ("succeeded", 1));
+}
+
+#[tokio::test]
+async fn released_leases_are_claimed_at_once_and_finished_tasks_never() {
+    let (_d, s) = store().await;
+    s.insert_task(task("t1", "A", 1_000_000)).await.unwrap();
+    s.insert_task(task("t2", "A", 1_000_000)).await.unwrap();
+    assert_eq!(s.release_leases("A").await.unwrap(), 2);
+    let claimed = s
+        .claim_expired(
+            Lease {
+                owner: "B".into(),
+                until: 10,
+            },
+            5,
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = claimed.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["t1", "t2"], "in acceptance order");
+    assert_eq!(
+        s.renew_leases("A", 2_000_000).await.unwrap(),
+        0,
+        "A holds nothing now"
+    );
+}
+
+#[tokio::test]
+async fn group_commit_fails_one_job_alone() {
+    let (_d, s) = store().await;
+    s.insert_task(task("ok-1", "A", 10)).await.unwrap();
+    // Many writers at once: one of them conflicts (analysis session of
+    // another session); the others in the same group still commit.
+    let mut handles = Vec::new();
+    for i in 0..50 {
+        let s = s.clone();
+        let mut t = task(&format!("g{i}"), "A", 10);
+        if i == 25 {
+            t.session_id = "other".into();
+        }
+        handles.push(tokio::spawn(async move { s.insert_task(t).await }));
+    }
+    let mut failed = 0;
+    for h in handles {
+        if let Err(StoreError::Conflict(_)) = h.await.unwrap() {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 1);
+    assert!(s.task("g25").await.unwrap().is_none());
+    assert!(s.task("g24").await.unwrap().is_some() && s.task("g26").await.unwrap().is_some());
+    assert!(
+        s.session("other").await.unwrap().is_none(),
+        "the failed job left nothing behind"
+    );
+}

@@ -1,0 +1,308 @@
+//! Nothing lost: signed callbacks, retries, dead letters and replay,
+//! timeouts, cancellation and the four per-session policies.
+
+mod common;
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use common::*;
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use serde_json::json;
+use sha2::Sha256;
+use std::{collections::HashSet, sync::Arc};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+async fn app_with(change: impl FnOnce(&mut naga_core::config::Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    change(&mut config);
+    TestApp::spawn_with(dir, config).await
+}
+
+/// The README's Rust verification method.
+fn verify(secret: &str, id: &str, timestamp: &str, body: &str, signature: &str) -> bool {
+    let key = B64.decode(secret.trim_start_matches("whsec_")).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    let expected = format!("v1,{}", B64.encode(mac.finalize().into_bytes()));
+    signature.split(' ').any(|s| s == expected)
+}
+
+#[tokio::test]
+async fn callbacks_are_signed_and_verify_with_the_documented_methods() {
+    let app = app_with(|c| c.callbacks.secret = Some(SECRET.into())).await;
+    let receiver = Receiver::start().await;
+    app.post_schedule(&echo_batch(
+        "sig",
+        "sig-1",
+        &["hi"],
+        0,
+        Some(&receiver.url()),
+    ))
+    .await;
+    let cb = receiver.wait_for("sig-1").await;
+    let h = |k: &str| cb.headers.get(k).unwrap().to_str().unwrap().to_owned();
+    let (id, ts, sig) = (
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+    );
+    assert!(sig.starts_with("v1,"));
+    assert!(verify(SECRET, &id, &ts, &cb.raw, &sig));
+    assert!(
+        !verify(SECRET, &id, &ts, &cb.raw.replace("hi", "ho"), &sig),
+        "a changed body fails"
+    );
+
+    // The Python snippet of the README (examples/verify_webhook.py).
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/verify_webhook.py"
+    );
+    let run = |body: String| {
+        let mut child = std::process::Command::new("python3")
+            .args([script, &id, &ts, &sig])
+            .env("WEBHOOK_SECRET", SECRET)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        child.wait().unwrap().success()
+    };
+    assert!(run(cb.raw.clone()), "python verifies the real callback");
+    assert!(
+        !run(cb.raw.replace("hi", "ho")),
+        "python refuses a changed body"
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_that_answers_503_then_recovers_gets_the_callback() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start_on(0, &[(503, None), (502, None), (500, None)]).await;
+    app.post_schedule(&echo_batch(
+        "retry",
+        "retry-1",
+        &["x"],
+        0,
+        Some(&receiver.url()),
+    ))
+    .await;
+    let cb = receiver.wait_for("retry-1").await;
+    assert_eq!(cb.body["status"], "succeeded");
+    let all = receiver.all();
+    assert_eq!(
+        all.len(),
+        4,
+        "three failures, then delivered: {:?}",
+        all.iter().map(|r| r.answered).collect::<Vec<_>>()
+    );
+    let ids: HashSet<_> = all
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1, "one webhook-id across retries");
+    let delivered = app.wait_for_callback_status("retry-1", "delivered").await;
+    assert_eq!(delivered["attempts"], 4);
+    assert_eq!(
+        delivered["last_error"],
+        "receiver answered 500 Internal Server Error"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start_on(0, &[(429, Some(1))]).await;
+    app.post_schedule(&echo_batch("ra", "ra-1", &["x"], 0, Some(&receiver.url())))
+        .await;
+    receiver.wait_for("ra-1").await;
+    let all = receiver.all();
+    assert_eq!(all.len(), 2);
+    let waited = all[1].at - all[0].at;
+    // The test config's backoff is at most 200 ms: only Retry-After explains this.
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_receiver_ends_dead_and_is_replayed_on_request() {
+    let app = app_with(|c| c.callbacks.max_attempts = 3).await;
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/agent_result_callback");
+    app.post_schedule(&echo_batch("dead", "dead-1", &["x"], 0, Some(&url)))
+        .await;
+    let dead = app.wait_for_callback_status("dead-1", "dead").await;
+    assert_eq!(dead["attempts"], 3);
+    assert!(
+        dead["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 3 attempts"),
+        "{dead}"
+    );
+    assert_eq!(dead["url"], url);
+
+    let receiver = Receiver::start_on(port, &[]).await;
+    let id = dead["id"].as_str().unwrap();
+    let (s, r) = app
+        .post(&format!("/callbacks/{id}/retry"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let cb = receiver.wait_for("dead-1").await;
+    assert_eq!(
+        cb.headers["webhook-id"], id,
+        "the replay keeps the webhook-id"
+    );
+    app.wait_for_callback_status("dead-1", "delivered").await;
+    let (s, r) = app.get("/callbacks?status=lost").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+}
+
+#[tokio::test]
+async fn a_4xx_other_than_408_and_429_stops_at_once() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start_on(0, &[(410, None)]).await;
+    app.post_schedule(&echo_batch(
+        "gone",
+        "gone-1",
+        &["x"],
+        0,
+        Some(&receiver.url()),
+    ))
+    .await;
+    let dead = app.wait_for_callback_status("gone-1", "dead").await;
+    assert_eq!(dead["attempts"], 1);
+    assert_eq!(receiver.all().len(), 1);
+}
+
+#[tokio::test]
+async fn call_and_task_timeouts_end_the_task_timed_out_with_a_reason() {
+    let app = app_with(|c| c.scheduler.task_timeout_ms = 400).await;
+    let receiver = Receiver::start().await;
+    let mut b = echo_batch(
+        "to",
+        "to-call",
+        &["slow", "next"],
+        5_000,
+        Some(&receiver.url()),
+    );
+    b["agent_calls"][0]["timeout_ms"] = json!(100);
+    app.post_schedule(&b).await;
+    let cb = receiver.wait_for("to-call").await.body;
+    assert_eq!(cb["status"], "timed_out");
+    assert_eq!(cb["error"], "call 0 timed out after 100 ms");
+    assert_eq!(
+        cb["results"][0]["result"]["error"],
+        "call 0 timed out after 100 ms"
+    );
+
+    app.post_schedule(&echo_batch(
+        "to",
+        "to-task",
+        &["a", "b", "c"],
+        300,
+        Some(&receiver.url()),
+    ))
+    .await;
+    let cb = receiver.wait_for("to-task").await.body;
+    assert_eq!(cb["status"], "timed_out");
+    assert_eq!(cb["error"], "task timed out after 400 ms");
+    assert_eq!(cb["results"][0]["result"]["success"], true);
+    let t = app.wait_for_task_end("to-task").await;
+    assert_eq!(t["calls"][2]["status"], "skipped");
+}
+
+#[tokio::test]
+async fn a_queued_batch_can_be_cancelled_before_it_starts() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    app.post_schedule(&echo_batch("cq", "cq-1", &["busy"], 30_000, None))
+        .await;
+    app.post_schedule(&echo_batch(
+        "cq",
+        "cq-2",
+        &["waiting"],
+        0,
+        Some(&receiver.url()),
+    ))
+    .await;
+    let (s, r) = app.delete("/tasks/cq-2").await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let cb = receiver.wait_for("cq-2").await.body;
+    assert_eq!(cb["status"], "cancelled");
+    assert_eq!(cb["error"], "cancelled before it started");
+    assert_eq!(cb["results"], json!([]));
+    let (_, t) = app.get("/tasks/cq-2").await;
+    assert_eq!(t["steps_count"], 0);
+    app.delete("/tasks/cq-1").await;
+}
+
+#[tokio::test]
+async fn reject_policy_refuses_a_second_batch_and_stores_nothing() {
+    let app =
+        app_with(|c| c.scheduler.session_policy = naga_core::config::SessionPolicy::Reject).await;
+    app.post_schedule(&echo_batch("rej", "rej-1", &["busy"], 30_000, None))
+        .await;
+    let (s, r) = app
+        .post_schedule(&echo_batch("rej", "rej-2", &["second"], 0, None))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{r}");
+    assert!(r["detail"].as_str().unwrap().contains("reject"));
+    let (s, _) = app.get("/tasks/rej-2").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Another session is not affected, and a request may override the policy.
+    let (s, _) = app
+        .post_schedule(&echo_batch("rej-other", "rej-3", &["x"], 0, None))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut b = echo_batch("rej", "rej-4", &["queued"], 0, None);
+    b["multitask_strategy"] = json!("enqueue");
+    let (s, _) = app.post_schedule(&b).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, t) = app.get("/tasks/rej-4").await;
+    assert_eq!(t["status"], "queued");
+    app.delete("/tasks/rej-1").await;
+    assert_eq!(app.wait_for_task_end("rej-4").await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn interrupt_policy_cancels_the_running_batch_and_starts_the_new_one() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    app.post_schedule(&echo_batch(
+        "int",
+        "int-1",
+        &["long"],
+        30_000,
+        Some(&receiver.url()),
+    ))
+    .await;
+    app.post_schedule(&echo_batch(
+        "int",
+        "int-2",
+        &["queued"],
+        0,
+        Some(&receiver.url()),
+    ))
+    .await;
+    app.wait_for_status("int-1", "running").await;
+    let mut b = echo_batch("int", "int-3", &["urgent"], 0, Some(&receiver.url()));
+    b["multitask_strategy"] = json!("interrupt");
+    let (s, _) = app.post_schedule(&b).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(receiver.wait_for("int-1").await.body["status"], "cancelled");
+    assert_eq!(receiver.wait_for("int-2").await.body["status"], "cancelled");
+    let cb = receiver.wait_for("int-3").await.body;
+    assert_eq!(cb["status"], "succeeded");
+    assert_eq!(cb["results"][0]["result"]["result"], "urgent");
+}
