@@ -1,8 +1,9 @@
 //! The real `naga` binary, as a newcomer runs it.
 
 mod common;
-use common::{read, Receiver};
+use common::{free_port, read, Receiver};
 use serde_json::json;
+use std::collections::{HashMap, HashSet};
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
@@ -133,4 +134,178 @@ fn client_subcommands_print_data_on_stdout() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("cli\t1 tasks"));
     child.kill().unwrap();
     let _ = child.wait();
+}
+
+/// A config file for crash tests: short leases, quick retries that never give up.
+fn crash_config(dir: &std::path::Path) -> String {
+    let file = dir.join("naga.toml");
+    std::fs::write(
+        &file,
+        "[scheduler]\nlease_ms = 500\n[callbacks]\nbackoff_base_ms = 20\nbackoff_max_ms = 200\nmax_attempts = 100000\n",
+    )
+    .unwrap();
+    file.display().to_string()
+}
+
+async fn get(client: &reqwest::Client, url: String) -> serde_json::Value {
+    read(client.get(url).send().await.unwrap()).await.1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_many_batches_with_the_receiver_down_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = crash_config(dir.path());
+    let (mut naga, url) = serve(&data, &["--config", &config]);
+    let client = reqwest::Client::new();
+
+    // The receiver is down: nothing listens on its port yet.
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/agent_result_callback");
+    let (sessions, per_session, calls) = (8, 5, 3);
+    let mut ids = Vec::new();
+    for s in 0..sessions {
+        for b in 0..per_session {
+            let id = format!("crash-{s}-{b}");
+            let calls: Vec<_> = (0..calls)
+                .map(|c| json!({"tool_name": "echo", "instruction": format!("{id}/{c}"), "parameters": {"delay_ms": 40}}))
+                .collect();
+            let body = json!({"agent_calls": calls, "session_id": format!("crash-s{s}"),
+                              "analysis_session_id": format!("analysis_crash-s{s}_1"),
+                              "request_id": id, "callback_url": callback});
+            let (status, resp) = read(
+                client
+                    .post(format!("{url}/schedule"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(status, 200, "{resp}");
+            ids.push(id);
+        }
+    }
+    // Kill it while some batches are done, some running, some queued.
+    loop {
+        let done = get(&client, format!("{url}/tasks?status=succeeded&limit=1000")).await["count"]
+            .as_u64()
+            .unwrap();
+        if done >= (sessions * 2) as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    naga.kill().unwrap(); // SIGKILL
+    naga.wait().unwrap();
+
+    // The receiver comes up; naga restarts on the same database.
+    let receiver = Receiver::start_on(port, &[]).await;
+    let (mut naga, url) = serve(&data, &["--config", &config]);
+    for id in &ids {
+        let cb = receiver.wait_for(id).await.body;
+        assert_eq!(cb["status"], "succeeded", "{cb}");
+        let texts: Vec<_> = cb["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["result"]["result"].clone())
+            .collect();
+        let want: Vec<_> = (0..calls).map(|c| json!(format!("{id}/{c}"))).collect();
+        assert_eq!(texts, want, "every result, in order");
+    }
+    // Every batch completed once: each call has exactly one step (a call
+    // that finished before the kill did not run again).
+    let tasks = get(&client, format!("{url}/tasks?limit=1000")).await;
+    assert_eq!(tasks["count"], ids.len());
+    for t in tasks["tasks"].as_array().unwrap() {
+        assert_eq!(t["status"], "succeeded");
+        assert_eq!(t["steps_count"], calls, "{t}");
+    }
+    // One webhook-id per task, whatever was redelivered.
+    let mut webhook_ids: HashMap<String, HashSet<String>> = HashMap::new();
+    for r in receiver.accepted() {
+        webhook_ids
+            .entry(r.body["task_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(r.headers["webhook-id"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(webhook_ids.len(), ids.len());
+    assert!(
+        webhook_ids.values().all(|s| s.len() == 1),
+        "{webhook_ids:?}"
+    );
+    // FIFO per session held across the crash.
+    for s in 0..sessions {
+        let list = get(&client, format!("{url}/tasks?session_id=crash-s{s}")).await;
+        let mut runs: Vec<_> = list["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["task_id"].as_str().unwrap().to_owned(),
+                    t["finished_at"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        runs.sort();
+        assert!(runs.windows(2).all(|w| w[0].1 <= w[1].1), "{runs:?}");
+    }
+    naga.kill().unwrap();
+    naga.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_running_call_finish_and_the_restart_resumes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (naga, url) = serve(&data, &[]);
+    let client = reqwest::Client::new();
+    let receiver = Receiver::start().await;
+    let body = json!({"agent_calls": [
+            {"tool_name": "echo", "instruction": "first", "parameters": {"delay_ms": 1000}},
+            {"tool_name": "echo", "instruction": "second"}],
+        "session_id": "term", "request_id": "term-1", "callback_url": receiver.url()});
+    client
+        .post(format!("{url}/schedule"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    loop {
+        if get(&client, format!("{url}/tasks/term-1")).await["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let pid = naga.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || {
+        let mut naga = naga;
+        naga.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+    let exited = chrono::Utc::now();
+
+    // The running call finished within the grace period; the next did not start.
+    let (naga, url) = serve(&data, &[]);
+    let cb = receiver.wait_for("term-1").await.body;
+    assert_eq!(cb["status"], "succeeded");
+    let t = get(&client, format!("{url}/tasks/term-1")).await;
+    assert_eq!(t["steps_count"], 2, "each call ran once: {t}");
+    let at = |i: usize| {
+        chrono::DateTime::parse_from_rfc3339(t["steps"][i]["created_at"].as_str().unwrap()).unwrap()
+    };
+    assert!(at(0) < exited, "the first call ended before naga exited");
+    assert!(at(1) > exited, "the second call ran after the restart");
+    let mut naga = naga;
+    naga.kill().unwrap();
+    naga.wait().unwrap();
 }
