@@ -68,6 +68,13 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("naga.db").display()))
     }
 
+    pub fn mcp_config_path(&self) -> PathBuf {
+        self.mcp
+            .config
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("mcp_servers.json"))
+    }
+
     pub fn file_edit_root(&self) -> PathBuf {
         self.agents
             .file_edit
@@ -223,7 +230,10 @@ pub struct ComputerControlConfig {
 pub struct McpConfig {
     /// `mcpServers` JSON file (default `<data_dir>/mcp_servers.json`).
     pub config: Option<PathBuf>,
+    /// MCP batches queued or running at once; more are refused with 429.
     pub max_queued: usize,
+    /// One tool call's limit; past it the call fails and the batch goes on.
+    pub call_timeout_ms: u64,
 }
 
 impl Default for McpConfig {
@@ -231,6 +241,7 @@ impl Default for McpConfig {
         Self {
             config: None,
             max_queued: 10_000,
+            call_timeout_ms: 60_000,
         }
     }
 }

@@ -29,6 +29,25 @@ pub struct AgentScheduleRequest {
     pub multitask_strategy: Option<SessionPolicy>,
 }
 
+/// `POST /schedule` on the MCP server: `tool_calls` instead of `agent_calls`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct McpScheduleRequest {
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub tool_calls: Option<Vec<CallPayload>>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub analysis_session_id: Option<String>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    #[serde(default)]
+    pub multitask_strategy: Option<SessionPolicy>,
+}
+
 /// The answer to `/schedule`, given before any call runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleResponse {

@@ -6,7 +6,7 @@ use naga_core::{
     config::SessionPolicy,
     ids::{new_request_id, validate_id},
     time::iso,
-    wire::{AgentScheduleRequest, CallPayload, ScheduleResponse, TaskKind},
+    wire::{AgentScheduleRequest, CallPayload, McpScheduleRequest, ScheduleResponse, TaskKind},
     SessionId,
 };
 use naga_store::{Inserted, NewTask};
@@ -27,13 +27,24 @@ pub struct Batch {
     pub policy: Option<SessionPolicy>,
 }
 
-/// The answer to `/schedule`: the JSON to send, and whether this request
-/// created the task (false: a repeat of a known request id).
+/// The answer to `/schedule`: the JSON to send, and what this request did.
 #[derive(Debug)]
 pub struct Scheduled {
     pub response: String,
-    pub created: bool,
+    pub outcome: Outcome,
     pub task_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed and scheduled.
+    Created,
+    /// The request id was known: the first answer, nothing ran again.
+    Repeated,
+    /// An identical batch of the session is still active: its answer.
+    Duplicate,
+    /// No calls: nothing stored.
+    NoTasks,
 }
 
 impl Engine {
@@ -46,6 +57,53 @@ impl Engine {
             kind: TaskKind::Agent,
             query: req.query,
             calls: req.agent_calls.unwrap_or_default(),
+            session_id: req.session_id,
+            analysis_session_id: req.analysis_session_id,
+            request_id: req.request_id,
+            callback_url: req.callback_url,
+            policy: req.multitask_strategy,
+        })
+        .await
+    }
+
+    /// `POST /schedule` of the MCP server. Upstream behaviours kept: `query`
+    /// and `tool_calls` both empty is refused; an identical batch still
+    /// active answers its task; too much queued is 429.
+    pub async fn schedule_mcp(&self, req: McpScheduleRequest) -> Result<Scheduled, EngineError> {
+        let calls = req.tool_calls.unwrap_or_default();
+        if calls.is_empty() && req.query.as_deref().is_none_or(|q| q.trim().is_empty()) {
+            return Err(EngineError::Invalid(
+                "`query` and `tool_calls` are both empty: send tool_calls \
+                 [{\"agentType\": \"mcp\", \"service_name\", \"tool_name\", <arguments>}]"
+                    .into(),
+            ));
+        }
+        for (i, c) in calls.iter().enumerate() {
+            for key in ["service_name", "tool_name"] {
+                if !c.get(key).is_some_and(Value::is_string) {
+                    return Err(EngineError::Invalid(format!(
+                        "tool_calls[{i}] needs a string `{key}` (the MCP server's key and the tool's name)"
+                    )));
+                }
+            }
+        }
+        let max = self.config().mcp.max_queued;
+        if !calls.is_empty() && self.scheduler().held(TaskKind::Mcp) >= max {
+            tracing::warn!(
+                session_id = req.session_id.as_deref().unwrap_or(""),
+                request_id = req.request_id.as_deref().unwrap_or(""),
+                max_queued = max,
+                "MCP queue full: batch refused"
+            );
+            return Err(EngineError::Busy {
+                detail: format!("{max} MCP batches are already queued or running ([mcp] max_queued); retry later"),
+                retry_after_secs: 1,
+            });
+        }
+        self.accept(Batch {
+            kind: TaskKind::Mcp,
+            query: req.query,
+            calls,
             session_id: req.session_id,
             analysis_session_id: req.analysis_session_id,
             request_id: req.request_id,
@@ -112,7 +170,7 @@ impl Engine {
             };
             return Ok(Scheduled {
                 response: to_json(&response),
-                created: false,
+                outcome: Outcome::NoTasks,
                 task_id: None,
             });
         }
@@ -125,7 +183,7 @@ impl Engine {
             );
             return Ok(Scheduled {
                 response: existing.response,
-                created: false,
+                outcome: Outcome::Repeated,
                 task_id: Some(existing.id),
             });
         }
@@ -172,7 +230,8 @@ impl Engine {
                 query: batch.query,
                 callback_url: batch.callback_url.clone(),
                 policy: policy.as_str(),
-                fingerprint: None,
+                fingerprint: (batch.kind == TaskKind::Mcp)
+                    .then(|| crate::mcp::fingerprint(&batch.calls)),
                 calls: batch
                     .calls
                     .iter()
@@ -183,12 +242,24 @@ impl Engine {
                 lease: self.scheduler().lease(now),
             })
             .await?;
-        if let Inserted::Existing { response } = inserted {
-            return Ok(Scheduled {
-                response,
-                created: false,
-                task_id: Some(request_id),
-            });
+        match inserted {
+            Inserted::New => {}
+            Inserted::Existing { response } => {
+                return Ok(Scheduled {
+                    response,
+                    outcome: Outcome::Repeated,
+                    task_id: Some(request_id),
+                })
+            }
+            Inserted::Duplicate { task_id, response } => {
+                tracing::info!(session_id = ids.0, analysis_session_id = ids.1, request_id = ids.2,
+                    duplicate_of = %task_id, "identical batch still active: its task answers, nothing stored");
+                return Ok(Scheduled {
+                    response,
+                    outcome: Outcome::Duplicate,
+                    task_id: Some(task_id),
+                });
+            }
         }
         tracing::info!(
             session_id = ids.0,
@@ -220,7 +291,7 @@ impl Engine {
         });
         Ok(Scheduled {
             response,
-            created: true,
+            outcome: Outcome::Created,
             task_id: Some(request_id),
         })
     }

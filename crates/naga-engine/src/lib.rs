@@ -8,16 +8,18 @@ pub mod clock;
 mod error;
 pub mod executor;
 mod intake;
+pub mod mcp;
 pub mod memory;
 pub mod scheduler;
 
 pub use error::EngineError;
-pub use intake::{Batch, Scheduled};
+pub use intake::{Batch, Outcome, Scheduled};
 
 use agents::{AgentRegistry, ComputerControl, Echo, FileEditToolkit};
 use callbacks::Callbacks;
 use clock::Clock;
 use executor::{AgentExecutor, Executor};
+use mcp::{McpExecutor, McpHub};
 use naga_core::config::Config;
 use naga_store::Store;
 use scheduler::Scheduler;
@@ -39,6 +41,7 @@ struct Inner {
     agent_executor: Arc<dyn Executor>,
     file_edit: Arc<FileEditToolkit>,
     computer_control: Arc<ComputerControl>,
+    mcp: Arc<McpHub>,
     clock: Arc<dyn Clock>,
     stop: CancellationToken,
 }
@@ -85,6 +88,14 @@ impl Engine {
             agent_executor.clone(),
             stop.clone(),
         );
+        let mcp_path = config.mcp_config_path();
+        let mcp_specs = mcp::load_config(&mcp_path).map_err(EngineError::Invalid)?;
+        tracing::info!(config = %mcp_path.display(), servers = mcp_specs.len(), "MCP servers configured");
+        let mcp = Arc::new(McpHub::new(
+            mcp_specs,
+            Duration::from_millis(config.mcp.call_timeout_ms),
+        ));
+        scheduler.set_mcp_executor(Arc::new(McpExecutor { hub: mcp.clone() }));
         let engine = Self {
             inner: Arc::new(Inner {
                 config,
@@ -95,6 +106,7 @@ impl Engine {
                 agent_executor,
                 file_edit,
                 computer_control,
+                mcp,
                 clock,
                 stop,
             }),
@@ -102,6 +114,9 @@ impl Engine {
         let tasks = engine.inner.scheduler.claim_expired().await?;
         let callbacks = engine.inner.callbacks.recover().await?;
         engine.inner.scheduler.spawn_maintenance();
+        if engine.inner.config.runs(naga_core::config::Service::Mcp) {
+            engine.inner.mcp.start_all();
+        }
         tracing::info!(
             resumed_tasks = tasks,
             pending_callbacks = callbacks,
@@ -134,6 +149,9 @@ impl Engine {
     pub fn computer_control(&self) -> &ComputerControl {
         &self.inner.computer_control
     }
+    pub fn mcp(&self) -> &Arc<McpHub> {
+        &self.inner.mcp
+    }
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
     }
@@ -145,6 +163,7 @@ impl Engine {
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.scheduler.drain(grace).await;
         self.inner.stop.cancel();
+        self.inner.mcp.shutdown().await;
         self.inner.store.close().await;
         tracing::info!("engine stopped");
     }

@@ -72,6 +72,15 @@ struct State {
     /// Tasks that hold a slot (running or about to): session and cancel handle.
     running: HashMap<String, (String, CancellationToken)>,
     waiters: HashMap<String, Vec<oneshot::Sender<TaskStatus>>>,
+    /// Tasks held (queued or running) per kind: agent, mcp.
+    held: [usize; 2],
+}
+
+fn kind_index(kind: TaskKind) -> usize {
+    match kind {
+        TaskKind::Agent => 0,
+        TaskKind::Mcp => 1,
+    }
 }
 
 #[derive(Default)]
@@ -119,6 +128,11 @@ impl Scheduler {
         *self.inner.mcp.lock().unwrap() = Some(executor);
     }
 
+    /// How many tasks of `kind` this node holds (queued or running).
+    pub fn held(&self, kind: TaskKind) -> usize {
+        self.inner.state.lock().unwrap().held[kind_index(kind)]
+    }
+
     /// Whether the session has a batch queued or running here.
     pub fn session_active(&self, session_id: &str) -> bool {
         let state = self.inner.state.lock().unwrap();
@@ -142,6 +156,7 @@ impl Scheduler {
         if state.holds(&spec.id) {
             return;
         }
+        state.held[kind_index(spec.kind)] += 1;
         let slot = state.sessions.entry(spec.session_id.clone()).or_default();
         if spec.policy == SessionPolicy::Parallel || slot.active == 0 {
             tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
@@ -163,12 +178,18 @@ impl Scheduler {
         let queued: Vec<TaskSpec> = {
             let mut state = self.inner.state.lock().unwrap();
             let State {
-                sessions, running, ..
+                sessions,
+                running,
+                held,
+                ..
             } = &mut *state;
             let Some(slot) = sessions.get_mut(session_id) else {
                 return Vec::new();
             };
-            let queued = slot.queue.drain(..).collect();
+            let queued: Vec<TaskSpec> = slot.queue.drain(..).collect();
+            for q in &queued {
+                held[kind_index(q.kind)] -= 1;
+            }
             for (id, (session, token)) in running.iter() {
                 if session == session_id {
                     tracing::info!(task_id = %id, session_id, "interrupt: cancelling running batch");
@@ -215,6 +236,9 @@ impl Scheduler {
                         hit = slot.queue.remove(pos);
                         break;
                     }
+                }
+                if let Some(spec) = &hit {
+                    state.held[kind_index(spec.kind)] -= 1;
                 }
                 hit.map_or(Found::Neither, Found::Queued)
             }
@@ -404,6 +428,7 @@ impl Inner {
     fn release(self: &Arc<Self>, spec: &TaskSpec, status: Option<TaskStatus>) {
         let mut state = self.state.lock().unwrap();
         state.running.remove(&spec.id);
+        state.held[kind_index(spec.kind)] -= 1;
         if let Some(waiters) = state.waiters.remove(&spec.id) {
             if let Some(status) = status {
                 for w in waiters {

@@ -13,3 +13,7 @@ fn health(service: &str) -> Json<Value> {
 pub async fn agent() -> Json<Value> {
     health("agent_server")
 }
+
+pub async fn mcp() -> Json<Value> {
+    health("mcp_server")
+}

@@ -6,6 +6,7 @@ mod callbacks;
 mod error;
 mod extract;
 mod health;
+pub mod mcp;
 mod views;
 
 pub use error::{ApiError, ApiResult};
@@ -60,6 +61,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 pub struct Running {
     pub engine: Engine,
     pub agent_addr: Option<SocketAddr>,
+    pub mcp_addr: Option<SocketAddr>,
     stop: CancellationToken,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
 }
@@ -84,36 +86,42 @@ async fn bind(addr: &str, service: &str) -> anyhow::Result<TcpListener> {
 /// Starts the engine and the configured services on their addresses
 /// (port 0 picks a free port: see the returned addresses).
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    // Bind first: a taken port fails before anything starts.
     let agent_listener = match config.runs(Service::Agent) {
         true => Some(bind(&config.agent_addr, "agent").await?),
         false => None,
     };
-    for (service, name) in [(Service::Api, "API"), (Service::Mcp, "MCP")] {
-        if config.runs(service) {
-            tracing::warn!("the {name} server is not part of this version yet; not started");
-        }
+    let mcp_listener = match config.runs(Service::Mcp) {
+        true => Some(bind(&config.mcp_addr, "mcp").await?),
+        false => None,
+    };
+    if config.runs(Service::Api) {
+        tracing::warn!("the API server is not part of this version yet; not started");
     }
     let engine = Engine::start(config, clock)
         .await
         .context("cannot start the engine")?;
     let stop = CancellationToken::new();
     let mut servers = Vec::new();
-    let mut agent_addr = None;
-    if let Some(listener) = agent_listener {
-        let addr = listener.local_addr()?;
-        agent_addr = Some(addr);
-        let app = with_common_layers(agent::router(engine.clone()));
+    let mut serve = |listener: Option<TcpListener>, router: Router, name: &str| {
+        let listener = listener?;
+        let addr = listener.local_addr().ok()?;
+        let app = with_common_layers(router);
         let stop = stop.clone();
         servers.push(tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
         }));
-        tracing::info!(%addr, "agent server listening");
-    }
+        tracing::info!(%addr, "{name} server listening");
+        Some(addr)
+    };
+    let agent_addr = serve(agent_listener, agent::router(engine.clone()), "agent");
+    let mcp_addr = serve(mcp_listener, mcp::router(engine.clone()), "MCP");
     Ok(Running {
         engine,
         agent_addr,
+        mcp_addr,
         stop,
         servers,
     })

@@ -39,6 +39,12 @@ pub enum Inserted {
     Existing {
         response: String,
     },
+    /// An identical batch (same session and fingerprint) is still active:
+    /// its answer; nothing was stored.
+    Duplicate {
+        task_id: String,
+        response: String,
+    },
 }
 
 /// One step to record.
@@ -161,6 +167,20 @@ impl Store {
                             .await?;
                     if let Some((response,)) = existing {
                         return Ok(Inserted::Existing { response });
+                    }
+                    if let Some(fp) = &task.fingerprint {
+                        let active: Option<(String, String)> = sqlx::query_as(
+                            "SELECT id, response FROM tasks
+                             WHERE session_id = ?1 AND fingerprint = ?2 AND status IN ('queued', 'running')
+                             ORDER BY seq LIMIT 1",
+                        )
+                        .bind(&task.session_id)
+                        .bind(fp)
+                        .fetch_optional(&mut *c)
+                        .await?;
+                        if let Some((task_id, response)) = active {
+                            return Ok(Inserted::Duplicate { task_id, response });
+                        }
                     }
                     touch_session(c, &task.session_id, task.accepted_at).await?;
                     if let Some(analysis) = &task.analysis_session_id {

@@ -66,6 +66,9 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = running.agent_addr {
         eprintln!("naga: agent server on http://{addr}");
     }
+    if let Some(addr) = running.mcp_addr {
+        eprintln!("naga: MCP server on http://{addr}");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down: no new requests; running calls get a grace period");
     running.shutdown(Duration::from_secs(10)).await;

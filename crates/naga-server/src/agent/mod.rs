@@ -2,7 +2,7 @@
 
 mod memory;
 mod schedule;
-mod tasks;
+pub(crate) mod tasks;
 mod tools;
 
 use axum::{

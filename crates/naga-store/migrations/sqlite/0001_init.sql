@@ -125,3 +125,4 @@ CREATE TABLE callbacks (
 );
 CREATE INDEX callbacks_by_status ON callbacks(status, next_attempt_at);
 CREATE INDEX callbacks_by_task ON callbacks(task_id);
+CREATE INDEX tasks_by_fingerprint ON tasks(session_id, fingerprint) WHERE fingerprint IS NOT NULL;

@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 pub struct TestApp {
     pub running: Option<naga_server::Running>,
     pub agent: String,
+    /// The MCP server's base URL, when it runs.
+    pub mcp: String,
     pub client: reqwest::Client,
     pub dir: Arc<tempfile::TempDir>,
     pub config: Config,
@@ -46,9 +48,14 @@ impl TestApp {
             .await
             .expect("naga starts");
         let agent = format!("http://{}", running.agent_addr.unwrap());
+        let mcp = running
+            .mcp_addr
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default();
         Self {
             running: Some(running),
             agent,
+            mcp,
             client: reqwest::Client::new(),
             dir,
             config,
@@ -111,6 +118,28 @@ impl TestApp {
         read(
             self.client
                 .delete(format!("{}{path}", self.agent))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn mcp_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.mcp))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        read(resp).await
+    }
+
+    pub async fn mcp_get(&self, path: &str) -> (StatusCode, Value) {
+        read(
+            self.client
+                .get(format!("{}{path}", self.mcp))
                 .send()
                 .await
                 .unwrap(),
