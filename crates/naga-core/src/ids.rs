@@ -69,6 +69,14 @@ pub fn analysis_session_matches(analysis_id: &str, session: &str) -> bool {
         .is_some_and(|secs| !secs.is_empty() && secs.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// At most `max` characters of `s`, with `…` when cut.
+pub fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((at, _)) => format!("{}…", &s[..at]),
+    }
+}
+
 /// A fresh request id (UUID v4), used when a client sends none.
 pub fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()

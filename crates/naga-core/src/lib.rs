@@ -1,6 +1,7 @@
 //! Domain types of naga shared by every layer: identifiers, task states, the
 //! wire contracts of DESIGN.md and the configuration model. No I/O lives here.
 
+pub mod analysis;
 pub mod config;
 pub mod ids;
 pub mod status;

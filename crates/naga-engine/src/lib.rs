@@ -168,11 +168,3 @@ impl Engine {
         tracing::info!("engine stopped");
     }
 }
-
-/// At most `max` characters of `s`, with `…` when cut.
-pub fn truncate_chars(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        None => s.to_owned(),
-        Some((at, _)) => format!("{}…", &s[..at]),
-    }
-}

@@ -52,7 +52,7 @@ pub fn summarize(status: TaskStatus, error: Option<&str>, calls: &[CallSummary<'
 }
 
 fn clip(s: &str) -> String {
-    crate::truncate_chars(s, 200)
+    naga_core::ids::clip(s, 200)
 }
 
 #[cfg(test)]

@@ -337,7 +337,7 @@ pub fn apply_blocks(original: &str, blocks: &[Block]) -> Result<String, ToolErro
             return Err(ToolError::Invalid(format!(
                 "block {}: SEARCH text not found in the file: {:?}",
                 i + 1,
-                crate::truncate_chars(&b.search, 200)
+                naga_core::ids::clip(&b.search, 200)
             )));
         };
         let end = (at + b.search.len()).min(text.len());
