@@ -19,6 +19,11 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// A request that failed authentication (a callback's signature).
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error(transparent)]
+    Llm(crate::llm::LlmError),
     #[error(transparent)]
     Store(StoreError),
 }

@@ -3,11 +3,13 @@
 //! naga-server; storage in naga-store.
 
 pub mod agents;
+pub mod assistant;
 pub mod callbacks;
 pub mod clock;
 mod error;
 pub mod executor;
 mod intake;
+pub mod llm;
 pub mod mcp;
 pub mod memory;
 pub mod scheduler;

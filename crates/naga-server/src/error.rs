@@ -99,6 +99,18 @@ impl From<EngineError> for ApiError {
             EngineError::Unavailable(d) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", d)
             }
+            EngineError::Unauthorized(d) => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", d),
+            EngineError::Llm(e) => {
+                use naga_engine::llm::LlmError;
+                let (status, code) = match &e {
+                    LlmError::NotConfigured => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "llm_not_configured")
+                    }
+                    LlmError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "llm_timeout"),
+                    _ => (StatusCode::BAD_GATEWAY, "llm_error"),
+                };
+                Self::new(status, code, e.to_string())
+            }
             EngineError::Store(e) => Self::from(e),
         }
     }

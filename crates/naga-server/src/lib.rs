@@ -2,6 +2,7 @@
 //! Handlers are thin: parse, call the engine, map the result.
 
 pub mod agent;
+pub mod api;
 mod callbacks;
 mod error;
 mod extract;
@@ -20,7 +21,11 @@ use axum::{
     Router,
 };
 use naga_core::config::{Config, Service};
-use naga_engine::{clock::Clock, Engine};
+use naga_engine::{
+    assistant::{Assistant, Links},
+    clock::Clock,
+    Engine,
+};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -60,6 +65,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 /// A running naga: the engine and the services this process serves.
 pub struct Running {
     pub engine: Engine,
+    pub api_addr: Option<SocketAddr>,
     pub agent_addr: Option<SocketAddr>,
     pub mcp_addr: Option<SocketAddr>,
     stop: CancellationToken,
@@ -95,9 +101,23 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         true => Some(bind(&config.mcp_addr, "mcp").await?),
         false => None,
     };
-    if config.runs(Service::Api) {
-        tracing::warn!("the API server is not part of this version yet; not started");
-    }
+    let api_listener = match config.runs(Service::Api) {
+        true => Some(bind(&config.api_addr, "api").await?),
+        false => None,
+    };
+    // Where each service is: this process's listeners, else the configured addresses.
+    let url = |l: &Option<TcpListener>, configured: &str| match l
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+    {
+        Some(a) => format!("http://{a}"),
+        None => format!("http://{configured}"),
+    };
+    let links = Links {
+        api: url(&api_listener, &config.api_addr),
+        agent: url(&agent_listener, &config.agent_addr),
+        mcp: url(&mcp_listener, &config.mcp_addr),
+    };
     let engine = Engine::start(config, clock)
         .await
         .context("cannot start the engine")?;
@@ -118,8 +138,19 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     };
     let agent_addr = serve(agent_listener, agent::router(engine.clone()), "agent");
     let mcp_addr = serve(mcp_listener, mcp::router(engine.clone()), "MCP");
+    let api_addr = match api_listener {
+        Some(l) => {
+            let state = api::ApiState {
+                engine: engine.clone(),
+                assistant: Assistant::new(engine.clone(), links),
+            };
+            serve(Some(l), api::router(state), "API")
+        }
+        None => None,
+    };
     Ok(Running {
         engine,
+        api_addr,
         agent_addr,
         mcp_addr,
         stop,

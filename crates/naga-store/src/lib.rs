@@ -5,12 +5,14 @@
 //! one transaction (group commit) and answers each when its commit is done;
 //! reads use a separate pool of connections (WAL lets them run beside it).
 
+mod conversations;
 mod error;
 mod reads;
 mod rows;
 mod writer;
 mod writes;
 
+pub use conversations::*;
 pub use error::StoreError;
 pub use reads::{Counts, MemoryScope, TaskFilter};
 pub use rows::*;

@@ -32,6 +32,15 @@ pub struct ServeArgs {
     /// `mcpServers` JSON file [default: <data-dir>/mcp_servers.json].
     #[arg(long, env = "NAGA_MCP_CONFIG")]
     pub mcp_config: Option<PathBuf>,
+    /// OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1.
+    #[arg(long, env = "NAGA_LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+    /// The LLM's API key.
+    #[arg(long, env = "NAGA_LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+    /// The LLM's model name.
+    #[arg(long, env = "NAGA_LLM_MODEL")]
+    pub llm_model: Option<String>,
     /// Log as JSON lines.
     #[arg(long, env = "NAGA_LOG_JSON")]
     pub log_json: bool,
@@ -85,6 +94,15 @@ impl ServeArgs {
         }
         if let Some(v) = self.mcp_config {
             config.mcp.config = Some(v);
+        }
+        if let Some(v) = self.llm_base_url {
+            config.llm.base_url = Some(v);
+        }
+        if let Some(v) = self.llm_api_key {
+            config.llm.api_key = Some(v);
+        }
+        if let Some(v) = self.llm_model {
+            config.llm.model = Some(v);
         }
         Ok(config)
     }

@@ -63,6 +63,9 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     tracing::info!(data_dir = %config.data_dir.display(), database = %config.database_url(),
         synchronous = ?config.store.synchronous, "starting naga");
     let running = naga_server::start(config, Arc::new(naga_server::SystemClock)).await?;
+    if let Some(addr) = running.api_addr {
+        eprintln!("naga: API server on http://{addr}");
+    }
     if let Some(addr) = running.agent_addr {
         eprintln!("naga: agent server on http://{addr}");
     }

@@ -1,0 +1,226 @@
+//! The API server (default 127.0.0.1:8000): DESIGN.md's API section.
+//! Conversations, the callbacks of the agent and MCP servers, and the
+//! events pushed to the UI.
+
+use crate::{
+    agent::page_limit,
+    error::ApiResult,
+    extract::{Json, Path, Query},
+    ApiError,
+};
+use axum::{
+    extract::State,
+    http::HeaderMap,
+    response::sse::{Event, KeepAlive, Sse},
+    routing::{get, post},
+    Router,
+};
+use futures::{Stream, StreamExt};
+use naga_core::time::iso;
+use naga_engine::assistant::{Assistant, WebhookHeaders};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::{convert::Infallible, time::Duration};
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub engine: naga_engine::Engine,
+    pub assistant: Assistant,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/chat", post(chat))
+        .route("/chat/stream", post(chat_stream))
+        .route("/sessions", get(sessions))
+        .route("/sessions/{id}", get(session).delete(delete_session))
+        .route("/sessions/{id}/events", get(events))
+        .route("/tool_notification", post(tool_notification))
+        .route("/tool_result_callback", post(callback))
+        .route("/agent_result_callback", post(callback))
+        .with_state(state)
+}
+
+async fn health(State(s): State<ApiState>) -> axum::Json<Value> {
+    axum::Json(
+        json!({"status": "healthy", "service": "api_server", "version": env!("CARGO_PKG_VERSION"),
+        "llm_configured": s.assistant.llm_configured(), "timestamp": chrono::Utc::now().to_rfc3339()}),
+    )
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    message: String,
+    #[serde(default)]
+    session_id: Option<String>,
+    #[serde(default)]
+    skip_intent_analysis: bool,
+}
+
+/// `POST /chat` → `{response, session_id, status}`.
+async fn chat(
+    State(s): State<ApiState>,
+    Json(req): Json<ChatRequest>,
+) -> ApiResult<axum::Json<Value>> {
+    let reply = s
+        .assistant
+        .chat(&req.message, req.session_id, req.skip_intent_analysis)
+        .await?;
+    Ok(axum::Json(
+        json!({"response": reply.response, "session_id": reply.session_id, "status": "success"}),
+    ))
+}
+
+/// `POST /chat/stream`: SSE whose first event is `session_id: <id>`, then
+/// the text as it is written, then `[DONE]` (NagaAgent's stream).
+async fn chat_stream(
+    State(s): State<ApiState>,
+    Json(req): Json<ChatRequest>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let (session_id, rx) = s
+        .assistant
+        .chat_stream(&req.message, req.session_id, req.skip_intent_analysis)
+        .await?;
+    let first = futures::stream::once(async move {
+        Ok(Event::default().data(format!("session_id: {session_id}")))
+    });
+    let text = tokio_stream_from(rx).map(|piece| {
+        Ok(match piece {
+            Ok(t) => Event::default().data(t),
+            Err(e) => Event::default().event("error").data(e.to_string()),
+        })
+    });
+    let done = futures::stream::once(async { Ok(Event::default().data("[DONE]")) });
+    Ok(Sse::new(first.chain(text).chain(done)))
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// `GET /sessions`: conversations, most recently active first.
+async fn sessions(
+    State(s): State<ApiState>,
+    Query(p): Query<Page>,
+) -> ApiResult<axum::Json<Value>> {
+    let rows = s
+        .engine
+        .store()
+        .conversations(page_limit(p.limit)?, p.offset.unwrap_or(0).max(0))
+        .await?;
+    let sessions: Vec<Value> = rows
+        .iter()
+        .map(|c| json!({"session_id": c.session_id, "message_count": c.messages,
+                        "created_at": iso(c.created_at), "last_activity_at": iso(c.last_activity_at)}))
+        .collect();
+    Ok(axum::Json(
+        json!({"success": true, "count": sessions.len(), "sessions": sessions}),
+    ))
+}
+
+/// `GET /sessions/{id}`: `{"session_id", "messages": [{role, content, …}]}`.
+async fn session(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let messages = s.assistant.history(&id).await?;
+    if messages.is_empty() {
+        return Err(ApiError::not_found(format!("no conversation `{id}`")));
+    }
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({"id": m.id, "role": m.role, "content": m.content, "kind": m.kind,
+                        "task_id": m.task_id, "created_at": iso(m.created_at)})
+        })
+        .collect();
+    Ok(axum::Json(
+        json!({"success": true, "session_id": id, "messages": messages}),
+    ))
+}
+
+/// `DELETE /sessions/{id}`: forgets the conversation (its tasks stay).
+async fn delete_session(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let removed = s.engine.store().delete_conversation(&id).await?;
+    if removed == 0 {
+        return Err(ApiError::not_found(format!("no conversation `{id}`")));
+    }
+    tracing::info!(session_id = %id, removed, "conversation deleted");
+    Ok(axum::Json(
+        json!({"success": true, "session_id": id, "removed": removed}),
+    ))
+}
+
+/// `GET /sessions/{id}/events`: follow-ups and tool notifications as SSE.
+async fn events(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = s.assistant.events().subscribe(&id);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(v) => {
+                    let kind = v["type"].as_str().unwrap_or("message").to_owned();
+                    return Some((Ok(Event::default().event(kind).data(v.to_string())), rx));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "a slow event listener missed events");
+                }
+                Err(_) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[derive(Deserialize)]
+struct Notification {
+    session_id: String,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
+}
+
+/// `POST /tool_notification`: passed on to the session's UI listeners.
+async fn tool_notification(
+    State(s): State<ApiState>,
+    Json(n): Json<Notification>,
+) -> ApiResult<axum::Json<Value>> {
+    let mut event = Value::Object(n.rest);
+    event["session_id"] = json!(n.session_id);
+    let delivered = s.assistant.notify(&n.session_id, event);
+    Ok(axum::Json(json!({"success": true, "delivered": delivered})))
+}
+
+/// `POST /tool_result_callback` and `/agent_result_callback`.
+async fn callback(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult<axum::Json<Value>> {
+    let h = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let webhook = WebhookHeaders {
+        id: h("webhook-id"),
+        timestamp: h("webhook-timestamp"),
+        signature: h("webhook-signature"),
+    };
+    let new = s.assistant.receive_callback(&webhook, &body).await?;
+    Ok(axum::Json(json!({"success": true, "duplicate": !new})))
+}
