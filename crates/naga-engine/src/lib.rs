@@ -88,6 +88,7 @@ impl Engine {
             clock.clone(),
             config.scheduler.clone(),
             agent_executor.clone(),
+            config.llm.clone(),
             stop.clone(),
         );
         let mcp_path = config.mcp_config_path();

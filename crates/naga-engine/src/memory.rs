@@ -7,6 +7,46 @@ use naga_core::TaskStatus;
 use serde_json::{json, Value};
 
 pub const DETERMINISTIC: &str = "deterministic";
+pub const LLM: &str = "llm";
+
+/// Asks the LLM for the seed's four memory fields from a task's
+/// deterministic summary and steps; `None` when its answer has no such
+/// JSON object (the deterministic summary stays).
+pub async fn compress_with_llm(
+    llm: &crate::llm::LlmClient,
+    summary: &Value,
+    steps: &[String],
+) -> Option<Value> {
+    use crate::llm::ChatMessage;
+    let prompt = vec![
+        ChatMessage::new("system", include_str!("../prompts/compress.md")),
+        ChatMessage::new(
+            "user",
+            format!("任务摘要：{summary}\n步骤：\n{}", steps.join("\n")),
+        ),
+    ];
+    let answer = match llm.chat(&prompt).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "LLM memory compression failed; the deterministic summary stays");
+            return None;
+        }
+    };
+    let start = answer.find('{')?;
+    let end = answer.rfind('}')?;
+    let mut v: Value = serde_json::from_str(answer.get(start..=end)?).ok()?;
+    let fields = [
+        "key_findings",
+        "failed_attempts",
+        "current_status",
+        "next_steps",
+    ];
+    if !fields.iter().all(|f| v.get(f).is_some()) {
+        return None;
+    }
+    v["method"] = json!(LLM);
+    Some(v)
+}
 
 /// One finished (or skipped) call, as the summary sees it.
 pub struct CallSummary<'a> {

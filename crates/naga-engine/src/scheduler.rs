@@ -56,6 +56,8 @@ struct Inner {
     config: SchedulerConfig,
     agent: Arc<dyn Executor>,
     mcp: Mutex<Option<Arc<dyn Executor>>>,
+    /// Writes an LLM summary of each finished task, when configured.
+    summarizer: Option<crate::llm::LlmClient>,
     node_id: String,
     permits: Arc<Semaphore>,
     state: Mutex<State>,
@@ -103,6 +105,7 @@ impl Scheduler {
         clock: Arc<dyn Clock>,
         config: SchedulerConfig,
         agent: Arc<dyn Executor>,
+        llm: naga_core::config::LlmConfig,
         stop: CancellationToken,
     ) -> Self {
         Self {
@@ -114,6 +117,7 @@ impl Scheduler {
                 config,
                 agent,
                 mcp: Mutex::new(None),
+                summarizer: crate::llm::LlmClient::from_config(&llm),
                 node_id: format!("node-{}", uuid::Uuid::new_v4()),
                 state: Mutex::default(),
                 draining: CancellationToken::new(),
@@ -744,6 +748,33 @@ impl Inner {
                     callback = callback.is_some(), "task finished");
                 if let Some(row) = callback {
                     self.callbacks.enqueue(row);
+                }
+                if let Some(llm) = self.summarizer.clone() {
+                    let (store, clock, id) =
+                        (self.store.clone(), self.clock.clone(), spec.id.clone());
+                    let steps: Vec<String> = commands
+                        .iter()
+                        .zip(outcomes)
+                        .map(|(c, o)| match o {
+                            Some(o) => format!(
+                                "{c} → {}",
+                                o.text().or(o.error.clone()).unwrap_or_default()
+                            ),
+                            None => format!("{c} → not run"),
+                        })
+                        .collect();
+                    tokio::spawn(async move {
+                        if let Some(v) = memory::compress_with_llm(&llm, &summary, &steps).await {
+                            let _ = store
+                                .add_compressed_memory(
+                                    &id,
+                                    memory::LLM,
+                                    v.to_string(),
+                                    clock.now_ms(),
+                                )
+                                .await;
+                        }
+                    });
                 }
                 Some(status)
             }

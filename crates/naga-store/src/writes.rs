@@ -461,6 +461,34 @@ impl Store {
             .await
     }
 
+    /// Adds a summary of a task to memory (e.g. one written by an LLM).
+    pub async fn add_compressed_memory(
+        &self,
+        task_id: &str,
+        method: &str,
+        summary: String,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let (task_id, method) = (task_id.to_owned(), method.to_owned());
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO compressed_memories (session_id, task_id, method, summary, created_at)
+                         SELECT session_id, id, ?2, ?3, ?4 FROM tasks WHERE id = ?1",
+                    )
+                    .bind(&task_id)
+                    .bind(&method)
+                    .bind(&summary)
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
     /// Records one delivery attempt of a callback.
     pub async fn record_delivery(
         &self,

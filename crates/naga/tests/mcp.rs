@@ -15,21 +15,7 @@ use rmcp::{
     ServerHandler,
 };
 use serde_json::{json, Value};
-use std::{path::PathBuf, sync::Arc, time::Duration};
-
-/// Where `.ci/run` installs server-everything (override with NAGA_TEST_MCP_EVERYTHING).
-fn everything() -> PathBuf {
-    let path = std::env::var_os("NAGA_TEST_MCP_EVERYTHING").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../target/test-peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
-    });
-    assert!(
-        path.exists(),
-        "server-everything is not installed at {}: run `npm install --prefix target/test-peers @modelcontextprotocol/server-everything` (as .ci/run does)",
-        path.display()
-    );
-    path
-}
+use std::{sync::Arc, time::Duration};
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct AddRequest {

@@ -2,6 +2,8 @@
 //! folder, and a real HTTP callback receiver.
 #![allow(dead_code)]
 
+pub mod llm;
+
 use axum::{extract::State, http::HeaderMap, http::StatusCode, routing::post, Router};
 use naga_core::config::{Config, Service};
 use serde_json::{json, Value};
@@ -15,6 +17,8 @@ use tokio::sync::Notify;
 
 pub struct TestApp {
     pub running: Option<naga_server::Running>,
+    /// The API server's base URL, when it runs.
+    pub api: String,
     pub agent: String,
     /// The MCP server's base URL, when it runs.
     pub mcp: String,
@@ -48,12 +52,12 @@ impl TestApp {
             .await
             .expect("naga starts");
         let agent = format!("http://{}", running.agent_addr.unwrap());
-        let mcp = running
-            .mcp_addr
-            .map(|a| format!("http://{a}"))
-            .unwrap_or_default();
+        let url =
+            |a: Option<std::net::SocketAddr>| a.map(|a| format!("http://{a}")).unwrap_or_default();
+        let (mcp, api) = (url(running.mcp_addr), url(running.api_addr));
         Self {
             running: Some(running),
+            api,
             agent,
             mcp,
             client: reqwest::Client::new(),
@@ -118,6 +122,28 @@ impl TestApp {
         read(
             self.client
                 .delete(format!("{}{path}", self.agent))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn api_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.api))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        read(resp).await
+    }
+
+    pub async fn api_get(&self, path: &str) -> (StatusCode, Value) {
+        read(
+            self.client
+                .get(format!("{}{path}", self.api))
                 .send()
                 .await
                 .unwrap(),
@@ -364,4 +390,18 @@ async fn record(
         Some(secs) => (status, [("retry-after", secs.to_string())]).into_response(),
         None => status.into_response(),
     }
+}
+
+/// Where `.ci/run` installs server-everything (override with NAGA_TEST_MCP_EVERYTHING).
+pub fn everything() -> PathBuf {
+    let path = std::env::var_os("NAGA_TEST_MCP_EVERYTHING").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/test-peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+    });
+    assert!(
+        path.exists(),
+        "server-everything is not installed at {}: run `npm install --prefix target/test-peers @modelcontextprotocol/server-everything` (as .ci/run does)",
+        path.display()
+    );
+    path
 }
