@@ -89,6 +89,12 @@ impl Engine {
         }
         let max = self.config().mcp.max_queued;
         if !calls.is_empty() && self.scheduler().held(TaskKind::Mcp) >= max {
+            if let Some(repeat) = match &req.request_id {
+                Some(id) => self.repeated(id).await?,
+                None => None,
+            } {
+                return Ok(repeat);
+            }
             tracing::warn!(
                 session_id = req.session_id.as_deref().unwrap_or(""),
                 request_id = req.request_id.as_deref().unwrap_or(""),
@@ -111,6 +117,15 @@ impl Engine {
             policy: req.multitask_strategy,
         })
         .await
+    }
+
+    /// The first answer to a known request id, if it is one. (The usual
+    /// path needs no such read: the insert itself recognises a repeat.)
+    async fn repeated(&self, request_id: &str) -> Result<Option<Scheduled>, EngineError> {
+        Ok(self.store().task(request_id).await?.map(|t| {
+            tracing::info!(request_id, session_id = %t.session_id, "request_id already known: first answer repeated");
+            Scheduled { response: t.response, outcome: Outcome::Repeated, task_id: Some(t.id) }
+        }))
     }
 
     /// Validates, commits and schedules a batch; answers before any call runs.
@@ -174,23 +189,14 @@ impl Engine {
                 task_id: None,
             });
         }
-        if let Some(existing) = self.store().task(&request_id).await? {
-            tracing::info!(
-                session_id = ids.0,
-                analysis_session_id = ids.1,
-                request_id = ids.2,
-                "request_id already known: first answer repeated, nothing runs again"
-            );
-            return Ok(Scheduled {
-                response: existing.response,
-                outcome: Outcome::Repeated,
-                task_id: Some(existing.id),
-            });
-        }
         let policy = batch
             .policy
             .unwrap_or(self.config().scheduler.session_policy);
         if policy == SessionPolicy::Reject && self.scheduler().session_active(session.as_str()) {
+            // A repeat of a known request gets its first answer, not a refusal.
+            if let Some(repeat) = self.repeated(&request_id).await? {
+                return Ok(repeat);
+            }
             tracing::info!(
                 session_id = ids.0,
                 analysis_session_id = ids.1,
@@ -245,6 +251,8 @@ impl Engine {
         match inserted {
             Inserted::New => {}
             Inserted::Existing { response } => {
+                tracing::info!(session_id = ids.0, analysis_session_id = ids.1, request_id = ids.2,
+                    "request_id already known: first answer repeated, nothing runs again");
                 return Ok(Scheduled {
                     response,
                     outcome: Outcome::Repeated,

@@ -2,6 +2,7 @@
 //! dispatches, and the inbox of callbacks received.
 
 use crate::{writes::touch_session, Store, StoreError};
+use rusqlite::{params, Connection};
 use naga_core::time::Millis;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -54,29 +55,21 @@ pub struct NewMessage {
     pub created_at: Millis,
 }
 
-async fn insert_message(c: &mut sqlx::SqliteConnection, m: &NewMessage) -> Result<i64, StoreError> {
-    touch_session(c, &m.session_id, m.created_at).await?;
-    let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO messages (session_id, role, content, kind, task_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-    )
-    .bind(&m.session_id)
-    .bind(&m.role)
-    .bind(&m.content)
-    .bind(m.kind)
-    .bind(&m.task_id)
-    .bind(m.created_at)
-    .fetch_one(&mut *c)
-    .await?;
+fn insert_message(c: &Connection, m: &NewMessage) -> Result<i64, StoreError> {
+    touch_session(c, &m.session_id, m.created_at)?;
+    let id = c
+        .prepare_cached(
+            "INSERT INTO messages (session_id, role, content, kind, task_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+        )?
+        .query_row(params![m.session_id, m.role, m.content, m.kind, m.task_id, m.created_at], |r| r.get(0))?;
     Ok(id)
 }
 
 impl Store {
     /// Appends a message to its conversation; returns its id.
     pub async fn add_message(&self, m: NewMessage) -> Result<i64, StoreError> {
-        self.writer
-            .write(move |c| Box::pin(async move { insert_message(c, &m).await }))
-            .await
+        self.writer.write(move |c| insert_message(c, &m)).await
     }
 
     /// The last `limit` messages of a conversation, oldest first.
@@ -119,17 +112,11 @@ impl Store {
         let session_id = session_id.to_owned();
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    let mut n = 0;
-                    for table in ["messages", "dispatches", "callback_inbox"] {
-                        n += sqlx::query(&format!("DELETE FROM {table} WHERE session_id = ?1"))
-                            .bind(&session_id)
-                            .execute(&mut *c)
-                            .await?
-                            .rows_affected();
-                    }
-                    Ok(n)
-                })
+                let mut n = 0;
+                for table in ["messages", "dispatches", "callback_inbox"] {
+                    n += c.execute(&format!("DELETE FROM {table} WHERE session_id = ?1"), params![session_id])? as u64;
+                }
+                Ok(n)
             })
             .await
     }
@@ -137,22 +124,12 @@ impl Store {
     pub async fn add_dispatch(&self, d: DispatchRow) -> Result<(), StoreError> {
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO dispatches (request_id, session_id, analysis_session_id, kind,
-                             user_message, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                         ON CONFLICT (request_id) DO NOTHING",
-                    )
-                    .bind(&d.request_id)
-                    .bind(&d.session_id)
-                    .bind(&d.analysis_session_id)
-                    .bind(&d.kind)
-                    .bind(&d.user_message)
-                    .bind(d.created_at)
-                    .execute(&mut *c)
-                    .await?;
-                    Ok(())
-                })
+                c.prepare_cached(
+                    "INSERT INTO dispatches (request_id, session_id, analysis_session_id, kind, user_message, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (request_id) DO NOTHING",
+                )?
+                .execute(params![d.request_id, d.session_id, d.analysis_session_id, d.kind, d.user_message, d.created_at])?;
+                Ok(())
             })
             .await
     }
@@ -171,21 +148,14 @@ impl Store {
     pub async fn receive_callback(&self, row: InboxRow) -> Result<bool, StoreError> {
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    touch_session(c, &row.session_id, row.received_at).await?;
-                    let done = sqlx::query(
+                touch_session(c, &row.session_id, row.received_at)?;
+                let n = c
+                    .prepare_cached(
                         "INSERT INTO callback_inbox (key, task_id, session_id, body, status, received_at)
                          VALUES (?1, ?2, ?3, ?4, 'pending', ?5) ON CONFLICT (key) DO NOTHING",
-                    )
-                    .bind(&row.key)
-                    .bind(&row.task_id)
-                    .bind(&row.session_id)
-                    .bind(&row.body)
-                    .bind(row.received_at)
-                    .execute(&mut *c)
-                    .await?;
-                    Ok(done.rows_affected() == 1)
-                })
+                    )?
+                    .execute(params![row.key, row.task_id, row.session_id, row.body, row.received_at])?;
+                Ok(n == 1)
             })
             .await
     }
@@ -201,31 +171,20 @@ impl Store {
 
     /// Saves the follow-up of a received callback and marks it answered, in
     /// one transaction. `None` when it was answered already.
-    pub async fn answer_callback(
-        &self,
-        key: &str,
-        reply: NewMessage,
-    ) -> Result<Option<i64>, StoreError> {
+    pub async fn answer_callback(&self, key: &str, reply: NewMessage) -> Result<Option<i64>, StoreError> {
         let key = key.to_owned();
         self.writer
             .write(move |c| {
-                Box::pin(async move {
-                    let pending: Option<(String,)> =
-                        sqlx::query_as("SELECT key FROM callback_inbox WHERE key = ?1 AND status = 'pending'")
-                            .bind(&key)
-                            .fetch_optional(&mut *c)
-                            .await?;
-                    if pending.is_none() {
-                        return Ok(None);
-                    }
-                    let id = insert_message(c, &reply).await?;
-                    sqlx::query("UPDATE callback_inbox SET status = 'done', reply_message_id = ?2 WHERE key = ?1")
-                        .bind(&key)
-                        .bind(id)
-                        .execute(&mut *c)
-                        .await?;
-                    Ok(Some(id))
-                })
+                let pending = c
+                    .prepare_cached("SELECT 1 FROM callback_inbox WHERE key = ?1 AND status = 'pending'")?
+                    .exists(params![key])?;
+                if !pending {
+                    return Ok(None);
+                }
+                let id = insert_message(c, &reply)?;
+                c.prepare_cached("UPDATE callback_inbox SET status = 'done', reply_message_id = ?2 WHERE key = ?1")?
+                    .execute(params![key, id])?;
+                Ok(Some(id))
             })
             .await
     }

@@ -55,12 +55,13 @@ impl Store {
             .log_statements(tracing::log::LevelFilter::Trace);
         let mut conn = options.connect().await?;
         MIGRATOR.run(&mut conn).await?;
+        sqlx::Connection::close(conn).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(config.read_connections.max(1))
             .min_connections(1)
             .connect_with(options.read_only(true))
             .await?;
-        let writer = writer::Writer::spawn(conn, config.max_batch.max(1));
+        let writer = writer::Writer::spawn(writer_connection(url, config.synchronous)?, config.max_batch.max(1));
         Ok(Self { read, writer })
     }
 
@@ -69,4 +70,25 @@ impl Store {
         self.writer.close().await;
         self.read.close().await;
     }
+}
+
+/// The writer's own connection (rusqlite), with the same pragmas.
+fn writer_connection(url: &str, synchronous: Synchronous) -> Result<rusqlite::Connection, StoreError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(128);
+    let sync = match synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
+    ))?;
+    Ok(conn)
 }

@@ -1,0 +1,368 @@
+//! naga's benchmark harness: measures, in one run and with one load client,
+//! a bare axum server and naga, and prints the ratios the targets are about.
+//!
+//!   cargo run --release -p naga-bench -- [--requests N] [--batches N] [--concurrency N]
+//!
+//! 1. accept: a bare axum server that parses the `/schedule` JSON and
+//!    answers, then naga's durable `/schedule` (committed before answering);
+//!    throughput and latency percentiles under the same load.
+//! 2. end to end: a bare server that answers and POSTs a callback per
+//!    request through one pooled client (no storage, no scheduling) — the
+//!    ceiling — then naga with batches of two `echo` calls, each batch
+//!    called back to a local receiver; drained batches/s and lost callbacks.
+//! 3. naga's resident memory after the end-to-end run.
+//!
+//! Every server is a child process on loopback; naga is the release binary
+//! next to this one, on a fresh database in a temporary folder.
+
+use anyhow::{bail, Context};
+use axum::{extract::State, routing::post, Json, Router};
+use clap::Parser;
+use serde_json::{json, Value};
+use std::{
+    collections::HashSet,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+use tokio::sync::Notify;
+
+#[derive(Parser, Clone)]
+#[command(about = "naga benchmarks: bare axum baselines vs naga, in one run")]
+struct Args {
+    /// Requests of each accept run.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Batches of each end-to-end run.
+    #[arg(long, default_value_t = 20_000)]
+    batches: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Calls per batch.
+    #[arg(long, default_value_t = 2)]
+    calls: usize,
+    /// `[store] synchronous` of naga: normal or full.
+    #[arg(long, default_value = "normal")]
+    synchronous: String,
+    /// The naga binary [default: next to this one].
+    #[arg(long)]
+    naga: Option<std::path::PathBuf>,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Internal: run a bare baseline server (`answer` or `callback`).
+    #[arg(long, hide = true)]
+    baseline_server: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    match args.baseline_server.clone() {
+        Some(mode) => rt.block_on(baseline_server(mode == "callback")),
+        None => rt.block_on(run(args)),
+    }
+}
+
+// ---------- the bare baselines ----------
+
+/// What the baseline parses: the same request naga gets.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct ScheduleRequest {
+    query: Option<String>,
+    agent_calls: Vec<serde_json::Map<String, Value>>,
+    session_id: String,
+    analysis_session_id: Option<String>,
+    request_id: String,
+    callback_url: Option<String>,
+}
+
+async fn baseline_server(callback: bool) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let app = Router::new()
+        .route(
+            "/schedule",
+            post(move |State(client): State<reqwest::Client>, Json(req): Json<ScheduleRequest>| async move {
+                let answer = json!({"success": true, "status": "scheduled", "task_id": req.request_id,
+                    "message": format!("已调度 {} 个Agent任务", req.agent_calls.len()),
+                    "accepted_at": "2024-01-01T12:00:00", "session_id": req.session_id,
+                    "analysis_session_id": req.analysis_session_id});
+                if callback {
+                    if let Some(url) = req.callback_url.clone() {
+                        let body = json!({"task_id": req.request_id, "status": "succeeded",
+                                          "results": req.agent_calls});
+                        tokio::spawn(async move {
+                            let _ = client.post(url).json(&body).send().await;
+                        });
+                    }
+                }
+                Json(answer)
+            }),
+        )
+        .with_state(client);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+// ---------- children ----------
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_baseline(callback: bool) -> anyhow::Result<Server> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--baseline-server", if callback { "callback" } else { "answer" }])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)?;
+    Ok(Server { child, url: format!("http://{}", line.trim()) })
+}
+
+fn spawn_naga(args: &Args, dir: &std::path::Path) -> anyhow::Result<Server> {
+    let bin = match &args.naga {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("naga"),
+    };
+    let config = dir.join("naga.toml");
+    std::fs::write(&config, format!("[store]\nsynchronous = \"{}\"\n", args.synchronous))?;
+    let mut child = Command::new(&bin)
+        .args(["serve", "--only", "agent", "--agent-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {} (build it: cargo build --release -p naga)", bin.display()))?;
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = std::io::BufReader::new(stderr);
+    loop {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut reader, &mut line)? == 0 {
+            bail!("naga exited before listening");
+        }
+        if let Some(url) = line.trim().strip_prefix("naga: agent server on ") {
+            let url = url.to_owned();
+            std::thread::spawn(move || for _ in std::io::BufRead::lines(reader) {});
+            return Ok(Server { child, url });
+        }
+    }
+}
+
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+// ---------- load ----------
+
+fn batch(i: usize, calls: usize, callback: Option<&str>, run: &str) -> Value {
+    let calls: Vec<Value> = (0..calls)
+        .map(|c| json!({"tool_name": "echo", "service_name": "agent_server",
+                        "instruction": format!("step {c}"), "agentType": "agent"}))
+        .collect();
+    let session = format!("bench_session_{}", i % 1000);
+    json!({"query": format!("批量Agent任务执行 ({} 个)", calls.len()), "agent_calls": calls,
+           "session_id": session, "analysis_session_id": format!("analysis_{session}_1703123456"),
+           "request_id": format!("{run}-{i}"), "callback_url": callback})
+}
+
+struct Load {
+    seconds: f64,
+    latencies: Vec<Duration>,
+    errors: usize,
+}
+
+impl Load {
+    fn rps(&self) -> f64 {
+        self.latencies.len() as f64 / self.seconds
+    }
+    fn percentile(&self, p: f64) -> f64 {
+        let mut l = self.latencies.clone();
+        l.sort();
+        let i = ((l.len() as f64 * p).ceil() as usize).clamp(1, l.len()) - 1;
+        l[i].as_secs_f64() * 1000.0
+    }
+}
+
+async fn load(url: &str, n: usize, concurrency: usize, calls: usize, callback: Option<String>, run: &str) -> Load {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+    // Bodies are made before the clock starts.
+    let bodies: Arc<Vec<String>> =
+        Arc::new((0..n).map(|i| batch(i, calls, callback.as_deref(), run).to_string()).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, bodies, next, url) = (client.clone(), bodies.clone(), next.clone(), format!("{url}/schedule"));
+            tokio::spawn(async move {
+                let (mut lat, mut errors) = (Vec::new(), 0);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= bodies.len() {
+                        return (lat, errors);
+                    }
+                    let t = Instant::now();
+                    let r = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(bodies[i].clone())
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            lat.push(t.elapsed());
+                        }
+                        _ => errors += 1,
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut out = Load { seconds: 0.0, latencies: Vec::with_capacity(n), errors: 0 };
+    for w in workers {
+        let (lat, errors) = w.await.unwrap();
+        out.latencies.extend(lat);
+        out.errors += errors;
+    }
+    out.seconds = start.elapsed().as_secs_f64();
+    out
+}
+
+/// A callback receiver counting distinct task ids.
+#[derive(Clone, Default)]
+struct Receiver {
+    seen: Arc<Mutex<HashSet<String>>>,
+    total: Arc<AtomicUsize>,
+    notify: Arc<Notify>,
+}
+
+impl Receiver {
+    async fn start(&self) -> anyhow::Result<String> {
+        let app = Router::new()
+            .route(
+                "/cb",
+                post(|State(r): State<Receiver>, Json(v): Json<Value>| async move {
+                    r.total.fetch_add(1, Ordering::Relaxed);
+                    if let Some(id) = v["task_id"].as_str() {
+                        r.seen.lock().unwrap().insert(id.to_owned());
+                    }
+                    r.notify.notify_waiters();
+                    "ok"
+                }),
+            )
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(format!("http://{addr}/cb"))
+    }
+
+    fn distinct(&self, prefix: &str) -> usize {
+        self.seen.lock().unwrap().iter().filter(|id| id.starts_with(prefix)).count()
+    }
+
+    /// Waits until `n` distinct tasks of `prefix` were called back (or `limit` passes).
+    async fn wait(&self, prefix: &str, n: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let notified = self.notify.notified();
+            if self.distinct(prefix) >= n {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+        }
+    }
+}
+
+/// Submits `n` batches with callbacks and times until every callback came.
+async fn drain(url: &str, args: &Args, receiver: &Receiver, cb: &str, run: &str) -> (f64, usize, Load) {
+    let start = Instant::now();
+    let l = load(url, args.batches, args.concurrency, args.calls, Some(cb.to_owned()), run).await;
+    receiver.wait(run, args.batches, Duration::from_secs(600)).await;
+    let secs = start.elapsed().as_secs_f64();
+    let got = receiver.distinct(run);
+    (got as f64 / secs, args.batches - got, l)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let c = args.concurrency;
+    eprintln!("accept: bare axum, {} requests, {c} clients", args.requests);
+    let bare = {
+        let s = spawn_baseline(false)?;
+        load(&s.url, args.requests, c, args.calls, None, "bare").await
+    };
+    eprintln!("accept: naga durable /schedule");
+    let dir = tempfile::tempdir()?;
+    let (accept, accept_rss) = {
+        let s = spawn_naga(&args, dir.path())?;
+        let l = load(&s.url, args.requests, c, args.calls, None, "accept").await;
+        (l, rss_mib(s.child.id()))
+    };
+
+    let receiver = Receiver::default();
+    let cb = receiver.start().await?;
+    eprintln!("end to end: bare axum + one callback per request, {} batches", args.batches);
+    let (ceiling, ceiling_lost, _) = {
+        let s = spawn_baseline(true)?;
+        drain(&s.url, &args, &receiver, &cb, "ceiling").await
+    };
+    eprintln!("end to end: naga, {} batches of {} echo calls", args.batches, args.calls);
+    let dir = tempfile::tempdir()?;
+    let (e2e, lost, e2e_load, rss) = {
+        let s = spawn_naga(&args, dir.path())?;
+        let (rate, lost, l) = drain(&s.url, &args, &receiver, &cb, "e2e").await;
+        (rate, lost, l, rss_mib(s.child.id()))
+    };
+
+    let results = json!({
+        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        "concurrency": c, "requests": args.requests, "batches": args.batches, "calls_per_batch": args.calls,
+        "synchronous": args.synchronous,
+        "accept": {
+            "bare_rps": bare.rps(), "naga_rps": accept.rps(), "ratio": accept.rps() / bare.rps(),
+            "bare_p50_ms": bare.percentile(0.5), "bare_p99_ms": bare.percentile(0.99),
+            "naga_p50_ms": accept.percentile(0.5), "naga_p99_ms": accept.percentile(0.99),
+            "naga_errors": accept.errors, "naga_rss_mib": accept_rss,
+        },
+        "end_to_end": {
+            "ceiling_batches_per_s": ceiling, "ceiling_lost": ceiling_lost,
+            "naga_batches_per_s": e2e, "ratio": e2e / ceiling, "naga_lost_callbacks": lost,
+            "naga_p99_ms": e2e_load.percentile(0.99), "naga_errors": e2e_load.errors,
+            "naga_rss_mib_after": rss,
+        },
+    });
+    if args.json {
+        println!("{results}");
+    } else {
+        let a = &results["accept"];
+        println!("accept      bare {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms", a["bare_rps"].as_f64().unwrap(), a["bare_p50_ms"].as_f64().unwrap(), a["bare_p99_ms"].as_f64().unwrap());
+        println!("            naga {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ratio {:.2} (target ≥ 0.50)", a["naga_rps"].as_f64().unwrap(), a["naga_p50_ms"].as_f64().unwrap(), a["naga_p99_ms"].as_f64().unwrap(), a["ratio"].as_f64().unwrap());
+        println!("end to end  ceiling {:>7.0} batches/s (lost {})", ceiling, ceiling_lost);
+        println!("            naga    {:>7.0} batches/s  ratio {:.2} (target ≥ 0.50), lost callbacks {} (target 0)", e2e, e2e / ceiling, lost);
+        println!("memory      naga RSS after {} batches: {:.1} MiB (target ≤ 100)", args.batches, rss.unwrap_or(f64::NAN));
+    }
+    Ok(())
+}
