@@ -738,7 +738,7 @@ impl Inner {
             finished_at: now,
             callback,
             callback_id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
-            memory: Some((memory::DETERMINISTIC.to_owned(), summary.to_string())),
+            summary: Some(summary.to_string()),
         };
         match self.store.finish_task(finish).await {
             Ok(Finished::Ended { callback }) => {

@@ -61,7 +61,12 @@ impl Store {
             .min_connections(1)
             .connect_with(options.read_only(true))
             .await?;
-        let writer = writer::Writer::spawn(writer_connection(url, config.synchronous)?, config.max_batch.max(1));
+        let checkpoints = writer_connection(url, config.synchronous)?;
+        let writer = writer::Writer::spawn(
+            writer_connection(url, config.synchronous)?,
+            checkpoints,
+            config.max_batch.max(1),
+        );
         Ok(Self { read, writer })
     }
 
@@ -87,8 +92,10 @@ fn writer_connection(url: &str, synchronous: Synchronous) -> Result<rusqlite::Co
         Synchronous::Normal => "NORMAL",
         Synchronous::Full => "FULL",
     };
+    // Checkpoints run on their own thread (see writer.rs), not in commits.
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0;"
     ))?;
     Ok(conn)
 }

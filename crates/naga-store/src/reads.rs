@@ -150,15 +150,21 @@ impl Store {
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 
-    /// Summaries, newest first.
+    /// Summaries, newest first: the deterministic one of each finished task
+    /// and those written later (by an LLM).
     pub async fn compressed_memories(
         &self,
         scope: &MemoryScope,
         limit: i64,
     ) -> Result<Vec<CompressedMemoryRow>, StoreError> {
-        let mut q = QueryBuilder::new("SELECT * FROM compressed_memories");
+        let mut q = QueryBuilder::new(
+            "SELECT * FROM (SELECT -seq AS id, session_id, id AS task_id, 'deterministic' AS method,
+                    summary, finished_at AS created_at FROM tasks WHERE summary IS NOT NULL) AS t",
+        );
         scope.push_where(&mut q, "task_id");
-        q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        q.push(" UNION ALL SELECT id, session_id, task_id, method, summary, created_at FROM compressed_memories");
+        scope.push_where(&mut q, "task_id");
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(limit);
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 

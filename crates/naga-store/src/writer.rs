@@ -35,11 +35,23 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn spawn(conn: Connection, max_batch: usize) -> Self {
+    /// Starts the writer thread, and a checkpointer thread with its own
+    /// connection: it folds the WAL into the database beside the writer, so
+    /// that no commit pays for a checkpoint.
+    pub(crate) fn spawn(conn: Connection, checkpoints: Connection, max_batch: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_checkpoints = stop.clone();
+        std::thread::Builder::new()
+            .name("naga-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoints, &stop_checkpoints))
+            .expect("the checkpoint thread starts");
         std::thread::Builder::new()
             .name("naga-writer".into())
-            .spawn(move || run(conn, rx, max_batch))
+            .spawn(move || {
+                run(conn, rx, max_batch);
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            })
             .expect("the writer thread starts");
         Self { tx }
     }
@@ -105,6 +117,18 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>, max_batch: us
             let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
             let _ = done.send(());
             return;
+        }
+    }
+}
+
+/// Every 100 ms, a passive checkpoint: copies committed WAL frames into the
+/// database without blocking the writer; once all are copied, the writer
+/// starts the WAL over, so it stays small.
+fn checkpoint_loop(conn: Connection, stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "checkpoint failed");
         }
     }
 }

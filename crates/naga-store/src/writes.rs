@@ -87,8 +87,8 @@ pub struct TaskFinish {
     /// URL and envelope (its `sequence` is assigned here).
     pub callback: Option<(String, CallbackEnvelope)>,
     pub callback_id: String,
-    /// (method, summary JSON)
-    pub memory: Option<(String, String)>,
+    /// The deterministic summary (JSON) kept on the task row.
+    pub summary: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -172,36 +172,20 @@ fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
     })
 }
 
-/// Memory learns from a step: a key fact `task:{id}:step:{n}` and, when it
-/// failed, the command's failed-attempt count.
-fn record_memory(c: &Connection, step: &StepRow, command: &str) -> Result<(), StoreError> {
-    let result = match (&step.output, &step.error) {
-        (_, Some(e)) if !step.success => format!("failed: {e}"),
-        (Some(o), _) => o.clone(),
-        (None, _) => String::new(),
-    };
-    c.prepare_cached(
-        "INSERT INTO key_facts (key, session_id, task_id, value, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![
-        format!("task:{}:step:{}", step.task_id, step.step_no),
-        step.session_id,
-        step.task_id,
-        format!("command {command}, result {}", truncate(&result, 2000)),
-        step.created_at
-    ])?;
-    if !step.success {
-        c.prepare_cached(
-            "INSERT INTO failed_attempts (session_id, command, count, last_error, last_task_id, updated_at)
-             VALUES (?1, ?2, 1, ?3, ?4, ?5)
-             ON CONFLICT (session_id, command) DO UPDATE SET count = count + 1,
-                 last_error = excluded.last_error, last_task_id = excluded.last_task_id,
-                 updated_at = excluded.updated_at",
-        )?
-        .execute(params![step.session_id, command, step.error, step.task_id, step.created_at])?;
+/// Memory learns from a failed step: the command's failed-attempt count.
+/// (Its key fact is read off the steps by the `key_facts` view.)
+fn record_failure(c: &Connection, step: &StepRow, command: &str) -> Result<(), StoreError> {
+    if step.success {
+        return Ok(());
     }
+    c.prepare_cached(
+        "INSERT INTO failed_attempts (session_id, command, count, last_error, last_task_id, updated_at)
+         VALUES (?1, ?2, 1, ?3, ?4, ?5)
+         ON CONFLICT (session_id, command) DO UPDATE SET count = count + 1,
+             last_error = excluded.last_error, last_task_id = excluded.last_task_id,
+             updated_at = excluded.updated_at",
+    )?
+    .execute(params![step.session_id, command, step.error, step.task_id, step.created_at])?;
     Ok(())
 }
 
@@ -228,13 +212,16 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
     }
     touch_session(c, &task.session_id, task.accepted_at)?;
     if let Some(analysis) = &task.analysis_session_id {
+        // DO NOTHING, then read: an upsert that "sets" the key would count
+        // as a key change and make SQLite check every task referencing it.
+        c.prepare_cached(
+            "INSERT INTO analysis_sessions (id, session_id, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![analysis, task.session_id, task.accepted_at])?;
         let owner: String = c
-            .prepare_cached(
-                "INSERT INTO analysis_sessions (id, session_id, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET id = id
-                 RETURNING session_id",
-            )?
-            .query_row(params![analysis, task.session_id, task.accepted_at], |r| r.get(0))?;
+            .prepare_cached("SELECT session_id FROM analysis_sessions WHERE id = ?1")?
+            .query_row(params![analysis], |r| r.get(0))?;
         if owner != task.session_id {
             return Err(StoreError::Conflict(format!(
                 "analysis_session_id `{analysis}` belongs to session `{owner}`, not `{}`",
@@ -272,19 +259,16 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
 fn finish_task(c: &Connection, f: TaskFinish) -> Result<Finished, StoreError> {
     let ended = c
         .prepare_cached(
-            "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4,
+            "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4, summary = ?6,
                  lease_owner = NULL, lease_expires_at = NULL
              WHERE id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?5",
         )?
-        .execute(params![f.task_id, f.status.as_str(), f.error, f.finished_at, f.owner])?;
+        .execute(params![f.task_id, f.status.as_str(), f.error, f.finished_at, f.owner, f.summary])?;
     if ended == 0 {
         return Ok(Finished::AlreadyEnded);
     }
     c.prepare_cached("UPDATE calls SET status = 'skipped' WHERE task_id = ?1 AND status = 'pending'")?
         .execute(params![f.task_id])?;
-    if let Some((method, summary)) = &f.memory {
-        add_compressed(c, &f.task_id, method, summary, f.finished_at)?;
-    }
     let Some((url, mut envelope)) = f.callback else {
         return Ok(Finished::Ended { callback: None });
     };
@@ -422,7 +406,7 @@ impl Store {
                 )?
                 .execute(params![f.step.task_id, f.idx, f.status, f.result, f.started_at, f.step.created_at])?;
                 let step = insert_step(c, &f.step)?;
-                record_memory(c, &step, &f.command)?;
+                record_failure(c, &step, &f.command)?;
                 Ok(step)
             })
             .await
@@ -434,7 +418,7 @@ impl Store {
             .write(move |c| {
                 let row = insert_step(c, &step)?;
                 let command = row.purpose.clone().or(row.content.clone()).unwrap_or_default();
-                record_memory(c, &row, &command)?;
+                record_failure(c, &row, &command)?;
                 Ok(row)
             })
             .await
@@ -507,14 +491,21 @@ impl Store {
         self.writer
             .write(move |c| {
                 use crate::MemoryScope::*;
-                let (filter, failed_filter, value) = match &scope {
-                    Task(id) => ("task_id = ?1", "last_task_id = ?1", Some(id.as_str())),
-                    Session(id) => ("session_id = ?1", "session_id = ?1", Some(id.as_str())),
-                    Global => ("?1 IS NULL", "?1 IS NULL", None),
+                let (by_task, by_session) = ("task_id = ?1", "session_id = ?1");
+                let (steps, tasks, compressed, failed, value) = match &scope {
+                    Task(id) => (by_task, "id = ?1", by_task, "last_task_id = ?1", Some(id.as_str())),
+                    Session(id) => (by_session, by_session, by_session, by_session, Some(id.as_str())),
+                    Global => ("?1 IS NULL", "?1 IS NULL", "?1 IS NULL", "?1 IS NULL", None),
                 };
+                let statements = [
+                    format!("UPDATE steps SET in_memory = 0 WHERE in_memory = 1 AND {steps}"),
+                    format!("UPDATE tasks SET summary = NULL WHERE summary IS NOT NULL AND {tasks}"),
+                    format!("DELETE FROM compressed_memories WHERE {compressed}"),
+                    format!("DELETE FROM failed_attempts WHERE {failed}"),
+                ];
                 let mut removed = 0;
-                for (table, f) in [("key_facts", filter), ("compressed_memories", filter), ("failed_attempts", failed_filter)] {
-                    removed += c.execute(&format!("DELETE FROM {table} WHERE {f}"), params![value])? as u64;
+                for sql in statements {
+                    removed += c.execute(&sql, params![value])? as u64;
                 }
                 Ok(removed)
             })

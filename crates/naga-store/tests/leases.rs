@@ -113,7 +113,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
         finished_at: 3_000,
         callback: None,
         callback_id: "msg_1".into(),
-        memory: None,
+        summary: None,
     };
     assert!(matches!(
         s.finish_task(end("A")).await.unwrap(),

@@ -39,11 +39,12 @@ CREATE TABLE tasks (
     started_at          INTEGER,
     finished_at         INTEGER,
     lease_owner         TEXT,
-    lease_expires_at    INTEGER
+    lease_expires_at    INTEGER,
+    -- Memory: the deterministic summary written when the task ended.
+    summary             TEXT
 );
 CREATE INDEX tasks_by_session ON tasks(session_id, seq);
 CREATE INDEX tasks_by_status ON tasks(status, seq);
-CREATE INDEX tasks_by_analysis ON tasks(analysis_session_id);
 
 -- The calls of a batch, run in `idx` order.
 CREATE TABLE calls (
@@ -58,6 +59,7 @@ CREATE TABLE calls (
 );
 
 -- What was done, step by step. `step_no` counts from 1 within a task.
+-- `in_memory` = 0 once its memory was cleared (the step itself stays).
 CREATE TABLE steps (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id    TEXT NOT NULL REFERENCES tasks(id),
@@ -71,19 +73,23 @@ CREATE TABLE steps (
     success    INTEGER NOT NULL,
     error      TEXT,
     created_at INTEGER NOT NULL,
+    in_memory  INTEGER NOT NULL DEFAULT 1,
     UNIQUE (task_id, step_no)
 );
+CREATE INDEX steps_by_session ON steps(session_id);
 
--- Memory: `task:{task_id}:step:{step_no}` → "command …, result …".
-CREATE TABLE key_facts (
-    key        TEXT PRIMARY KEY,
-    session_id TEXT NOT NULL,
-    task_id    TEXT NOT NULL,
-    value      TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX key_facts_by_session ON key_facts(session_id);
-CREATE INDEX key_facts_by_task ON key_facts(task_id);
+-- Memory: `task:{task_id}:step:{step_no}` → "command …, result …", read off
+-- the steps (a view: one write per step, not two).
+CREATE VIEW key_facts AS
+SELECT 'task:' || task_id || ':step:' || step_no AS key,
+       session_id,
+       task_id,
+       'command ' || COALESCE(purpose, content, '') || ', result ' ||
+           CASE WHEN success THEN substr(COALESCE(output, ''), 1, 2000)
+                ELSE 'failed: ' || substr(COALESCE(error, ''), 1, 2000) END AS value,
+       created_at,
+       id AS step_row
+FROM steps WHERE in_memory = 1;
 
 -- Memory: how often a command failed in a session.
 CREATE TABLE failed_attempts (
@@ -96,7 +102,8 @@ CREATE TABLE failed_attempts (
     PRIMARY KEY (session_id, command)
 );
 
--- Memory: summaries of finished tasks. They never replace the steps.
+-- Memory: summaries of finished tasks written later (by an LLM). They
+-- never replace the steps.
 CREATE TABLE compressed_memories (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     session_id TEXT NOT NULL,
@@ -124,5 +131,4 @@ CREATE TABLE callbacks (
     delivered_at    INTEGER
 );
 CREATE INDEX callbacks_by_status ON callbacks(status, next_attempt_at);
-CREATE INDEX callbacks_by_task ON callbacks(task_id);
 CREATE INDEX tasks_by_fingerprint ON tasks(session_id, fingerprint) WHERE fingerprint IS NOT NULL;
