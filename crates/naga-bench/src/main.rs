@@ -127,12 +127,21 @@ impl Drop for Server {
 
 fn spawn_baseline(callback: bool) -> anyhow::Result<Server> {
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["--baseline-server", if callback { "callback" } else { "answer" }])
+        .args([
+            "--baseline-server",
+            if callback { "callback" } else { "answer" },
+        ])
         .stdout(Stdio::piped())
         .spawn()?;
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line)?;
-    Ok(Server { child, url: format!("http://{}", line.trim()) })
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )?;
+    Ok(Server {
+        child,
+        url: format!("http://{}", line.trim()),
+    })
 }
 
 fn spawn_naga(args: &Args, dir: &std::path::Path) -> anyhow::Result<Server> {
@@ -141,16 +150,31 @@ fn spawn_naga(args: &Args, dir: &std::path::Path) -> anyhow::Result<Server> {
         None => std::env::current_exe()?.with_file_name("naga"),
     };
     let config = dir.join("naga.toml");
-    std::fs::write(&config, format!("[store]\nsynchronous = \"{}\"\n", args.synchronous))?;
+    std::fs::write(
+        &config,
+        format!("[store]\nsynchronous = \"{}\"\n", args.synchronous),
+    )?;
     let mut child = Command::new(&bin)
-        .args(["serve", "--only", "agent", "--agent-addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--only",
+            "agent",
+            "--agent-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.join("data"))
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("cannot start {} (build it: cargo build --release -p naga)", bin.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot start {} (build it: cargo build --release -p naga)",
+                bin.display()
+            )
+        })?;
     let stderr = child.stderr.take().unwrap();
     let mut reader = std::io::BufReader::new(stderr);
     loop {
@@ -168,7 +192,13 @@ fn spawn_naga(args: &Args, dir: &std::path::Path) -> anyhow::Result<Server> {
 
 fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }
 
@@ -176,8 +206,10 @@ fn rss_mib(pid: u32) -> Option<f64> {
 
 fn batch(i: usize, calls: usize, callback: Option<&str>, run: &str) -> Value {
     let calls: Vec<Value> = (0..calls)
-        .map(|c| json!({"tool_name": "echo", "service_name": "agent_server",
-                        "instruction": format!("step {c}"), "agentType": "agent"}))
+        .map(|c| {
+            json!({"tool_name": "echo", "service_name": "agent_server",
+                        "instruction": format!("step {c}"), "agentType": "agent"})
+        })
         .collect();
     let session = format!("bench_session_{}", i % 1000);
     json!({"query": format!("批量Agent任务执行 ({} 个)", calls.len()), "agent_calls": calls,
@@ -203,16 +235,34 @@ impl Load {
     }
 }
 
-async fn load(url: &str, n: usize, concurrency: usize, calls: usize, callback: Option<String>, run: &str) -> Load {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+async fn load(
+    url: &str,
+    n: usize,
+    concurrency: usize,
+    calls: usize,
+    callback: Option<String>,
+    run: &str,
+) -> Load {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
     // Bodies are made before the clock starts.
-    let bodies: Arc<Vec<String>> =
-        Arc::new((0..n).map(|i| batch(i, calls, callback.as_deref(), run).to_string()).collect());
+    let bodies: Arc<Vec<String>> = Arc::new(
+        (0..n)
+            .map(|i| batch(i, calls, callback.as_deref(), run).to_string())
+            .collect(),
+    );
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, bodies, next, url) = (client.clone(), bodies.clone(), next.clone(), format!("{url}/schedule"));
+            let (client, bodies, next, url) = (
+                client.clone(),
+                bodies.clone(),
+                next.clone(),
+                format!("{url}/schedule"),
+            );
             tokio::spawn(async move {
                 let (mut lat, mut errors) = (Vec::new(), 0);
                 loop {
@@ -238,7 +288,11 @@ async fn load(url: &str, n: usize, concurrency: usize, calls: usize, callback: O
             })
         })
         .collect();
-    let mut out = Load { seconds: 0.0, latencies: Vec::with_capacity(n), errors: 0 };
+    let mut out = Load {
+        seconds: 0.0,
+        latencies: Vec::with_capacity(n),
+        errors: 0,
+    };
     for w in workers {
         let (lat, errors) = w.await.unwrap();
         out.latencies.extend(lat);
@@ -261,14 +315,16 @@ impl Receiver {
         let app = Router::new()
             .route(
                 "/cb",
-                post(|State(r): State<Receiver>, Json(v): Json<Value>| async move {
-                    r.total.fetch_add(1, Ordering::Relaxed);
-                    if let Some(id) = v["task_id"].as_str() {
-                        r.seen.lock().unwrap().insert(id.to_owned());
-                    }
-                    r.notify.notify_waiters();
-                    "ok"
-                }),
+                post(
+                    |State(r): State<Receiver>, Json(v): Json<Value>| async move {
+                        r.total.fetch_add(1, Ordering::Relaxed);
+                        if let Some(id) = v["task_id"].as_str() {
+                            r.seen.lock().unwrap().insert(id.to_owned());
+                        }
+                        r.notify.notify_waiters();
+                        "ok"
+                    },
+                ),
             )
             .with_state(self.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -278,7 +334,12 @@ impl Receiver {
     }
 
     fn distinct(&self, prefix: &str) -> usize {
-        self.seen.lock().unwrap().iter().filter(|id| id.starts_with(prefix)).count()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|id| id.starts_with(prefix))
+            .count()
     }
 
     /// Waits until `n` distinct tasks of `prefix` were called back (or `limit` passes).
@@ -298,10 +359,26 @@ impl Receiver {
 }
 
 /// Submits `n` batches with callbacks and times until every callback came.
-async fn drain(url: &str, args: &Args, receiver: &Receiver, cb: &str, run: &str) -> (f64, usize, Load) {
+async fn drain(
+    url: &str,
+    args: &Args,
+    receiver: &Receiver,
+    cb: &str,
+    run: &str,
+) -> (f64, usize, Load) {
     let start = Instant::now();
-    let l = load(url, args.batches, args.concurrency, args.calls, Some(cb.to_owned()), run).await;
-    receiver.wait(run, args.batches, Duration::from_secs(600)).await;
+    let l = load(
+        url,
+        args.batches,
+        args.concurrency,
+        args.calls,
+        Some(cb.to_owned()),
+        run,
+    )
+    .await;
+    receiver
+        .wait(run, args.batches, Duration::from_secs(600))
+        .await;
     let secs = start.elapsed().as_secs_f64();
     let got = receiver.distinct(run);
     (got as f64 / secs, args.batches - got, l)
@@ -324,12 +401,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let receiver = Receiver::default();
     let cb = receiver.start().await?;
-    eprintln!("end to end: bare axum + one callback per request, {} batches", args.batches);
+    eprintln!(
+        "end to end: bare axum + one callback per request, {} batches",
+        args.batches
+    );
     let (ceiling, ceiling_lost, _) = {
         let s = spawn_baseline(true)?;
         drain(&s.url, &args, &receiver, &cb, "ceiling").await
     };
-    eprintln!("end to end: naga, {} batches of {} echo calls", args.batches, args.calls);
+    eprintln!(
+        "end to end: naga, {} batches of {} echo calls",
+        args.batches, args.calls
+    );
     let dir = tempfile::tempdir()?;
     let (e2e, lost, e2e_load, rss) = {
         let s = spawn_naga(&args, dir.path())?;
@@ -358,11 +441,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("{results}");
     } else {
         let a = &results["accept"];
-        println!("accept      bare {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms", a["bare_rps"].as_f64().unwrap(), a["bare_p50_ms"].as_f64().unwrap(), a["bare_p99_ms"].as_f64().unwrap());
+        println!(
+            "accept      bare {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+            a["bare_rps"].as_f64().unwrap(),
+            a["bare_p50_ms"].as_f64().unwrap(),
+            a["bare_p99_ms"].as_f64().unwrap()
+        );
         println!("            naga {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ratio {:.2} (target ≥ 0.50)", a["naga_rps"].as_f64().unwrap(), a["naga_p50_ms"].as_f64().unwrap(), a["naga_p99_ms"].as_f64().unwrap(), a["ratio"].as_f64().unwrap());
-        println!("end to end  ceiling {:>7.0} batches/s (lost {})", ceiling, ceiling_lost);
+        println!(
+            "end to end  ceiling {:>7.0} batches/s (lost {})",
+            ceiling, ceiling_lost
+        );
         println!("            naga    {:>7.0} batches/s  ratio {:.2} (target ≥ 0.50), lost callbacks {} (target 0)", e2e, e2e / ceiling, lost);
-        println!("memory      naga RSS after {} batches: {:.1} MiB (target ≤ 100)", args.batches, rss.unwrap_or(f64::NAN));
+        println!(
+            "memory      naga RSS after {} batches: {:.1} MiB (target ≤ 100)",
+            args.batches,
+            rss.unwrap_or(f64::NAN)
+        );
     }
     Ok(())
 }

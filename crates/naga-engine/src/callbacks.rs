@@ -175,7 +175,7 @@ impl Inner {
             };
             match &record {
                 DeliveryOutcome::Delivered => {
-                    tracing::info!(callback_id = %row.id, task_id = %row.task_id, attempts, "callback delivered")
+                    tracing::debug!(callback_id = %row.id, task_id = %row.task_id, attempts, "callback delivered")
                 }
                 DeliveryOutcome::Retry { error, .. } => {
                     tracing::warn!(callback_id = %row.id, task_id = %row.task_id, attempts, %error, "callback delivery failed; will retry")

@@ -251,13 +251,17 @@ impl Engine {
         match inserted {
             Inserted::New => {}
             Inserted::Existing { response } => {
-                tracing::info!(session_id = ids.0, analysis_session_id = ids.1, request_id = ids.2,
-                    "request_id already known: first answer repeated, nothing runs again");
+                tracing::info!(
+                    session_id = ids.0,
+                    analysis_session_id = ids.1,
+                    request_id = ids.2,
+                    "request_id already known: first answer repeated, nothing runs again"
+                );
                 return Ok(Scheduled {
                     response,
                     outcome: Outcome::Repeated,
                     task_id: Some(request_id),
-                })
+                });
             }
             Inserted::Duplicate { task_id, response } => {
                 tracing::info!(session_id = ids.0, analysis_session_id = ids.1, request_id = ids.2,

@@ -511,6 +511,7 @@ impl Inner {
                     TaskStatus::Failed,
                     Some("no MCP executor".into()),
                     &outcomes,
+                    None,
                 )
                 .await;
         };
@@ -519,6 +520,7 @@ impl Inner {
         let mut outcomes = spec.done.clone();
         outcomes.resize(spec.calls.len(), None);
         let mut end: Option<(TaskStatus, String)> = None;
+        let mut final_call = None;
         for (index, call) in spec.calls.iter().enumerate() {
             if outcomes[index].is_some() {
                 continue;
@@ -583,10 +585,15 @@ impl Inner {
                     CallOutcome::failed(why)
                 }
             };
-            if let Err(e) = self
-                .record_call(spec, executor.as_ref(), index, call, &outcome, started_at)
-                .await
-            {
+            let finish =
+                self.call_finish(spec, executor.as_ref(), index, call, &outcome, started_at);
+            outcomes[index] = Some(outcome);
+            if end.is_some() || index + 1 == spec.calls.len() {
+                // The task ends with this call: one commit records both.
+                final_call = Some(finish);
+                break;
+            }
+            if let Err(e) = self.store.finish_call(finish).await {
                 if let StoreError::LeaseLost(_) = e {
                     tracing::warn!(
                         task_id = ids.0,
@@ -598,10 +605,6 @@ impl Inner {
                 }
                 tracing::error!(task_id = ids.0, session_id = ids.1, index, error = %e, "cannot record call; task resumes after restart");
                 return None;
-            }
-            outcomes[index] = Some(outcome);
-            if end.is_some() {
-                break;
             }
         }
         let (status, error) = match end {
@@ -618,10 +621,12 @@ impl Inner {
                 }
             }
         };
-        self.complete(spec, status, error, &outcomes).await
+        self.complete(spec, status, error, &outcomes, final_call)
+            .await
     }
 
-    async fn record_call(
+    /// The record of a call's end.
+    fn call_finish(
         &self,
         spec: &TaskSpec,
         executor: &dyn Executor,
@@ -629,38 +634,33 @@ impl Inner {
         call: &CallPayload,
         outcome: &CallOutcome,
         started_at: i64,
-    ) -> Result<(), StoreError> {
+    ) -> CallFinish {
         let command = executor.command(call);
-        let step = NewStep {
-            task_id: spec.id.clone(),
-            call_idx: Some(index as i64),
-            purpose: Some(command.clone()),
-            content: Some(Value::Object(call.clone()).to_string()),
-            output: outcome.text(),
-            analysis: None,
-            success: outcome.success,
-            error: outcome.error.clone(),
-            created_at: self.clock.now_ms(),
-        };
-        self.store
-            .finish_call(CallFinish {
-                owner: self.node_id.clone(),
-                idx: index as i64,
-                status: if outcome.success {
-                    CallStatus::Succeeded.as_str()
-                } else {
-                    CallStatus::Failed.as_str()
-                },
-                result: serde_json::to_string(outcome).unwrap_or_default(),
-                started_at,
-                step,
-                command,
-            })
-            .await?;
-        tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
-            analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
-            index, success = outcome.success, "call finished");
-        Ok(())
+        tracing::debug!(task_id = %spec.id, session_id = %spec.session_id, index,
+            success = outcome.success, "call finished");
+        CallFinish {
+            owner: self.node_id.clone(),
+            idx: index as i64,
+            status: if outcome.success {
+                CallStatus::Succeeded.as_str()
+            } else {
+                CallStatus::Failed.as_str()
+            },
+            result: serde_json::to_string(outcome).unwrap_or_default(),
+            started_at,
+            step: NewStep {
+                task_id: spec.id.clone(),
+                call_idx: Some(index as i64),
+                purpose: Some(command.clone()),
+                content: Some(Value::Object(call.clone()).to_string()),
+                output: outcome.text(),
+                analysis: None,
+                success: outcome.success,
+                error: outcome.error.clone(),
+                created_at: self.clock.now_ms(),
+            },
+            command,
+        }
     }
 
     /// Ends a task that holds no running call as cancelled.
@@ -670,6 +670,7 @@ impl Inner {
             TaskStatus::Cancelled,
             Some(reason.to_owned()),
             &spec.done,
+            None,
         )
         .await
     }
@@ -682,6 +683,7 @@ impl Inner {
         status: TaskStatus,
         error: Option<String>,
         outcomes: &[Option<CallOutcome>],
+        last_call: Option<CallFinish>,
     ) -> Option<TaskStatus> {
         let executor = self.executor(spec.kind);
         let now = self.clock.now_ms();
@@ -733,6 +735,7 @@ impl Inner {
         let finish = TaskFinish {
             task_id: spec.id.clone(),
             owner: self.node_id.clone(),
+            last_call,
             status,
             error: error.clone(),
             finished_at: now,
@@ -781,6 +784,11 @@ impl Inner {
             Ok(Finished::AlreadyEnded) => {
                 let t = self.store.task(&spec.id).await.ok()??;
                 t.status.parse().ok()
+            }
+            Err(StoreError::LeaseLost(_)) => {
+                tracing::warn!(task_id = %spec.id, session_id = %spec.session_id,
+                    "lease lost: another node continues this task");
+                None
             }
             Err(e) => {
                 tracing::error!(task_id = %spec.id, session_id = %spec.session_id, error = %e, "cannot record the end of the task; it resumes after restart");

@@ -2,8 +2,8 @@
 //! dispatches, and the inbox of callbacks received.
 
 use crate::{writes::touch_session, Store, StoreError};
-use rusqlite::{params, Connection};
 use naga_core::time::Millis;
+use rusqlite::{params, Connection};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MessageRow {
@@ -62,7 +62,17 @@ fn insert_message(c: &Connection, m: &NewMessage) -> Result<i64, StoreError> {
             "INSERT INTO messages (session_id, role, content, kind, task_id, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         )?
-        .query_row(params![m.session_id, m.role, m.content, m.kind, m.task_id, m.created_at], |r| r.get(0))?;
+        .query_row(
+            params![
+                m.session_id,
+                m.role,
+                m.content,
+                m.kind,
+                m.task_id,
+                m.created_at
+            ],
+            |r| r.get(0),
+        )?;
     Ok(id)
 }
 
@@ -114,7 +124,10 @@ impl Store {
             .write(move |c| {
                 let mut n = 0;
                 for table in ["messages", "dispatches", "callback_inbox"] {
-                    n += c.execute(&format!("DELETE FROM {table} WHERE session_id = ?1"), params![session_id])? as u64;
+                    n += c.execute(
+                        &format!("DELETE FROM {table} WHERE session_id = ?1"),
+                        params![session_id],
+                    )? as u64;
                 }
                 Ok(n)
             })
@@ -171,7 +184,11 @@ impl Store {
 
     /// Saves the follow-up of a received callback and marks it answered, in
     /// one transaction. `None` when it was answered already.
-    pub async fn answer_callback(&self, key: &str, reply: NewMessage) -> Result<Option<i64>, StoreError> {
+    pub async fn answer_callback(
+        &self,
+        key: &str,
+        reply: NewMessage,
+    ) -> Result<Option<i64>, StoreError> {
         let key = key.to_owned();
         self.writer
             .write(move |c| {

@@ -78,7 +78,10 @@ impl Store {
 }
 
 /// The writer's own connection (rusqlite), with the same pragmas.
-fn writer_connection(url: &str, synchronous: Synchronous) -> Result<rusqlite::Connection, StoreError> {
+fn writer_connection(
+    url: &str,
+    synchronous: Synchronous,
+) -> Result<rusqlite::Connection, StoreError> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:")

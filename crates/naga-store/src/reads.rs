@@ -164,7 +164,8 @@ impl Store {
         scope.push_where(&mut q, "task_id");
         q.push(" UNION ALL SELECT id, session_id, task_id, method, summary, created_at FROM compressed_memories");
         scope.push_where(&mut q, "task_id");
-        q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(limit);
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(limit);
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 

@@ -74,7 +74,9 @@ impl Writer {
             });
             (ok, reply)
         });
-        self.tx.send(Msg::Job(job)).map_err(|_| StoreError::NotCommitted)?;
+        self.tx
+            .send(Msg::Job(job))
+            .map_err(|_| StoreError::NotCommitted)?;
         reply_rx.await.map_err(|_| StoreError::NotCommitted)?
     }
 
@@ -135,7 +137,11 @@ fn checkpoint_loop(conn: Connection, stop: &std::sync::atomic::AtomicBool) {
 
 /// A job dropped without running (on an error here) answers its caller
 /// with `StoreError::NotCommitted`.
-fn commit_group(conn: &mut Connection, jobs: &mut Vec<Job>, replies: &mut Vec<Reply>) -> Result<(), String> {
+fn commit_group(
+    conn: &mut Connection,
+    jobs: &mut Vec<Job>,
+    replies: &mut Vec<Reply>,
+) -> Result<(), String> {
     let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| {

@@ -81,6 +81,9 @@ pub struct TaskFinish {
     pub task_id: String,
     /// The lease holder; a task held by another node is not ended here.
     pub owner: String,
+    /// The task's last call, recorded in the same transaction (one commit
+    /// instead of two for the common end of a batch).
+    pub last_call: Option<CallFinish>,
     pub status: TaskStatus,
     pub error: Option<String>,
     pub finished_at: Millis,
@@ -101,31 +104,26 @@ pub enum Finished {
 #[derive(Debug, Clone)]
 pub enum DeliveryOutcome {
     Delivered,
-    Retry { error: String, next_attempt_at: Millis },
-    Dead { error: String },
+    Retry {
+        error: String,
+        next_attempt_at: Millis,
+    },
+    Dead {
+        error: String,
+    },
 }
 
-pub(crate) fn touch_session(c: &Connection, session_id: &str, now: Millis) -> Result<(), StoreError> {
+pub(crate) fn touch_session(
+    c: &Connection,
+    session_id: &str,
+    now: Millis,
+) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?1, ?2, ?2)
          ON CONFLICT (id) DO UPDATE SET last_activity_at = excluded.last_activity_at",
     )?
     .execute(params![session_id, now])?;
     Ok(())
-}
-
-/// Fencing: refuses a write for a task whose lease `owner` lost.
-fn ensure_held(c: &Connection, task_id: &str, owner: &str) -> Result<(), StoreError> {
-    let held = c
-        .prepare_cached(
-            "SELECT 1 FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND status IN ('queued', 'running')",
-        )?
-        .exists(params![task_id, owner])?;
-    if held {
-        Ok(())
-    } else {
-        Err(StoreError::LeaseLost(task_id.to_owned()))
-    }
 }
 
 fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
@@ -249,26 +247,66 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
         task.lease.owner,
         task.lease.until
     ])?;
-    let mut insert_call = c.prepare_cached("INSERT INTO calls (task_id, idx, payload) VALUES (?1, ?2, ?3)")?;
+    let mut insert_call =
+        c.prepare_cached("INSERT INTO calls (task_id, idx, payload) VALUES (?1, ?2, ?3)")?;
     for (idx, payload) in task.calls.iter().enumerate() {
         insert_call.execute(params![task.id, idx as i64, payload])?;
     }
     Ok(Inserted::New)
 }
 
+/// Records the end of one call: its result and its step (its key fact is
+/// read off the step), and a failed-attempt count when it failed. Refused
+/// when `owner` no longer holds the task (fencing).
+fn record_call(c: &Connection, f: &CallFinish) -> Result<StepRow, StoreError> {
+    let updated = c
+        .prepare_cached(
+            "UPDATE calls SET status = ?3, result = ?4, started_at = ?5, finished_at = ?6
+             WHERE task_id = ?1 AND idx = ?2 AND EXISTS (SELECT 1 FROM tasks WHERE id = ?1
+                 AND lease_owner = ?7 AND status IN ('queued', 'running'))",
+        )?
+        .execute(params![
+            f.step.task_id,
+            f.idx,
+            f.status,
+            f.result,
+            f.started_at,
+            f.step.created_at,
+            f.owner
+        ])?;
+    if updated == 0 {
+        return Err(StoreError::LeaseLost(f.step.task_id.clone()));
+    }
+    let step = insert_step(c, &f.step)?;
+    record_failure(c, &step, &f.command)?;
+    Ok(step)
+}
+
 fn finish_task(c: &Connection, f: TaskFinish) -> Result<Finished, StoreError> {
+    if let Some(call) = &f.last_call {
+        record_call(c, call)?;
+    }
     let ended = c
         .prepare_cached(
             "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4, summary = ?6,
                  lease_owner = NULL, lease_expires_at = NULL
              WHERE id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?5",
         )?
-        .execute(params![f.task_id, f.status.as_str(), f.error, f.finished_at, f.owner, f.summary])?;
+        .execute(params![
+            f.task_id,
+            f.status.as_str(),
+            f.error,
+            f.finished_at,
+            f.owner,
+            f.summary
+        ])?;
     if ended == 0 {
         return Ok(Finished::AlreadyEnded);
     }
-    c.prepare_cached("UPDATE calls SET status = 'skipped' WHERE task_id = ?1 AND status = 'pending'")?
-        .execute(params![f.task_id])?;
+    c.prepare_cached(
+        "UPDATE calls SET status = 'skipped' WHERE task_id = ?1 AND status = 'pending'",
+    )?
+    .execute(params![f.task_id])?;
     let Some((url, mut envelope)) = f.callback else {
         return Ok(Finished::Ended { callback: None });
     };
@@ -299,7 +337,13 @@ fn finish_task(c: &Connection, f: TaskFinish) -> Result<Finished, StoreError> {
     })
 }
 
-fn add_compressed(c: &Connection, task_id: &str, method: &str, summary: &str, now: Millis) -> Result<(), StoreError> {
+fn add_compressed(
+    c: &Connection,
+    task_id: &str,
+    method: &str,
+    summary: &str,
+    now: Millis,
+) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO compressed_memories (session_id, task_id, method, summary, created_at)
          SELECT session_id, id, ?2, ?3, ?4 FROM tasks WHERE id = ?1",
@@ -320,7 +364,12 @@ impl Store {
 
     /// Marks a task running. Returns false (and changes nothing) when it has
     /// ended, e.g. cancelled while it waited, or when `owner` no longer holds it.
-    pub async fn start_task(&self, task_id: &str, owner: &str, now: Millis) -> Result<bool, StoreError> {
+    pub async fn start_task(
+        &self,
+        task_id: &str,
+        owner: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
         let (task_id, owner) = (task_id.to_owned(), owner.to_owned());
         self.writer
             .write(move |c| {
@@ -353,7 +402,11 @@ impl Store {
 
     /// Takes over every unfinished task whose lease expired (or that has
     /// none), in acceptance order: what a restart or another node resumes.
-    pub async fn claim_expired(&self, lease: Lease, now: Millis) -> Result<Vec<TaskRow>, StoreError> {
+    pub async fn claim_expired(
+        &self,
+        lease: Lease,
+        now: Millis,
+    ) -> Result<Vec<TaskRow>, StoreError> {
         let ids: Vec<String> = self
             .writer
             .write(move |c| {
@@ -394,22 +447,9 @@ impl Store {
             .await
     }
 
-    /// Records the end of one call: its result, its step, a key fact
-    /// `task:{id}:step:{n}` and, when it failed, the failed-attempt count.
+    /// Records the end of one call (see `record_call`).
     pub async fn finish_call(&self, f: CallFinish) -> Result<StepRow, StoreError> {
-        self.writer
-            .write(move |c| {
-                ensure_held(c, &f.step.task_id, &f.owner)?;
-                c.prepare_cached(
-                    "UPDATE calls SET status = ?3, result = ?4, started_at = ?5, finished_at = ?6
-                     WHERE task_id = ?1 AND idx = ?2",
-                )?
-                .execute(params![f.step.task_id, f.idx, f.status, f.result, f.started_at, f.step.created_at])?;
-                let step = insert_step(c, &f.step)?;
-                record_failure(c, &step, &f.command)?;
-                Ok(step)
-            })
-            .await
+        self.writer.write(move |c| record_call(c, &f)).await
     }
 
     /// Records a step reported through `POST /tasks/{id}/steps`.
@@ -417,7 +457,11 @@ impl Store {
         self.writer
             .write(move |c| {
                 let row = insert_step(c, &step)?;
-                let command = row.purpose.clone().or(row.content.clone()).unwrap_or_default();
+                let command = row
+                    .purpose
+                    .clone()
+                    .or(row.content.clone())
+                    .unwrap_or_default();
                 record_failure(c, &row, &command)?;
                 Ok(row)
             })
@@ -446,13 +490,21 @@ impl Store {
     }
 
     /// Records one delivery attempt of a callback.
-    pub async fn record_delivery(&self, id: &str, outcome: DeliveryOutcome, now: Millis) -> Result<(), StoreError> {
+    pub async fn record_delivery(
+        &self,
+        id: &str,
+        outcome: DeliveryOutcome,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         let id = id.to_owned();
         self.writer
             .write(move |c| {
                 let (status, error, next, delivered) = match outcome {
                     DeliveryOutcome::Delivered => ("delivered", None, now, Some(now)),
-                    DeliveryOutcome::Retry { error, next_attempt_at } => ("pending", Some(error), next_attempt_at, None),
+                    DeliveryOutcome::Retry {
+                        error,
+                        next_attempt_at,
+                    } => ("pending", Some(error), next_attempt_at, None),
                     DeliveryOutcome::Dead { error } => ("dead", Some(error), now, None),
                 };
                 c.prepare_cached(
@@ -468,7 +520,11 @@ impl Store {
     }
 
     /// Puts a callback back in the outbox to be delivered again (replay).
-    pub async fn requeue_callback(&self, id: &str, now: Millis) -> Result<Option<CallbackRow>, StoreError> {
+    pub async fn requeue_callback(
+        &self,
+        id: &str,
+        now: Millis,
+    ) -> Result<Option<CallbackRow>, StoreError> {
         let key = id.to_owned();
         let found = self
             .writer
@@ -493,13 +549,27 @@ impl Store {
                 use crate::MemoryScope::*;
                 let (by_task, by_session) = ("task_id = ?1", "session_id = ?1");
                 let (steps, tasks, compressed, failed, value) = match &scope {
-                    Task(id) => (by_task, "id = ?1", by_task, "last_task_id = ?1", Some(id.as_str())),
-                    Session(id) => (by_session, by_session, by_session, by_session, Some(id.as_str())),
+                    Task(id) => (
+                        by_task,
+                        "id = ?1",
+                        by_task,
+                        "last_task_id = ?1",
+                        Some(id.as_str()),
+                    ),
+                    Session(id) => (
+                        by_session,
+                        by_session,
+                        by_session,
+                        by_session,
+                        Some(id.as_str()),
+                    ),
                     Global => ("?1 IS NULL", "?1 IS NULL", "?1 IS NULL", "?1 IS NULL", None),
                 };
                 let statements = [
                     format!("UPDATE steps SET in_memory = 0 WHERE in_memory = 1 AND {steps}"),
-                    format!("UPDATE tasks SET summary = NULL WHERE summary IS NOT NULL AND {tasks}"),
+                    format!(
+                        "UPDATE tasks SET summary = NULL WHERE summary IS NOT NULL AND {tasks}"
+                    ),
                     format!("DELETE FROM compressed_memories WHERE {compressed}"),
                     format!("DELETE FROM failed_attempts WHERE {failed}"),
                 ];

@@ -108,6 +108,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
     let end = |owner: &str| TaskFinish {
         task_id: "t1".into(),
         owner: owner.into(),
+        last_call: None,
         status: TaskStatus::Succeeded,
         error: None,
         finished_at: 3_000,
