@@ -74,7 +74,10 @@ impl Engine {
                 root.display()
             ))
         })?);
-        let computer_control = Arc::new(ComputerControl);
+        let computer_control = Arc::new(ComputerControl::new(
+            config.agents.computer_control.apps.clone(),
+            config.data_dir.join("screenshots"),
+        ));
         let agents = AgentRegistry::default()
             .with(Arc::new(Echo))
             .with(file_edit.clone())

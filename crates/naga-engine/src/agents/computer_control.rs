@@ -1,11 +1,36 @@
-use super::{Agent, CallContext, CallOutcome};
+//! computer_control: desktop actions on X11, from structured parameters
+//! (`{"action", "target", …}`, as the analyzer's prompt produces them):
+//! `open` (an app configured by name; never a shell string), `type`
+//! (Unicode included), `hotkey` (`ctrl+d`, `Return`, `alt+F4`), `click`,
+//! `move`, `scroll`, `screenshot` (PNG under the data dir). Input goes
+//! through XTest (enigo); screenshots through x11rb's GetImage and png.
+//!
+//! There is one desktop: one lock makes sure two sessions never act on it
+//! at the same time.
+
+use super::{parameters, Agent, CallContext, CallOutcome};
+use enigo::{Axis, Button, Coordinate, Direction, Enigo, Key, Keyboard, Mouse, Settings};
 use futures::future::BoxFuture;
 use naga_core::wire::CallPayload;
 use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
-/// Desktop control. Registered so that callers see it and its availability;
-/// it answers a clear failed result while it cannot act.
-pub struct ComputerControl;
+pub const ACTIONS: [&str; 7] = [
+    "open",
+    "type",
+    "hotkey",
+    "click",
+    "move",
+    "scroll",
+    "screenshot",
+];
+
+pub struct ComputerControl {
+    apps: BTreeMap<String, Vec<String>>,
+    screenshots: PathBuf,
+    desktop: Arc<tokio::sync::Mutex<()>>,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Availability {
@@ -15,21 +40,315 @@ pub struct Availability {
 }
 
 impl ComputerControl {
-    pub fn availability(&self) -> Availability {
-        let mut reasons = Vec::new();
-        if std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
-            reasons.push(
-                "no display: DISPLAY is not set (start naga inside an X11 session or under Xvfb)"
-                    .to_owned(),
-            );
+    pub fn new(apps: BTreeMap<String, Vec<String>>, screenshots: PathBuf) -> Self {
+        Self {
+            apps,
+            screenshots,
+            desktop: Arc::default(),
         }
-        reasons.push("desktop actions are not built into this version of naga yet".to_owned());
+    }
+
+    /// Ready when an X display answers.
+    pub fn availability(&self) -> Availability {
+        let reasons = match display() {
+            Ok(_) => Vec::new(),
+            Err(why) => vec![why],
+        };
         Availability {
-            ready: false,
-            capabilities: Vec::new(),
+            ready: reasons.is_empty(),
+            capabilities: if reasons.is_empty() {
+                ACTIONS.to_vec()
+            } else {
+                Vec::new()
+            },
             reasons,
         }
     }
+
+    /// Runs one structured action on the desktop, holding the desktop lock.
+    pub async fn act(
+        &self,
+        params: &Map<String, Value>,
+        instruction: Option<&str>,
+    ) -> Result<Value, String> {
+        display()?;
+        let action = params
+            .get("action")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                "computer_control needs `parameters.action` (open, type, hotkey, click, move, scroll, screenshot), \
+                 or, for a free-form instruction, a vision LLM: set [agents.computer_control] vision_model \
+                 and [llm] base_url"
+                    .to_owned()
+            })?
+            .to_ascii_lowercase();
+        let _desktop = self.desktop.lock().await;
+        let text_arg = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| params.get(*k).and_then(Value::as_str))
+                .or(instruction)
+                .map(str::to_owned)
+        };
+        match action.as_str() {
+            "open" => {
+                let name = text_arg(&["target", "app", "name"])
+                    .ok_or("`open` needs `target`: the app's name")?;
+                self.open(&name)
+            }
+            "type" => {
+                let text = text_arg(&["text", "target"]).ok_or("`type` needs `text`")?;
+                blocking(move || {
+                    let mut e = enigo()?;
+                    e.text(&text).map_err(|e| format!("typing failed: {e}"))?;
+                    Ok(json!({"typed": text.chars().count()}))
+                })
+                .await
+            }
+            "hotkey" | "key" | "press" => {
+                let combo = text_arg(&["keys", "key", "target"])
+                    .ok_or("`hotkey` needs `keys`, e.g. `ctrl+d`")?;
+                let keys = parse_hotkey(&combo)?;
+                blocking(move || {
+                    let mut e = enigo()?;
+                    press(&mut e, &keys).map_err(|e| format!("pressing `{combo}` failed: {e}"))?;
+                    Ok(json!({"pressed": combo}))
+                })
+                .await
+            }
+            "click" | "move" => {
+                let (x, y) = (coordinate(params, "x")?, coordinate(params, "y")?);
+                let button = match params
+                    .get("button")
+                    .and_then(Value::as_str)
+                    .unwrap_or("left")
+                {
+                    "left" => Button::Left,
+                    "right" => Button::Right,
+                    "middle" => Button::Middle,
+                    other => {
+                        return Err(format!("unknown button `{other}`: left, right or middle"))
+                    }
+                };
+                let click = action == "click";
+                blocking(move || {
+                    let mut e = enigo()?;
+                    e.move_mouse(x, y, Coordinate::Abs)
+                        .map_err(|e| format!("moving failed: {e}"))?;
+                    if click {
+                        e.button(button, Direction::Click)
+                            .map_err(|e| format!("clicking failed: {e}"))?;
+                    }
+                    Ok(json!({"x": x, "y": y, "clicked": click}))
+                })
+                .await
+            }
+            "scroll" => {
+                let amount = params.get("amount").and_then(Value::as_i64).unwrap_or(3) as i32;
+                let axis = match params.get("axis").and_then(Value::as_str) {
+                    Some("horizontal") => Axis::Horizontal,
+                    _ => Axis::Vertical,
+                };
+                blocking(move || {
+                    let mut e = enigo()?;
+                    e.scroll(amount, axis)
+                        .map_err(|e| format!("scrolling failed: {e}"))?;
+                    Ok(json!({"scrolled": amount}))
+                })
+                .await
+            }
+            "screenshot" => {
+                let dir = self.screenshots.clone();
+                blocking(move || screenshot(&dir)).await
+            }
+            other => Err(format!(
+                "unknown action `{other}`: one of {}",
+                ACTIONS.join(", ")
+            )),
+        }
+    }
+
+    /// Starts a configured app: program and arguments from
+    /// `[agents.computer_control.apps]`, never a shell string.
+    fn open(&self, name: &str) -> Result<Value, String> {
+        let argv = self
+            .apps
+            .get(name)
+            .or_else(|| self.apps.get(&name.to_lowercase()))
+            .ok_or_else(|| {
+                format!(
+                    "no app `{name}` is configured: [agents.computer_control.apps] has [{}]",
+                    self.apps.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })?;
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| format!("app `{name}` has an empty command"))?;
+        let child = std::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+        let pid = child.id();
+        // Reap it when it exits, without waiting here.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        Ok(json!({"opened": name, "pid": pid}))
+    }
+}
+
+async fn blocking(
+    f: impl FnOnce() -> Result<Value, String> + Send + 'static,
+) -> Result<Value, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("desktop action stopped: {e}"))?
+}
+
+/// Checks that an X display answers.
+fn display() -> Result<(), String> {
+    let name = std::env::var("DISPLAY").unwrap_or_default();
+    if name.is_empty() {
+        return Err(
+            "no display: DISPLAY is not set (start naga inside an X11 session or under Xvfb)"
+                .into(),
+        );
+    }
+    x11rb::connect(Some(&name))
+        .map(|_| ())
+        .map_err(|e| format!("no display: cannot connect to X display `{name}`: {e}"))
+}
+
+fn enigo() -> Result<Enigo, String> {
+    Enigo::new(&Settings::default()).map_err(|e| format!("cannot open the display for input: {e}"))
+}
+
+fn coordinate(params: &Map<String, Value>, key: &str) -> Result<i32, String> {
+    params
+        .get(key)
+        .and_then(Value::as_i64)
+        .map(|v| v as i32)
+        .ok_or_else(|| format!("`{key}` (an integer pixel coordinate) is required"))
+}
+
+/// `ctrl+shift+t`, `Return`, `alt+F4` → keys to hold, then the last to press.
+pub fn parse_hotkey(combo: &str) -> Result<Vec<Key>, String> {
+    let keys = combo
+        .split('+')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| key(k).ok_or_else(|| format!("unknown key `{k}` in `{combo}`")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err(format!("no key in `{combo}`"));
+    }
+    Ok(keys)
+}
+
+fn key(name: &str) -> Option<Key> {
+    let lower = name.to_ascii_lowercase();
+    Some(match lower.as_str() {
+        "ctrl" | "control" => Key::Control,
+        "alt" => Key::Alt,
+        "shift" => Key::Shift,
+        "super" | "win" | "meta" | "cmd" => Key::Meta,
+        "return" | "enter" => Key::Return,
+        "tab" => Key::Tab,
+        "esc" | "escape" => Key::Escape,
+        "backspace" => Key::Backspace,
+        "delete" | "del" => Key::Delete,
+        "space" => Key::Space,
+        "up" => Key::UpArrow,
+        "down" => Key::DownArrow,
+        "left" => Key::LeftArrow,
+        "right" => Key::RightArrow,
+        "home" => Key::Home,
+        "end" => Key::End,
+        "pageup" => Key::PageUp,
+        "pagedown" => Key::PageDown,
+        f if f.starts_with('f')
+            && f.len() > 1
+            && f[1..].parse::<u8>().is_ok_and(|n| (1..=12).contains(&n)) =>
+        {
+            [
+                Key::F1,
+                Key::F2,
+                Key::F3,
+                Key::F4,
+                Key::F5,
+                Key::F6,
+                Key::F7,
+                Key::F8,
+                Key::F9,
+                Key::F10,
+                Key::F11,
+                Key::F12,
+            ][f[1..].parse::<usize>().ok()? - 1]
+        }
+        _ => {
+            let mut chars = name.chars();
+            let c = chars.next()?;
+            if chars.next().is_some() {
+                return None;
+            }
+            Key::Unicode(c.to_ascii_lowercase())
+        }
+    })
+}
+
+/// Holds every key but the last, clicks the last, releases in reverse.
+fn press(e: &mut Enigo, keys: &[Key]) -> Result<(), enigo::InputError> {
+    let (last, held) = keys.split_last().expect("at least one key");
+    for k in held {
+        e.key(*k, Direction::Press)?;
+    }
+    let result = e.key(*last, Direction::Click);
+    for k in held.iter().rev() {
+        e.key(*k, Direction::Release)?;
+    }
+    result
+}
+
+/// The whole screen as a PNG under `dir`.
+fn screenshot(dir: &std::path::Path) -> Result<Value, String> {
+    use x11rb::connection::Connection;
+    use x11rb::protocol::xproto::{ConnectionExt, ImageFormat};
+    let (conn, screen_num) = x11rb::connect(None).map_err(|e| format!("no display: {e}"))?;
+    let screen = &conn.setup().roots[screen_num];
+    let (w, h) = (screen.width_in_pixels, screen.height_in_pixels);
+    let image = conn
+        .get_image(ImageFormat::Z_PIXMAP, screen.root, 0, 0, w, h, !0)
+        .map_err(|e| format!("screenshot failed: {e}"))?
+        .reply()
+        .map_err(|e| format!("screenshot failed: {e}"))?;
+    if image.depth != 24 && image.depth != 32 {
+        return Err(format!("screenshot: unsupported depth {}", image.depth));
+    }
+    // 32 bits per pixel, BGRX → RGB.
+    let rgb: Vec<u8> = image
+        .data
+        .chunks_exact(4)
+        .flat_map(|p| [p[2], p[1], p[0]])
+        .collect();
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    let path = dir.join(format!(
+        "screenshot-{}.png",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    ));
+    let file = std::fs::File::create(&path)
+        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .and_then(|mut wr| wr.write_image_data(&rgb))
+        .map_err(|e| format!("cannot encode the screenshot: {e}"))?;
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    Ok(json!({"path": path.display().to_string(), "width": w, "height": h, "bytes": bytes}))
 }
 
 impl Agent for ComputerControl {
@@ -37,28 +356,45 @@ impl Agent for ComputerControl {
         "computer_control"
     }
     fn description(&self) -> &'static str {
-        "Controls the desktop: open apps, type, press keys, click, take screenshots."
+        "Controls the desktop: parameters.action = open (target: app name), type (text), hotkey (keys, e.g. ctrl+d), click/move (x, y, button), scroll (amount), screenshot."
     }
     fn available(&self) -> Result<(), String> {
-        let a = self.availability();
-        if a.ready {
-            Ok(())
-        } else {
-            Err(a.reasons.join("; "))
-        }
+        display()
     }
     fn run<'a>(
         &'a self,
-        _call: &'a CallPayload,
-        _ctx: &'a CallContext,
+        call: &'a CallPayload,
+        ctx: &'a CallContext,
     ) -> BoxFuture<'a, CallOutcome> {
         Box::pin(async move {
-            match self.available() {
-                Ok(()) => CallOutcome::failed("computer_control cannot act yet"),
-                Err(why) => {
-                    CallOutcome::failed(format!("computer_control is not available: {why}"))
+            let params = parameters(call);
+            let instruction = call.get("instruction").and_then(Value::as_str);
+            match self.act(params, instruction).await {
+                Ok(v) => {
+                    let action = params.get("action").and_then(Value::as_str).unwrap_or("");
+                    tracing::info!(task_id = %ctx.task_id, session_id = %ctx.session_id, index = ctx.index,
+                        action, "desktop action done");
+                    CallOutcome::ok(v)
                 }
+                Err(e) => CallOutcome::failed(e),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hotkeys_parse() {
+        assert_eq!(
+            parse_hotkey("ctrl+d").unwrap(),
+            vec![Key::Control, Key::Unicode('d')]
+        );
+        assert_eq!(parse_hotkey("alt+F4").unwrap(), vec![Key::Alt, Key::F4]);
+        assert_eq!(parse_hotkey("Return").unwrap(), vec![Key::Return]);
+        assert!(parse_hotkey("ctrl+nope").is_err());
+        assert!(parse_hotkey("").is_err());
     }
 }
