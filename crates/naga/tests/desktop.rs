@@ -61,7 +61,9 @@ fn xvfb() -> (Kill, String) {
     (Kill(child), format!(":{n}"))
 }
 
-/// `naga serve --only agent` with this environment; returns it and its URL.
+/// `naga serve --only agent` with this environment; returns it (killed
+/// and reaped on drop) and its URL.
+#[allow(clippy::zombie_processes)]
 fn naga(dir: &Path, display: Option<&str>) -> (Kill, String) {
     let out = dir.join("out.txt");
     let config = dir.join("naga.toml");
