@@ -218,11 +218,29 @@ pub struct FileEditConfig {
     pub root: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ComputerControlConfig {
     /// Apps `open` may start: name → program and arguments.
     pub apps: std::collections::BTreeMap<String, Vec<String>>,
+    /// A vision model of `[llm]`'s endpoint: free-form instructions are
+    /// then planned one action at a time from screenshots.
+    pub vision_model: Option<String>,
+    /// Most actions the planner takes for one instruction.
+    pub max_steps: usize,
+    /// Longest the planner works on one instruction.
+    pub max_seconds: u64,
+}
+
+impl Default for ComputerControlConfig {
+    fn default() -> Self {
+        Self {
+            apps: Default::default(),
+            vision_model: None,
+            max_steps: 10,
+            max_seconds: 120,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -74,9 +74,18 @@ impl Engine {
                 root.display()
             ))
         })?);
+        let cc = &config.agents.computer_control;
+        let planner = cc.vision_model.as_deref().and_then(|model| {
+            Some(agents::Planner {
+                llm: llm::LlmClient::from_config(&config.llm)?.with_model(model),
+                max_steps: cc.max_steps,
+                max_time: Duration::from_secs(cc.max_seconds),
+            })
+        });
         let computer_control = Arc::new(ComputerControl::new(
-            config.agents.computer_control.apps.clone(),
+            cc.apps.clone(),
             config.data_dir.join("screenshots"),
+            planner,
         ));
         let agents = AgentRegistry::default()
             .with(Arc::new(Echo))

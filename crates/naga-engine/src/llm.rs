@@ -72,7 +72,13 @@ impl LlmClient {
         self
     }
 
-    fn request(&self, messages: &[ChatMessage], stream: bool) -> reqwest::RequestBuilder {
+    /// The same endpoint with another model (e.g. a vision model).
+    pub fn with_model(mut self, model: &str) -> Self {
+        self.model = model.to_owned();
+        self
+    }
+
+    fn request<M: Serialize>(&self, messages: &[M], stream: bool) -> reqwest::RequestBuilder {
         let body = json!({"model": self.model, "messages": messages,
                           "temperature": self.temperature, "stream": stream});
         let mut req = self.http.post(&self.url).json(&body);
@@ -82,9 +88,9 @@ impl LlmClient {
         req
     }
 
-    async fn send(
+    async fn send<M: Serialize>(
         &self,
-        messages: &[ChatMessage],
+        messages: &[M],
         stream: bool,
     ) -> Result<reqwest::Response, LlmError> {
         let ms = self.timeout.as_millis() as u64;
@@ -111,6 +117,11 @@ impl LlmClient {
 
     /// One completion, whole.
     pub async fn chat(&self, messages: &[ChatMessage]) -> Result<String, LlmError> {
+        self.chat_messages(messages).await
+    }
+
+    /// One completion from messages of any shape (e.g. with images).
+    pub async fn chat_messages<M: Serialize>(&self, messages: &[M]) -> Result<String, LlmError> {
         let ms = self.timeout.as_millis() as u64;
         let work = async {
             let resp = self.send(messages, false).await?;

@@ -35,42 +35,79 @@ fn xvfb() -> (Kill, String) {
             .success(),
         "Xvfb, xterm and xdotool are needed: apt-get install xvfb xterm xdotool (as .ci/run does)"
     );
-    let n = 90 + (std::process::id() % 800);
-    let child = Command::new("Xvfb")
-        .args([
-            &format!(":{n}"),
-            "-screen",
-            "0",
-            "1024x768x24",
-            "-nolisten",
-            "tcp",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let socket = format!("/tmp/.X11-unix/X{n}");
-    let start = Instant::now();
-    while !Path::new(&socket).exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "Xvfb did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    // A display number nobody holds; Xvfb exits if another took it first.
+    let seed = std::process::id() as u64 * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    for n in (200 + seed % 5000..).take(100) {
+        if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+            continue;
+        }
+        let mut child = Command::new("Xvfb")
+            .args([
+                &format!(":{n}"),
+                "-screen",
+                "0",
+                "1024x768x24",
+                "-nolisten",
+                "tcp",
+                "-noreset",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = format!("/tmp/.X11-unix/X{n}");
+        let start = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break; // lost the race for this number
+            }
+            // Ready once a client is served (the socket comes first).
+            let probe = || {
+                Command::new("xdotool")
+                    .arg("getmouselocation")
+                    .env("DISPLAY", format!(":{n}"))
+                    .stderr(Stdio::null())
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            if Path::new(&socket).exists() && probe() {
+                // Another test's server may have answered: ours must still run.
+                std::thread::sleep(Duration::from_millis(200));
+                if child.try_wait().unwrap().is_none() {
+                    return (Kill(child), format!(":{n}"));
+                }
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "Xvfb did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    (Kill(child), format!(":{n}"))
+    panic!("no free X display number");
 }
 
 /// `naga serve --only agent` with this environment; returns it (killed
 /// and reaped on drop) and its URL.
 #[allow(clippy::zombie_processes)]
 fn naga(dir: &Path, display: Option<&str>) -> (Kill, String) {
+    naga_with(dir, display, "")
+}
+
+/// The same with more configuration (TOML appended).
+#[allow(clippy::zombie_processes)]
+fn naga_with(dir: &Path, display: Option<&str>, extra: &str) -> (Kill, String) {
     let out = dir.join("out.txt");
     let config = dir.join("naga.toml");
     std::fs::write(
         &config,
         format!(
-            "[agents.computer_control.apps]\ncat_window = [\"xterm\", \"-u8\", \"-T\", \"naga-cat\", \"-geometry\", \"80x10+0+0\", \"-e\", \"sh\", \"-c\", \"cat > {}\"]\n",
+            "{extra}\n[agents.computer_control.apps]\ncat_window = [\"xterm\", \"-u8\", \"-T\", \"naga-cat\", \"-geometry\", \"80x10+0+0\", \"-e\", \"sh\", \"-c\", \"cat > {}\"]\n",
             out.display()
         ),
     )
@@ -143,7 +180,7 @@ fn action(params: Value) -> Value {
 
 fn windows(display: &str, name: &str) -> usize {
     let out = Command::new("xdotool")
-        .args(["search", "--name", name])
+        .args(["search", "--onlyvisible", "--name", name])
         .env("DISPLAY", display)
         .output()
         .unwrap();
@@ -256,6 +293,17 @@ async fn types_presses_keys_opens_apps_and_takes_screenshots_on_x11() {
     assert!(r[1].contains("teleport"), "{r:?}");
     assert!(r[2].contains("nope"), "{r:?}");
 
+    // A free-form instruction needs a vision LLM: the reason says so.
+    let t = run_batch(
+        &client,
+        &url,
+        "free",
+        json!([{"tool_name": "computer_control", "instruction": "打开记事本"}]),
+    )
+    .await;
+    let e = t["calls"][0]["result"]["error"].as_str().unwrap();
+    assert!(e.contains("vision_model"), "{e}");
+
     // Direct execution answers the same way.
     let (s, v) = read(
         client
@@ -268,6 +316,13 @@ async fn types_presses_keys_opens_apps_and_takes_screenshots_on_x11() {
     .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["success"], true);
+    let out = Command::new("xdotool")
+        .arg("getmouselocation")
+        .env("DISPLAY", &display)
+        .output()
+        .unwrap();
+    let at = String::from_utf8_lossy(&out.stdout);
+    assert!(at.starts_with("x:5 y:5 "), "the pointer moved: {at}");
 }
 
 #[tokio::test]
@@ -299,4 +354,65 @@ async fn without_a_display_it_is_not_ready_and_says_why() {
             .contains("no display"),
         "{t}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_form_instruction_is_planned_from_screenshots_one_action_at_a_time() {
+    let llm = common::llm::ScriptedLlm::start().await;
+    llm.script.vision.lock().unwrap().extend([
+        json!({"action": "open", "target": "cat_window"}).to_string(),
+        "Done. {\"done\": true, \"summary\": \"the window is open\"}".to_owned(),
+    ]);
+    let (_x, display) = xvfb();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[llm]\nbase_url = \"{}\"\nmodel = \"chat\"\n[agents.computer_control]\nvision_model = \"vision\"\nmax_steps = 5\n",
+        llm.base_url
+    );
+    let (_naga, url) = naga_with(dir.path(), Some(&display), &extra);
+    let client = reqwest::Client::new();
+    let t = run_batch(
+        &client,
+        &url,
+        "plan",
+        json!([{"tool_name": "computer_control", "instruction": "把鼠标移到左上角"}]),
+    )
+    .await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let result = &t["calls"][0]["result"]["result"];
+    assert_eq!(result["done"], true);
+    assert_eq!(result["steps"], 1);
+    assert_eq!(result["summary"], "the window is open");
+    // The planned action is a step of its own, before the call's step.
+    let steps = t["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert!(
+        steps[0]["purpose"]
+            .as_str()
+            .unwrap()
+            .starts_with("plan step 1: "),
+        "{steps:?}"
+    );
+    assert_eq!(steps[0]["success"], true);
+    // The model saw screenshots, with the vision model's name.
+    let asked = llm.requests("vision");
+    assert_eq!(asked.len(), 2);
+    assert_eq!(asked[0]["model"], "vision");
+    let image = asked[0]["messages"][1]["content"][1]["image_url"]["url"]
+        .as_str()
+        .unwrap();
+    assert!(
+        image.starts_with("data:image/png;base64,iVBOR"),
+        "{}",
+        &image[..40]
+    );
+    // The planned action had its effect: the app's window is there.
+    let start = Instant::now();
+    while windows(&display, "naga-cat") == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the planned app never opened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

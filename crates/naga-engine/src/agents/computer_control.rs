@@ -8,7 +8,7 @@
 //! There is one desktop: one lock makes sure two sessions never act on it
 //! at the same time.
 
-use super::{parameters, Agent, CallContext, CallOutcome};
+use super::{parameters, Agent, CallContext, CallOutcome, StepNote};
 use enigo::{Axis, Button, Coordinate, Direction, Enigo, Key, Keyboard, Mouse, Settings};
 use futures::future::BoxFuture;
 use naga_core::wire::CallPayload;
@@ -29,8 +29,28 @@ pub const ACTIONS: [&str; 7] = [
 pub struct ComputerControl {
     apps: BTreeMap<String, Vec<String>>,
     screenshots: PathBuf,
+    /// The one desktop: actions take turns, across sessions.
     desktop: Arc<tokio::sync::Mutex<()>>,
+    /// One input connection, kept open between actions (made again after
+    /// an error).
+    input: Arc<std::sync::Mutex<Option<Enigo>>>,
+    planner: Option<Planner>,
 }
+
+/// Plans a free-form instruction one action at a time: screenshot → vision
+/// model → one action → repeat, within `max_steps` and `max_time`.
+#[derive(Clone)]
+pub struct Planner {
+    pub llm: crate::llm::LlmClient,
+    pub max_steps: usize,
+    pub max_time: std::time::Duration,
+}
+
+const PLANNER_PROMPT: &str = "You control a Linux desktop to carry out the user's instruction. \
+Each turn you get a screenshot and the actions done so far. Answer with ONE JSON object and nothing else: \
+either an action {\"action\": \"open\"|\"type\"|\"hotkey\"|\"click\"|\"move\"|\"scroll\", ...} \
+(open: target = app name; type: text; hotkey: keys like \"ctrl+s\"; click/move: x, y, button; scroll: amount), \
+or {\"done\": true, \"summary\": \"what was achieved\"} when the instruction is carried out.";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Availability {
@@ -40,12 +60,81 @@ pub struct Availability {
 }
 
 impl ComputerControl {
-    pub fn new(apps: BTreeMap<String, Vec<String>>, screenshots: PathBuf) -> Self {
+    pub fn new(
+        apps: BTreeMap<String, Vec<String>>,
+        screenshots: PathBuf,
+        planner: Option<Planner>,
+    ) -> Self {
         Self {
             apps,
             screenshots,
             desktop: Arc::default(),
+            input: Arc::default(),
+            planner,
         }
+    }
+
+    /// The planner loop for a free-form instruction; every action it takes
+    /// is recorded as a step of the call.
+    async fn plan(
+        &self,
+        planner: &Planner,
+        instruction: &str,
+        ctx: &CallContext,
+    ) -> Result<Value, String> {
+        let deadline = tokio::time::Instant::now() + planner.max_time;
+        let mut done: Vec<String> = Vec::new();
+        for step in 1..=planner.max_steps {
+            if tokio::time::Instant::now() > deadline {
+                break;
+            }
+            display()?;
+            let dir = self.screenshots.clone();
+            let shot = blocking(move || screenshot(&dir)).await?;
+            let png = std::fs::read(shot["path"].as_str().unwrap_or_default())
+                .map_err(|e| e.to_string())?;
+            use base64::Engine as _;
+            let image = base64::engine::general_purpose::STANDARD.encode(png);
+            let messages = vec![
+                json!({"role": "system", "content": PLANNER_PROMPT}),
+                json!({"role": "user", "content": [
+                    {"type": "text", "text": format!("Instruction: {instruction}\nDone so far: {done:?}\nNext?")},
+                    {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{image}")}}
+                ]}),
+            ];
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let answer = tokio::time::timeout(remaining, planner.llm.chat_messages(&messages))
+                .await
+                .map_err(|_| "the planner ran out of time".to_owned())?
+                .map_err(|e| format!("the vision LLM failed: {e}"))?;
+            let Some(next) = first_object(&answer) else {
+                return Err(format!(
+                    "the vision LLM's answer has no JSON action: {}",
+                    naga_core::ids::clip(&answer, 200)
+                ));
+            };
+            if next.get("done").and_then(Value::as_bool) == Some(true) {
+                return Ok(
+                    json!({"done": true, "steps": step - 1, "actions": done, "summary": next.get("summary")}),
+                );
+            }
+            let described = Value::Object(next.clone()).to_string();
+            let result = self.act(&next, None).await;
+            ctx.note(StepNote {
+                purpose: format!("plan step {step}: {described}"),
+                output: result.as_ref().ok().map(Value::to_string),
+                success: result.is_ok(),
+                error: result.as_ref().err().cloned(),
+            })
+            .await;
+            result?;
+            done.push(described);
+        }
+        Err(format!(
+            "the planner did not finish within {} actions or {} s; done: {done:?}",
+            planner.max_steps,
+            planner.max_time.as_secs()
+        ))
     }
 
     /// Ready when an X display answers.
@@ -97,8 +186,7 @@ impl ComputerControl {
             }
             "type" => {
                 let text = text_arg(&["text", "target"]).ok_or("`type` needs `text`")?;
-                blocking(move || {
-                    let mut e = enigo()?;
+                self.input(move |e| {
                     e.text(&text).map_err(|e| format!("typing failed: {e}"))?;
                     Ok(json!({"typed": text.chars().count()}))
                 })
@@ -108,9 +196,8 @@ impl ComputerControl {
                 let combo = text_arg(&["keys", "key", "target"])
                     .ok_or("`hotkey` needs `keys`, e.g. `ctrl+d`")?;
                 let keys = parse_hotkey(&combo)?;
-                blocking(move || {
-                    let mut e = enigo()?;
-                    press(&mut e, &keys).map_err(|e| format!("pressing `{combo}` failed: {e}"))?;
+                self.input(move |e| {
+                    press(e, &keys).map_err(|e| format!("pressing `{combo}` failed: {e}"))?;
                     Ok(json!({"pressed": combo}))
                 })
                 .await
@@ -130,8 +217,7 @@ impl ComputerControl {
                     }
                 };
                 let click = action == "click";
-                blocking(move || {
-                    let mut e = enigo()?;
+                self.input(move |e| {
                     e.move_mouse(x, y, Coordinate::Abs)
                         .map_err(|e| format!("moving failed: {e}"))?;
                     if click {
@@ -148,8 +234,7 @@ impl ComputerControl {
                     Some("horizontal") => Axis::Horizontal,
                     _ => Axis::Vertical,
                 };
-                blocking(move || {
-                    let mut e = enigo()?;
+                self.input(move |e| {
                     e.scroll(amount, axis)
                         .map_err(|e| format!("scrolling failed: {e}"))?;
                     Ok(json!({"scrolled": amount}))
@@ -200,12 +285,41 @@ impl ComputerControl {
     }
 }
 
+impl ComputerControl {
+    /// Runs input on the kept connection, off the async threads.
+    async fn input(
+        &self,
+        f: impl FnOnce(&mut Enigo) -> Result<Value, String> + Send + 'static,
+    ) -> Result<Value, String> {
+        let input = self.input.clone();
+        blocking(move || {
+            let mut slot = input.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(enigo()?);
+            }
+            let result = f(slot.as_mut().expect("just made"));
+            if result.is_err() {
+                *slot = None; // a broken connection is made again next time
+            }
+            result
+        })
+        .await
+    }
+}
+
 async fn blocking(
     f: impl FnOnce() -> Result<Value, String> + Send + 'static,
 ) -> Result<Value, String> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| format!("desktop action stopped: {e}"))?
+}
+
+/// The first JSON object in a model's answer (tolerating prose and fences).
+fn first_object(text: &str) -> Option<Map<String, Value>> {
+    let start = text.find('{')?;
+    let end = text.rfind('}')?;
+    serde_json::from_str(text.get(start..=end)?).ok()
 }
 
 /// Checks that an X display answers.
@@ -369,7 +483,13 @@ impl Agent for ComputerControl {
         Box::pin(async move {
             let params = parameters(call);
             let instruction = call.get("instruction").and_then(Value::as_str);
-            match self.act(params, instruction).await {
+            let result = match (&self.planner, params.get("action"), instruction) {
+                (Some(planner), None, Some(instruction)) => {
+                    self.plan(planner, instruction, ctx).await
+                }
+                _ => self.act(params, instruction).await,
+            };
+            match result {
                 Ok(v) => {
                     let action = params.get("action").and_then(Value::as_str).unwrap_or("");
                     tracing::info!(task_id = %ctx.task_id, session_id = %ctx.session_id, index = ctx.index,

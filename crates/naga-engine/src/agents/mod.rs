@@ -6,7 +6,7 @@ mod computer_control;
 mod echo;
 pub mod file_edit;
 
-pub use computer_control::{Availability, ComputerControl};
+pub use computer_control::{Availability, ComputerControl, Planner};
 pub use echo::Echo;
 pub use file_edit::FileEditToolkit;
 
@@ -50,12 +50,33 @@ impl CallOutcome {
     }
 }
 
-/// Where a call runs, for logs.
+/// Records a step of a call as it happens (what it did, what came of it).
+pub type StepSink = Arc<dyn Fn(StepNote) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// One step an agent reports while a call runs.
 #[derive(Debug, Clone)]
+pub struct StepNote {
+    pub purpose: String,
+    pub output: Option<String>,
+    pub success: bool,
+    pub error: Option<String>,
+}
+
+/// Where a call runs; `steps` records the steps of long calls.
+#[derive(Clone)]
 pub struct CallContext {
     pub task_id: String,
     pub session_id: String,
     pub index: usize,
+    pub steps: Option<StepSink>,
+}
+
+impl CallContext {
+    pub async fn note(&self, note: StepNote) {
+        if let Some(sink) = &self.steps {
+            sink(note).await;
+        }
+    }
 }
 
 pub trait Agent: Send + Sync {

@@ -174,6 +174,7 @@ pub async fn cc_execute(
         task_id: "direct".into(),
         session_id: "direct".into(),
         index: 0,
+        steps: None,
     };
     let outcome = cc.run(&call, &ctx).await;
     Ok((

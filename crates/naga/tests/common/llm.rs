@@ -20,6 +20,8 @@ pub struct Script {
     pub analysis_delay_ms: Arc<Mutex<u64>>,
     /// Delay before answering a chat request.
     pub chat_delay_ms: Arc<Mutex<u64>>,
+    /// What a vision request (one with an image) is answered, in turn.
+    pub vision: Arc<Mutex<VecDeque<String>>>,
     /// Every request received.
     pub requests: Arc<Mutex<Vec<Value>>>,
 }
@@ -38,7 +40,14 @@ pub fn purpose(req: &Value) -> &'static str {
         .filter_map(|m| m["content"].as_str())
         .collect::<Vec<_>>()
         .join("\n");
-    if text.contains("你是意图分析器") {
+    let has_image = req["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|m| m["content"].is_array());
+    if has_image {
+        "vision"
+    } else if text.contains("你是意图分析器") {
         "analysis"
     } else if text.contains("后台任务已经完成") {
         "followup"
@@ -103,6 +112,12 @@ async fn complete(State(s): State<Script>, Json(req): Json<Value>) -> axum::resp
             s.analysis.lock().unwrap().clone()
         }
         "followup" => format!("跟进：{}", last_user(&req)),
+        "vision" => s
+            .vision
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| json!({"done": true}).to_string()),
         "compress" => json!({"key_findings": ["scripted finding"], "failed_attempts": [],
                              "current_status": "done", "next_steps": []})
         .to_string(),
