@@ -4,46 +4,13 @@ mod common;
 use common::{free_port, read, Receiver};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-};
+use std::process::{Child, Command};
 
-/// Starts `naga serve` on a free port; returns the child (the caller waits
-/// for it) and its agent URL.
-#[allow(clippy::zombie_processes)]
+/// `naga serve` on a free port with its data in `data_dir`.
 fn serve(data_dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_naga"))
-        .args([
-            "serve",
-            "--agent-addr",
-            "127.0.0.1:0",
-            "--only",
-            "agent",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "naga exited before listening"
-        );
-        if let Some(url) = line.trim().strip_prefix("naga: agent server on ") {
-            let url = url.to_owned();
-            // Keep draining stderr so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in stderr.lines() {});
-            return (child, url);
-        }
-    }
+    common::spawn_naga(|cmd| {
+        cmd.arg("--data-dir").arg(data_dir).args(extra);
+    })
 }
 
 #[tokio::test]

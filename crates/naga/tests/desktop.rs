@@ -7,7 +7,6 @@ mod common;
 use common::read;
 use serde_json::{json, Value};
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -92,15 +91,13 @@ fn xvfb() -> (Kill, String) {
     panic!("no free X display number");
 }
 
-/// `naga serve --only agent` with this environment; returns it (killed
-/// and reaped on drop) and its URL.
-#[allow(clippy::zombie_processes)]
+/// `naga serve --only agent` with this display; returns it (killed and
+/// reaped on drop) and its URL.
 fn naga(dir: &Path, display: Option<&str>) -> (Kill, String) {
     naga_with(dir, display, "")
 }
 
-/// The same with more configuration (TOML appended).
-#[allow(clippy::zombie_processes)]
+/// The same with more configuration (TOML prepended).
 fn naga_with(dir: &Path, display: Option<&str>, extra: &str) -> (Kill, String) {
     let out = dir.join("out.txt");
     let config = dir.join("naga.toml");
@@ -112,37 +109,18 @@ fn naga_with(dir: &Path, display: Option<&str>, extra: &str) -> (Kill, String) {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_naga"));
-    cmd.args([
-        "serve",
-        "--only",
-        "agent",
-        "--agent-addr",
-        "127.0.0.1:0",
-        "--config",
-    ])
-    .arg(&config)
-    .arg("--data-dir")
-    .arg(dir.join("data"))
-    .env("LANG", "C.UTF-8")
-    .env("RUST_LOG", "warn")
-    .stderr(Stdio::piped());
-    match display {
-        Some(d) => cmd.env("DISPLAY", d),
-        None => cmd.env_remove("DISPLAY"),
-    };
-    let mut child = cmd.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "naga exited");
-        if let Some(url) = line.trim().strip_prefix("naga: agent server on ") {
-            let url = url.to_owned();
-            std::thread::spawn(move || for _ in stderr.lines() {});
-            return (Kill(child), url);
-        }
-    }
+    let (child, url) = common::spawn_naga(|cmd| {
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env("LANG", "C.UTF-8");
+        match display {
+            Some(d) => cmd.env("DISPLAY", d),
+            None => cmd.env_remove("DISPLAY"),
+        };
+    });
+    (Kill(child), url)
 }
 
 async fn run_batch(client: &reqwest::Client, url: &str, id: &str, calls: Value) -> Value {

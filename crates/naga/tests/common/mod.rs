@@ -405,3 +405,36 @@ pub fn everything() -> PathBuf {
     );
     path
 }
+
+/// Starts the real `naga` binary: `naga serve --only agent --agent-addr
+/// 127.0.0.1:0` plus what `configure` adds (arguments, environment); waits
+/// until it listens and returns it (the caller kills and reaps it) and its
+/// agent URL.
+#[allow(clippy::zombie_processes)]
+pub fn spawn_naga(
+    configure: impl FnOnce(&mut std::process::Command),
+) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_naga"));
+    cmd.args(["serve", "--only", "agent", "--agent-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    configure(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "naga exited before listening"
+        );
+        if let Some(url) = line.trim().strip_prefix("naga: agent server on ") {
+            let url = url.to_owned();
+            // Keep draining stderr so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in stderr.lines() {});
+            return (child, url);
+        }
+    }
+}
