@@ -46,7 +46,13 @@ pub fn with_common_layers(router: Router) -> Router {
                 ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
             },
         ))
-        .layer(TraceLayer::new_for_http())
+        // Server faults are logged where they happen (ApiError::Internal);
+        // a 503 for a missing LLM is not an error of the server.
+        .layer(
+            TraceLayer::new_for_http().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ),
+        )
 }
 
 async fn not_found(uri: Uri) -> Response {
