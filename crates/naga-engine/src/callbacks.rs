@@ -14,7 +14,7 @@ use naga_store::{CallbackRow, DeliveryOutcome, Store};
 use rand::Rng;
 use sha2::Sha256;
 use std::{net::IpAddr, sync::Arc, time::Duration};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Checks a `callback_url` against `[callbacks] allowed_hosts`.
@@ -77,6 +77,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     permits: Semaphore,
     stop: CancellationToken,
+    /// Successful deliveries, recorded in batches by the flusher.
+    delivered: mpsc::UnboundedSender<(String, i64)>,
+    flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 enum Attempt {
@@ -102,6 +105,8 @@ impl Callbacks {
             .user_agent(concat!("naga/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the callback HTTP client: {e}"))?;
+        let (delivered, rx) = mpsc::unbounded_channel();
+        let flusher = tokio::spawn(flush_deliveries(store.clone(), rx, stop.clone()));
         Ok(Self {
             inner: Arc::new(Inner {
                 permits: Semaphore::new(config.concurrency.max(1)),
@@ -111,8 +116,18 @@ impl Callbacks {
                 key,
                 clock,
                 stop,
+                delivered,
+                flusher: std::sync::Mutex::new(Some(flusher)),
             }),
         })
+    }
+
+    /// Waits, once the server stops, for the last delivery records.
+    pub async fn close(&self) {
+        let flusher = self.inner.flusher.lock().unwrap().take();
+        if let Some(f) = flusher {
+            let _ = f.await;
+        }
     }
 
     /// Delivers a callback in the background until delivered or dead.
@@ -184,6 +199,12 @@ impl Inner {
                     tracing::error!(callback_id = %row.id, task_id = %row.task_id, attempts, %error, "callback dead-lettered")
                 }
             }
+            if let DeliveryOutcome::Delivered = record {
+                // Recorded with others in one commit; until then the row is
+                // pending, and a crash would only send it again.
+                let _ = self.delivered.send((row.id.clone(), now));
+                return;
+            }
             if let Err(e) = self.store.record_delivery(&row.id, record, now).await {
                 // The row stays pending in the store: a restart sends it again.
                 tracing::error!(callback_id = %row.id, error = %e, "cannot record callback delivery");
@@ -252,6 +273,33 @@ impl Inner {
                     Attempt::Fatal(error)
                 }
             }
+        }
+    }
+}
+
+/// Records successful deliveries in batches: whatever arrived while the
+/// last batch was being committed goes into the next.
+async fn flush_deliveries(store: Store, mut rx: mpsc::UnboundedReceiver<(String, i64)>, stop: CancellationToken) {
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => m,
+            _ = stop.cancelled() => None,
+        };
+        let mut batch: Vec<(String, DeliveryOutcome, i64)> = first
+            .into_iter()
+            .map(|(id, at)| (id, DeliveryOutcome::Delivered, at))
+            .collect();
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok((id, at)) => batch.push((id, DeliveryOutcome::Delivered, at)),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            return; // stopped, nothing left
+        }
+        if let Err(e) = store.record_deliveries(batch).await {
+            tracing::error!(error = %e, "cannot record deliveries; those callbacks are sent again after a restart");
         }
     }
 }

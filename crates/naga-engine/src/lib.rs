@@ -178,6 +178,7 @@ impl Engine {
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.scheduler.drain(grace).await;
         self.inner.stop.cancel();
+        self.inner.callbacks.close().await;
         self.inner.mcp.shutdown().await;
         self.inner.store.close().await;
         tracing::info!("engine stopped");

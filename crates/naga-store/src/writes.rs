@@ -490,30 +490,29 @@ impl Store {
     }
 
     /// Records one delivery attempt of a callback.
-    pub async fn record_delivery(
-        &self,
-        id: &str,
-        outcome: DeliveryOutcome,
-        now: Millis,
-    ) -> Result<(), StoreError> {
-        let id = id.to_owned();
+    pub async fn record_delivery(&self, id: &str, outcome: DeliveryOutcome, now: Millis) -> Result<(), StoreError> {
+        self.record_deliveries(vec![(id.to_owned(), outcome, now)]).await
+    }
+
+    /// Records many delivery attempts in one job (the delivery worker
+    /// batches its successes).
+    pub async fn record_deliveries(&self, attempts: Vec<(String, DeliveryOutcome, Millis)>) -> Result<(), StoreError> {
         self.writer
             .write(move |c| {
-                let (status, error, next, delivered) = match outcome {
-                    DeliveryOutcome::Delivered => ("delivered", None, now, Some(now)),
-                    DeliveryOutcome::Retry {
-                        error,
-                        next_attempt_at,
-                    } => ("pending", Some(error), next_attempt_at, None),
-                    DeliveryOutcome::Dead { error } => ("dead", Some(error), now, None),
-                };
-                c.prepare_cached(
+                let mut stmt = c.prepare_cached(
                     "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
                          last_error = COALESCE(?3, last_error), next_attempt_at = ?4,
                          delivered_at = COALESCE(?5, delivered_at)
                      WHERE id = ?1",
-                )?
-                .execute(params![id, status, error, next, delivered])?;
+                )?;
+                for (id, outcome, now) in attempts {
+                    let (status, error, next, delivered) = match outcome {
+                        DeliveryOutcome::Delivered => ("delivered", None, now, Some(now)),
+                        DeliveryOutcome::Retry { error, next_attempt_at } => ("pending", Some(error), next_attempt_at, None),
+                        DeliveryOutcome::Dead { error } => ("dead", Some(error), now, None),
+                    };
+                    stmt.execute(params![id, status, error, next, delivered])?;
+                }
                 Ok(())
             })
             .await
