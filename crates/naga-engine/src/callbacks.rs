@@ -279,7 +279,11 @@ impl Inner {
 
 /// Records successful deliveries in batches: whatever arrived while the
 /// last batch was being committed goes into the next.
-async fn flush_deliveries(store: Store, mut rx: mpsc::UnboundedReceiver<(String, i64)>, stop: CancellationToken) {
+async fn flush_deliveries(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<(String, i64)>,
+    stop: CancellationToken,
+) {
     loop {
         let first = tokio::select! {
             m = rx.recv() => m,

@@ -142,19 +142,27 @@ fn commit_group(
     jobs: &mut Vec<Job>,
     replies: &mut Vec<Reply>,
 ) -> Result<(), String> {
-    let mut tx = conn
+    let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| {
             jobs.clear();
             e.to_string()
         })?;
+    // Savepoints through cached statements: parsed once, not per job.
+    let run = |sql: &str| -> Result<(), String> {
+        tx.prepare_cached(sql)
+            .and_then(|mut st| st.execute([]))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
     for job in jobs.drain(..) {
-        let sp = tx.savepoint().map_err(|e| e.to_string())?;
-        let (ok, reply) = job(&sp);
+        run("SAVEPOINT job")?;
+        let (ok, reply) = job(&tx);
         replies.push(reply);
-        if ok {
-            sp.commit().map_err(|e| e.to_string())?;
-        } // else: dropping the savepoint rolls the job back.
+        if !ok {
+            run("ROLLBACK TO job")?;
+        }
+        run("RELEASE job")?;
     }
     tx.commit().map_err(|e| e.to_string())
 }

@@ -490,13 +490,22 @@ impl Store {
     }
 
     /// Records one delivery attempt of a callback.
-    pub async fn record_delivery(&self, id: &str, outcome: DeliveryOutcome, now: Millis) -> Result<(), StoreError> {
-        self.record_deliveries(vec![(id.to_owned(), outcome, now)]).await
+    pub async fn record_delivery(
+        &self,
+        id: &str,
+        outcome: DeliveryOutcome,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.record_deliveries(vec![(id.to_owned(), outcome, now)])
+            .await
     }
 
     /// Records many delivery attempts in one job (the delivery worker
     /// batches its successes).
-    pub async fn record_deliveries(&self, attempts: Vec<(String, DeliveryOutcome, Millis)>) -> Result<(), StoreError> {
+    pub async fn record_deliveries(
+        &self,
+        attempts: Vec<(String, DeliveryOutcome, Millis)>,
+    ) -> Result<(), StoreError> {
         self.writer
             .write(move |c| {
                 let mut stmt = c.prepare_cached(
@@ -508,7 +517,10 @@ impl Store {
                 for (id, outcome, now) in attempts {
                     let (status, error, next, delivered) = match outcome {
                         DeliveryOutcome::Delivered => ("delivered", None, now, Some(now)),
-                        DeliveryOutcome::Retry { error, next_attempt_at } => ("pending", Some(error), next_attempt_at, None),
+                        DeliveryOutcome::Retry {
+                            error,
+                            next_attempt_at,
+                        } => ("pending", Some(error), next_attempt_at, None),
                         DeliveryOutcome::Dead { error } => ("dead", Some(error), now, None),
                     };
                     stmt.execute(params![id, status, error, next, delivered])?;
