@@ -98,7 +98,8 @@ fn writer_connection(
     // Checkpoints run on their own thread (see writer.rs), not in commits.
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0;"
+         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0;
+         PRAGMA journal_size_limit = 67108864;"
     ))?;
     Ok(conn)
 }

@@ -17,6 +17,10 @@
 
 use crate::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
 use tokio::sync::{mpsc, oneshot};
 
 /// Called once the transaction holding the job has committed (`None`) or
@@ -40,17 +44,18 @@ impl Writer {
     /// that no commit pays for a checkpoint.
     pub(crate) fn spawn(conn: Connection, checkpoints: Connection, max_batch: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop_checkpoints = stop.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let restart = Arc::new(AtomicBool::new(false));
+        let (stop_checkpoints, restart_wanted) = (stop.clone(), restart.clone());
         std::thread::Builder::new()
             .name("naga-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoints, &stop_checkpoints))
+            .spawn(move || checkpoint_loop(checkpoints, &stop_checkpoints, &restart_wanted))
             .expect("the checkpoint thread starts");
         std::thread::Builder::new()
             .name("naga-writer".into())
             .spawn(move || {
-                run(conn, rx, max_batch);
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                run(conn, rx, max_batch, &restart);
+                stop.store(true, Ordering::Relaxed);
             })
             .expect("the writer thread starts");
         Self { tx }
@@ -88,7 +93,12 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>, max_batch: usize) {
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    max_batch: usize,
+    restart: &AtomicBool,
+) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     let mut replies: Vec<Reply> = Vec::with_capacity(max_batch);
     while let Some(msg) = rx.blocking_recv() {
@@ -113,6 +123,13 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>, max_batch: us
             for reply in replies.drain(..) {
                 reply(error.clone());
             }
+            if restart.swap(false, Ordering::Relaxed) {
+                // Most frames are already copied by the checkpointer: this
+                // copies the rest and makes the next commit start the log over.
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL restart failed; the checkpointer asks again");
+                }
+            }
         }
         if let Some(done) = closing {
             // Fold the WAL into the database file on a clean shutdown.
@@ -123,14 +140,21 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Msg>, max_batch: us
     }
 }
 
+/// Most WAL frames before the writer restarts the log (16 MiB of pages).
+const RESTART_FRAMES: i64 = 4096;
+
 /// Every 100 ms, a passive checkpoint: copies committed WAL frames into the
-/// database without blocking the writer; once all are copied, the writer
-/// starts the WAL over, so it stays small.
-fn checkpoint_loop(conn: Connection, stop: &std::sync::atomic::AtomicBool) {
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+/// database without blocking the writer. Under steady load a passive
+/// checkpoint never catches up with the writer, so the WAL would grow
+/// without end: past `RESTART_FRAMES` it asks the writer (`restart`) to
+/// restart the log between two groups, where no writer competes.
+fn checkpoint_loop(conn: Connection, stop: &AtomicBool, restart: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "checkpoint failed");
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+            Ok(frames) if frames > RESTART_FRAMES => restart.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
         }
     }
 }
