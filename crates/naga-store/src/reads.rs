@@ -34,6 +34,19 @@ impl MemoryScope {
             Self::Global => {}
         }
     }
+
+    /// The same for tables reached through their task (steps have no
+    /// session index: the session's tasks lead to them).
+    fn push_where_via_task(&self, q: &mut QueryBuilder<'_, Sqlite>) {
+        match self {
+            Self::Session(id) => {
+                q.push(" WHERE task_id IN (SELECT id FROM tasks WHERE session_id = ")
+                    .push_bind(id.clone())
+                    .push(")");
+            }
+            other => other.push_where(q, "task_id"),
+        }
+    }
 }
 
 impl Store {

@@ -567,8 +567,9 @@ impl Store {
                         "last_task_id = ?1",
                         Some(id.as_str()),
                     ),
+                    // Steps are reached through the session's tasks.
                     Session(id) => (
-                        by_session,
+                        "task_id IN (SELECT id FROM tasks WHERE session_id = ?1)",
                         by_session,
                         by_session,
                         by_session,

@@ -44,7 +44,9 @@ CREATE TABLE tasks (
     summary             TEXT
 );
 CREATE INDEX tasks_by_session ON tasks(session_id, seq);
-CREATE INDEX tasks_by_status ON tasks(status, seq);
+-- Only unfinished tasks: what a restart or another node claims. (Listing a
+-- terminal status walks tasks newest first.)
+CREATE INDEX tasks_unfinished ON tasks(seq) WHERE status IN ('queued', 'running');
 
 -- The calls of a batch, run in `idx` order.
 CREATE TABLE calls (
@@ -56,7 +58,7 @@ CREATE TABLE calls (
     started_at  INTEGER,
     finished_at INTEGER,
     PRIMARY KEY (task_id, idx)
-);
+) WITHOUT ROWID;
 
 -- What was done, step by step. `step_no` counts from 1 within a task.
 -- `in_memory` = 0 once its memory was cleared (the step itself stays).
@@ -76,7 +78,6 @@ CREATE TABLE steps (
     in_memory  INTEGER NOT NULL DEFAULT 1,
     UNIQUE (task_id, step_no)
 );
-CREATE INDEX steps_by_session ON steps(session_id);
 
 -- Memory: `task:{task_id}:step:{step_no}` → "command …, result …", read off
 -- the steps (a view: one write per step, not two).
