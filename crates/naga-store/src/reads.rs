@@ -143,10 +143,10 @@ impl Store {
         scope: &MemoryScope,
         limit: i64,
     ) -> Result<Vec<KeyFactRow>, StoreError> {
-        let mut q = QueryBuilder::new("SELECT * FROM key_facts");
-        scope.push_where(&mut q, "task_id");
-        q.push(" ORDER BY created_at DESC, key DESC LIMIT ")
-            .push_bind(limit);
+        let mut q =
+            QueryBuilder::new("SELECT key, session_id, task_id, value, created_at FROM key_facts");
+        scope.push_where_via_task(&mut q);
+        q.push(" ORDER BY step_row DESC LIMIT ").push_bind(limit);
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 
