@@ -21,30 +21,60 @@ pub struct Page {
 /// Most memory entries of each kind in one answer.
 const MEMORY_LIMIT: i64 = 1000;
 
-async fn memory_json(engine: &Engine, scope: &MemoryScope, limit: i64) -> ApiResult<Value> {
+/// One kind of memory, as JSON, newest first.
+async fn memory_part(
+    engine: &Engine,
+    scope: &MemoryScope,
+    part: Part,
+    limit: i64,
+) -> ApiResult<Value> {
     let store = engine.store();
-    let facts: Vec<Value> = store
-        .key_facts(scope, limit)
-        .await?
-        .iter()
-        .map(views::key_fact)
-        .collect();
-    let failed: Vec<Value> = store
-        .failed_attempts(scope, limit)
-        .await?
-        .iter()
-        .map(views::failed_attempt)
-        .collect();
-    let compressed: Vec<Value> = store
-        .compressed_memories(scope, limit)
-        .await?
-        .iter()
-        .map(views::compressed)
-        .collect();
-    Ok(
-        json!({"success": true, "key_facts": facts, "failed_attempts": failed,
-              "compressed_memories": compressed}),
-    )
+    let list: Vec<Value> = match part {
+        Part::KeyFacts => store
+            .key_facts(scope, limit)
+            .await?
+            .iter()
+            .map(views::key_fact)
+            .collect(),
+        Part::FailedAttempts => store
+            .failed_attempts(scope, limit)
+            .await?
+            .iter()
+            .map(views::failed_attempt)
+            .collect(),
+        Part::Compressed => store
+            .compressed_memories(scope, limit)
+            .await?
+            .iter()
+            .map(views::compressed)
+            .collect(),
+    };
+    Ok(Value::Array(list))
+}
+
+#[derive(Clone, Copy)]
+enum Part {
+    KeyFacts,
+    FailedAttempts,
+    Compressed,
+}
+
+impl Part {
+    fn name(self) -> &'static str {
+        match self {
+            Self::KeyFacts => "key_facts",
+            Self::FailedAttempts => "failed_attempts",
+            Self::Compressed => "compressed_memories",
+        }
+    }
+}
+
+async fn memory_json(engine: &Engine, scope: &MemoryScope, limit: i64) -> ApiResult<Value> {
+    let mut v = json!({"success": true});
+    for part in [Part::KeyFacts, Part::FailedAttempts, Part::Compressed] {
+        v[part.name()] = memory_part(engine, scope, part, limit).await?;
+    }
+    Ok(v)
 }
 
 /// `GET /tasks/{id}/memory`.
@@ -176,13 +206,18 @@ pub async fn session_tasks(
     Ok(axum::Json(v))
 }
 
-/// One list of a session's memory: `key_facts`, `failed_attempts` or
-/// `compressed_memories`.
-async fn session_part(engine: &Engine, id: String, part: &str) -> ApiResult<axum::Json<Value>> {
+/// One list of a session's memory.
+async fn session_part(engine: &Engine, id: String, part: Part) -> ApiResult<axum::Json<Value>> {
     find_session(engine, &id).await?;
-    let v = memory_json(engine, &MemoryScope::Session(id.clone()), MEMORY_LIMIT).await?;
+    let list = memory_part(
+        engine,
+        &MemoryScope::Session(id.clone()),
+        part,
+        MEMORY_LIMIT,
+    )
+    .await?;
     Ok(axum::Json(
-        json!({"success": true, "session_id": id, part: v[part]}),
+        json!({"success": true, "session_id": id, part.name(): list}),
     ))
 }
 
@@ -190,19 +225,19 @@ pub async fn session_key_facts(
     State(engine): State<Engine>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    session_part(&engine, id, "key_facts").await
+    session_part(&engine, id, Part::KeyFacts).await
 }
 
 pub async fn session_failed_attempts(
     State(engine): State<Engine>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    session_part(&engine, id, "failed_attempts").await
+    session_part(&engine, id, Part::FailedAttempts).await
 }
 
 pub async fn session_compressed(
     State(engine): State<Engine>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    session_part(&engine, id, "compressed_memories").await
+    session_part(&engine, id, Part::Compressed).await
 }
