@@ -226,28 +226,56 @@ impl Engine {
                 v.to_string()
             }
         };
-        let inserted = self
-            .store()
-            .insert_task(NewTask {
-                id: request_id.clone(),
-                kind: batch.kind.as_str(),
-                session_id: session.as_str().to_owned(),
-                analysis_session_id: batch.analysis_session_id.clone(),
-                query: batch.query,
-                callback_url: batch.callback_url.clone(),
-                policy: policy.as_str(),
-                fingerprint: (batch.kind == TaskKind::Mcp)
-                    .then(|| crate::mcp::fingerprint(&batch.calls)),
-                calls: batch
-                    .calls
-                    .iter()
-                    .map(|c| Value::Object(c.clone()).to_string())
-                    .collect(),
-                response: response.clone(),
-                accepted_at: now,
-                lease: self.scheduler().lease(now),
-            })
-            .await?;
+        let task = NewTask {
+            id: request_id.clone(),
+            kind: batch.kind.as_str(),
+            session_id: session.as_str().to_owned(),
+            analysis_session_id: batch.analysis_session_id.clone(),
+            query: batch.query,
+            callback_url: batch.callback_url.clone(),
+            policy: policy.as_str(),
+            fingerprint: (batch.kind == TaskKind::Mcp)
+                .then(|| crate::mcp::fingerprint(&batch.calls)),
+            calls: batch
+                .calls
+                .iter()
+                .map(|c| Value::Object(c.clone()).to_string())
+                .collect(),
+            response,
+            accepted_at: now,
+            lease: self.scheduler().lease(now),
+        };
+        let spec = TaskSpec {
+            id: request_id,
+            kind: batch.kind,
+            session_id: session.into_string(),
+            analysis_session_id: batch.analysis_session_id,
+            callback_url: batch.callback_url,
+            policy,
+            done: vec![None; batch.calls.len()],
+            calls: batch.calls,
+        };
+        // Commit and hand over in a task of its own: a client that hangs up
+        // mid-request must not leave a committed batch that nobody runs.
+        let engine = self.clone();
+        tokio::spawn(async move { engine.commit(task, spec).await })
+            .await
+            .map_err(|e| {
+                EngineError::Unavailable(format!("the batch could not be committed: {e}"))
+            })?
+    }
+
+    /// Commits a validated batch and hands it to the scheduler.
+    async fn commit(&self, task: NewTask, spec: TaskSpec) -> Result<Scheduled, EngineError> {
+        let scheduler = self.scheduler();
+        let ids = (
+            spec.session_id.as_str(),
+            spec.analysis_session_id.as_deref().unwrap_or(""),
+            spec.id.as_str(),
+        );
+        let response = task.response.clone();
+        let calls = task.calls.len();
+        let inserted = self.store().insert_task(task).await?;
         match inserted {
             Inserted::New => {}
             Inserted::Existing { response } => {
@@ -260,7 +288,7 @@ impl Engine {
                 return Ok(Scheduled {
                     response,
                     outcome: Outcome::Repeated,
-                    task_id: Some(request_id),
+                    task_id: Some(spec.id),
                 });
             }
             Inserted::Duplicate { task_id, response } => {
@@ -277,12 +305,12 @@ impl Engine {
             session_id = ids.0,
             analysis_session_id = ids.1,
             request_id = ids.2,
-            calls = batch.calls.len(),
-            policy = policy.as_str(),
+            calls,
+            policy = spec.policy.as_str(),
             "batch committed"
         );
-        if policy == SessionPolicy::Interrupt {
-            let cancelled = self.scheduler().interrupt_session(session.as_str());
+        if spec.policy == SessionPolicy::Interrupt {
+            let cancelled = scheduler.interrupt_session(&spec.session_id);
             tracing::info!(
                 session_id = ids.0,
                 request_id = ids.2,
@@ -290,21 +318,12 @@ impl Engine {
                 "interrupt policy: earlier batches of the session cancelled"
             );
         }
-        let done = vec![None; batch.calls.len()];
-        self.scheduler().submit(TaskSpec {
-            id: request_id.clone(),
-            kind: batch.kind,
-            session_id: session.into_string(),
-            analysis_session_id: batch.analysis_session_id,
-            callback_url: batch.callback_url,
-            policy,
-            calls: batch.calls,
-            done,
-        });
+        let task_id = Some(spec.id.clone());
+        scheduler.submit(spec);
         Ok(Scheduled {
             response,
             outcome: Outcome::Created,
-            task_id: Some(request_id),
+            task_id,
         })
     }
 

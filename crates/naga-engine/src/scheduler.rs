@@ -440,7 +440,12 @@ impl Inner {
                 }
             }
         }
-        let Some(slot) = state.sessions.get_mut(&spec.session_id) else {
+        self.clone().free_slot_locked(&mut state, &spec.session_id);
+    }
+
+    /// Frees one active slot of a session and starts its next queued batch.
+    fn free_slot_locked(self: Arc<Self>, state: &mut State, session_id: &str) {
+        let Some(slot) = state.sessions.get_mut(session_id) else {
             return;
         };
         slot.active = slot.active.saturating_sub(1);
@@ -455,10 +460,10 @@ impl Inner {
                 tracing::info!(task_id = %next.id, session_id = %next.session_id,
                     analysis_session_id = next.analysis_session_id.as_deref().unwrap_or(""),
                     "next queued batch of the session starts");
-                self.clone().start_locked(&mut state, next);
+                self.start_locked(state, next);
             }
             None if slot.active == 0 && slot.queue.is_empty() => {
-                state.sessions.remove(&spec.session_id);
+                state.sessions.remove(session_id);
             }
             None => {}
         }

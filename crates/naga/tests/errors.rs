@@ -183,6 +183,12 @@ async fn analysis_session_of_another_session_is_a_conflict() {
         StatusCode::NOT_FOUND,
         "the refused batch left no session behind"
     );
+    // The session's next valid batch runs.
+    let (s, _) = app
+        .post_schedule(&json!({"agent_calls": call, "session_id": "b", "request_id": "r-b2"}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(app.wait_for_task_end("r-b2").await["status"], "succeeded");
 }
 
 #[tokio::test]
