@@ -29,6 +29,8 @@ enum Command {
     Tasks(client::TasksArgs),
     /// List sessions of the agent server.
     Sessions(client::SessionsArgs),
+    /// Schedule the seed's example on a running naga and print its callback.
+    Demo(client::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
             Command::Schedule(args) => client::schedule(args).await,
             Command::Tasks(args) => client::tasks(args).await,
             Command::Sessions(args) => client::sessions(args).await,
+            Command::Demo(args) => client::demo(args).await,
         }
     });
     match result {

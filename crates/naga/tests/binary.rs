@@ -97,8 +97,29 @@ fn client_subcommands_print_data_on_stdout() {
     let out = naga(&["tasks", "--session", "cli", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["tasks"][0]["task_id"], "cli-1");
+    let out = naga(&["demo"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(docs[0]["status"], "scheduled");
+    assert_eq!(docs[1]["task_id"], docs[0]["task_id"]);
+    assert_eq!(docs[1]["results"][0]["result"]["result"], "打开记事本");
+    assert!(docs[1]["results"][1]["result"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no display"));
     let out = naga(&["sessions"]);
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("cli\t1 tasks"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("cli\t1 tasks"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     child.kill().unwrap();
     let _ = child.wait();
 }

@@ -211,7 +211,8 @@ async fn types_presses_keys_opens_apps_and_takes_screenshots_on_x11() {
         action(json!({"action": "type", "text": "hello naga 你好世界"})),
         action(json!({"action": "hotkey", "keys": "Return"})),
         action(json!({"action": "hotkey", "keys": "ctrl+d"})),
-        action(json!({"action": "screenshot"}))
+        action(json!({"action": "screenshot"})),
+        action(json!({"action": "scroll", "amount": -2}))
     ]);
     let t = run_batch(&client, &url, "typing", calls).await;
     assert_eq!(t["status"], "succeeded", "{t}");

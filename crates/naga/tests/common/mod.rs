@@ -418,6 +418,8 @@ pub fn spawn_naga(
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_naga"));
     cmd.args(["serve", "--only", "agent", "--agent-addr", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
+        // No desktop unless a test gives one: never act on a developer's screen.
+        .env_remove("DISPLAY")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     configure(&mut cmd);
