@@ -547,7 +547,10 @@ impl Inner {
                 task_id: spec.id.clone(),
                 session_id: spec.session_id.clone(),
                 index,
-                steps: Some(self.step_sink(&spec.id, index)),
+                steps: Some(crate::agents::StepLog {
+                    store: self.store.clone(),
+                    clock: self.clock.clone(),
+                }),
             };
             let call_ms = call
                 .get("timeout_ms")
@@ -629,30 +632,6 @@ impl Inner {
         };
         self.complete(spec, status, error, &outcomes, final_call)
             .await
-    }
-
-    /// Where an agent records the steps of a call as they happen.
-    fn step_sink(&self, task_id: &str, index: usize) -> crate::agents::StepSink {
-        let (store, clock, task_id) = (self.store.clone(), self.clock.clone(), task_id.to_owned());
-        Arc::new(move |note: crate::agents::StepNote| {
-            let (store, clock, task_id) = (store.clone(), clock.clone(), task_id.clone());
-            Box::pin(async move {
-                let step = NewStep {
-                    task_id,
-                    call_idx: Some(index as i64),
-                    purpose: Some(note.purpose),
-                    content: None,
-                    output: note.output,
-                    analysis: None,
-                    success: note.success,
-                    error: note.error,
-                    created_at: clock.now_ms(),
-                };
-                if let Err(e) = store.add_step(step).await {
-                    tracing::warn!(error = %e, "cannot record a step");
-                }
-            })
-        })
     }
 
     /// The record of a call's end.

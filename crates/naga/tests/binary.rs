@@ -35,18 +35,7 @@ async fn serve_schedules_calls_back_and_stops_cleanly_on_sigterm() {
     assert_eq!(cb.body["results"][0]["result"]["result"], "hi");
     assert!(cb.headers.get("webhook-id").is_some());
 
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::task::spawn_blocking(move || {
-        let mut child = child;
-        child.wait().unwrap()
-    })
-    .await
-    .unwrap();
+    let status = terminate(child).await;
     assert!(status.success(), "naga exits 0 after SIGTERM: {status}");
     assert!(dir.path().join("data/naga.db").exists());
 }
@@ -122,6 +111,22 @@ fn client_subcommands_print_data_on_stdout() {
     );
     child.kill().unwrap();
     let _ = child.wait();
+}
+
+/// Sends SIGTERM and waits (off the async threads) for the exit status.
+async fn terminate(child: Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        child.wait().unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 /// A config file for crash tests: short leases, quick retries that never give up.
@@ -267,18 +272,7 @@ async fn sigterm_lets_the_running_call_finish_and_the_restart_resumes_the_rest()
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    let pid = naga.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::task::spawn_blocking(move || {
-        let mut naga = naga;
-        naga.wait().unwrap()
-    })
-    .await
-    .unwrap();
+    let status = terminate(naga).await;
     assert!(status.success());
     let exited = chrono::Utc::now();
 

@@ -100,6 +100,17 @@ async fn wait_for_messages(app: &TestApp, session: &str, n: usize) -> Vec<Value>
     panic!("session {session} never had {n} messages");
 }
 
+/// The contents of a conversation's messages, in order.
+async fn contents(app: &TestApp, session: &str) -> Vec<Value> {
+    let (_, h) = app.api_get(&format!("/sessions/{session}")).await;
+    h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].clone())
+        .collect()
+}
+
 #[tokio::test]
 async fn without_an_llm_chat_answers_503_and_the_scheduler_keeps_working() {
     let app = app(None, |_| {}).await;
@@ -163,13 +174,7 @@ async fn chat_saves_the_turn_and_bad_input_is_refused() {
         .collect();
     assert_eq!(roles, ["system", "user", "assistant", "user"]);
     assert_eq!(chats[1]["model"], "scripted");
-    let (_, h) = app.api_get("/sessions/c1").await;
-    let contents: Vec<_> = h["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].clone())
-        .collect();
+    let contents = contents(&app, "c1").await;
     assert_eq!(
         contents,
         [
@@ -228,13 +233,7 @@ async fn llm_errors_are_502_and_504_and_lose_nothing() {
         .await;
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{b}");
     assert_eq!(b["code"], "llm_timeout");
-    let (_, h) = app.api_get("/sessions/e1").await;
-    let contents: Vec<_> = h["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].clone())
-        .collect();
+    let contents = contents(&app, "e1").await;
     assert_eq!(
         contents,
         [json!("one"), json!("two")],

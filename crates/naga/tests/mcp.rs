@@ -332,6 +332,17 @@ async fn bad_mcp_batches_are_refused_and_store_nothing() {
     assert_eq!(list["count"], 0);
 }
 
+/// One server's entry of `GET /status`.
+fn server(status: &Value, name: &str) -> Value {
+    status["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == name)
+        .unwrap()
+        .clone()
+}
+
 #[tokio::test]
 async fn a_crashed_stdio_server_is_started_again() {
     let app = mcp_app(|_| {}).await;
@@ -340,13 +351,7 @@ async fn a_crashed_stdio_server_is_started_again() {
         .await;
     assert_eq!(app.wait_for_task_end("m5-1").await["status"], "succeeded");
     let (_, status) = app.mcp_get("/status").await;
-    let everything = status["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["service"] == "everything")
-        .unwrap()
-        .clone();
+    let everything = server(&status, "everything");
     let pid = everything["pid"].as_u64().expect("a pid");
     std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
@@ -355,12 +360,7 @@ async fn a_crashed_stdio_server_is_started_again() {
     // Wait until naga notices the child is gone.
     for _ in 0..500 {
         let (_, s) = app.mcp_get("/status").await;
-        if s["servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|s| s["service"] == "everything" && s["connected"] == false)
-        {
+        if server(&s, "everything")["connected"] == false {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -371,13 +371,7 @@ async fn a_crashed_stdio_server_is_started_again() {
     assert_eq!(t["status"], "succeeded", "{t}");
     assert_eq!(t["calls"][0]["result"]["result"], "Echo: n2");
     let (_, status) = app.mcp_get("/status").await;
-    let everything = status["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["service"] == "everything")
-        .unwrap()
-        .clone();
+    let everything = server(&status, "everything");
     assert_eq!(everything["starts"], 2);
     assert_ne!(everything["pid"].as_u64(), Some(pid));
 }

@@ -50,9 +50,6 @@ impl CallOutcome {
     }
 }
 
-/// Records a step of a call as it happens (what it did, what came of it).
-pub type StepSink = Arc<dyn Fn(StepNote) -> BoxFuture<'static, ()> + Send + Sync>;
-
 /// One step an agent reports while a call runs.
 #[derive(Debug, Clone)]
 pub struct StepNote {
@@ -62,19 +59,40 @@ pub struct StepNote {
     pub error: Option<String>,
 }
 
+/// Where the steps of a call are recorded (the store, with its clock).
+#[derive(Clone)]
+pub struct StepLog {
+    pub store: naga_store::Store,
+    pub clock: Arc<dyn crate::clock::Clock>,
+}
+
 /// Where a call runs; `steps` records the steps of long calls.
 #[derive(Clone)]
 pub struct CallContext {
     pub task_id: String,
     pub session_id: String,
     pub index: usize,
-    pub steps: Option<StepSink>,
+    pub steps: Option<StepLog>,
 }
 
 impl CallContext {
+    /// Records a step of this call now (a failure to record is logged, not
+    /// fatal: the call's own result is recorded when it ends).
     pub async fn note(&self, note: StepNote) {
-        if let Some(sink) = &self.steps {
-            sink(note).await;
+        let Some(log) = &self.steps else { return };
+        let step = naga_store::NewStep {
+            task_id: self.task_id.clone(),
+            call_idx: Some(self.index as i64),
+            purpose: Some(note.purpose),
+            content: None,
+            output: note.output,
+            analysis: None,
+            success: note.success,
+            error: note.error,
+            created_at: log.clock.now_ms(),
+        };
+        if let Err(e) = log.store.add_step(step).await {
+            tracing::warn!(task_id = %self.task_id, error = %e, "cannot record a step");
         }
     }
 }
