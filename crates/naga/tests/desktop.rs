@@ -156,6 +156,15 @@ fn action(params: Value) -> Value {
     json!({"tool_name": "computer_control", "agentType": "agent", "instruction": "desktop", "parameters": params})
 }
 
+/// Waits up to 15 s for a visible window named `name`.
+async fn wait_for_window(display: &str, name: &str, what: &str) {
+    let start = Instant::now();
+    while windows(display, name) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(15), "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn windows(display: &str, name: &str) -> usize {
     let out = Command::new("xdotool")
         .args(["search", "--onlyvisible", "--name", name])
@@ -195,14 +204,7 @@ async fn types_presses_keys_opens_apps_and_takes_screenshots_on_x11() {
     )
     .await;
     assert_eq!(t["status"], "succeeded", "{t}");
-    let start = Instant::now();
-    while windows(&display, "naga-cat") == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "the xterm window never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_window(&display, "naga-cat", "the xterm window never appeared").await;
     tokio::time::sleep(Duration::from_millis(300)).await; // let xterm start `cat`
 
     // Focus it, type ASCII and Chinese, press Return, then ctrl+d ends `cat`.
@@ -386,12 +388,5 @@ async fn a_free_form_instruction_is_planned_from_screenshots_one_action_at_a_tim
         &image[..40]
     );
     // The planned action had its effect: the app's window is there.
-    let start = Instant::now();
-    while windows(&display, "naga-cat") == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "the planned app never opened"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_window(&display, "naga-cat", "the planned app never opened").await;
 }

@@ -83,15 +83,24 @@ impl TestApp {
         self.config.data_dir.clone()
     }
 
+    /// One JSON request to a service (`base`: agent, api or mcp URL).
+    async fn call(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{base}{path}"));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.agent))
-            .json(body)
-            .send()
+        self.call(&self.agent, reqwest::Method::POST, path, Some(body))
             .await
-            .unwrap();
-        read(resp).await
     }
 
     pub async fn post_raw(
@@ -108,69 +117,31 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        read(
-            self.client
-                .get(format!("{}{path}", self.agent))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.call(&self.agent, reqwest::Method::GET, path, None)
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        read(
-            self.client
-                .delete(format!("{}{path}", self.agent))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.call(&self.agent, reqwest::Method::DELETE, path, None)
+            .await
     }
 
     pub async fn api_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.api))
-            .json(body)
-            .send()
+        self.call(&self.api, reqwest::Method::POST, path, Some(body))
             .await
-            .unwrap();
-        read(resp).await
     }
 
     pub async fn api_get(&self, path: &str) -> (StatusCode, Value) {
-        read(
-            self.client
-                .get(format!("{}{path}", self.api))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.call(&self.api, reqwest::Method::GET, path, None).await
     }
 
     pub async fn mcp_post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.mcp))
-            .json(body)
-            .send()
+        self.call(&self.mcp, reqwest::Method::POST, path, Some(body))
             .await
-            .unwrap();
-        read(resp).await
     }
 
     pub async fn mcp_get(&self, path: &str) -> (StatusCode, Value) {
-        read(
-            self.client
-                .get(format!("{}{path}", self.mcp))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.call(&self.mcp, reqwest::Method::GET, path, None).await
     }
 
     pub async fn post_schedule(&self, body: &Value) -> (StatusCode, Value) {
