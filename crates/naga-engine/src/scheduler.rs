@@ -749,7 +749,7 @@ impl Inner {
             error: error.clone(),
             finished_at: now,
             callback,
-            callback_id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
+            callback_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
             summary: Some(summary.to_string()),
         };
         match self.store.finish_task(finish).await {

@@ -39,12 +39,17 @@ impl MemoryScope {
     /// session index: the session's tasks lead to them).
     fn push_where_via_task(&self, q: &mut QueryBuilder<'_, Sqlite>) {
         match self {
-            Self::Session(id) => {
-                q.push(" WHERE task_id IN (SELECT id FROM tasks WHERE session_id = ")
+            Self::Task(id) => {
+                q.push(" WHERE task_seq = (SELECT seq FROM tasks WHERE id = ")
                     .push_bind(id.clone())
                     .push(")");
             }
-            other => other.push_where(q, "task_id"),
+            Self::Session(id) => {
+                q.push(" WHERE task_seq IN (SELECT seq FROM tasks WHERE session_id = ")
+                    .push_bind(id.clone())
+                    .push(")");
+            }
+            Self::Global => {}
         }
     }
 }
@@ -77,19 +82,22 @@ impl Store {
     }
 
     pub async fn calls(&self, task_id: &str) -> Result<Vec<CallRow>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT * FROM calls WHERE task_id = ?1 ORDER BY idx")
-                .bind(task_id)
-                .fetch_all(&self.read)
-                .await?,
+        Ok(sqlx::query_as(
+            "SELECT t.id AS task_id, c.idx, c.payload, c.status, c.result, c.started_at,
+                        c.finished_at
+                 FROM tasks t JOIN calls c ON c.task_seq = t.seq WHERE t.id = ?1 ORDER BY c.idx",
         )
+        .bind(task_id)
+        .fetch_all(&self.read)
+        .await?)
     }
 
     pub async fn steps(&self, task_id: &str) -> Result<Vec<StepRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT task_id, session_id, step_no, call_idx, purpose, content, output, analysis,
                     success, error, created_at
-             FROM steps WHERE task_id = ?1 ORDER BY step_no",
+             FROM steps WHERE task_seq = (SELECT seq FROM tasks WHERE id = ?1)
+             ORDER BY step_no",
         )
         .bind(task_id)
         .fetch_all(&self.read)
@@ -146,7 +154,8 @@ impl Store {
         let mut q =
             QueryBuilder::new("SELECT key, session_id, task_id, value, created_at FROM key_facts");
         scope.push_where_via_task(&mut q);
-        q.push(" ORDER BY step_row DESC LIMIT ").push_bind(limit);
+        q.push(" ORDER BY task_seq DESC, step_no DESC LIMIT ")
+            .push_bind(limit);
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 

@@ -1,12 +1,19 @@
 //! The single writer with group commit.
 //!
 //! Requests hand a job (a closure over the connection) to the writer
-//! thread. The writer takes every job waiting, up to `max_batch`, runs each
-//! inside its own SAVEPOINT of one transaction, commits once, and only then
-//! answers each request. A failing job rolls back to its savepoint and fails
-//! alone; a failing commit fails them all. One commit serves the whole
-//! group, which is what lets a durable `/schedule` keep up with a bare HTTP
-//! server.
+//! thread. The writer takes every job waiting, up to `max_batch`, runs them
+//! all in one transaction, commits once, and only then answers each
+//! request. One commit serves the whole group, which is what lets a durable
+//! `/schedule` keep up with a bare HTTP server.
+//!
+//! A job that fails must leave no trace while the others commit. Jobs run
+//! optimistically, without savepoints (a savepoint per job copied every
+//! page it touched into the sub-journal: a fifth of the writer's time).
+//! When one fails, the transaction is rolled back and the group runs again
+//! from the start, each job in its own savepoint, the failed one left out:
+//! it keeps the error it got, since the jobs before it see the same state
+//! again. So jobs may run twice and must be plain functions of their
+//! inputs (`Fn`), which they are: times and ids are decided by the caller.
 //!
 //! Why a thread and rusqlite rather than sqlx: sqlx's SQLite driver runs
 //! each statement on its own worker thread and hands every statement across
@@ -23,13 +30,46 @@ use std::sync::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-/// Called once the transaction holding the job has committed (`None`) or
-/// failed to (`Some(reason)`).
-type Reply = Box<dyn FnOnce(Option<String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+/// One request's work, as the writer thread sees it.
+trait Job: Send {
+    /// Runs against the open transaction, keeping its result; false when
+    /// it failed (its changes must not stay).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the transaction holding the job committed
+    /// (`None`) or failed to (`Some(reason)`).
+    fn answer(self: Box<Self>, commit_error: Option<String>);
+}
+
+struct Pending<T, F> {
+    work: F,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: Fn(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = (self.work)(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, commit_error: Option<String>) {
+        let answer = match (commit_error, self.result) {
+            (None, Some(result)) => result,
+            (Some(e), _) => Err(StoreError::Commit(e)),
+            (None, None) => Err(StoreError::NotCommitted),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
 
 enum Msg {
-    Job(Job),
+    Job(Box<dyn Job>),
     Close(oneshot::Sender<()>),
 }
 
@@ -61,28 +101,23 @@ impl Writer {
         Self { tx }
     }
 
-    /// Runs `f` in the next group transaction; resolves after its commit.
-    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `work` in the next group transaction (possibly twice, see the
+    /// module's note); resolves after its commit.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = f(conn);
-            let ok = result.is_ok();
-            let reply: Reply = Box::new(move |commit_error| {
-                let _ = reply_tx.send(match commit_error {
-                    None => result,
-                    Some(e) => Err(StoreError::Commit(e)),
-                });
-            });
-            (ok, reply)
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending {
+            work,
+            result: None,
+            reply,
         });
         self.tx
             .send(Msg::Job(job))
             .map_err(|_| StoreError::NotCommitted)?;
-        reply_rx.await.map_err(|_| StoreError::NotCommitted)?
+        answer.await.map_err(|_| StoreError::NotCommitted)?
     }
 
     pub(crate) async fn close(&self) {
@@ -99,8 +134,7 @@ fn run(
     max_batch: usize,
     restart: &AtomicBool,
 ) {
-    let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
-    let mut replies: Vec<Reply> = Vec::with_capacity(max_batch);
+    let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while let Some(msg) = rx.blocking_recv() {
         let mut closing = None;
         match msg {
@@ -116,12 +150,12 @@ fn run(
         }
         if !jobs.is_empty() {
             let n = jobs.len();
-            let error = commit_group(&mut conn, &mut jobs, &mut replies).err();
+            let error = commit_group(&mut conn, &mut jobs).err();
             if let Some(e) = &error {
                 tracing::error!(jobs = n, error = %e, "group commit failed");
             }
-            for reply in replies.drain(..) {
-                reply(error.clone());
+            for job in jobs.drain(..) {
+                job.answer(error.clone());
             }
             if restart.swap(false, Ordering::Relaxed) {
                 // Most frames are already copied by the checkpointer: this
@@ -159,19 +193,24 @@ fn checkpoint_loop(conn: Connection, stop: &AtomicBool, restart: &AtomicBool) {
     }
 }
 
-/// A job dropped without running (on an error here) answers its caller
-/// with `StoreError::NotCommitted`.
-fn commit_group(
-    conn: &mut Connection,
-    jobs: &mut Vec<Job>,
-    replies: &mut Vec<Reply>,
-) -> Result<(), String> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| {
-            jobs.clear();
-            e.to_string()
-        })?;
+/// Runs the group and commits it: first without savepoints; when a job
+/// fails, again from the start with a savepoint per job, the failed one
+/// left out (it keeps its error).
+fn commit_group(conn: &mut Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), String> {
+    let failed = {
+        let tx = begin(conn)?;
+        match jobs.iter_mut().position(|job| !job.run(&tx)) {
+            None => return tx.commit().map_err(|e| e.to_string()),
+            Some(failed) => failed,
+        }
+        // Dropping `tx` rolls the whole group back.
+    };
+    tracing::debug!(
+        jobs = jobs.len(),
+        failed,
+        "a job failed: the group runs again with savepoints"
+    );
+    let tx = begin(conn)?;
     // Savepoints through cached statements: parsed once, not per job.
     let run = |sql: &str| -> Result<(), String> {
         tx.prepare_cached(sql)
@@ -179,14 +218,87 @@ fn commit_group(
             .map(|_| ())
             .map_err(|e| e.to_string())
     };
-    for job in jobs.drain(..) {
+    for (i, job) in jobs.iter_mut().enumerate() {
+        if i == failed {
+            continue;
+        }
         run("SAVEPOINT job")?;
-        let (ok, reply) = job(&tx);
-        replies.push(reply);
-        if !ok {
+        if !job.run(&tx) {
             run("ROLLBACK TO job")?;
         }
         run("RELEASE job")?;
     }
     tx.commit().map_err(|e| e.to_string())
+}
+
+fn begin(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, String> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::params;
+
+    fn writer(dir: &tempfile::TempDir) -> Writer {
+        let open = || {
+            let c = Connection::open(dir.path().join("w.db")).unwrap();
+            c.execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS t (n INTEGER PRIMARY KEY)",
+            )
+            .unwrap();
+            c
+        };
+        Writer::spawn(open(), open(), 512)
+    }
+
+    /// Jobs that fail in the middle of a group leave nothing behind; every
+    /// other job of the group commits, and each caller gets its own answer,
+    /// computed on the state that was committed.
+    #[tokio::test]
+    async fn a_failed_job_leaves_no_trace_and_the_rest_of_its_group_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(&dir);
+        // The first job holds the writer so that the others queue into one group.
+        let hold = w.write(|c| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            c.execute("INSERT INTO t (n) VALUES (0)", [])?;
+            Ok(0)
+        });
+        let jobs = (1..=40i64).map(|n| {
+            w.write(move |c| {
+                c.execute("INSERT INTO t (n) VALUES (?1)", params![n])?;
+                if n % 7 == 0 {
+                    return Err(StoreError::Conflict(format!("job {n} fails after writing")));
+                }
+                // What this job saw: rows so far (the failed ones must not count).
+                Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0))?)
+            })
+        });
+        let (first, answers) = tokio::join!(hold, futures::future::join_all(jobs));
+        assert_eq!(first.unwrap(), 0);
+        let mut committed = 1;
+        for (n, answer) in (1..=40i64).zip(answers) {
+            match answer {
+                Err(StoreError::Conflict(e)) if n % 7 == 0 => assert!(e.contains(&n.to_string())),
+                Ok(seen) if n % 7 != 0 => {
+                    committed += 1;
+                    assert_eq!(seen, committed, "job {n} saw the rows before it");
+                }
+                other => panic!("job {n}: {other:?}"),
+            }
+        }
+        let rows: Vec<i64> = w
+            .write(|c| {
+                let mut st = c.prepare("SELECT n FROM t ORDER BY n")?;
+                let rows = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .await
+            .unwrap();
+        let expected: Vec<i64> = (0..=40).filter(|n| n % 7 != 0 || *n == 0).collect();
+        assert_eq!(rows, expected);
+        w.close().await;
+    }
 }

@@ -127,22 +127,25 @@ pub(crate) fn touch_session(
 }
 
 fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
-    let row: Option<(String, i64)> = c
+    let row: Option<(i64, String, i64)> = c
         .prepare_cached(
             "UPDATE tasks SET steps_count = steps_count + 1 WHERE id = ?1
-             RETURNING session_id, steps_count",
+             RETURNING seq, session_id, steps_count",
         )?
-        .query_row(params![step.task_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![step.task_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
-    let Some((session_id, step_no)) = row else {
+    let Some((task_seq, session_id, step_no)) = row else {
         return Err(StoreError::Conflict(format!("no task `{}`", step.task_id)));
     };
     c.prepare_cached(
-        "INSERT INTO steps (task_id, session_id, step_no, call_idx, purpose, content, output,
-                            analysis, success, error, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO steps (task_seq, task_id, session_id, step_no, call_idx, purpose, content,
+                            output, analysis, success, error, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
+        task_seq,
         step.task_id,
         session_id,
         step_no,
@@ -247,10 +250,11 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
         task.lease.owner,
         task.lease.until
     ])?;
+    let seq = c.last_insert_rowid();
     let mut insert_call =
-        c.prepare_cached("INSERT INTO calls (task_id, idx, payload) VALUES (?1, ?2, ?3)")?;
+        c.prepare_cached("INSERT INTO calls (task_seq, idx, payload) VALUES (?1, ?2, ?3)")?;
     for (idx, payload) in task.calls.iter().enumerate() {
-        insert_call.execute(params![task.id, idx as i64, payload])?;
+        insert_call.execute(params![seq, idx as i64, payload])?;
     }
     Ok(Inserted::New)
 }
@@ -262,7 +266,7 @@ fn record_call(c: &Connection, f: &CallFinish) -> Result<StepRow, StoreError> {
     let updated = c
         .prepare_cached(
             "UPDATE calls SET status = ?3, result = ?4, started_at = ?5, finished_at = ?6
-             WHERE task_id = ?1 AND idx = ?2 AND EXISTS (SELECT 1 FROM tasks WHERE id = ?1
+             WHERE idx = ?2 AND task_seq = (SELECT seq FROM tasks WHERE id = ?1
                  AND lease_owner = ?7 AND status IN ('queued', 'running'))",
         )?
         .execute(params![
@@ -282,7 +286,7 @@ fn record_call(c: &Connection, f: &CallFinish) -> Result<StepRow, StoreError> {
     Ok(step)
 }
 
-fn finish_task(c: &Connection, f: TaskFinish) -> Result<Finished, StoreError> {
+fn finish_task(c: &Connection, f: &TaskFinish) -> Result<Finished, StoreError> {
     if let Some(call) = &f.last_call {
         record_call(c, call)?;
     }
@@ -304,12 +308,14 @@ fn finish_task(c: &Connection, f: TaskFinish) -> Result<Finished, StoreError> {
         return Ok(Finished::AlreadyEnded);
     }
     c.prepare_cached(
-        "UPDATE calls SET status = 'skipped' WHERE task_id = ?1 AND status = 'pending'",
+        "UPDATE calls SET status = 'skipped'
+         WHERE task_seq = (SELECT seq FROM tasks WHERE id = ?1) AND status = 'pending'",
     )?
     .execute(params![f.task_id])?;
-    let Some((url, mut envelope)) = f.callback else {
+    let Some((url, envelope)) = &f.callback else {
         return Ok(Finished::Ended { callback: None });
     };
+    let mut envelope = envelope.clone();
     let seq: i64 = c
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM callbacks")?
         .query_row([], |r| r.get(0))?;
@@ -323,9 +329,9 @@ fn finish_task(c: &Connection, f: TaskFinish) -> Result<Finished, StoreError> {
     Ok(Finished::Ended {
         callback: Some(CallbackRow {
             seq,
-            id: f.callback_id,
-            task_id: f.task_id,
-            url,
+            id: f.callback_id.clone(),
+            task_id: f.task_id.clone(),
+            url: url.clone(),
             body,
             status: "pending".into(),
             attempts: 0,
@@ -472,7 +478,7 @@ impl Store {
     /// outbox and its summary to memory. A task ends once: when it had
     /// already ended (or another node holds it) this changes nothing.
     pub async fn finish_task(&self, finish: TaskFinish) -> Result<Finished, StoreError> {
-        self.writer.write(move |c| finish_task(c, finish)).await
+        self.writer.write(move |c| finish_task(c, &finish)).await
     }
 
     /// Adds a summary of a task to memory (e.g. one written by an LLM).
@@ -514,13 +520,14 @@ impl Store {
                          delivered_at = COALESCE(?5, delivered_at)
                      WHERE id = ?1",
                 )?;
-                for (id, outcome, now) in attempts {
+                for (id, outcome, now) in &attempts {
+                    let now = *now;
                     let (status, error, next, delivered) = match outcome {
                         DeliveryOutcome::Delivered => ("delivered", None, now, Some(now)),
                         DeliveryOutcome::Retry {
                             error,
                             next_attempt_at,
-                        } => ("pending", Some(error), next_attempt_at, None),
+                        } => ("pending", Some(error), *next_attempt_at, None),
                         DeliveryOutcome::Dead { error } => ("dead", Some(error), now, None),
                     };
                     stmt.execute(params![id, status, error, next, delivered])?;
@@ -561,7 +568,7 @@ impl Store {
                 let (by_task, by_session) = ("task_id = ?1", "session_id = ?1");
                 let (steps, tasks, compressed, failed, value) = match &scope {
                     Task(id) => (
-                        by_task,
+                        "task_seq = (SELECT seq FROM tasks WHERE id = ?1)",
                         "id = ?1",
                         by_task,
                         "last_task_id = ?1",
@@ -569,7 +576,7 @@ impl Store {
                     ),
                     // Steps are reached through the session's tasks.
                     Session(id) => (
-                        "task_id IN (SELECT id FROM tasks WHERE session_id = ?1)",
+                        "task_seq IN (SELECT seq FROM tasks WHERE session_id = ?1)",
                         by_session,
                         by_session,
                         by_session,
