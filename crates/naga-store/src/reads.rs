@@ -56,7 +56,7 @@ impl MemoryScope {
 
 impl Store {
     pub async fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM tasks WHERE id = ?1")
+        Ok(sqlx::query_as("SELECT * FROM task_rows WHERE id = ?1")
             .bind(id)
             .fetch_optional(&self.read)
             .await?)
@@ -64,7 +64,7 @@ impl Store {
 
     /// Tasks, newest first.
     pub async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRow>, StoreError> {
-        let mut q = QueryBuilder::new("SELECT * FROM tasks WHERE 1 = 1");
+        let mut q = QueryBuilder::new("SELECT * FROM task_rows WHERE 1 = 1");
         if let Some(s) = &filter.session_id {
             q.push(" AND session_id = ").push_bind(s.clone());
         }

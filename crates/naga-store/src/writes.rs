@@ -127,37 +127,36 @@ pub(crate) fn touch_session(
 }
 
 fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
-    let row: Option<(i64, String, i64)> = c
+    // One statement: the step numbers come from the steps themselves (the
+    // task's row is not rewritten per step).
+    let row: Option<(String, i64)> = c
         .prepare_cached(
-            "UPDATE tasks SET steps_count = steps_count + 1 WHERE id = ?1
-             RETURNING seq, session_id, steps_count",
+            "INSERT INTO steps (task_seq, task_id, session_id, step_no, call_idx, purpose, content,
+                                output, analysis, success, error, created_at)
+             SELECT seq, id, session_id,
+                    (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = seq),
+                    ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+             FROM tasks WHERE id = ?1
+             RETURNING session_id, step_no",
         )?
-        .query_row(params![step.task_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(
+            params![
+                step.task_id,
+                step.call_idx,
+                step.purpose,
+                step.content,
+                step.output,
+                step.analysis,
+                step.success,
+                step.error,
+                step.created_at
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
-    let Some((task_seq, session_id, step_no)) = row else {
+    let Some((session_id, step_no)) = row else {
         return Err(StoreError::Conflict(format!("no task `{}`", step.task_id)));
     };
-    c.prepare_cached(
-        "INSERT INTO steps (task_seq, task_id, session_id, step_no, call_idx, purpose, content,
-                            output, analysis, success, error, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        task_seq,
-        step.task_id,
-        session_id,
-        step_no,
-        step.call_idx,
-        step.purpose,
-        step.content,
-        step.output,
-        step.analysis,
-        step.success,
-        step.error,
-        step.created_at
-    ])?;
     Ok(StepRow {
         task_id: step.task_id.clone(),
         session_id,
@@ -213,21 +212,26 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
     }
     touch_session(c, &task.session_id, task.accepted_at)?;
     if let Some(analysis) = &task.analysis_session_id {
-        // DO NOTHING, then read: an upsert that "sets" the key would count
-        // as a key change and make SQLite check every task referencing it.
-        c.prepare_cached(
-            "INSERT INTO analysis_sessions (id, session_id, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (id) DO NOTHING",
-        )?
-        .execute(params![analysis, task.session_id, task.accepted_at])?;
-        let owner: String = c
+        // Read, then insert when new: an upsert that "sets" the key would
+        // count as a key change and make SQLite check every task referencing it.
+        let owner: Option<String> = c
             .prepare_cached("SELECT session_id FROM analysis_sessions WHERE id = ?1")?
-            .query_row(params![analysis], |r| r.get(0))?;
-        if owner != task.session_id {
-            return Err(StoreError::Conflict(format!(
-                "analysis_session_id `{analysis}` belongs to session `{owner}`, not `{}`",
-                task.session_id
-            )));
+            .query_row(params![analysis], |r| r.get(0))
+            .optional()?;
+        match owner {
+            None => {
+                c.prepare_cached(
+                    "INSERT INTO analysis_sessions (id, session_id, created_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![analysis, task.session_id, task.accepted_at])?;
+            }
+            Some(owner) if owner != task.session_id => {
+                return Err(StoreError::Conflict(format!(
+                    "analysis_session_id `{analysis}` belongs to session `{owner}`, not `{}`",
+                    task.session_id
+                )));
+            }
+            Some(_) => {}
         }
     }
     c.prepare_cached(

@@ -63,3 +63,10 @@ SELECT 'task:' || task_id || ':step:' || step_no AS key,
        task_seq,
        step_no
 FROM steps WHERE in_memory = 1;
+
+-- A task's step count is read off its steps (a step no longer rewrites the
+-- task's row); `task_rows` is the task as the store reads it.
+ALTER TABLE tasks DROP COLUMN steps_count;
+CREATE VIEW task_rows AS
+SELECT t.*, (SELECT COUNT(*) FROM steps s WHERE s.task_seq = t.seq) AS steps_count
+FROM tasks t;
