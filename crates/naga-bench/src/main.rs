@@ -59,6 +59,11 @@ struct Args {
     baseline_server: Option<String>,
 }
 
+/// The allocator naga runs with, so that the bare baselines (and the load
+/// client) get the same advantage: ratios compare the servers, not mallocs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Runtime::new()?;

@@ -73,6 +73,9 @@ struct State {
     sessions: HashMap<String, Slot>,
     /// Tasks that hold a slot (running or about to): session and cancel handle.
     running: HashMap<String, (String, CancellationToken)>,
+    /// Tasks waiting in a session's queue: their session (found without
+    /// walking every queue: a backlog must not make each submit slower).
+    queued: HashMap<String, String>,
     waiters: HashMap<String, Vec<oneshot::Sender<TaskStatus>>>,
     /// Tasks held (queued or running) per kind: agent, mcp.
     held: [usize; 2],
@@ -161,7 +164,10 @@ impl Scheduler {
             return;
         }
         state.held[kind_index(spec.kind)] += 1;
-        let slot = state.sessions.entry(spec.session_id.clone()).or_default();
+        let State {
+            sessions, queued, ..
+        } = &mut *state;
+        let slot = sessions.entry(spec.session_id.clone()).or_default();
         if spec.policy == SessionPolicy::Parallel || slot.active == 0 {
             tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
                 analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
@@ -173,6 +179,7 @@ impl Scheduler {
                 analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
                 queued_behind = slot.active + slot.queue.len(),
                 "session busy: batch queued (FIFO per session)");
+            queued.insert(spec.id.clone(), spec.session_id.clone());
             slot.queue.push_back(spec);
         }
     }
@@ -185,6 +192,7 @@ impl Scheduler {
                 sessions,
                 running,
                 held,
+                queued: queued_ids,
                 ..
             } = &mut *state;
             let Some(slot) = sessions.get_mut(session_id) else {
@@ -193,6 +201,7 @@ impl Scheduler {
             let queued: Vec<TaskSpec> = slot.queue.drain(..).collect();
             for q in &queued {
                 held[kind_index(q.kind)] -= 1;
+                queued_ids.remove(&q.id);
             }
             for (id, (session, token)) in running.iter() {
                 if session == session_id {
@@ -234,13 +243,11 @@ impl Scheduler {
                 token.cancel();
                 Found::Running(rx)
             } else {
-                let mut hit = None;
-                for slot in state.sessions.values_mut() {
-                    if let Some(pos) = slot.queue.iter().position(|s| s.id == task_id) {
-                        hit = slot.queue.remove(pos);
-                        break;
-                    }
-                }
+                let hit = state.queued.remove(task_id).and_then(|session| {
+                    let slot = state.sessions.get_mut(&session)?;
+                    let pos = slot.queue.iter().position(|s| s.id == task_id)?;
+                    slot.queue.remove(pos)
+                });
                 if let Some(spec) = &hit {
                     state.held[kind_index(spec.kind)] -= 1;
                 }
@@ -276,12 +283,7 @@ impl Scheduler {
     /// A receiver for the final status of a task held here.
     pub fn wait(&self, task_id: &str) -> Option<oneshot::Receiver<TaskStatus>> {
         let mut state = self.inner.state.lock().unwrap();
-        let held = state.running.contains_key(task_id)
-            || state
-                .sessions
-                .values()
-                .any(|s| s.queue.iter().any(|t| t.id == task_id));
-        held.then(|| {
+        state.holds(task_id).then(|| {
             let (tx, rx) = oneshot::channel();
             state
                 .waiters
@@ -398,11 +400,7 @@ impl Scheduler {
 
 impl State {
     fn holds(&self, task_id: &str) -> bool {
-        self.running.contains_key(task_id)
-            || self
-                .sessions
-                .values()
-                .any(|s| s.queue.iter().any(|t| t.id == task_id))
+        self.running.contains_key(task_id) || self.queued.contains_key(task_id)
     }
 }
 
@@ -457,6 +455,7 @@ impl Inner {
         match next {
             Some(next) => {
                 slot.active += 1;
+                state.queued.remove(&next.id);
                 tracing::info!(task_id = %next.id, session_id = %next.session_id,
                     analysis_session_id = next.analysis_session_id.as_deref().unwrap_or(""),
                     "next queued batch of the session starts");
