@@ -127,36 +127,42 @@ pub(crate) fn touch_session(
 }
 
 fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
-    // One statement: the step numbers come from the steps themselves (the
-    // task's row is not rewritten per step).
-    let row: Option<(String, i64)> = c
+    // The step's number comes from the steps themselves: the task's row is
+    // not rewritten per step. (Two plain statements: an INSERT … SELECT
+    // reading its own table, or RETURNING, would build a temporary b-tree
+    // per step, which cost more than both statements.)
+    let task: Option<(i64, String, i64)> = c
         .prepare_cached(
-            "INSERT INTO steps (task_seq, task_id, session_id, step_no, call_idx, purpose, content,
-                                output, analysis, success, error, created_at)
-             SELECT seq, id, session_id,
-                    (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = seq),
-                    ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
-             FROM tasks WHERE id = ?1
-             RETURNING session_id, step_no",
+            "SELECT seq, session_id,
+                    (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = seq)
+             FROM tasks WHERE id = ?1",
         )?
-        .query_row(
-            params![
-                step.task_id,
-                step.call_idx,
-                step.purpose,
-                step.content,
-                step.output,
-                step.analysis,
-                step.success,
-                step.error,
-                step.created_at
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row(params![step.task_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
-    let Some((session_id, step_no)) = row else {
+    let Some((task_seq, session_id, step_no)) = task else {
         return Err(StoreError::Conflict(format!("no task `{}`", step.task_id)));
     };
+    c.prepare_cached(
+        "INSERT INTO steps (task_seq, task_id, session_id, step_no, call_idx, purpose, content,
+                            output, analysis, success, error, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        task_seq,
+        step.task_id,
+        session_id,
+        step_no,
+        step.call_idx,
+        step.purpose,
+        step.content,
+        step.output,
+        step.analysis,
+        step.success,
+        step.error,
+        step.created_at
+    ])?;
     Ok(StepRow {
         task_id: step.task_id.clone(),
         session_id,
