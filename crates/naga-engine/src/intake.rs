@@ -244,6 +244,7 @@ impl Engine {
             response,
             accepted_at: now,
             lease: self.scheduler().lease(now),
+            started: false,
         };
         let spec = TaskSpec {
             id: request_id,
@@ -266,7 +267,7 @@ impl Engine {
     }
 
     /// Commits a validated batch and hands it to the scheduler.
-    async fn commit(&self, task: NewTask, spec: TaskSpec) -> Result<Scheduled, EngineError> {
+    async fn commit(&self, mut task: NewTask, spec: TaskSpec) -> Result<Scheduled, EngineError> {
         let scheduler = self.scheduler();
         let ids = (
             spec.session_id.as_str(),
@@ -275,6 +276,10 @@ impl Engine {
         );
         let response = task.response.clone();
         let calls = task.calls.len();
+        // An idle session's batch is committed as running, its worker taken
+        // now; the reservation goes back by itself if nothing new is stored.
+        let reservation = scheduler.reserve(&spec.session_id, spec.policy);
+        task.started = reservation.is_some();
         let inserted = self.store().insert_task(task).await?;
         match inserted {
             Inserted::New => {}
@@ -319,7 +324,10 @@ impl Engine {
             );
         }
         let task_id = Some(spec.id.clone());
-        scheduler.submit(spec);
+        match reservation {
+            Some(reservation) => scheduler.submit_reserved(spec, reservation),
+            None => scheduler.submit(spec),
+        }
         Ok(Scheduled {
             response,
             outcome: Outcome::Created,

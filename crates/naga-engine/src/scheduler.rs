@@ -27,7 +27,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// A task as the scheduler runs it.
@@ -42,6 +42,27 @@ pub struct TaskSpec {
     pub calls: Vec<CallPayload>,
     /// Outcomes of calls that already ended (after a restart); `None` = to run.
     pub done: Vec<Option<CallOutcome>>,
+}
+
+/// A session slot and a worker held for a batch about to be committed.
+/// Dropped unused (the batch was a repeat, or its commit failed), it gives
+/// both back and lets the session's next batch start.
+pub struct Reservation {
+    inner: Arc<Inner>,
+    session_id: String,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            drop(permit);
+            let mut state = self.inner.state.lock().unwrap();
+            self.inner
+                .clone()
+                .free_slot_locked(&mut state, &self.session_id);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -173,7 +194,7 @@ impl Scheduler {
                 analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
                 policy = spec.policy.as_str(), "batch starts");
             slot.active += 1;
-            self.inner.clone().start_locked(&mut state, spec);
+            self.inner.clone().start_locked(&mut state, spec, None);
         } else {
             tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
                 analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
@@ -182,6 +203,51 @@ impl Scheduler {
             queued.insert(spec.id.clone(), spec.session_id.clone());
             slot.queue.push_back(spec);
         }
+    }
+
+    /// Before a batch's commit: when its session is idle (or its policy is
+    /// `parallel`) and a worker is free, takes both for it, so that it is
+    /// committed as running and starts without a second write. `None`: it
+    /// goes through [`Scheduler::submit`] after its commit, as usual.
+    pub fn reserve(&self, session_id: &str, policy: SessionPolicy) -> Option<Reservation> {
+        let parallel = match policy {
+            SessionPolicy::Enqueue => false,
+            SessionPolicy::Parallel => true,
+            SessionPolicy::Reject | SessionPolicy::Interrupt => return None,
+        };
+        if self.inner.draining.is_cancelled() {
+            return None;
+        }
+        let mut state = self.inner.state.lock().unwrap();
+        let busy = state
+            .sessions
+            .get(session_id)
+            .is_some_and(|s| s.active > 0 || !s.queue.is_empty());
+        if busy && !parallel {
+            return None;
+        }
+        let permit = self.inner.permits.clone().try_acquire_owned().ok()?;
+        state
+            .sessions
+            .entry(session_id.to_owned())
+            .or_default()
+            .active += 1;
+        Some(Reservation {
+            inner: self.inner.clone(),
+            session_id: session_id.to_owned(),
+            permit: Some(permit),
+        })
+    }
+
+    /// Starts a batch committed as running with its reservation.
+    pub fn submit_reserved(&self, spec: TaskSpec, mut reservation: Reservation) {
+        let permit = reservation.permit.take();
+        let mut state = self.inner.state.lock().unwrap();
+        state.held[kind_index(spec.kind)] += 1;
+        tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
+            analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
+            policy = spec.policy.as_str(), "batch starts (committed as running)");
+        self.inner.clone().start_locked(&mut state, spec, permit);
     }
 
     /// Cancels every batch of a session (the `interrupt` policy).
@@ -414,14 +480,21 @@ impl Inner {
 
     /// Registers the task's cancel handle and spawns it. Called with the
     /// state locked, after counting it active in its session's slot.
-    fn start_locked(self: Arc<Self>, state: &mut State, spec: TaskSpec) {
+    /// Runs a task that holds a slot of its session. `reserved`: the worker
+    /// taken before its commit (it was committed as running).
+    fn start_locked(
+        self: Arc<Self>,
+        state: &mut State,
+        spec: TaskSpec,
+        reserved: Option<OwnedSemaphorePermit>,
+    ) {
         let token = CancellationToken::new();
         state
             .running
             .insert(spec.id.clone(), (spec.session_id.clone(), token.clone()));
         let tracker = self.tracker.clone();
         tracker.spawn(async move {
-            let status = self.run(&spec, &token).await;
+            let status = self.run(&spec, &token, reserved).await;
             self.release(&spec, status);
         });
     }
@@ -459,7 +532,7 @@ impl Inner {
                 tracing::info!(task_id = %next.id, session_id = %next.session_id,
                     analysis_session_id = next.analysis_session_id.as_deref().unwrap_or(""),
                     "next queued batch of the session starts");
-                self.start_locked(state, next);
+                self.start_locked(state, next, None);
             }
             None if slot.active == 0 && slot.queue.is_empty() => {
                 state.sessions.remove(session_id);
@@ -471,34 +544,61 @@ impl Inner {
     /// Runs a task to its end. `None`: it did not end here (the server is
     /// stopping, or the store failed); the store still has it as running and
     /// a restart resumes it.
-    async fn run(&self, spec: &TaskSpec, token: &CancellationToken) -> Option<TaskStatus> {
-        let ids = (
-            spec.id.as_str(),
-            spec.session_id.as_str(),
-            spec.analysis_session_id.as_deref().unwrap_or(""),
-        );
-        let _permit = tokio::select! {
-            p = self.permits.clone().acquire_owned() => p.ok()?,
-            _ = self.draining.cancelled() => return None,
-            _ = token.cancelled() => return self.cancel_unstarted(spec, "cancelled before it started").await,
+    async fn run(
+        &self,
+        spec: &TaskSpec,
+        token: &CancellationToken,
+        reserved: Option<OwnedSemaphorePermit>,
+    ) -> Option<TaskStatus> {
+        let _permit = match reserved {
+            Some(permit) => permit,
+            None => match self.start(spec, token).await {
+                Ok(permit) => permit,
+                Err(status) => return status,
+            },
+        };
+        self.run_calls(spec, token).await
+    }
+
+    /// Takes a worker and marks the task running. `Err`: it does not run
+    /// here, with the status it ended with, if known.
+    async fn start(
+        &self,
+        spec: &TaskSpec,
+        token: &CancellationToken,
+    ) -> Result<OwnedSemaphorePermit, Option<TaskStatus>> {
+        let ids = (spec.id.as_str(), spec.session_id.as_str());
+        let permit = tokio::select! {
+            p = self.permits.clone().acquire_owned() => p.map_err(|_| None)?,
+            _ = self.draining.cancelled() => return Err(None),
+            _ = token.cancelled() => return Err(self.cancel_unstarted(spec, "cancelled before it started").await),
         };
         let now = self.clock.now_ms();
         match self.store.start_task(&spec.id, &self.node_id, now).await {
-            Ok(true) => {}
+            Ok(true) => Ok(permit),
             Ok(false) => {
                 tracing::info!(
                     task_id = ids.0,
                     session_id = ids.1,
                     "task ended or is held by another node; not run here"
                 );
-                let t = self.store.task(&spec.id).await.ok()??;
-                return t.status.parse().ok();
+                let t = self.store.task(&spec.id).await.ok().flatten();
+                Err(t.and_then(|t| t.status.parse().ok()))
             }
             Err(e) => {
                 tracing::error!(task_id = ids.0, session_id = ids.1, error = %e, "cannot start task");
-                return None;
+                Err(None)
             }
         }
+    }
+
+    /// Runs the calls of a started task in order, then ends it.
+    async fn run_calls(&self, spec: &TaskSpec, token: &CancellationToken) -> Option<TaskStatus> {
+        let ids = (
+            spec.id.as_str(),
+            spec.session_id.as_str(),
+            spec.analysis_session_id.as_deref().unwrap_or(""),
+        );
         let Some(executor) = self.executor(spec.kind) else {
             let outcomes: Vec<_> = spec
                 .calls

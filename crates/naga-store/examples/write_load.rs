@@ -1,7 +1,7 @@
 //! The store's share of a batch, without HTTP: `cargo run --release -p
 //! naga-store --example write_load -- [batches] [concurrency]`. Each batch
-//! is what the engine writes for two `echo` calls with a callback: accept,
-//! start, first call, last call with the end and the callback, delivery.
+//! is what the engine writes for two `echo` calls with a callback: accept
+//! (as running), first call, last call with the end and the callback, delivery.
 //! Prints batches/s and the writer thread's CPU seconds.
 
 use naga_core::{
@@ -59,10 +59,10 @@ async fn one_batch(store: Store, i: usize) {
             response: format!(r#"{{"success":true,"status":"scheduled","task_id":"{id}","message":"已调度 2 个Agent任务","accepted_at":"2026-11-25T00:43:48.949+00:00","session_id":"{session}","analysis_session_id":"analysis_{session}_1703123456"}}"#),
             accepted_at: now,
             lease,
+            started: true, // its session idle: committed as running, as the engine does
         })
         .await
         .unwrap();
-    assert!(store.start_task(&id, "node", now).await.unwrap());
     let finish = |idx: i64| CallFinish {
         owner: "node".into(),
         idx,

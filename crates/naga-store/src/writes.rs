@@ -22,6 +22,9 @@ pub struct NewTask {
     pub accepted_at: Millis,
     /// The node that accepted it holds its lease until `lease_until`.
     pub lease: Lease,
+    /// Committed as running (started at `accepted_at`): its session was
+    /// idle and a worker free, so it starts without a second write.
+    pub started: bool,
 }
 
 /// Who holds a task, and until when. A node renews the leases of every task
@@ -242,8 +245,9 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
     }
     c.prepare_cached(
         "INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url, policy,
-             fingerprint, status, calls_count, response, accepted_at, lease_owner, lease_expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9, ?10, ?11, ?12, ?13)",
+             fingerprint, status, calls_count, response, accepted_at, started_at, lease_owner,
+             lease_expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         task.id,
@@ -254,9 +258,11 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
         task.callback_url,
         task.policy,
         task.fingerprint,
+        if task.started { "running" } else { "queued" },
         task.calls.len() as i64,
         task.response,
         task.accepted_at,
+        task.started.then_some(task.accepted_at),
         task.lease.owner,
         task.lease.until
     ])?;

@@ -30,6 +30,7 @@ fn task(id: &str, owner: &str, until: i64) -> NewTask {
             owner: owner.into(),
             until,
         },
+        started: false,
     }
 }
 

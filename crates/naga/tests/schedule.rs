@@ -159,6 +159,33 @@ async fn same_request_id_answers_the_first_time_and_runs_once() {
     assert_eq!(receiver.all().len(), 1);
 }
 
+/// An idle session's batch is committed as running: `/schedule` answers
+/// with the batch already started. A repeat of a finished batch reserves
+/// the idle session too; it must give the slot back, or the session's next
+/// batch would wait for ever.
+#[tokio::test]
+async fn an_idle_sessions_batch_is_running_at_once_and_a_repeat_gives_its_slot_back() {
+    let app = TestApp::spawn().await;
+    let first = echo_batch("s-idle", "idle-1", &["one"], 300, None);
+    app.post_schedule(&first).await;
+    let (_, task) = app.get("/tasks/idle-1").await;
+    assert_eq!(task["status"], "running", "{task}");
+    assert!(task["started_at"].is_string(), "{task}");
+    app.wait_for_task_end("idle-1").await;
+
+    for _ in 0..3 {
+        let (status, again) = app.post_schedule(&first).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(again["task_id"], "idle-1");
+    }
+    app.post_schedule(&echo_batch("s-idle", "idle-2", &["two"], 10, None))
+        .await;
+    let next = app.wait_for_task_end("idle-2").await;
+    assert_eq!(next["status"], "succeeded", "{next}");
+    let (_, list) = app.get("/tasks?session_id=s-idle").await;
+    assert_eq!(list["count"], 2);
+}
+
 #[tokio::test]
 async fn empty_agent_calls_are_no_tasks_and_store_nothing() {
     let app = TestApp::spawn().await;
