@@ -749,11 +749,6 @@ impl Inner {
         CallFinish {
             owner: self.node_id.clone(),
             idx: index as i64,
-            status: if outcome.success {
-                CallStatus::Succeeded.as_str()
-            } else {
-                CallStatus::Failed.as_str()
-            },
             result: serde_json::to_string(outcome).unwrap_or_default(),
             started_at,
             step: NewStep {

@@ -81,11 +81,21 @@ impl Store {
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 
+    /// The calls of a task, in order: each with its outcome once it ended
+    /// (read off the step that ended it), else pending while the task is
+    /// unfinished, skipped after.
     pub async fn calls(&self, task_id: &str) -> Result<Vec<CallRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT t.id AS task_id, c.idx, c.payload, c.status, c.result, c.started_at,
-                        c.finished_at
-                 FROM tasks t JOIN calls c ON c.task_seq = t.seq WHERE t.id = ?1 ORDER BY c.idx",
+            "SELECT t.id AS task_id, j.key AS idx, j.value AS payload,
+                    CASE WHEN s.step_no IS NOT NULL
+                             THEN CASE WHEN s.success THEN 'succeeded' ELSE 'failed' END
+                         WHEN t.status IN ('queued', 'running') THEN 'pending'
+                         ELSE 'skipped' END AS status,
+                    s.result, s.started_at, s.created_at AS finished_at
+             FROM tasks t JOIN json_each(t.calls) j
+             LEFT JOIN steps s ON s.task_seq = t.seq AND s.call_idx = j.key
+                 AND s.result IS NOT NULL
+             WHERE t.id = ?1 ORDER BY j.key",
         )
         .bind(task_id)
         .fetch_all(&self.read)

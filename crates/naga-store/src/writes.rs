@@ -70,7 +70,7 @@ pub struct CallFinish {
     /// The lease holder; the write is refused when another holds the task.
     pub owner: String,
     pub idx: i64,
-    pub status: &'static str,
+    /// The outcome as JSON (its success is the step's).
     pub result: String,
     pub started_at: Millis,
     pub step: NewStep,
@@ -129,28 +129,47 @@ pub(crate) fn touch_session(
     Ok(())
 }
 
-fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
-    // The step's number comes from the steps themselves: the task's row is
-    // not rewritten per step. (Two plain statements: an INSERT … SELECT
-    // reading its own table, or RETURNING, would build a temporary b-tree
-    // per step, which cost more than both statements.)
-    let task: Option<(i64, String, i64)> = c
-        .prepare_cached(
+/// Where a step goes: its task's seq and session, and the step's number
+/// (counted from the steps themselves: the task's row is not rewritten per
+/// step). With `owner`, only while that node holds the unfinished task.
+fn step_target(
+    c: &Connection,
+    task_id: &str,
+    owner: Option<&str>,
+) -> Result<Option<(i64, String, i64)>, StoreError> {
+    let sql = match owner {
+        None => {
             "SELECT seq, session_id,
                     (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = seq)
-             FROM tasks WHERE id = ?1",
-        )?
-        .query_row(params![step.task_id], |r| {
+             FROM tasks WHERE id = ?1 AND ?2 IS NULL"
+        }
+        Some(_) => {
+            "SELECT seq, session_id,
+                    (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = seq)
+             FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND status IN ('queued', 'running')"
+        }
+    };
+    Ok(c.prepare_cached(sql)?
+        .query_row(params![task_id, owner], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
-        .optional()?;
-    let Some((task_seq, session_id, step_no)) = task else {
-        return Err(StoreError::Conflict(format!("no task `{}`", step.task_id)));
-    };
+        .optional()?)
+}
+
+/// Writes a step. `end`: the step ends its call, with the call's outcome
+/// (JSON) and start time. (Two plain statements, a read and an INSERT: an
+/// INSERT … SELECT reading its own table, or RETURNING, would build a
+/// temporary b-tree per step, which cost more than both.)
+fn write_step(
+    c: &Connection,
+    step: &NewStep,
+    (task_seq, session_id, step_no): (i64, String, i64),
+    end: Option<(&str, Millis)>,
+) -> Result<StepRow, StoreError> {
     c.prepare_cached(
         "INSERT INTO steps (task_seq, task_id, session_id, step_no, call_idx, purpose, content,
-                            output, analysis, success, error, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                            output, analysis, success, error, created_at, result, started_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         task_seq,
@@ -164,7 +183,9 @@ fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
         step.analysis,
         step.success,
         step.error,
-        step.created_at
+        step.created_at,
+        end.map(|e| e.0),
+        end.map(|e| e.1)
     ])?;
     Ok(StepRow {
         task_id: step.task_id.clone(),
@@ -179,6 +200,14 @@ fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
         error: step.error.clone(),
         created_at: step.created_at,
     })
+}
+
+/// A step that ends no call (reported, or noted by an agent along the way).
+fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
+    let Some(target) = step_target(c, &step.task_id, None)? else {
+        return Err(StoreError::Conflict(format!("no task `{}`", step.task_id)));
+    };
+    write_step(c, step, target, None)
 }
 
 /// Memory learns from a failed step: the command's failed-attempt count.
@@ -245,9 +274,9 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
     }
     c.prepare_cached(
         "INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url, policy,
-             fingerprint, status, calls_count, response, accepted_at, started_at, lease_owner,
-             lease_expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             fingerprint, status, calls_count, calls, response, accepted_at, started_at,
+             lease_owner, lease_expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         task.id,
@@ -260,44 +289,24 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
         task.fingerprint,
         if task.started { "running" } else { "queued" },
         task.calls.len() as i64,
+        format!("[{}]", task.calls.join(",")),
         task.response,
         task.accepted_at,
         task.started.then_some(task.accepted_at),
         task.lease.owner,
         task.lease.until
     ])?;
-    let seq = c.last_insert_rowid();
-    let mut insert_call =
-        c.prepare_cached("INSERT INTO calls (task_seq, idx, payload) VALUES (?1, ?2, ?3)")?;
-    for (idx, payload) in task.calls.iter().enumerate() {
-        insert_call.execute(params![seq, idx as i64, payload])?;
-    }
     Ok(Inserted::New)
 }
 
-/// Records the end of one call: its result and its step (its key fact is
-/// read off the step), and a failed-attempt count when it failed. Refused
-/// when `owner` no longer holds the task (fencing).
+/// Records the end of one call: the step that carries its outcome (its key
+/// fact is read off the step), and a failed-attempt count when it failed.
+/// Refused when `owner` no longer holds the unfinished task (fencing).
 fn record_call(c: &Connection, f: &CallFinish) -> Result<StepRow, StoreError> {
-    let updated = c
-        .prepare_cached(
-            "UPDATE calls SET status = ?3, result = ?4, started_at = ?5, finished_at = ?6
-             WHERE idx = ?2 AND task_seq = (SELECT seq FROM tasks WHERE id = ?1
-                 AND lease_owner = ?7 AND status IN ('queued', 'running'))",
-        )?
-        .execute(params![
-            f.step.task_id,
-            f.idx,
-            f.status,
-            f.result,
-            f.started_at,
-            f.step.created_at,
-            f.owner
-        ])?;
-    if updated == 0 {
+    let Some(target) = step_target(c, &f.step.task_id, Some(&f.owner))? else {
         return Err(StoreError::LeaseLost(f.step.task_id.clone()));
-    }
-    let step = insert_step(c, &f.step)?;
+    };
+    let step = write_step(c, &f.step, target, Some((&f.result, f.started_at)))?;
     record_failure(c, &step, &f.command)?;
     Ok(step)
 }
@@ -323,11 +332,6 @@ fn finish_task(c: &Connection, f: &TaskFinish) -> Result<Finished, StoreError> {
     if ended == 0 {
         return Ok(Finished::AlreadyEnded);
     }
-    c.prepare_cached(
-        "UPDATE calls SET status = 'skipped'
-         WHERE task_seq = (SELECT seq FROM tasks WHERE id = ?1) AND status = 'pending'",
-    )?
-    .execute(params![f.task_id])?;
     let Some((url, envelope)) = &f.callback else {
         return Ok(Finished::Ended { callback: None });
     };
