@@ -13,7 +13,7 @@ use naga_core::config::CallbackConfig;
 use naga_store::{CallbackRow, DeliveryOutcome, Store};
 use rand::Rng;
 use sha2::Sha256;
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -80,7 +80,12 @@ struct Inner {
     /// Successful deliveries, recorded in batches by the flusher.
     delivered: mpsc::UnboundedSender<(String, i64)>,
     flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Receiver URLs parsed once: most callbacks go to a few receivers.
+    urls: std::sync::Mutex<HashMap<String, url::Url>>,
 }
+
+/// Most distinct receiver URLs kept parsed.
+const PARSED_URLS: usize = 1024;
 
 enum Attempt {
     Delivered,
@@ -103,6 +108,8 @@ impl Callbacks {
             .timeout(Duration::from_millis(config.timeout_ms))
             .pool_max_idle_per_host(config.concurrency)
             .user_agent(concat!("naga/", env!("CARGO_PKG_VERSION")))
+            // A redirect could lead past `allowed_hosts`: a 3xx is an answer.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the callback HTTP client: {e}"))?;
         let (delivered, rx) = mpsc::unbounded_channel();
@@ -118,6 +125,7 @@ impl Callbacks {
                 stop,
                 delivered,
                 flusher: std::sync::Mutex::new(Some(flusher)),
+                urls: std::sync::Mutex::default(),
             }),
         })
     }
@@ -236,11 +244,29 @@ impl Inner {
         )
     }
 
+    /// The receiver's URL, parsed once.
+    fn url(&self, raw: &str) -> Result<url::Url, String> {
+        let mut urls = self.urls.lock().unwrap();
+        if let Some(url) = urls.get(raw) {
+            return Ok(url.clone());
+        }
+        let url = url::Url::parse(raw).map_err(|e| format!("callback_url `{raw}`: {e}"))?;
+        if urls.len() >= PARSED_URLS {
+            urls.clear();
+        }
+        urls.insert(raw.to_owned(), url.clone());
+        Ok(url)
+    }
+
     async fn attempt(&self, row: &CallbackRow) -> Attempt {
         let timestamp = self.clock.now().timestamp();
+        let url = match self.url(&row.url) {
+            Ok(url) => url,
+            Err(e) => return Attempt::Fatal(e),
+        };
         let mut req = self
             .client
-            .post(&row.url)
+            .post(url)
             .header("content-type", "application/json")
             .header("webhook-id", &row.id)
             .header("webhook-timestamp", timestamp.to_string());

@@ -327,3 +327,31 @@ async fn interrupt_policy_cancels_the_running_batch_and_starts_the_new_one() {
     assert_eq!(cb["status"], "succeeded");
     assert_eq!(cb["results"][0]["result"]["result"], "urgent");
 }
+
+/// A receiver that redirects is answered as it answered: a redirect could
+/// lead a callback past `allowed_hosts`, so it is never followed.
+#[tokio::test]
+async fn a_redirecting_receiver_is_not_followed() {
+    let app = TestApp::spawn().await;
+    let target = Receiver::start().await;
+    let location = target.url();
+    let redirector = axum::Router::new().route(
+        "/{*path}",
+        axum::routing::post(move || {
+            let location = location.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", location)]) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cb", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, redirector).await });
+
+    app.post_schedule(&echo_batch("redirect", "redir-1", &["x"], 0, Some(&url)))
+        .await;
+    let dead = app.wait_for_callback_status("redir-1", "dead").await;
+    assert!(
+        dead["last_error"].as_str().unwrap().contains("307"),
+        "{dead}"
+    );
+    assert!(target.all().is_empty(), "the redirect was followed");
+}
