@@ -2,7 +2,7 @@
 //! naga-store --example write_load -- [batches] [concurrency]`. Each batch
 //! is what the engine writes for two `echo` calls with a callback: accept
 //! (as running), first call, last call with the end and the callback, delivery.
-//! Prints batches/s and the writer thread's CPU seconds.
+//! Prints batches/s and the CPU seconds of the writer and checkpointer threads.
 
 use naga_core::{
     wire::{CallbackEnvelope, TaskKind},
@@ -14,14 +14,15 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn writer_cpu() -> f64 {
+/// CPU seconds of this process's threads named `name`.
+fn thread_cpu(name: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
     tasks
         .flatten()
         .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "naga-writer")
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
         })
         .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
         .map(|s| {
@@ -131,7 +132,8 @@ async fn main() {
         .await
         .unwrap();
     let start = Instant::now();
-    let cpu0 = writer_cpu();
+    let cpu0 = thread_cpu("naga-writer");
+    let checkpoint0 = thread_cpu("naga-checkpoint");
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -151,9 +153,11 @@ async fn main() {
         w.await.unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
-    let cpu = writer_cpu() - cpu0;
+    let cpu = thread_cpu("naga-writer") - cpu0;
+    let checkpoint = thread_cpu("naga-checkpoint") - checkpoint0;
     println!(
-        "{batches} batches in {secs:.2} s: {:.0} batches/s; writer CPU {cpu:.2} s ({:.1} µs/batch)",
+        "{batches} batches in {secs:.2} s: {:.0} batches/s; writer CPU {cpu:.2} s ({:.1} µs/batch), \
+         checkpointer {checkpoint:.2} s",
         batches as f64 / secs,
         cpu * 1e6 / batches as f64
     );
