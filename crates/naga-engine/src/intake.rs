@@ -239,7 +239,7 @@ impl Engine {
             calls: batch
                 .calls
                 .iter()
-                .map(|c| Value::Object(c.clone()).to_string())
+                .map(|c| serde_json::to_string(c).unwrap_or_default())
                 .collect(),
             response,
             accepted_at: now,

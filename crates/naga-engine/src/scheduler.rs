@@ -755,7 +755,7 @@ impl Inner {
                 task_id: spec.id.clone(),
                 call_idx: Some(index as i64),
                 purpose: Some(command.clone()),
-                content: Some(Value::Object(call.clone()).to_string()),
+                content: serde_json::to_string(call).ok(),
                 output: outcome.text(),
                 analysis: None,
                 success: outcome.success,

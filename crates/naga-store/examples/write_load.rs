@@ -21,9 +21,7 @@ fn thread_cpu(name: &str) -> f64 {
     };
     tasks
         .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
-        })
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
         .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
         .map(|s| {
             let f: Vec<&str> = s.rsplit(')').next().unwrap().split_whitespace().collect();
