@@ -66,10 +66,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let rt = tokio::runtime::Runtime::new()?;
     match args.baseline_server.clone() {
-        Some(mode) => rt.block_on(baseline_server(mode == "callback")),
-        None => rt.block_on(run(args)),
+        // The baselines run with the runtime naga sizes for itself.
+        Some(mode) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(naga_core::runtime::worker_threads())
+            .enable_all()
+            .build()?
+            .block_on(baseline_server(mode == "callback")),
+        None => tokio::runtime::Runtime::new()?.block_on(run(args)),
     }
 }
 
