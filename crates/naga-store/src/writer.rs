@@ -83,13 +83,30 @@ impl Writer {
     /// connection: it folds the WAL into the database beside the writer, so
     /// that no commit pays for a checkpoint.
     pub(crate) fn spawn(conn: Connection, checkpoints: Connection, max_batch: usize) -> Self {
+        Self::spawn_with(conn, checkpoints, max_batch, RESTART_FRAMES)
+    }
+
+    /// `spawn`, restarting the WAL past `restart_frames` frames.
+    fn spawn_with(
+        conn: Connection,
+        checkpoints: Connection,
+        max_batch: usize,
+        restart_frames: i64,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
         let restart = Arc::new(AtomicBool::new(false));
         let (stop_checkpoints, restart_wanted) = (stop.clone(), restart.clone());
         std::thread::Builder::new()
             .name("naga-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoints, &stop_checkpoints, &restart_wanted))
+            .spawn(move || {
+                checkpoint_loop(
+                    checkpoints,
+                    restart_frames,
+                    &stop_checkpoints,
+                    &restart_wanted,
+                )
+            })
             .expect("the checkpoint thread starts");
         std::thread::Builder::new()
             .name("naga-writer".into())
@@ -185,11 +202,11 @@ const RESTART_FRAMES: i64 = 16384;
 /// checkpoint never catches up with the writer, so the WAL would grow
 /// without end: past `RESTART_FRAMES` it asks the writer (`restart`) to
 /// restart the log between two groups, where no writer competes.
-fn checkpoint_loop(conn: Connection, stop: &AtomicBool, restart: &AtomicBool) {
+fn checkpoint_loop(conn: Connection, most: i64, stop: &AtomicBool, restart: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(std::time::Duration::from_millis(100));
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
-            Ok(frames) if frames > RESTART_FRAMES => restart.store(true, Ordering::Relaxed),
+            Ok(frames) if frames > most => restart.store(true, Ordering::Relaxed),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
         }
@@ -244,16 +261,52 @@ mod tests {
     use super::*;
     use rusqlite::params;
 
+    fn open(dir: &tempfile::TempDir) -> Connection {
+        let c = Connection::open(dir.path().join("w.db")).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+             CREATE TABLE IF NOT EXISTS t (n INTEGER PRIMARY KEY, pad BLOB)",
+        )
+        .unwrap();
+        c
+    }
+
     fn writer(dir: &tempfile::TempDir) -> Writer {
-        let open = || {
-            let c = Connection::open(dir.path().join("w.db")).unwrap();
-            c.execute_batch(
-                "PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS t (n INTEGER PRIMARY KEY)",
-            )
+        Writer::spawn(open(dir), open(dir), 512)
+    }
+
+    /// Under steady writes a passive checkpoint never catches up, and the
+    /// WAL grew without end (900 MB in 30 s once): past its bound the
+    /// writer restarts it.
+    #[tokio::test]
+    async fn the_wal_stays_bounded_under_steady_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Writer::spawn_with(open(&dir), open(&dir), 512, 64);
+        let wal = dir.path().join("w.db-wal");
+        let mut largest = 0;
+        // 3,000 commits of a page each: 12 MB of log without restarts.
+        for n in 0..3000i64 {
+            w.write(move |c| {
+                c.execute(
+                    "INSERT INTO t (n, pad) VALUES (?1, zeroblob(4000))",
+                    params![n],
+                )?;
+                Ok(())
+            })
+            .await
             .unwrap();
-            c
-        };
-        Writer::spawn(open(), open(), 512)
+            if n % 100 == 0 {
+                largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        // Restarts come at most every 100 ms (the checkpointer's pace), and
+        // the pauses cap the pace of writes: a few MB at most, not 12.
+        assert!(
+            largest < 6_000_000,
+            "the WAL reached {largest} bytes with a bound of 64 frames"
+        );
+        w.close().await;
     }
 
     /// Jobs that fail in the middle of a group leave nothing behind; every
