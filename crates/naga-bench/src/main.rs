@@ -51,6 +51,10 @@ struct Args {
     /// The naga binary [default: next to this one].
     #[arg(long)]
     naga: Option<std::path::PathBuf>,
+    /// Rounds of the four runs, interleaved; the summary gives medians
+    /// (this machine is noisy: one round's baseline can be off by 25%).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Print the results as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -385,54 +389,68 @@ async fn drain(
         run,
     )
     .await;
+    let prefix = format!("{run}-");
     receiver
-        .wait(run, args.batches, Duration::from_secs(600))
+        .wait(&prefix, args.batches, Duration::from_secs(600))
         .await;
     let secs = start.elapsed().as_secs_f64();
-    let got = receiver.distinct(run);
+    let got = receiver.distinct(&prefix);
     (got as f64 / secs, args.batches - got, l)
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+/// One round: the four runs, each on a fresh server (and database).
+async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::Result<Value> {
     let c = args.concurrency;
-    eprintln!("accept: bare axum, {} requests, {c} clients", args.requests);
+    eprintln!(
+        "round {r}: accept, bare axum, {} requests, {c} clients",
+        args.requests
+    );
     let bare = {
         let s = spawn_baseline(false)?;
-        load(&s.url, args.requests, c, args.calls, None, "bare").await
+        load(
+            &s.url,
+            args.requests,
+            c,
+            args.calls,
+            None,
+            &format!("bare{r}"),
+        )
+        .await
     };
-    eprintln!("accept: naga durable /schedule");
+    eprintln!("round {r}: accept, naga durable /schedule");
     let dir = tempfile::tempdir()?;
     let (accept, accept_rss) = {
-        let s = spawn_naga(&args, dir.path())?;
-        let l = load(&s.url, args.requests, c, args.calls, None, "accept").await;
+        let s = spawn_naga(args, dir.path())?;
+        let l = load(
+            &s.url,
+            args.requests,
+            c,
+            args.calls,
+            None,
+            &format!("accept{r}"),
+        )
+        .await;
         (l, rss_mib(s.child.id()))
     };
-
-    let receiver = Receiver::default();
-    let cb = receiver.start().await?;
     eprintln!(
-        "end to end: bare axum + one callback per request, {} batches",
+        "round {r}: end to end, bare axum + one callback per request, {} batches",
         args.batches
     );
     let (ceiling, ceiling_lost, _) = {
         let s = spawn_baseline(true)?;
-        drain(&s.url, &args, &receiver, &cb, "ceiling").await
+        drain(&s.url, args, receiver, cb, &format!("ceiling{r}")).await
     };
     eprintln!(
-        "end to end: naga, {} batches of {} echo calls",
+        "round {r}: end to end, naga, {} batches of {} echo calls",
         args.batches, args.calls
     );
     let dir = tempfile::tempdir()?;
     let (e2e, lost, e2e_load, rss) = {
-        let s = spawn_naga(&args, dir.path())?;
-        let (rate, lost, l) = drain(&s.url, &args, &receiver, &cb, "e2e").await;
+        let s = spawn_naga(args, dir.path())?;
+        let (rate, lost, l) = drain(&s.url, args, receiver, cb, &format!("e2e{r}")).await;
         (rate, lost, l, rss_mib(s.child.id()))
     };
-
-    let results = json!({
-        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
-        "concurrency": c, "requests": args.requests, "batches": args.batches, "calls_per_batch": args.calls,
-        "synchronous": args.synchronous,
+    Ok(json!({
         "accept": {
             "bare_rps": bare.rps(), "naga_rps": accept.rps(), "ratio": accept.rps() / bare.rps(),
             "bare_p50_ms": bare.percentile(0.5), "bare_p99_ms": bare.percentile(0.99),
@@ -445,28 +463,100 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "naga_p99_ms": e2e_load.percentile(0.99), "naga_errors": e2e_load.errors,
             "naga_rss_mib_after": rss,
         },
+    }))
+}
+
+/// Per field of `section`: the median over rounds, except counts of
+/// losses and errors (summed) and memory (the largest).
+fn summarize(rounds: &[Value], section: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    let Some(first) = rounds.first().and_then(|r| r[section].as_object()) else {
+        return Value::Object(out);
+    };
+    for key in first.keys() {
+        let mut v: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r[section][key].as_f64())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        let value = if key.contains("lost") || key.contains("errors") {
+            v.iter().sum::<f64>()
+        } else if key.contains("rss") {
+            v.last().copied().unwrap_or(f64::NAN)
+        } else {
+            v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        out.insert(key.clone(), json!(value));
+    }
+    Value::Object(out)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let receiver = Receiver::default();
+    let cb = receiver.start().await?;
+    let mut rounds = Vec::new();
+    for r in 1..=args.rounds.max(1) {
+        rounds.push(round(&args, &receiver, &cb, r).await?);
+    }
+    let results = json!({
+        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        "concurrency": args.concurrency, "requests": args.requests, "batches": args.batches,
+        "calls_per_batch": args.calls, "synchronous": args.synchronous,
+        "rounds": rounds,
+        // Medians over the rounds (losses and errors summed, memory the largest).
+        "accept": summarize(&rounds, "accept"),
+        "end_to_end": summarize(&rounds, "end_to_end"),
     });
     if args.json {
         println!("{results}");
-    } else {
-        let a = &results["accept"];
+        return Ok(());
+    }
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    for (i, r) in rounds.iter().enumerate() {
+        let (a, e) = (&r["accept"], &r["end_to_end"]);
         println!(
-            "accept      bare {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
-            a["bare_rps"].as_f64().unwrap(),
-            a["bare_p50_ms"].as_f64().unwrap(),
-            a["bare_p99_ms"].as_f64().unwrap()
-        );
-        println!("            naga {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ratio {:.2} (target ≥ 0.50)", a["naga_rps"].as_f64().unwrap(), a["naga_p50_ms"].as_f64().unwrap(), a["naga_p99_ms"].as_f64().unwrap(), a["ratio"].as_f64().unwrap());
-        println!(
-            "end to end  ceiling {:>7.0} batches/s (lost {})",
-            ceiling, ceiling_lost
-        );
-        println!("            naga    {:>7.0} batches/s  ratio {:.2} (target ≥ 0.50), lost callbacks {} (target 0)", e2e, e2e / ceiling, lost);
-        println!(
-            "memory      naga RSS after {} batches: {:.1} MiB (target ≤ 100)",
-            args.batches,
-            rss.unwrap_or(f64::NAN)
+            "round {}     accept {:>6.0} / {:>6.0} req/s = {:.2}, p99 {:>5.2} ms;  end to end {:>6.0} / {:>6.0} batches/s = {:.2}, lost {}",
+            i + 1,
+            f(&a["naga_rps"]),
+            f(&a["bare_rps"]),
+            f(&a["ratio"]),
+            f(&a["naga_p99_ms"]),
+            f(&e["naga_batches_per_s"]),
+            f(&e["ceiling_batches_per_s"]),
+            f(&e["ratio"]),
+            e["naga_lost_callbacks"]
         );
     }
+    let (a, e) = (&results["accept"], &results["end_to_end"]);
+    println!("median of {} rounds:", rounds.len());
+    println!(
+        "accept      bare {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+        f(&a["bare_rps"]),
+        f(&a["bare_p50_ms"]),
+        f(&a["bare_p99_ms"])
+    );
+    println!(
+        "            naga {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ratio {:.2} (target ≥ 0.50, p99 ≤ 10 ms)",
+        f(&a["naga_rps"]),
+        f(&a["naga_p50_ms"]),
+        f(&a["naga_p99_ms"]),
+        f(&a["ratio"])
+    );
+    println!(
+        "end to end  ceiling {:>7.0} batches/s (lost {:.0})",
+        f(&e["ceiling_batches_per_s"]),
+        f(&e["ceiling_lost"])
+    );
+    println!(
+        "            naga    {:>7.0} batches/s  ratio {:.2} (target ≥ 0.50), lost callbacks {:.0} (target 0)",
+        f(&e["naga_batches_per_s"]),
+        f(&e["ratio"]),
+        f(&e["naga_lost_callbacks"])
+    );
+    println!(
+        "memory      naga RSS after {} batches: {:.1} MiB, the largest of the rounds (target ≤ 100)",
+        args.batches,
+        f(&e["naga_rss_mib_after"])
+    );
     Ok(())
 }
