@@ -137,23 +137,16 @@ fn step_target(
     task_id: &str,
     owner: Option<&str>,
 ) -> Result<Option<(i64, String, i64)>, StoreError> {
-    let sql = match owner {
-        None => {
-            "SELECT seq, session_id,
-                    (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = seq)
-             FROM tasks WHERE id = ?1 AND ?2 IS NULL"
-        }
-        Some(_) => {
-            "SELECT seq, session_id,
-                    (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = seq)
-             FROM tasks WHERE id = ?1 AND lease_owner = ?2 AND status IN ('queued', 'running')"
-        }
-    };
-    Ok(c.prepare_cached(sql)?
-        .query_row(params![task_id, owner], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?)
+    Ok(c.prepare_cached(
+        "SELECT seq, session_id,
+                (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = seq)
+         FROM tasks
+         WHERE id = ?1 AND (?2 IS NULL OR (lease_owner = ?2 AND status IN ('queued', 'running')))",
+    )?
+    .query_row(params![task_id, owner], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+    .optional()?)
 }
 
 /// Writes a step. `end`: the step ends its call, with the call's outcome
