@@ -1,7 +1,11 @@
 //! Accepting a batch: validation, idempotency, the session policy, the
 //! durable commit, and only then the answer (the seed's `create_task`).
 
-use crate::{callbacks, scheduler::TaskSpec, Engine, EngineError};
+use crate::{
+    callbacks,
+    scheduler::{Calls, TaskSpec},
+    Engine, EngineError,
+};
 use naga_core::{
     config::SessionPolicy,
     ids::{new_request_id, validate_id},
@@ -254,7 +258,7 @@ impl Engine {
             callback_url: batch.callback_url,
             policy,
             done: vec![None; batch.calls.len()],
-            calls: batch.calls,
+            calls: Calls::new(task.calls.clone()),
         };
         // Commit and hand over in a task of its own: a client that hangs up
         // mid-request must not leave a committed batch that nobody runs.

@@ -30,6 +30,36 @@ use std::{
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+/// A batch's calls, kept as their JSON text while the batch waits: parsed,
+/// a call is several times larger, and a backlog of queued batches must
+/// not fill memory (the store has them anyway). Parsed when the batch runs.
+#[derive(Debug, Clone, Default)]
+pub struct Calls(Box<[Box<str>]>);
+
+impl Calls {
+    /// From the JSON text of each call (as the store keeps them).
+    pub fn new(texts: Vec<String>) -> Self {
+        Self(texts.into_iter().map(String::into_boxed_str).collect())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The calls, parsed (text that is not an object reads as an empty call,
+    /// which the executors answer with a reason).
+    pub fn parse(&self) -> Vec<CallPayload> {
+        self.0
+            .iter()
+            .map(|c| serde_json::from_str(c).unwrap_or_default())
+            .collect()
+    }
+}
+
 /// A task as the scheduler runs it.
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
@@ -39,7 +69,7 @@ pub struct TaskSpec {
     pub analysis_session_id: Option<String>,
     pub callback_url: Option<String>,
     pub policy: SessionPolicy,
-    pub calls: Vec<CallPayload>,
+    pub calls: Calls,
     /// Outcomes of calls that already ended (after a restart); `None` = to run.
     pub done: Vec<Option<CallOutcome>>,
 }
@@ -379,7 +409,7 @@ impl Scheduler {
         let mut payloads = Vec::with_capacity(calls.len());
         let mut done = Vec::with_capacity(calls.len());
         for c in calls {
-            payloads.push(serde_json::from_str(&c.payload).unwrap_or_default());
+            payloads.push(c.payload);
             let finished = CallStatus::parse(&c.status) != CallStatus::Pending;
             done.push(
                 c.result
@@ -398,7 +428,7 @@ impl Scheduler {
             session_id: t.session_id,
             analysis_session_id: t.analysis_session_id,
             callback_url: t.callback_url,
-            calls: payloads,
+            calls: Calls::new(payloads),
             done,
         })
     }
@@ -594,14 +624,14 @@ impl Inner {
 
     /// Runs the calls of a started task in order, then ends it.
     async fn run_calls(&self, spec: &TaskSpec, token: &CancellationToken) -> Option<TaskStatus> {
+        let calls = spec.calls.parse();
         let ids = (
             spec.id.as_str(),
             spec.session_id.as_str(),
             spec.analysis_session_id.as_deref().unwrap_or(""),
         );
         let Some(executor) = self.executor(spec.kind) else {
-            let outcomes: Vec<_> = spec
-                .calls
+            let outcomes: Vec<_> = calls
                 .iter()
                 .map(|_| {
                     Some(CallOutcome::failed(
@@ -612,6 +642,7 @@ impl Inner {
             return self
                 .complete(
                     spec,
+                    &calls,
                     TaskStatus::Failed,
                     Some("no MCP executor".into()),
                     &outcomes,
@@ -622,10 +653,10 @@ impl Inner {
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(self.config.task_timeout_ms);
         let mut outcomes = spec.done.clone();
-        outcomes.resize(spec.calls.len(), None);
+        outcomes.resize(calls.len(), None);
         let mut end: Option<(TaskStatus, String)> = None;
         let mut final_call = None;
-        for (index, call) in spec.calls.iter().enumerate() {
+        for (index, call) in calls.iter().enumerate() {
             if outcomes[index].is_some() {
                 continue;
             }
@@ -696,7 +727,7 @@ impl Inner {
             let finish =
                 self.call_finish(spec, executor.as_ref(), index, call, &outcome, started_at);
             outcomes[index] = Some(outcome);
-            if end.is_some() || index + 1 == spec.calls.len() {
+            if end.is_some() || index + 1 == calls.len() {
                 // The task ends with this call: one commit records both.
                 final_call = Some(finish);
                 break;
@@ -724,12 +755,12 @@ impl Inner {
                 } else {
                     (
                         TaskStatus::Failed,
-                        Some(format!("{failed} of {} calls failed", spec.calls.len())),
+                        Some(format!("{failed} of {} calls failed", calls.len())),
                     )
                 }
             }
         };
-        self.complete(spec, status, error, &outcomes, final_call)
+        self.complete(spec, &calls, status, error, &outcomes, final_call)
             .await
     }
 
@@ -770,6 +801,7 @@ impl Inner {
     async fn cancel_unstarted(&self, spec: &TaskSpec, reason: &str) -> Option<TaskStatus> {
         self.complete(
             spec,
+            &spec.calls.parse(),
             TaskStatus::Cancelled,
             Some(reason.to_owned()),
             &spec.done,
@@ -783,6 +815,7 @@ impl Inner {
     async fn complete(
         &self,
         spec: &TaskSpec,
+        calls: &[CallPayload],
         status: TaskStatus,
         error: Option<String>,
         outcomes: &[Option<CallOutcome>],
@@ -792,12 +825,11 @@ impl Inner {
         let now = self.clock.now_ms();
         let mut results = Vec::new();
         let mut summaries = Vec::new();
-        let commands: Vec<String> = spec
-            .calls
+        let commands: Vec<String> = calls
             .iter()
             .map(|c| executor.as_ref().map(|e| e.command(c)).unwrap_or_default())
             .collect();
-        for (i, call) in spec.calls.iter().enumerate() {
+        for (i, call) in calls.iter().enumerate() {
             let outcome = outcomes.get(i).and_then(Option::as_ref);
             if let (Some(o), Some(e)) = (outcome, &executor) {
                 results.push(e.result_entry(i, call, o));
@@ -811,7 +843,7 @@ impl Inner {
         let success = status == TaskStatus::Succeeded;
         let message = match &error {
             Some(e) => format!("{status}: {e}"),
-            None => format!("{status}: {} calls", spec.calls.len()),
+            None => format!("{status}: {} calls", calls.len()),
         };
         let callback = spec.callback_url.clone().map(|url| {
             let result = executor
