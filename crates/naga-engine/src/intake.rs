@@ -230,6 +230,13 @@ impl Engine {
                 v.to_string()
             }
         };
+        // Each call's JSON: the scheduler keeps them while the batch waits,
+        // the store keeps them as one array.
+        let calls: Vec<String> = batch
+            .calls
+            .iter()
+            .map(|c| serde_json::to_string(c).unwrap_or_default())
+            .collect();
         let task = NewTask {
             id: request_id.clone(),
             kind: batch.kind.as_str(),
@@ -240,11 +247,8 @@ impl Engine {
             policy: policy.as_str(),
             fingerprint: (batch.kind == TaskKind::Mcp)
                 .then(|| crate::mcp::fingerprint(&batch.calls)),
-            calls: batch
-                .calls
-                .iter()
-                .map(|c| serde_json::to_string(c).unwrap_or_default())
-                .collect(),
+            calls: format!("[{}]", calls.join(",")),
+            calls_count: calls.len(),
             response,
             accepted_at: now,
             lease: self.scheduler().lease(now),
@@ -258,7 +262,7 @@ impl Engine {
             callback_url: batch.callback_url,
             policy,
             done: vec![None; batch.calls.len()],
-            calls: Calls::new(task.calls.clone()),
+            calls: Calls::new(calls),
         };
         // Commit and hand over in a task of its own: a client that hangs up
         // mid-request must not leave a committed batch that nobody runs.
@@ -279,7 +283,7 @@ impl Engine {
             spec.id.as_str(),
         );
         let response = task.response.clone();
-        let calls = task.calls.len();
+        let calls = task.calls_count;
         // An idle session's batch is committed as running, its worker taken
         // now; the reservation goes back by itself if nothing new is stored.
         let reservation = scheduler.reserve(&spec.session_id, spec.policy);

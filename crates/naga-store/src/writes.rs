@@ -15,8 +15,9 @@ pub struct NewTask {
     pub callback_url: Option<String>,
     pub policy: &'static str,
     pub fingerprint: Option<String>,
-    /// JSON of each call, in order.
-    pub calls: Vec<String>,
+    /// The calls, in order, as one JSON array.
+    pub calls: String,
+    pub calls_count: usize,
     /// JSON of the answer to give for this request id, now and on every repeat.
     pub response: String,
     pub accepted_at: Millis,
@@ -281,8 +282,8 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
         task.policy,
         task.fingerprint,
         if task.started { "running" } else { "queued" },
-        task.calls.len() as i64,
-        format!("[{}]", task.calls.join(",")),
+        task.calls_count as i64,
+        task.calls,
         task.response,
         task.accepted_at,
         task.started.then_some(task.accepted_at),

@@ -23,7 +23,8 @@ fn task(id: &str, owner: &str, until: i64) -> NewTask {
         callback_url: None,
         policy: "enqueue",
         fingerprint: None,
-        calls: vec!["{\"tool_name\":\"echo\"}".into()],
+        calls: "[{\"tool_name\":\"echo\"}]".into(),
+        calls_count: 1,
         response: "{}".into(),
         accepted_at: 0,
         lease: Lease {
