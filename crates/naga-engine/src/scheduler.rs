@@ -50,6 +50,11 @@ impl Calls {
         self.0.is_empty()
     }
 
+    /// The JSON text of call `index`, as stored.
+    pub fn text(&self, index: usize) -> Option<&str> {
+        self.0.get(index).map(|t| &**t)
+    }
+
     /// The calls, parsed (text that is not an object reads as an empty call,
     /// which the executors answer with a reason).
     pub fn parse(&self) -> Vec<CallPayload> {
@@ -193,11 +198,7 @@ impl Scheduler {
 
     /// Whether the session has a batch queued or running here.
     pub fn session_active(&self, session_id: &str) -> bool {
-        let state = self.inner.state.lock().unwrap();
-        state
-            .sessions
-            .get(session_id)
-            .is_some_and(|s| s.active > 0 || !s.queue.is_empty())
+        self.inner.state.lock().unwrap().busy(session_id)
     }
 
     /// The lease a task accepted (or claimed) now by this node gets.
@@ -249,11 +250,7 @@ impl Scheduler {
             return None;
         }
         let mut state = self.inner.state.lock().unwrap();
-        let busy = state
-            .sessions
-            .get(session_id)
-            .is_some_and(|s| s.active > 0 || !s.queue.is_empty());
-        if busy && !parallel {
+        if state.busy(session_id) && !parallel {
             return None;
         }
         let permit = self.inner.permits.clone().try_acquire_owned().ok()?;
@@ -495,6 +492,13 @@ impl Scheduler {
 }
 
 impl State {
+    /// Whether the session has a batch running or queued here.
+    fn busy(&self, session_id: &str) -> bool {
+        self.sessions
+            .get(session_id)
+            .is_some_and(|s| s.active > 0 || !s.queue.is_empty())
+    }
+
     fn holds(&self, task_id: &str) -> bool {
         self.running.contains_key(task_id) || self.queued.contains_key(task_id)
     }
@@ -510,8 +514,8 @@ impl Inner {
 
     /// Registers the task's cancel handle and spawns it. Called with the
     /// state locked, after counting it active in its session's slot.
-    /// Runs a task that holds a slot of its session. `reserved`: the worker
-    /// taken before its commit (it was committed as running).
+    /// `reserved`: the worker taken before its commit (it was committed as
+    /// running, so it starts without taking one or writing its start).
     fn start_locked(
         self: Arc<Self>,
         state: &mut State,
@@ -786,7 +790,7 @@ impl Inner {
                 task_id: spec.id.clone(),
                 call_idx: Some(index as i64),
                 purpose: Some(command.clone()),
-                content: serde_json::to_string(call).ok(),
+                content: spec.calls.text(index).map(str::to_owned),
                 output: outcome.text(),
                 analysis: None,
                 success: outcome.success,
