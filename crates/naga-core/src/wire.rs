@@ -98,11 +98,26 @@ pub struct CallbackEnvelope {
     pub error: Option<String>,
     pub results: Vec<Value>,
     pub completed_at: String,
-    /// Increases with every callback this store emits: receivers order by it.
-    pub sequence: i64,
     /// Upstream MCP receivers read `result: {success, results, message}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// Increases with every callback this store emits: receivers order by
+    /// it. The last member (see `json_head`).
+    pub sequence: i64,
+}
+
+impl CallbackEnvelope {
+    /// The envelope's JSON up to the value of `sequence`, its last member,
+    /// which the store assigns as it commits the callback: the body is
+    /// `head`, the sequence, `}`. (Serialized by the caller, not on the
+    /// store's writer thread that every request waits on.)
+    pub fn json_head(&self) -> String {
+        let mut json = serde_json::to_string(self).unwrap_or_default();
+        let key = "\"sequence\":";
+        let end = json.rfind(key).map_or(0, |at| at + key.len());
+        json.truncate(end);
+        json
+    }
 }
 
 /// Every error body: `{"success": false, "detail", "code"}`.
@@ -111,4 +126,41 @@ pub struct ErrorBody {
     pub success: bool,
     pub detail: String,
     pub code: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The store completes the head with the sequence it assigns: the body
+    /// must be the envelope with that sequence, whatever the results hold.
+    #[test]
+    fn a_callback_body_is_its_head_and_sequence() {
+        for result in [None, Some(json!({"success": true, "message": "\"sequence\":"}))] {
+            let envelope = CallbackEnvelope {
+                task_id: "t".into(),
+                request_id: "t".into(),
+                kind: TaskKind::Mcp,
+                session_id: "s".into(),
+                analysis_session_id: None,
+                status: "succeeded".into(),
+                success: true,
+                error: None,
+                results: vec![json!({"sequence": 99, "text": "\"sequence\":1}"})],
+                completed_at: "2026-11-25T00:00:00+00:00".into(),
+                result,
+                sequence: 0,
+            };
+            let body = format!("{}{}}}", envelope.json_head(), 4242);
+            let back: CallbackEnvelope = serde_json::from_str(&body).unwrap();
+            assert_eq!(
+                back,
+                CallbackEnvelope {
+                    sequence: 4242,
+                    ..envelope
+                }
+            );
+        }
+    }
 }

@@ -827,49 +827,53 @@ impl Inner {
     ) -> Option<TaskStatus> {
         let executor = self.executor(spec.kind);
         let now = self.clock.now_ms();
-        let mut results = Vec::new();
-        let mut summaries = Vec::new();
         let commands: Vec<String> = calls
             .iter()
             .map(|c| executor.as_ref().map(|e| e.command(c)).unwrap_or_default())
             .collect();
-        for (i, call) in calls.iter().enumerate() {
-            let outcome = outcomes.get(i).and_then(Option::as_ref);
-            if let (Some(o), Some(e)) = (outcome, &executor) {
-                results.push(e.result_entry(i, call, o));
-            }
-            summaries.push(memory::CallSummary {
-                command: &commands[i],
-                outcome,
-            });
-        }
+        let outcome = |i: usize| outcomes.get(i).and_then(Option::as_ref);
+        let summaries: Vec<_> = commands
+            .iter()
+            .enumerate()
+            .map(|(i, command)| memory::CallSummary {
+                command,
+                outcome: outcome(i),
+            })
+            .collect();
         let summary = memory::summarize(status, error.as_deref(), &summaries);
         let success = status == TaskStatus::Succeeded;
         let message = match &error {
             Some(e) => format!("{status}: {e}"),
             None => format!("{status}: {} calls", calls.len()),
         };
+        // The result entries only go into a callback.
         let callback = spec.callback_url.clone().map(|url| {
+            let results: Vec<Value> = match &executor {
+                Some(e) => calls
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, call)| Some(e.result_entry(i, call, outcome(i)?)))
+                    .collect(),
+                None => Vec::new(),
+            };
             let result = executor
                 .as_ref()
                 .and_then(|e| e.envelope_result(success, &results, &message));
-            (
-                url,
-                CallbackEnvelope {
-                    task_id: spec.id.clone(),
-                    request_id: spec.id.clone(),
-                    kind: spec.kind,
-                    session_id: spec.session_id.clone(),
-                    analysis_session_id: spec.analysis_session_id.clone(),
-                    status: status.as_str().to_owned(),
-                    success,
-                    error: error.clone(),
-                    results,
-                    completed_at: iso(now),
-                    sequence: 0,
-                    result,
-                },
-            )
+            let envelope = CallbackEnvelope {
+                task_id: spec.id.clone(),
+                request_id: spec.id.clone(),
+                kind: spec.kind,
+                session_id: spec.session_id.clone(),
+                analysis_session_id: spec.analysis_session_id.clone(),
+                status: status.as_str().to_owned(),
+                success,
+                error: error.clone(),
+                results,
+                completed_at: iso(now),
+                result,
+                sequence: 0,
+            };
+            (url, envelope.json_head())
         });
         let finish = TaskFinish {
             task_id: spec.id.clone(),

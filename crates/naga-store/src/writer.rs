@@ -43,7 +43,7 @@ trait Job: Send {
 struct Pending<T, F> {
     work: F,
     result: Option<Result<T, StoreError>>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
+    reply: oneshot::Sender<(Result<T, StoreError>, F)>,
 }
 
 impl<T, F> Job for Pending<T, F>
@@ -64,7 +64,9 @@ where
             (Some(e), _) => Err(StoreError::Commit(e)),
             (None, None) => Err(StoreError::NotCommitted),
         };
-        let _ = self.reply.send(answer);
+        // The work goes back with the answer: the caller frees what it
+        // holds, not the writer thread, which every request waits on.
+        let _ = self.reply.send((answer, self.work));
     }
 }
 
@@ -134,7 +136,9 @@ impl Writer {
         self.tx
             .send(Msg::Job(job))
             .map_err(|_| StoreError::NotCommitted)?;
-        answer.await.map_err(|_| StoreError::NotCommitted)?
+        let (answer, work) = answer.await.map_err(|_| StoreError::NotCommitted)?;
+        drop(work);
+        answer
     }
 
     pub(crate) async fn close(&self) {
@@ -197,6 +201,9 @@ fn run(
 /// those stalls out of all but the slowest requests.
 const RESTART_FRAMES: i64 = 16384;
 
+const CATCH_UP_ROUNDS: usize = 20;
+const CATCH_UP_FRAMES: i64 = 256;
+
 /// Every 100 ms, a passive checkpoint: copies committed WAL frames into the
 /// database without blocking the writer. Under steady load a passive
 /// checkpoint never catches up with the writer, so the WAL would grow
@@ -205,8 +212,23 @@ const RESTART_FRAMES: i64 = 16384;
 fn checkpoint_loop(conn: Connection, most: i64, stop: &AtomicBool, restart: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
-            Ok(frames) if frames > most => restart.store(true, Ordering::Relaxed),
+        let passive = || {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+        };
+        match passive() {
+            Ok((frames, _)) if frames > most => {
+                // Catch up first: the restart then syncs and copies only
+                // the frames written since, not the last 100 ms of log.
+                for _ in 0..CATCH_UP_ROUNDS {
+                    match passive() {
+                        Ok((frames, done)) if frames - done > CATCH_UP_FRAMES => {}
+                        _ => break,
+                    }
+                }
+                restart.store(true, Ordering::Relaxed)
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
         }

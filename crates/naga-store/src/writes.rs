@@ -1,7 +1,7 @@
 //! Every change to the store, each one job of the group-commit writer.
 
 use crate::{rows::*, Store, StoreError};
-use naga_core::{time::Millis, wire::CallbackEnvelope, TaskStatus};
+use naga_core::{time::Millis, TaskStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// A batch to register (the seed's `create_task`).
@@ -91,8 +91,9 @@ pub struct TaskFinish {
     pub status: TaskStatus,
     pub error: Option<String>,
     pub finished_at: Millis,
-    /// URL and envelope (its `sequence` is assigned here).
-    pub callback: Option<(String, CallbackEnvelope)>,
+    /// URL and the envelope's JSON up to its `sequence`, assigned here
+    /// (`CallbackEnvelope::json_head`).
+    pub callback: Option<(String, String)>,
     pub callback_id: String,
     /// The deterministic summary (JSON) kept on the task row.
     pub summary: Option<String>,
@@ -326,15 +327,13 @@ fn finish_task(c: &Connection, f: &TaskFinish) -> Result<Finished, StoreError> {
     if ended == 0 {
         return Ok(Finished::AlreadyEnded);
     }
-    let Some((url, envelope)) = &f.callback else {
+    let Some((url, head)) = &f.callback else {
         return Ok(Finished::Ended { callback: None });
     };
-    let mut envelope = envelope.clone();
     let seq: i64 = c
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM callbacks")?
         .query_row([], |r| r.get(0))?;
-    envelope.sequence = seq;
-    let body = serde_json::to_string(&envelope).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let body = format!("{head}{seq}}}");
     c.prepare_cached(
         "INSERT INTO callbacks (seq, id, task_id, url, body, status, attempts, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
