@@ -137,7 +137,10 @@ mod tests {
     /// must be the envelope with that sequence, whatever the results hold.
     #[test]
     fn a_callback_body_is_its_head_and_sequence() {
-        for result in [None, Some(json!({"success": true, "message": "\"sequence\":"}))] {
+        for result in [
+            None,
+            Some(json!({"success": true, "message": "\"sequence\":"})),
+        ] {
             let envelope = CallbackEnvelope {
                 task_id: "t".into(),
                 request_id: "t".into(),

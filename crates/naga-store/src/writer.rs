@@ -201,6 +201,9 @@ fn run(
 /// those stalls out of all but the slowest requests.
 const RESTART_FRAMES: i64 = 16384;
 
+/// Before asking for a restart, the checkpointer runs up to this many more
+/// passive checkpoints, until fewer than `CATCH_UP_FRAMES` frames are left
+/// to copy: the restart (which holds the writer) copies only those.
 const CATCH_UP_ROUNDS: usize = 20;
 const CATCH_UP_FRAMES: i64 = 256;
 
@@ -219,8 +222,8 @@ fn checkpoint_loop(conn: Connection, most: i64, stop: &AtomicBool, restart: &Ato
         };
         match passive() {
             Ok((frames, _)) if frames > most => {
-                // Catch up first: the restart then syncs and copies only
-                // the frames written since, not the last 100 ms of log.
+                // Catch up first: the restart then copies only the frames
+                // written since, not the last 100 ms of log.
                 for _ in 0..CATCH_UP_ROUNDS {
                     match passive() {
                         Ok((frames, done)) if frames - done > CATCH_UP_FRAMES => {}
