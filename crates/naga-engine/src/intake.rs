@@ -256,6 +256,7 @@ impl Engine {
         };
         let spec = TaskSpec {
             id: request_id,
+            seq: 0, // known once committed
             kind: batch.kind,
             session_id: session.into_string(),
             analysis_session_id: batch.analysis_session_id,
@@ -275,7 +276,11 @@ impl Engine {
     }
 
     /// Commits a validated batch and hands it to the scheduler.
-    async fn commit(&self, mut task: NewTask, spec: TaskSpec) -> Result<Scheduled, EngineError> {
+    async fn commit(
+        &self,
+        mut task: NewTask,
+        mut spec: TaskSpec,
+    ) -> Result<Scheduled, EngineError> {
         let scheduler = self.scheduler();
         let ids = (
             spec.session_id.as_str(),
@@ -290,7 +295,7 @@ impl Engine {
         task.started = reservation.is_some();
         let inserted = self.store().insert_task(task).await?;
         match inserted {
-            Inserted::New => {}
+            Inserted::New { seq } => spec.seq = seq,
             Inserted::Existing { response } => {
                 tracing::info!(
                     session_id = ids.0,

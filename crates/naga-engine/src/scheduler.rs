@@ -69,6 +69,8 @@ impl Calls {
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
     pub id: String,
+    /// The store's key for the task (`Inserted::New`).
+    pub seq: i64,
     pub kind: TaskKind,
     pub session_id: String,
     pub analysis_session_id: Option<String>,
@@ -419,6 +421,7 @@ impl Scheduler {
             finished_calls = done.iter().filter(|d| d.is_some()).count(),
             calls = done.len(), "lease taken over: task resumes at its first unfinished call");
         Ok(TaskSpec {
+            seq: t.seq,
             kind: TaskKind::parse(&t.kind).unwrap_or(TaskKind::Agent),
             policy: serde_json::from_value(Value::String(t.policy)).unwrap_or_default(),
             id: t.id,
@@ -782,6 +785,7 @@ impl Inner {
         tracing::debug!(task_id = %spec.id, session_id = %spec.session_id, index,
             success = outcome.success, "call finished");
         CallFinish {
+            task_seq: spec.seq,
             owner: self.node_id.clone(),
             idx: index as i64,
             result: serde_json::to_string(outcome).unwrap_or_default(),
@@ -877,6 +881,7 @@ impl Inner {
         });
         let finish = TaskFinish {
             task_id: spec.id.clone(),
+            task_seq: spec.seq,
             owner: self.node_id.clone(),
             last_call,
             status,

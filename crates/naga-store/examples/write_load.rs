@@ -44,7 +44,7 @@ async fn one_batch(store: Store, i: usize) {
         owner: "node".into(),
         until: now + 30_000,
     };
-    store
+    let Inserted::New { seq } = store
         .insert_task(NewTask {
             id: id.clone(),
             kind: "agent",
@@ -62,8 +62,12 @@ async fn one_batch(store: Store, i: usize) {
             started: true, // its session idle: committed as running, as the engine does
         })
         .await
-        .unwrap();
+        .unwrap()
+    else {
+        panic!("batch {i} was stored before");
+    };
     let finish = |idx: i64| CallFinish {
+        task_seq: seq,
         owner: "node".into(),
         idx,
         result: format!(r#"{{"success":true,"result":"step {idx}"}}"#),
@@ -102,6 +106,7 @@ async fn one_batch(store: Store, i: usize) {
     let ended = store
         .finish_task(TaskFinish {
             task_id: id.clone(),
+            task_seq: seq,
             owner: "node".into(),
             last_call: Some(finish(1)),
             status: TaskStatus::Succeeded,

@@ -38,17 +38,14 @@ pub struct Lease {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inserted {
-    New,
+    /// Stored, with its `seq`: the store's own key for the task, by which
+    /// its calls and end are recorded.
+    New { seq: i64 },
     /// The request id was known: the first answer, verbatim.
-    Existing {
-        response: String,
-    },
+    Existing { response: String },
     /// An identical batch (same session and fingerprint) is still active:
     /// its answer; nothing was stored.
-    Duplicate {
-        task_id: String,
-        response: String,
-    },
+    Duplicate { task_id: String, response: String },
 }
 
 /// One step to record.
@@ -68,6 +65,8 @@ pub struct NewStep {
 /// The end of one call: its result, its step, and what memory learns.
 #[derive(Debug, Clone)]
 pub struct CallFinish {
+    /// The task's `seq` (`Inserted::New`); its id (`step.task_id`) must match.
+    pub task_seq: i64,
     /// The lease holder; the write is refused when another holds the task.
     pub owner: String,
     pub idx: i64,
@@ -83,6 +82,8 @@ pub struct CallFinish {
 #[derive(Debug, Clone)]
 pub struct TaskFinish {
     pub task_id: String,
+    /// The task's `seq` (`Inserted::New`); `task_id` must match.
+    pub task_seq: i64,
     /// The lease holder; a task held by another node is not ended here.
     pub owner: String,
     /// The task's last call, recorded in the same transaction (one commit
@@ -131,23 +132,17 @@ pub(crate) fn touch_session(
     Ok(())
 }
 
-/// Where a step goes: its task's seq and session, and the step's number
-/// (counted from the steps themselves: the task's row is not rewritten per
-/// step). With `owner`, only while that node holds the unfinished task.
-fn step_target(
-    c: &Connection,
-    task_id: &str,
-    owner: Option<&str>,
-) -> Result<Option<(i64, String, i64)>, StoreError> {
+/// Where a reported step goes: its task's seq and session, and the step's
+/// number (counted from the steps themselves: the task's row is not
+/// rewritten per step). A call's end finds its task by `seq` instead
+/// (`record_call`).
+fn step_target(c: &Connection, task_id: &str) -> Result<Option<(i64, String, i64)>, StoreError> {
     Ok(c.prepare_cached(
         "SELECT seq, session_id,
                 (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = seq)
-         FROM tasks
-         WHERE id = ?1 AND (?2 IS NULL OR (lease_owner = ?2 AND status IN ('queued', 'running')))",
+         FROM tasks WHERE id = ?1",
     )?
-    .query_row(params![task_id, owner], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })
+    .query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
     .optional()?)
 }
 
@@ -199,7 +194,7 @@ fn write_step(
 
 /// A step that ends no call (reported, or noted by an agent along the way).
 fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
-    let Some(target) = step_target(c, &step.task_id, None)? else {
+    let Some(target) = step_target(c, &step.task_id)? else {
         return Err(StoreError::Conflict(format!("no task `{}`", step.task_id)));
     };
     write_step(c, step, target, None)
@@ -291,14 +286,28 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
         task.lease.owner,
         task.lease.until
     ])?;
-    Ok(Inserted::New)
+    Ok(Inserted::New {
+        seq: c.last_insert_rowid(),
+    })
 }
 
 /// Records the end of one call: the step that carries its outcome (its key
 /// fact is read off the step), and a failed-attempt count when it failed.
 /// Refused when `owner` no longer holds the unfinished task (fencing).
 fn record_call(c: &Connection, f: &CallFinish) -> Result<StepRow, StoreError> {
-    let Some(target) = step_target(c, &f.step.task_id, Some(&f.owner))? else {
+    // By `seq`, the table's own key: no walk of the text-id index per call.
+    let target = c
+        .prepare_cached(
+            "SELECT session_id,
+                    (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = ?1)
+             FROM tasks
+             WHERE seq = ?1 AND id = ?2 AND lease_owner = ?3 AND status IN ('queued', 'running')",
+        )?
+        .query_row(params![f.task_seq, f.step.task_id, f.owner], |r| {
+            Ok((f.task_seq, r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some(target) = target else {
         return Err(StoreError::LeaseLost(f.step.task_id.clone()));
     };
     let step = write_step(c, &f.step, target, Some((&f.result, f.started_at)))?;
@@ -314,7 +323,7 @@ fn finish_task(c: &Connection, f: &TaskFinish) -> Result<Finished, StoreError> {
         .prepare_cached(
             "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4, summary = ?6,
                  lease_owner = NULL, lease_expires_at = NULL
-             WHERE id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?5",
+             WHERE seq = ?7 AND id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?5",
         )?
         .execute(params![
             f.task_id,
@@ -322,7 +331,8 @@ fn finish_task(c: &Connection, f: &TaskFinish) -> Result<Finished, StoreError> {
             f.error,
             f.finished_at,
             f.owner,
-            f.summary
+            f.summary,
+            f.task_seq
         ])?;
     if ended == 0 {
         return Ok(Finished::AlreadyEnded);

@@ -35,8 +35,9 @@ fn task(id: &str, owner: &str, until: i64) -> NewTask {
     }
 }
 
-fn call_finish(owner: &str, task_id: &str) -> CallFinish {
+fn call_finish(owner: &str, task_id: &str, task_seq: i64) -> CallFinish {
     CallFinish {
+        task_seq,
         owner: owner.into(),
         idx: 0,
         result: "{\"success\":true}".into(),
@@ -56,7 +57,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
     let (_d, s) = store().await;
     assert_eq!(
         s.insert_task(task("t1", "A", 1_000)).await.unwrap(),
-        Inserted::New
+        Inserted::New { seq: 1 }
     );
     assert!(s.start_task("t1", "A", 10).await.unwrap());
 
@@ -102,12 +103,13 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
 
     // A can no longer record calls, start or end the task.
     assert!(matches!(
-        s.finish_call(call_finish("A", "t1")).await,
+        s.finish_call(call_finish("A", "t1", 1)).await,
         Err(StoreError::LeaseLost(_))
     ));
     assert!(!s.start_task("t1", "A", 2_002).await.unwrap());
     let end = |owner: &str| TaskFinish {
         task_id: "t1".into(),
+        task_seq: 1,
         owner: owner.into(),
         last_call: None,
         status: TaskStatus::Succeeded,
@@ -121,8 +123,12 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
         s.finish_task(end("A")).await.unwrap(),
         Finished::AlreadyEnded
     ));
-    // B can.
-    s.finish_call(call_finish("B", "t1")).await.unwrap();
+    // B can, for this task only: a seq with another task's id is refused.
+    assert!(matches!(
+        s.finish_call(call_finish("B", "t2", 1)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    s.finish_call(call_finish("B", "t1", 1)).await.unwrap();
     assert!(matches!(
         s.finish_task(end("B")).await.unwrap(),
         Finished::Ended { callback: None }
