@@ -256,7 +256,7 @@ impl Engine {
         };
         let spec = TaskSpec {
             id: request_id,
-            seq: 0, // known once committed
+            seq: 0,
             kind: batch.kind,
             session_id: session.into_string(),
             analysis_session_id: batch.analysis_session_id,

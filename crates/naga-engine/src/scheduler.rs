@@ -69,7 +69,7 @@ impl Calls {
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
     pub id: String,
-    /// The store's key for the task (`Inserted::New`).
+    /// The store's key for the task (`Inserted::New`); 0 until committed.
     pub seq: i64,
     pub kind: TaskKind,
     pub session_id: String,

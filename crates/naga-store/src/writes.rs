@@ -340,6 +340,13 @@ fn finish_task(c: &Connection, f: &TaskFinish) -> Result<Finished, StoreError> {
     let Some((url, head)) = &f.callback else {
         return Ok(Finished::Ended { callback: None });
     };
+    if !head.starts_with('{') || !head.ends_with("\"sequence\":") {
+        // Never a body a receiver could not parse.
+        return Err(StoreError::Corrupt(format!(
+            "callback of `{}`: not an envelope's JSON up to its sequence",
+            f.task_id
+        )));
+    }
     let seq: i64 = c
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM callbacks")?
         .query_row([], |r| r.get(0))?;
