@@ -9,6 +9,7 @@ mod conversations;
 mod error;
 mod reads;
 mod rows;
+mod wal_vfs;
 mod writer;
 mod writes;
 
@@ -88,7 +89,16 @@ fn writer_connection(
         .split('?')
         .next()
         .unwrap_or_default();
-    let conn = rusqlite::Connection::open(path)?;
+    wal_vfs::register().map_err(|rc| {
+        StoreError::Unsupported(format!(
+            "the WAL-gathering VFS could not be registered (SQLite code {rc})"
+        ))
+    })?;
+    let conn = rusqlite::Connection::open_with_flags_and_vfs(
+        path,
+        rusqlite::OpenFlags::default(),
+        wal_vfs::NAME.to_str().unwrap_or_default(),
+    )?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(128);
     let sync = match synchronous {

@@ -1,0 +1,557 @@
+//! A thin SQLite VFS for the writer's connection that writes each commit's
+//! WAL frames in a few large `pwrite`s instead of two per frame.
+//!
+//! SQLite appends a frame as two writes (its 24-byte header, then the page),
+//! and a group commit of the writer appends 20–40 frames: half of the
+//! writer's CPU went to those system calls and to the kernel's per-write
+//! work on each 4 KiB page they straddle. This VFS wraps the platform's
+//! ("unix") and, for the WAL file only, gathers appended frames in memory and
+//! hands them to the kernel in a few large writes (64 KiB each) **inside the
+//! write of the commit frame's page**, so that:
+//! - a commit's frames are in the file before SQLite publishes the commit in
+//!   the shared WAL index (which it does after its last frame write): readers
+//!   and the checkpointer never see a committed frame that is not written,
+//!   and a failed write fails the commit, as before;
+//! - nothing else changes: reads, syncs, truncation and size queries of the
+//!   WAL write out what is gathered first; writes that are not appends (a
+//!   frame's checksum rewritten in place, the WAL header on a restart) go
+//!   straight through; the main database file is untouched.
+//!
+//! Durability is unchanged: a frame in this buffer belongs to a commit that
+//! has not returned, exactly like a frame whose `write` has not happened yet.
+
+use rusqlite::ffi;
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::sync::OnceLock;
+
+/// The name to open the writer's connection with.
+pub(crate) const NAME: &CStr = c"naga-wal";
+
+/// Frames gathered beyond this are written out even before their commit
+/// (a very large transaction); 8 MiB is 2,000 frames of 4 KiB.
+const MAX_GATHER: usize = 8 << 20;
+
+/// The most the platform VFS writes in one call (it masks a length to 17
+/// bits): gathered frames go out in pieces of this size.
+const MAX_WRITE: usize = 64 << 10;
+
+/// Size of a WAL frame header (SQLite's `WAL_FRAME_HDRSIZE`).
+const FRAME_HEADER: usize = 24;
+
+/// Registers the VFS once; later calls return the first outcome.
+pub(crate) fn register() -> Result<(), c_int> {
+    static REGISTERED: OnceLock<Result<(), c_int>> = OnceLock::new();
+    *REGISTERED.get_or_init(|| unsafe {
+        let real = ffi::sqlite3_vfs_find(std::ptr::null());
+        if real.is_null() {
+            return Err(ffi::SQLITE_ERROR);
+        }
+        // The wrapper is the platform VFS with a larger file object and its
+        // own xOpen; every other entry (paths, access, time…) is the platform's.
+        let mut vfs: ffi::sqlite3_vfs = *real;
+        vfs.szOsFile = std::mem::size_of::<File>() as c_int;
+        vfs.pNext = std::ptr::null_mut();
+        vfs.zName = NAME.as_ptr();
+        vfs.xOpen = Some(open);
+        REAL.set(Platform(real)).ok();
+        let vfs = Box::leak(Box::new(vfs));
+        match ffi::sqlite3_vfs_register(vfs, 0) {
+            ffi::SQLITE_OK => Ok(()),
+            rc => Err(rc),
+        }
+    })
+}
+
+/// The platform VFS, wrapped.
+struct Platform(*mut ffi::sqlite3_vfs);
+// SAFETY: SQLite's VFS objects are immutable once registered and
+// thread-safe by contract.
+unsafe impl Send for Platform {}
+unsafe impl Sync for Platform {}
+static REAL: OnceLock<Platform> = OnceLock::new();
+
+/// One open file: SQLite's header first (it allocates `szOsFile` bytes and
+/// casts), then the platform's file, then the WAL's gathered frames.
+#[repr(C)]
+struct File {
+    base: ffi::sqlite3_file,
+    real: *mut ffi::sqlite3_file,
+    /// `Some` for a WAL file only.
+    wal: Option<Box<Gather>>,
+}
+
+/// Appended WAL bytes not yet written, from `offset` on.
+#[derive(Default)]
+struct Gather {
+    offset: i64,
+    bytes: Vec<u8>,
+    /// The end of the furthest write since the WAL header was last written:
+    /// a write below it rewrites a frame and goes straight through.
+    high_water: i64,
+    /// The last gathered write was a commit frame's header: its page ends
+    /// the commit.
+    commit_header: bool,
+}
+
+impl Gather {
+    fn end(&self) -> i64 {
+        self.offset + self.bytes.len() as i64
+    }
+}
+
+static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
+    iVersion: 3,
+    xClose: Some(close),
+    xRead: Some(read),
+    xWrite: Some(write),
+    xTruncate: Some(truncate),
+    xSync: Some(sync),
+    xFileSize: Some(file_size),
+    xLock: Some(lock),
+    xUnlock: Some(unlock),
+    xCheckReservedLock: Some(check_reserved_lock),
+    xFileControl: Some(file_control),
+    xSectorSize: Some(sector_size),
+    xDeviceCharacteristics: Some(device_characteristics),
+    xShmMap: Some(shm_map),
+    xShmLock: Some(shm_lock),
+    xShmBarrier: Some(shm_barrier),
+    xShmUnmap: Some(shm_unmap),
+    xFetch: Some(fetch),
+    xUnfetch: Some(unfetch),
+};
+
+unsafe fn this<'a>(f: *mut ffi::sqlite3_file) -> &'a mut File {
+    &mut *(f as *mut File)
+}
+
+/// The platform file's method `$m`, called with `$args`.
+macro_rules! real {
+    ($file:expr, $m:ident $(, $arg:expr)*) => {{
+        let real = $file.real;
+        match (*(*real).pMethods).$m {
+            Some(m) => m(real $(, $arg)*),
+            None => ffi::SQLITE_IOERR,
+        }
+    }};
+}
+
+unsafe extern "C" fn open(
+    _vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    (*file).pMethods = std::ptr::null();
+    let Some(Platform(real_vfs)) = REAL.get() else {
+        return ffi::SQLITE_ERROR;
+    };
+    let size = (**real_vfs).szOsFile as u64;
+    let real = ffi::sqlite3_malloc64(size) as *mut ffi::sqlite3_file;
+    if real.is_null() {
+        return ffi::SQLITE_NOMEM;
+    }
+    std::ptr::write_bytes(real as *mut u8, 0, size as usize);
+    let Some(real_open) = (**real_vfs).xOpen else {
+        ffi::sqlite3_free(real as *mut c_void);
+        return ffi::SQLITE_ERROR;
+    };
+    let rc = real_open(*real_vfs, name, real, flags, out_flags);
+    if rc != ffi::SQLITE_OK || (*real).pMethods.is_null() {
+        // On failure SQLite does not call xClose: nothing of ours is left.
+        if !(*real).pMethods.is_null() {
+            if let Some(close) = (*(*real).pMethods).xClose {
+                close(real);
+            }
+        }
+        ffi::sqlite3_free(real as *mut c_void);
+        return if rc == ffi::SQLITE_OK {
+            ffi::SQLITE_ERROR
+        } else {
+            rc
+        };
+    }
+    let wal = (flags & ffi::SQLITE_OPEN_WAL != 0).then(Box::<Gather>::default);
+    std::ptr::write(
+        file as *mut File,
+        File {
+            base: ffi::sqlite3_file { pMethods: &METHODS },
+            real,
+            wal,
+        },
+    );
+    ffi::SQLITE_OK
+}
+
+/// Writes out what is gathered; the gathered bytes are dropped either way
+/// (a failed write fails the SQLite call that asked for it).
+unsafe fn flush(file: &mut File) -> c_int {
+    let Some(gather) = file.wal.as_mut() else {
+        return ffi::SQLITE_OK;
+    };
+    gather.commit_header = false;
+    if gather.bytes.is_empty() {
+        return ffi::SQLITE_OK;
+    }
+    let bytes = std::mem::take(&mut gather.bytes);
+    let mut rc = ffi::SQLITE_OK;
+    for (i, chunk) in bytes.chunks(MAX_WRITE).enumerate() {
+        let at = gather_offset(file) + (i * MAX_WRITE) as i64;
+        rc = real!(
+            file,
+            xWrite,
+            chunk.as_ptr() as *const c_void,
+            chunk.len() as c_int,
+            at
+        );
+        if rc != ffi::SQLITE_OK {
+            break;
+        }
+    }
+    if let Some(gather) = file.wal.as_mut() {
+        // The allocation is kept for the next commit.
+        gather.bytes = bytes;
+        gather.bytes.clear();
+    }
+    rc
+}
+
+fn gather_offset(file: &File) -> i64 {
+    file.wal.as_ref().map_or(0, |g| g.offset)
+}
+
+unsafe extern "C" fn close(f: *mut ffi::sqlite3_file) -> c_int {
+    let file = this(f);
+    let flushed = flush(file);
+    let rc = real!(file, xClose);
+    ffi::sqlite3_free(file.real as *mut c_void);
+    std::ptr::drop_in_place(file as *mut File);
+    if flushed != ffi::SQLITE_OK {
+        flushed
+    } else {
+        rc
+    }
+}
+
+unsafe extern "C" fn read(
+    f: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    amt: c_int,
+    off: i64,
+) -> c_int {
+    let file = this(f);
+    match flush(file) {
+        ffi::SQLITE_OK => real!(file, xRead, buf, amt, off),
+        rc => rc,
+    }
+}
+
+unsafe extern "C" fn write(
+    f: *mut ffi::sqlite3_file,
+    buf: *const c_void,
+    amt: c_int,
+    off: i64,
+) -> c_int {
+    let file = this(f);
+    let Some(gather) = file.wal.as_mut() else {
+        return real!(file, xWrite, buf, amt, off);
+    };
+    let data = std::slice::from_raw_parts(buf as *const u8, amt.max(0) as usize);
+    let appends = if gather.bytes.is_empty() {
+        off > 0 && off >= gather.high_water
+    } else {
+        off == gather.end()
+    };
+    if !appends {
+        // The WAL header (a new cycle of the log) or a rewrite in place.
+        let rc = flush(file);
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        let rc = real!(file, xWrite, buf, amt, off);
+        if let Some(gather) = file.wal.as_mut() {
+            gather.high_water = if off == 0 {
+                off + amt as i64
+            } else {
+                gather.high_water.max(off + amt as i64)
+            };
+        }
+        return rc;
+    }
+    if gather.bytes.is_empty() {
+        gather.offset = off;
+    }
+    gather.bytes.extend_from_slice(data);
+    gather.high_water = gather.high_water.max(off + amt as i64);
+    let ends_commit = gather.commit_header && data.len() != FRAME_HEADER;
+    // A frame header's bytes 4..8 are the database size after a commit,
+    // non-zero only on a commit's last frame.
+    gather.commit_header = data.len() == FRAME_HEADER && data[4..8] != [0, 0, 0, 0];
+    if ends_commit || gather.bytes.len() >= MAX_GATHER {
+        return flush(file);
+    }
+    ffi::SQLITE_OK
+}
+
+unsafe extern "C" fn truncate(f: *mut ffi::sqlite3_file, size: i64) -> c_int {
+    let file = this(f);
+    match flush(file) {
+        ffi::SQLITE_OK => real!(file, xTruncate, size),
+        rc => rc,
+    }
+}
+
+unsafe extern "C" fn sync(f: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    let file = this(f);
+    match flush(file) {
+        ffi::SQLITE_OK => real!(file, xSync, flags),
+        rc => rc,
+    }
+}
+
+unsafe extern "C" fn file_size(f: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
+    let file = this(f);
+    match flush(file) {
+        ffi::SQLITE_OK => real!(file, xFileSize, size),
+        rc => rc,
+    }
+}
+
+unsafe extern "C" fn lock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    real!(this(f), xLock, level)
+}
+
+unsafe extern "C" fn unlock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    real!(this(f), xUnlock, level)
+}
+
+unsafe extern "C" fn check_reserved_lock(f: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
+    real!(this(f), xCheckReservedLock, out)
+}
+
+unsafe extern "C" fn file_control(f: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
+    let file = this(f);
+    match flush(file) {
+        ffi::SQLITE_OK => real!(file, xFileControl, op, arg),
+        rc => rc,
+    }
+}
+
+unsafe extern "C" fn sector_size(f: *mut ffi::sqlite3_file) -> c_int {
+    let file = this(f);
+    match (*(*file.real).pMethods).xSectorSize {
+        Some(m) => m(file.real),
+        None => 4096,
+    }
+}
+
+unsafe extern "C" fn device_characteristics(f: *mut ffi::sqlite3_file) -> c_int {
+    let file = this(f);
+    match (*(*file.real).pMethods).xDeviceCharacteristics {
+        Some(m) => m(file.real),
+        None => 0,
+    }
+}
+
+unsafe extern "C" fn shm_map(
+    f: *mut ffi::sqlite3_file,
+    region: c_int,
+    size: c_int,
+    extend: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
+    real!(this(f), xShmMap, region, size, extend, out)
+}
+
+unsafe extern "C" fn shm_lock(
+    f: *mut ffi::sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
+    real!(this(f), xShmLock, offset, n, flags)
+}
+
+unsafe extern "C" fn shm_barrier(f: *mut ffi::sqlite3_file) {
+    let file = this(f);
+    if let Some(m) = (*(*file.real).pMethods).xShmBarrier {
+        m(file.real)
+    }
+}
+
+unsafe extern "C" fn shm_unmap(f: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
+    real!(this(f), xShmUnmap, delete)
+}
+
+unsafe extern "C" fn fetch(
+    f: *mut ffi::sqlite3_file,
+    off: i64,
+    amt: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
+    let file = this(f);
+    match flush(file) {
+        ffi::SQLITE_OK => real!(file, xFetch, off, amt, out),
+        rc => rc,
+    }
+}
+
+unsafe extern "C" fn unfetch(f: *mut ffi::sqlite3_file, off: i64, p: *mut c_void) -> c_int {
+    real!(this(f), xUnfetch, off, p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::{params, Connection, OpenFlags};
+    use std::path::Path;
+
+    fn open_gathering(path: &Path, cache_pages: i64) -> Connection {
+        register().unwrap();
+        let conn =
+            Connection::open_with_flags_and_vfs(path, OpenFlags::default(), NAME.to_str().unwrap())
+                .unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = {cache_pages};
+             CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v BLOB NOT NULL);
+             CREATE INDEX IF NOT EXISTS t_by_v ON t(v);"
+        ))
+        .unwrap();
+        conn
+    }
+
+    /// What another process would find if this one died now: the database
+    /// and its WAL copied as they are in the file system (no shared-memory
+    /// index: the copy recovers from the WAL alone), opened with the
+    /// platform VFS.
+    fn as_found_after_a_crash(path: &Path) -> (i64, i64, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(path, &copy).unwrap();
+        let wal = path.with_extension("db-wal");
+        if wal.exists() {
+            std::fs::copy(&wal, dir.path().join("copy.db-wal")).unwrap();
+        }
+        let conn = Connection::open(&copy).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        let (n, sum) = conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(k * length(v)), 0) FROM t",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        (n, sum, check)
+    }
+
+    fn blob(k: i64, len: usize) -> Vec<u8> {
+        (0..len).map(|i| (k as usize * 31 + i * 7) as u8).collect()
+    }
+
+    #[test]
+    fn every_commit_is_in_the_files_when_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("naga.db");
+        let mut conn = open_gathering(&path, 2000);
+        let (mut rows, mut sum) = (0i64, 0i64);
+        for commit in 0..60i64 {
+            let tx = conn.transaction().unwrap();
+            // Random-ish keys: many pages per commit, as a group commit has.
+            for j in 0..40i64 {
+                let k = (commit * 40 + j) * 7919 % 100_003;
+                let len = 100 + (k % 700) as usize;
+                tx.execute(
+                    "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                    params![k, blob(k, len)],
+                )
+                .unwrap();
+                rows += 1;
+                sum += k * len as i64;
+            }
+            tx.commit().unwrap();
+            if commit % 6 == 5 {
+                // The log starts over from its header, as the writer's
+                // restarts make it.
+                conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                    .unwrap();
+            }
+            assert_eq!(as_found_after_a_crash(&path), (rows, sum, "ok".into()));
+        }
+    }
+
+    #[test]
+    fn spilled_rewritten_and_rolled_back_frames_leave_only_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("naga.db");
+        // A cache of 10 pages: a large transaction spills frames into the
+        // WAL before its commit and then changes those pages again (SQLite
+        // rewrites such frames in place and their checksums at the commit).
+        let mut conn = open_gathering(&path, 10);
+        let tx = conn.transaction().unwrap();
+        for k in 0..3000i64 {
+            tx.execute(
+                "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                params![k, blob(k, 300)],
+            )
+            .unwrap();
+        }
+        tx.execute("UPDATE t SET v = ?1 WHERE k % 3 = 0", params![blob(1, 250)])
+            .unwrap();
+        tx.commit().unwrap();
+        // Checked before this connection reads anything (a read would write
+        // out whatever it still held).
+        let sum = |ks: std::ops::Range<i64>| -> i64 {
+            ks.map(|k| k * if k % 3 == 0 { 250 } else { 300 }).sum()
+        };
+        let expected = (3000, sum(0..3000));
+        assert_eq!(
+            as_found_after_a_crash(&path),
+            (expected.0, expected.1, "ok".into())
+        );
+
+        // A spilled transaction that rolls back leaves nothing, and the next
+        // commit overwrites its frames.
+        let tx = conn.transaction().unwrap();
+        for k in 3000..6000i64 {
+            tx.execute(
+                "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                params![k, blob(k, 300)],
+            )
+            .unwrap();
+        }
+        tx.rollback().unwrap();
+        assert_eq!(
+            as_found_after_a_crash(&path),
+            (expected.0, expected.1, "ok".into())
+        );
+        conn.execute("DELETE FROM t WHERE k < 100", []).unwrap();
+        assert_eq!(
+            as_found_after_a_crash(&path),
+            (2900, sum(100..3000), "ok".into())
+        );
+    }
+
+    #[test]
+    fn a_reader_on_the_platform_vfs_sees_each_commit_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("naga.db");
+        let writer = open_gathering(&path, 2000);
+        let reader = Connection::open(&path).unwrap();
+        for k in 0..200i64 {
+            writer
+                .execute(
+                    "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                    params![k, blob(k, 900)],
+                )
+                .unwrap();
+            let seen: i64 = reader
+                .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(seen, k + 1);
+        }
+    }
+}
