@@ -78,6 +78,13 @@ impl Store {
     }
 }
 
+/// The writer's page cache, in KiB (`cache_size` = minus this). 8 MiB holds
+/// the hot index pages of a store of 200,000 batches as well as 32 MiB did
+/// (`write_load`: 46–49 µs per batch either way), costs 3–5 µs less per batch
+/// on a small store (SQLite walks its whole page cache at each commit where a
+/// b-tree rebalanced), and is 24 MiB less resident memory.
+const WRITER_CACHE_KIB: u32 = 8192;
+
 /// The writer's own connection (rusqlite), with the same pragmas.
 fn writer_connection(
     url: &str,
@@ -108,7 +115,7 @@ fn writer_connection(
     // Checkpoints run on their own thread (see writer.rs), not in commits.
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0;
+         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = 0;
          PRAGMA journal_size_limit = 67108864;"
     ))?;
     Ok(conn)
