@@ -20,7 +20,7 @@ use axum::{extract::State, routing::post, Json, Router};
 use clap::Parser;
 use serde_json::{json, Value};
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -201,6 +201,47 @@ fn spawn_naga(args: &Args, dir: &std::path::Path) -> anyhow::Result<Server> {
             return Ok(Server { child, url });
         }
     }
+}
+
+/// CPU time (user + system) of the process's threads so far, in µs,
+/// by thread name (`naga-writer`, `tokio-rt-worker`, …).
+fn thread_cpu_us(pid: u32) -> BTreeMap<String, f64> {
+    let mut by_name = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(task.path().join("comm")),
+            std::fs::read_to_string(task.path().join("stat")),
+        ) else {
+            continue;
+        };
+        // Fields after the parenthesized name: utime and stime are the
+        // 12th and 13th, in clock ticks (100 per second).
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+            .sum();
+        *by_name.entry(name.trim().to_owned()).or_insert(0.0) += ticks * 10_000.0;
+    }
+    by_name
+}
+
+/// naga's CPU per unit of work: in total and for its writer thread.
+fn cpu_per(pid: u32, units: usize) -> (f64, f64) {
+    let cpu = thread_cpu_us(pid);
+    let n = units.max(1) as f64;
+    (
+        cpu.values().sum::<f64>() / n,
+        cpu.get("naga-writer").copied().unwrap_or(0.0) / n,
+    )
 }
 
 fn rss_mib(pid: u32) -> Option<f64> {
@@ -419,7 +460,7 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
     };
     eprintln!("round {r}: accept, naga durable /schedule");
     let dir = tempfile::tempdir()?;
-    let (accept, accept_rss) = {
+    let (accept, accept_rss, accept_cpu) = {
         let s = spawn_naga(args, dir.path())?;
         let l = load(
             &s.url,
@@ -430,7 +471,11 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
             &format!("accept{r}"),
         )
         .await;
-        (l, rss_mib(s.child.id()))
+        (
+            l,
+            rss_mib(s.child.id()),
+            cpu_per(s.child.id(), args.requests),
+        )
     };
     eprintln!(
         "round {r}: end to end, bare axum + one callback per request, {} batches",
@@ -445,10 +490,11 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
         args.batches, args.calls
     );
     let dir = tempfile::tempdir()?;
-    let (e2e, lost, e2e_load, rss) = {
+    let (e2e, lost, e2e_load, rss, e2e_cpu) = {
         let s = spawn_naga(args, dir.path())?;
         let (rate, lost, l) = drain(&s.url, args, receiver, cb, &format!("e2e{r}")).await;
-        (rate, lost, l, rss_mib(s.child.id()))
+        let cpu = cpu_per(s.child.id(), args.batches);
+        (rate, lost, l, rss_mib(s.child.id()), cpu)
     };
     Ok(json!({
         "accept": {
@@ -456,12 +502,15 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
             "bare_p50_ms": bare.percentile(0.5), "bare_p99_ms": bare.percentile(0.99),
             "naga_p50_ms": accept.percentile(0.5), "naga_p99_ms": accept.percentile(0.99),
             "naga_errors": accept.errors, "naga_rss_mib": accept_rss,
+            // CPU during the run (the accepted batches also run meanwhile).
+            "naga_cpu_us_per_request": accept_cpu.0, "naga_writer_cpu_us_per_request": accept_cpu.1,
         },
         "end_to_end": {
             "ceiling_batches_per_s": ceiling, "ceiling_lost": ceiling_lost,
             "naga_batches_per_s": e2e, "ratio": e2e / ceiling, "naga_lost_callbacks": lost,
             "naga_p99_ms": e2e_load.percentile(0.99), "naga_errors": e2e_load.errors,
             "naga_rss_mib_after": rss,
+            "naga_cpu_us_per_batch": e2e_cpu.0, "naga_writer_cpu_us_per_batch": e2e_cpu.1,
         },
     }))
 }
@@ -552,6 +601,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         f(&e["naga_batches_per_s"]),
         f(&e["ratio"]),
         f(&e["naga_lost_callbacks"])
+    );
+    println!(
+        "cpu         naga {:.0} µs per accepted request (writer {:.0}), {:.0} µs per batch end to end (writer {:.0})",
+        f(&a["naga_cpu_us_per_request"]),
+        f(&a["naga_writer_cpu_us_per_request"]),
+        f(&e["naga_cpu_us_per_batch"]),
+        f(&e["naga_writer_cpu_us_per_batch"])
     );
     println!(
         "memory      naga RSS after {} batches: {:.1} MiB, the largest of the rounds (target ≤ 100)",
