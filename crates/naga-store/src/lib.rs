@@ -85,13 +85,13 @@ impl Store {
 /// b-tree rebalanced), and is 24 MiB less resident memory.
 const WRITER_CACHE_KIB: u32 = 8192;
 
-/// The WAL file is cut back to this size when the log restarts: above the
-/// largest it reaches between restarts (the writer's restart bound is 16,384
-/// frames, ~68 MB, plus what arrives while the checkpointer catches up), so
-/// that it is never cut in steady state. Cutting it (at 64 MiB, below that
-/// size) cost every restart an ext4 truncate of 8–19 ms on the writer, and
-/// the blocks then had to be allocated again, with journal commits.
-const WAL_KEEP_BYTES: u64 = 128 << 20;
+/// The WAL file is cut back to this size when the log restarts: well above
+/// the largest it reaches between restarts (the writer's restart bound is
+/// 16,384 frames, ~68 MB, plus what arrives while the checkpointer catches
+/// up), so that it is not cut in steady state. Cutting it at 64 MiB (below
+/// that size) cost every restart a truncate of 8–19 ms on the writer (ext4
+/// frees and discards the blocks), and the blocks were then allocated again.
+const WAL_KEEP_BYTES: u64 = 256 << 20;
 
 /// The writer's own connection (rusqlite), with the same pragmas.
 fn writer_connection(
