@@ -4,7 +4,7 @@
 use crate::agents::{AgentRegistry, CallContext, CallOutcome};
 use futures::future::BoxFuture;
 use naga_core::wire::CallPayload;
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 
 pub trait Executor: Send + Sync {
     /// Runs one call. Dropping the future stops it.
@@ -44,9 +44,54 @@ impl Executor for AgentExecutor {
     }
 
     fn result_entry(&self, index: usize, call: &CallPayload, outcome: &CallOutcome) -> Value {
-        let mut result = serde_json::to_value(outcome).unwrap_or_default();
-        result["task_type"] = json!(AgentRegistry::agent_name(call));
-        result["instruction"] = call.get("instruction").cloned().unwrap_or(Value::Null);
-        json!({"agent_call": call, "step_index": index, "result": result})
+        // Built from the parts (a map is a clone away), not through a
+        // serializer: this runs for every call of every batch with a callback.
+        let mut result = Map::new();
+        result.insert("success".into(), Value::Bool(outcome.success));
+        if let Some(r) = &outcome.result {
+            result.insert("result".into(), r.clone());
+        }
+        if let Some(e) = &outcome.error {
+            result.insert("error".into(), Value::String(e.clone()));
+        }
+        let task_type = AgentRegistry::agent_name(call).map(|a| Value::String(a.to_owned()));
+        result.insert("task_type".into(), task_type.unwrap_or(Value::Null));
+        let instruction = call.get("instruction").cloned();
+        result.insert("instruction".into(), instruction.unwrap_or(Value::Null));
+        let mut entry = Map::new();
+        entry.insert("agent_call".into(), Value::Object(call.clone()));
+        entry.insert("step_index".into(), Value::from(index));
+        entry.insert("result".into(), Value::Object(result));
+        Value::Object(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_agent_result_entry_is_the_outcome_with_the_call_and_its_agent() {
+        let executor = AgentExecutor {
+            agents: AgentRegistry::default(),
+        };
+        let call: CallPayload = serde_json::from_value(
+            json!({"agentType": "agent", "tool_name": "echo", "instruction": "hi", "n": [1, 2]}),
+        )
+        .unwrap();
+        assert_eq!(
+            executor.result_entry(3, &call, &CallOutcome::ok(json!({"echo": "hi"}))),
+            json!({"agent_call": call, "step_index": 3, "result": {
+                "success": true, "result": {"echo": "hi"},
+                "task_type": "echo", "instruction": "hi"}})
+        );
+        let bare: CallPayload = serde_json::from_value(json!({"agentType": "agent"})).unwrap();
+        assert_eq!(
+            executor.result_entry(0, &bare, &CallOutcome::failed("no agent")),
+            json!({"agent_call": {"agentType": "agent"}, "step_index": 0, "result": {
+                "success": false, "error": "no agent",
+                "task_type": null, "instruction": null}})
+        );
     }
 }
