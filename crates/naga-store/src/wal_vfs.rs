@@ -136,6 +136,18 @@ macro_rules! real {
     }};
 }
 
+/// Writes out what the WAL has gathered, then calls the platform's method:
+/// whatever reads, syncs or measures the file sees every write made so far.
+macro_rules! flushed_then {
+    ($f:expr, $m:ident $(, $arg:expr)*) => {{
+        let file = this($f);
+        match flush(file) {
+            ffi::SQLITE_OK => real!(file, $m $(, $arg)*),
+            rc => rc,
+        }
+    }};
+}
+
 unsafe extern "C" fn open(
     _vfs: *mut ffi::sqlite3_vfs,
     name: *const c_char,
@@ -240,11 +252,7 @@ unsafe extern "C" fn read(
     amt: c_int,
     off: i64,
 ) -> c_int {
-    let file = this(f);
-    match flush(file) {
-        ffi::SQLITE_OK => real!(file, xRead, buf, amt, off),
-        rc => rc,
-    }
+    flushed_then!(f, xRead, buf, amt, off)
 }
 
 unsafe extern "C" fn write(
@@ -312,19 +320,11 @@ unsafe extern "C" fn truncate(f: *mut ffi::sqlite3_file, size: i64) -> c_int {
 }
 
 unsafe extern "C" fn sync(f: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    let file = this(f);
-    match flush(file) {
-        ffi::SQLITE_OK => real!(file, xSync, flags),
-        rc => rc,
-    }
+    flushed_then!(f, xSync, flags)
 }
 
 unsafe extern "C" fn file_size(f: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    let file = this(f);
-    match flush(file) {
-        ffi::SQLITE_OK => real!(file, xFileSize, size),
-        rc => rc,
-    }
+    flushed_then!(f, xFileSize, size)
 }
 
 unsafe extern "C" fn lock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
@@ -340,11 +340,7 @@ unsafe extern "C" fn check_reserved_lock(f: *mut ffi::sqlite3_file, out: *mut c_
 }
 
 unsafe extern "C" fn file_control(f: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
-    let file = this(f);
-    match flush(file) {
-        ffi::SQLITE_OK => real!(file, xFileControl, op, arg),
-        rc => rc,
-    }
+    flushed_then!(f, xFileControl, op, arg)
 }
 
 unsafe extern "C" fn sector_size(f: *mut ffi::sqlite3_file) -> c_int {
@@ -399,11 +395,7 @@ unsafe extern "C" fn fetch(
     amt: c_int,
     out: *mut *mut c_void,
 ) -> c_int {
-    let file = this(f);
-    match flush(file) {
-        ffi::SQLITE_OK => real!(file, xFetch, off, amt, out),
-        rc => rc,
-    }
+    flushed_then!(f, xFetch, off, amt, out)
 }
 
 unsafe extern "C" fn unfetch(f: *mut ffi::sqlite3_file, off: i64, p: *mut c_void) -> c_int {
@@ -457,6 +449,17 @@ mod tests {
         (n, sum, check)
     }
 
+    /// Rows `ks`, each with a blob of `len` bytes.
+    fn insert(c: &Connection, ks: std::ops::Range<i64>, len: usize) {
+        for k in ks {
+            c.execute(
+                "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                params![k, blob(k, len)],
+            )
+            .unwrap();
+        }
+    }
+
     fn blob(k: i64, len: usize) -> Vec<u8> {
         (0..len).map(|i| (k as usize * 31 + i * 7) as u8).collect()
     }
@@ -501,13 +504,7 @@ mod tests {
         // rewrites such frames in place and their checksums at the commit).
         let mut conn = open_gathering(&path, 10);
         let tx = conn.transaction().unwrap();
-        for k in 0..3000i64 {
-            tx.execute(
-                "INSERT INTO t (k, v) VALUES (?1, ?2)",
-                params![k, blob(k, 300)],
-            )
-            .unwrap();
-        }
+        insert(&tx, 0..3000, 300);
         tx.execute("UPDATE t SET v = ?1 WHERE k % 3 = 0", params![blob(1, 250)])
             .unwrap();
         tx.commit().unwrap();
@@ -525,13 +522,7 @@ mod tests {
         // A spilled transaction that rolls back leaves nothing, and the next
         // commit overwrites its frames.
         let tx = conn.transaction().unwrap();
-        for k in 3000..6000i64 {
-            tx.execute(
-                "INSERT INTO t (k, v) VALUES (?1, ?2)",
-                params![k, blob(k, 300)],
-            )
-            .unwrap();
-        }
+        insert(&tx, 3000..6000, 300);
         tx.rollback().unwrap();
         assert_eq!(
             as_found_after_a_crash(&path),
@@ -549,13 +540,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("naga.db");
         let conn = open_gathering(&path, 2000);
-        for k in 0..2000i64 {
-            conn.execute(
-                "INSERT INTO t (k, v) VALUES (?1, ?2)",
-                params![k, blob(k, 900)],
-            )
-            .unwrap();
-        }
+        insert(&conn, 0..2000, 900);
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .unwrap();
         let wal = path.with_extension("db-wal");
