@@ -78,6 +78,10 @@ struct File {
     real: *mut ffi::sqlite3_file,
     /// `Some` for a WAL file only.
     wal: Option<Box<Gather>>,
+    /// The other file of the pair: a database file's open WAL, a WAL's
+    /// database file (null when none). A database file drops its WAL's
+    /// gathered frames when the write lock is released (see `shm_lock`).
+    pair: *mut File,
 }
 
 /// Appended WAL bytes not yet written, from `offset` on.
@@ -184,15 +188,31 @@ unsafe extern "C" fn open(
             rc
         };
     }
-    let wal = (flags & ffi::SQLITE_OPEN_WAL != 0).then(Box::<Gather>::default);
+    let is_wal = flags & ffi::SQLITE_OPEN_WAL != 0;
+    let pair = if is_wal {
+        let db = ffi::sqlite3_database_file_object(name) as *mut File;
+        // Ours only (the same connection opens both through this VFS).
+        if !db.is_null() && std::ptr::eq((*db).base.pMethods, &METHODS) {
+            db
+        } else {
+            std::ptr::null_mut()
+        }
+    } else {
+        std::ptr::null_mut()
+    };
+    let ours = file as *mut File;
     std::ptr::write(
-        file as *mut File,
+        ours,
         File {
             base: ffi::sqlite3_file { pMethods: &METHODS },
             real,
-            wal,
+            wal: is_wal.then(Box::<Gather>::default),
+            pair,
         },
     );
+    if !pair.is_null() {
+        (*pair).pair = ours;
+    }
     ffi::SQLITE_OK
 }
 
@@ -233,17 +253,17 @@ fn gather_offset(file: &File) -> i64 {
     file.wal.as_ref().map_or(0, |g| g.offset)
 }
 
+/// Closing a WAL drops what it gathered: every commit's frames are written
+/// by the end of the commit, so anything left belongs to none.
 unsafe extern "C" fn close(f: *mut ffi::sqlite3_file) -> c_int {
     let file = this(f);
-    let flushed = flush(file);
+    if !file.pair.is_null() {
+        (*file.pair).pair = std::ptr::null_mut();
+    }
     let rc = real!(file, xClose);
     ffi::sqlite3_free(file.real as *mut c_void);
     std::ptr::drop_in_place(file as *mut File);
-    if flushed != ffi::SQLITE_OK {
-        flushed
-    } else {
-        rc
-    }
+    rc
 }
 
 unsafe extern "C" fn read(
@@ -369,13 +389,30 @@ unsafe extern "C" fn shm_map(
     real!(this(f), xShmMap, region, size, extend, out)
 }
 
+/// SQLite's `WAL_WRITE_LOCK`, the first lock of the WAL index.
+const WAL_WRITE_LOCK: c_int = 0;
+
+/// When this connection gives up the WAL's write lock, its transaction has
+/// committed (and its frames are written) or rolled back: frames still
+/// gathered then are a rolled-back transaction's and are dropped, so that
+/// they can never land later on frames another connection has committed.
 unsafe extern "C" fn shm_lock(
     f: *mut ffi::sqlite3_file,
     offset: c_int,
     n: c_int,
     flags: c_int,
 ) -> c_int {
-    real!(this(f), xShmLock, offset, n, flags)
+    let file = this(f);
+    let rc = real!(file, xShmLock, offset, n, flags);
+    let releases_write =
+        offset == WAL_WRITE_LOCK && flags == ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE;
+    if releases_write && !file.pair.is_null() {
+        if let Some(gather) = (*file.pair).wal.as_mut() {
+            gather.bytes.clear();
+            gather.commit_header = false;
+        }
+    }
+    rc
 }
 
 unsafe extern "C" fn shm_barrier(f: *mut ffi::sqlite3_file) {
@@ -533,6 +570,54 @@ mod tests {
             as_found_after_a_crash(&path),
             (2900, sum(100..3000), "ok".into())
         );
+    }
+
+    #[test]
+    fn frames_of_a_rolled_back_transaction_are_never_written_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("naga.db");
+        let mut ours = open_gathering(&path, 10);
+        ours.execute_batch("CREATE TABLE u (k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+            .unwrap();
+        let fill = |c: &Connection, ks: std::ops::Range<i64>| {
+            for k in ks {
+                c.execute(
+                    "INSERT INTO u (k, v) VALUES (?1, ?2)",
+                    params![k, blob(k, 3000)],
+                )
+                .unwrap();
+            }
+        };
+        fill(&ours, 0..10);
+        // Appends that spill out of a 10-page cache without reading back:
+        // gathered frames of a transaction that then rolls back.
+        let tx = ours.transaction().unwrap();
+        fill(&tx, 10..200);
+        tx.rollback().unwrap();
+        // Another connection (another process, say) commits over the same
+        // stretch of the WAL.
+        let other = Connection::open(&path).unwrap();
+        fill(&other, 1000..1100);
+        // Ours reads again: nothing it held may land on the other's frames.
+        let count = |c: &Connection| -> (i64, i64) {
+            c.query_row("SELECT COUNT(*), SUM(k) FROM u", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap()
+        };
+        let expected = (110, (0..10).sum::<i64>() + (1000..1100).sum::<i64>());
+        assert_eq!(count(&ours), expected);
+        drop(other);
+        let copy = dir.path().join("copy");
+        std::fs::create_dir(&copy).unwrap();
+        for f in ["naga.db", "naga.db-wal"] {
+            std::fs::copy(dir.path().join(f), copy.join(f)).unwrap();
+        }
+        let found = Connection::open(copy.join("naga.db")).unwrap();
+        let check: String = found
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((count(&found), check), (expected, "ok".into()));
     }
 
     #[test]
