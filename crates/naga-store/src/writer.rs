@@ -23,7 +23,7 @@
 //! and serves the reads.
 
 use crate::StoreError;
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 use std::sync::{
     atomic::{AtomicBool, Ordering},
     Arc,
@@ -256,42 +256,67 @@ fn checkpoint_loop(conn: Connection, most: i64, stop: &AtomicBool, restart: &Ato
 /// left out (it keeps its error).
 fn commit_group(conn: &mut Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), String> {
     let failed = {
-        let tx = begin(conn)?;
-        match jobs.iter_mut().position(|job| !job.run(&tx)) {
-            None => return tx.commit().map_err(|e| e.to_string()),
+        let group = Group::begin(conn)?;
+        match jobs.iter_mut().position(|job| !job.run(group.0)) {
+            None => return group.commit(),
             Some(failed) => failed,
         }
-        // Dropping `tx` rolls the whole group back.
+        // Dropping `group` rolls the whole group back.
     };
     tracing::debug!(
         jobs = jobs.len(),
         failed,
         "a job failed: the group runs again with savepoints"
     );
-    let tx = begin(conn)?;
-    // Savepoints through cached statements: parsed once, not per job.
-    let run = |sql: &str| -> Result<(), String> {
-        tx.prepare_cached(sql)
-            .and_then(|mut st| st.execute([]))
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    };
+    let group = Group::begin(conn)?;
     for (i, job) in jobs.iter_mut().enumerate() {
         if i == failed {
             continue;
         }
-        run("SAVEPOINT job")?;
-        if !job.run(&tx) {
-            run("ROLLBACK TO job")?;
+        group.run("SAVEPOINT job")?;
+        if !job.run(group.0) {
+            group.run("ROLLBACK TO job")?;
         }
-        run("RELEASE job")?;
+        group.run("RELEASE job")?;
     }
-    tx.commit().map_err(|e| e.to_string())
+    group.commit()
 }
 
-fn begin(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, String> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())
+/// A group's transaction, begun, committed and (when dropped before its
+/// commit) rolled back through cached statements: SQLite parses `BEGIN`
+/// and `COMMIT` once, not at every group.
+struct Group<'c>(&'c Connection);
+
+impl<'c> Group<'c> {
+    fn begin(conn: &'c Connection) -> Result<Self, String> {
+        let group = Self(conn);
+        group.run("BEGIN IMMEDIATE")?;
+        Ok(group)
+    }
+
+    fn run(&self, sql: &str) -> Result<(), String> {
+        self.0
+            .prepare_cached(sql)
+            .and_then(|mut st| st.execute([]))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn commit(self) -> Result<(), String> {
+        let done = self.run("COMMIT");
+        if done.is_ok() {
+            std::mem::forget(self);
+        }
+        done
+    }
+}
+
+impl Drop for Group<'_> {
+    fn drop(&mut self) {
+        if !self.0.is_autocommit() {
+            let _ = self.run("ROLLBACK");
+        }
+    }
 }
 
 #[cfg(test)]
