@@ -2,9 +2,9 @@
 //! WAL frames in a few large `pwrite`s instead of two per frame.
 //!
 //! SQLite appends a frame as two writes (its 24-byte header, then the page),
-//! and a group commit of the writer appends 20–40 frames: half of the
-//! writer's CPU went to those system calls and to the kernel's per-write
-//! work on each 4 KiB page they straddle. This VFS wraps the platform's
+//! and a group commit of the writer appends 15–40 frames: over a third of
+//! the writer's CPU went to those system calls and to the kernel's
+//! per-write work on each 4 KiB page they straddle. This VFS wraps the platform's
 //! ("unix") and, for the WAL file only, gathers appended frames in memory and
 //! hands them to the kernel in a few large writes (64 KiB each) **inside the
 //! write of the commit frame's page**, so that:
@@ -15,7 +15,12 @@
 //! - nothing else changes: reads, syncs, truncation and size queries of the
 //!   WAL write out what is gathered first; writes that are not appends (a
 //!   frame's checksum rewritten in place, the WAL header on a restart) go
-//!   straight through; the main database file is untouched.
+//!   straight through; frames still gathered when the connection releases
+//!   the WAL's write lock (a rolled-back transaction's) are dropped.
+//!
+//! One more thing, for either file: a truncation to the size the file
+//! already has is skipped (ext4 journals and discards even then; see
+//! `truncate`).
 //!
 //! Durability is unchanged: a frame in this buffer belongs to a commit that
 //! has not returned, exactly like a frame whose `write` has not happened yet.
