@@ -19,7 +19,7 @@
 //!   the WAL's write lock (a rolled-back transaction's) are dropped.
 //!
 //! One more thing, for either file: a truncation to the size the file
-//! already has is skipped (ext4 journals and discards even then; see
+//! already has is skipped (ext4 still runs its whole truncate path; see
 //! `truncate`).
 //!
 //! Durability is unchanged: a frame in this buffer belongs to a commit that
@@ -329,7 +329,7 @@ unsafe extern "C" fn write(
 
 /// A truncation to the size the file already has is skipped: SQLite asks
 /// for one at the end of every complete checkpoint, and ext4 still runs its
-/// truncate path (journalled), which held the writer for 10–15 ms at each
+/// truncate path, which held the writer for 10–15 ms at each
 /// WAL restart.
 unsafe extern "C" fn truncate(f: *mut ffi::sqlite3_file, size: i64) -> c_int {
     let file = this(f);
