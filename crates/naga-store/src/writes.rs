@@ -146,20 +146,17 @@ fn step_target(c: &Connection, task_id: &str) -> Result<Option<(i64, String, i64
     .optional()?)
 }
 
-/// Writes a step. `end`: the step ends its call, with the call's outcome
-/// (JSON) and start time. (Two plain statements, a read and an INSERT: an
-/// INSERT … SELECT reading its own table, or RETURNING, would build a
-/// temporary b-tree per step, which cost more than both.)
-fn write_step(
-    c: &Connection,
-    step: &NewStep,
-    (task_seq, session_id, step_no): (i64, String, i64),
-    end: Option<(&str, Millis)>,
-) -> Result<StepRow, StoreError> {
+/// A step that ends no call (reported, or noted by an agent along the way).
+/// (Two plain statements, a read and an INSERT: an INSERT … SELECT reading
+/// its own table, or RETURNING, would build a temporary b-tree per step.)
+fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
+    let Some((task_seq, session_id, step_no)) = step_target(c, &step.task_id)? else {
+        return Err(StoreError::Conflict(format!("no task `{}`", step.task_id)));
+    };
     c.prepare_cached(
         "INSERT INTO steps (task_seq, task_id, session_id, step_no, call_idx, purpose, content,
-                            output, analysis, success, error, created_at, result, started_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                            output, analysis, success, error, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         task_seq,
@@ -174,8 +171,6 @@ fn write_step(
         step.success,
         step.error,
         step.created_at,
-        end.map(|e| e.0),
-        end.map(|e| e.1)
     ])?;
     Ok(StepRow {
         task_id: step.task_id.clone(),
@@ -192,20 +187,46 @@ fn write_step(
     })
 }
 
-/// A step that ends no call (reported, or noted by an agent along the way).
-fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
-    let Some(target) = step_target(c, &step.task_id)? else {
-        return Err(StoreError::Conflict(format!("no task `{}`", step.task_id)));
-    };
-    write_step(c, step, target, None)
-}
-
 /// Memory learns from a failed step: the command's failed-attempt count.
 /// (Its key fact is read off the steps by the `key_facts` view.)
 fn record_failure(c: &Connection, step: &StepRow, command: &str) -> Result<(), StoreError> {
     if step.success {
         return Ok(());
     }
+    count_failure_of(
+        c,
+        &step.session_id,
+        command,
+        step.error.as_deref(),
+        &step.task_id,
+        step.created_at,
+    )
+}
+
+fn count_failure(
+    c: &Connection,
+    session_id: &str,
+    command: &str,
+    step: &NewStep,
+) -> Result<(), StoreError> {
+    count_failure_of(
+        c,
+        session_id,
+        command,
+        step.error.as_deref(),
+        &step.task_id,
+        step.created_at,
+    )
+}
+
+fn count_failure_of(
+    c: &Connection,
+    session_id: &str,
+    command: &str,
+    error: Option<&str>,
+    task_id: &str,
+    at: Millis,
+) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO failed_attempts (session_id, command, count, last_error, last_task_id, updated_at)
          VALUES (?1, ?2, 1, ?3, ?4, ?5)
@@ -213,7 +234,7 @@ fn record_failure(c: &Connection, step: &StepRow, command: &str) -> Result<(), S
              last_error = excluded.last_error, last_task_id = excluded.last_task_id,
              updated_at = excluded.updated_at",
     )?
-    .execute(params![step.session_id, command, step.error, step.task_id, step.created_at])?;
+    .execute(params![session_id, command, error, task_id, at])?;
     Ok(())
 }
 
@@ -294,25 +315,57 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
 /// Records the end of one call: the step that carries its outcome (its key
 /// fact is read off the step), and a failed-attempt count when it failed.
 /// Refused when `owner` no longer holds the unfinished task (fencing).
-fn record_call(c: &Connection, f: &CallFinish) -> Result<StepRow, StoreError> {
-    // By `seq`, the table's own key: no walk of the text-id index per call.
-    let target = c
+///
+/// One statement: the step's number comes from its task's steps, its
+/// session from the task row, addressed by `seq` (the table's own key) and
+/// read only while `owner` holds the task unfinished; otherwise the session
+/// is NULL and the column's NOT NULL refuses the row. (A scalar subquery in
+/// VALUES, unlike INSERT … SELECT from the same table, needs no temporary
+/// b-tree.)
+fn record_call(c: &Connection, f: &CallFinish) -> Result<(), StoreError> {
+    let step = &f.step;
+    let inserted = c
         .prepare_cached(
-            "SELECT session_id,
-                    (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = ?1)
-             FROM tasks
-             WHERE seq = ?1 AND id = ?2 AND lease_owner = ?3 AND status IN ('queued', 'running')",
+            "INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
+                                output, analysis, success, error, created_at, result, started_at)
+             VALUES (?1, (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = ?1), ?2,
+                     (SELECT session_id FROM tasks
+                      WHERE seq = ?1 AND id = ?2 AND lease_owner = ?3
+                        AND status IN ('queued', 'running')),
+                     ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?
-        .query_row(params![f.task_seq, f.step.task_id, f.owner], |r| {
-            Ok((f.task_seq, r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    let Some(target) = target else {
-        return Err(StoreError::LeaseLost(f.step.task_id.clone()));
-    };
-    let step = write_step(c, &f.step, target, Some((&f.result, f.started_at)))?;
-    record_failure(c, &step, &f.command)?;
-    Ok(step)
+        .execute(params![
+            f.task_seq,
+            step.task_id,
+            f.owner,
+            step.call_idx,
+            step.purpose,
+            step.content,
+            step.output,
+            step.analysis,
+            step.success,
+            step.error,
+            step.created_at,
+            f.result,
+            f.started_at
+        ]);
+    match inserted {
+        Ok(_) => {}
+        Err(rusqlite::Error::SqliteFailure(e, Some(m)))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL
+                && m.contains("steps.session_id") =>
+        {
+            return Err(StoreError::LeaseLost(step.task_id.clone()));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if !step.success {
+        let session_id: String = c
+            .prepare_cached("SELECT session_id FROM tasks WHERE seq = ?1")?
+            .query_row(params![f.task_seq], |r| r.get(0))?;
+        count_failure(c, &session_id, &f.command, step)?;
+    }
+    Ok(())
 }
 
 fn finish_task(c: &Connection, f: &TaskFinish) -> Result<Finished, StoreError> {
@@ -484,7 +537,7 @@ impl Store {
     }
 
     /// Records the end of one call (see `record_call`).
-    pub async fn finish_call(&self, f: CallFinish) -> Result<StepRow, StoreError> {
+    pub async fn finish_call(&self, f: CallFinish) -> Result<(), StoreError> {
         self.writer.write(move |c| record_call(c, &f)).await
     }
 
