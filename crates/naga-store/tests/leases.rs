@@ -1,5 +1,5 @@
-//! Leases, take-over and fencing, on a real SQLite file, with explicit
-//! times instead of waiting.
+//! Leases, take-over and fencing (and the callback row a task end stores), on
+//! a real SQLite file, with explicit times instead of waiting.
 
 use naga_core::{config::StoreConfig, TaskStatus};
 use naga_store::*;
@@ -197,4 +197,45 @@ async fn group_commit_fails_one_job_alone() {
         s.session("other").await.unwrap().is_none(),
         "the failed job left nothing behind"
     );
+}
+
+#[tokio::test]
+async fn a_callback_is_stored_as_handed_over_with_the_next_sequence() {
+    let (_d, s) = store().await;
+    let mut rows = Vec::new();
+    for (seq, id) in [(1, "c1"), (2, "c2")] {
+        s.insert_task(task(id, "A", 10)).await.unwrap();
+        let head = format!(r#"{{"task_id":"{id}","results":[{{"x":"}}"}}],"sequence":"#);
+        let ended = s
+            .finish_task(TaskFinish {
+                task_id: id.into(),
+                task_seq: seq,
+                owner: "A".into(),
+                last_call: Some(call_finish("A", id, seq)),
+                status: TaskStatus::Succeeded,
+                error: None,
+                finished_at: 5,
+                callback: Some(("http://127.0.0.1:9/cb".into(), head)),
+                callback_id: format!("msg_{id}"),
+                summary: None,
+            })
+            .await
+            .unwrap();
+        let Finished::Ended {
+            callback: Some(row),
+        } = ended
+        else {
+            panic!("{id} did not end with a callback");
+        };
+        rows.push(row);
+    }
+    let stored = s.pending_callbacks().await.unwrap();
+    assert_eq!(stored.len(), 2);
+    for (handed, kept) in rows.iter().zip(&stored) {
+        assert_eq!((handed.seq, &handed.body), (kept.seq, &kept.body));
+        let body: serde_json::Value = serde_json::from_str(&kept.body).unwrap();
+        assert_eq!(body["sequence"], kept.seq);
+        assert_eq!(body["results"][0]["x"], "}");
+    }
+    assert_eq!((stored[0].seq, stored[1].seq), (1, 2));
 }
