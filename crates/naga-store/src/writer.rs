@@ -150,7 +150,7 @@ impl Writer {
 }
 
 fn run(
-    mut conn: Connection,
+    conn: Connection,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     max_batch: usize,
     restart: &AtomicBool,
@@ -171,7 +171,7 @@ fn run(
         }
         if !jobs.is_empty() {
             let n = jobs.len();
-            let error = commit_group(&mut conn, &mut jobs).err();
+            let error = commit_group(&conn, &mut jobs).err();
             if let Some(e) = &error {
                 tracing::error!(jobs = n, error = %e, "group commit failed");
             }
@@ -254,7 +254,7 @@ fn checkpoint_loop(conn: Connection, most: i64, stop: &AtomicBool, restart: &Ato
 /// Runs the group and commits it: first without savepoints; when a job
 /// fails, again from the start with a savepoint per job, the failed one
 /// left out (it keeps its error).
-fn commit_group(conn: &mut Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), String> {
+fn commit_group(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), String> {
     let failed = {
         let group = Group::begin(conn)?;
         match jobs.iter_mut().position(|job| !job.run(group.0)) {

@@ -189,37 +189,7 @@ fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
 
 /// Memory learns from a failed step: the command's failed-attempt count.
 /// (Its key fact is read off the steps by the `key_facts` view.)
-fn record_failure(c: &Connection, step: &StepRow, command: &str) -> Result<(), StoreError> {
-    if step.success {
-        return Ok(());
-    }
-    count_failure_of(
-        c,
-        &step.session_id,
-        command,
-        step.error.as_deref(),
-        &step.task_id,
-        step.created_at,
-    )
-}
-
 fn count_failure(
-    c: &Connection,
-    session_id: &str,
-    command: &str,
-    step: &NewStep,
-) -> Result<(), StoreError> {
-    count_failure_of(
-        c,
-        session_id,
-        command,
-        step.error.as_deref(),
-        &step.task_id,
-        step.created_at,
-    )
-}
-
-fn count_failure_of(
     c: &Connection,
     session_id: &str,
     command: &str,
@@ -363,7 +333,15 @@ fn record_call(c: &Connection, f: &CallFinish) -> Result<(), StoreError> {
         let session_id: String = c
             .prepare_cached("SELECT session_id FROM tasks WHERE seq = ?1")?
             .query_row(params![f.task_seq], |r| r.get(0))?;
-        count_failure(c, &session_id, &f.command, step)?;
+        let error = step.error.as_deref();
+        count_failure(
+            c,
+            &session_id,
+            &f.command,
+            error,
+            &step.task_id,
+            step.created_at,
+        )?;
     }
     Ok(())
 }
@@ -546,12 +524,18 @@ impl Store {
         self.writer
             .write(move |c| {
                 let row = insert_step(c, &step)?;
-                let command = row
-                    .purpose
-                    .clone()
-                    .or(row.content.clone())
-                    .unwrap_or_default();
-                record_failure(c, &row, &command)?;
+                if !row.success {
+                    let command = row.purpose.as_deref().or(row.content.as_deref());
+                    let (error, at) = (row.error.as_deref(), row.created_at);
+                    count_failure(
+                        c,
+                        &row.session_id,
+                        command.unwrap_or_default(),
+                        error,
+                        &row.task_id,
+                        at,
+                    )?;
+                }
                 Ok(row)
             })
             .await
