@@ -2,12 +2,55 @@
 //! see. Field names are NagaAgent's and must not change.
 
 use crate::config::SessionPolicy;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
+use serde_json::{value::RawValue, Map, Value};
 
 /// One call of a batch as the client sent it: its fields are the agent's
 /// (or tool's) input and are kept verbatim.
 pub type CallPayload = Map<String, Value>;
+
+/// A call as it arrives in `/schedule`: a JSON object, kept as the text the
+/// client sent. A batch is stored and waits as text and is parsed when it
+/// runs, so accepting one builds no map per call only to print it again.
+#[derive(Debug, Clone)]
+pub struct RawCall(Box<RawValue>);
+
+impl RawCall {
+    /// The call's JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The call's fields.
+    pub fn parse(&self) -> CallPayload {
+        serde_json::from_str(self.get()).unwrap_or_default()
+    }
+
+    /// A call made here (e.g. by the legacy endpoint).
+    pub fn from_payload(call: &CallPayload) -> Self {
+        let text = serde_json::to_string(call).unwrap_or_else(|_| "{}".into());
+        Self(RawValue::from_string(text).expect("a printed map is JSON"))
+    }
+
+    pub fn into_text(self) -> Box<str> {
+        self.0.into()
+    }
+}
+
+impl<'de> Deserialize<'de> for RawCall {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        // A raw value starts at its first character: `{` is an object.
+        if raw.get().starts_with('{') {
+            Ok(Self(raw))
+        } else {
+            Err(D::Error::invalid_type(
+                serde::de::Unexpected::Other(raw.get()),
+                &"a JSON object (one call)",
+            ))
+        }
+    }
+}
 
 /// `POST /schedule` on the agent server (the seed's request).
 #[derive(Debug, Clone, Deserialize)]
@@ -15,7 +58,7 @@ pub struct AgentScheduleRequest {
     #[serde(default)]
     pub query: Option<String>,
     #[serde(default)]
-    pub agent_calls: Option<Vec<CallPayload>>,
+    pub agent_calls: Option<Vec<RawCall>>,
     #[serde(default)]
     pub session_id: Option<String>,
     #[serde(default)]
@@ -35,7 +78,7 @@ pub struct McpScheduleRequest {
     #[serde(default)]
     pub query: Option<String>,
     #[serde(default)]
-    pub tool_calls: Option<Vec<CallPayload>>,
+    pub tool_calls: Option<Vec<RawCall>>,
     #[serde(default)]
     pub session_id: Option<String>,
     #[serde(default)]

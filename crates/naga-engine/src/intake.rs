@@ -10,7 +10,9 @@ use naga_core::{
     config::SessionPolicy,
     ids::{new_request_id, validate_id},
     time::iso,
-    wire::{AgentScheduleRequest, CallPayload, McpScheduleRequest, ScheduleResponse, TaskKind},
+    wire::{
+        AgentScheduleRequest, CallPayload, McpScheduleRequest, RawCall, ScheduleResponse, TaskKind,
+    },
     SessionId,
 };
 use naga_store::{Inserted, NewTask};
@@ -23,12 +25,14 @@ pub const MAX_CALLS: usize = 1000;
 pub struct Batch {
     pub kind: TaskKind,
     pub query: Option<String>,
-    pub calls: Vec<CallPayload>,
+    pub calls: Vec<RawCall>,
     pub session_id: Option<String>,
     pub analysis_session_id: Option<String>,
     pub request_id: Option<String>,
     pub callback_url: Option<String>,
     pub policy: Option<SessionPolicy>,
+    /// What makes an identical batch still active answer instead (MCP).
+    pub fingerprint: Option<String>,
 }
 
 /// The answer to `/schedule`: the JSON to send, and what this request did.
@@ -66,6 +70,7 @@ impl Engine {
             request_id: req.request_id,
             callback_url: req.callback_url,
             policy: req.multitask_strategy,
+            fingerprint: None,
         })
         .await
     }
@@ -82,7 +87,8 @@ impl Engine {
                     .into(),
             ));
         }
-        for (i, c) in calls.iter().enumerate() {
+        let parsed: Vec<CallPayload> = calls.iter().map(RawCall::parse).collect();
+        for (i, c) in parsed.iter().enumerate() {
             for key in ["service_name", "tool_name"] {
                 if !c.get(key).is_some_and(Value::is_string) {
                     return Err(EngineError::Invalid(format!(
@@ -110,6 +116,7 @@ impl Engine {
                 retry_after_secs: 1,
             });
         }
+        let fingerprint = crate::mcp::fingerprint(&parsed);
         self.accept(Batch {
             kind: TaskKind::Mcp,
             query: req.query,
@@ -119,6 +126,7 @@ impl Engine {
             request_id: req.request_id,
             callback_url: req.callback_url,
             policy: req.multitask_strategy,
+            fingerprint: Some(fingerprint),
         })
         .await
     }
@@ -213,11 +221,14 @@ impl Engine {
                 session
             )));
         }
+        // Each call's JSON as sent: the scheduler keeps them while the batch
+        // waits, the store keeps them as one array.
+        let calls: Vec<Box<str>> = batch.calls.into_iter().map(RawCall::into_text).collect();
         let response = ScheduleResponse {
             success: true,
             status: "scheduled".into(),
             task_id: Some(request_id.clone()),
-            message: format!("已调度 {} 个{noun}", batch.calls.len()),
+            message: format!("已调度 {} 个{noun}", calls.len()),
             accepted_at: iso(now),
             session_id: session.as_str().to_owned(),
             analysis_session_id: batch.analysis_session_id.clone(),
@@ -230,13 +241,6 @@ impl Engine {
                 v.to_string()
             }
         };
-        // Each call's JSON: the scheduler keeps them while the batch waits,
-        // the store keeps them as one array.
-        let calls: Vec<String> = batch
-            .calls
-            .iter()
-            .map(|c| serde_json::to_string(c).unwrap_or_default())
-            .collect();
         let task = NewTask {
             id: request_id.clone(),
             kind: batch.kind.as_str(),
@@ -245,8 +249,7 @@ impl Engine {
             query: batch.query,
             callback_url: batch.callback_url.clone(),
             policy: policy.as_str(),
-            fingerprint: (batch.kind == TaskKind::Mcp)
-                .then(|| crate::mcp::fingerprint(&batch.calls)),
+            fingerprint: batch.fingerprint,
             calls: format!("[{}]", calls.join(",")),
             calls_count: calls.len(),
             response,
@@ -262,7 +265,7 @@ impl Engine {
             analysis_session_id: batch.analysis_session_id,
             callback_url: batch.callback_url,
             policy,
-            done: vec![None; batch.calls.len()],
+            done: vec![None; calls.len()],
             calls: Calls::new(calls),
         };
         // Commit and hand over in a task of its own: a client that hangs up
@@ -372,12 +375,12 @@ impl Engine {
             );
         }
         let agent = self.config().agents.legacy_agent.clone();
-        let calls: Vec<CallPayload> = instructions
+        let calls: Vec<RawCall> = instructions
             .iter()
             .map(|i| {
                 let call = json!({"tool_name": agent, "service_name": "agent_server",
                                   "instruction": i, "agentType": "agent"});
-                call.as_object().cloned().unwrap_or_default()
+                RawCall::from_payload(call.as_object().unwrap_or(&CallPayload::new()))
             })
             .collect();
         let scheduled = self
@@ -390,6 +393,7 @@ impl Engine {
                 request_id: None,
                 callback_url: None,
                 policy: None,
+                fingerprint: None,
             })
             .await?;
         let task_id = scheduled.task_id.unwrap_or_default();

@@ -38,8 +38,8 @@ pub struct Calls(Box<[Box<str>]>);
 
 impl Calls {
     /// From the JSON text of each call (as the store keeps them).
-    pub fn new(texts: Vec<String>) -> Self {
-        Self(texts.into_iter().map(String::into_boxed_str).collect())
+    pub fn new(texts: Vec<Box<str>>) -> Self {
+        Self(texts.into_boxed_slice())
     }
 
     pub fn len(&self) -> usize {
@@ -408,7 +408,7 @@ impl Scheduler {
         let mut payloads = Vec::with_capacity(calls.len());
         let mut done = Vec::with_capacity(calls.len());
         for c in calls {
-            payloads.push(c.payload);
+            payloads.push(c.payload.into_boxed_str());
             let finished = CallStatus::parse(&c.status) != CallStatus::Pending;
             done.push(
                 c.result

@@ -49,10 +49,19 @@ async fn malformed_and_mistyped_bodies() {
     assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields");
     assert!(b["detail"].as_str().unwrap().contains("agent_calls"), "{b}");
 
-    let (s, b) = app
-        .post_schedule(&json!({"agent_calls": [1, 2], "session_id": "s"}))
-        .await;
-    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields");
+    // Each call must be an object (calls are kept as the text sent).
+    for calls in [
+        json!([1, 2]),
+        json!([{"tool_name": "echo"}, "open notepad"]),
+        json!([null]),
+        json!([[{"tool_name": "echo"}]]),
+    ] {
+        let (s, b) = app
+            .post_schedule(&json!({"agent_calls": calls, "session_id": "s"}))
+            .await;
+        assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields");
+        assert!(b["detail"].as_str().unwrap().contains("agent_calls"), "{b}");
+    }
 
     let (s, b) = app
         .post_schedule(&json!({"agent_calls": [{"tool_name": "echo"}], "session_id": 42}))
