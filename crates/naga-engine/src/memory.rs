@@ -4,6 +4,7 @@
 
 use crate::agents::CallOutcome;
 use naga_core::TaskStatus;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 pub const DETERMINISTIC: &str = "deterministic";
@@ -14,7 +15,7 @@ pub const LLM: &str = "llm";
 /// JSON object (the deterministic summary stays).
 pub async fn compress_with_llm(
     llm: &crate::llm::LlmClient,
-    summary: &Value,
+    summary: &Summary,
     steps: &[String],
 ) -> Option<Value> {
     use crate::llm::ChatMessage;
@@ -22,7 +23,11 @@ pub async fn compress_with_llm(
         ChatMessage::new("system", include_str!("../prompts/compress.md")),
         ChatMessage::new(
             "user",
-            format!("任务摘要：{summary}\n步骤：\n{}", steps.join("\n")),
+            format!(
+                "任务摘要：{}\n步骤：\n{}",
+                summary.to_json(),
+                steps.join("\n")
+            ),
         ),
     ];
     let answer = match llm.chat(&prompt).await {
@@ -54,9 +59,26 @@ pub struct CallSummary<'a> {
     pub outcome: Option<&'a CallOutcome>,
 }
 
-/// The seed's memory fields (key_findings, failed_attempts, current_status,
-/// next_steps), computed from the calls alone; labelled `deterministic`.
-pub fn summarize(status: TaskStatus, error: Option<&str>, calls: &[CallSummary<'_>]) -> Value {
+/// The seed's memory fields, computed from the calls alone; labelled
+/// `deterministic`. (Members in alphabetical order, as they were printed
+/// when this was a JSON map.)
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub current_status: String,
+    pub failed_attempts: Vec<String>,
+    pub key_findings: Vec<String>,
+    pub method: &'static str,
+    pub next_steps: Vec<String>,
+}
+
+impl Summary {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A task's deterministic summary.
+pub fn summarize(status: TaskStatus, error: Option<&str>, calls: &[CallSummary<'_>]) -> Summary {
     let mut key_findings = Vec::new();
     let mut failed_attempts = Vec::new();
     let mut next_steps = Vec::new();
@@ -82,13 +104,13 @@ pub fn summarize(status: TaskStatus, error: Option<&str>, calls: &[CallSummary<'
     if let Some(e) = error.filter(|_| status != TaskStatus::Failed) {
         current_status.push_str(&format!(" ({e})"));
     }
-    json!({
-        "method": DETERMINISTIC,
-        "key_findings": key_findings,
-        "failed_attempts": failed_attempts,
-        "current_status": current_status,
-        "next_steps": next_steps,
-    })
+    Summary {
+        current_status,
+        failed_attempts,
+        key_findings,
+        method: DETERMINISTIC,
+        next_steps,
+    }
 }
 
 fn clip(s: &str) -> String {
@@ -121,10 +143,14 @@ mod tests {
                 },
             ],
         );
+        let s: Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(s["method"], "deterministic");
-        assert_eq!(s["key_findings"][0], "open editor → opened");
-        assert_eq!(s["failed_attempts"][0], "type text → no display");
+        assert_eq!(s["key_findings"], json!(["open editor → opened"]));
+        assert_eq!(s["failed_attempts"], json!(["type text → no display"]));
         assert_eq!(s["current_status"], "failed: 1 of 3 calls succeeded");
-        assert_eq!(s["next_steps"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            s["next_steps"],
+            json!(["fix the cause, then retry: type text", "not run: save"])
+        );
     }
 }

@@ -650,6 +650,7 @@ impl Inner {
                 .complete(
                     spec,
                     &calls,
+                    &vec![String::new(); calls.len()],
                     TaskStatus::Failed,
                     Some("no MCP executor".into()),
                     &outcomes,
@@ -657,6 +658,7 @@ impl Inner {
                 )
                 .await;
         };
+        let commands: Vec<String> = calls.iter().map(|c| executor.command(c)).collect();
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(self.config.task_timeout_ms);
         let mut outcomes = spec.done.clone();
@@ -731,8 +733,7 @@ impl Inner {
                     CallOutcome::failed(why)
                 }
             };
-            let finish =
-                self.call_finish(spec, executor.as_ref(), index, call, &outcome, started_at);
+            let finish = self.call_finish(spec, &commands[index], index, &outcome, started_at);
             outcomes[index] = Some(outcome);
             if end.is_some() || index + 1 == calls.len() {
                 // The task ends with this call: one commit records both.
@@ -767,21 +768,21 @@ impl Inner {
                 }
             }
         };
-        self.complete(spec, &calls, status, error, &outcomes, final_call)
-            .await
+        self.complete(
+            spec, &calls, &commands, status, error, &outcomes, final_call,
+        )
+        .await
     }
 
     /// The record of a call's end.
     fn call_finish(
         &self,
         spec: &TaskSpec,
-        executor: &dyn Executor,
+        command: &str,
         index: usize,
-        call: &CallPayload,
         outcome: &CallOutcome,
         started_at: i64,
     ) -> CallFinish {
-        let command = executor.command(call);
         tracing::debug!(task_id = %spec.id, session_id = %spec.session_id, index,
             success = outcome.success, "call finished");
         CallFinish {
@@ -793,7 +794,7 @@ impl Inner {
             step: NewStep {
                 task_id: spec.id.clone(),
                 call_idx: Some(index as i64),
-                purpose: Some(command.clone()),
+                purpose: Some(command.to_owned()),
                 content: spec.calls.text(index).map(str::to_owned),
                 output: outcome.text(),
                 analysis: None,
@@ -801,15 +802,26 @@ impl Inner {
                 error: outcome.error.clone(),
                 created_at: self.clock.now_ms(),
             },
-            command,
+            command: command.to_owned(),
         }
+    }
+
+    /// The `command …` text of each call (empty without an executor).
+    fn commands(&self, kind: TaskKind, calls: &[CallPayload]) -> Vec<String> {
+        let executor = self.executor(kind);
+        calls
+            .iter()
+            .map(|c| executor.as_ref().map(|e| e.command(c)).unwrap_or_default())
+            .collect()
     }
 
     /// Ends a task that holds no running call as cancelled.
     async fn cancel_unstarted(&self, spec: &TaskSpec, reason: &str) -> Option<TaskStatus> {
+        let calls = spec.calls.parse();
         self.complete(
             spec,
-            &spec.calls.parse(),
+            &calls,
+            &self.commands(spec.kind, &calls),
             TaskStatus::Cancelled,
             Some(reason.to_owned()),
             &spec.done,
@@ -820,10 +832,12 @@ impl Inner {
 
     /// Ends the task: terminal state, summary and callback in one commit,
     /// then hands the callback to the delivery worker.
+    #[allow(clippy::too_many_arguments)]
     async fn complete(
         &self,
         spec: &TaskSpec,
         calls: &[CallPayload],
+        commands: &[String],
         status: TaskStatus,
         error: Option<String>,
         outcomes: &[Option<CallOutcome>],
@@ -831,10 +845,6 @@ impl Inner {
     ) -> Option<TaskStatus> {
         let executor = self.executor(spec.kind);
         let now = self.clock.now_ms();
-        let commands: Vec<String> = calls
-            .iter()
-            .map(|c| executor.as_ref().map(|e| e.command(c)).unwrap_or_default())
-            .collect();
         let outcome = |i: usize| outcomes.get(i).and_then(Option::as_ref);
         let summaries: Vec<_> = commands
             .iter()
@@ -889,7 +899,7 @@ impl Inner {
             finished_at: now,
             callback,
             callback_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
-            summary: Some(summary.to_string()),
+            summary: Some(summary.to_json()),
         };
         match self.store.finish_task(finish).await {
             Ok(Finished::Ended { callback }) => {
