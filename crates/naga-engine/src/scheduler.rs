@@ -698,8 +698,12 @@ impl Inner {
             let call_deadline = tokio::time::Instant::now() + Duration::from_millis(call_ms);
             let started_at = self.clock.now_ms();
             tracing::debug!(task_id = ids.0, session_id = ids.1, index, "call starts");
+            // The call is polled first: one that ends at its first poll (an
+            // in-process agent, mostly) then sets no timer and registers no
+            // cancel waiter. (Nothing starts once draining: checked above.)
             let result = tokio::select! {
                 biased;
+                o = executor.run(call, &ctx) => Ok(o),
                 _ = self.stop.cancelled() => Err(Interrupted::Stopping),
                 _ = token.cancelled() => Err(Interrupted::Cancelled),
                 _ = tokio::time::sleep_until(deadline.min(call_deadline)) => Err(Interrupted::TimedOut(
@@ -708,7 +712,6 @@ impl Inner {
                     } else {
                         format!("call {index} timed out after {call_ms} ms")
                     })),
-                o = executor.run(call, &ctx) => Ok(o),
             };
             let outcome = match result {
                 Ok(o) => o,
