@@ -58,7 +58,9 @@ struct Args {
     /// Print the results as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Internal: run a bare baseline server (`answer` or `callback`).
+    /// Internal: run a bare baseline server (`answer` or `callback`), or a
+    /// callback receiver that answers every POST (`receive`, for profiling
+    /// naga end to end under another load tool).
     #[arg(long, hide = true)]
     baseline_server: Option<String>,
 }
@@ -76,7 +78,12 @@ fn main() -> anyhow::Result<()> {
             .worker_threads(naga_core::runtime::worker_threads())
             .enable_all()
             .build()?
-            .block_on(baseline_server(mode == "callback")),
+            .block_on(async {
+                match mode.as_str() {
+                    "receive" => receiver_server().await,
+                    mode => baseline_server(mode == "callback").await,
+                }
+            }),
         None => tokio::runtime::Runtime::new()?.block_on(run(args)),
     }
 }
@@ -120,6 +127,14 @@ async fn baseline_server(callback: bool) -> anyhow::Result<()> {
         .with_state(client);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn receiver_server() -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("{}", listener.local_addr()?);
+    let app = Router::new().fallback(|| async { "ok" });
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -80,7 +80,8 @@ struct Inner {
     /// Successful deliveries, recorded in batches by the flusher.
     delivered: mpsc::UnboundedSender<(String, i64)>,
     flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Receiver URLs parsed once: most callbacks go to a few receivers.
+    /// Receiver URLs admitted (allowlist checked) and parsed once: most
+    /// callbacks go to a few receivers.
     urls: std::sync::Mutex<HashMap<String, url::Url>>,
 }
 
@@ -110,6 +111,8 @@ impl Callbacks {
             .user_agent(concat!("naga/", env!("CARGO_PKG_VERSION")))
             // A redirect could lead past `allowed_hosts`: a 3xx is an answer.
             .redirect(reqwest::redirect::Policy::none())
+            // Retries are this worker's (with backoff and an outbox row).
+            .retry(reqwest::retry::never())
             .build()
             .map_err(|e| format!("cannot build the callback HTTP client: {e}"))?;
         let (delivered, rx) = mpsc::unbounded_channel();
@@ -136,6 +139,23 @@ impl Callbacks {
         if let Some(f) = flusher {
             let _ = f.await;
         }
+    }
+
+    /// Checks a batch's `callback_url` against `[callbacks] allowed_hosts`.
+    /// A URL admitted once is known (and kept parsed for its deliveries):
+    /// most batches name one of a few receivers.
+    pub fn admit(&self, raw: &str) -> Result<(), String> {
+        let inner = &self.inner;
+        if inner.urls.lock().unwrap().contains_key(raw) {
+            return Ok(());
+        }
+        let url = check_url(raw, &inner.config.allowed_hosts)?;
+        let mut urls = inner.urls.lock().unwrap();
+        if urls.len() >= PARSED_URLS {
+            urls.clear();
+        }
+        urls.insert(raw.to_owned(), url);
+        Ok(())
     }
 
     /// Delivers a callback in the background until delivered or dead.
@@ -244,18 +264,14 @@ impl Inner {
         )
     }
 
-    /// The receiver's URL, parsed once.
+    /// The receiver's URL: parsed when it was admitted, else (a callback
+    /// recovered from an earlier run) parsed now. Only `admit` adds to the
+    /// known URLs: a URL known is one the allowlist let in.
     fn url(&self, raw: &str) -> Result<url::Url, String> {
-        let mut urls = self.urls.lock().unwrap();
-        if let Some(url) = urls.get(raw) {
+        if let Some(url) = self.urls.lock().unwrap().get(raw) {
             return Ok(url.clone());
         }
-        let url = url::Url::parse(raw).map_err(|e| format!("callback_url `{raw}`: {e}"))?;
-        if urls.len() >= PARSED_URLS {
-            urls.clear();
-        }
-        urls.insert(raw.to_owned(), url.clone());
-        Ok(url)
+        url::Url::parse(raw).map_err(|e| format!("callback_url `{raw}`: {e}"))
     }
 
     async fn attempt(&self, row: &CallbackRow) -> Attempt {
@@ -372,6 +388,29 @@ mod tests {
         let listed = vec!["hooks.internal".to_owned()];
         assert!(check_url("https://hooks.internal/x", &listed).is_ok());
         assert!(check_url("http://localhost/x", &listed).is_err());
+    }
+
+    #[tokio::test]
+    async fn only_the_allowlist_admits_a_url_also_once_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("naga.db").display());
+        let store = Store::open(&url, &Default::default()).await.unwrap();
+        let callbacks = Callbacks::new(
+            store,
+            CallbackConfig::default(),
+            Arc::new(crate::clock::SystemClock),
+            CancellationToken::new(),
+        )
+        .unwrap();
+        let ok = "http://127.0.0.1:9/cb";
+        assert!(callbacks.admit(ok).is_ok());
+        assert!(callbacks.admit(ok).is_ok(), "known: admitted again");
+        // A callback recovered from an earlier run is parsed for delivery,
+        // which must not make its host admissible for new batches.
+        let elsewhere = "http://example.com/cb";
+        assert!(callbacks.inner.url(elsewhere).is_ok());
+        let refused = callbacks.admit(elsewhere).unwrap_err();
+        assert!(refused.contains("not allowed"), "{refused}");
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! durable commit, and only then the answer (the seed's `create_task`).
 
 use crate::{
-    callbacks,
     scheduler::{Calls, TaskSpec},
     Engine, EngineError,
 };
@@ -160,8 +159,7 @@ impl Engine {
             None => new_request_id(),
         };
         if let Some(url) = &batch.callback_url {
-            callbacks::check_url(url, &self.config().callbacks.allowed_hosts)
-                .map_err(EngineError::Invalid)?;
+            self.callbacks().admit(url).map_err(EngineError::Invalid)?;
         }
         if batch.calls.len() > MAX_CALLS {
             return Err(EngineError::Invalid(format!(
