@@ -128,8 +128,18 @@ impl TaskKind {
     }
 }
 
+/// JSON text made once and embedded as is (a callback's result entries).
+pub type RawJson = Box<RawValue>;
+
+/// `value` as JSON text (`null` if it cannot be printed, which the types
+/// printed here cannot fail to be).
+pub fn raw_json<T: Serialize + ?Sized>(value: &T) -> RawJson {
+    serde_json::value::to_raw_value(value)
+        .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("`null` is JSON"))
+}
+
 /// What is POSTed to `callback_url` when a task ends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CallbackEnvelope {
     pub task_id: String,
     pub request_id: String,
@@ -139,11 +149,11 @@ pub struct CallbackEnvelope {
     pub status: String,
     pub success: bool,
     pub error: Option<String>,
-    pub results: Vec<Value>,
+    pub results: Vec<RawJson>,
     pub completed_at: String,
     /// Upstream MCP receivers read `result: {success, results, message}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
+    pub result: Option<RawJson>,
     /// Increases with every callback this store emits: receivers order by
     /// it. The last member (see `json_head`).
     pub sequence: i64,
@@ -182,7 +192,9 @@ mod tests {
     fn a_callback_body_is_its_head_and_sequence() {
         for result in [
             None,
-            Some(json!({"success": true, "message": "\"sequence\":"})),
+            Some(raw_json(
+                &json!({"success": true, "message": "\"sequence\":"}),
+            )),
         ] {
             let envelope = CallbackEnvelope {
                 task_id: "t".into(),
@@ -193,20 +205,21 @@ mod tests {
                 status: "succeeded".into(),
                 success: true,
                 error: None,
-                results: vec![json!({"sequence": 99, "text": "\"sequence\":1}"})],
+                results: vec![raw_json(
+                    &json!({"sequence": 99, "text": "\"sequence\":1}"}),
+                )],
                 completed_at: "2026-11-25T00:00:00+00:00".into(),
                 result,
                 sequence: 0,
             };
             let body = format!("{}{}}}", envelope.json_head(), 4242);
-            let back: CallbackEnvelope = serde_json::from_str(&body).unwrap();
-            assert_eq!(
-                back,
-                CallbackEnvelope {
-                    sequence: 4242,
-                    ..envelope
-                }
-            );
+            let back: Value = serde_json::from_str(&body).unwrap();
+            let expected = CallbackEnvelope {
+                sequence: 4242,
+                ..envelope
+            };
+            assert_eq!(back, serde_json::to_value(&expected).unwrap());
+            assert_eq!(back["results"][0]["text"], "\"sequence\":1}");
         }
     }
 }

@@ -3,8 +3,9 @@
 
 use crate::agents::{AgentRegistry, CallContext, CallOutcome};
 use futures::future::BoxFuture;
-use naga_core::wire::CallPayload;
-use serde_json::{Map, Value};
+use naga_core::wire::{raw_json, CallPayload, RawJson};
+use serde::Serialize;
+use serde_json::Value;
 
 pub trait Executor: Send + Sync {
     /// Runs one call. Dropping the future stops it.
@@ -12,10 +13,15 @@ pub trait Executor: Send + Sync {
         -> BoxFuture<'a, CallOutcome>;
     /// The `command …` text of steps and memory.
     fn command(&self, call: &CallPayload) -> String;
-    /// `results[i]` of the callback.
-    fn result_entry(&self, index: usize, call: &CallPayload, outcome: &CallOutcome) -> Value;
+    /// `results[i]` of the callback, as JSON text.
+    fn result_entry(&self, index: usize, call: &CallPayload, outcome: &CallOutcome) -> RawJson;
     /// An extra top-level `result` for upstream receivers of this kind.
-    fn envelope_result(&self, _success: bool, _results: &[Value], _message: &str) -> Option<Value> {
+    fn envelope_result(
+        &self,
+        _success: bool,
+        _results: &[RawJson],
+        _message: &str,
+    ) -> Option<RawJson> {
         None
     }
 }
@@ -43,27 +49,40 @@ impl Executor for AgentExecutor {
         }
     }
 
-    fn result_entry(&self, index: usize, call: &CallPayload, outcome: &CallOutcome) -> Value {
-        // Built from the parts (a map is a clone away), not through a
-        // serializer: this runs for every call of every batch with a callback.
-        let mut result = Map::new();
-        result.insert("success".into(), Value::Bool(outcome.success));
-        if let Some(r) = &outcome.result {
-            result.insert("result".into(), r.clone());
-        }
-        if let Some(e) = &outcome.error {
-            result.insert("error".into(), Value::String(e.clone()));
-        }
-        let task_type = AgentRegistry::agent_name(call).map(|a| Value::String(a.to_owned()));
-        result.insert("task_type".into(), task_type.unwrap_or(Value::Null));
-        let instruction = call.get("instruction").cloned();
-        result.insert("instruction".into(), instruction.unwrap_or(Value::Null));
-        let mut entry = Map::new();
-        entry.insert("agent_call".into(), Value::Object(call.clone()));
-        entry.insert("step_index".into(), Value::from(index));
-        entry.insert("result".into(), Value::Object(result));
-        Value::Object(entry)
+    fn result_entry(&self, index: usize, call: &CallPayload, outcome: &CallOutcome) -> RawJson {
+        // Printed from borrowed parts: this runs for every call of every
+        // batch with a callback.
+        raw_json(&AgentEntry {
+            agent_call: call,
+            step_index: index,
+            result: AgentResult {
+                success: outcome.success,
+                result: outcome.result.as_ref(),
+                error: outcome.error.as_deref(),
+                task_type: AgentRegistry::agent_name(call),
+                instruction: call.get("instruction"),
+            },
+        })
     }
+}
+
+/// An agent call's entry in a callback's `results`.
+#[derive(Serialize)]
+struct AgentEntry<'a> {
+    agent_call: &'a CallPayload,
+    step_index: usize,
+    result: AgentResult<'a>,
+}
+
+#[derive(Serialize)]
+struct AgentResult<'a> {
+    success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    task_type: Option<&'a str>,
+    instruction: Option<&'a Value>,
 }
 
 #[cfg(test)]
@@ -80,15 +99,18 @@ mod tests {
             json!({"agentType": "agent", "tool_name": "echo", "instruction": "hi", "n": [1, 2]}),
         )
         .unwrap();
+        let entry = |i, call: &CallPayload, outcome: &CallOutcome| -> Value {
+            serde_json::from_str(executor.result_entry(i, call, outcome).get()).unwrap()
+        };
         assert_eq!(
-            executor.result_entry(3, &call, &CallOutcome::ok(json!({"echo": "hi"}))),
+            entry(3, &call, &CallOutcome::ok(json!({"echo": "hi"}))),
             json!({"agent_call": call, "step_index": 3, "result": {
                 "success": true, "result": {"echo": "hi"},
                 "task_type": "echo", "instruction": "hi"}})
         );
         let bare: CallPayload = serde_json::from_value(json!({"agentType": "agent"})).unwrap();
         assert_eq!(
-            executor.result_entry(0, &bare, &CallOutcome::failed("no agent")),
+            entry(0, &bare, &CallOutcome::failed("no agent")),
             json!({"agent_call": {"agentType": "agent"}, "step_index": 0, "result": {
                 "success": false, "error": "no agent",
                 "task_type": null, "instruction": null}})

@@ -400,7 +400,7 @@ impl Engine {
         }
         let calls = self.store().calls(&task_id).await?;
         let mut all_ok = true;
-        let results: Vec<Value> = calls
+        let results: Vec<naga_core::wire::RawJson> = calls
             .iter()
             .filter_map(|c| {
                 let outcome: crate::agents::CallOutcome =

@@ -10,7 +10,7 @@ use crate::{
     executor::Executor,
 };
 use futures::future::BoxFuture;
-use naga_core::wire::CallPayload;
+use naga_core::wire::{raw_json, CallPayload, RawJson};
 use rmcp::{
     model::{CallToolRequestParams, CallToolResult, ClientConfig, Tool},
     service::{Peer, RunningService},
@@ -21,6 +21,7 @@ use rmcp::{
     RoleClient, ServiceExt,
 };
 use serde::Deserialize;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::{
     collections::BTreeMap,
@@ -381,19 +382,54 @@ impl Executor for McpExecutor {
         format!("{service}.{tool} {}", Value::Object(arguments(call)))
     }
 
-    fn result_entry(&self, _index: usize, call: &CallPayload, outcome: &CallOutcome) -> Value {
+    fn result_entry(&self, _index: usize, call: &CallPayload, outcome: &CallOutcome) -> RawJson {
         let (service, tool) = names(call);
-        let mut entry = json!({"tool": tool, "service": service, "success": outcome.success});
-        match &outcome.error {
-            Some(e) => entry["error"] = json!(e),
-            None => entry["result"] = outcome.result.clone().unwrap_or(Value::Null),
-        }
-        entry
+        let (error, result) = match &outcome.error {
+            Some(e) => (Some(e.as_str()), None),
+            None => (None, Some(outcome.result.as_ref().unwrap_or(&Value::Null))),
+        };
+        raw_json(&ToolEntry {
+            tool,
+            service,
+            success: outcome.success,
+            error,
+            result,
+        })
     }
 
-    fn envelope_result(&self, success: bool, results: &[Value], message: &str) -> Option<Value> {
-        Some(json!({"success": success, "results": results, "message": message}))
+    fn envelope_result(
+        &self,
+        success: bool,
+        results: &[RawJson],
+        message: &str,
+    ) -> Option<RawJson> {
+        Some(raw_json(&EnvelopeResult {
+            success,
+            results,
+            message,
+        }))
     }
+}
+
+/// A tool call's entry in a callback's `results`: `result` on success,
+/// `error` on failure.
+#[derive(Serialize)]
+struct ToolEntry<'a> {
+    tool: &'a str,
+    service: &'a str,
+    success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+}
+
+/// The callback's top-level `result` upstream MCP receivers read.
+#[derive(Serialize)]
+struct EnvelopeResult<'a> {
+    success: bool,
+    results: &'a [RawJson],
+    message: &'a str,
 }
 
 /// A canonical text of JSON (object keys sorted at every level), so that

@@ -865,7 +865,7 @@ impl Inner {
         };
         // The result entries only go into a callback.
         let callback = spec.callback_url.clone().map(|url| {
-            let results: Vec<Value> = match &executor {
+            let results: Vec<naga_core::wire::RawJson> = match &executor {
                 Some(e) => calls
                     .iter()
                     .enumerate()

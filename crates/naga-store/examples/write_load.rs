@@ -5,7 +5,7 @@
 //! Prints batches/s and the CPU seconds of the writer and checkpointer threads.
 
 use naga_core::{
-    wire::{CallbackEnvelope, TaskKind},
+    wire::{raw_json, CallbackEnvelope, TaskKind},
     TaskStatus,
 };
 use naga_store::*;
@@ -95,8 +95,8 @@ async fn one_batch(store: Store, i: usize) {
         success: true,
         error: None,
         results: vec![
-            serde_json::json!({"index": 0, "success": true, "result": "step 0"}),
-            serde_json::json!({"index": 1, "success": true, "result": "step 1"}),
+            raw_json(&serde_json::json!({"index": 0, "success": true, "result": "step 0"})),
+            raw_json(&serde_json::json!({"index": 1, "success": true, "result": "step 1"})),
         ],
         completed_at: "2026-11-25T00:43:48.949+00:00".into(),
         sequence: 0,
