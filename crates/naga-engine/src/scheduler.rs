@@ -900,8 +900,12 @@ impl Inner {
             status,
             error: error.clone(),
             finished_at: now,
+            // The webhook id, for a callback only.
+            callback_id: match &callback {
+                Some(_) => format!("msg_{}", uuid::Uuid::now_v7().simple()),
+                None => String::new(),
+            },
             callback,
-            callback_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
             summary: Some(summary.to_json()),
         };
         match self.store.finish_task(finish).await {
