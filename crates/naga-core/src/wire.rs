@@ -41,15 +41,52 @@ impl<'de> Deserialize<'de> for RawCall {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(d)?;
         // A raw value starts at its first character: `{` is an object.
-        if raw.get().starts_with('{') {
-            Ok(Self(raw))
-        } else {
-            Err(D::Error::invalid_type(
-                serde::de::Unexpected::Other(raw.get()),
+        if !raw.get().starts_with('{') {
+            return Err(D::Error::invalid_type(
+                serde::de::Unexpected::Other(&crate::ids::clip(raw.get(), 40)),
                 &"a JSON object (one call)",
-            ))
+            ));
+        }
+        if let Some(at) = lone_surrogate(raw.get()) {
+            return Err(D::Error::custom(format!(
+                "a lone UTF-16 surrogate `{}` in a string: not text",
+                &raw.get()[at..at + 6]
+            )));
+        }
+        Ok(Self(raw))
+    }
+}
+
+/// Where valid JSON text has a `\uXXXX` escape of half a surrogate pair
+/// without its other half. Parsing into strings refuses those; capturing raw
+/// text does not, and such a call could never be read back, so it is refused
+/// at intake as a parser would. (In valid JSON every `\` starts an escape
+/// inside a string, and a `\u` has four hex digits.)
+fn lone_surrogate(json: &str) -> Option<usize> {
+    let bytes = json.as_bytes();
+    let unit = |at: usize| {
+        let hex = json.get(at + 2..at + 6)?;
+        (bytes.get(at + 1) == Some(&b'u'))
+            .then(|| u16::from_str_radix(hex, 16).ok())
+            .flatten()
+    };
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match unit(i) {
+            Some(0xD800..=0xDBFF) => match unit(i + 6) {
+                Some(0xDC00..=0xDFFF) => i += 12,
+                _ => return Some(i),
+            },
+            Some(0xDC00..=0xDFFF) => return Some(i),
+            Some(_) => i += 6,
+            None => i += 2,
         }
     }
+    None
 }
 
 /// `POST /schedule` on the agent server (the seed's request).
@@ -185,6 +222,34 @@ pub struct ErrorBody {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_call_is_an_object_of_text_a_parser_would_read() {
+        let call = |json: &str| serde_json::from_str::<RawCall>(json);
+        for ok in [
+            r#"{"tool_name": "echo"}"#,
+            r#"{"text": "\u6253\u5f00 \ud83d\ude00 \\ud800 \n"}"#,
+            r#"{"t": "\\\u0041"}"#,
+        ] {
+            let c = call(ok).unwrap();
+            assert_eq!(c.get(), ok, "kept as sent");
+            assert!(!c.parse().is_empty(), "{ok} reads back");
+        }
+        for bad in [
+            r#""open notepad""#,
+            "[1]",
+            r#"{"t": "\ud800"}"#,
+            r#"{"t": "\ud800\u0041"}"#,
+            r#"{"t": "x\udc00"}"#,
+            r#"{"t": "\\\ud800"}"#,
+        ] {
+            assert!(call(bad).is_err(), "{bad} is refused");
+            assert!(
+                serde_json::from_str::<CallPayload>(bad).is_err(),
+                "as a parser does"
+            );
+        }
+    }
 
     /// The store completes the head with the sequence it assigns: the body
     /// must be the envelope with that sequence, whatever the results hold.

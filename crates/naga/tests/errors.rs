@@ -33,6 +33,14 @@ async fn malformed_and_mistyped_bodies() {
     let (s, b) = app.post_raw("/schedule", b"".to_vec(), json_ct).await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "malformed_json");
 
+    // Calls are kept as the text sent: text no parser could read back (half
+    // a surrogate pair) is refused as it arrives.
+    let lone =
+        br#"{"agent_calls": [{"tool_name": "echo", "instruction": "\ud800"}], "session_id": "s"}"#;
+    let (s, b) = app.post_raw("/schedule", lone.to_vec(), json_ct).await;
+    assert!(s.is_client_error(), "{s} {b}");
+    assert!(b["detail"].as_str().unwrap().contains("surrogate"), "{b}");
+
     let (s, b) = app
         .post_raw("/schedule", b"{}".to_vec(), Some("text/plain"))
         .await;
