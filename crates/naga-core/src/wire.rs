@@ -73,7 +73,11 @@ fn lone_surrogate(json: &str) -> Option<usize> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] != b'\\' {
-            i += 1;
+            // Most calls have no escape at all: find the next one fast.
+            match json.get(i..).and_then(|rest| rest.find('\\')) {
+                Some(next) => i += next,
+                None => return None,
+            }
             continue;
         }
         match unit(i) {
