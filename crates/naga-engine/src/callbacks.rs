@@ -78,7 +78,7 @@ struct Inner {
     permits: Semaphore,
     stop: CancellationToken,
     /// Successful deliveries, recorded in batches by the flusher.
-    delivered: mpsc::UnboundedSender<(String, i64)>,
+    delivered: mpsc::UnboundedSender<(i64, i64)>,
     flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Receiver URLs admitted (allowlist checked) and parsed once: most
     /// callbacks go to a few receivers.
@@ -230,10 +230,10 @@ impl Inner {
             if let DeliveryOutcome::Delivered = record {
                 // Recorded with others in one commit; until then the row is
                 // pending, and a crash would only send it again.
-                let _ = self.delivered.send((row.id.clone(), now));
+                let _ = self.delivered.send((row.seq, now));
                 return;
             }
-            if let Err(e) = self.store.record_delivery(&row.id, record, now).await {
+            if let Err(e) = self.store.record_delivery(row.seq, record, now).await {
                 // The row stays pending in the store: a restart sends it again.
                 tracing::error!(callback_id = %row.id, error = %e, "cannot record callback delivery");
                 return;
@@ -323,7 +323,7 @@ impl Inner {
 /// last batch was being committed goes into the next.
 async fn flush_deliveries(
     store: Store,
-    mut rx: mpsc::UnboundedReceiver<(String, i64)>,
+    mut rx: mpsc::UnboundedReceiver<(i64, i64)>,
     stop: CancellationToken,
 ) {
     loop {
@@ -331,13 +331,13 @@ async fn flush_deliveries(
             m = rx.recv() => m,
             _ = stop.cancelled() => None,
         };
-        let mut batch: Vec<(String, DeliveryOutcome, i64)> = first
+        let mut batch: Vec<(i64, DeliveryOutcome, i64)> = first
             .into_iter()
-            .map(|(id, at)| (id, DeliveryOutcome::Delivered, at))
+            .map(|(seq, at)| (seq, DeliveryOutcome::Delivered, at))
             .collect();
         while batch.len() < 1024 {
             match rx.try_recv() {
-                Ok((id, at)) => batch.push((id, DeliveryOutcome::Delivered, at)),
+                Ok((seq, at)) => batch.push((seq, DeliveryOutcome::Delivered, at)),
                 Err(_) => break,
             }
         }

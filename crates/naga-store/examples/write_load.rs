@@ -118,9 +118,14 @@ async fn one_batch(store: Store, i: usize) {
         })
         .await
         .unwrap();
-    assert!(matches!(ended, Finished::Ended { .. }));
+    let Finished::Ended {
+        callback: Some(row),
+    } = ended
+    else {
+        panic!("the task ends with its callback");
+    };
     store
-        .record_delivery(&cb, DeliveryOutcome::Delivered, now)
+        .record_delivery(row.seq, DeliveryOutcome::Delivered, now)
         .await
         .unwrap();
 }
