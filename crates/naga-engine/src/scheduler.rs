@@ -650,7 +650,7 @@ impl Inner {
                 .complete(
                     spec,
                     &calls,
-                    &vec![String::new(); calls.len()],
+                    &self.commands(spec.kind, &calls),
                     TaskStatus::Failed,
                     Some("no MCP executor".into()),
                     &outcomes,
@@ -805,7 +805,6 @@ impl Inner {
                 error: outcome.error.clone(),
                 created_at: self.clock.now_ms(),
             },
-            command: command.to_owned(),
         }
     }
 

@@ -82,7 +82,6 @@ async fn one_batch(store: Store, i: usize) {
             created_at: now,
             ..Default::default()
         },
-        command: format!("echo: step {idx}"),
     };
     store.finish_call(finish(0)).await.unwrap();
     let envelope = CallbackEnvelope {
@@ -113,7 +112,7 @@ async fn one_batch(store: Store, i: usize) {
             error: None,
             finished_at: now,
             callback: Some(("http://127.0.0.1:9/cb".into(), envelope.json_head())),
-            callback_id: cb.clone(),
+            callback_id: cb,
             summary: Some(r#"{"current_status":"succeeded: 2 of 2 calls succeeded","failed_attempts":[],"key_findings":["echo: step 0 → step 0","echo: step 1 → step 1"],"method":"deterministic","next_steps":[]}"#.into()),
         })
         .await

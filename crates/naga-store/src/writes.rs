@@ -73,9 +73,9 @@ pub struct CallFinish {
     /// The outcome as JSON (its success is the step's).
     pub result: String,
     pub started_at: Millis,
+    /// Its `purpose` is the `command …` text of the key fact and of the
+    /// failed-attempt counter.
     pub step: NewStep,
-    /// `command …` text of the key fact and of the failed-attempt counter.
-    pub command: String,
 }
 
 /// The end of a task, with its callback and summary in the same transaction.
@@ -144,6 +144,17 @@ fn step_target(c: &Connection, task_id: &str) -> Result<Option<(i64, String, i64
     )?
     .query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
     .optional()?)
+}
+
+impl NewStep {
+    /// What the step did, as memory counts its failures: its purpose, else
+    /// its content.
+    fn command(&self) -> &str {
+        self.purpose
+            .as_deref()
+            .or(self.content.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 /// A step that ends no call (reported, or noted by an agent along the way).
@@ -337,7 +348,7 @@ fn record_call(c: &Connection, f: &CallFinish) -> Result<(), StoreError> {
         count_failure(
             c,
             &session_id,
-            &f.command,
+            step.command(),
             error,
             &step.task_id,
             step.created_at,
@@ -525,16 +536,8 @@ impl Store {
             .write(move |c| {
                 let row = insert_step(c, &step)?;
                 if !row.success {
-                    let command = row.purpose.as_deref().or(row.content.as_deref());
                     let (error, at) = (row.error.as_deref(), row.created_at);
-                    count_failure(
-                        c,
-                        &row.session_id,
-                        command.unwrap_or_default(),
-                        error,
-                        &row.task_id,
-                        at,
-                    )?;
+                    count_failure(c, &row.session_id, step.command(), error, &row.task_id, at)?;
                 }
                 Ok(row)
             })

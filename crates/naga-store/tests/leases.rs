@@ -48,7 +48,6 @@ fn call_finish(owner: &str, task_id: &str, task_seq: i64) -> CallFinish {
             output: Some("ok".into()),
             ..Default::default()
         },
-        command: "echo".into(),
     }
 }
 
