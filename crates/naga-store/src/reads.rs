@@ -21,6 +21,30 @@ pub struct TaskFilter {
     pub offset: i64,
 }
 
+/// The seqs of a session's tasks, newest first, as a subquery: its chain,
+/// walked from the session's newest task through each task's previous one
+/// (see migration 0004). `param` is the placeholder of the session id.
+pub(crate) fn session_task_seqs(param: &str) -> String {
+    let (head, tail) = SESSION_TASK_SEQS;
+    format!("{head}{param}{tail}")
+}
+
+/// [`session_task_seqs`] around its placeholder. The recursion adds one row
+/// per step, so rows come out in chain order (newest first) and a reader
+/// that stops early walks only as far as it reads.
+const SESSION_TASK_SEQS: (&str, &str) = (
+    "(WITH RECURSIVE chain(seq) AS (
+         SELECT last_task_seq FROM sessions WHERE id = ",
+    " UNION ALL
+         SELECT t.prev_seq FROM chain JOIN tasks t ON t.seq = chain.seq
+     ) SELECT seq FROM chain WHERE seq IS NOT NULL)",
+);
+
+fn push_session_task_seqs(q: &mut QueryBuilder<'_, Sqlite>, session_id: &str) {
+    let (head, tail) = SESSION_TASK_SEQS;
+    q.push(head).push_bind(session_id.to_owned()).push(tail);
+}
+
 impl MemoryScope {
     fn push_where(&self, q: &mut QueryBuilder<'_, Sqlite>, task_column: &str) {
         match self {
@@ -36,7 +60,7 @@ impl MemoryScope {
     }
 
     /// The same for tables reached through their task (steps have no
-    /// session index: the session's tasks lead to them).
+    /// session index: the session's chain of tasks leads to them).
     fn push_where_via_task(&self, q: &mut QueryBuilder<'_, Sqlite>) {
         match self {
             Self::Task(id) => {
@@ -45,9 +69,8 @@ impl MemoryScope {
                     .push(")");
             }
             Self::Session(id) => {
-                q.push(" WHERE task_seq IN (SELECT seq FROM tasks WHERE session_id = ")
-                    .push_bind(id.clone())
-                    .push(")");
+                q.push(" WHERE task_seq IN ");
+                push_session_task_seqs(q, id);
             }
             Self::Global => {}
         }
@@ -62,19 +85,27 @@ impl Store {
             .await?)
     }
 
-    /// Tasks, newest first.
+    /// Tasks, newest first. A session's are read along its chain, which is
+    /// newest first already (`CROSS JOIN` keeps the chain the outer loop):
+    /// the walk stops once the page is full.
     pub async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRow>, StoreError> {
-        let mut q = QueryBuilder::new("SELECT * FROM task_rows WHERE 1 = 1");
+        let mut q = QueryBuilder::new("SELECT t.* FROM ");
         if let Some(s) = &filter.session_id {
-            q.push(" AND session_id = ").push_bind(s.clone());
+            push_session_task_seqs(&mut q, s);
+            q.push(" AS c CROSS JOIN task_rows t ON t.seq = c.seq WHERE 1 = 1");
+        } else {
+            q.push("task_rows t WHERE 1 = 1");
         }
         if let Some(s) = filter.status {
-            q.push(" AND status = ").push_bind(s.as_str());
+            q.push(" AND t.status = ").push_bind(s.as_str());
         }
         if let Some(k) = filter.kind {
-            q.push(" AND kind = ").push_bind(k);
+            q.push(" AND t.kind = ").push_bind(k);
         }
-        q.push(" ORDER BY seq DESC LIMIT ")
+        if filter.session_id.is_none() {
+            q.push(" ORDER BY t.seq DESC");
+        }
+        q.push(" LIMIT ")
             .push_bind(filter.limit)
             .push(" OFFSET ")
             .push_bind(filter.offset);
@@ -114,10 +145,12 @@ impl Store {
         .await?)
     }
 
+    /// A session with its counts: its tasks (counted as they are accepted),
+    /// its unfinished ones (found through the index of unfinished tasks).
     const SESSION_SELECT: &'static str = "SELECT s.id, s.created_at, s.last_activity_at,
-            (SELECT COUNT(*) FROM tasks t WHERE t.session_id = s.id) AS task_count,
-            (SELECT COUNT(*) FROM tasks t WHERE t.session_id = s.id
-                AND t.status IN ('queued', 'running')) AS active_tasks,
+            s.task_count,
+            (SELECT COUNT(*) FROM tasks t INDEXED BY tasks_unfinished
+             WHERE t.status IN ('queued', 'running') AND t.session_id = s.id) AS active_tasks,
             (SELECT COUNT(*) FROM analysis_sessions a WHERE a.session_id = s.id) AS analysis_sessions
          FROM sessions s";
 
@@ -190,10 +223,19 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<CompressedMemoryRow>, StoreError> {
         let mut q = QueryBuilder::new(
-            "SELECT * FROM (SELECT -seq AS id, session_id, id AS task_id, 'deterministic' AS method,
-                    summary, finished_at AS created_at FROM tasks WHERE summary IS NOT NULL) AS t",
+            "SELECT -seq AS id, session_id, id AS task_id, 'deterministic' AS method,
+                    summary, finished_at AS created_at FROM tasks WHERE summary IS NOT NULL",
         );
-        scope.push_where(&mut q, "task_id");
+        match scope {
+            MemoryScope::Task(id) => {
+                q.push(" AND id = ").push_bind(id.clone());
+            }
+            MemoryScope::Session(id) => {
+                q.push(" AND seq IN ");
+                push_session_task_seqs(&mut q, id);
+            }
+            MemoryScope::Global => {}
+        }
         q.push(" UNION ALL SELECT id, session_id, task_id, method, summary, created_at FROM compressed_memories");
         scope.push_where(&mut q, "task_id");
         q.push(" ORDER BY created_at DESC, id DESC LIMIT ")

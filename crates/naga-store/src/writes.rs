@@ -240,7 +240,14 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
             return Ok(Inserted::Duplicate { task_id, response });
         }
     }
-    touch_session(c, &task.session_id, task.accepted_at)?;
+    // The session exists before its task (foreign key); the task joins the
+    // end of its session's chain, and the session's row then points at it
+    // (one write of that row, which also counts the task and its activity).
+    c.prepare_cached(
+        "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?1, ?2, ?2)
+         ON CONFLICT (id) DO NOTHING",
+    )?
+    .execute(params![task.session_id, task.accepted_at])?;
     if let Some(analysis) = &task.analysis_session_id {
         // Read, then insert when new: an upsert that "sets" the key would
         // count as a key change and make SQLite check every task referencing it.
@@ -267,8 +274,9 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
     c.prepare_cached(
         "INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url, policy,
              fingerprint, status, calls_count, calls, response, accepted_at, started_at,
-             lease_owner, lease_expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             lease_owner, lease_expires_at, prev_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 (SELECT last_task_seq FROM sessions WHERE id = ?3))",
     )?
     .execute(params![
         task.id,
@@ -288,9 +296,13 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
         task.lease.owner,
         task.lease.until
     ])?;
-    Ok(Inserted::New {
-        seq: c.last_insert_rowid(),
-    })
+    let seq = c.last_insert_rowid();
+    c.prepare_cached(
+        "UPDATE sessions SET last_task_seq = ?2, task_count = task_count + 1, last_activity_at = ?3
+         WHERE id = ?1",
+    )?
+    .execute(params![task.session_id, seq, task.accepted_at])?;
+    Ok(Inserted::New { seq })
 }
 
 /// Records the end of one call: the step that carries its outcome (its key
@@ -632,39 +644,47 @@ impl Store {
     /// Forgets memory (key facts, failed attempts, summaries) of a scope.
     /// Tasks and their steps stay: they are history, not memory.
     pub async fn clear_memory(&self, scope: crate::MemoryScope) -> Result<u64, StoreError> {
+        use crate::MemoryScope::*;
+        let (by_task, by_session) = ("task_id = ?1", "session_id = ?1");
+        let (steps, tasks, compressed, failed) = match &scope {
+            Task(_) => (
+                "task_seq = (SELECT seq FROM tasks WHERE id = ?1)".to_owned(),
+                "id = ?1".to_owned(),
+                by_task,
+                "last_task_id = ?1",
+            ),
+            // Steps and tasks are reached through the session's chain.
+            Session(_) => {
+                let seqs = crate::reads::session_task_seqs("?1");
+                (
+                    format!("task_seq IN {seqs}"),
+                    format!("seq IN {seqs}"),
+                    by_session,
+                    by_session,
+                )
+            }
+            Global => (
+                "?1 IS NULL".to_owned(),
+                "?1 IS NULL".to_owned(),
+                "?1 IS NULL",
+                "?1 IS NULL",
+            ),
+        };
+        let statements = [
+            format!("UPDATE steps SET in_memory = 0 WHERE in_memory = 1 AND {steps}"),
+            format!("UPDATE tasks SET summary = NULL WHERE summary IS NOT NULL AND {tasks}"),
+            format!("DELETE FROM compressed_memories WHERE {compressed}"),
+            format!("DELETE FROM failed_attempts WHERE {failed}"),
+        ];
+        let value = match scope {
+            Task(id) | Session(id) => Some(id),
+            Global => None,
+        };
         self.writer
             .write(move |c| {
-                use crate::MemoryScope::*;
-                let (by_task, by_session) = ("task_id = ?1", "session_id = ?1");
-                let (steps, tasks, compressed, failed, value) = match &scope {
-                    Task(id) => (
-                        "task_seq = (SELECT seq FROM tasks WHERE id = ?1)",
-                        "id = ?1",
-                        by_task,
-                        "last_task_id = ?1",
-                        Some(id.as_str()),
-                    ),
-                    // Steps are reached through the session's tasks.
-                    Session(id) => (
-                        "task_seq IN (SELECT seq FROM tasks WHERE session_id = ?1)",
-                        by_session,
-                        by_session,
-                        by_session,
-                        Some(id.as_str()),
-                    ),
-                    Global => ("?1 IS NULL", "?1 IS NULL", "?1 IS NULL", "?1 IS NULL", None),
-                };
-                let statements = [
-                    format!("UPDATE steps SET in_memory = 0 WHERE in_memory = 1 AND {steps}"),
-                    format!(
-                        "UPDATE tasks SET summary = NULL WHERE summary IS NOT NULL AND {tasks}"
-                    ),
-                    format!("DELETE FROM compressed_memories WHERE {compressed}"),
-                    format!("DELETE FROM failed_attempts WHERE {failed}"),
-                ];
                 let mut removed = 0;
-                for sql in statements {
-                    removed += c.execute(&sql, params![value])? as u64;
+                for sql in &statements {
+                    removed += c.execute(sql, params![value])? as u64;
                 }
                 Ok(removed)
             })
