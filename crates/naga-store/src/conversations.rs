@@ -1,9 +1,10 @@
 //! The API server's data: conversation messages, the analyzer's
 //! dispatches, and the inbox of callbacks received.
 
+use crate::stmts::Db;
 use crate::{writes::touch_session, Store, StoreError};
 use naga_core::time::Millis;
-use rusqlite::{params, Connection};
+use rusqlite::params;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MessageRow {
@@ -55,10 +56,10 @@ pub struct NewMessage {
     pub created_at: Millis,
 }
 
-fn insert_message(c: &Connection, m: &NewMessage) -> Result<i64, StoreError> {
+fn insert_message(c: &Db, m: &NewMessage) -> Result<i64, StoreError> {
     touch_session(c, &m.session_id, m.created_at)?;
     let id = c
-        .prepare_cached(
+        .cached(
             "INSERT INTO messages (session_id, role, content, kind, task_id, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         )?
@@ -137,7 +138,7 @@ impl Store {
     pub async fn add_dispatch(&self, d: DispatchRow) -> Result<(), StoreError> {
         self.writer
             .write(move |c| {
-                c.prepare_cached(
+                c.cached(
                     "INSERT INTO dispatches (request_id, session_id, analysis_session_id, kind, user_message, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (request_id) DO NOTHING",
                 )?
@@ -163,7 +164,7 @@ impl Store {
             .write(move |c| {
                 touch_session(c, &row.session_id, row.received_at)?;
                 let n = c
-                    .prepare_cached(
+                    .cached(
                         "INSERT INTO callback_inbox (key, task_id, session_id, body, status, received_at)
                          VALUES (?1, ?2, ?3, ?4, 'pending', ?5) ON CONFLICT (key) DO NOTHING",
                     )?
@@ -193,13 +194,13 @@ impl Store {
         self.writer
             .write(move |c| {
                 let pending = c
-                    .prepare_cached("SELECT 1 FROM callback_inbox WHERE key = ?1 AND status = 'pending'")?
+                    .cached("SELECT 1 FROM callback_inbox WHERE key = ?1 AND status = 'pending'")?
                     .exists(params![key])?;
                 if !pending {
                     return Ok(None);
                 }
                 let id = insert_message(c, &reply)?;
-                c.prepare_cached("UPDATE callback_inbox SET status = 'done', reply_message_id = ?2 WHERE key = ?1")?
+                c.cached("UPDATE callback_inbox SET status = 'done', reply_message_id = ?2 WHERE key = ?1")?
                     .execute(params![key, id])?;
                 Ok(Some(id))
             })

@@ -10,6 +10,7 @@ mod error;
 mod pcache;
 mod reads;
 mod rows;
+mod stmts;
 mod wal_vfs;
 mod writer;
 mod writes;

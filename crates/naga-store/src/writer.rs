@@ -22,7 +22,7 @@
 //! thread, and only the job crosses threads. sqlx still migrates the schema
 //! and serves the reads.
 
-use crate::StoreError;
+use crate::{stmts::Db, StoreError};
 use rusqlite::Connection;
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 trait Job: Send {
     /// Runs against the open transaction, keeping its result; false when
     /// it failed (its changes must not stay).
-    fn run(&mut self, conn: &Connection) -> bool;
+    fn run(&mut self, conn: &Db) -> bool;
     /// Answers the caller once the transaction holding the job committed
     /// (`None`) or failed to (`Some(reason)`).
     fn answer(self: Box<Self>, commit_error: Option<String>);
@@ -49,9 +49,9 @@ struct Pending<T, F> {
 impl<T, F> Job for Pending<T, F>
 where
     T: Send,
-    F: Fn(&Connection) -> Result<T, StoreError> + Send,
+    F: Fn(&Db) -> Result<T, StoreError> + Send,
 {
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Db) -> bool {
         let result = (self.work)(conn);
         let ok = result.is_ok();
         self.result = Some(result);
@@ -125,7 +125,7 @@ impl Writer {
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Db) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending {
@@ -155,6 +155,7 @@ fn run(
     max_batch: usize,
     restart: &AtomicBool,
 ) {
+    let conn = Db::new(conn);
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while let Some(msg) = rx.blocking_recv() {
         let mut closing = None;
@@ -254,7 +255,7 @@ fn checkpoint_loop(conn: Connection, most: i64, stop: &AtomicBool, restart: &Ato
 /// Runs the group and commits it: first without savepoints; when a job
 /// fails, again from the start with a savepoint per job, the failed one
 /// left out (it keeps its error).
-fn commit_group(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), String> {
+fn commit_group(conn: &Db, jobs: &mut [Box<dyn Job>]) -> Result<(), String> {
     let failed = {
         let group = Group::begin(conn)?;
         match jobs.iter_mut().position(|job| !job.run(group.0)) {
@@ -285,18 +286,18 @@ fn commit_group(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), Stri
 /// A group's transaction, begun, committed and (when dropped before its
 /// commit) rolled back through cached statements: SQLite parses `BEGIN`
 /// and `COMMIT` once, not at every group.
-struct Group<'c>(&'c Connection);
+struct Group<'c>(&'c Db);
 
 impl<'c> Group<'c> {
-    fn begin(conn: &'c Connection) -> Result<Self, String> {
+    fn begin(conn: &'c Db) -> Result<Self, String> {
         let group = Self(conn);
         group.run("BEGIN IMMEDIATE")?;
         Ok(group)
     }
 
-    fn run(&self, sql: &str) -> Result<(), String> {
+    fn run(&self, sql: &'static str) -> Result<(), String> {
         self.0
-            .prepare_cached(sql)
+            .cached(sql)
             .and_then(|mut st| st.execute([]))
             .map(|_| ())
             .map_err(|e| e.to_string())

@@ -1,8 +1,9 @@
 //! Every change to the store, each one job of the group-commit writer.
 
+use crate::stmts::Db;
 use crate::{rows::*, Store, StoreError};
 use naga_core::{time::Millis, TaskStatus};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 /// A batch to register (the seed's `create_task`).
 #[derive(Debug, Clone)]
@@ -119,12 +120,8 @@ pub enum DeliveryOutcome {
     },
 }
 
-pub(crate) fn touch_session(
-    c: &Connection,
-    session_id: &str,
-    now: Millis,
-) -> Result<(), StoreError> {
-    c.prepare_cached(
+pub(crate) fn touch_session(c: &Db, session_id: &str, now: Millis) -> Result<(), StoreError> {
+    c.cached(
         "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?1, ?2, ?2)
          ON CONFLICT (id) DO UPDATE SET last_activity_at = excluded.last_activity_at",
     )?
@@ -136,8 +133,8 @@ pub(crate) fn touch_session(
 /// number (counted from the steps themselves: the task's row is not
 /// rewritten per step). A call's end finds its task by `seq` instead
 /// (`record_call`).
-fn step_target(c: &Connection, task_id: &str) -> Result<Option<(i64, String, i64)>, StoreError> {
-    Ok(c.prepare_cached(
+fn step_target(c: &Db, task_id: &str) -> Result<Option<(i64, String, i64)>, StoreError> {
+    Ok(c.cached(
         "SELECT seq, session_id,
                 (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = seq)
          FROM tasks WHERE id = ?1",
@@ -160,11 +157,11 @@ impl NewStep {
 /// A step that ends no call (reported, or noted by an agent along the way).
 /// (Two plain statements, a read and an INSERT: an INSERT … SELECT reading
 /// its own table, or RETURNING, would build a temporary b-tree per step.)
-fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
+fn insert_step(c: &Db, step: &NewStep) -> Result<StepRow, StoreError> {
     let Some((task_seq, session_id, step_no)) = step_target(c, &step.task_id)? else {
         return Err(StoreError::Conflict(format!("no task `{}`", step.task_id)));
     };
-    c.prepare_cached(
+    c.cached(
         "INSERT INTO steps (task_seq, task_id, session_id, step_no, call_idx, purpose, content,
                             output, analysis, success, error, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -201,14 +198,14 @@ fn insert_step(c: &Connection, step: &NewStep) -> Result<StepRow, StoreError> {
 /// Memory learns from a failed step: the command's failed-attempt count.
 /// (Its key fact is read off the steps by the `key_facts` view.)
 fn count_failure(
-    c: &Connection,
+    c: &Db,
     session_id: &str,
     command: &str,
     error: Option<&str>,
     task_id: &str,
     at: Millis,
 ) -> Result<(), StoreError> {
-    c.prepare_cached(
+    c.cached(
         "INSERT INTO failed_attempts (session_id, command, count, last_error, last_task_id, updated_at)
          VALUES (?1, ?2, 1, ?3, ?4, ?5)
          ON CONFLICT (session_id, command) DO UPDATE SET count = count + 1,
@@ -219,9 +216,9 @@ fn count_failure(
     Ok(())
 }
 
-fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
+fn insert_task(c: &Db, task: &NewTask) -> Result<Inserted, StoreError> {
     let existing: Option<String> = c
-        .prepare_cached("SELECT response FROM tasks WHERE id = ?1")?
+        .cached("SELECT response FROM tasks WHERE id = ?1")?
         .query_row(params![task.id], |r| r.get(0))
         .optional()?;
     if let Some(response) = existing {
@@ -229,7 +226,7 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
     }
     if let Some(fp) = &task.fingerprint {
         let active: Option<(String, String)> = c
-            .prepare_cached(
+            .cached(
                 "SELECT id, response FROM tasks
                  WHERE session_id = ?1 AND fingerprint = ?2 AND status IN ('queued', 'running')
                  ORDER BY seq LIMIT 1",
@@ -243,7 +240,7 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
     // The session exists before its task (foreign key); the task joins the
     // end of its session's chain, and the session's row then points at it
     // (one write of that row, which also counts the task and its activity).
-    c.prepare_cached(
+    c.cached(
         "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?1, ?2, ?2)
          ON CONFLICT (id) DO NOTHING",
     )?
@@ -252,12 +249,12 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
         // Read, then insert when new: an upsert that "sets" the key would
         // count as a key change and make SQLite check every task referencing it.
         let owner: Option<String> = c
-            .prepare_cached("SELECT session_id FROM analysis_sessions WHERE id = ?1")?
+            .cached("SELECT session_id FROM analysis_sessions WHERE id = ?1")?
             .query_row(params![analysis], |r| r.get(0))
             .optional()?;
         match owner {
             None => {
-                c.prepare_cached(
+                c.cached(
                     "INSERT INTO analysis_sessions (id, session_id, created_at) VALUES (?1, ?2, ?3)",
                 )?
                 .execute(params![analysis, task.session_id, task.accepted_at])?;
@@ -271,7 +268,7 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
             Some(_) => {}
         }
     }
-    c.prepare_cached(
+    c.cached(
         "INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url, policy,
              fingerprint, status, calls_count, calls, response, accepted_at, started_at,
              lease_owner, lease_expires_at, prev_seq)
@@ -297,7 +294,7 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
         task.lease.until
     ])?;
     let seq = c.last_insert_rowid();
-    c.prepare_cached(
+    c.cached(
         "UPDATE sessions SET last_task_seq = ?2, task_count = task_count + 1, last_activity_at = ?3
          WHERE id = ?1",
     )?
@@ -315,10 +312,10 @@ fn insert_task(c: &Connection, task: &NewTask) -> Result<Inserted, StoreError> {
 /// is NULL and the column's NOT NULL refuses the row. (A scalar subquery in
 /// VALUES, unlike INSERT … SELECT from the same table, needs no temporary
 /// b-tree.)
-fn record_call(c: &Connection, f: &CallFinish) -> Result<(), StoreError> {
+fn record_call(c: &Db, f: &CallFinish) -> Result<(), StoreError> {
     let step = &f.step;
     let inserted = c
-        .prepare_cached(
+        .cached(
             "INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
                                 output, analysis, success, error, created_at, result, started_at)
              VALUES (?1, (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = ?1), ?2,
@@ -354,7 +351,7 @@ fn record_call(c: &Connection, f: &CallFinish) -> Result<(), StoreError> {
     }
     if !step.success {
         let session_id: String = c
-            .prepare_cached("SELECT session_id FROM tasks WHERE seq = ?1")?
+            .cached("SELECT session_id FROM tasks WHERE seq = ?1")?
             .query_row(params![f.task_seq], |r| r.get(0))?;
         let error = step.error.as_deref();
         count_failure(
@@ -369,12 +366,12 @@ fn record_call(c: &Connection, f: &CallFinish) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn finish_task(c: &Connection, f: &TaskFinish) -> Result<Finished, StoreError> {
+fn finish_task(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
     if let Some(call) = &f.last_call {
         record_call(c, call)?;
     }
     let ended = c
-        .prepare_cached(
+        .cached(
             "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4, summary = ?6,
                  lease_owner = NULL, lease_expires_at = NULL
              WHERE seq = ?7 AND id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?5",
@@ -402,10 +399,10 @@ fn finish_task(c: &Connection, f: &TaskFinish) -> Result<Finished, StoreError> {
         )));
     }
     let seq: i64 = c
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM callbacks")?
+        .cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM callbacks")?
         .query_row([], |r| r.get(0))?;
     let body = format!("{head}{seq}}}");
-    c.prepare_cached(
+    c.cached(
         "INSERT INTO callbacks (seq, id, task_id, url, body, status, attempts, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
     )?
@@ -428,13 +425,13 @@ fn finish_task(c: &Connection, f: &TaskFinish) -> Result<Finished, StoreError> {
 }
 
 fn add_compressed(
-    c: &Connection,
+    c: &Db,
     task_id: &str,
     method: &str,
     summary: &str,
     now: Millis,
 ) -> Result<(), StoreError> {
-    c.prepare_cached(
+    c.cached(
         "INSERT INTO compressed_memories (session_id, task_id, method, summary, created_at)
          SELECT session_id, id, ?2, ?3, ?4 FROM tasks WHERE id = ?1",
     )?
@@ -464,7 +461,7 @@ impl Store {
         self.writer
             .write(move |c| {
                 let n = c
-                    .prepare_cached(
+                    .cached(
                         "UPDATE tasks SET status = 'running', started_at = COALESCE(started_at, ?2)
                          WHERE id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?3",
                     )?
@@ -480,7 +477,7 @@ impl Store {
         self.writer
             .write(move |c| {
                 let n = c
-                    .prepare_cached(
+                    .cached(
                         "UPDATE tasks SET lease_expires_at = ?2
                          WHERE lease_owner = ?1 AND status IN ('queued', 'running')",
                     )?
@@ -500,7 +497,7 @@ impl Store {
         let ids: Vec<String> = self
             .writer
             .write(move |c| {
-                let mut stmt = c.prepare_cached(
+                let mut stmt = c.cached(
                     "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
                      WHERE status IN ('queued', 'running')
                        AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ?3)
@@ -527,7 +524,7 @@ impl Store {
         self.writer
             .write(move |c| {
                 let n = c
-                    .prepare_cached(
+                    .cached(
                         "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
                          WHERE lease_owner = ?1 AND status IN ('queued', 'running')",
                     )?
@@ -596,7 +593,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.writer
             .write(move |c| {
-                let mut stmt = c.prepare_cached(
+                let mut stmt = c.cached(
                     "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
                          last_error = COALESCE(?3, last_error), next_attempt_at = ?4,
                          delivered_at = COALESCE(?5, delivered_at)
@@ -630,7 +627,7 @@ impl Store {
             .writer
             .write(move |c| {
                 let n = c
-                    .prepare_cached("UPDATE callbacks SET status = 'pending', next_attempt_at = ?2 WHERE id = ?1")?
+                    .cached("UPDATE callbacks SET status = 'pending', next_attempt_at = ?2 WHERE id = ?1")?
                     .execute(params![key, now])?;
                 Ok(n == 1)
             })
