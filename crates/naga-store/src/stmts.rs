@@ -103,3 +103,48 @@ impl Hasher for AddressHasher {
         self.0 = (self.0 ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::params;
+
+    const EVENS: &str = "SELECT n FROM t WHERE n % 2 = 0 AND n >= ?1 ORDER BY n";
+
+    fn db() -> Db {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (n INTEGER PRIMARY KEY);
+             WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM k WHERE n < 10)
+             INSERT INTO t SELECT n FROM k;",
+        )
+        .unwrap();
+        Db::new(c)
+    }
+
+    fn evens(db: &Db, from: i64) -> Vec<i64> {
+        let mut st = db.cached(EVENS).unwrap();
+        let rows = st.query_map(params![from], |r| r.get(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    /// A statement goes back reset and is bound afresh at its next use; one
+    /// still out (mid-iteration) is not handed out twice.
+    #[test]
+    fn statements_are_reused_and_never_shared_while_out() {
+        let db = db();
+        assert_eq!(evens(&db, 1), [2, 4, 6, 8, 10]);
+        assert_eq!(evens(&db, 7), [8, 10]);
+        let mut outer = db.cached(EVENS).unwrap();
+        let mut rows = outer.query(params![5]).unwrap();
+        let first: i64 = rows.next().unwrap().unwrap().get(0).unwrap();
+        // The same SQL while the first is mid-iteration: its own statement.
+        assert_eq!(evens(&db, 9), [10]);
+        let second: i64 = rows.next().unwrap().unwrap().get(0).unwrap();
+        assert_eq!((first, second), (6, 8));
+        drop(rows);
+        drop(outer);
+        assert_eq!(evens(&db, 0), [2, 4, 6, 8, 10]);
+        assert_eq!(db.cache.borrow().len(), 1);
+    }
+}
