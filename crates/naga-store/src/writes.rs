@@ -239,12 +239,22 @@ fn insert_task(c: &Db, task: &NewTask) -> Result<Inserted, StoreError> {
     }
     // The session exists before its task (foreign key); the task joins the
     // end of its session's chain, and the session's row then points at it
-    // (one write of that row, which also counts the task and its activity).
-    c.cached(
-        "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?1, ?2, ?2)
-         ON CONFLICT (id) DO NOTHING",
-    )?
-    .execute(params![task.session_id, task.accepted_at])?;
+    // (one write of that row, found by rowid, which also counts the task
+    // and its activity).
+    let session: Option<(i64, Option<i64>)> = c
+        .cached("SELECT rowid, last_task_seq FROM sessions WHERE id = ?1")?
+        .query_row(params![task.session_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (session_row, prev_seq) = match session {
+        Some(found) => found,
+        None => {
+            c.cached(
+                "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?1, ?2, ?2)",
+            )?
+            .execute(params![task.session_id, task.accepted_at])?;
+            (c.last_insert_rowid(), None)
+        }
+    };
     if let Some(analysis) = &task.analysis_session_id {
         // Read, then insert when new: an upsert that "sets" the key would
         // count as a key change and make SQLite check every task referencing it.
@@ -272,8 +282,7 @@ fn insert_task(c: &Db, task: &NewTask) -> Result<Inserted, StoreError> {
         "INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url, policy,
              fingerprint, status, calls_count, calls, response, accepted_at, started_at,
              lease_owner, lease_expires_at, prev_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 (SELECT last_task_seq FROM sessions WHERE id = ?3))",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         task.id,
@@ -291,14 +300,15 @@ fn insert_task(c: &Db, task: &NewTask) -> Result<Inserted, StoreError> {
         task.accepted_at,
         task.started.then_some(task.accepted_at),
         task.lease.owner,
-        task.lease.until
+        task.lease.until,
+        prev_seq
     ])?;
     let seq = c.last_insert_rowid();
     c.cached(
         "UPDATE sessions SET last_task_seq = ?2, task_count = task_count + 1, last_activity_at = ?3
-         WHERE id = ?1",
+         WHERE rowid = ?1",
     )?
-    .execute(params![task.session_id, seq, task.accepted_at])?;
+    .execute(params![session_row, seq, task.accepted_at])?;
     Ok(Inserted::New { seq })
 }
 
