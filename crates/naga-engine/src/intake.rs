@@ -268,8 +268,10 @@ impl Engine {
         };
         // Commit and hand over in a task of its own: a client that hangs up
         // mid-request must not leave a committed batch that nobody runs.
+        // (Boxed: the task then holds a pointer, not a 2 KB future that tokio
+        // copies into its cell and again when the task's stage changes.)
         let engine = self.clone();
-        tokio::spawn(async move { engine.commit(task, spec).await })
+        tokio::spawn(Box::pin(async move { engine.commit(task, spec).await }))
             .await
             .map_err(|e| {
                 EngineError::Unavailable(format!("the batch could not be committed: {e}"))

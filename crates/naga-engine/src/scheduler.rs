@@ -530,10 +530,11 @@ impl Inner {
             .running
             .insert(spec.id.clone(), (spec.session_id.clone(), token.clone()));
         let tracker = self.tracker.clone();
-        tracker.spawn(async move {
+        // Boxed for the reason given where a batch is committed (intake.rs).
+        tracker.spawn(Box::pin(async move {
             let status = self.run(&spec, &token, reserved).await;
             self.release(&spec, status);
-        });
+        }));
     }
 
     /// Frees the task's slot and starts the next batch of its session.
