@@ -90,6 +90,17 @@ fn real() -> &'static ffi::sqlite3_pcache_methods2 {
 /// SQLite's lock byte (`PENDING_BYTE`): the page holding it is never used.
 const PENDING_BYTE: u32 = 0x4000_0000;
 
+impl Cache {
+    /// Raises the bound to `key`. A cache is only ever used by its own
+    /// connection, one call at a time (SQLite holds the connection's mutex):
+    /// a plain load and store suffice, no read-modify-write on every fetch.
+    fn raise(&self, key: u32) {
+        if key > self.bound.load(Ordering::Relaxed) {
+            self.bound.store(key, Ordering::Relaxed);
+        }
+    }
+}
+
 unsafe fn cache<'a>(p: *mut ffi::sqlite3_pcache) -> &'a Cache {
     &*(p as *const Cache)
 }
@@ -126,7 +137,7 @@ unsafe extern "C" fn fetch(
     let c = cache(p);
     let page = (real().xFetch.unwrap())(c.real, key, create);
     if create != 0 && !page.is_null() {
-        c.bound.fetch_max(key, Ordering::Relaxed);
+        c.raise(key);
     }
     page
 }
@@ -147,7 +158,7 @@ unsafe extern "C" fn rekey(
 ) {
     let c = cache(p);
     if new != c.lock_page {
-        c.bound.fetch_max(new, Ordering::Relaxed);
+        c.raise(new);
     }
     (real().xRekey.unwrap())(c.real, page, old, new)
 }
