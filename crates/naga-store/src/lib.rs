@@ -34,6 +34,7 @@ use std::{str::FromStr, time::Duration};
 pub struct Store {
     read: SqlitePool,
     writer: writer::Writer,
+    analysis_owners: writes::AnalysisOwners,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -74,7 +75,11 @@ impl Store {
             checkpoints,
             config.max_batch.max(1),
         );
-        Ok(Self { read, writer })
+        Ok(Self {
+            read,
+            writer,
+            analysis_owners: Default::default(),
+        })
     }
 
     /// Waits until every write handed over so far is committed, then closes.

@@ -4,6 +4,8 @@ use crate::stmts::Db;
 use crate::{rows::*, Store, StoreError};
 use naga_core::{time::Millis, TaskStatus};
 use rusqlite::{params, OptionalExtension};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// A batch to register (the seed's `create_task`).
 #[derive(Debug, Clone)]
@@ -120,6 +122,36 @@ pub enum DeliveryOutcome {
     },
 }
 
+/// Analysis sessions known to be committed, with their session: each is
+/// created once and never changes or goes, so an accept that finds its
+/// analysis session here need not read it. Filled only after a commit
+/// (a rolled-back group leaves nothing here); bounded by starting over.
+#[derive(Clone, Default)]
+pub(crate) struct AnalysisOwners(Arc<Mutex<HashMap<String, String>>>);
+
+impl AnalysisOwners {
+    /// Most entries kept (~100 bytes each) before starting over.
+    const MOST: usize = 16_384;
+
+    /// `Some(Ok)` when `analysis` is known to belong to `session`,
+    /// `Some(Err(owner))` when to another, `None` when not known.
+    fn owner(&self, analysis: &str, session: &str) -> Option<Result<(), String>> {
+        let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(analysis).map(|owner| match owner == session {
+            true => Ok(()),
+            false => Err(owner.clone()),
+        })
+    }
+
+    fn learn(&self, analysis: String, session: String) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= Self::MOST {
+            known.clear();
+        }
+        known.insert(analysis, session);
+    }
+}
+
 pub(crate) fn touch_session(c: &Db, session_id: &str, now: Millis) -> Result<(), StoreError> {
     c.cached(
         "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?1, ?2, ?2)
@@ -216,7 +248,7 @@ fn count_failure(
     Ok(())
 }
 
-fn insert_task(c: &Db, task: &NewTask) -> Result<Inserted, StoreError> {
+fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<Inserted, StoreError> {
     let existing: Option<String> = c
         .cached("SELECT response FROM tasks WHERE id = ?1")?
         .query_row(params![task.id], |r| r.get(0))
@@ -256,12 +288,18 @@ fn insert_task(c: &Db, task: &NewTask) -> Result<Inserted, StoreError> {
         }
     };
     if let Some(analysis) = &task.analysis_session_id {
-        // Read, then insert when new: an upsert that "sets" the key would
-        // count as a key change and make SQLite check every task referencing it.
-        let owner: Option<String> = c
-            .cached("SELECT session_id FROM analysis_sessions WHERE id = ?1")?
-            .query_row(params![analysis], |r| r.get(0))
-            .optional()?;
+        // Known and committed: nothing to read (the task's foreign key still
+        // checks the row). Else read, then insert when new: an upsert that
+        // "sets" the key would count as a key change and make SQLite check
+        // every task referencing it.
+        let owner: Option<String> = match known.owner(analysis, &task.session_id) {
+            Some(Ok(())) => Some(task.session_id.clone()),
+            Some(Err(owner)) => Some(owner),
+            None => c
+                .cached("SELECT session_id FROM analysis_sessions WHERE id = ?1")?
+                .query_row(params![analysis], |r| r.get(0))
+                .optional()?,
+        };
         match owner {
             None => {
                 c.cached(
@@ -456,7 +494,21 @@ impl Store {
     /// an analysis session claimed by another session is a conflict and
     /// stores nothing.
     pub async fn insert_task(&self, task: NewTask) -> Result<Inserted, StoreError> {
-        self.writer.write(move |c| insert_task(c, &task)).await
+        // What the commit makes known: an analysis session not known yet.
+        let learn = task
+            .analysis_session_id
+            .as_ref()
+            .filter(|a| self.analysis_owners.owner(a, &task.session_id).is_none())
+            .map(|a| (a.clone(), task.session_id.clone()));
+        let known = self.analysis_owners.clone();
+        let inserted = self
+            .writer
+            .write(move |c| insert_task(c, &task, &known))
+            .await?;
+        if let (Inserted::New { .. }, Some((analysis, session))) = (&inserted, learn) {
+            self.analysis_owners.learn(analysis, session);
+        }
+        Ok(inserted)
     }
 
     /// Marks a task running. Returns false (and changes nothing) when it has

@@ -298,3 +298,46 @@ async fn the_migration_links_the_tasks_a_store_already_had() {
     let y = s.session("y").await.unwrap().unwrap();
     assert_eq!(y.active_tasks, 5, "four running from before, one queued");
 }
+
+/// An analysis session belongs to the session that first used it, whether
+/// the store reads that from its table or already knows it from an
+/// earlier commit (a second store on the same file knows nothing yet).
+#[tokio::test]
+async fn an_analysis_session_stays_with_the_session_that_made_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&url(&dir), &StoreConfig::default())
+        .await
+        .unwrap();
+    let with = |id: &str, session: &str| NewTask {
+        analysis_session_id: Some("analysis_1".into()),
+        ..task(id, session, 1)
+    };
+    assert!(matches!(
+        s.insert_task(with("a1", "s1")).await.unwrap(),
+        Inserted::New { .. }
+    ));
+    // Known now: the same session goes on, another is refused, twice.
+    assert!(matches!(
+        s.insert_task(with("a2", "s1")).await.unwrap(),
+        Inserted::New { .. }
+    ));
+    for id in ["a3", "a4"] {
+        match s.insert_task(with(id, "s2")).await {
+            Err(StoreError::Conflict(e)) => assert!(e.contains("belongs to session `s1`"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let fresh = Store::open(&url(&dir), &StoreConfig::default())
+        .await
+        .unwrap();
+    match fresh.insert_task(with("a5", "s2")).await {
+        Err(StoreError::Conflict(e)) => assert!(e.contains("belongs to session `s1`"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // Refused batches stored nothing.
+    for id in ["a3", "a4", "a5"] {
+        assert!(s.task(id).await.unwrap().is_none());
+    }
+    assert!(s.session("s2").await.unwrap().is_none());
+    assert_eq!(s.session("s1").await.unwrap().unwrap().task_count, 2);
+}
