@@ -65,15 +65,17 @@ pub fn install() -> bool {
             pArg: real.pArg,
             xInit: real.xInit,
             xShutdown: real.xShutdown,
+            // Each method is wrapped only where the real cache has one (a
+            // missing one stays missing: nothing is ever called that is not).
             xCreate: Some(create),
-            xCachesize: Some(cachesize),
-            xPagecount: Some(pagecount),
-            xFetch: Some(fetch),
-            xUnpin: Some(unpin),
-            xRekey: Some(rekey),
-            xTruncate: Some(truncate),
-            xDestroy: Some(destroy),
-            xShrink: Some(shrink),
+            xCachesize: real.xCachesize.and(Some(cachesize)),
+            xPagecount: real.xPagecount.and(Some(pagecount)),
+            xFetch: real.xFetch.and(Some(fetch)),
+            xUnpin: real.xUnpin.and(Some(unpin)),
+            xRekey: real.xRekey.and(Some(rekey)),
+            xTruncate: real.xTruncate.and(Some(truncate)),
+            xDestroy: real.xDestroy.and(Some(destroy)),
+            xShrink: real.xShrink.and(Some(shrink)),
         };
         ffi::sqlite3_config(
             ffi::SQLITE_CONFIG_PCACHE2,
