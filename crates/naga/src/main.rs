@@ -70,7 +70,8 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.log_json);
+    // Held until `serve` returns: dropping it writes out what is queued.
+    let _log = init_logging(args.log_json);
     let config = args.load().context("invalid configuration")?;
     tracing::info!(data_dir = %config.data_dir.display(), database = %config.database_url(),
         synchronous = ?config.store.synchronous, "starting naga");
@@ -90,16 +91,33 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(json: bool) {
+/// Logs go to stderr through a thread of their own: a request formats its
+/// lines but does not wait on a `write(2)` per line (three info lines per
+/// batch: measured at `RUST_LOG=info`, below). The queue never drops a line:
+/// when it is full, the caller waits, as it did on stderr itself. Colours
+/// only on a terminal.
+fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     use tracing_subscriber::{fmt, EnvFilter};
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::stderr().is_terminal();
+    // A buffered writer: the log thread writes what it has queued at once
+    // and flushes when the queue is empty.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("naga-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(writer);
     if json {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
 
 async fn shutdown_signal() {

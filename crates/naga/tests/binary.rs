@@ -291,3 +291,83 @@ async fn sigterm_lets_the_running_call_finish_and_the_restart_resumes_the_rest()
     naga.kill().unwrap();
     naga.wait().unwrap();
 }
+
+/// Logs go out through their own thread: every session-management line of
+/// a batch reaches stderr by the time a stopped server exits, and a stderr
+/// that is not a terminal gets no colour codes.
+#[tokio::test]
+async fn decision_logs_reach_a_file_whole_and_without_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("naga.log");
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_naga"))
+        .args(["serve", "--only", "agent", "--agent-addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .env_remove("DISPLAY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if client.get(format!("{url}/health")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(up, "naga did not start");
+    for i in 0..20 {
+        let body = json!({"agent_calls": [{"tool_name": "echo", "instruction": "hi"}],
+                          "session_id": "logs", "request_id": format!("log-{i}")});
+        let (status, resp) = read(
+            client
+                .post(format!("{url}/schedule"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "{resp}");
+    }
+    // The last batch of the session has ended once the session is idle.
+    let mut idle = false;
+    for _ in 0..200 {
+        let (_, s) = read(
+            client
+                .get(format!("{url}/sessions/logs"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if s["task_count"] == 20 && s["active_tasks"] == 0 {
+            idle = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(idle, "the session's batches did not end");
+    assert!(terminate(child).await.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains('\u{1b}'), "colour codes in a file:\n{text}");
+    for i in 0..20 {
+        let id = format!("request_id=\"log-{i}\"");
+        assert!(
+            text.lines()
+                .any(|l| l.contains("batch committed") && l.contains(&id)),
+            "no commit line for log-{i}:\n{text}"
+        );
+    }
+    let finished = text
+        .lines()
+        .filter(|l| l.contains("task finished") && l.contains("session_id=logs "))
+        .count();
+    assert_eq!(finished, 20, "{text}");
+}
