@@ -1,7 +1,7 @@
 //! The real `naga` binary, as a newcomer runs it.
 
 mod common;
-use common::{free_port, read, Receiver};
+use common::{free_port, post_json, read, Receiver};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command};
@@ -21,15 +21,7 @@ async fn serve_schedules_calls_back_and_stops_cleanly_on_sigterm() {
     let client = reqwest::Client::new();
     let body = json!({"agent_calls": [{"tool_name": "echo", "instruction": "hi"}],
                       "session_id": "bin", "request_id": "bin-1", "callback_url": receiver.url()});
-    let (status, resp) = read(
-        client
-            .post(format!("{url}/schedule"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, resp) = post_json(&client, &format!("{url}/schedule"), &body).await;
     assert_eq!(status, 200, "{resp}");
     let cb = receiver.wait_for("bin-1").await;
     assert_eq!(cb.body["results"][0]["result"]["result"], "hi");
@@ -325,15 +317,7 @@ async fn decision_logs_reach_a_file_whole_and_without_colour_codes() {
     for i in 0..20 {
         let body = json!({"agent_calls": [{"tool_name": "echo", "instruction": "hi"}],
                           "session_id": "logs", "request_id": format!("log-{i}")});
-        let (status, resp) = read(
-            client
-                .post(format!("{url}/schedule"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, resp) = post_json(&client, &format!("{url}/schedule"), &body).await;
         assert_eq!(status, 200, "{resp}");
     }
     // The last batch of the session has ended once the session is idle.

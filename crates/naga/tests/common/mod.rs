@@ -202,6 +202,11 @@ pub async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
     (status, body)
 }
 
+/// POSTs `body` as JSON to `url` and reads the JSON answer.
+pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> (StatusCode, Value) {
+    read(client.post(url).json(body).send().await.unwrap()).await
+}
+
 /// The seed's example batch, with its callback sent to `callback_url`.
 pub fn seed_request(callback_url: &str) -> Value {
     json!({
