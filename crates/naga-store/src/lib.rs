@@ -126,7 +126,6 @@ fn writer_connection(
         wal_vfs::NAME.to_str().unwrap_or_default(),
     )?;
     conn.busy_timeout(Duration::from_secs(10))?;
-    conn.set_prepared_statement_cache_capacity(128);
     let sync = match synchronous {
         Synchronous::Normal => "NORMAL",
         Synchronous::Full => "FULL",

@@ -248,13 +248,56 @@ fn count_failure(
     Ok(())
 }
 
-fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<Inserted, StoreError> {
+/// Records that the task's analysis session belongs to its session, or
+/// refuses it when it belongs to another. Known and committed: nothing to
+/// read (the task's foreign key still checks the row). Else read, then
+/// insert when new (an upsert that "sets" the key would count as a key
+/// change and make SQLite check every task referencing it); the mapping is
+/// returned, to be known once the commit holds it.
+fn claim_analysis(
+    c: &Db,
+    task: &NewTask,
+    known: &AnalysisOwners,
+) -> Result<Option<(String, String)>, StoreError> {
+    let Some(analysis) = &task.analysis_session_id else {
+        return Ok(None);
+    };
+    let owner = match known.owner(analysis, &task.session_id) {
+        Some(Ok(())) => return Ok(None),
+        Some(Err(owner)) => Some(owner),
+        None => c
+            .cached("SELECT session_id FROM analysis_sessions WHERE id = ?1")?
+            .query_row(params![analysis], |r| r.get::<_, String>(0))
+            .optional()?,
+    };
+    match owner {
+        None => {
+            c.cached(
+                "INSERT INTO analysis_sessions (id, session_id, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![analysis, task.session_id, task.accepted_at])?;
+        }
+        Some(owner) if owner != task.session_id => {
+            return Err(StoreError::Conflict(format!(
+                "analysis_session_id `{analysis}` belongs to session `{owner}`, not `{}`",
+                task.session_id
+            )));
+        }
+        Some(_) => {}
+    }
+    Ok(Some((analysis.clone(), task.session_id.clone())))
+}
+
+/// The task, and the analysis-session mapping its commit makes known.
+type TaskInserted = (Inserted, Option<(String, String)>);
+
+fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<TaskInserted, StoreError> {
     let existing: Option<String> = c
         .cached("SELECT response FROM tasks WHERE id = ?1")?
         .query_row(params![task.id], |r| r.get(0))
         .optional()?;
     if let Some(response) = existing {
-        return Ok(Inserted::Existing { response });
+        return Ok((Inserted::Existing { response }, None));
     }
     if let Some(fp) = &task.fingerprint {
         let active: Option<(String, String)> = c
@@ -266,7 +309,7 @@ fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<Inserte
             .query_row(params![task.session_id, fp], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         if let Some((task_id, response)) = active {
-            return Ok(Inserted::Duplicate { task_id, response });
+            return Ok((Inserted::Duplicate { task_id, response }, None));
         }
     }
     // The session exists before its task (foreign key); the task joins the
@@ -287,35 +330,7 @@ fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<Inserte
             (c.last_insert_rowid(), None)
         }
     };
-    if let Some(analysis) = &task.analysis_session_id {
-        // Known and committed: nothing to read (the task's foreign key still
-        // checks the row). Else read, then insert when new: an upsert that
-        // "sets" the key would count as a key change and make SQLite check
-        // every task referencing it.
-        let owner: Option<String> = match known.owner(analysis, &task.session_id) {
-            Some(Ok(())) => Some(task.session_id.clone()),
-            Some(Err(owner)) => Some(owner),
-            None => c
-                .cached("SELECT session_id FROM analysis_sessions WHERE id = ?1")?
-                .query_row(params![analysis], |r| r.get(0))
-                .optional()?,
-        };
-        match owner {
-            None => {
-                c.cached(
-                    "INSERT INTO analysis_sessions (id, session_id, created_at) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![analysis, task.session_id, task.accepted_at])?;
-            }
-            Some(owner) if owner != task.session_id => {
-                return Err(StoreError::Conflict(format!(
-                    "analysis_session_id `{analysis}` belongs to session `{owner}`, not `{}`",
-                    task.session_id
-                )));
-            }
-            Some(_) => {}
-        }
-    }
+    let learned = claim_analysis(c, task, known)?;
     c.cached(
         "INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url, policy,
              fingerprint, status, calls_count, calls, response, accepted_at, started_at,
@@ -347,7 +362,7 @@ fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<Inserte
          WHERE rowid = ?1",
     )?
     .execute(params![session_row, seq, task.accepted_at])?;
-    Ok(Inserted::New { seq })
+    Ok((Inserted::New { seq }, learned))
 }
 
 /// Records the end of one call: the step that carries its outcome (its key
@@ -494,18 +509,12 @@ impl Store {
     /// an analysis session claimed by another session is a conflict and
     /// stores nothing.
     pub async fn insert_task(&self, task: NewTask) -> Result<Inserted, StoreError> {
-        // What the commit makes known: an analysis session not known yet.
-        let learn = task
-            .analysis_session_id
-            .as_ref()
-            .filter(|a| self.analysis_owners.owner(a, &task.session_id).is_none())
-            .map(|a| (a.clone(), task.session_id.clone()));
         let known = self.analysis_owners.clone();
-        let inserted = self
+        let (inserted, learned) = self
             .writer
             .write(move |c| insert_task(c, &task, &known))
             .await?;
-        if let (Inserted::New { .. }, Some((analysis, session))) = (&inserted, learn) {
+        if let Some((analysis, session)) = learned {
             self.analysis_owners.learn(analysis, session);
         }
         Ok(inserted)
