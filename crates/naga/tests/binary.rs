@@ -288,59 +288,30 @@ async fn sigterm_lets_the_running_call_finish_and_the_restart_resumes_the_rest()
 /// a batch reaches stderr by the time a stopped server exits, and a stderr
 /// that is not a terminal gets no colour codes.
 #[tokio::test]
-async fn decision_logs_reach_a_file_whole_and_without_colour_codes() {
+async fn decision_logs_reach_stderr_whole_and_without_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("naga.log");
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_naga"))
-        .args(["serve", "--only", "agent", "--agent-addr"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "info")
-        .env_remove("DISPLAY")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
+    let (child, url, stderr) = common::spawn_naga_logged(|cmd| {
+        cmd.arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("RUST_LOG", "info");
+    });
+    let receiver = Receiver::start().await;
     let client = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if client.get(format!("{url}/health")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(up, "naga did not start");
     for i in 0..20 {
-        let body = json!({"agent_calls": [{"tool_name": "echo", "instruction": "hi"}],
-                          "session_id": "logs", "request_id": format!("log-{i}")});
+        let mut body = json!({"agent_calls": [{"tool_name": "echo", "instruction": "hi"}],
+                              "session_id": "logs", "request_id": format!("log-{i}")});
+        if i == 19 {
+            // The session's batches run in order: the last one's callback
+            // comes after every batch has ended (and logged its end).
+            body["callback_url"] = json!(receiver.url());
+        }
         let (status, resp) = post_json(&client, &format!("{url}/schedule"), &body).await;
         assert_eq!(status, 200, "{resp}");
     }
-    // The last batch of the session has ended once the session is idle.
-    let mut idle = false;
-    for _ in 0..200 {
-        let (_, s) = read(
-            client
-                .get(format!("{url}/sessions/logs"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        if s["task_count"] == 20 && s["active_tasks"] == 0 {
-            idle = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(idle, "the session's batches did not end");
+    receiver.wait_for("log-19").await;
     assert!(terminate(child).await.success());
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(!text.contains('\u{1b}'), "colour codes in a file:\n{text}");
+    let text = stderr.join().unwrap();
+    assert!(!text.contains('\u{1b}'), "colour codes on a pipe:\n{text}");
     for i in 0..20 {
         let id = format!("request_id=\"log-{i}\"");
         assert!(

@@ -390,6 +390,17 @@ pub fn everything() -> PathBuf {
 pub fn spawn_naga(
     configure: impl FnOnce(&mut std::process::Command),
 ) -> (std::process::Child, String) {
+    let (child, url, _stderr) = spawn_naga_logged(configure);
+    (child, url)
+}
+
+/// `spawn_naga`, also collecting the rest of its stderr: the handle
+/// yields it once the process has exited.
+// The child goes back to the caller, who waits for it.
+#[allow(clippy::zombie_processes)]
+pub fn spawn_naga_logged(
+    configure: impl FnOnce(&mut std::process::Command),
+) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
     use std::io::{BufRead, BufReader};
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_naga"));
     cmd.args(["serve", "--only", "agent", "--agent-addr", "127.0.0.1:0"])
@@ -411,8 +422,15 @@ pub fn spawn_naga(
         if let Some(url) = line.trim().strip_prefix("naga: agent server on ") {
             let url = url.to_owned();
             // Keep draining stderr so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in stderr.lines() {});
-            return (child, url);
+            let rest = std::thread::spawn(move || {
+                let mut rest = String::new();
+                for l in stderr.lines().map_while(Result::ok) {
+                    rest.push_str(&l);
+                    rest.push('\n');
+                }
+                rest
+            });
+            return (child, url, rest);
         }
     }
 }
