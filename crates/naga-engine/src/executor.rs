@@ -44,7 +44,7 @@ impl Executor for AgentExecutor {
     fn command(&self, call: &CallPayload) -> String {
         let agent = AgentRegistry::agent_name(call).unwrap_or("?");
         match call.get("instruction").and_then(Value::as_str) {
-            Some(i) => format!("{agent}: {i}"),
+            Some(i) => naga_core::ids::concat(&[agent, ": ", i]),
             None => format!("{agent}: {}", Value::Object(call.clone())),
         }
     }

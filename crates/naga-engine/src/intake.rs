@@ -226,7 +226,12 @@ impl Engine {
             success: true,
             status: "scheduled".into(),
             task_id: Some(request_id.clone()),
-            message: format!("已调度 {} 个{noun}", calls.len()),
+            message: naga_core::ids::concat(&[
+                "已调度 ",
+                itoa::Buffer::new().format(calls.len()),
+                " 个",
+                noun,
+            ]),
             accepted_at: iso(now),
             session_id: session.as_str().to_owned(),
             analysis_session_id: batch.analysis_session_id.clone(),
@@ -433,8 +438,13 @@ fn legacy_instruction(content: &str) -> Option<String> {
     (!instruction.is_empty()).then(|| instruction.to_owned())
 }
 
+/// An answer's JSON, in a buffer sized for it at once (serde_json's own
+/// starts at 128 bytes and grows twice for a `/schedule` answer).
 fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+    let mut out = Vec::with_capacity(320);
+    let _ = serde_json::to_writer(&mut out, v);
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! steps they summarise.
 
 use crate::agents::CallOutcome;
+use naga_core::ids::concat;
 use naga_core::TaskStatus;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -73,7 +74,10 @@ pub struct Summary {
 
 impl Summary {
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(256);
+        let _ = serde_json::to_writer(&mut out, self);
+        // serde_json writes UTF-8 only.
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
@@ -88,21 +92,31 @@ pub fn summarize(status: TaskStatus, error: Option<&str>, calls: &[CallSummary<'
             Some(o) if o.success => {
                 done += 1;
                 let text = o.text().unwrap_or_default();
-                key_findings.push(format!("{} → {}", c.command, clip(&text)));
+                key_findings.push(concat(&[c.command, " → ", &clip(&text)]));
             }
             Some(o) => {
                 let e = o.error.as_deref().unwrap_or("failed");
-                failed_attempts.push(format!("{} → {}", c.command, clip(e)));
-                next_steps.push(format!("fix the cause, then retry: {}", c.command));
+                failed_attempts.push(concat(&[c.command, " → ", &clip(e)]));
+                next_steps.push(concat(&["fix the cause, then retry: ", c.command]));
             }
-            None => next_steps.push(format!("not run: {}", c.command)),
+            None => next_steps.push(concat(&["not run: ", c.command])),
         }
     }
-    let mut current_status = format!("{status}: {done} of {} calls succeeded", calls.len());
+    let (mut done_text, mut all_text) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let mut current_status = concat(&[
+        status.as_str(),
+        ": ",
+        done_text.format(done),
+        " of ",
+        all_text.format(calls.len()),
+        " calls succeeded",
+    ]);
     // A failed batch's error only repeats the counts; other reasons
     // (cancelled, timed out) say something new.
     if let Some(e) = error.filter(|_| status != TaskStatus::Failed) {
-        current_status.push_str(&format!(" ({e})"));
+        for part in [" (", e, ")"] {
+            current_status.push_str(part);
+        }
     }
     Summary {
         current_status,

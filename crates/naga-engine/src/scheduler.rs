@@ -859,9 +859,15 @@ impl Inner {
             .collect();
         let summary = memory::summarize(status, error.as_deref(), &summaries);
         let success = status == TaskStatus::Succeeded;
+        let mut count = itoa::Buffer::new();
         let message = match &error {
-            Some(e) => format!("{status}: {e}"),
-            None => format!("{status}: {} calls", calls.len()),
+            Some(e) => naga_core::ids::concat(&[status.as_str(), ": ", e]),
+            None => naga_core::ids::concat(&[
+                status.as_str(),
+                ": ",
+                count.format(calls.len()),
+                " calls",
+            ]),
         };
         // The result entries only go into a callback.
         let callback = spec.callback_url.clone().map(|url| {

@@ -35,23 +35,27 @@ use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The layers every service shares: body limit, JSON 404/405, a panic
-/// turned into a JSON 500, request tracing.
+/// turned into a JSON 500, request tracing. One stack, applied once to each
+/// route: each `Router::layer` boxes every route again, and a request then
+/// clones one box per layer.
 pub fn with_common_layers(router: Router) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
-            },
-        ))
-        // Server faults are logged where they happen (ApiError::Internal);
-        // a 503 for a missing LLM is not an error of the server.
         .layer(
-            TraceLayer::new_for_http().on_failure(
-                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
-            ),
+            tower::ServiceBuilder::new()
+                // Server faults are logged where they happen
+                // (ApiError::Internal); a 503 for a missing LLM is not an
+                // error of the server.
+                .layer(TraceLayer::new_for_http().on_failure(
+                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                ))
+                .layer(CatchPanicLayer::custom(
+                    |_: Box<dyn std::any::Any + Send>| {
+                        ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
+                    },
+                ))
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )
 }
 
