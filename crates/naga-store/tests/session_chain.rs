@@ -213,7 +213,8 @@ async fn session_memory_reaches_the_sessions_tasks_only_and_clears_only_them() {
 }
 
 /// A store written by the schema before the chain: the migration links
-/// every session's tasks and counts them.
+/// every session's tasks and counts them (0004), and its steps are carried
+/// into the appended table (0005).
 #[tokio::test]
 async fn the_migration_links_the_tasks_a_store_already_had() {
     let dir = tempfile::tempdir().unwrap();
@@ -272,6 +273,18 @@ async fn the_migration_links_the_tasks_a_store_already_had() {
         };
         model.push((format!("old{i}"), session.into(), st, "agent"));
     }
+    // Two steps of old0, stored the 0003 way (clustered by task).
+    for step_no in [1, 2] {
+        sqlx::query(
+            "INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose,
+                                success, created_at, result)
+             VALUES (1, ?1, 'old0', 'x', ?1 - 1, 'echo: ' || ?1, 1, ?1, '{\"success\":true}')",
+        )
+        .bind(step_no)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
     pool.close().await;
 
     let s = Store::open(&url(&dir), &StoreConfig::default())
@@ -297,6 +310,11 @@ async fn the_migration_links_the_tasks_a_store_already_had() {
     }
     let y = s.session("y").await.unwrap().unwrap();
     assert_eq!(y.active_tasks, 5, "four running from before, one queued");
+    // The steps were carried into the appended table (0005), in order.
+    let steps = s.steps("old0").await.unwrap();
+    let purposes: Vec<Option<&str>> = steps.iter().map(|st| st.purpose.as_deref()).collect();
+    assert_eq!(purposes, [Some("echo: 1"), Some("echo: 2")]);
+    assert_eq!(s.task("old0").await.unwrap().unwrap().steps_count, 2);
 }
 
 /// An analysis session belongs to the session that first used it, whether
