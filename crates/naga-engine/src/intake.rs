@@ -8,13 +8,13 @@ use crate::{
 use naga_core::{
     config::SessionPolicy,
     ids::{new_request_id, validate_id},
-    time::iso,
+    time::{iso, Millis},
     wire::{
         AgentScheduleRequest, CallPayload, McpScheduleRequest, RawCall, ScheduleResponse, TaskKind,
     },
     SessionId,
 };
-use naga_store::{Inserted, NewTask};
+use naga_store::{FirstAnswer, Inserted, NewTask};
 use serde_json::{json, Value};
 
 /// Most calls in one batch.
@@ -135,7 +135,17 @@ impl Engine {
     async fn repeated(&self, request_id: &str) -> Result<Option<Scheduled>, EngineError> {
         Ok(self.store().task(request_id).await?.map(|t| {
             tracing::info!(request_id, session_id = %t.session_id, "request_id already known: first answer repeated");
-            Scheduled { response: t.response, outcome: Outcome::Repeated, task_id: Some(t.id) }
+            let task_id = Some(t.id.clone());
+            let first = FirstAnswer {
+                response: t.response,
+                id: t.id,
+                kind: t.kind,
+                session_id: t.session_id,
+                analysis_session_id: t.analysis_session_id,
+                calls_count: t.calls_count,
+                accepted_at: t.accepted_at,
+            };
+            Scheduled { response: first_answer(first), outcome: Outcome::Repeated, task_id }
         }))
     }
 
@@ -168,8 +178,8 @@ impl Engine {
             )));
         }
         let (noun, list) = match batch.kind {
-            TaskKind::Agent => ("Agent任务", "agent_calls"),
-            TaskKind::Mcp => ("MCP工具调用", "tool_calls"),
+            TaskKind::Agent => (noun(batch.kind), "agent_calls"),
+            TaskKind::Mcp => (noun(batch.kind), "tool_calls"),
         };
         let now = self.clock().now_ms();
         let ids = (
@@ -222,28 +232,14 @@ impl Engine {
         // Each call's JSON as sent: the scheduler keeps them while the batch
         // waits, the store keeps them as one array.
         let calls: Vec<Box<str>> = batch.calls.into_iter().map(RawCall::into_text).collect();
-        let response = ScheduleResponse {
-            success: true,
-            status: "scheduled".into(),
-            task_id: Some(request_id.clone()),
-            message: naga_core::ids::concat(&[
-                "已调度 ",
-                itoa::Buffer::new().format(calls.len()),
-                " 个",
-                noun,
-            ]),
-            accepted_at: iso(now),
-            session_id: session.as_str().to_owned(),
-            analysis_session_id: batch.analysis_session_id.clone(),
-        };
-        let response = match batch.kind {
-            TaskKind::Agent => to_json(&response),
-            TaskKind::Mcp => {
-                let mut v = serde_json::to_value(&response).unwrap_or_default();
-                v["request_id"] = json!(request_id);
-                v.to_string()
-            }
-        };
+        let response = scheduled_answer(
+            batch.kind,
+            &request_id,
+            calls.len(),
+            now,
+            session.as_str(),
+            batch.analysis_session_id.as_deref(),
+        );
         let task = NewTask {
             id: request_id.clone(),
             kind: batch.kind.as_str(),
@@ -255,7 +251,8 @@ impl Engine {
             fingerprint: batch.fingerprint,
             calls: format!("[{}]", calls.join(",")),
             calls_count: calls.len(),
-            response,
+            // Rebuilt from the row on a repeat (`first_answer`).
+            response: String::new(),
             accepted_at: now,
             lease: self.scheduler().lease(now),
             started: false,
@@ -276,11 +273,11 @@ impl Engine {
         // (Boxed: the task then holds a pointer, not a 2 KB future that tokio
         // copies into its cell and again when the task's stage changes.)
         let engine = self.clone();
-        tokio::spawn(Box::pin(async move { engine.commit(task, spec).await }))
-            .await
-            .map_err(|e| {
-                EngineError::Unavailable(format!("the batch could not be committed: {e}"))
-            })?
+        tokio::spawn(Box::pin(async move {
+            engine.commit(task, spec, response).await
+        }))
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("the batch could not be committed: {e}")))?
     }
 
     /// Commits a validated batch and hands it to the scheduler.
@@ -288,6 +285,7 @@ impl Engine {
         &self,
         mut task: NewTask,
         mut spec: TaskSpec,
+        response: String,
     ) -> Result<Scheduled, EngineError> {
         let scheduler = self.scheduler();
         let ids = (
@@ -295,7 +293,6 @@ impl Engine {
             spec.analysis_session_id.as_deref().unwrap_or(""),
             spec.id.as_str(),
         );
-        let response = task.response.clone();
         let calls = task.calls_count;
         // An idle session's batch is committed as running, its worker taken
         // now; the reservation goes back by itself if nothing new is stored.
@@ -304,7 +301,7 @@ impl Engine {
         let inserted = self.store().insert_task(task).await?;
         match inserted {
             Inserted::New { seq } => spec.seq = seq,
-            Inserted::Existing { response } => {
+            Inserted::Existing(first) => {
                 tracing::info!(
                     session_id = ids.0,
                     analysis_session_id = ids.1,
@@ -312,16 +309,17 @@ impl Engine {
                     "request_id already known: first answer repeated, nothing runs again"
                 );
                 return Ok(Scheduled {
-                    response,
+                    response: first_answer(first),
                     outcome: Outcome::Repeated,
                     task_id: Some(spec.id),
                 });
             }
-            Inserted::Duplicate { task_id, response } => {
+            Inserted::Duplicate(first) => {
                 tracing::info!(session_id = ids.0, analysis_session_id = ids.1, request_id = ids.2,
-                    duplicate_of = %task_id, "identical batch still active: its task answers, nothing stored");
+                    duplicate_of = %first.id, "identical batch still active: its task answers, nothing stored");
+                let task_id = first.id.clone();
                 return Ok(Scheduled {
-                    response,
+                    response: first_answer(first),
                     outcome: Outcome::Duplicate,
                     task_id: Some(task_id),
                 });
@@ -436,6 +434,66 @@ fn legacy_instruction(content: &str) -> Option<String> {
     let rest = rest.strip_prefix(':').or_else(|| rest.strip_prefix('：'))?;
     let instruction = rest.trim();
     (!instruction.is_empty()).then(|| instruction.to_owned())
+}
+
+/// The answer to an accepted batch: a function of what its task's row
+/// keeps, so that a repeat is answered byte for byte from the row and the
+/// row keeps no copy (a quarter of a task row, written to the WAL with
+/// the task and again at its end).
+fn scheduled_answer(
+    kind: TaskKind,
+    task_id: &str,
+    calls: usize,
+    accepted_at: Millis,
+    session_id: &str,
+    analysis_session_id: Option<&str>,
+) -> String {
+    let response = ScheduleResponse {
+        success: true,
+        status: "scheduled".into(),
+        task_id: Some(task_id.to_owned()),
+        message: naga_core::ids::concat(&[
+            "已调度 ",
+            itoa::Buffer::new().format(calls),
+            " 个",
+            noun(kind),
+        ]),
+        accepted_at: iso(accepted_at),
+        session_id: session_id.to_owned(),
+        analysis_session_id: analysis_session_id.map(str::to_owned),
+    };
+    match kind {
+        TaskKind::Agent => to_json(&response),
+        TaskKind::Mcp => {
+            let mut v = serde_json::to_value(&response).unwrap_or_default();
+            v["request_id"] = json!(task_id);
+            v.to_string()
+        }
+    }
+}
+
+/// A known task's first answer: as stored (tasks accepted before answers
+/// were rebuilt), else rebuilt from its row.
+fn first_answer(first: FirstAnswer) -> String {
+    if !first.response.is_empty() {
+        return first.response;
+    }
+    scheduled_answer(
+        TaskKind::parse(&first.kind).unwrap_or(TaskKind::Agent),
+        &first.id,
+        usize::try_from(first.calls_count).unwrap_or_default(),
+        first.accepted_at,
+        &first.session_id,
+        first.analysis_session_id.as_deref(),
+    )
+}
+
+/// What a batch's calls are called in its answers.
+fn noun(kind: TaskKind) -> &'static str {
+    match kind {
+        TaskKind::Agent => "Agent任务",
+        TaskKind::Mcp => "MCP工具调用",
+    }
 }
 
 /// An answer's JSON, in a buffer sized for it at once (serde_json's own

@@ -56,7 +56,8 @@ async fn one_batch(store: Store, i: usize) {
             fingerprint: None,
             calls: format!("[{}]", calls.join(",")),
             calls_count: calls.len(),
-            response: format!(r#"{{"success":true,"status":"scheduled","task_id":"{id}","message":"已调度 2 个Agent任务","accepted_at":"2026-11-25T00:43:48.949+00:00","session_id":"{session}","analysis_session_id":"analysis_{session}_1703123456"}}"#),
+            // Rebuilt from the row on a repeat, as naga does: stored empty.
+            response: String::new(),
             accepted_at: now,
             lease,
             started: true, // its session idle: committed as running, as the engine does

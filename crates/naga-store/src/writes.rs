@@ -21,7 +21,8 @@ pub struct NewTask {
     /// The calls, in order, as one JSON array.
     pub calls: String,
     pub calls_count: usize,
-    /// JSON of the answer to give for this request id, now and on every repeat.
+    /// The answer to keep for this request id: empty when the caller can
+    /// rebuild it from the task's row (`FirstAnswer`), as naga's accept does.
     pub response: String,
     pub accepted_at: Millis,
     /// The node that accepted it holds its lease until `lease_until`.
@@ -44,11 +45,43 @@ pub enum Inserted {
     /// Stored, with its `seq`: the store's own key for the task, by which
     /// its calls and end are recorded.
     New { seq: i64 },
-    /// The request id was known: the first answer, verbatim.
-    Existing { response: String },
+    /// The request id was known: what its first answer was made of.
+    Existing(FirstAnswer),
     /// An identical batch (same session and fingerprint) is still active:
     /// its answer; nothing was stored.
-    Duplicate { task_id: String, response: String },
+    Duplicate(FirstAnswer),
+}
+
+/// What a task's first answer was made of: the answer as stored, or (when
+/// stored empty) the fields it is rebuilt from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstAnswer {
+    pub response: String,
+    pub id: String,
+    pub kind: String,
+    pub session_id: String,
+    pub analysis_session_id: Option<String>,
+    pub calls_count: i64,
+    pub accepted_at: Millis,
+}
+
+/// The columns of `FirstAnswer`, in its order (a macro, for `concat!`).
+macro_rules! first_answer_columns {
+    () => {
+        "response, id, kind, session_id, analysis_session_id, calls_count, accepted_at"
+    };
+}
+
+fn first_answer(r: &rusqlite::Row<'_>) -> rusqlite::Result<FirstAnswer> {
+    Ok(FirstAnswer {
+        response: r.get(0)?,
+        id: r.get(1)?,
+        kind: r.get(2)?,
+        session_id: r.get(3)?,
+        analysis_session_id: r.get(4)?,
+        calls_count: r.get(5)?,
+        accepted_at: r.get(6)?,
+    })
 }
 
 /// One step to record.
@@ -292,24 +325,30 @@ fn claim_analysis(
 type TaskInserted = (Inserted, Option<(String, String)>);
 
 fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<TaskInserted, StoreError> {
-    let existing: Option<String> = c
-        .cached("SELECT response FROM tasks WHERE id = ?1")?
-        .query_row(params![task.id], |r| r.get(0))
+    let existing = c
+        .cached(concat!(
+            "SELECT ",
+            first_answer_columns!(),
+            " FROM tasks WHERE id = ?1"
+        ))?
+        .query_row(params![task.id], first_answer)
         .optional()?;
-    if let Some(response) = existing {
-        return Ok((Inserted::Existing { response }, None));
+    if let Some(first) = existing {
+        return Ok((Inserted::Existing(first), None));
     }
     if let Some(fp) = &task.fingerprint {
-        let active: Option<(String, String)> = c
-            .cached(
-                "SELECT id, response FROM tasks
+        let active = c
+            .cached(concat!(
+                "SELECT ",
+                first_answer_columns!(),
+                " FROM tasks
                  WHERE session_id = ?1 AND fingerprint = ?2 AND status IN ('queued', 'running')
-                 ORDER BY seq LIMIT 1",
-            )?
-            .query_row(params![task.session_id, fp], |r| Ok((r.get(0)?, r.get(1)?)))
+                 ORDER BY seq LIMIT 1"
+            ))?
+            .query_row(params![task.session_id, fp], first_answer)
             .optional()?;
-        if let Some((task_id, response)) = active {
-            return Ok((Inserted::Duplicate { task_id, response }, None));
+        if let Some(first) = active {
+            return Ok((Inserted::Duplicate(first), None));
         }
     }
     // The session exists before its task (foreign key); the task joins the

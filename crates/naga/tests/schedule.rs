@@ -310,3 +310,44 @@ async fn cancelling_a_running_batch_stops_it_and_says_so_in_the_callback() {
     let (status, _) = app.post("/tasks/nope/cancel", &json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// A repeat gets the first answer byte for byte: while the batch runs,
+/// after it ended, and from a restarted server (which rebuilds the answer
+/// from the task's row; the store keeps no copy of it).
+#[tokio::test]
+async fn a_repeat_gets_the_first_answer_byte_for_byte() {
+    let app = TestApp::spawn().await;
+    let text = |app: &TestApp, body: serde_json::Value| {
+        let (client, url) = (app.client.clone(), format!("{}/schedule", app.agent));
+        async move {
+            let resp = client.post(url).json(&body).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            resp.text().await.unwrap()
+        }
+    };
+    // With an analysis session, and without one (null in the answer).
+    let with = echo_batch("s-bytes", "bytes-1", &["一", "two"], 200, None);
+    let mut without = echo_batch("s-bytes", "bytes-2", &["three"], 0, None);
+    without
+        .as_object_mut()
+        .unwrap()
+        .remove("analysis_session_id");
+    let first_with = text(&app, with.clone()).await;
+    let first_without = text(&app, without.clone()).await;
+    assert!(
+        first_with.contains("\"message\":\"已调度 2 个Agent任务\""),
+        "{first_with}"
+    );
+    assert!(
+        first_without.contains("\"analysis_session_id\":null"),
+        "{first_without}"
+    );
+
+    assert_eq!(text(&app, with.clone()).await, first_with, "while it runs");
+    app.wait_for_task_end("bytes-1").await;
+    app.wait_for_task_end("bytes-2").await;
+    assert_eq!(text(&app, with.clone()).await, first_with, "after it ended");
+    let app = app.restart().await;
+    assert_eq!(text(&app, with).await, first_with, "after a restart");
+    assert_eq!(text(&app, without).await, first_without, "after a restart");
+}
