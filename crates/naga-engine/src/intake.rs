@@ -136,16 +136,7 @@ impl Engine {
         Ok(self.store().task(request_id).await?.map(|t| {
             tracing::info!(request_id, session_id = %t.session_id, "request_id already known: first answer repeated");
             let task_id = Some(t.id.clone());
-            let first = FirstAnswer {
-                response: t.response,
-                id: t.id,
-                kind: t.kind,
-                session_id: t.session_id,
-                analysis_session_id: t.analysis_session_id,
-                calls_count: t.calls_count,
-                accepted_at: t.accepted_at,
-            };
-            Scheduled { response: first_answer(first), outcome: Outcome::Repeated, task_id }
+            Scheduled { response: first_answer(t.into()), outcome: Outcome::Repeated, task_id }
         }))
     }
 
@@ -177,9 +168,10 @@ impl Engine {
                 batch.calls.len()
             )));
         }
-        let (noun, list) = match batch.kind {
-            TaskKind::Agent => (noun(batch.kind), "agent_calls"),
-            TaskKind::Mcp => (noun(batch.kind), "tool_calls"),
+        let noun = noun(batch.kind);
+        let list = match batch.kind {
+            TaskKind::Agent => "agent_calls",
+            TaskKind::Mcp => "tool_calls",
         };
         let now = self.clock().now_ms();
         let ids = (

@@ -72,6 +72,20 @@ macro_rules! first_answer_columns {
     };
 }
 
+impl From<TaskRow> for FirstAnswer {
+    fn from(t: TaskRow) -> Self {
+        Self {
+            response: t.response,
+            id: t.id,
+            kind: t.kind,
+            session_id: t.session_id,
+            analysis_session_id: t.analysis_session_id,
+            calls_count: t.calls_count,
+            accepted_at: t.accepted_at,
+        }
+    }
+}
+
 fn first_answer(r: &rusqlite::Row<'_>) -> rusqlite::Result<FirstAnswer> {
     Ok(FirstAnswer {
         response: r.get(0)?,
