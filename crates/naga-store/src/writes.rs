@@ -384,31 +384,32 @@ fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<TaskIns
         }
     };
     let learned = claim_analysis(c, task, known)?;
-    c.cached(
+    // The task's texts are bound in place (`execute_borrowing`).
+    c.execute_borrowing(
         "INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url, policy,
              fingerprint, status, calls_count, calls, response, accepted_at, started_at,
              lease_owner, lease_expires_at, prev_seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-    )?
-    .execute(params![
-        task.id,
-        task.kind,
-        task.session_id,
-        task.analysis_session_id,
-        task.query,
-        task.callback_url,
-        task.policy,
-        task.fingerprint,
-        if task.started { "running" } else { "queued" },
-        task.calls_count as i64,
-        task.calls,
-        task.response,
-        task.accepted_at,
-        task.started.then_some(task.accepted_at),
-        task.lease.owner,
-        task.lease.until,
-        prev_seq
-    ])?;
+        &[
+            task.id.as_str().into(),
+            task.kind.into(),
+            task.session_id.as_str().into(),
+            task.analysis_session_id.as_deref().into(),
+            task.query.as_deref().into(),
+            task.callback_url.as_deref().into(),
+            task.policy.into(),
+            task.fingerprint.as_deref().into(),
+            if task.started { "running" } else { "queued" }.into(),
+            (task.calls_count as i64).into(),
+            task.calls.as_str().into(),
+            task.response.as_str().into(),
+            task.accepted_at.into(),
+            task.started.then_some(task.accepted_at).into(),
+            task.lease.owner.as_str().into(),
+            task.lease.until.into(),
+            prev_seq.into(),
+        ],
+    )?;
     let seq = c.last_insert_rowid();
     c.cached(
         "UPDATE sessions SET last_task_seq = ?2, task_count = task_count + 1, last_activity_at = ?3
@@ -430,31 +431,31 @@ fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<TaskIns
 /// b-tree.)
 fn record_call(c: &Db, f: &CallFinish) -> Result<(), StoreError> {
     let step = &f.step;
-    let inserted = c
-        .cached(
-            "INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
-                                output, analysis, success, error, created_at, result, started_at)
-             VALUES (?1, (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = ?1), ?2,
-                     (SELECT session_id FROM tasks
-                      WHERE seq = ?1 AND id = ?2 AND lease_owner = ?3
-                        AND status IN ('queued', 'running')),
-                     ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?
-        .execute(params![
-            f.task_seq,
-            step.task_id,
-            f.owner,
-            step.call_idx,
-            step.purpose,
-            step.content,
-            step.output,
-            step.analysis,
-            step.success,
-            step.error,
-            step.created_at,
-            f.result,
-            f.started_at
-        ]);
+    // The step's texts are bound in place (`execute_borrowing`).
+    let inserted = c.execute_borrowing(
+        "INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
+                            output, analysis, success, error, created_at, result, started_at)
+         VALUES (?1, (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = ?1), ?2,
+                 (SELECT session_id FROM tasks
+                  WHERE seq = ?1 AND id = ?2 AND lease_owner = ?3
+                    AND status IN ('queued', 'running')),
+                 ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        &[
+            f.task_seq.into(),
+            step.task_id.as_str().into(),
+            f.owner.as_str().into(),
+            step.call_idx.into(),
+            step.purpose.as_deref().into(),
+            step.content.as_deref().into(),
+            step.output.as_deref().into(),
+            step.analysis.as_deref().into(),
+            i64::from(step.success).into(),
+            step.error.as_deref().into(),
+            step.created_at.into(),
+            f.result.as_str().into(),
+            f.started_at.into(),
+        ],
+    );
     match inserted {
         Ok(_) => {}
         Err(rusqlite::Error::SqliteFailure(e, Some(m)))
@@ -486,21 +487,20 @@ fn finish_task(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
     if let Some(call) = &f.last_call {
         record_call(c, call)?;
     }
-    let ended = c
-        .cached(
-            "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4, summary = ?6,
-                 lease_owner = NULL, lease_expires_at = NULL
-             WHERE seq = ?7 AND id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?5",
-        )?
-        .execute(params![
-            f.task_id,
-            f.status.as_str(),
-            f.error,
-            f.finished_at,
-            f.owner,
-            f.summary,
-            f.task_seq
-        ])?;
+    let ended = c.execute_borrowing(
+        "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4, summary = ?6,
+             lease_owner = NULL, lease_expires_at = NULL
+         WHERE seq = ?7 AND id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?5",
+        &[
+            f.task_id.as_str().into(),
+            f.status.as_str().into(),
+            f.error.as_deref().into(),
+            f.finished_at.into(),
+            f.owner.as_str().into(),
+            f.summary.as_deref().into(),
+            f.task_seq.into(),
+        ],
+    )?;
     if ended == 0 {
         return Ok(Finished::AlreadyEnded);
     }
@@ -518,11 +518,18 @@ fn finish_task(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
         .cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM callbacks")?
         .query_row([], |r| r.get(0))?;
     let body = format!("{head}{seq}}}");
-    c.cached(
+    c.execute_borrowing(
         "INSERT INTO callbacks (seq, id, task_id, url, body, status, attempts, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
-    )?
-    .execute(params![seq, f.callback_id, f.task_id, url, body, f.finished_at])?;
+        &[
+            seq.into(),
+            f.callback_id.as_str().into(),
+            f.task_id.as_str().into(),
+            url.as_str().into(),
+            body.as_str().into(),
+            f.finished_at.into(),
+        ],
+    )?;
     Ok(Finished::Ended {
         callback: Some(CallbackRow {
             seq,
