@@ -128,6 +128,7 @@ impl Db {
             let result = match rc {
                 ffi::SQLITE_OK => match ffi::sqlite3_step(stmt) {
                     ffi::SQLITE_DONE => Ok(ffi::sqlite3_changes64(db) as usize),
+                    ffi::SQLITE_ROW => Err(rusqlite::Error::ExecuteReturnedResults),
                     _ => Err(error(db)),
                 },
                 ffi::SQLITE_RANGE => Err(rusqlite::Error::InvalidParameterCount(
@@ -311,7 +312,7 @@ mod tests {
     /// (That no pointer into them stays bound is `sqlite3_clear_bindings`
     /// in `execute_borrowing`, which no query could observe.)
     #[test]
-    fn borrowed_arguments_are_stored_and_not_kept() {
+    fn borrowed_texts_are_stored_whole_through_one_statement() {
         let db = kv();
         for (k, v, n) in [("a", Some("一二三"), 1), ("b", Some(""), 2), ("c", None, 3)] {
             let (k, v) = (k.to_owned(), v.map(str::to_owned));
@@ -347,6 +348,10 @@ mod tests {
         assert!(matches!(
             db.execute_borrowing(PUT, &[Arg::Text("c")]),
             Err(rusqlite::Error::InvalidParameterCount(1, 3))
+        ));
+        assert!(matches!(
+            db.execute_borrowing("SELECT k FROM kv", &[]),
+            Err(rusqlite::Error::ExecuteReturnedResults)
         ));
         db.execute_borrowing(PUT, &args("b", Some(2))).unwrap();
         let keys: i64 = db
