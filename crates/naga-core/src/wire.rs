@@ -179,6 +179,17 @@ pub fn raw_json<T: Serialize + ?Sized>(value: &T) -> RawJson {
         .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("`null` is JSON"))
 }
 
+/// `value` as JSON text, printed into a buffer of `capacity` bytes made at
+/// once (serde_json's own starts at 128 bytes and grows by doubling: twice
+/// for a `/schedule` answer). Empty if it cannot be printed, which the
+/// types printed here cannot fail to be.
+pub fn json_text<T: Serialize + ?Sized>(value: &T, capacity: usize) -> String {
+    let mut out = Vec::with_capacity(capacity);
+    let _ = serde_json::to_writer(&mut out, value);
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// What is POSTed to `callback_url` when a task ends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CallbackEnvelope {

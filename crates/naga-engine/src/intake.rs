@@ -488,13 +488,9 @@ fn noun(kind: TaskKind) -> &'static str {
     }
 }
 
-/// An answer's JSON, in a buffer sized for it at once (serde_json's own
-/// starts at 128 bytes and grows twice for a `/schedule` answer).
+/// An answer's JSON (a `/schedule` answer is ~250 bytes).
 fn to_json<T: serde::Serialize>(v: &T) -> String {
-    let mut out = Vec::with_capacity(320);
-    let _ = serde_json::to_writer(&mut out, v);
-    // serde_json writes UTF-8 only.
-    String::from_utf8(out).unwrap_or_default()
+    naga_core::wire::json_text(v, 320)
 }
 
 #[cfg(test)]

@@ -74,10 +74,7 @@ pub struct Summary {
 
 impl Summary {
     pub fn to_json(&self) -> String {
-        let mut out = Vec::with_capacity(256);
-        let _ = serde_json::to_writer(&mut out, self);
-        // serde_json writes UTF-8 only.
-        String::from_utf8(out).unwrap_or_default()
+        naga_core::wire::json_text(self, 256)
     }
 }
 

@@ -317,6 +317,7 @@ async fn cancelling_a_running_batch_stops_it_and_says_so_in_the_callback() {
 #[tokio::test]
 async fn a_repeat_gets_the_first_answer_byte_for_byte() {
     let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
     let text = |app: &TestApp, body: serde_json::Value| {
         let (client, url) = (app.client.clone(), format!("{}/schedule", app.agent));
         async move {
@@ -326,8 +327,10 @@ async fn a_repeat_gets_the_first_answer_byte_for_byte() {
         }
     };
     // With an analysis session, and without one (null in the answer).
-    let with = echo_batch("s-bytes", "bytes-1", &["一", "two"], 200, None);
-    let mut without = echo_batch("s-bytes", "bytes-2", &["three"], 0, None);
+    // Called back when they end.
+    let cb = Some(receiver.url());
+    let with = echo_batch("s-bytes", "bytes-1", &["一", "two"], 200, cb.as_deref());
+    let mut without = echo_batch("s-bytes", "bytes-2", &["three"], 0, cb.as_deref());
     without
         .as_object_mut()
         .unwrap()
@@ -344,8 +347,8 @@ async fn a_repeat_gets_the_first_answer_byte_for_byte() {
     );
 
     assert_eq!(text(&app, with.clone()).await, first_with, "while it runs");
-    app.wait_for_task_end("bytes-1").await;
-    app.wait_for_task_end("bytes-2").await;
+    receiver.wait_for("bytes-1").await;
+    receiver.wait_for("bytes-2").await;
     assert_eq!(text(&app, with.clone()).await, first_with, "after it ended");
     let app = app.restart().await;
     assert_eq!(text(&app, with).await, first_with, "after a restart");
