@@ -51,9 +51,10 @@ struct Args {
     /// The naga binary [default: next to this one].
     #[arg(long)]
     naga: Option<std::path::PathBuf>,
-    /// Rounds of the four runs, interleaved; the summary gives medians
-    /// (this machine is noisy: one round's baseline can be off by 25%).
-    #[arg(long, default_value_t = 3)]
+    /// Rounds of the four runs, interleaved; the summary gives medians and
+    /// the range of the ratios (this machine is noisy: one round's baseline
+    /// can be off by 25%, so a ratio of one round says little).
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Print the results as JSON on stdout.
     #[arg(long)]
@@ -531,7 +532,8 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
 }
 
 /// Per field of `section`: the median over rounds, except counts of
-/// losses and errors (summed) and memory (the largest).
+/// losses and errors (summed) and memory (the largest); the ratio and the
+/// p99s also get their smallest and largest (`…_min`, `…_max`).
 fn summarize(rounds: &[Value], section: &str) -> Value {
     let mut out = serde_json::Map::new();
     let Some(first) = rounds.first().and_then(|r| r[section].as_object()) else {
@@ -551,6 +553,17 @@ fn summarize(rounds: &[Value], section: &str) -> Value {
             v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
         };
         out.insert(key.clone(), json!(value));
+        if key == "ratio" || key.ends_with("_p99_ms") {
+            let (min, max) = (v.first(), v.last());
+            out.insert(
+                format!("{key}_min"),
+                json!(min.copied().unwrap_or(f64::NAN)),
+            );
+            out.insert(
+                format!("{key}_max"),
+                json!(max.copied().unwrap_or(f64::NAN)),
+            );
+        }
     }
     Value::Object(out)
 }
@@ -607,6 +620,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         f(&a["ratio"])
     );
     println!(
+        "            rounds: ratio {:.2}–{:.2}, p99 {:.2}–{:.2} ms",
+        f(&a["ratio_min"]),
+        f(&a["ratio_max"]),
+        f(&a["naga_p99_ms_min"]),
+        f(&a["naga_p99_ms_max"])
+    );
+    println!(
         "end to end  ceiling {:>7.0} batches/s (lost {:.0})",
         f(&e["ceiling_batches_per_s"]),
         f(&e["ceiling_lost"])
@@ -616,6 +636,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         f(&e["naga_batches_per_s"]),
         f(&e["ratio"]),
         f(&e["naga_lost_callbacks"])
+    );
+    println!(
+        "            rounds: ratio {:.2}–{:.2}",
+        f(&e["ratio_min"]),
+        f(&e["ratio_max"])
     );
     println!(
         "cpu         naga {:.0} µs per accepted request (writer {:.0}), {:.0} µs per batch end to end (writer {:.0})",
