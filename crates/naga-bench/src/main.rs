@@ -250,13 +250,18 @@ fn thread_cpu_us(pid: u32) -> BTreeMap<String, f64> {
     by_name
 }
 
-/// naga's CPU per unit of work: in total and for its writer thread.
-fn cpu_per(pid: u32, units: usize) -> (f64, f64) {
+/// naga's CPU per unit of work since `before` (its threads' CPU when the
+/// load began: starting and migrating is not the work measured), in total
+/// and for its writer thread.
+fn cpu_per(pid: u32, before: &BTreeMap<String, f64>, units: usize) -> (f64, f64) {
+    let spent = |name: &str, now: f64| now - before.get(name).copied().unwrap_or(0.0);
     let cpu = thread_cpu_us(pid);
     let n = units.max(1) as f64;
     (
-        cpu.values().sum::<f64>() / n,
-        cpu.get("naga-writer").copied().unwrap_or(0.0) / n,
+        cpu.iter().map(|(name, &us)| spent(name, us)).sum::<f64>() / n,
+        cpu.get("naga-writer")
+            .map_or(0.0, |&us| spent("naga-writer", us))
+            / n,
     )
 }
 
@@ -478,6 +483,7 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
     let dir = tempfile::tempdir()?;
     let (accept, accept_rss, accept_cpu) = {
         let s = spawn_naga(args, dir.path())?;
+        let before = thread_cpu_us(s.child.id());
         let l = load(
             &s.url,
             args.requests,
@@ -490,7 +496,7 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
         (
             l,
             rss_mib(s.child.id()),
-            cpu_per(s.child.id(), args.requests),
+            cpu_per(s.child.id(), &before, args.requests),
         )
     };
     eprintln!(
@@ -508,8 +514,9 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
     let dir = tempfile::tempdir()?;
     let (e2e, lost, e2e_load, rss, e2e_cpu) = {
         let s = spawn_naga(args, dir.path())?;
+        let before = thread_cpu_us(s.child.id());
         let (rate, lost, l) = drain(&s.url, args, receiver, cb, &format!("e2e{r}")).await;
-        let cpu = cpu_per(s.child.id(), args.batches);
+        let cpu = cpu_per(s.child.id(), &before, args.batches);
         (rate, lost, l, rss_mib(s.child.id()), cpu)
     };
     Ok(json!({
