@@ -561,15 +561,9 @@ fn summarize(rounds: &[Value], section: &str) -> Value {
         };
         out.insert(key.clone(), json!(value));
         if key == "ratio" || key.ends_with("_p99_ms") {
-            let (min, max) = (v.first(), v.last());
-            out.insert(
-                format!("{key}_min"),
-                json!(min.copied().unwrap_or(f64::NAN)),
-            );
-            out.insert(
-                format!("{key}_max"),
-                json!(max.copied().unwrap_or(f64::NAN)),
-            );
+            let (min, max) = (v.first().copied(), v.last().copied());
+            out.insert(format!("{key}_min"), json!(min.unwrap_or(f64::NAN)));
+            out.insert(format!("{key}_max"), json!(max.unwrap_or(f64::NAN)));
         }
     }
     Value::Object(out)
@@ -612,6 +606,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let (a, e) = (&results["accept"], &results["end_to_end"]);
+    // The smallest and largest of the rounds (see `summarize`).
+    let span = |v: &Value, key: &str| {
+        let (min, max) = (&v[format!("{key}_min")], &v[format!("{key}_max")]);
+        format!("{:.2}–{:.2}", f(min), f(max))
+    };
     println!("median of {} rounds:", rounds.len());
     println!(
         "accept      bare {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
@@ -627,11 +626,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         f(&a["ratio"])
     );
     println!(
-        "            rounds: ratio {:.2}–{:.2}, p99 {:.2}–{:.2} ms",
-        f(&a["ratio_min"]),
-        f(&a["ratio_max"]),
-        f(&a["naga_p99_ms_min"]),
-        f(&a["naga_p99_ms_max"])
+        "            rounds: ratio {}, p99 {} ms",
+        span(a, "ratio"),
+        span(a, "naga_p99_ms")
     );
     println!(
         "end to end  ceiling {:>7.0} batches/s (lost {:.0})",
@@ -644,11 +641,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         f(&e["ratio"]),
         f(&e["naga_lost_callbacks"])
     );
-    println!(
-        "            rounds: ratio {:.2}–{:.2}",
-        f(&e["ratio_min"]),
-        f(&e["ratio_max"])
-    );
+    println!("            rounds: ratio {}", span(e, "ratio"));
     println!(
         "cpu         naga {:.0} µs per accepted request (writer {:.0}), {:.0} µs per batch end to end (writer {:.0})",
         f(&a["naga_cpu_us_per_request"]),

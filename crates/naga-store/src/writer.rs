@@ -246,23 +246,25 @@ fn checkpoint_loop(conn: Connection, most: i64, stop: &AtomicBool, restart: &Ato
         std::thread::sleep(pause);
         pause = CHECKPOINT_BUSY;
         match passive() {
+            // (A restart asked for stays asked for until the writer's next group.)
             Ok((frames, _)) if frames == last_frames => pause = CHECKPOINT_IDLE,
-            Ok((frames, _)) if frames > most => {
-                last_frames = -1;
-                for _ in 0..CATCH_UP_ROUNDS {
-                    let Ok((frames, done)) = passive() else { break };
-                    let synced = std::time::Instant::now();
-                    if let Some(Err(e)) = db.as_ref().map(std::fs::File::sync_data) {
-                        tracing::warn!(error = %e, "cannot sync the database file");
-                        break;
+            Ok((frames, _)) => {
+                last_frames = frames;
+                if frames > most {
+                    for _ in 0..CATCH_UP_ROUNDS {
+                        let Ok((frames, done)) = passive() else { break };
+                        let synced = std::time::Instant::now();
+                        if let Some(Err(e)) = db.as_ref().map(std::fs::File::sync_data) {
+                            tracing::warn!(error = %e, "cannot sync the database file");
+                            break;
+                        }
+                        if frames - done <= CATCH_UP_FRAMES && synced.elapsed() < CAUGHT_UP_SYNC {
+                            break;
+                        }
                     }
-                    if frames - done <= CATCH_UP_FRAMES && synced.elapsed() < CAUGHT_UP_SYNC {
-                        break;
-                    }
+                    restart.store(true, Ordering::Relaxed)
                 }
-                restart.store(true, Ordering::Relaxed)
             }
-            Ok((frames, _)) => last_frames = frames,
             Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
         }
     }
