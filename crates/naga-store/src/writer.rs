@@ -357,6 +357,49 @@ mod tests {
         Writer::spawn(open(dir), open(dir), 512)
     }
 
+    /// Rows the database file itself holds (what checkpoints copied), read
+    /// from a copy of it without its WAL; `None` while a copy is torn by a
+    /// checkpoint writing it.
+    fn rows_in_database_file(dir: &tempfile::TempDir) -> Option<i64> {
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(dir.path().join("w.db"), &copy).ok()?;
+        let c = Connection::open(&copy).ok()?;
+        c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).ok()
+    }
+
+    /// The checkpointer slows down while nothing new is committed, but
+    /// every committed row still reaches the database file: bursts of
+    /// writes with pauses between them (each pause long enough for it to
+    /// slow down) are all copied, the last one included.
+    #[tokio::test]
+    async fn every_burst_of_commits_reaches_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(&dir);
+        for burst in 0..3i64 {
+            for n in 0..50 {
+                w.write(move |c| {
+                    c.execute("INSERT INTO t (n) VALUES (?1)", params![burst * 50 + n])?;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            }
+            let expected = (burst + 1) * 50;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while rows_in_database_file(&dir) != Some(expected) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "burst {burst}: the database file holds {:?} rows, not {expected}",
+                    rows_in_database_file(&dir)
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            // Long enough for the checkpointer to find nothing new, twice.
+            tokio::time::sleep(3 * CHECKPOINT_IDLE).await;
+        }
+        w.close().await;
+    }
+
     /// Under steady writes a passive checkpoint never catches up, and the
     /// WAL grew without end (900 MB in 30 s once): past its bound the
     /// writer restarts it.
