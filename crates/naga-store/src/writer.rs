@@ -214,7 +214,7 @@ const CAUGHT_UP_SYNC: std::time::Duration = std::time::Duration::from_millis(2);
 /// How often the checkpointer copies while commits arrive, and while none
 /// did since its last round. Copying every 100 ms under load moved ~1,600
 /// pages at once and held a core for several ms, all requests in flight
-/// waiting behind it: the `/schedule` p99 in naga-bench went 8–11 ms → 5–6
+/// waiting behind it: the `/schedule` p99 in naga-bench went 8–10 ms → 5–8
 /// ms at 25 ms, for ~0.7 µs more checkpointer CPU per request (a page
 /// rewritten within 100 ms is now copied up to four times).
 const CHECKPOINT_BUSY: std::time::Duration = std::time::Duration::from_millis(25);
