@@ -239,6 +239,21 @@ fn checkpoint_loop(conn: Connection, most: i64, stop: &AtomicBool, restart: &Ato
             Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         })
     };
+    // Rounds of a passive checkpoint and a sync, until one is short (see
+    // `CATCH_UP_ROUNDS`).
+    let catch_up = || {
+        for _ in 0..CATCH_UP_ROUNDS {
+            let Ok((frames, done)) = passive() else { break };
+            let synced = std::time::Instant::now();
+            if let Some(Err(e)) = db.as_ref().map(std::fs::File::sync_data) {
+                tracing::warn!(error = %e, "cannot sync the database file");
+                break;
+            }
+            if frames - done <= CATCH_UP_FRAMES && synced.elapsed() < CAUGHT_UP_SYNC {
+                break;
+            }
+        }
+    };
     // The log's size at the last round: unchanged means nothing was committed.
     let mut last_frames = 0;
     let mut pause = CHECKPOINT_IDLE;
@@ -251,17 +266,7 @@ fn checkpoint_loop(conn: Connection, most: i64, stop: &AtomicBool, restart: &Ato
             Ok((frames, _)) => {
                 last_frames = frames;
                 if frames > most {
-                    for _ in 0..CATCH_UP_ROUNDS {
-                        let Ok((frames, done)) = passive() else { break };
-                        let synced = std::time::Instant::now();
-                        if let Some(Err(e)) = db.as_ref().map(std::fs::File::sync_data) {
-                            tracing::warn!(error = %e, "cannot sync the database file");
-                            break;
-                        }
-                        if frames - done <= CATCH_UP_FRAMES && synced.elapsed() < CAUGHT_UP_SYNC {
-                            break;
-                        }
-                    }
+                    catch_up();
                     restart.store(true, Ordering::Relaxed)
                 }
             }
