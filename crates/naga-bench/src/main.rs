@@ -250,9 +250,9 @@ fn thread_cpu_us(pid: u32) -> BTreeMap<String, f64> {
     by_name
 }
 
-/// naga's CPU per unit of work since `before` (its threads' CPU when the
-/// load began: starting and migrating is not the work measured), in total
-/// and for its writer thread.
+/// A process's CPU per unit of work since `before` (its threads' CPU when
+/// the load began: starting and migrating is not the work measured), in
+/// total and for its writer thread (naga's; 0 for other processes).
 fn cpu_per(pid: u32, before: &BTreeMap<String, f64>, units: usize) -> (f64, f64) {
     let spent = |name: &str, now: f64| now - before.get(name).copied().unwrap_or(0.0);
     let cpu = thread_cpu_us(pid);
@@ -467,9 +467,11 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
         "round {r}: accept, bare axum, {} requests, {c} clients",
         args.requests
     );
-    let bare = {
+    let me = std::process::id();
+    let (bare, bare_cpu, bare_client_cpu) = {
         let s = spawn_baseline(false)?;
-        load(
+        let (before, client_before) = (thread_cpu_us(s.child.id()), thread_cpu_us(me));
+        let l = load(
             &s.url,
             args.requests,
             c,
@@ -477,13 +479,18 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
             None,
             &format!("bare{r}"),
         )
-        .await
+        .await;
+        (
+            l,
+            cpu_per(s.child.id(), &before, args.requests).0,
+            cpu_per(me, &client_before, args.requests).0,
+        )
     };
     eprintln!("round {r}: accept, naga durable /schedule");
     let dir = tempfile::tempdir()?;
-    let (accept, accept_rss, accept_cpu) = {
+    let (accept, accept_rss, accept_cpu, naga_client_cpu) = {
         let s = spawn_naga(args, dir.path())?;
-        let before = thread_cpu_us(s.child.id());
+        let (before, client_before) = (thread_cpu_us(s.child.id()), thread_cpu_us(me));
         let l = load(
             &s.url,
             args.requests,
@@ -497,6 +504,7 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
             l,
             rss_mib(s.child.id()),
             cpu_per(s.child.id(), &before, args.requests),
+            cpu_per(me, &client_before, args.requests).0,
         )
     };
     eprintln!(
@@ -527,6 +535,10 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
             "naga_errors": accept.errors, "naga_rss_mib": accept_rss,
             // CPU during the run (the accepted batches also run meanwhile).
             "naga_cpu_us_per_request": accept_cpu.0, "naga_writer_cpu_us_per_request": accept_cpu.1,
+            // The bare server's, and the load client's (this process) under each.
+            "bare_cpu_us_per_request": bare_cpu,
+            "client_cpu_us_per_request_bare": bare_client_cpu,
+            "client_cpu_us_per_request_naga": naga_client_cpu,
         },
         "end_to_end": {
             "ceiling_batches_per_s": ceiling, "ceiling_lost": ceiling_lost,
@@ -648,6 +660,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         f(&a["naga_writer_cpu_us_per_request"]),
         f(&e["naga_cpu_us_per_batch"]),
         f(&e["naga_writer_cpu_us_per_batch"])
+    );
+    println!(
+        "            accept: bare {:.0} µs per request, the load client {:.0} (bare) / {:.0} (naga)",
+        f(&a["bare_cpu_us_per_request"]),
+        f(&a["client_cpu_us_per_request_bare"]),
+        f(&a["client_cpu_us_per_request_naga"])
     );
     println!(
         "memory      naga RSS after {} batches: {:.1} MiB, the largest of the rounds (target ≤ 100)",
