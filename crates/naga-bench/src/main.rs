@@ -11,6 +11,9 @@
 //!    ceiling — then naga with batches of two `echo` calls, each batch
 //!    called back to a local receiver; drained batches/s and lost callbacks.
 //! 3. naga's resident memory after the end-to-end run.
+//! 4. CPU per request or batch: naga's (and its writer's), and for the
+//!    accept runs the bare server's and this process's (the load client):
+//!    with both cores busy, a rate is ~2 cores / (server + client CPU).
 //!
 //! Every server is a child process on loopback; naga is the release binary
 //! next to this one, on a fresh database in a temporary folder.
