@@ -299,6 +299,8 @@ struct Load {
     seconds: f64,
     latencies: Vec<Duration>,
     errors: usize,
+    /// CPU of this process (the load client) while the clock ran, in µs.
+    client_cpu_us: f64,
 }
 
 impl Load {
@@ -332,6 +334,7 @@ async fn load(
             .collect(),
     );
     let next = Arc::new(AtomicUsize::new(0));
+    let client_before = thread_cpu_us(std::process::id());
     let start = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -370,6 +373,7 @@ async fn load(
         seconds: 0.0,
         latencies: Vec::with_capacity(n),
         errors: 0,
+        client_cpu_us: 0.0,
     };
     for w in workers {
         let (lat, errors) = w.await.unwrap();
@@ -377,6 +381,7 @@ async fn load(
         out.errors += errors;
     }
     out.seconds = start.elapsed().as_secs_f64();
+    out.client_cpu_us = cpu_per(std::process::id(), &client_before, 1).0;
     out
 }
 
@@ -470,10 +475,9 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
         "round {r}: accept, bare axum, {} requests, {c} clients",
         args.requests
     );
-    let me = std::process::id();
-    let (bare, bare_cpu, bare_client_cpu) = {
+    let (bare, bare_cpu) = {
         let s = spawn_baseline(false)?;
-        let (before, client_before) = (thread_cpu_us(s.child.id()), thread_cpu_us(me));
+        let before = thread_cpu_us(s.child.id());
         let l = load(
             &s.url,
             args.requests,
@@ -483,17 +487,13 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
             &format!("bare{r}"),
         )
         .await;
-        (
-            l,
-            cpu_per(s.child.id(), &before, args.requests).0,
-            cpu_per(me, &client_before, args.requests).0,
-        )
+        (l, cpu_per(s.child.id(), &before, args.requests).0)
     };
     eprintln!("round {r}: accept, naga durable /schedule");
     let dir = tempfile::tempdir()?;
-    let (accept, accept_rss, accept_cpu, naga_client_cpu) = {
+    let (accept, accept_rss, accept_cpu) = {
         let s = spawn_naga(args, dir.path())?;
-        let (before, client_before) = (thread_cpu_us(s.child.id()), thread_cpu_us(me));
+        let before = thread_cpu_us(s.child.id());
         let l = load(
             &s.url,
             args.requests,
@@ -507,7 +507,6 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
             l,
             rss_mib(s.child.id()),
             cpu_per(s.child.id(), &before, args.requests),
-            cpu_per(me, &client_before, args.requests).0,
         )
     };
     eprintln!(
@@ -540,8 +539,8 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
             "naga_cpu_us_per_request": accept_cpu.0, "naga_writer_cpu_us_per_request": accept_cpu.1,
             // The bare server's, and the load client's (this process) under each.
             "bare_cpu_us_per_request": bare_cpu,
-            "client_cpu_us_per_request_bare": bare_client_cpu,
-            "client_cpu_us_per_request_naga": naga_client_cpu,
+            "client_cpu_us_per_request_bare": bare.client_cpu_us / bare.latencies.len().max(1) as f64,
+            "client_cpu_us_per_request_naga": accept.client_cpu_us / accept.latencies.len().max(1) as f64,
         },
         "end_to_end": {
             "ceiling_batches_per_s": ceiling, "ceiling_lost": ceiling_lost,
