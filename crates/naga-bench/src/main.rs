@@ -59,6 +59,11 @@ struct Args {
     /// can be off by 25%, so a ratio of one round says little).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Request ids: UUIDs, as NagaAgent sends (each new id lands anywhere
+    /// in the store's index of ids), or sequential numbers (`accept1-1`,
+    /// `accept1-2`…: neighbours in that index, which is cheaper).
+    #[arg(long, value_enum, default_value_t = Ids::Uuid)]
+    ids: Ids,
     /// Print the results as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -67,6 +72,12 @@ struct Args {
     /// naga end to end under another load tool).
     #[arg(long, hide = true)]
     baseline_server: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Ids {
+    Uuid,
+    Sequential,
 }
 
 /// The allocator naga runs with, so that the bare baselines (and the load
@@ -282,8 +293,22 @@ fn rss_mib(pid: u32) -> Option<f64> {
 
 // ---------- load ----------
 
-fn batch(i: usize, calls: usize, callback: Option<&str>, run: &str) -> Value {
-    let calls: Vec<Value> = (0..calls)
+/// The request id of batch `i` of a run: `{run}-` (the receiver counts a
+/// run's callbacks by it) and then the batch's number, or a UUID made from
+/// it (distinct for every `i`, in no order), as NagaAgent sends.
+fn request_id(ids: Ids, run: &str, i: usize) -> String {
+    match ids {
+        Ids::Sequential => format!("{run}-{i}"),
+        Ids::Uuid => {
+            // An odd multiplier is a bijection of u128: no two `i` collide.
+            let bits = (i as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+            format!("{run}-{}", uuid::Uuid::from_u128(bits))
+        }
+    }
+}
+
+fn batch(i: usize, args: &Args, callback: Option<&str>, run: &str) -> Value {
+    let calls: Vec<Value> = (0..args.calls)
         .map(|c| {
             json!({"tool_name": "echo", "service_name": "agent_server",
                         "instruction": format!("step {c}"), "agentType": "agent"})
@@ -292,7 +317,7 @@ fn batch(i: usize, calls: usize, callback: Option<&str>, run: &str) -> Value {
     let session = format!("bench_session_{}", i % 1000);
     json!({"query": format!("批量Agent任务执行 ({} 个)", calls.len()), "agent_calls": calls,
            "session_id": session, "analysis_session_id": format!("analysis_{session}_1703123456"),
-           "request_id": format!("{run}-{i}"), "callback_url": callback})
+           "request_id": request_id(args.ids, run, i), "callback_url": callback})
 }
 
 struct Load {
@@ -315,14 +340,9 @@ impl Load {
     }
 }
 
-async fn load(
-    url: &str,
-    n: usize,
-    concurrency: usize,
-    calls: usize,
-    callback: Option<String>,
-    run: &str,
-) -> Load {
+/// `n` requests of `args`' shape to `url`, from `args.concurrency` clients.
+async fn load(url: &str, args: &Args, n: usize, callback: Option<String>, run: &str) -> Load {
+    let concurrency = args.concurrency;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()
@@ -330,7 +350,7 @@ async fn load(
     // Bodies are made before the clock starts.
     let bodies: Arc<Vec<String>> = Arc::new(
         (0..n)
-            .map(|i| batch(i, calls, callback.as_deref(), run).to_string())
+            .map(|i| batch(i, args, callback.as_deref(), run).to_string())
             .collect(),
     );
     let next = Arc::new(AtomicUsize::new(0));
@@ -450,15 +470,7 @@ async fn drain(
     run: &str,
 ) -> (f64, usize, Load) {
     let start = Instant::now();
-    let l = load(
-        url,
-        args.batches,
-        args.concurrency,
-        args.calls,
-        Some(cb.to_owned()),
-        run,
-    )
-    .await;
+    let l = load(url, args, args.batches, Some(cb.to_owned()), run).await;
     let prefix = format!("{run}-");
     receiver
         .wait(&prefix, args.batches, Duration::from_secs(600))
@@ -478,15 +490,7 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
     let (bare, bare_cpu) = {
         let s = spawn_baseline(false)?;
         let before = thread_cpu_us(s.child.id());
-        let l = load(
-            &s.url,
-            args.requests,
-            c,
-            args.calls,
-            None,
-            &format!("bare{r}"),
-        )
-        .await;
+        let l = load(&s.url, args, args.requests, None, &format!("bare{r}")).await;
         (l, cpu_per(s.child.id(), &before, args.requests).0)
     };
     eprintln!("round {r}: accept, naga durable /schedule");
@@ -494,15 +498,7 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
     let (accept, accept_rss, accept_cpu) = {
         let s = spawn_naga(args, dir.path())?;
         let before = thread_cpu_us(s.child.id());
-        let l = load(
-            &s.url,
-            args.requests,
-            c,
-            args.calls,
-            None,
-            &format!("accept{r}"),
-        )
-        .await;
+        let l = load(&s.url, args, args.requests, None, &format!("accept{r}")).await;
         (
             l,
             rss_mib(s.child.id()),
@@ -594,6 +590,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
         "concurrency": args.concurrency, "requests": args.requests, "batches": args.batches,
         "calls_per_batch": args.calls, "synchronous": args.synchronous,
+        "ids": format!("{:?}", args.ids).to_lowercase(),
         "rounds": rounds,
         // Medians over the rounds (losses and errors summed, memory the largest).
         "accept": summarize(&rounds, "accept"),
