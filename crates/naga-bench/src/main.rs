@@ -20,7 +20,7 @@
 
 use anyhow::{bail, Context};
 use axum::{extract::State, routing::post, Json, Router};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
 use std::{
     collections::{BTreeMap, HashSet},
@@ -74,7 +74,7 @@ struct Args {
     baseline_server: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum Ids {
     Uuid,
     Sequential,
@@ -294,8 +294,8 @@ fn rss_mib(pid: u32) -> Option<f64> {
 // ---------- load ----------
 
 /// The request id of batch `i` of a run: `{run}-` (the receiver counts a
-/// run's callbacks by it) and then the batch's number, or a UUID made from
-/// it (distinct for every `i`, in no order), as NagaAgent sends.
+/// run's callbacks by it) and then the batch's number, or a UUID's text made
+/// from it (distinct for every `i`, in no order), as NagaAgent sends.
 fn request_id(ids: Ids, run: &str, i: usize) -> String {
     match ids {
         Ids::Sequential => format!("{run}-{i}"),
@@ -324,8 +324,9 @@ struct Load {
     seconds: f64,
     latencies: Vec<Duration>,
     errors: usize,
-    /// CPU of this process (the load client) while the clock ran, in µs.
-    client_cpu_us: f64,
+    /// CPU of this process (the load client) per request while the clock
+    /// ran, in µs.
+    client_cpu_us_per_request: f64,
 }
 
 impl Load {
@@ -393,7 +394,7 @@ async fn load(url: &str, args: &Args, n: usize, callback: Option<String>, run: &
         seconds: 0.0,
         latencies: Vec::with_capacity(n),
         errors: 0,
-        client_cpu_us: 0.0,
+        client_cpu_us_per_request: 0.0,
     };
     for w in workers {
         let (lat, errors) = w.await.unwrap();
@@ -401,7 +402,7 @@ async fn load(url: &str, args: &Args, n: usize, callback: Option<String>, run: &
         out.errors += errors;
     }
     out.seconds = start.elapsed().as_secs_f64();
-    out.client_cpu_us = cpu_per(std::process::id(), &client_before, 1).0;
+    out.client_cpu_us_per_request = cpu_per(std::process::id(), &client_before, n).0;
     out
 }
 
@@ -535,8 +536,8 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
             "naga_cpu_us_per_request": accept_cpu.0, "naga_writer_cpu_us_per_request": accept_cpu.1,
             // The bare server's, and the load client's (this process) under each.
             "bare_cpu_us_per_request": bare_cpu,
-            "client_cpu_us_per_request_bare": bare.client_cpu_us / bare.latencies.len().max(1) as f64,
-            "client_cpu_us_per_request_naga": accept.client_cpu_us / accept.latencies.len().max(1) as f64,
+            "client_cpu_us_per_request_bare": bare.client_cpu_us_per_request,
+            "client_cpu_us_per_request_naga": accept.client_cpu_us_per_request,
         },
         "end_to_end": {
             "ceiling_batches_per_s": ceiling, "ceiling_lost": ceiling_lost,
@@ -590,7 +591,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
         "concurrency": args.concurrency, "requests": args.requests, "batches": args.batches,
         "calls_per_batch": args.calls, "synchronous": args.synchronous,
-        "ids": format!("{:?}", args.ids).to_lowercase(),
+        "ids": args.ids.to_possible_value().map(|v| v.get_name().to_owned()),
         "rounds": rounds,
         // Medians over the rounds (losses and errors summed, memory the largest).
         "accept": summarize(&rounds, "accept"),
