@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod config;
 pub mod ids;
+pub mod limits;
 pub mod runtime;
 pub mod status;
 pub mod time;

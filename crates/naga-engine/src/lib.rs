@@ -12,6 +12,7 @@ mod intake;
 pub mod llm;
 pub mod mcp;
 pub mod memory;
+mod node;
 pub mod scheduler;
 
 pub use error::EngineError;
@@ -46,6 +47,8 @@ struct Inner {
     mcp: Arc<McpHub>,
     clock: Arc<dyn Clock>,
     stop: CancellationToken,
+    /// Held while the engine runs (see `node`).
+    _node: node::NodeIdentity,
 }
 
 impl Engine {
@@ -59,6 +62,12 @@ impl Engine {
             ))
         })?;
         let store = Store::open(&config.database_url(), &config.store).await?;
+        let node = node::NodeIdentity::acquire(&config.data_dir).map_err(|e| {
+            EngineError::Unavailable(format!(
+                "cannot keep this node's identity in `{}`: {e}",
+                config.data_dir.join("nodes").display()
+            ))
+        })?;
         let stop = CancellationToken::new();
         let callbacks = Callbacks::new(
             store.clone(),
@@ -101,6 +110,7 @@ impl Engine {
             config.scheduler.clone(),
             agent_executor.clone(),
             config.llm.clone(),
+            node.id().to_owned(),
             stop.clone(),
         );
         let mcp_path = config.mcp_config_path();
@@ -124,9 +134,10 @@ impl Engine {
                 mcp,
                 clock,
                 stop,
+                _node: node,
             }),
         };
-        let tasks = engine.inner.scheduler.claim_expired().await?;
+        let tasks = engine.inner.scheduler.recover().await?;
         let callbacks = engine.inner.callbacks.recover().await?;
         engine.inner.scheduler.spawn_maintenance();
         if engine.inner.config.runs(naga_core::config::Service::Mcp) {

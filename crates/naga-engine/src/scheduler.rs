@@ -152,6 +152,15 @@ struct Slot {
     queue: VecDeque<TaskSpec>,
 }
 
+/// The first and the longest wait before a failed store write of a task is
+/// tried again ([`Inner::persist`]).
+const PERSIST_FIRST_WAIT: Duration = Duration::from_millis(50);
+const PERSIST_MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// How long `cancel` waits for a running task to end before answering
+/// that it will (the task's end may wait for the store to write again).
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
 /// How a call ended when it did not simply return.
 enum Interrupted {
     Cancelled,
@@ -167,6 +176,7 @@ impl Scheduler {
         config: SchedulerConfig,
         agent: Arc<dyn Executor>,
         llm: naga_core::config::LlmConfig,
+        node_id: String,
         stop: CancellationToken,
     ) -> Self {
         Self {
@@ -179,7 +189,7 @@ impl Scheduler {
                 agent,
                 mcp: Mutex::new(None),
                 summarizer: crate::llm::LlmClient::from_config(&llm),
-                node_id: format!("node-{}", uuid::Uuid::new_v4()),
+                node_id,
                 state: Mutex::default(),
                 draining: CancellationToken::new(),
                 stop,
@@ -350,11 +360,16 @@ impl Scheduler {
             }
         };
         match found {
-            Found::Running(rx) => rx.await.map_err(|_| {
-                EngineError::Unavailable(
+            Found::Running(rx) => match tokio::time::timeout(CANCEL_WAIT, rx).await {
+                Ok(Ok(status)) => Ok(status),
+                Ok(Err(_)) => Err(EngineError::Unavailable(
                     "the server is stopping; the task will resume after restart".into(),
-                )
-            }),
+                )),
+                Err(_) => Err(EngineError::Unavailable(format!(
+                    "task `{task_id}` is being cancelled but has not ended yet (the store may be \
+                     unable to write): it ends as cancelled; check it again later"
+                ))),
+            },
             Found::Queued(spec) => {
                 tracing::info!(task_id, session_id = %spec.session_id, "queued batch cancelled");
                 self.inner
@@ -389,21 +404,71 @@ impl Scheduler {
         })
     }
 
-    /// Takes over every unfinished task whose lease expired (all of them
-    /// after a restart, once the old leases ran out) and resumes each at its
-    /// first unfinished call, in acceptance order.
+    /// Takes over every unfinished task whose lease expired and resumes
+    /// each at its first unfinished call, in acceptance order.
     pub async fn claim_expired(&self) -> Result<usize, EngineError> {
+        self.claim(false).await
+    }
+
+    /// At start: [`Scheduler::claim_expired`], and at once every task this
+    /// node's identity held when its last run ended (killed or not), so
+    /// that FIFO, cancel and `reject` hold right after a restart.
+    pub async fn recover(&self) -> Result<usize, EngineError> {
+        self.claim(true).await
+    }
+
+    async fn claim(&self, own: bool) -> Result<usize, EngineError> {
         let now = self.inner.clock.now_ms();
-        let tasks = self.inner.store.claim_expired(self.lease(now), now).await?;
+        let owner = own.then_some(self.inner.node_id.as_str());
+        let tasks = self
+            .inner
+            .store
+            .claim_expired(self.lease(now), now, owner)
+            .await?;
         let n = tasks.len();
         for t in tasks {
-            let spec = self.resume_spec(t).await?;
-            self.submit(spec);
+            match self.resume_spec(&t).await {
+                Ok(spec) => self.submit(spec),
+                Err(EngineError::Store(e)) if !e.is_transient() => self.quarantine(t, e),
+                Err(e) => {
+                    // Not this task's fault: let go of it, so that a later
+                    // sweep claims it again.
+                    tracing::warn!(task_id = %t.id, session_id = %t.session_id, error = %e,
+                        "cannot read a claimed task; it is claimed again later");
+                    let _ = self.inner.store.release_lease(&t.id, &self.inner.node_id).await;
+                }
+            }
         }
         Ok(n)
     }
 
-    async fn resume_spec(&self, t: TaskRow) -> Result<TaskSpec, EngineError> {
+    /// Ends a task whose stored form cannot be read back (it would stop
+    /// every recovery that reaches it): failed, with the reason, and its
+    /// callback sent; nothing of it runs. The other tasks go on.
+    fn quarantine(&self, t: TaskRow, e: StoreError) {
+        tracing::error!(task_id = %t.id, session_id = %t.session_id, error = %e,
+            "stored task cannot be read back: quarantined (failed, callback sent)");
+        let reason = format!("the stored task cannot be read back ({e}); it was quarantined and not run");
+        let spec = TaskSpec {
+            seq: t.seq,
+            kind: TaskKind::parse(&t.kind).unwrap_or(TaskKind::Agent),
+            policy: SessionPolicy::Parallel,
+            id: t.id,
+            session_id: t.session_id,
+            analysis_session_id: t.analysis_session_id,
+            callback_url: t.callback_url,
+            calls: Calls::default(),
+            done: Vec::new(),
+        };
+        let inner = self.inner.clone();
+        self.inner.tracker.spawn(async move {
+            inner
+                .complete(&spec, &[], &[], TaskStatus::Failed, Some(reason), &[], None)
+                .await;
+        });
+    }
+
+    async fn resume_spec(&self, t: &TaskRow) -> Result<TaskSpec, EngineError> {
         let calls = self.inner.store.calls(&t.id).await?;
         let mut payloads = Vec::with_capacity(calls.len());
         let mut done = Vec::with_capacity(calls.len());
@@ -423,11 +488,11 @@ impl Scheduler {
         Ok(TaskSpec {
             seq: t.seq,
             kind: TaskKind::parse(&t.kind).unwrap_or(TaskKind::Agent),
-            policy: serde_json::from_value(Value::String(t.policy)).unwrap_or_default(),
-            id: t.id,
-            session_id: t.session_id,
-            analysis_session_id: t.analysis_session_id,
-            callback_url: t.callback_url,
+            policy: serde_json::from_value(Value::String(t.policy.clone())).unwrap_or_default(),
+            id: t.id.clone(),
+            session_id: t.session_id.clone(),
+            analysis_session_id: t.analysis_session_id.clone(),
+            callback_url: t.callback_url.clone(),
             calls: Calls::new(payloads),
             done,
         })
@@ -598,6 +663,53 @@ impl Inner {
         self.run_calls(spec, token).await
     }
 
+    /// Runs a write of `spec`'s through storage faults (a full disk, an I/O
+    /// error): tried again with growing waits until it commits, the node
+    /// stops, or it fails for a reason of its own (a lost lease; any other
+    /// error after a few tries). While it waits the task keeps its slot and
+    /// its lease, so it neither stays `running` with no way to finish nor
+    /// lets its session's next batch overtake it. A task given up on is
+    /// let go of in the store, so that a later sweep resumes it.
+    async fn persist<T, F, Fut>(&self, what: &str, spec: &TaskSpec, write: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        const OTHER_TRIES: u32 = 3;
+        let mut wait = PERSIST_FIRST_WAIT;
+        let mut other_failures = 0;
+        loop {
+            let e = match write().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let retry = match &e {
+                StoreError::LeaseLost(_)
+                | StoreError::NotCommitted
+                | StoreError::Conflict(_)
+                | StoreError::Corrupt(_) => false,
+                e if e.is_transient() => true,
+                _ => {
+                    other_failures += 1;
+                    other_failures < OTHER_TRIES
+                }
+            };
+            if !retry || self.stop.is_cancelled() {
+                if retry || other_failures >= OTHER_TRIES {
+                    let _ = self.store.release_lease(&spec.id, &self.node_id).await;
+                }
+                return Err(e);
+            }
+            tracing::warn!(task_id = %spec.id, session_id = %spec.session_id, error = %e,
+                retry_in_ms = wait.as_millis() as u64, "cannot {what}: the store write is retried");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.stop.cancelled() => return Err(e),
+            }
+            wait = (wait * 2).min(PERSIST_MAX_WAIT);
+        }
+    }
+
     /// Takes a worker and marks the task running. `Err`: it does not run
     /// here, with the status it ended with, if known.
     async fn start(
@@ -612,7 +724,10 @@ impl Inner {
             _ = token.cancelled() => return Err(self.cancel_unstarted(spec, "cancelled before it started").await),
         };
         let now = self.clock.now_ms();
-        match self.store.start_task(&spec.id, &self.node_id, now).await {
+        let started = self
+            .persist("start", spec, || self.store.start_task(&spec.id, &self.node_id, now))
+            .await;
+        match started {
             Ok(true) => Ok(permit),
             Ok(false) => {
                 tracing::info!(
@@ -744,7 +859,10 @@ impl Inner {
                 final_call = Some(finish);
                 break;
             }
-            if let Err(e) = self.store.finish_call(finish).await {
+            let recorded = self
+                .persist("record call", spec, || self.store.finish_call(finish.clone()))
+                .await;
+            if let Err(e) = recorded {
                 if let StoreError::LeaseLost(_) = e {
                     tracing::warn!(
                         task_id = ids.0,
@@ -914,7 +1032,10 @@ impl Inner {
             callback,
             summary: Some(summary.to_json()),
         };
-        match self.store.finish_task(finish).await {
+        let finished = self
+            .persist("finish", spec, || self.store.finish_task(finish.clone()))
+            .await;
+        match finished {
             Ok(Finished::Ended { callback }) => {
                 tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
                     analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),

@@ -31,6 +31,7 @@ pub struct ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/chat", post(chat))
         .route("/chat/stream", post(chat_stream))
         .route("/sessions", get(sessions))
@@ -43,10 +44,16 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn health(State(s): State<ApiState>) -> axum::Json<Value> {
-    axum::Json(
-        json!({"status": "healthy", "service": "api_server", "version": env!("CARGO_PKG_VERSION"),
-        "llm_configured": s.assistant.llm_configured(), "timestamp": chrono::Utc::now().to_rfc3339()}),
-    )
+    let mut body = crate::health::body(&s.engine, "api_server");
+    body["llm_configured"] = json!(s.assistant.llm_configured());
+    body["event_sessions"] = json!(s.assistant.events().sessions_listened());
+    axum::Json(body)
+}
+
+async fn ready(
+    State(s): State<ApiState>,
+) -> (axum::http::StatusCode, axum::Json<Value>) {
+    crate::health::ready(State(s.engine)).await
 }
 
 #[derive(Deserialize)]

@@ -23,6 +23,9 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+/// `Retry-After` of a 503 while the store cannot write.
+const STORE_RETRY_AFTER_SECS: u64 = 5;
+
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
@@ -120,6 +123,17 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(d) => Self::new(StatusCode::CONFLICT, "conflict", d),
+            e if e.is_transient() => {
+                tracing::warn!(error = %e, "store unavailable: request answered 503");
+                Self::Client {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "store_unavailable",
+                    detail: format!(
+                        "the store cannot write right now ({e}); nothing was changed: retry later"
+                    ),
+                    retry_after: Some(STORE_RETRY_AFTER_SECS),
+                }
+            }
             other => Self::Internal(anyhow::Error::new(other)),
         }
     }

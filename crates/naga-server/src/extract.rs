@@ -4,14 +4,17 @@ use crate::error::ApiError;
 use axum::{
     body::Bytes,
     extract::{rejection::JsonRejection, FromRequest, FromRequestParts, Request},
-    http::{header, HeaderMap},
+    http::{header, HeaderMap, StatusCode},
 };
+use naga_core::limits::{json_too_deep, MAX_JSON_DEPTH};
 use serde::de::DeserializeOwned;
 
 /// `axum::Json` with naga's error body. A JSON body is parsed straight with
 /// serde_json; only a body that fails goes through `axum::Json` again, for
 /// its rejection (the message names the field's path: tracking that path
-/// costs every request, a sixth of the intake's parse here).
+/// costs every request, a sixth of the intake's parse here). A body nested
+/// deeper than [`MAX_JSON_DEPTH`] is refused before it is parsed: the store
+/// could not read it back.
 pub struct Json<T>(pub T);
 
 impl<T, S> FromRequest<S> for Json<T>
@@ -23,13 +26,21 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         if !plainly_json(req.headers()) {
-            // axum decides about any other content type.
+            // axum decides about any other content type (a rare path: the
+            // body is read twice).
+            let (parts, body) = req.into_parts();
+            let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+                .await
+                .map_err(JsonRejection::from)?;
+            check_depth(&bytes)?;
+            let req = Request::from_parts(parts, axum::body::Body::from(bytes));
             let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
             return Ok(Self(value));
         }
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(JsonRejection::from)?;
+        check_depth(&bytes)?;
         match serde_json::from_slice(&bytes) {
             Ok(value) => Ok(Self(value)),
             Err(_) => match axum::Json::<T>::from_bytes(&bytes) {
@@ -37,6 +48,17 @@ where
                 Ok(axum::Json(value)) => Ok(Self(value)),
             },
         }
+    }
+}
+
+fn check_depth(body: &[u8]) -> Result<(), ApiError> {
+    match json_too_deep(body, MAX_JSON_DEPTH) {
+        false => Ok(()),
+        true => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "json_too_deep",
+            format!("the JSON nests arrays and objects deeper than {MAX_JSON_DEPTH} levels: flatten it"),
+        )),
     }
 }
 

@@ -1,19 +1,46 @@
-use axum::Json;
+//! `/health` (is the process up, and is it well) and `/ready` (can it take
+//! work now) of every service.
+
+use axum::{extract::State, http::StatusCode, Json};
+use naga_core::time::iso;
+use naga_engine::Engine;
 use serde_json::{json, Value};
 
-fn health(service: &str) -> Json<Value> {
-    Json(json!({
-        "status": "healthy",
+/// `status` is `healthy`, or `degraded` while the store cannot write (the
+/// process still answers reads; accepted work resumes once it can).
+pub fn body(engine: &Engine, service: &str) -> Value {
+    let fault = engine.store().write_fault();
+    json!({
+        "status": if fault.is_some() { "degraded" } else { "healthy" },
         "service": service,
         "version": env!("CARGO_PKG_VERSION"),
         "timestamp": chrono::Utc::now().to_rfc3339(),
-    }))
+        "store": {
+            "writable": fault.is_none(),
+            "error": fault.as_ref().map(|f| f.error.clone()),
+            "failing_since": fault.as_ref().map(|f| iso(f.since_ms)),
+        },
+    })
 }
 
-pub async fn agent() -> Json<Value> {
-    health("agent_server")
+pub async fn agent(State(engine): State<Engine>) -> Json<Value> {
+    Json(body(&engine, "agent_server"))
 }
 
-pub async fn mcp() -> Json<Value> {
-    health("mcp_server")
+pub async fn mcp(State(engine): State<Engine>) -> Json<Value> {
+    Json(body(&engine, "mcp_server"))
+}
+
+/// `GET /ready`: 200 when new work can be accepted, 503 while the store
+/// cannot write (a load balancer sends requests elsewhere meanwhile).
+pub async fn ready(State(engine): State<Engine>) -> (StatusCode, Json<Value>) {
+    match engine.store().write_fault() {
+        None => (StatusCode::OK, Json(json!({"ready": true}))),
+        Some(f) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "success": false, "code": "store_unavailable",
+                "detail": format!("the store cannot write: {}", f.error),
+                "failing_since": iso(f.since_ms)})),
+        ),
+    }
 }

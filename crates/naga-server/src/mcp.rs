@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 pub fn router(engine: Engine) -> Router {
     Router::new()
         .route("/health", get(crate::health::mcp))
+        .route("/ready", get(crate::health::ready))
         .route("/schedule", post(schedule))
         .route("/status", get(status))
         .route("/tasks", get(list))

@@ -22,3 +22,53 @@ pub enum StoreError {
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
 }
+
+/// SQLite's primary result codes that say the storage, not the request,
+/// is at fault: busy, locked, out of memory, I/O error, disk full, cannot
+/// open. The same write may succeed later.
+const TRANSIENT_CODES: [i32; 6] = [5, 6, 7, 10, 13, 14];
+
+impl StoreError {
+    /// Whether the write may succeed when tried again: the disk was full,
+    /// an I/O failed, the database was locked. A fault of the storage, not
+    /// of the request: callers retry it with backoff and clients get 503.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Commit(_) => true,
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                TRANSIENT_CODES.contains(&(e.extended_code & 0xff))
+            }
+            Self::Db(sqlx::Error::Database(e)) => e
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| TRANSIENT_CODES.contains(&(c & 0xff))),
+            Self::Db(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed,
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_transient_a_constraint_is_not() {
+        let failure = |code| {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        assert!(failure(rusqlite::ffi::SQLITE_FULL).is_transient());
+        assert!(failure(rusqlite::ffi::SQLITE_IOERR_WRITE).is_transient());
+        assert!(failure(rusqlite::ffi::SQLITE_BUSY).is_transient());
+        assert!(!failure(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE).is_transient());
+        assert!(StoreError::Commit("disk I/O error".into()).is_transient());
+        assert!(!StoreError::NotCommitted.is_transient());
+        assert!(!StoreError::LeaseLost("t".into()).is_transient());
+        assert!(!StoreError::Corrupt("x".into()).is_transient());
+    }
+}

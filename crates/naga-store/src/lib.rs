@@ -37,6 +37,13 @@ pub struct Store {
     analysis_owners: writes::AnalysisOwners,
 }
 
+/// Writes failing for a reason of the storage's, since `since_ms`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreFault {
+    pub error: String,
+    pub since_ms: i64,
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 impl Store {
@@ -80,6 +87,11 @@ impl Store {
             writer,
             analysis_owners: Default::default(),
         })
+    }
+
+    /// Why writes are failing now (a full disk, an I/O error), if they are.
+    pub fn write_fault(&self) -> Option<StoreFault> {
+        self.writer.health().fault()
     }
 
     /// Waits until every write handed over so far is committed, then closes.

@@ -114,23 +114,61 @@ impl Store {
 
     /// The calls of a task, in order: each with its outcome once it ended
     /// (read off the step that ended it), else pending while the task is
-    /// unfinished, skipped after.
+    /// unfinished, skipped after. The stored array is split here, not by
+    /// SQLite's JSON functions, which refuse some JSON that serde_json
+    /// reads (nesting deeper than 1,000); text that is not a JSON array is
+    /// [`StoreError::Corrupt`].
     pub async fn calls(&self, task_id: &str) -> Result<Vec<CallRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT t.id AS task_id, j.key AS idx, j.value AS payload,
-                    CASE WHEN s.step_no IS NOT NULL
-                             THEN CASE WHEN s.success THEN 'succeeded' ELSE 'failed' END
-                         WHEN t.status IN ('queued', 'running') THEN 'pending'
-                         ELSE 'skipped' END AS status,
-                    s.result, s.started_at, s.created_at AS finished_at
-             FROM tasks t JOIN json_each(t.calls) j
-             LEFT JOIN steps s ON s.task_seq = t.seq AND s.call_idx = j.key
-                 AND s.result IS NOT NULL
-             WHERE t.id = ?1 ORDER BY j.key",
+        let task: Option<(i64, String, String)> =
+            sqlx::query_as("SELECT seq, status, calls FROM tasks WHERE id = ?1")
+                .bind(task_id)
+                .fetch_optional(&self.read)
+                .await?;
+        let Some((seq, status, calls)) = task else {
+            return Ok(Vec::new());
+        };
+        let payloads: Vec<&serde_json::value::RawValue> = serde_json::from_str(&calls)
+            .map_err(|e| {
+                StoreError::Corrupt(format!("the calls of task `{task_id}` cannot be read back: {e}"))
+            })?;
+        let rows: Vec<CallEnd> = sqlx::query_as(
+            "SELECT call_idx, success, result, started_at, created_at FROM steps
+             WHERE task_seq = ?1 AND call_idx IS NOT NULL AND result IS NOT NULL
+             ORDER BY step_no",
         )
-        .bind(task_id)
+        .bind(seq)
         .fetch_all(&self.read)
-        .await?)
+        .await?;
+        // The first step that ended each call.
+        let mut ends = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            ends.entry(row.call_idx).or_insert(row);
+        }
+        let unfinished = matches!(status.as_str(), "queued" | "running");
+        Ok(payloads
+            .into_iter()
+            .enumerate()
+            .map(|(idx, payload)| {
+                let idx = idx as i64;
+                let end = ends.remove(&idx);
+                let status = match &end {
+                    Some(e) if e.success => "succeeded",
+                    Some(_) => "failed",
+                    None if unfinished => "pending",
+                    None => "skipped",
+                };
+                let end = end.unwrap_or_default();
+                CallRow {
+                    task_id: task_id.to_owned(),
+                    idx,
+                    payload: payload.get().to_owned(),
+                    status: status.to_owned(),
+                    result: end.result,
+                    started_at: end.started_at,
+                    finished_at: end.created_at,
+                }
+            })
+            .collect())
     }
 
     pub async fn steps(&self, task_id: &str) -> Result<Vec<StepRow>, StoreError> {
@@ -296,4 +334,14 @@ pub struct Counts {
     pub steps: i64,
     pub pending_callbacks: i64,
     pub dead_callbacks: i64,
+}
+
+/// The step that ended a call, as [`Store::calls`] reads it.
+#[derive(Debug, Default, sqlx::FromRow)]
+struct CallEnd {
+    call_idx: i64,
+    success: bool,
+    result: Option<String>,
+    started_at: Option<i64>,
+    created_at: Option<i64>,
 }

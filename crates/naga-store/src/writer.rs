@@ -78,6 +78,55 @@ enum Msg {
 #[derive(Clone)]
 pub(crate) struct Writer {
     tx: mpsc::UnboundedSender<Msg>,
+    health: Arc<Health>,
+}
+
+/// Whether writes are failing for a reason of the storage's (a full disk,
+/// an I/O error): set by a write that failed so, cleared by one that
+/// committed.
+#[derive(Default)]
+pub(crate) struct Health {
+    failing: AtomicBool,
+    fault: std::sync::Mutex<Option<crate::StoreFault>>,
+}
+
+impl Health {
+    fn saw<T>(&self, answer: &Result<T, StoreError>) {
+        match answer {
+            Ok(_) if self.failing.load(Ordering::Relaxed) => {
+                self.failing.store(false, Ordering::Relaxed);
+                if let Some(f) = self.fault.lock().unwrap().take() {
+                    tracing::warn!(since = f.since_ms, error = %f.error, "the store writes again");
+                }
+            }
+            Err(e) if e.is_transient() => {
+                let mut fault = self.fault.lock().unwrap();
+                if fault.is_none() {
+                    tracing::error!(error = %e, "the store cannot write; writes are retried");
+                }
+                let since_ms = fault.as_ref().map_or_else(now_ms, |f| f.since_ms);
+                *fault = Some(crate::StoreFault {
+                    error: e.to_string(),
+                    since_ms,
+                });
+                self.failing.store(true, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn fault(&self) -> Option<crate::StoreFault> {
+        if !self.failing.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.fault.lock().unwrap().clone()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Writer {
@@ -117,7 +166,14 @@ impl Writer {
                 stop.store(true, Ordering::Relaxed);
             })
             .expect("the writer thread starts");
-        Self { tx }
+        Self {
+            tx,
+            health: Arc::default(),
+        }
+    }
+
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
     }
 
     /// Runs `work` in the next group transaction (possibly twice, see the
@@ -138,6 +194,7 @@ impl Writer {
             .map_err(|_| StoreError::NotCommitted)?;
         let (answer, work) = answer.await.map_err(|_| StoreError::NotCommitted)?;
         drop(work);
+        self.health.saw(&answer);
         answer
     }
 

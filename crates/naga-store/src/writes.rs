@@ -619,23 +619,27 @@ impl Store {
     }
 
     /// Takes over every unfinished task whose lease expired (or that has
-    /// none), in acceptance order: what a restart or another node resumes.
+    /// none), and those whose lease `own` holds (a restarted node's own),
+    /// in acceptance order: what a restart or another node resumes.
     pub async fn claim_expired(
         &self,
         lease: Lease,
         now: Millis,
+        own: Option<&str>,
     ) -> Result<Vec<TaskRow>, StoreError> {
+        let own = own.map(str::to_owned);
         let ids: Vec<String> = self
             .writer
             .write(move |c| {
                 let mut stmt = c.cached(
                     "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
                      WHERE status IN ('queued', 'running')
-                       AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ?3)
+                       AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ?3
+                            OR lease_owner = ?4)
                      RETURNING id",
                 )?;
                 let ids = stmt
-                    .query_map(params![lease.owner, lease.until, now], |r| r.get(0))?
+                    .query_map(params![lease.owner, lease.until, now, own], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
                 Ok(ids)
             })
@@ -646,6 +650,22 @@ impl Store {
         }
         rows.sort_by_key(|r| r.seq);
         Ok(rows)
+    }
+
+    /// Lets go of one task `owner` holds (one it cannot run now), so that
+    /// the next sweep claims it again.
+    pub async fn release_lease(&self, task_id: &str, owner: &str) -> Result<(), StoreError> {
+        let (task_id, owner) = (task_id.to_owned(), owner.to_owned());
+        self.writer
+            .write(move |c| {
+                c.cached(
+                    "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
+                     WHERE id = ?1 AND lease_owner = ?2 AND status IN ('queued', 'running')",
+                )?
+                .execute(params![task_id, owner])?;
+                Ok(())
+            })
+            .await
     }
 
     /// Lets go of every task `owner` holds, so that the next run or another

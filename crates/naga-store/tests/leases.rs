@@ -67,7 +67,8 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
                 owner: "B".into(),
                 until: 9_000
             },
-            999
+            999,
+            None,
         )
         .await
         .unwrap()
@@ -80,7 +81,8 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
                 owner: "B".into(),
                 until: 9_000
             },
-            1_500
+            1_500,
+            None,
         )
         .await
         .unwrap()
@@ -94,6 +96,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
                 until: 9_000,
             },
             2_001,
+            None,
         )
         .await
         .unwrap();
@@ -144,6 +147,21 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
 }
 
 #[tokio::test]
+async fn a_restarted_node_takes_its_own_unexpired_leases_back_others_stay() {
+    let (_d, s) = store().await;
+    s.insert_task(task("mine", "A", 1_000_000)).await.unwrap();
+    s.insert_task(task("theirs", "B", 1_000_000)).await.unwrap();
+    let lease = || Lease {
+        owner: "A".into(),
+        until: 2_000_000,
+    };
+    assert!(s.claim_expired(lease(), 5, None).await.unwrap().is_empty());
+    let claimed = s.claim_expired(lease(), 5, Some("A")).await.unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["mine"], "B's lease runs: B's task stays B's");
+}
+
+#[tokio::test]
 async fn released_leases_are_claimed_at_once_and_finished_tasks_never() {
     let (_d, s) = store().await;
     s.insert_task(task("t1", "A", 1_000_000)).await.unwrap();
@@ -156,6 +174,7 @@ async fn released_leases_are_claimed_at_once_and_finished_tasks_never() {
                 until: 10,
             },
             5,
+            None,
         )
         .await
         .unwrap();

@@ -16,6 +16,7 @@ pub use tasks::page_limit;
 pub fn router(engine: Engine) -> Router {
     Router::new()
         .route("/health", get(crate::health::agent))
+        .route("/ready", get(crate::health::ready))
         .route("/schedule", post(schedule::schedule))
         .route("/analyze_and_execute", post(schedule::analyze_and_execute))
         .route("/tasks", get(tasks::list))
