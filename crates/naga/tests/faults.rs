@@ -1,0 +1,329 @@
+//! Poison input, storage faults and restarts: nothing a request or an
+//! unlucky disk does leaves accepted work stuck, lost, or naga unable to
+//! start.
+
+mod common;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    sync::Arc,
+    time::Duration,
+};
+
+/// `naga serve` (the real binary) on a free port with its data in `data`.
+fn serve(data: &Path, extra: &[&str]) -> (Child, String) {
+    spawn_naga(|cmd| {
+        cmd.arg("--data-dir").arg(data).args(extra);
+    })
+}
+
+fn kill_9(mut naga: Child) {
+    naga.kill().unwrap();
+    naga.wait().unwrap();
+}
+
+async fn send(client: &reqwest::Client, url: String, body: &Value) -> (StatusCode, Value) {
+    read(client.post(url).json(body).send().await.unwrap()).await
+}
+
+/// A batch of one echo call that takes `delay_ms`.
+fn one_call(session: &str, id: &str, delay_ms: u64, callback: &str) -> Value {
+    json!({"agent_calls": [{"tool_name": "echo", "instruction": id, "parameters": {"delay_ms": delay_ms}}],
+           "session_id": session, "request_id": id, "callback_url": callback})
+}
+
+fn nested(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[tokio::test]
+async fn json_nested_too_deep_for_the_store_is_refused_at_the_door_and_stores_nothing() {
+    let app = TestApp::spawn().await;
+    let body = format!(
+        r#"{{"agent_calls": [{{"tool_name": "echo", "instruction": "deep", "parameters": {{"p": {}}}}}],
+             "session_id": "deep", "request_id": "deep-1"}}"#,
+        nested(1000)
+    );
+    let (status, answer) = app
+        .post_raw("/schedule", body.into_bytes(), Some("application/json"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["code"], "json_too_deep");
+    assert_eq!(app.get("/tasks/deep-1").await.0, StatusCode::NOT_FOUND);
+    // Whatever the content type that axum takes for JSON.
+    let body = format!(r#"{{"purpose": "x", "content": {}}}"#, nested(100));
+    let (status, answer) = app
+        .post_raw("/tasks/none/steps", body.into_bytes(), Some("application/vnd.api+json"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+
+    // Nesting a client really sends is accepted, stored and read back.
+    let ok: Value = serde_json::from_str(&format!(
+        r#"{{"agent_calls": [{{"tool_name": "echo", "instruction": "ok", "parameters": {{"p": {}}}}}],
+             "session_id": "deep", "request_id": "deep-2"}}"#,
+        nested(20)
+    ))
+    .unwrap();
+    assert_eq!(app.post_schedule(&ok).await.0, StatusCode::OK);
+    let task = app.wait_for_task_end("deep-2").await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+}
+
+/// Writes `calls` as the stored calls of task `id`, bypassing naga (what
+/// an older naga stored, or a damaged file).
+fn plant_calls(db: &Path, id: &str, calls: &str) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let n = conn
+        .execute("UPDATE tasks SET calls = ?2 WHERE id = ?1", (id, calls))
+        .unwrap();
+    assert_eq!(n, 1, "task {id} is stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_tasks_among_good_ones_neither_stop_a_restart_after_kill_9_nor_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("naga.toml");
+    // Short leases: the restart below comes after they expired, so the
+    // tasks are recovered as any node would recover them.
+    std::fs::write(&config, "[scheduler]\nlease_ms = 300\n").unwrap();
+    let config = config.display().to_string();
+    let receiver = Receiver::start().await;
+    let callback = receiver.url();
+    let client = reqwest::Client::new();
+    let (naga, url) = serve(&data, &["--config", &config]);
+    // One long batch holds the session; the rest wait behind it.
+    let ids = ["blocker", "good-1", "corrupt", "good-2", "deep", "good-3"];
+    for (i, id) in ids.iter().enumerate() {
+        let delay = if i == 0 { 60_000 } else { 0 };
+        let (status, answer) = send(
+            &client,
+            format!("{url}/schedule"),
+            &one_call("poison", id, delay, &callback),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    kill_9(naga);
+
+    let db = data.join("naga.db");
+    plant_calls(&db, "blocker", r#"[{"tool_name":"echo","instruction":"blocker"}]"#);
+    plant_calls(&db, "corrupt", r#"[{"tool_name": "echo", "instr"#);
+    plant_calls(
+        &db,
+        "deep",
+        &format!(r#"[{{"tool_name":"echo","instruction":"deep","parameters":{}}}]"#, nested(1000)),
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let (naga, url) = serve(&data, &["--config", &config]);
+    for id in ["blocker", "good-1", "good-2", "good-3"] {
+        let cb = receiver.wait_for(id).await.body;
+        assert_eq!(cb["status"], "succeeded", "{cb}");
+    }
+    let corrupt = receiver.wait_for("corrupt").await.body;
+    assert_eq!(corrupt["status"], "failed", "{corrupt}");
+    assert!(
+        corrupt["error"].as_str().unwrap().contains("quarantined"),
+        "{corrupt}"
+    );
+    // Deep, but JSON: it is read back and ends like any batch.
+    receiver.wait_for("deep").await;
+    for id in ["corrupt", "deep"] {
+        let (status, task) = read(client.get(format!("{url}/tasks/{id}")).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{task}");
+        assert_eq!(task["status"], "failed", "{task}");
+    }
+    let (status, list) = read(client.get(format!("{url}/tasks?limit=100")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["count"], ids.len());
+    kill_9(naga);
+
+    // And once more: a store that holds them starts.
+    let (naga, url) = serve(&data, &["--config", &config]);
+    let (status, _) = read(client.get(format!("{url}/tasks/corrupt")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    kill_9(naga);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn right_after_kill_9_and_a_restart_cancel_fifo_and_reject_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let receiver = Receiver::start().await;
+    let callback = receiver.url();
+    let client = reqwest::Client::new();
+    // The default lease (30 s): a node that waited for its own leases to
+    // expire would not run the recovered batches within this test.
+    let (naga, url) = serve(&data, &[]);
+    for (id, delay) in [("w-first", 1_500), ("w-queued", 0)] {
+        let (status, answer) = send(
+            &client,
+            format!("{url}/schedule"),
+            &one_call("w", id, delay, &callback),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    kill_9(naga);
+
+    let (naga, url) = serve(&data, &[]);
+    let (status, answer) = send(&client, format!("{url}/tasks/w-queued/cancel"), &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "the recovered queued batch is held here: {answer}");
+    assert_eq!(answer["status"], "cancelled");
+    let mut reject = one_call("w", "w-reject", 0, &callback);
+    reject["multitask_strategy"] = json!("reject");
+    let (status, answer) = send(&client, format!("{url}/schedule"), &reject).await;
+    assert_eq!(status, StatusCode::CONFLICT, "the session is busy: {answer}");
+    let (status, _) = send(
+        &client,
+        format!("{url}/schedule"),
+        &one_call("w", "w-later", 0, &callback),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let first = receiver.wait_for("w-first").await;
+    let later = receiver.wait_for("w-later").await;
+    assert_eq!(first.body["status"], "succeeded", "{}", first.body);
+    assert!(
+        first.at <= later.at,
+        "the older batch of the session ends first (FIFO)"
+    );
+    let cancelled = receiver.wait_for("w-queued").await.body;
+    assert_eq!(cancelled["status"], "cancelled");
+    let (status, _) = read(client.get(format!("{url}/tasks/w-reject")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a refused batch stores nothing");
+    kill_9(naga);
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct SmallDisk {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` where this process may not mount (not root): the test says so.
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self { path, _dir: dir })
+    }
+
+    /// Writes a file until the disk is full.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        while f.write_all(&[7]).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_disk_was_full_every_accepted_batch_finishes_and_is_called_back_without_a_restart() {
+    let Some(disk) = SmallDisk::mount("32m") else {
+        eprintln!("SKIPPED: this process cannot mount a tmpfs (it needs root)");
+        return;
+    };
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.data_dir = disk.path.join("data");
+    let app = TestApp::spawn_with(dir, config).await;
+    let receiver = Receiver::start().await;
+    let ids: Vec<String> = (0..9).map(|i| format!("full-{i}")).collect();
+    for id in &ids {
+        let mut b = echo_batch(id, id, &["one", "two"], 300, Some(&receiver.url()));
+        b["analysis_session_id"] = Value::Null;
+        assert_eq!(app.post_schedule(&b).await.0, StatusCode::OK);
+    }
+    let filler = disk.fill();
+    // The calls end while nothing can be written.
+    let mut degraded = false;
+    for _ in 0..200 {
+        let (_, health) = app.get("/health").await;
+        if health["status"] == "degraded" {
+            degraded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(degraded, "/health says the store cannot write");
+    let (status, ready) = app.get("/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    let resp = app
+        .client
+        .post(format!("{}/schedule", app.agent))
+        .json(&echo_batch("late", "late-1", &["x"], 0, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let (_, answer) = read(resp).await;
+    assert_eq!(answer["code"], "store_unavailable", "{answer}");
+
+    // Space comes back: everything accepted finishes, no restart.
+    std::fs::remove_file(filler).unwrap();
+    for id in &ids {
+        let cb = receiver.wait_for(id).await.body;
+        assert_eq!(cb["status"], "succeeded", "{cb}");
+        let task = app.wait_for_task_end(id).await;
+        assert_eq!(task["steps"].as_array().unwrap().len(), 2, "{task}");
+    }
+    let (status, _) = app.get("/ready").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.get("/health").await.1["status"], "healthy");
+    let mut app = app;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn closed_event_subscriptions_leave_nothing_behind() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.api_addr = "127.0.0.1:0".into();
+    config.only = vec![];
+    config.mcp_addr = "127.0.0.1:0".into();
+    let app = TestApp::spawn_with(dir, config).await;
+    let mut open = Vec::new();
+    for i in 0..30 {
+        let resp = app
+            .client
+            .get(format!("{}/sessions/sub-{i}/events", app.api))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        open.push(resp);
+    }
+    assert_eq!(app.api_get("/health").await.1["event_sessions"], 30);
+    drop(open);
+    let mut left = Value::Null;
+    for _ in 0..500 {
+        left = app.api_get("/health").await.1["event_sessions"].clone();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(left, 0, "every closed subscription freed its channel");
+}
