@@ -168,7 +168,13 @@ pub struct CallbackConfig {
     pub allowed_hosts: Vec<String>,
     /// `whsec_<base64 key>`: signs callbacks per Standard Webhooks.
     pub secret: Option<String>,
+    /// Attempts before a callback is dead-lettered (the first included).
+    /// Past the schedule's end its last wait repeats.
     pub max_attempts: u32,
+    /// The wait before each retry, as Svix spaces them: 5 s, 5 min, 30 min,
+    /// 2 h, 5 h, 10 h, 10 h (about 27.6 h in all, each wait ±10%). Empty:
+    /// exponential backoff from `backoff_base_ms` up to `backoff_max_ms`.
+    pub retry_schedule_ms: Vec<u64>,
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
     /// Per delivery attempt.
@@ -183,6 +189,9 @@ impl Default for CallbackConfig {
             allowed_hosts: vec!["loopback".into()],
             secret: None,
             max_attempts: 8,
+            retry_schedule_ms: vec![
+                5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+            ],
             backoff_base_ms: 500,
             backoff_max_ms: 60_000,
             timeout_ms: 10_000,

@@ -56,6 +56,9 @@ mod tests {
         assert!(!json_too_deep(br#"{"a":{"b":[{}]}}"#, 4));
         let in_string = format!(r#"{{"s":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
         assert!(!json_too_deep(in_string.as_bytes(), 1));
-        assert!(!json_too_deep(br#"{"s":"\\"}"#, 1), "an escaped backslash ends before the quote");
+        assert!(
+            !json_too_deep(br#"{"s":"\\"}"#, 1),
+            "an escaped backslash ends before the quote"
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! connect errors, timeouts, 408, 429 and 5xx with exponential backoff and
 //! jitter (honouring `Retry-After`), until it is delivered or declared dead.
 
-use crate::clock::Clock;
+use crate::{clock::Clock, retry::retry_store};
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use hmac::{Hmac, Mac};
 use naga_core::config::CallbackConfig;
@@ -233,7 +233,14 @@ impl Inner {
                 let _ = self.delivered.send((row.seq, now));
                 return;
             }
-            if let Err(e) = self.store.record_delivery(row.seq, record, now).await {
+            let recorded = retry_store(
+                &self.stop,
+                3,
+                || format!("record an attempt of callback `{}`", row.id),
+                || self.store.record_delivery(row.seq, record.clone(), now),
+            )
+            .await;
+            if let Err(e) = recorded {
                 // The row stays pending in the store: a restart sends it again.
                 tracing::error!(callback_id = %row.id, error = %e, "cannot record callback delivery");
                 return;
@@ -256,12 +263,11 @@ impl Inner {
 
     fn backoff(&self, attempt: u32) -> Duration {
         let c = &self.config;
-        backoff_delay(
-            attempt,
-            c.backoff_base_ms,
-            c.backoff_max_ms,
-            rand::rng().random(),
-        )
+        let jitter = rand::rng().random();
+        match scheduled_delay(attempt, &c.retry_schedule_ms, jitter) {
+            Some(d) => d,
+            None => backoff_delay(attempt, c.backoff_base_ms, c.backoff_max_ms, jitter),
+        }
     }
 
     /// The receiver's URL: parsed when it was admitted, else (a callback
@@ -344,10 +350,28 @@ async fn flush_deliveries(
         if batch.is_empty() {
             return; // stopped, nothing left
         }
-        if let Err(e) = store.record_deliveries(batch).await {
+        let recorded = retry_store(
+            &stop,
+            3,
+            || format!("record {} deliveries", batch.len()),
+            || store.record_deliveries(batch.clone()),
+        )
+        .await;
+        if let Err(e) = recorded {
             tracing::error!(error = %e, "cannot record deliveries; those callbacks are sent again after a restart");
         }
     }
+}
+
+/// The wait before retry number `attempt` (1-based) on a schedule: its
+/// `attempt`th wait (the last one past its end), within ±10% by `jitter`
+/// in `[0, 1)`. `None` when the schedule is empty.
+pub fn scheduled_delay(attempt: u32, schedule: &[u64], jitter: f64) -> Option<Duration> {
+    let index = (attempt.max(1) as usize - 1).min(schedule.len().checked_sub(1)?);
+    let d = schedule[index] as f64;
+    Some(Duration::from_millis(
+        (d * (0.9 + 0.2 * jitter.clamp(0.0, 1.0))) as u64,
+    ))
 }
 
 /// The wait before retry number `attempt` (1-based): `base · 2^(attempt-1)`
@@ -420,6 +444,25 @@ mod tests {
         assert_eq!((ms(2, 0.0), ms(3, 0.0), ms(4, 0.0)), (500, 1000, 2000));
         assert_eq!((ms(20, 0.0), ms(20, 0.999)), (30_000, 59_970));
         assert_eq!(ms(1000, 0.5), 45_000, "no overflow on huge attempt counts");
+    }
+
+    #[test]
+    fn the_default_schedule_retries_for_about_a_day_with_growing_gaps() {
+        let c = CallbackConfig::default();
+        let waits: Vec<Duration> = (1..c.max_attempts)
+            .map(|a| scheduled_delay(a, &c.retry_schedule_ms, 0.5).unwrap())
+            .collect();
+        assert_eq!(waits.first(), Some(&Duration::from_secs(5)));
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+        let total: Duration = waits.iter().sum();
+        assert!(
+            (Duration::from_secs(24 * 3600)..Duration::from_secs(30 * 3600)).contains(&total),
+            "{total:?}"
+        );
+        let ms = |a, j| scheduled_delay(a, &[1_000, 10_000], j).unwrap().as_millis();
+        assert_eq!((ms(1, 0.0), ms(1, 0.5), ms(2, 0.75)), (900, 1_000, 10_500));
+        assert_eq!(ms(9, 0.5), 10_000, "past the end the last wait repeats");
+        assert_eq!(scheduled_delay(1, &[], 0.5), None);
     }
 
     #[test]

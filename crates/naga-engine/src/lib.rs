@@ -13,6 +13,7 @@ pub mod llm;
 pub mod mcp;
 pub mod memory;
 mod node;
+pub mod retry;
 pub mod scheduler;
 
 pub use error::EngineError;

@@ -30,7 +30,9 @@ impl NodeIdentity {
             .collect();
         known.sort();
         for id in known {
-            let file = File::options().write(true).open(dir.join(format!("{id}.lock")))?;
+            let file = File::options()
+                .write(true)
+                .open(dir.join(format!("{id}.lock")))?;
             if file.try_lock().is_ok() {
                 tracing::info!(node_id = %id, "node identity of an earlier run taken back");
                 return Ok(Self { id, _lock: file });

@@ -12,7 +12,9 @@ use crate::{
     callbacks::Callbacks,
     clock::Clock,
     executor::Executor,
-    memory, EngineError,
+    memory,
+    retry::retry_store,
+    EngineError,
 };
 use naga_core::{
     config::{SchedulerConfig, SessionPolicy},
@@ -151,11 +153,6 @@ struct Slot {
     active: usize,
     queue: VecDeque<TaskSpec>,
 }
-
-/// The first and the longest wait before a failed store write of a task is
-/// tried again ([`Inner::persist`]).
-const PERSIST_FIRST_WAIT: Duration = Duration::from_millis(50);
-const PERSIST_MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// How long `cancel` waits for a running task to end before answering
 /// that it will (the task's end may wait for the store to write again).
@@ -435,7 +432,11 @@ impl Scheduler {
                     // sweep claims it again.
                     tracing::warn!(task_id = %t.id, session_id = %t.session_id, error = %e,
                         "cannot read a claimed task; it is claimed again later");
-                    let _ = self.inner.store.release_lease(&t.id, &self.inner.node_id).await;
+                    let _ = self
+                        .inner
+                        .store
+                        .release_lease(&t.id, &self.inner.node_id)
+                        .await;
                 }
             }
         }
@@ -448,7 +449,8 @@ impl Scheduler {
     fn quarantine(&self, t: TaskRow, e: StoreError) {
         tracing::error!(task_id = %t.id, session_id = %t.session_id, error = %e,
             "stored task cannot be read back: quarantined (failed, callback sent)");
-        let reason = format!("the stored task cannot be read back ({e}); it was quarantined and not run");
+        let reason =
+            format!("the stored task cannot be read back ({e}); it was quarantined and not run");
         let spec = TaskSpec {
             seq: t.seq,
             kind: TaskKind::parse(&t.kind).unwrap_or(TaskKind::Agent),
@@ -664,50 +666,28 @@ impl Inner {
     }
 
     /// Runs a write of `spec`'s through storage faults (a full disk, an I/O
-    /// error): tried again with growing waits until it commits, the node
-    /// stops, or it fails for a reason of its own (a lost lease; any other
-    /// error after a few tries). While it waits the task keeps its slot and
-    /// its lease, so it neither stays `running` with no way to finish nor
-    /// lets its session's next batch overtake it. A task given up on is
+    /// error; see [`retry_store`]). While it waits the task keeps its slot
+    /// and its lease, so it neither stays `running` with no way to finish
+    /// nor lets its session's next batch overtake it. A task given up on is
     /// let go of in the store, so that a later sweep resumes it.
-    async fn persist<T, F, Fut>(&self, what: &str, spec: &TaskSpec, write: F) -> Result<T, StoreError>
+    async fn persist<T, F, Fut>(
+        &self,
+        what: &str,
+        spec: &TaskSpec,
+        write: F,
+    ) -> Result<T, StoreError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        const OTHER_TRIES: u32 = 3;
-        let mut wait = PERSIST_FIRST_WAIT;
-        let mut other_failures = 0;
-        loop {
-            let e = match write().await {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            let retry = match &e {
-                StoreError::LeaseLost(_)
-                | StoreError::NotCommitted
-                | StoreError::Conflict(_)
-                | StoreError::Corrupt(_) => false,
-                e if e.is_transient() => true,
-                _ => {
-                    other_failures += 1;
-                    other_failures < OTHER_TRIES
-                }
-            };
-            if !retry || self.stop.is_cancelled() {
-                if retry || other_failures >= OTHER_TRIES {
-                    let _ = self.store.release_lease(&spec.id, &self.node_id).await;
-                }
-                return Err(e);
+        let described = || format!("{what} task `{}` of session `{}`", spec.id, spec.session_id);
+        let result = retry_store(&self.stop, 3, described, write).await;
+        if let Err(e) = &result {
+            if !matches!(e, StoreError::LeaseLost(_) | StoreError::NotCommitted) {
+                let _ = self.store.release_lease(&spec.id, &self.node_id).await;
             }
-            tracing::warn!(task_id = %spec.id, session_id = %spec.session_id, error = %e,
-                retry_in_ms = wait.as_millis() as u64, "cannot {what}: the store write is retried");
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.stop.cancelled() => return Err(e),
-            }
-            wait = (wait * 2).min(PERSIST_MAX_WAIT);
         }
+        result
     }
 
     /// Takes a worker and marks the task running. `Err`: it does not run
@@ -725,7 +705,9 @@ impl Inner {
         };
         let now = self.clock.now_ms();
         let started = self
-            .persist("start", spec, || self.store.start_task(&spec.id, &self.node_id, now))
+            .persist("start", spec, || {
+                self.store.start_task(&spec.id, &self.node_id, now)
+            })
             .await;
         match started {
             Ok(true) => Ok(permit),
@@ -860,7 +842,9 @@ impl Inner {
                 break;
             }
             let recorded = self
-                .persist("record call", spec, || self.store.finish_call(finish.clone()))
+                .persist("record call", spec, || {
+                    self.store.finish_call(finish.clone())
+                })
                 .await;
             if let Err(e) = recorded {
                 if let StoreError::LeaseLost(_) = e {

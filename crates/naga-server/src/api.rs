@@ -50,9 +50,7 @@ async fn health(State(s): State<ApiState>) -> axum::Json<Value> {
     axum::Json(body)
 }
 
-async fn ready(
-    State(s): State<ApiState>,
-) -> (axum::http::StatusCode, axum::Json<Value>) {
+async fn ready(State(s): State<ApiState>) -> (axum::http::StatusCode, axum::Json<Value>) {
     crate::health::ready(State(s.engine)).await
 }
 

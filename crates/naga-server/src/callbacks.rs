@@ -71,3 +71,46 @@ pub async fn retry(
     engine.callbacks().enqueue(row);
     Ok(axum::Json(json!({"success": true, "callback": view})))
 }
+
+#[derive(Deserialize)]
+pub struct RedriveQuery {
+    /// Epoch milliseconds or an RFC 3339 time; every dead callback when absent.
+    since: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `POST /callbacks/redrive[?since=&limit=]`: every dead callback that
+/// died at or after `since` goes back in the outbox and is delivered again
+/// on the full retry schedule (same webhook-id), oldest first.
+pub async fn redrive(
+    State(engine): State<Engine>,
+    Query(q): Query<RedriveQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    let since = match q.since.as_deref().map(str::trim) {
+        None | Some("") => i64::MIN,
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .or_else(|| {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .ok()
+                    .map(|t| t.timestamp_millis())
+            })
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_since",
+                    format!("`since` must be epoch milliseconds or an RFC 3339 time, not `{s}`"),
+                )
+            })?,
+    };
+    let limit = crate::agent::page_limit(q.limit)?;
+    let now = engine.clock().now_ms();
+    let rows = engine.store().redrive_dead(since, limit, now).await?;
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    tracing::info!(count = rows.len(), since, "dead callbacks redriven");
+    let body = json!({"success": true, "count": ids.len(), "callback_ids": ids});
+    for row in rows {
+        engine.callbacks().enqueue(row);
+    }
+    Ok(axum::Json(body))
+}

@@ -57,7 +57,9 @@ fn check_depth(body: &[u8]) -> Result<(), ApiError> {
         true => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "json_too_deep",
-            format!("the JSON nests arrays and objects deeper than {MAX_JSON_DEPTH} levels: flatten it"),
+            format!(
+                "the JSON nests arrays and objects deeper than {MAX_JSON_DEPTH} levels: flatten it"
+            ),
         )),
     }
 }

@@ -38,9 +38,11 @@ pub async fn ready(State(engine): State<Engine>) -> (StatusCode, Json<Value>) {
         None => (StatusCode::OK, Json(json!({"ready": true}))),
         Some(f) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "success": false, "code": "store_unavailable",
+            Json(
+                json!({"ready": false, "success": false, "code": "store_unavailable",
                 "detail": format!("the store cannot write: {}", f.error),
-                "failing_since": iso(f.since_ms)})),
+                "failing_since": iso(f.since_ms)}),
+            ),
         ),
     }
 }

@@ -20,6 +20,8 @@ pub use error::StoreError;
 pub use pcache::install as wrap_page_cache;
 pub use reads::{Counts, MemoryScope, TaskFilter};
 pub use rows::*;
+/// rusqlite's error types, for callers that build or match them.
+pub use rusqlite::{ffi::Error as SqliteFfiError, Error as SqliteError};
 pub use writes::*;
 
 use naga_core::config::{StoreConfig, Synchronous};

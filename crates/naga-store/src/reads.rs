@@ -127,9 +127,11 @@ impl Store {
         let Some((seq, status, calls)) = task else {
             return Ok(Vec::new());
         };
-        let payloads: Vec<&serde_json::value::RawValue> = serde_json::from_str(&calls)
-            .map_err(|e| {
-                StoreError::Corrupt(format!("the calls of task `{task_id}` cannot be read back: {e}"))
+        let payloads: Vec<&serde_json::value::RawValue> =
+            serde_json::from_str(&calls).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "the calls of task `{task_id}` cannot be read back: {e}"
+                ))
             })?;
         let rows: Vec<CallEnd> = sqlx::query_as(
             "SELECT call_idx, success, result, started_at, created_at FROM steps

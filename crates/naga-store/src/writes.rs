@@ -767,7 +767,8 @@ impl Store {
             .await
     }
 
-    /// Puts a callback back in the outbox to be delivered again (replay).
+    /// Puts a callback back in the outbox to be delivered again (replay),
+    /// with its attempts counted from zero: it retries like a first delivery.
     pub async fn requeue_callback(
         &self,
         id: &str,
@@ -778,7 +779,10 @@ impl Store {
             .writer
             .write(move |c| {
                 let n = c
-                    .cached("UPDATE callbacks SET status = 'pending', next_attempt_at = ?2 WHERE id = ?1")?
+                    .cached(
+                        "UPDATE callbacks SET status = 'pending', attempts = 0, next_attempt_at = ?2
+                         WHERE id = ?1",
+                    )?
                     .execute(params![key, now])?;
                 Ok(n == 1)
             })
@@ -787,6 +791,39 @@ impl Store {
             true => self.callback(id).await,
             false => Ok(None),
         }
+    }
+
+    /// Puts back in the outbox, as first deliveries, at most `limit` dead
+    /// callbacks, oldest first, that died at or after `since` (a dead row's
+    /// `next_attempt_at` is when it died). Returns them.
+    pub async fn redrive_dead(
+        &self,
+        since: Millis,
+        limit: i64,
+        now: Millis,
+    ) -> Result<Vec<CallbackRow>, StoreError> {
+        let ids: Vec<String> = self
+            .writer
+            .write(move |c| {
+                let mut stmt = c.cached(
+                    "UPDATE callbacks SET status = 'pending', attempts = 0, next_attempt_at = ?3
+                     WHERE seq IN (SELECT seq FROM callbacks
+                                   WHERE status = 'dead' AND next_attempt_at >= ?1
+                                   ORDER BY seq LIMIT ?2)
+                     RETURNING id",
+                )?;
+                let ids = stmt
+                    .query_map(params![since, limit, now], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                Ok(ids)
+            })
+            .await?;
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            rows.extend(self.callback(&id).await?);
+        }
+        rows.sort_by_key(|r| r.seq);
+        Ok(rows)
     }
 
     /// Forgets memory (key facts, failed attempts, summaries) of a scope.

@@ -126,7 +126,7 @@ fn crash_config(dir: &std::path::Path) -> String {
     let file = dir.join("naga.toml");
     std::fs::write(
         &file,
-        "[scheduler]\nlease_ms = 500\n[callbacks]\nbackoff_base_ms = 20\nbackoff_max_ms = 200\nmax_attempts = 100000\n",
+        "[scheduler]\nlease_ms = 500\n[callbacks]\nretry_schedule_ms = []\nbackoff_base_ms = 20\nbackoff_max_ms = 200\nmax_attempts = 100000\n",
     )
     .unwrap();
     file.display().to_string()

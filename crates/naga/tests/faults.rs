@@ -56,7 +56,11 @@ async fn json_nested_too_deep_for_the_store_is_refused_at_the_door_and_stores_no
     // Whatever the content type that axum takes for JSON.
     let body = format!(r#"{{"purpose": "x", "content": {}}}"#, nested(100));
     let (status, answer) = app
-        .post_raw("/tasks/none/steps", body.into_bytes(), Some("application/vnd.api+json"))
+        .post_raw(
+            "/tasks/none/steps",
+            body.into_bytes(),
+            Some("application/vnd.api+json"),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
 
@@ -110,12 +114,19 @@ async fn poison_tasks_among_good_ones_neither_stop_a_restart_after_kill_9_nor_re
     kill_9(naga);
 
     let db = data.join("naga.db");
-    plant_calls(&db, "blocker", r#"[{"tool_name":"echo","instruction":"blocker"}]"#);
+    plant_calls(
+        &db,
+        "blocker",
+        r#"[{"tool_name":"echo","instruction":"blocker"}]"#,
+    );
     plant_calls(&db, "corrupt", r#"[{"tool_name": "echo", "instr"#);
     plant_calls(
         &db,
         "deep",
-        &format!(r#"[{{"tool_name":"echo","instruction":"deep","parameters":{}}}]"#, nested(1000)),
+        &format!(
+            r#"[{{"tool_name":"echo","instruction":"deep","parameters":{}}}]"#,
+            nested(1000)
+        ),
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
 
@@ -133,18 +144,39 @@ async fn poison_tasks_among_good_ones_neither_stop_a_restart_after_kill_9_nor_re
     // Deep, but JSON: it is read back and ends like any batch.
     receiver.wait_for("deep").await;
     for id in ["corrupt", "deep"] {
-        let (status, task) = read(client.get(format!("{url}/tasks/{id}")).send().await.unwrap()).await;
+        let (status, task) = read(
+            client
+                .get(format!("{url}/tasks/{id}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{task}");
         assert_eq!(task["status"], "failed", "{task}");
     }
-    let (status, list) = read(client.get(format!("{url}/tasks?limit=100")).send().await.unwrap()).await;
+    let (status, list) = read(
+        client
+            .get(format!("{url}/tasks?limit=100"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["count"], ids.len());
     kill_9(naga);
 
     // And once more: a store that holds them starts.
     let (naga, url) = serve(&data, &["--config", &config]);
-    let (status, _) = read(client.get(format!("{url}/tasks/corrupt")).send().await.unwrap()).await;
+    let (status, _) = read(
+        client
+            .get(format!("{url}/tasks/corrupt"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     kill_9(naga);
 }
@@ -172,12 +204,20 @@ async fn right_after_kill_9_and_a_restart_cancel_fifo_and_reject_hold() {
 
     let (naga, url) = serve(&data, &[]);
     let (status, answer) = send(&client, format!("{url}/tasks/w-queued/cancel"), &json!({})).await;
-    assert_eq!(status, StatusCode::OK, "the recovered queued batch is held here: {answer}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the recovered queued batch is held here: {answer}"
+    );
     assert_eq!(answer["status"], "cancelled");
     let mut reject = one_call("w", "w-reject", 0, &callback);
     reject["multitask_strategy"] = json!("reject");
     let (status, answer) = send(&client, format!("{url}/schedule"), &reject).await;
-    assert_eq!(status, StatusCode::CONFLICT, "the session is busy: {answer}");
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "the session is busy: {answer}"
+    );
     let (status, _) = send(
         &client,
         format!("{url}/schedule"),
@@ -194,8 +234,19 @@ async fn right_after_kill_9_and_a_restart_cancel_fifo_and_reject_hold() {
     );
     let cancelled = receiver.wait_for("w-queued").await.body;
     assert_eq!(cancelled["status"], "cancelled");
-    let (status, _) = read(client.get(format!("{url}/tasks/w-reject")).send().await.unwrap()).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "a refused batch stores nothing");
+    let (status, _) = read(
+        client
+            .get(format!("{url}/tasks/w-reject"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a refused batch stores nothing"
+    );
     kill_9(naga);
 }
 
@@ -239,7 +290,8 @@ impl Drop for SmallDisk {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_the_disk_was_full_every_accepted_batch_finishes_and_is_called_back_without_a_restart() {
+async fn after_the_disk_was_full_every_accepted_batch_finishes_and_is_called_back_without_a_restart(
+) {
     let Some(disk) = SmallDisk::mount("32m") else {
         eprintln!("SKIPPED: this process cannot mount a tmpfs (it needs root)");
         return;

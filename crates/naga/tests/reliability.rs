@@ -355,3 +355,60 @@ async fn a_redirecting_receiver_is_not_followed() {
     );
     assert!(target.all().is_empty(), "the redirect was followed");
 }
+
+#[tokio::test]
+async fn a_replayed_callback_retries_like_a_first_delivery() {
+    let app = app_with(|c| c.callbacks.max_attempts = 3).await;
+    // Three failures make it dead; the replay then meets two more.
+    let receiver = Receiver::start_on(0, &[(503, None); 5]).await;
+    app.post_schedule(&echo_batch(
+        "replay",
+        "replay-1",
+        &["x"],
+        0,
+        Some(&receiver.url()),
+    ))
+    .await;
+    let dead = app.wait_for_callback_status("replay-1", "dead").await;
+    let id = dead["id"].as_str().unwrap();
+    let (s, r) = app
+        .post(&format!("/callbacks/{id}/retry"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let delivered = app.wait_for_callback_status("replay-1", "delivered").await;
+    assert_eq!(delivered["attempts"], 3, "attempts counted from the replay");
+    assert_eq!(receiver.all().len(), 6);
+}
+
+#[tokio::test]
+async fn dead_callbacks_are_redriven_on_request_since_a_time() {
+    let app = app_with(|c| c.callbacks.max_attempts = 2).await;
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/agent_result_callback");
+    let before = chrono::Utc::now().to_rfc3339();
+    for id in ["redrive-1", "redrive-2"] {
+        app.post_schedule(&echo_batch("redrive", id, &["x"], 0, Some(&url)))
+            .await;
+        app.wait_for_callback_status(id, "dead").await;
+    }
+    let receiver = Receiver::start_on(port, &[]).await;
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp_millis();
+    let (s, r) = app
+        .post(&format!("/callbacks/redrive?since={later}"), &json!({}))
+        .await;
+    assert_eq!((s, r["count"].clone()), (StatusCode::OK, json!(0)), "{r}");
+    let (s, r) = app
+        .post("/callbacks/redrive?since=yesterday", &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    let since = before.replace('+', "%2B");
+    let (s, r) = app
+        .post(&format!("/callbacks/redrive?since={since}"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["count"], 2, "{r}");
+    for id in ["redrive-1", "redrive-2"] {
+        receiver.wait_for(id).await;
+        app.wait_for_callback_status(id, "delivered").await;
+    }
+}

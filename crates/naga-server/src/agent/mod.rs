@@ -49,6 +49,7 @@ pub fn router(engine: Engine) -> Router {
         )
         .route("/callbacks", get(crate::callbacks::list))
         .route("/callbacks/{id}/retry", post(crate::callbacks::retry))
+        .route("/callbacks/redrive", post(crate::callbacks::redrive))
         .route("/tools", get(tools::tools))
         .route("/toolkits", get(tools::toolkits))
         .route("/toolkits/{name}", get(tools::toolkit))

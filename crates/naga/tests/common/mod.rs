@@ -35,6 +35,7 @@ pub fn test_config(dir: &tempfile::TempDir) -> Config {
         ..Default::default()
     };
     config.agents.legacy_agent = "echo".into();
+    config.callbacks.retry_schedule_ms = Vec::new();
     config.callbacks.backoff_base_ms = 20;
     config.callbacks.backoff_max_ms = 200;
     config
