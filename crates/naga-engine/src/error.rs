@@ -12,6 +12,9 @@ pub enum EngineError {
     /// The request contradicts the current state.
     #[error("{0}")]
     Conflict(String),
+    /// An idempotency key sent again with another request.
+    #[error("{0}")]
+    Reused(String),
     #[error("{detail}")]
     Busy {
         detail: String,

@@ -2,7 +2,7 @@
 //! durable commit, and only then the answer (the seed's `create_task`).
 
 use crate::{
-    scheduler::{Calls, TaskSpec},
+    scheduler::{Calls, Reservation, SessionBusy, TaskSpec},
     Engine, EngineError,
 };
 use naga_core::{
@@ -204,23 +204,28 @@ impl Engine {
         let policy = batch
             .policy
             .unwrap_or(self.config().scheduler.session_policy);
-        if policy == SessionPolicy::Reject && self.scheduler().session_active(session.as_str()) {
-            // A repeat of a known request gets its first answer, not a refusal.
-            if let Some(repeat) = self.repeated(&request_id).await? {
-                return Ok(repeat);
+        // An idle session's batch takes its slot (and a worker) now; under
+        // `reject`, a busy session's batch is refused here.
+        let reservation = match self.scheduler().reserve(session.as_str(), policy) {
+            Ok(r) => r,
+            Err(SessionBusy) => {
+                // A repeat of a known request gets its first answer, not a refusal.
+                if let Some(repeat) = self.repeated(&request_id).await? {
+                    return Ok(repeat);
+                }
+                tracing::info!(
+                    session_id = ids.0,
+                    analysis_session_id = ids.1,
+                    request_id = ids.2,
+                    "session busy and policy is reject: batch refused"
+                );
+                return Err(EngineError::Conflict(format!(
+                    "session `{}` already has a batch in progress and the policy is `reject`: wait for it, \
+                     cancel it, or send `multitask_strategy` enqueue, parallel or interrupt",
+                    session
+                )));
             }
-            tracing::info!(
-                session_id = ids.0,
-                analysis_session_id = ids.1,
-                request_id = ids.2,
-                "session busy and policy is reject: batch refused"
-            );
-            return Err(EngineError::Conflict(format!(
-                "session `{}` already has a batch in progress and the policy is `reject`: wait for it, \
-                 cancel it, or send `multitask_strategy` enqueue, parallel or interrupt",
-                session
-            )));
-        }
+        };
         // Each call's JSON as sent: the scheduler keeps them while the batch
         // waits, the store keeps them as one array.
         let calls: Vec<Box<str>> = batch.calls.into_iter().map(RawCall::into_text).collect();
@@ -266,7 +271,7 @@ impl Engine {
         // copies into its cell and again when the task's stage changes.)
         let engine = self.clone();
         tokio::spawn(Box::pin(async move {
-            engine.commit(task, spec, response).await
+            engine.commit(task, spec, response, reservation).await
         }))
         .await
         .map_err(|e| EngineError::Unavailable(format!("the batch could not be committed: {e}")))?
@@ -278,6 +283,7 @@ impl Engine {
         mut task: NewTask,
         mut spec: TaskSpec,
         response: String,
+        reservation: Option<Reservation>,
     ) -> Result<Scheduled, EngineError> {
         let scheduler = self.scheduler();
         let ids = (
@@ -286,10 +292,9 @@ impl Engine {
             spec.id.as_str(),
         );
         let calls = task.calls_count;
-        // An idle session's batch is committed as running, its worker taken
-        // now; the reservation goes back by itself if nothing new is stored.
-        let reservation = scheduler.reserve(&spec.session_id, spec.policy);
-        task.started = reservation.is_some();
+        // A batch that holds a worker is committed as running; the
+        // reservation goes back by itself if nothing new is stored.
+        task.started = reservation.as_ref().is_some_and(Reservation::has_worker);
         let inserted = self.store().insert_task(task).await?;
         match inserted {
             Inserted::New { seq } => spec.seq = seq,
@@ -305,6 +310,15 @@ impl Engine {
                     outcome: Outcome::Repeated,
                     task_id: Some(spec.id),
                 });
+            }
+            Inserted::Reused(first) => {
+                tracing::info!(session_id = ids.0, request_id = ids.2, first_session_id = %first.session_id,
+                    "request_id already used for another batch: refused, nothing stored");
+                return Err(EngineError::Reused(format!(
+                    "request_id `{}` was already used for another batch ({} task of session `{}` \
+                     with {} calls): a retry must send the same body; a new batch needs a new request_id",
+                    first.id, first.kind, first.session_id, first.calls_count
+                )));
             }
             Inserted::Duplicate(first) => {
                 tracing::info!(session_id = ids.0, analysis_session_id = ids.1, request_id = ids.2,

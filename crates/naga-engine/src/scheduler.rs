@@ -83,19 +83,28 @@ pub struct TaskSpec {
     pub done: Vec<Option<CallOutcome>>,
 }
 
-/// A session slot and a worker held for a batch about to be committed.
-/// Dropped unused (the batch was a repeat, or its commit failed), it gives
-/// both back and lets the session's next batch start.
+/// A session slot, and a worker when one was free, held for a batch about
+/// to be committed. Dropped unused (the batch was a repeat, or its commit
+/// failed), it gives both back and lets the session's next batch start.
 pub struct Reservation {
     inner: Arc<Inner>,
     session_id: String,
     permit: Option<OwnedSemaphorePermit>,
+    /// The slot is still this reservation's (not yet handed to the task).
+    slot: bool,
+}
+
+impl Reservation {
+    /// Whether a worker is held: the batch is committed as running.
+    pub fn has_worker(&self) -> bool {
+        self.permit.is_some()
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if let Some(permit) = self.permit.take() {
-            drop(permit);
+        drop(self.permit.take());
+        if self.slot {
             let mut state = self.inner.state.lock().unwrap();
             self.inner
                 .clone()
@@ -103,6 +112,10 @@ impl Drop for Reservation {
         }
     }
 }
+
+/// The session has a batch queued or running and the policy is `reject`.
+#[derive(Debug)]
+pub struct SessionBusy;
 
 #[derive(Clone)]
 pub struct Scheduler {
@@ -249,35 +262,53 @@ impl Scheduler {
     /// `parallel`) and a worker is free, takes both for it, so that it is
     /// committed as running and starts without a second write. `None`: it
     /// goes through [`Scheduler::submit`] after its commit, as usual.
-    pub fn reserve(&self, session_id: &str, policy: SessionPolicy) -> Option<Reservation> {
-        let parallel = match policy {
-            SessionPolicy::Enqueue => false,
-            SessionPolicy::Parallel => true,
-            SessionPolicy::Reject | SessionPolicy::Interrupt => return None,
+    ///
+    /// Under `reject` the check and the taking are one step (two batches
+    /// for an idle session at once: one gets the slot, the other
+    /// [`SessionBusy`]); the slot is taken even with no worker free.
+    pub fn reserve(
+        &self,
+        session_id: &str,
+        policy: SessionPolicy,
+    ) -> Result<Option<Reservation>, SessionBusy> {
+        let (parallel, reject) = match policy {
+            SessionPolicy::Enqueue => (false, false),
+            SessionPolicy::Parallel => (true, false),
+            SessionPolicy::Reject => (false, true),
+            SessionPolicy::Interrupt => return Ok(None),
         };
-        if self.inner.draining.is_cancelled() {
-            return None;
-        }
         let mut state = self.inner.state.lock().unwrap();
         if state.busy(session_id) && !parallel {
-            return None;
+            return match reject {
+                true => Err(SessionBusy),
+                false => Ok(None),
+            };
         }
-        let permit = self.inner.permits.clone().try_acquire_owned().ok()?;
+        if self.inner.draining.is_cancelled() {
+            return Ok(None);
+        }
+        let permit = self.inner.permits.clone().try_acquire_owned().ok();
+        if permit.is_none() && !reject {
+            return Ok(None);
+        }
         state
             .sessions
             .entry(session_id.to_owned())
             .or_default()
             .active += 1;
-        Some(Reservation {
+        Ok(Some(Reservation {
             inner: self.inner.clone(),
             session_id: session_id.to_owned(),
-            permit: Some(permit),
-        })
+            permit,
+            slot: true,
+        }))
     }
 
-    /// Starts a batch committed as running with its reservation.
+    /// Starts a batch committed with its reservation (as running when it
+    /// holds a worker).
     pub fn submit_reserved(&self, spec: TaskSpec, mut reservation: Reservation) {
         let permit = reservation.permit.take();
+        reservation.slot = false;
         let mut state = self.inner.state.lock().unwrap();
         state.held[kind_index(spec.kind)] += 1;
         tracing::info!(task_id = %spec.id, session_id = %spec.session_id,

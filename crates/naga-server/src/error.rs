@@ -90,6 +90,9 @@ impl From<EngineError> for ApiError {
             EngineError::Invalid(d) => Self::bad_request("invalid_request", d),
             EngineError::NotFound(d) => Self::not_found(d),
             EngineError::Conflict(d) => Self::new(StatusCode::CONFLICT, "conflict", d),
+            EngineError::Reused(d) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "request_id_reused", d)
+            }
             EngineError::Busy {
                 detail,
                 retry_after_secs,

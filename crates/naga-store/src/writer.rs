@@ -38,6 +38,8 @@ trait Job: Send {
     /// Answers the caller once the transaction holding the job committed
     /// (`None`) or failed to (`Some(reason)`).
     fn answer(self: Box<Self>, commit_error: Option<String>);
+    /// Why the job failed, when the storage was at fault (a full disk).
+    fn storage_fault(&self) -> Option<String>;
 }
 
 struct Pending<T, F> {
@@ -56,6 +58,13 @@ where
         let ok = result.is_ok();
         self.result = Some(result);
         ok
+    }
+
+    fn storage_fault(&self) -> Option<String> {
+        match &self.result {
+            Some(Err(e)) if e.is_transient() => Some(e.to_string()),
+            _ => None,
+        }
     }
 
     fn answer(self: Box<Self>, commit_error: Option<String>) {
@@ -82,8 +91,9 @@ pub(crate) struct Writer {
 }
 
 /// Whether writes are failing for a reason of the storage's (a full disk,
-/// an I/O error): set by a write that failed so, cleared by one that
-/// committed.
+/// an I/O error): set by a group whose commit or a job failed so, cleared
+/// by one that committed without such a failure. Kept by the writer thread,
+/// in commit order.
 #[derive(Default)]
 pub(crate) struct Health {
     failing: AtomicBool,
@@ -91,27 +101,24 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    fn saw<T>(&self, answer: &Result<T, StoreError>) {
-        match answer {
-            Ok(_) if self.failing.load(Ordering::Relaxed) => {
+    fn record(&self, fault: Option<String>) {
+        match fault {
+            None if self.failing.load(Ordering::Relaxed) => {
                 self.failing.store(false, Ordering::Relaxed);
                 if let Some(f) = self.fault.lock().unwrap().take() {
                     tracing::warn!(since = f.since_ms, error = %f.error, "the store writes again");
                 }
             }
-            Err(e) if e.is_transient() => {
+            None => {}
+            Some(error) => {
                 let mut fault = self.fault.lock().unwrap();
                 if fault.is_none() {
-                    tracing::error!(error = %e, "the store cannot write; writes are retried");
+                    tracing::error!(%error, "the store cannot write; writes are retried");
                 }
                 let since_ms = fault.as_ref().map_or_else(now_ms, |f| f.since_ms);
-                *fault = Some(crate::StoreFault {
-                    error: e.to_string(),
-                    since_ms,
-                });
+                *fault = Some(crate::StoreFault { error, since_ms });
                 self.failing.store(true, Ordering::Relaxed);
             }
-            _ => {}
         }
     }
 
@@ -145,6 +152,8 @@ impl Writer {
         restart_frames: i64,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let health = Arc::new(Health::default());
+        let writer_health = health.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let restart = Arc::new(AtomicBool::new(false));
         let (stop_checkpoints, restart_wanted) = (stop.clone(), restart.clone());
@@ -162,14 +171,11 @@ impl Writer {
         std::thread::Builder::new()
             .name("naga-writer".into())
             .spawn(move || {
-                run(conn, rx, max_batch, &restart);
+                run(conn, rx, max_batch, &restart, &writer_health);
                 stop.store(true, Ordering::Relaxed);
             })
             .expect("the writer thread starts");
-        Self {
-            tx,
-            health: Arc::default(),
-        }
+        Self { tx, health }
     }
 
     pub(crate) fn health(&self) -> &Health {
@@ -194,7 +200,6 @@ impl Writer {
             .map_err(|_| StoreError::NotCommitted)?;
         let (answer, work) = answer.await.map_err(|_| StoreError::NotCommitted)?;
         drop(work);
-        self.health.saw(&answer);
         answer
     }
 
@@ -211,6 +216,7 @@ fn run(
     mut rx: mpsc::UnboundedReceiver<Msg>,
     max_batch: usize,
     restart: &AtomicBool,
+    health: &Health,
 ) {
     let conn = Db::new(conn);
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
@@ -233,6 +239,11 @@ fn run(
             if let Some(e) = &error {
                 tracing::error!(jobs = n, error = %e, "group commit failed");
             }
+            health.record(
+                error
+                    .clone()
+                    .or_else(|| jobs.iter().find_map(|j| j.storage_fault())),
+            );
             for job in jobs.drain(..) {
                 job.answer(error.clone());
             }

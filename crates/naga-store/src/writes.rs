@@ -50,6 +50,9 @@ pub enum Inserted {
     /// An identical batch (same session and fingerprint) is still active:
     /// its answer; nothing was stored.
     Duplicate(FirstAnswer),
+    /// The request id was known for another batch (another kind, session
+    /// or calls): nothing was stored, and the first is not its answer.
+    Reused(FirstAnswer),
 }
 
 /// What a task's first answer was made of: the answer as stored, or (when
@@ -348,7 +351,16 @@ fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<TaskIns
         .query_row(params![task.id], first_answer)
         .optional()?;
     if let Some(first) = existing {
-        return Ok((Inserted::Existing(first), None));
+        let same: bool = c
+            .cached("SELECT kind = ?2 AND session_id = ?3 AND calls = ?4 FROM tasks WHERE id = ?1")?
+            .query_row(
+                params![task.id, task.kind, task.session_id, task.calls],
+                |r| r.get(0),
+            )?;
+        return Ok(match same {
+            true => (Inserted::Existing(first), None),
+            false => (Inserted::Reused(first), None),
+        });
     }
     if let Some(fp) = &task.fingerprint {
         let active = c

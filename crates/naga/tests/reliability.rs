@@ -412,3 +412,48 @@ async fn dead_callbacks_are_redriven_on_request_since_a_time() {
         app.wait_for_callback_status(id, "delivered").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_admits_one_of_many_batches_sent_at_once_to_an_idle_session() {
+    let app = TestApp::spawn().await;
+    let bodies: Vec<_> = (0..10)
+        .map(|i| {
+            let mut b = echo_batch("rj", &format!("rj-{i}"), &["x"], 300, None);
+            b["multitask_strategy"] = json!("reject");
+            b
+        })
+        .collect();
+    let answers = futures::future::join_all(bodies.iter().map(|b| app.post_schedule(b))).await;
+    let accepted = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    let refused = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((accepted, refused), (1, 9), "{answers:?}");
+    let (_, list) = app.get("/tasks?session_id=rj").await;
+    assert_eq!(list["count"], 1, "refused batches store nothing");
+}
+
+#[tokio::test]
+async fn a_request_id_sent_again_with_another_batch_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let first = echo_batch("reuse", "reuse-1", &["a"], 0, None);
+    let (s, answer) = app.post_schedule(&first).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        app.post_schedule(&first).await.1,
+        answer,
+        "a retry: the first answer"
+    );
+    for other in [
+        echo_batch("reuse", "reuse-1", &["b"], 0, None),
+        echo_batch("another-session", "reuse-1", &["a"], 0, None),
+    ] {
+        let (s, r) = app.post_schedule(&other).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+        assert_eq!(r["code"], "request_id_reused");
+    }
+    let task = app.wait_for_task_end("reuse-1").await;
+    assert_eq!(task["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(task["steps"][0]["output"], "a");
+}

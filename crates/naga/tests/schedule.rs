@@ -119,7 +119,7 @@ async fn same_request_id_answers_the_first_time_and_runs_once() {
         Some(&receiver.url()),
     );
     let (_, first) = app.post_schedule(&body).await;
-    // Repeats, some at the same time, some with different calls.
+    // Repeats, at the same time, half of them with other calls.
     let mut handles = Vec::new();
     for i in 0..8 {
         let mut b = body.clone();
@@ -140,9 +140,14 @@ async fn same_request_id_answers_the_first_time_and_runs_once() {
                 .unwrap()
         }));
     }
-    for h in handles {
+    // The same body gets the first answer; another body under the same
+    // request id is refused (422) and changes nothing.
+    for (i, h) in handles.into_iter().enumerate() {
         let again: serde_json::Value = serde_json::from_str(&h.await.unwrap()).unwrap();
-        assert_eq!(again, first);
+        match i % 2 {
+            0 => assert_eq!(again["code"], "request_id_reused", "{again}"),
+            _ => assert_eq!(again, first),
+        }
     }
     receiver.wait_for("idem-1").await;
     let task = app.wait_for_task_end("idem-1").await;
