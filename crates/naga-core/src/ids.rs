@@ -13,10 +13,22 @@ pub enum IdError {
     TooLong { field: &'static str },
     #[error("`{field}` must not contain control characters")]
     Control { field: &'static str },
+    #[error("`{field}` must not contain invisible or text-direction characters (zero-width, bidi overrides)")]
+    Invisible { field: &'static str },
+}
+
+/// Characters that are not seen but change how an id reads: zero-width
+/// ones, bidi embeddings, overrides and isolates, the byte-order mark.
+/// Two ids that look the same in a log or a UI must be the same id.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
 }
 
 /// Checks an identifier supplied by a client: non-empty, at most
-/// [`MAX_ID_CHARS`] characters, no control characters (they would corrupt logs).
+/// [`MAX_ID_CHARS`] characters, no control characters (they would corrupt
+/// logs), no invisible or text-direction ones (they would disguise it).
 pub fn validate_id(field: &'static str, value: &str) -> Result<(), IdError> {
     if value.trim().is_empty() {
         return Err(IdError::Empty { field });
@@ -26,6 +38,9 @@ pub fn validate_id(field: &'static str, value: &str) -> Result<(), IdError> {
     }
     if value.chars().any(char::is_control) {
         return Err(IdError::Control { field });
+    }
+    if value.chars().any(invisible) {
+        return Err(IdError::Invisible { field });
     }
     Ok(())
 }
@@ -109,6 +124,21 @@ mod tests {
         assert!(SessionId::parse("x".repeat(257)).is_err());
         assert!(SessionId::parse("会".repeat(256)).is_ok());
         assert!(SessionId::parse("a\nb").is_err());
+        for disguised in [
+            "user\u{202E}321",
+            "user\u{200B}",
+            "\u{FEFF}user",
+            "a\u{2066}b",
+        ] {
+            assert_eq!(
+                SessionId::parse(disguised),
+                Err(IdError::Invisible {
+                    field: "session_id"
+                }),
+                "{disguised:?}"
+            );
+        }
+        assert!(SessionId::parse("用户_session-123.x@y").is_ok());
     }
 
     #[test]

@@ -173,6 +173,7 @@ impl Engine {
             TaskKind::Agent => "agent_calls",
             TaskKind::Mcp => "tool_calls",
         };
+        check_timeouts(list, &batch.calls)?;
         let now = self.clock().now_ms();
         let ids = (
             session.as_str(),
@@ -374,8 +375,12 @@ impl Engine {
             .filter_map(|m| m.get("content").and_then(Value::as_str))
             .filter_map(legacy_instruction)
             .collect();
-        let session_id =
-            session_id.unwrap_or_else(|| format!("legacy_{}", uuid::Uuid::new_v4().simple()));
+        let session_id = match session_id {
+            Some(s) => SessionId::parse(s)
+                .map_err(|e| EngineError::Invalid(e.to_string()))?
+                .into_string(),
+            None => format!("legacy_{}", uuid::Uuid::new_v4().simple()),
+        };
         let accepted_at = iso(self.clock().now_ms());
         if instructions.is_empty() {
             return Ok(
@@ -430,6 +435,25 @@ impl Engine {
             "session_id": session_id, "task_id": task_id}),
         )
     }
+}
+
+/// A call's own `timeout_ms`, when it has one, must be a positive whole
+/// number of milliseconds (a string or a negative number would otherwise
+/// be ignored without a word). Only calls whose text names it are parsed.
+fn check_timeouts(list: &str, calls: &[RawCall]) -> Result<(), EngineError> {
+    for (i, call) in calls.iter().enumerate() {
+        if !call.get().contains("\"timeout_ms\"") {
+            continue;
+        }
+        match call.parse().get("timeout_ms") {
+            None => {}
+            Some(v) if v.as_u64().is_some_and(|ms| ms > 0) => {}
+            Some(v) => return Err(EngineError::Invalid(format!(
+                "{list}[{i}].timeout_ms must be a positive whole number of milliseconds, not {v}"
+            ))),
+        }
+    }
+    Ok(())
 }
 
 /// The instruction after `执行Agent任务:` (or its full-width colon).

@@ -5,7 +5,7 @@
 use crate::{
     agent::page_limit,
     error::ApiResult,
-    extract::{Json, Path, Query},
+    extract::{Json, Path, Query, Text},
     ApiError,
 };
 use axum::{
@@ -172,7 +172,9 @@ async fn delete_session(
 async fn events(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    naga_core::SessionId::parse(id.as_str())
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
     let rx = s.assistant.events().subscribe(&id);
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         loop {
@@ -188,7 +190,7 @@ async fn events(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 #[derive(Deserialize)]
@@ -203,6 +205,8 @@ async fn tool_notification(
     State(s): State<ApiState>,
     Json(n): Json<Notification>,
 ) -> ApiResult<axum::Json<Value>> {
+    naga_core::SessionId::parse(n.session_id.as_str())
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
     let mut event = Value::Object(n.rest);
     event["session_id"] = json!(n.session_id);
     let delivered = s.assistant.notify(&n.session_id, event);
@@ -213,7 +217,7 @@ async fn tool_notification(
 async fn callback(
     State(s): State<ApiState>,
     headers: HeaderMap,
-    body: String,
+    Text(body): Text,
 ) -> ApiResult<axum::Json<Value>> {
     let h = |k: &str| {
         headers

@@ -51,6 +51,28 @@ where
     }
 }
 
+/// A body taken as UTF-8 text (a signed callback, checked byte for byte
+/// before it is parsed), with naga's error body: 413 past the size limit,
+/// 400 for bytes that are not UTF-8, 422 for JSON nested too deep.
+pub struct Text(pub String);
+
+impl<S: Send + Sync> FromRequest<S> for Text {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(JsonRejection::from)?;
+        check_depth(&bytes)?;
+        String::from_utf8(bytes.into()).map(Self).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_utf8",
+                format!("the body is not UTF-8 text: {}", e.utf8_error()),
+            )
+        })
+    }
+}
+
 fn check_depth(body: &[u8]) -> Result<(), ApiError> {
     match json_too_deep(body, MAX_JSON_DEPTH) {
         false => Ok(()),

@@ -249,3 +249,125 @@ async fn file_tools_refuse_escapes_with_400() {
     assert!(!app.dir.path().join("evil.txt").exists());
     assert!(!app.data_dir().join("evil.txt").exists());
 }
+
+#[tokio::test]
+async fn unusable_paths_and_files_that_are_not_text_are_client_errors_not_500() {
+    let app = TestApp::spawn().await;
+    let long_name = "n".repeat(300);
+    let long_path = "d/".repeat(2100);
+    for path in ["a\u{0}b.txt", long_name.as_str(), long_path.as_str()] {
+        for route in ["/file/write", "/tools/file_edit/write_file"] {
+            let (s, r) = app
+                .post(route, &json!({"path": path, "content": "x"}))
+                .await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{route} {r}");
+            assert_eq!(r["success"], false);
+        }
+        let (s, r) = app
+            .post(
+                "/file/edit",
+                &json!({"path": path, "diff": "<<<<<<< SEARCH\n=======\nx\n>>>>>>> REPLACE"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    }
+    let (s, r) = app.get("/file/read?path=a%00b").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+
+    let root = app.config.file_edit_root();
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("latin1.txt"), b"caf\xe9\n").unwrap();
+    let (s, r) = app.get("/file/read?path=latin1.txt").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    assert!(r["detail"].as_str().unwrap().contains("not UTF-8"), "{r}");
+    let (s, r) = app
+        .post("/file/edit", &json!({"path": "latin1.txt", "diff": "<<<<<<< SEARCH\ncaf\n=======\ntea\n>>>>>>> REPLACE"}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+    assert_eq!(
+        std::fs::read(root.join("latin1.txt")).unwrap(),
+        b"caf\xe9\n",
+        "unchanged"
+    );
+    let (s, r) = app.get("/file/read?path=.").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a directory: {r}");
+}
+
+#[tokio::test]
+async fn ids_and_timeouts_are_checked_on_every_route_that_takes_them() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.api_addr = "127.0.0.1:0".into();
+    config.mcp_addr = "127.0.0.1:0".into();
+    config.only = vec![];
+    let app = TestApp::spawn_with(dir, config).await;
+    let disguised = "user\u{202E}321";
+    let mut b = echo_batch(disguised, "ids-1", &["x"], 0, None);
+    let (s, r) = app.post_schedule(&b).await;
+    assert_error(s, &r, StatusCode::BAD_REQUEST, "invalid_request");
+    b["session_id"] = json!("ids");
+    b["request_id"] = json!("ids\u{200B}1");
+    let (s, r) = app.post_schedule(&b).await;
+    assert_error(s, &r, StatusCode::BAD_REQUEST, "invalid_request");
+    let (s, r) = app
+        .post(
+            "/analyze_and_execute",
+            &json!({"messages": [], "session_id": disguised}),
+        )
+        .await;
+    assert_error(s, &r, StatusCode::BAD_REQUEST, "invalid_request");
+    let (s, r) = app
+        .api_post(
+            "/tool_notification",
+            &json!({"session_id": "x".repeat(300), "message": "m"}),
+        )
+        .await;
+    assert_error(s, &r, StatusCode::BAD_REQUEST, "invalid_request");
+    let (s, r) = app
+        .api_post(
+            "/tool_result_callback",
+            &json!({"task_id": "t".repeat(10_000), "session_id": "ids", "success": true}),
+        )
+        .await;
+    assert_error(s, &r, StatusCode::BAD_REQUEST, "invalid_request");
+
+    // A call's timeout is a positive number of milliseconds, or absent.
+    for bad in [json!("5000"), json!(-1), json!(0), json!(1.5)] {
+        let mut b = echo_batch("ids", "ids-2", &["x"], 0, None);
+        b["agent_calls"][0]["timeout_ms"] = bad.clone();
+        let (s, r) = app.post_schedule(&b).await;
+        assert_error(s, &r, StatusCode::BAD_REQUEST, "invalid_request");
+        assert!(
+            r["detail"].as_str().unwrap().contains("timeout_ms"),
+            "{bad}: {r}"
+        );
+    }
+    assert_nothing_stored(&app).await;
+    let mut b = echo_batch("ids", "ids-3", &["x"], 0, None);
+    b["agent_calls"][0]["timeout_ms"] = json!(5000);
+    assert_eq!(app.post_schedule(&b).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_callback_receivers_answer_json_for_bodies_they_cannot_take() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.api_addr = "127.0.0.1:0".into();
+    config.only = vec![
+        naga_core::config::Service::Api,
+        naga_core::config::Service::Agent,
+    ];
+    let app = TestApp::spawn_with(dir, config).await;
+    for route in ["/agent_result_callback", "/tool_result_callback"] {
+        let url = format!("{}{route}", app.api);
+        let not_utf8 = app
+            .client
+            .post(&url)
+            .body(b"{\"task_id\": \"\xff\"}".to_vec());
+        let (s, r) = read(not_utf8.send().await.unwrap()).await;
+        assert_error(s, &r, StatusCode::BAD_REQUEST, "invalid_utf8");
+        let huge = app.client.post(&url).body(vec![b' '; 2 * 1024 * 1024]);
+        let (s, r) = read(huge.send().await.unwrap()).await;
+        assert_error(s, &r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    }
+}

@@ -128,8 +128,7 @@ fn call_blocking(root: &Path, tool: &str, args: &Map<String, Value>) -> Result<V
                     meta.len()
                 )));
             }
-            let content = fs::read_to_string(&path)
-                .map_err(|e| ToolError::Io(format!("cannot read `{rel}` as UTF-8 text: {e}")))?;
+            let content = fs::read_to_string(&path).map_err(|e| io_error(rel, e))?;
             Ok(json!({"path": rel, "content": content, "size": meta.len()}))
         }
         "write_file" => {
@@ -153,7 +152,7 @@ fn call_blocking(root: &Path, tool: &str, args: &Map<String, Value>) -> Result<V
             let original = match fs::read_to_string(&path) {
                 Ok(s) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(e) => return Err(ToolError::Io(format!("cannot read `{rel}`: {e}"))),
+                Err(e) => return Err(io_error(rel, e)),
             };
             let edited = apply_blocks(&original, &blocks)?;
             write_atomic(&path, edited.as_bytes())?;
@@ -191,16 +190,51 @@ fn not_found(rel: &str, e: std::io::Error) -> ToolError {
     if e.kind() == std::io::ErrorKind::NotFound {
         ToolError::NotFound(format!("`{rel}` does not exist in the workspace"))
     } else {
-        ToolError::Io(format!("`{rel}`: {e}"))
+        io_error(rel, e)
     }
 }
+
+/// An I/O error: the request's fault where the path or the file's content
+/// is (not text, a directory, a name too long), else the machine's.
+fn io_error(rel: &str, e: std::io::Error) -> ToolError {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        InvalidData => ToolError::Invalid(format!("`{rel}` is not UTF-8 text")),
+        NotFound => not_found(rel, e),
+        IsADirectory | NotADirectory | InvalidFilename | InvalidInput => {
+            ToolError::Invalid(format!("`{rel}`: {e}"))
+        }
+        _ => ToolError::Io(format!("`{rel}`: {e}")),
+    }
+}
+
+/// Longest path accepted, and longest name in it, in bytes (Linux's).
+const MAX_PATH_BYTES: usize = 4096;
+const MAX_NAME_BYTES: usize = 255;
 
 /// Maps a workspace-relative path to a path inside `root`, refusing
 /// absolute paths, `..`, and symlinks whose target is outside the root.
 pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, ToolError> {
+    if rel.contains('\0') {
+        return Err(ToolError::Invalid(
+            "a path must not contain NUL bytes".into(),
+        ));
+    }
+    if rel.len() > MAX_PATH_BYTES {
+        return Err(ToolError::Invalid(format!(
+            "a path has at most {MAX_PATH_BYTES} bytes; this one has {}",
+            rel.len()
+        )));
+    }
     let p = Path::new(rel);
     for c in p.components() {
         match c {
+            Component::Normal(name) if name.len() > MAX_NAME_BYTES => {
+                return Err(ToolError::Invalid(format!(
+                    "`{}…`: a file name has at most {MAX_NAME_BYTES} bytes",
+                    rel.chars().take(40).collect::<String>()
+                )))
+            }
             Component::Normal(_) | Component::CurDir => {}
             Component::ParentDir => {
                 return Err(ToolError::Refused(format!(

@@ -265,7 +265,12 @@ impl Assistant {
                 .ok_or_else(|| EngineError::Invalid(format!("the callback has no `{k}`")))
         };
         let (task_id, session_id) = (field("task_id")?, field("session_id")?);
-        SessionId::parse(session_id.as_str()).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let invalid = |e: naga_core::IdError| EngineError::Invalid(e.to_string());
+        SessionId::parse(session_id.as_str()).map_err(invalid)?;
+        naga_core::ids::validate_id("task_id", &task_id).map_err(invalid)?;
+        if let Some(id) = &headers.id {
+            naga_core::ids::validate_id("webhook-id", id).map_err(invalid)?;
+        }
         let key = headers
             .id
             .clone()
