@@ -7,11 +7,13 @@ use naga_engine::Engine;
 use serde_json::{json, Value};
 
 /// `status` is `healthy`, or `degraded` while the store cannot write (the
-/// process still answers reads; accepted work resumes once it can).
+/// process still answers reads; accepted work resumes once it can) or when
+/// its file was found damaged.
 pub fn body(engine: &Engine, service: &str) -> Value {
     let fault = engine.store().write_fault();
+    let damage = engine.store().damage();
     json!({
-        "status": if fault.is_some() { "degraded" } else { "healthy" },
+        "status": if fault.is_some() || damage.is_some() { "degraded" } else { "healthy" },
         "service": service,
         "version": env!("CARGO_PKG_VERSION"),
         "timestamp": chrono::Utc::now().to_rfc3339(),
@@ -19,6 +21,7 @@ pub fn body(engine: &Engine, service: &str) -> Value {
             "writable": fault.is_none(),
             "error": fault.as_ref().map(|f| f.error.clone()),
             "failing_since": fault.as_ref().map(|f| iso(f.since_ms)),
+            "damage": damage,
         },
     })
 }

@@ -84,11 +84,43 @@ impl Store {
             checkpoints,
             config.max_batch.max(1),
         );
-        Ok(Self {
+        let store = Self {
             read,
             writer,
             analysis_owners: Default::default(),
-        })
+        };
+        store.check_integrity_in_background();
+        Ok(store)
+    }
+
+    /// Reads every page once (`PRAGMA quick_check`) beside the running
+    /// node: a damaged page in the middle of the file would otherwise go
+    /// unnoticed until a request reaches it. What it finds is logged and
+    /// shown by [`Store::damage`] (and `/health`); start-up does not wait
+    /// for it (it takes seconds on a large store).
+    fn check_integrity_in_background(&self) {
+        let (read, health) = (self.read.clone(), self.writer.health_handle());
+        tokio::spawn(async move {
+            let rows: Result<Vec<(String,)>, _> = sqlx::query_as("PRAGMA quick_check(20)")
+                .fetch_all(&read)
+                .await;
+            let damage = match rows {
+                Ok(rows) if rows.len() == 1 && rows[0].0 == "ok" => {
+                    tracing::info!("store integrity checked: ok");
+                    return;
+                }
+                Ok(rows) => rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("; "),
+                Err(e) => e.to_string(),
+            };
+            tracing::error!(%damage, "the store's file is damaged: restore it from a backup \
+                (tasks on readable pages keep working)");
+            health.set_damage(damage);
+        });
+    }
+
+    /// Damage the integrity check found in the store's file, if any.
+    pub fn damage(&self) -> Option<String> {
+        self.writer.health().damage()
     }
 
     /// Why writes are failing now (a full disk, an I/O error), if they are.

@@ -98,6 +98,8 @@ pub(crate) struct Writer {
 pub(crate) struct Health {
     failing: AtomicBool,
     fault: std::sync::Mutex<Option<crate::StoreFault>>,
+    /// What the integrity check found wrong with the file.
+    damage: std::sync::Mutex<Option<String>>,
 }
 
 impl Health {
@@ -120,6 +122,14 @@ impl Health {
                 self.failing.store(true, Ordering::Relaxed);
             }
         }
+    }
+
+    pub(crate) fn set_damage(&self, damage: String) {
+        *self.damage.lock().unwrap() = Some(damage);
+    }
+
+    pub(crate) fn damage(&self) -> Option<String> {
+        self.damage.lock().unwrap().clone()
     }
 
     pub(crate) fn fault(&self) -> Option<crate::StoreFault> {
@@ -180,6 +190,10 @@ impl Writer {
 
     pub(crate) fn health(&self) -> &Health {
         &self.health
+    }
+
+    pub(crate) fn health_handle(&self) -> Arc<Health> {
+        self.health.clone()
     }
 
     /// Runs `work` in the next group transaction (possibly twice, see the

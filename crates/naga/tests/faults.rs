@@ -379,3 +379,43 @@ async fn closed_event_subscriptions_leave_nothing_behind() {
     }
     assert_eq!(left, 0, "every closed subscription freed its channel");
 }
+
+#[tokio::test]
+async fn a_damaged_page_in_the_middle_of_the_store_is_reported_at_start() {
+    let app = TestApp::spawn().await;
+    for i in 0..200 {
+        let id = format!("page-{i}");
+        let b = echo_batch(&format!("pages-{}", i % 7), &id, &["a", "b"], 0, None);
+        assert_eq!(app.post_schedule(&b).await.0, StatusCode::OK);
+    }
+    app.wait_for_task_end("page-199").await;
+    let (_, health) = app.get("/health").await;
+    assert_eq!(health["store"]["damage"], Value::Null, "{health}");
+    let mut app = app;
+    app.stop().await;
+
+    let db = app.data_dir().join("naga.db");
+    let len = std::fs::metadata(&db).unwrap().len();
+    let middle = (len / 4096 / 2) * 4096;
+    assert!(middle > 4096, "the store has pages to damage ({len} bytes)");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        f.seek(SeekFrom::Start(middle)).unwrap();
+        f.write_all(&[0xAB; 4096]).unwrap();
+    }
+    let app = TestApp::spawn_with(app.dir.clone(), app.config.clone()).await;
+    let mut health = Value::Null;
+    for _ in 0..500 {
+        health = app.get("/health").await.1;
+        if !health["store"]["damage"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(health["status"], "degraded", "{health}");
+    let damage = health["store"]["damage"].as_str().unwrap();
+    assert!(damage.contains("Page") || damage.contains("malformed"), "{health}");
+    // It still serves what it can read.
+    assert_eq!(app.get("/health").await.0, StatusCode::OK);
+}
