@@ -448,9 +448,11 @@ fn check_timeouts(list: &str, calls: &[RawCall]) -> Result<(), EngineError> {
         match call.parse().get("timeout_ms") {
             None => {}
             Some(v) if v.as_u64().is_some_and(|ms| ms > 0) => {}
-            Some(v) => return Err(EngineError::Invalid(format!(
+            Some(v) => {
+                return Err(EngineError::Invalid(format!(
                 "{list}[{i}].timeout_ms must be a positive whole number of milliseconds, not {v}"
-            ))),
+            )))
+            }
         }
     }
     Ok(())

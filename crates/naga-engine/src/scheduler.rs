@@ -179,6 +179,8 @@ enum Interrupted {
 }
 
 impl Scheduler {
+    /// Wires the scheduler to the engine's parts (called once, by `Engine::start`).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         callbacks: Callbacks,

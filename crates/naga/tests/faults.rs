@@ -415,7 +415,10 @@ async fn a_damaged_page_in_the_middle_of_the_store_is_reported_at_start() {
     }
     assert_eq!(health["status"], "degraded", "{health}");
     let damage = health["store"]["damage"].as_str().unwrap();
-    assert!(damage.contains("Page") || damage.contains("malformed"), "{health}");
+    assert!(
+        damage.contains("Page") || damage.contains("malformed"),
+        "{health}"
+    );
     // It still serves what it can read.
     assert_eq!(app.get("/health").await.0, StatusCode::OK);
 }
