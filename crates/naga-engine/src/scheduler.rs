@@ -220,11 +220,6 @@ impl Scheduler {
         self.inner.state.lock().unwrap().held[kind_index(kind)]
     }
 
-    /// Whether the session has a batch queued or running here.
-    pub fn session_active(&self, session_id: &str) -> bool {
-        self.inner.state.lock().unwrap().busy(session_id)
-    }
-
     /// The lease a task accepted (or claimed) now by this node gets.
     pub fn lease(&self, now: i64) -> Lease {
         Lease {

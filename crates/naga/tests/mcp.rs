@@ -258,6 +258,16 @@ async fn idempotency_duplicates_and_a_full_queue() {
     assert_eq!(again["idempotent"], true);
     assert_eq!(again["task_id"], "m3-a");
     assert_eq!(again["accepted_at"], first["accepted_at"]);
+    // The id of an agent batch: refused, not answered with the agent's task.
+    let (s, _) = app
+        .post_schedule(&echo_batch("m3", "m3-agent", &["x"], 0, None))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, r) = app
+        .mcp_post("/schedule", &batch("m3", "m3-agent", slow.clone(), None))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(r["code"], "request_id_reused");
 
     // Same calls and arguments, new request id, still active: its task.
     let (_, dup) = app
