@@ -73,6 +73,23 @@ mod tests {
         )
     }
 
+    /// How many times `retry_store` tries a write that always fails with `e`.
+    async fn tries_of(e: fn() -> StoreError) -> u32 {
+        let calls = AtomicU32::new(0);
+        let r: Result<(), _> = retry_store(
+            &CancellationToken::new(),
+            3,
+            || "write".into(),
+            || async {
+                calls.fetch_add(1, Ordering::Relaxed);
+                Err(e())
+            },
+        )
+        .await;
+        assert!(r.is_err());
+        calls.load(Ordering::Relaxed)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_storage_fault_is_tried_until_it_passes_other_errors_a_few_times() {
         let stop = CancellationToken::new();
@@ -91,34 +108,12 @@ mod tests {
         .await;
         assert_eq!(r.unwrap(), 7);
         assert_eq!(calls.load(Ordering::Relaxed), 11);
-
-        let calls = AtomicU32::new(0);
-        let r: Result<(), _> = retry_store(
-            &stop,
-            3,
-            || "write".into(),
-            || async {
-                calls.fetch_add(1, Ordering::Relaxed);
-                Err(StoreError::Unsupported("no".into()))
-            },
-        )
-        .await;
-        assert!(r.is_err());
-        assert_eq!(calls.load(Ordering::Relaxed), 3);
-
-        let calls = AtomicU32::new(0);
-        let r: Result<(), _> = retry_store(
-            &stop,
-            3,
-            || "write".into(),
-            || async {
-                calls.fetch_add(1, Ordering::Relaxed);
-                Err(StoreError::LeaseLost("t".into()))
-            },
-        )
-        .await;
-        assert!(r.is_err());
-        assert_eq!(calls.load(Ordering::Relaxed), 1, "a lost lease is final");
+        assert_eq!(tries_of(|| StoreError::Unsupported("no".into())).await, 3);
+        assert_eq!(
+            tries_of(|| StoreError::LeaseLost("t".into())).await,
+            1,
+            "a lost lease is final"
+        );
     }
 
     #[tokio::test(start_paused = true)]

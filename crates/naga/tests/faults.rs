@@ -14,19 +14,46 @@ use std::{
 };
 
 /// `naga serve` (the real binary) on a free port with its data in `data`.
-fn serve(data: &Path, extra: &[&str]) -> (Child, String) {
-    spawn_naga(|cmd| {
+fn serve(data: &Path, extra: &[&str]) -> (Child, Http) {
+    let (child, url) = spawn_naga(|cmd| {
         cmd.arg("--data-dir").arg(data).args(extra);
-    })
+    });
+    let client = reqwest::Client::new();
+    (child, Http { client, url })
+}
+
+/// The agent server of a `naga` process, over HTTP.
+struct Http {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Http {
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        post_json(&self.client, &format!("{}{path}", self.url), body).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        read(
+            self.client
+                .get(format!("{}{path}", self.url))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Sends a batch that must be accepted.
+    async fn schedule(&self, batch: &Value) {
+        let (status, answer) = self.post("/schedule", batch).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
 }
 
 fn kill_9(mut naga: Child) {
     naga.kill().unwrap();
     naga.wait().unwrap();
-}
-
-async fn send(client: &reqwest::Client, url: String, body: &Value) -> (StatusCode, Value) {
-    read(client.post(url).json(body).send().await.unwrap()).await
 }
 
 /// A batch of one echo call that takes `delay_ms`.
@@ -97,19 +124,13 @@ async fn poison_tasks_among_good_ones_neither_stop_a_restart_after_kill_9_nor_re
     let config = config.display().to_string();
     let receiver = Receiver::start().await;
     let callback = receiver.url();
-    let client = reqwest::Client::new();
-    let (naga, url) = serve(&data, &["--config", &config]);
+    let (naga, http) = serve(&data, &["--config", &config]);
     // One long batch holds the session; the rest wait behind it.
     let ids = ["blocker", "good-1", "corrupt", "good-2", "deep", "good-3"];
     for (i, id) in ids.iter().enumerate() {
         let delay = if i == 0 { 60_000 } else { 0 };
-        let (status, answer) = send(
-            &client,
-            format!("{url}/schedule"),
-            &one_call("poison", id, delay, &callback),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{answer}");
+        http.schedule(&one_call("poison", id, delay, &callback))
+            .await;
     }
     kill_9(naga);
 
@@ -130,7 +151,7 @@ async fn poison_tasks_among_good_ones_neither_stop_a_restart_after_kill_9_nor_re
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
 
-    let (naga, url) = serve(&data, &["--config", &config]);
+    let (naga, http) = serve(&data, &["--config", &config]);
     for id in ["blocker", "good-1", "good-2", "good-3"] {
         let cb = receiver.wait_for(id).await.body;
         assert_eq!(cb["status"], "succeeded", "{cb}");
@@ -144,40 +165,18 @@ async fn poison_tasks_among_good_ones_neither_stop_a_restart_after_kill_9_nor_re
     // Deep, but JSON: it is read back and ends like any batch.
     receiver.wait_for("deep").await;
     for id in ["corrupt", "deep"] {
-        let (status, task) = read(
-            client
-                .get(format!("{url}/tasks/{id}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (status, task) = http.get(&format!("/tasks/{id}")).await;
         assert_eq!(status, StatusCode::OK, "{task}");
         assert_eq!(task["status"], "failed", "{task}");
     }
-    let (status, list) = read(
-        client
-            .get(format!("{url}/tasks?limit=100"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, list) = http.get("/tasks?limit=100").await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["count"], ids.len());
     kill_9(naga);
 
     // And once more: a store that holds them starts.
-    let (naga, url) = serve(&data, &["--config", &config]);
-    let (status, _) = read(
-        client
-            .get(format!("{url}/tasks/corrupt"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    let (naga, http) = serve(&data, &["--config", &config]);
+    assert_eq!(http.get("/tasks/corrupt").await.0, StatusCode::OK);
     kill_9(naga);
 }
 
@@ -187,23 +186,16 @@ async fn right_after_kill_9_and_a_restart_cancel_fifo_and_reject_hold() {
     let data = dir.path().join("data");
     let receiver = Receiver::start().await;
     let callback = receiver.url();
-    let client = reqwest::Client::new();
     // The default lease (30 s): a node that waited for its own leases to
     // expire would not run the recovered batches within this test.
-    let (naga, url) = serve(&data, &[]);
+    let (naga, http) = serve(&data, &[]);
     for (id, delay) in [("w-first", 1_500), ("w-queued", 0)] {
-        let (status, answer) = send(
-            &client,
-            format!("{url}/schedule"),
-            &one_call("w", id, delay, &callback),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{answer}");
+        http.schedule(&one_call("w", id, delay, &callback)).await;
     }
     kill_9(naga);
 
-    let (naga, url) = serve(&data, &[]);
-    let (status, answer) = send(&client, format!("{url}/tasks/w-queued/cancel"), &json!({})).await;
+    let (naga, http) = serve(&data, &[]);
+    let (status, answer) = http.post("/tasks/w-queued/cancel", &json!({})).await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -212,19 +204,13 @@ async fn right_after_kill_9_and_a_restart_cancel_fifo_and_reject_hold() {
     assert_eq!(answer["status"], "cancelled");
     let mut reject = one_call("w", "w-reject", 0, &callback);
     reject["multitask_strategy"] = json!("reject");
-    let (status, answer) = send(&client, format!("{url}/schedule"), &reject).await;
+    let (status, answer) = http.post("/schedule", &reject).await;
     assert_eq!(
         status,
         StatusCode::CONFLICT,
         "the session is busy: {answer}"
     );
-    let (status, _) = send(
-        &client,
-        format!("{url}/schedule"),
-        &one_call("w", "w-later", 0, &callback),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    http.schedule(&one_call("w", "w-later", 0, &callback)).await;
     let first = receiver.wait_for("w-first").await;
     let later = receiver.wait_for("w-later").await;
     assert_eq!(first.body["status"], "succeeded", "{}", first.body);
@@ -234,14 +220,7 @@ async fn right_after_kill_9_and_a_restart_cancel_fifo_and_reject_hold() {
     );
     let cancelled = receiver.wait_for("w-queued").await.body;
     assert_eq!(cancelled["status"], "cancelled");
-    let (status, _) = read(
-        client
-            .get(format!("{url}/tasks/w-reject"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = http.get("/tasks/w-reject").await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
