@@ -15,6 +15,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use futures::{Stream, StreamExt};
 use naga_core::time::iso;
 use naga_engine::assistant::{Assistant, WebhookHeaders};
@@ -77,12 +78,33 @@ async fn chat(
     ))
 }
 
-/// `POST /chat/stream`: SSE whose first event is `session_id: <id>`, then
-/// the text as it is written, then `[DONE]` (NagaAgent's stream).
+#[derive(Deserialize)]
+struct StreamQuery {
+    /// `base64` (default, as NagaAgent's UI decodes it) or `text`.
+    encoding: Option<String>,
+}
+
+/// `POST /chat/stream[?encoding=base64|text]`: SSE whose first event is
+/// `session_id: <id>`, then each piece of the text as it is written, then
+/// `[DONE]` (NagaAgent's stream). Each piece is the base64 of its UTF-8,
+/// which NagaAgent's UI client decodes line by line (an SSE data line
+/// cannot carry a newline or keep trailing spaces); `?encoding=text` sends
+/// it as it is, for other clients.
 async fn chat_stream(
     State(s): State<ApiState>,
+    Query(q): Query<StreamQuery>,
     Json(req): Json<ChatRequest>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let base64 = match q.encoding.as_deref() {
+        None | Some("base64") => true,
+        Some("text") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_encoding",
+                format!("encoding must be `base64` (NagaAgent's) or `text`, not `{other}`"),
+            ))
+        }
+    };
     let (session_id, rx) = s
         .assistant
         .chat_stream(&req.message, req.session_id, req.skip_intent_analysis)
@@ -90,8 +112,9 @@ async fn chat_stream(
     let first = futures::stream::once(async move {
         Ok(Event::default().data(format!("session_id: {session_id}")))
     });
-    let text = tokio_stream_from(rx).map(|piece| {
+    let text = tokio_stream_from(rx).map(move |piece| {
         Ok(match piece {
+            Ok(t) if base64 => Event::default().data(B64.encode(t.as_bytes())),
             Ok(t) => Event::default().data(t),
             Err(e) => Event::default().event("error").data(e.to_string()),
         })

@@ -241,14 +241,12 @@ async fn llm_errors_are_502_and_504_and_lose_nothing() {
     );
 }
 
-#[tokio::test]
-async fn chat_stream_sends_the_session_id_first_then_the_text() {
-    let llm = ScriptedLlm::start().await;
-    let app = app(Some(&llm), |_| {}).await;
+/// The data lines of a `/chat/stream` answer.
+async fn stream_lines(app: &TestApp, query: &str, message: &str, session: &str) -> Vec<String> {
     let resp = app
         .client
-        .post(format!("{}/chat/stream", app.api))
-        .json(&json!({"message": "流式回答", "session_id": "st", "skip_intent_analysis": true}))
+        .post(format!("{}/chat/stream{query}", app.api))
+        .json(&json!({"message": message, "session_id": session, "skip_intent_analysis": true}))
         .send()
         .await
         .unwrap();
@@ -258,13 +256,42 @@ async fn chat_stream_sends_the_session_id_first_then_the_text() {
     while let Some((_, d)) = rx.recv().await {
         data.push(d);
     }
+    data
+}
+
+#[tokio::test]
+async fn chat_stream_sends_the_session_id_first_then_the_text_as_nagaagent_s_ui_decodes_it() {
+    use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+    let llm = ScriptedLlm::start().await;
+    let app = app(Some(&llm), |_| {}).await;
+    // Punctuation, spaces (at the ends of pieces and of lines too),
+    // newlines and Chinese. (The message itself is saved trimmed.)
+    let message = "Sure, I also saved the file.\n  Done: a/b?c=d&e!  \n流式 回答。";
+    let want = format!("你好！我收到了：{message}");
+    let data = stream_lines(&app, "", message, "st").await;
     assert_eq!(data.first().unwrap(), "session_id: st");
     assert_eq!(data.last().unwrap(), "[DONE]");
-    let text: String = data[1..data.len() - 1].concat();
-    assert_eq!(text, "你好！我收到了：流式回答");
     assert!(data.len() > 4, "the text came in pieces: {data:?}");
+    // As ui/utils/simple_http_client.py does: each data line is base64 of UTF-8.
+    let text: String = data[1..data.len() - 1]
+        .iter()
+        .map(|d| String::from_utf8(B64.decode(d).expect("base64")).unwrap())
+        .collect();
+    assert_eq!(text, want);
     let messages = wait_for_messages(&app, "st", 2).await;
-    assert_eq!(messages[1]["content"], "你好！我收到了：流式回答");
+    assert_eq!(messages[1]["content"], want.as_str(), "saved as the reply");
+
+    // For other clients, the text as it is.
+    let data = stream_lines(&app, "?encoding=text", "流式回答", "st-text").await;
+    assert_eq!(data[1..data.len() - 1].concat(), "你好！我收到了：流式回答");
+    let resp = app
+        .client
+        .post(format!("{}/chat/stream?encoding=hex", app.api))
+        .json(&json!({"message": "x", "session_id": "st-bad"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
 }
 
 #[tokio::test]
