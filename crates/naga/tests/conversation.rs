@@ -486,6 +486,35 @@ async fn redelivered_callbacks_add_no_second_reply() {
 }
 
 #[tokio::test]
+async fn callbacks_of_upstream_s_own_servers_are_taken_once_each() {
+    let llm = ScriptedLlm::start().await;
+    let app = app(Some(&llm), |_| {}).await;
+    // What upstream's agent server sends: `request_id`, no `task_id`.
+    let agent = json!({"request_id": "up-agent-1", "session_id": "up", "analysis_session_id": "analysis_up_1",
+        "success": true, "error": null, "completed_at": "2026-01-01T00:00:00",
+        "results": [{"agent_call": {"tool_name": "computer_control", "instruction": "打开记事本"},
+                     "result": {"success": true, "result": "opened", "task_type": "computer_control",
+                                "instruction": "打开记事本"}, "step_index": 0}]});
+    // What upstream's MCP scheduler sends: `task_id`, no `request_id`.
+    let mcp = json!({"task_id": "up-mcp-1", "session_id": "up", "success": true,
+        "result": {"success": true, "result": "晴"}, "error": null, "completed_at": "2026-01-01T00:00:00"});
+    for (route, body) in [
+        ("/agent_result_callback", &agent),
+        ("/tool_result_callback", &mcp),
+    ] {
+        let (s, first) = app.api_post(route, body).await;
+        assert_eq!(s, StatusCode::OK, "{first}");
+        assert_eq!(first["duplicate"], false);
+        let (_, again) = app.api_post(route, body).await;
+        assert_eq!(again["duplicate"], true, "once per batch: {again}");
+    }
+    let messages = wait_for_messages(&app, "up", 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, h) = app.api_get("/sessions/up").await;
+    assert_eq!(h["messages"].as_array().unwrap().len(), 2, "{messages:?}");
+}
+
+#[tokio::test]
 async fn signed_callbacks_are_verified() {
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let llm = ScriptedLlm::start().await;

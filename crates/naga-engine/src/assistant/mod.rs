@@ -264,7 +264,14 @@ impl Assistant {
                 .map(str::to_owned)
                 .ok_or_else(|| EngineError::Invalid(format!("the callback has no `{k}`")))
         };
-        let (task_id, session_id) = (field("task_id")?, field("session_id")?);
+        // Upstream's agent server names the batch `request_id` only, its
+        // MCP server `task_id` only; naga sends both (equal).
+        let task_id = field("task_id")
+            .or_else(|_| field("request_id"))
+            .map_err(|_| {
+                EngineError::Invalid("the callback has no `task_id` (or `request_id`)".into())
+            })?;
+        let session_id = field("session_id")?;
         let invalid = |e: naga_core::IdError| EngineError::Invalid(e.to_string());
         SessionId::parse(session_id.as_str()).map_err(invalid)?;
         naga_core::ids::validate_id("task_id", &task_id).map_err(invalid)?;
