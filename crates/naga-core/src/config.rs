@@ -205,6 +205,10 @@ impl Default for CallbackConfig {
 pub struct AgentsConfig {
     /// Agent that runs the legacy `/analyze_and_execute` instructions.
     pub legacy_agent: String,
+    /// Agent that runs a call whose `tool_name`/`task_type` names no agent
+    /// of this server (upstream runs every agent call as computer_control).
+    /// Empty: such a call fails, naming the agents there are.
+    pub default_agent: String,
     pub file_edit: FileEditConfig,
     pub computer_control: ComputerControlConfig,
 }
@@ -213,6 +217,7 @@ impl Default for AgentsConfig {
     fn default() -> Self {
         Self {
             legacy_agent: "computer_control".into(),
+            default_agent: "computer_control".into(),
             file_edit: FileEditConfig::default(),
             computer_control: ComputerControlConfig::default(),
         }

@@ -32,6 +32,17 @@ pub struct AgentExecutor {
     pub agents: AgentRegistry,
 }
 
+impl AgentExecutor {
+    /// The name of the agent that runs `call` (the default one for a call
+    /// that names none here), as `task_type` reports it.
+    fn agent_of<'a>(&self, call: &'a CallPayload) -> Option<&'a str> {
+        match self.agents.resolve(call) {
+            Ok(agent) => Some(agent.name()),
+            Err(_) => AgentRegistry::agent_name(call),
+        }
+    }
+}
+
 impl Executor for AgentExecutor {
     fn run<'a>(
         &'a self,
@@ -42,7 +53,7 @@ impl Executor for AgentExecutor {
     }
 
     fn command(&self, call: &CallPayload) -> String {
-        let agent = AgentRegistry::agent_name(call).unwrap_or("?");
+        let agent = self.agent_of(call).unwrap_or("?");
         match call.get("instruction").and_then(Value::as_str) {
             Some(i) => naga_core::ids::concat(&[agent, ": ", i]),
             None => format!("{agent}: {}", Value::Object(call.clone())),
@@ -59,7 +70,7 @@ impl Executor for AgentExecutor {
                 success: outcome.success,
                 result: outcome.result.as_ref(),
                 error: outcome.error.as_deref(),
-                task_type: AgentRegistry::agent_name(call),
+                task_type: self.agent_of(call),
                 instruction: call.get("instruction"),
             },
         })

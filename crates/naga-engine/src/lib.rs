@@ -100,7 +100,8 @@ impl Engine {
         let agents = AgentRegistry::default()
             .with(Arc::new(Echo))
             .with(file_edit.clone())
-            .with(computer_control.clone());
+            .with(computer_control.clone())
+            .with_default(&config.agents.default_agent);
         let agent_executor: Arc<dyn Executor> = Arc::new(AgentExecutor {
             agents: agents.clone(),
         });

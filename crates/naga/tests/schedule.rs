@@ -259,7 +259,11 @@ async fn parallel_strategy_runs_beside_the_active_batch() {
 
 #[tokio::test]
 async fn unknown_agent_and_file_edit_calls_give_results_with_reasons() {
-    let app = TestApp::spawn().await;
+    // Without a default agent (see the test of the default below).
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.agents.default_agent = String::new();
+    let app = TestApp::spawn_with(dir, config).await;
     let receiver = Receiver::start().await;
     let body = json!({
         "agent_calls": [
@@ -358,4 +362,41 @@ async fn a_repeat_gets_the_first_answer_byte_for_byte() {
     let app = app.restart().await;
     assert_eq!(text(&app, with).await, first_with, "after a restart");
     assert_eq!(text(&app, without).await, first_without, "after a restart");
+}
+
+#[tokio::test]
+async fn a_call_that_names_no_agent_here_runs_on_the_default_agent() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    // computer_control by default, as upstream; echo here (no display).
+    config.agents.default_agent = "echo".into();
+    let app = TestApp::spawn_with(dir, config).await;
+    let receiver = Receiver::start().await;
+    let body = json!({"agent_calls": [
+            {"tool_name": "浏览器助手", "instruction": "打开浏览器", "agentType": "agent"},
+            {"agentType": "agent", "instruction": "输入文本"}],
+        "session_id": "default-agent", "request_id": "default-1", "callback_url": receiver.url()});
+    assert_eq!(app.post_schedule(&body).await.0, StatusCode::OK);
+    let cb = receiver.wait_for("default-1").await.body;
+    assert_eq!(cb["status"], "succeeded", "{cb}");
+    for (i, text) in ["打开浏览器", "输入文本"].iter().enumerate() {
+        assert_eq!(cb["results"][i]["result"]["result"], *text);
+        assert_eq!(cb["results"][i]["result"]["task_type"], "echo");
+    }
+
+    // No default: such a call fails and says which agents there are.
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.agents.default_agent = String::new();
+    let app = TestApp::spawn_with(dir, config).await;
+    let mut body = body.clone();
+    body["request_id"] = json!("default-2");
+    assert_eq!(app.post_schedule(&body).await.0, StatusCode::OK);
+    let cb = receiver.wait_for("default-2").await.body;
+    assert_eq!(cb["status"], "failed");
+    let error = cb["results"][0]["result"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("unknown agent `浏览器助手`") && error.contains("echo"),
+        "{error}"
+    );
 }

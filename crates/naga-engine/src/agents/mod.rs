@@ -109,15 +109,28 @@ pub trait Agent: Send + Sync {
     }
 }
 
-/// The agents this server has, by name.
+/// The agents this server has, by name, and the one that runs calls that
+/// name none of them.
 #[derive(Clone, Default)]
 pub struct AgentRegistry {
     agents: BTreeMap<&'static str, Arc<dyn Agent>>,
+    default: Option<&'static str>,
 }
 
 impl AgentRegistry {
     pub fn with(mut self, agent: Arc<dyn Agent>) -> Self {
         self.agents.insert(agent.name(), agent);
+        self
+    }
+
+    /// Runs calls that name no agent of this server on `name` (when it is
+    /// one of them; an empty name: no default).
+    pub fn with_default(mut self, name: &str) -> Self {
+        self.default = self.agents.get_key_value(name).map(|(k, _)| *k);
+        if self.default.is_none() && !name.is_empty() {
+            tracing::warn!(default_agent = name, agents = %self.names().join(", "),
+                "[agents] default_agent is not an agent of this server: calls that name none fail");
+        }
         self
     }
 
@@ -141,22 +154,38 @@ impl AgentRegistry {
             .filter(|s| !s.is_empty())
     }
 
-    /// Runs a call on the agent it names; an unknown or missing agent is a
+    /// The agent that runs a call: the one it names, else the default
+    /// (`[agents] default_agent`), else the reason there is none.
+    pub fn resolve(&self, call: &CallPayload) -> Result<&Arc<dyn Agent>, String> {
+        let named = Self::agent_name(call);
+        if let Some(agent) = named.and_then(|n| self.get(n)) {
+            return Ok(agent);
+        }
+        if let Some(agent) = self.default.and_then(|d| self.get(d)) {
+            return Ok(agent);
+        }
+        let known = self.names().join(", ");
+        Err(match named {
+            None => format!(
+                "the agent call names no agent: set `tool_name` (or `task_type`) to one of: {known}"
+            ),
+            Some(name) => format!("unknown agent `{name}`: this server has {known}"),
+        })
+    }
+
+    /// Runs a call on its agent ([`AgentRegistry::resolve`]); no agent is a
     /// failed result naming the agents that exist.
     pub async fn run(&self, call: &CallPayload, ctx: &CallContext) -> CallOutcome {
-        let known = || self.names().join(", ");
-        let Some(name) = Self::agent_name(call) else {
-            return CallOutcome::failed(format!(
-                "the agent call names no agent: set `tool_name` (or `task_type`) to one of: {}",
-                known()
-            ));
-        };
-        match self.get(name) {
-            Some(agent) => agent.run(call, ctx).await,
-            None => CallOutcome::failed(format!(
-                "unknown agent `{name}`: this server has {}",
-                known()
-            )),
+        match self.resolve(call) {
+            Ok(agent) => {
+                if Self::agent_name(call) != Some(agent.name()) {
+                    tracing::info!(task_id = %ctx.task_id, session_id = %ctx.session_id,
+                        index = ctx.index, named = Self::agent_name(call).unwrap_or(""),
+                        agent = agent.name(), "the call names no agent here: the default agent runs it");
+                }
+                agent.run(call, ctx).await
+            }
+            Err(why) => CallOutcome::failed(why),
         }
     }
 }
