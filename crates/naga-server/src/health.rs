@@ -26,8 +26,15 @@ pub fn body(engine: &Engine, service: &str) -> Value {
     })
 }
 
+/// With upstream's `modules` (which of its parts are up).
 pub async fn agent(State(engine): State<Engine>) -> Json<Value> {
-    Json(body(&engine, "agent_server"))
+    let mut v = body(&engine, "agent_server");
+    v["modules"] = json!({
+        "analyzer": engine.config().runs(naga_core::config::Service::Api),
+        "computer_control": engine.computer_control().availability().ready,
+        "task_scheduler": true,
+    });
+    Json(v)
 }
 
 pub async fn mcp(State(engine): State<Engine>) -> Json<Value> {

@@ -283,6 +283,36 @@ impl Store {
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 
+    /// How many summaries, key facts and failed-attempt counters a scope's
+    /// memory holds.
+    pub async fn memory_counts(&self, scope: &MemoryScope) -> Result<[usize; 3], StoreError> {
+        let mut compressed =
+            QueryBuilder::new("SELECT (SELECT COUNT(*) FROM tasks WHERE summary IS NOT NULL");
+        match scope {
+            MemoryScope::Task(id) => {
+                compressed.push(" AND id = ").push_bind(id.clone());
+            }
+            MemoryScope::Session(id) => {
+                compressed.push(" AND seq IN ");
+                push_session_task_seqs(&mut compressed, id);
+            }
+            MemoryScope::Global => {}
+        }
+        compressed.push(") + (SELECT COUNT(*) FROM compressed_memories");
+        scope.push_where(&mut compressed, "task_id");
+        compressed.push(")");
+        let mut facts = QueryBuilder::new("SELECT COUNT(*) FROM key_facts");
+        scope.push_where_via_task(&mut facts);
+        let mut failed = QueryBuilder::new("SELECT COUNT(*) FROM failed_attempts");
+        scope.push_where(&mut failed, "last_task_id");
+        let mut counts = [0; 3];
+        for (n, mut q) in counts.iter_mut().zip([compressed, facts, failed]) {
+            let found: i64 = q.build_query_scalar().fetch_one(&self.read).await?;
+            *n = found.max(0) as usize;
+        }
+        Ok(counts)
+    }
+
     pub async fn callback(&self, id: &str) -> Result<Option<CallbackRow>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM callbacks WHERE id = ?1")
             .bind(id)

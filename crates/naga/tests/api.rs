@@ -84,10 +84,20 @@ async fn tasks_steps_and_memory_of_a_session() {
     );
     let (_, st) = app.get("/sessions/mem/tasks").await;
     assert_eq!(st["count"], 2);
+    // Upstream's shapes: key facts and failed attempts as objects, counted.
     let (_, kf) = app.get("/sessions/mem/key_facts").await;
-    assert_eq!(kf["key_facts"].as_array().unwrap().len(), 4);
+    assert_eq!(kf["key_facts"].as_object().unwrap().len(), 4);
+    assert_eq!(
+        (
+            kf["count"].clone(),
+            kf["key_facts_list"].as_array().unwrap().len()
+        ),
+        (json!(4), 4)
+    );
     let (_, fa) = app.get("/sessions/mem/failed_attempts").await;
-    assert_eq!(fa["failed_attempts"].as_array().unwrap().len(), 1);
+    let failed = fa["failed_attempts"].as_object().unwrap();
+    assert_eq!((failed.len(), fa["count"].clone()), (1, json!(1)));
+    assert!(failed.values().all(|n| n.as_i64() == Some(1)), "{fa}");
     let (_, cm) = app.get("/sessions/mem/compressed_memories").await;
     assert_eq!(cm["compressed_memories"].as_array().unwrap().len(), 2);
     let (_, sm) = app.get("/sessions/mem/memory").await;

@@ -190,10 +190,12 @@ async fn types_presses_keys_opens_apps_and_takes_screenshots_on_x11() {
     )
     .await;
     assert_eq!(a["ready"], true, "{a}");
-    assert!(a["capabilities"]
+    assert_eq!(a["capabilities"]["enabled"], true, "{a}");
+    assert!(a["capabilities"]["capabilities"]
         .as_array()
         .unwrap()
         .contains(&json!("type")));
+    assert!(a["actions"].as_array().unwrap().contains(&json!("type")));
 
     // Open the configured app; wait until its window is mapped.
     let t = run_batch(

@@ -1,6 +1,7 @@
 //! Sessions and memory: key facts, failed attempts, summaries.
 
 use super::tasks::{find_task, page_limit, tasks_json, ListQuery};
+use crate::upstream;
 use crate::{
     error::ApiResult,
     extract::{Path, Query},
@@ -8,7 +9,7 @@ use crate::{
 };
 use axum::extract::State;
 use naga_engine::Engine;
-use naga_store::{MemoryScope, SessionRow};
+use naga_store::{MemoryScope, SessionRow, TaskFilter};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -77,13 +78,26 @@ async fn memory_json(engine: &Engine, scope: &MemoryScope, limit: i64) -> ApiRes
     Ok(v)
 }
 
-/// `GET /tasks/{id}/memory`.
+/// `GET /tasks/{id}/memory`: naga's lists, and upstream's text summary
+/// (`memory_summary`).
 pub async fn task(
     State(engine): State<Engine>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
     let t = find_task(&engine, &id).await?;
-    let mut v = memory_json(&engine, &MemoryScope::Task(id.clone()), MEMORY_LIMIT).await?;
+    let scope = MemoryScope::Task(id.clone());
+    let mut v = memory_json(&engine, &scope, MEMORY_LIMIT).await?;
+    let store = engine.store();
+    let facts = store.key_facts(&scope, MEMORY_LIMIT).await?;
+    let failed = store
+        .failed_attempts(&MemoryScope::Global, MEMORY_LIMIT)
+        .await?;
+    let steps = store.steps(&id).await?;
+    v["memory_summary"] = json!(upstream::task_memory_summary(
+        &facts,
+        &steps,
+        &upstream::failed_attempts(&failed)
+    ));
     v["task_id"] = json!(id);
     v["session_id"] = json!(t.session_id);
     v["steps_count"] = json!(t.steps_count);
@@ -102,17 +116,29 @@ pub async fn clear_task(
         .await?;
     tracing::info!(task_id = %id, session_id = %t.session_id, removed, "task memory cleared");
     Ok(axum::Json(
-        json!({"success": true, "task_id": id, "removed": removed}),
+        json!({"success": true, "message": format!("任务 {id} 的记忆已清除"), "task_id": id, "removed": removed}),
     ))
 }
 
-/// `GET /memory/global`: memory across sessions, newest first, with counts.
+/// `GET /memory/global`: memory across sessions, newest first, with
+/// counts; upstream's `global_summary` text and `failed_attempts` as
+/// `{command: count}` (naga's list of them is `failed_attempts_list`).
 pub async fn global(
     State(engine): State<Engine>,
     Query(p): Query<Page>,
 ) -> ApiResult<axum::Json<Value>> {
-    let mut v = memory_json(&engine, &MemoryScope::Global, page_limit(p.limit)?).await?;
-    v["stats"] = serde_json::to_value(engine.store().counts().await?).unwrap_or_default();
+    let scope = MemoryScope::Global;
+    let mut v = memory_json(&engine, &scope, page_limit(p.limit)?).await?;
+    let store = engine.store();
+    let counts = store.counts().await?;
+    let [compressed, facts, failures] = store.memory_counts(&scope).await?;
+    let failed = store.failed_attempts(&scope, MEMORY_LIMIT).await?;
+    v["failed_attempts_list"] = v["failed_attempts"].take();
+    v["failed_attempts"] = upstream::failed_attempts(&failed);
+    v["global_summary"] = json!(upstream::global_summary(
+        &counts, compressed, facts, failures
+    ));
+    v["stats"] = serde_json::to_value(counts).unwrap_or_default();
     Ok(axum::Json(v))
 }
 
@@ -120,7 +146,9 @@ pub async fn global(
 pub async fn clear_global(State(engine): State<Engine>) -> ApiResult<axum::Json<Value>> {
     let removed = engine.store().clear_memory(MemoryScope::Global).await?;
     tracing::info!(removed, "global memory cleared");
-    Ok(axum::Json(json!({"success": true, "removed": removed})))
+    Ok(axum::Json(
+        json!({"success": true, "message": "全局记忆已清除", "removed": removed}),
+    ))
 }
 
 /// `GET /sessions`: most recently active first.
@@ -132,9 +160,16 @@ pub async fn sessions(
         .store()
         .sessions(page_limit(p.limit)?, p.offset.unwrap_or(0).max(0))
         .await?;
-    let sessions: Vec<Value> = rows.iter().map(views::session).collect();
+    let mut sessions = Vec::with_capacity(rows.len());
+    for s in &rows {
+        let counts = engine
+            .store()
+            .memory_counts(&MemoryScope::Session(s.id.clone()))
+            .await?;
+        sessions.push(upstream::session(s, counts));
+    }
     Ok(axum::Json(
-        json!({"success": true, "count": sessions.len(), "sessions": sessions}),
+        json!({"success": true, "count": sessions.len(), "total_sessions": sessions.len(), "sessions": sessions}),
     ))
 }
 
@@ -165,13 +200,46 @@ pub async fn session(
     Ok(axum::Json(v))
 }
 
-/// `GET /sessions/{id}/memory`.
+/// `GET /sessions/{id}/memory`: naga's lists, and upstream's summary
+/// (`memory_summary`).
 pub async fn session_memory(
     State(engine): State<Engine>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    find_session(&engine, &id).await?;
-    let mut v = memory_json(&engine, &MemoryScope::Session(id.clone()), MEMORY_LIMIT).await?;
+    let s = find_session(&engine, &id).await?;
+    let scope = MemoryScope::Session(id.clone());
+    let mut v = memory_json(&engine, &scope, MEMORY_LIMIT).await?;
+    let store = engine.store();
+    let counts = store.memory_counts(&scope).await?;
+    let facts = store.key_facts(&scope, 5).await?;
+    let failed = store.failed_attempts(&scope, 5).await?;
+    let compressed = store.compressed_memories(&scope, 3).await?;
+    let filter = TaskFilter {
+        session_id: Some(id.clone()),
+        limit: MEMORY_LIMIT,
+        ..Default::default()
+    };
+    let tasks: Vec<String> = store
+        .tasks(&filter)
+        .await?
+        .into_iter()
+        .rev()
+        .map(|t| t.id)
+        .collect();
+    let mut summary = upstream::session(&s, counts);
+    summary["tasks"] = json!(tasks);
+    summary["recent_key_facts"] = facts.iter().rev().map(|f| json!(f.value)).collect();
+    summary["recent_compressed_memories"] = compressed
+        .iter()
+        .rev()
+        .map(|m| {
+            let m = upstream::compressed(m);
+            json!({"memory_id": m["memory_id"], "key_findings": m["key_findings"],
+                   "current_status": m["current_status"], "source_steps": m["source_steps"]})
+        })
+        .collect();
+    summary["failed_attempts"] = upstream::failed_attempts(&failed);
+    v["memory_summary"] = summary;
     v["session_id"] = json!(id);
     Ok(axum::Json(v))
 }
@@ -188,7 +256,7 @@ pub async fn clear_session(
         .await?;
     tracing::info!(session_id = %id, removed, "session memory cleared");
     Ok(axum::Json(
-        json!({"success": true, "session_id": id, "removed": removed}),
+        json!({"success": true, "message": format!("会话 {id} 的记忆已清除"), "session_id": id, "removed": removed}),
     ))
 }
 
@@ -206,19 +274,43 @@ pub async fn session_tasks(
     Ok(axum::Json(v))
 }
 
-/// One list of a session's memory.
+/// One kind of a session's memory, in upstream's shape (key facts and
+/// failed attempts as objects, summaries as a list with upstream's fields)
+/// with its `count`; naga's list of it is under `<kind>_list`.
 async fn session_part(engine: &Engine, id: String, part: Part) -> ApiResult<axum::Json<Value>> {
     find_session(engine, &id).await?;
-    let list = memory_part(
-        engine,
-        &MemoryScope::Session(id.clone()),
-        part,
-        MEMORY_LIMIT,
-    )
-    .await?;
-    Ok(axum::Json(
-        json!({"success": true, "session_id": id, part.name(): list}),
-    ))
+    let scope = MemoryScope::Session(id.clone());
+    let store = engine.store();
+    let (upstream, list) = match part {
+        Part::KeyFacts => {
+            let rows = store.key_facts(&scope, MEMORY_LIMIT).await?;
+            (
+                upstream::key_facts(&rows),
+                rows.iter().map(views::key_fact).collect(),
+            )
+        }
+        Part::FailedAttempts => {
+            let rows = store.failed_attempts(&scope, MEMORY_LIMIT).await?;
+            (
+                upstream::failed_attempts(&rows),
+                rows.iter().map(views::failed_attempt).collect(),
+            )
+        }
+        Part::Compressed => {
+            let rows = store.compressed_memories(&scope, MEMORY_LIMIT).await?;
+            let list: Vec<Value> = rows.iter().map(upstream::compressed).collect();
+            (Value::Array(list.clone()), list)
+        }
+    };
+    let count = match &upstream {
+        Value::Object(m) => m.len(),
+        Value::Array(a) => a.len(),
+        _ => 0,
+    };
+    let mut v = json!({"success": true, "session_id": id, "count": count});
+    v[part.name()] = upstream;
+    v[format!("{}_list", part.name())] = Value::Array(list);
+    Ok(axum::Json(v))
 }
 
 pub async fn session_key_facts(

@@ -1,7 +1,7 @@
 use crate::{
     error::ApiResult,
     extract::{Json, Path, Query},
-    views, ApiError,
+    upstream, views, ApiError,
 };
 use axum::extract::State;
 use naga_core::TaskStatus;
@@ -71,12 +71,31 @@ pub async fn tasks_json(engine: &Engine, filter: &TaskFilter) -> ApiResult<Value
     Ok(json!({"success": true, "count": tasks.len(), "tasks": tasks}))
 }
 
-/// `GET /tasks[?session_id=&status=&kind=&limit=&offset=]`, newest first.
+/// `GET /tasks[?session_id=&status=&kind=&limit=&offset=]`, newest first;
+/// with upstream's `running_tasks` (its running tasks, in its shape) and
+/// `session_id`.
 pub async fn list(
     State(engine): State<Engine>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(tasks_json(&engine, &q.filter()?).await?))
+    let filter = q.filter()?;
+    let mut v = tasks_json(&engine, &filter).await?;
+    let running = TaskFilter {
+        session_id: filter.session_id.clone(),
+        status: Some(TaskStatus::Running),
+        limit: 1000,
+        ..Default::default()
+    };
+    let running: Vec<Value> = engine
+        .store()
+        .tasks(&running)
+        .await?
+        .iter()
+        .map(upstream::task)
+        .collect();
+    v["running_tasks"] = json!(running);
+    v["session_id"] = json!(q.session_id);
+    Ok(axum::Json(v))
 }
 
 pub async fn find_task(engine: &Engine, id: &str) -> ApiResult<TaskRow> {
@@ -103,6 +122,7 @@ pub async fn get_one(
     let steps = engine.store().steps(&id).await?;
     let mut v = views::task(&task);
     v["success"] = json!(true);
+    v["task"] = upstream::task(&task);
     v["calls"] = calls.iter().map(views::call).collect();
     if let Some(e) = calls_error {
         v["calls_error"] = json!(e);
@@ -185,6 +205,7 @@ pub async fn add_step(
         .await?;
     tracing::info!(task_id = %step.task_id, session_id = %step.session_id, step_id = step.step_no, "step recorded");
     Ok(axum::Json(
-        json!({"success": true, "step": views::step(&step)}),
+        json!({"success": true, "message": "步骤添加成功", "step_id": step.step_no.to_string(),
+               "step": views::step(&step)}),
     ))
 }

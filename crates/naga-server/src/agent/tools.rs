@@ -152,8 +152,15 @@ pub async fn file_list(
 /// `GET /computer_control/availability`: `{"ready", "capabilities", "reasons"}`.
 pub async fn cc_availability(State(engine): State<Engine>) -> axum::Json<Value> {
     let a = engine.computer_control().availability();
+    // Upstream's `capabilities` is an object (`enabled`, its parts, and the
+    // list of what it can do); naga's list of actions is `actions`.
+    let capabilities = json!({"enabled": a.ready, "adapter": a.ready, "executor": a.ready,
+        "planner": engine.config().agents.computer_control.vision_model.is_some(),
+        "capabilities": a.capabilities});
     axum::Json(
-        json!({"success": true, "ready": a.ready, "capabilities": a.capabilities, "reasons": a.reasons}),
+        json!({"success": true, "ready": a.ready, "capabilities": capabilities,
+        "actions": a.capabilities, "reasons": a.reasons,
+        "timestamp": chrono::Utc::now().to_rfc3339()}),
     )
 }
 
