@@ -499,6 +499,8 @@ fn scheduled_answer(
         TaskKind::Mcp => {
             let mut v = serde_json::to_value(&response).unwrap_or_default();
             v["request_id"] = json!(task_id);
+            // Upstream's answer has a `result` (null: the batch runs later).
+            v["result"] = Value::Null;
             v.to_string()
         }
     }

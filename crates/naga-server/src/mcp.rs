@@ -4,8 +4,10 @@
 use crate::{
     agent::tasks::{self, ListQuery},
     error::ApiResult,
-    extract::{Json, Query},
+    extract::{Json, Path, Query},
+    ApiError,
 };
+use axum::http::StatusCode;
 use axum::{
     extract::State,
     routing::{get, post},
@@ -22,7 +24,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/schedule", post(schedule))
         .route("/status", get(status))
         .route("/tasks", get(list))
-        .route("/tasks/{id}", get(tasks::get_one).delete(tasks::cancel))
+        .route("/tasks/{id}", get(get_one).delete(cancel))
         .route("/tools", get(tools))
         .with_state(engine)
 }
@@ -54,6 +56,60 @@ async fn list(
     Ok(axum::Json(tasks::tasks_json(&engine, &filter).await?))
 }
 
+/// `GET /tasks/{id}`: the task as the agent server shows it, with
+/// upstream's MCP fields beside: `id`, `tool_calls`, `result` (`{success,
+/// results, message}` once it ended, else null) and `message`.
+async fn get_one(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let task = tasks::find_task(&engine, &id).await?;
+    let mut v = tasks::task_json(&engine, &task).await?;
+    let calls: Vec<Value> = v["calls"]
+        .as_array()
+        .map(|c| c.iter().map(|c| c["call"].clone()).collect())
+        .unwrap_or_default();
+    let ended = !matches!(task.status.as_str(), "queued" | "running");
+    let message = match (&task.error, ended) {
+        (Some(e), _) => format!("{}: {e}", task.status),
+        (None, true) => format!("{}: {} calls", task.status, calls.len()),
+        (None, false) => "任务已加入调度队列".to_owned(),
+    };
+    let results: Vec<Value> = v["calls"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .map(|c| c["result"].clone())
+                .filter(|r| !r.is_null())
+                .collect()
+        })
+        .unwrap_or_default();
+    v["id"] = json!(task.id);
+    v["tool_calls"] = json!(calls);
+    v["result"] = match ended {
+        true => {
+            json!({"success": task.status == "succeeded", "results": results, "message": message})
+        }
+        false => Value::Null,
+    };
+    v["message"] = json!(message);
+    Ok(axum::Json(v))
+}
+
+/// `DELETE /tasks/{id}`: as the agent server's cancel, but a task that
+/// already ended is a 400, as upstream's MCP server answers it.
+async fn cancel(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    match tasks::cancel(State(engine), Path(id)).await {
+        Err(ApiError::Client { status, detail, .. }) if status == StatusCode::CONFLICT => {
+            Err(ApiError::bad_request("already_ended", detail))
+        }
+        other => other,
+    }
+}
+
 /// `GET /tools`: every tool of every configured MCP server.
 async fn tools(State(engine): State<Engine>) -> axum::Json<Value> {
     let (tools, errors) = engine.mcp().tools().await;
@@ -62,13 +118,22 @@ async fn tools(State(engine): State<Engine>) -> axum::Json<Value> {
     )
 }
 
-/// `GET /status`: the servers and the queue.
-async fn status(State(engine): State<Engine>) -> axum::Json<Value> {
-    axum::Json(json!({
+/// `GET /status`: the servers and the queue; upstream's `server`,
+/// `timestamp`, `tasks` (counts) and `scheduler` beside.
+async fn status(State(engine): State<Engine>) -> ApiResult<axum::Json<Value>> {
+    let held = engine.scheduler().held(TaskKind::Mcp);
+    let [total, active, completed, failed] =
+        engine.store().task_counts(TaskKind::Mcp.as_str()).await?;
+    let workers = engine.config().scheduler.workers;
+    Ok(axum::Json(json!({
         "success": true,
         "status": "running",
+        "server": "running",
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+        "tasks": {"total": total, "active": active, "completed": completed, "failed": failed},
+        "scheduler": {"active_tasks": held, "completed_tasks": completed + failed,
+                      "queue_size": held, "max_concurrent": workers, "workers": workers},
         "servers": engine.mcp().status().await,
-        "queue": {"held": engine.scheduler().held(TaskKind::Mcp),
-                  "max_queued": engine.config().mcp.max_queued},
-    }))
+        "queue": {"held": held, "max_queued": engine.config().mcp.max_queued},
+    })))
 }

@@ -283,6 +283,22 @@ impl Store {
         Ok(q.build_query_as().fetch_all(&self.read).await?)
     }
 
+    /// Tasks of one kind by state: `[all, queued or running, succeeded,
+    /// failed or timed out]`.
+    pub async fn task_counts(&self, kind: &str) -> Result<[i64; 4], StoreError> {
+        let (all, active, done, failed): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*),
+                    COALESCE(SUM(status IN ('queued', 'running')), 0),
+                    COALESCE(SUM(status = 'succeeded'), 0),
+                    COALESCE(SUM(status IN ('failed', 'timed_out')), 0)
+             FROM tasks WHERE kind = ?1",
+        )
+        .bind(kind)
+        .fetch_one(&self.read)
+        .await?;
+        Ok([all, active, done, failed])
+    }
+
     /// How many summaries, key facts and failed-attempt counters a scope's
     /// memory holds.
     pub async fn memory_counts(&self, scope: &MemoryScope) -> Result<[usize; 3], StoreError> {

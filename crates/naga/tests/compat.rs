@@ -267,3 +267,84 @@ async fn the_agent_server_answers_in_upstream_s_shapes() {
         shaped(path, &d, &[("success", T::Bool), ("message", T::Str)]);
     }
 }
+
+#[tokio::test]
+async fn the_mcp_server_answers_in_upstream_s_shapes() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.mcp_addr = "127.0.0.1:0".into();
+    config.only.push(naga_core::config::Service::Mcp);
+    let app = TestApp::spawn_with(dir, config).await;
+    let batch = json!({"query": "天气", "tool_calls": [{"agentType": "mcp", "service_name": "weather",
+        "tool_name": "today", "city": "北京"}], "session_id": "compat-mcp", "request_id": "compat-mcp-1"});
+    let (s, answer) = app.mcp_post("/schedule", &batch).await;
+    assert_eq!(s, StatusCode::OK, "{answer}");
+    shaped(
+        "MCP /schedule",
+        &answer,
+        &[
+            ("success", T::Bool),
+            ("task_id", T::Str),
+            ("message", T::Str),
+            ("request_id", T::Str),
+        ],
+    );
+    assert!(answer.get("result").is_some(), "{answer}");
+    app.wait_for_task_end("compat-mcp-1").await;
+
+    let (_, t) = app.mcp_get("/tasks/compat-mcp-1").await;
+    shaped(
+        "MCP /tasks/{id}",
+        &t,
+        &[
+            ("id", T::Str),
+            ("tool_calls", T::Arr),
+            ("result", T::Obj),
+            ("message", T::Str),
+            ("status", T::Str),
+        ],
+    );
+    assert_eq!(t["tool_calls"][0]["city"], "北京");
+    shaped(
+        "MCP /tasks/{id} result",
+        &t["result"],
+        &[
+            ("success", T::Bool),
+            ("results", T::Arr),
+            ("message", T::Str),
+        ],
+    );
+
+    let (_, st) = app.mcp_get("/status").await;
+    shaped(
+        "MCP /status",
+        &st,
+        &[
+            ("server", T::Str),
+            ("timestamp", T::Str),
+            ("tasks", T::Obj),
+            ("scheduler", T::Obj),
+        ],
+    );
+    shaped(
+        "MCP /status tasks",
+        &st["tasks"],
+        &[
+            ("total", T::Int),
+            ("active", T::Int),
+            ("completed", T::Int),
+            ("failed", T::Int),
+        ],
+    );
+    assert_eq!(st["tasks"]["total"], 1);
+
+    let (_, l) = app.mcp_get("/tasks?session_id=compat-mcp").await;
+    shaped("MCP /tasks", &l, &[("tasks", T::Arr), ("count", T::Int)]);
+    let resp = app
+        .client
+        .delete(format!("{}/tasks/compat-mcp-1", app.mcp))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400, "an ended task: 400, as upstream");
+}

@@ -190,8 +190,8 @@ async fn a_batch_returns_every_real_result_in_order_and_calls_back() {
         .unwrap();
     assert_eq!(
         s,
-        StatusCode::CONFLICT,
-        "a finished task cannot be cancelled"
+        StatusCode::BAD_REQUEST,
+        "a finished task cannot be cancelled (400, as upstream's MCP server)"
     );
 }
 

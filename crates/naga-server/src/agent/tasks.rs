@@ -112,23 +112,29 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
     let task = find_task(&engine, &id).await?;
+    Ok(axum::Json(task_json(&engine, &task).await?))
+}
+
+/// A task with its calls and steps, and upstream's `task` beside.
+pub async fn task_json(engine: &Engine, task: &TaskRow) -> ApiResult<Value> {
+    let id = &task.id;
     // A task whose stored calls cannot be read back (it was quarantined)
     // is still shown, with the reason in place of its calls.
-    let (calls, calls_error) = match engine.store().calls(&id).await {
+    let (calls, calls_error) = match engine.store().calls(id).await {
         Ok(calls) => (calls, None),
         Err(naga_store::StoreError::Corrupt(e)) => (Vec::new(), Some(e)),
         Err(e) => return Err(e.into()),
     };
-    let steps = engine.store().steps(&id).await?;
-    let mut v = views::task(&task);
+    let steps = engine.store().steps(id).await?;
+    let mut v = views::task(task);
     v["success"] = json!(true);
-    v["task"] = upstream::task(&task);
+    v["task"] = upstream::task(task);
     v["calls"] = calls.iter().map(views::call).collect();
     if let Some(e) = calls_error {
         v["calls_error"] = json!(e);
     }
     v["steps"] = steps.iter().map(views::step).collect();
-    Ok(axum::Json(v))
+    Ok(v)
 }
 
 /// `GET /tasks/{id}/steps`.
