@@ -384,8 +384,8 @@ impl Engine {
         let accepted_at = iso(self.clock().now_ms());
         if instructions.is_empty() {
             return Ok(
-                json!({"success": true, "status": "no_tasks", "tasks_processed": 0,
-                "results": [], "accepted_at": accepted_at, "session_id": session_id}),
+                json!({"success": true, "status": "no_tasks", "message": "未发现可执行的电脑控制任务",
+                "tasks_processed": 0, "results": [], "accepted_at": accepted_at, "session_id": session_id}),
             );
         }
         let agent = self.config().agents.legacy_agent.clone();
@@ -416,23 +416,27 @@ impl Engine {
         }
         let calls = self.store().calls(&task_id).await?;
         let mut all_ok = true;
-        let results: Vec<naga_core::wire::RawJson> = calls
+        let entries: Vec<Value> = calls
             .iter()
             .filter_map(|c| {
                 let outcome: crate::agents::CallOutcome =
                     serde_json::from_str(c.result.as_deref()?).ok()?;
                 all_ok &= outcome.success;
                 let payload: CallPayload = serde_json::from_str(&c.payload).ok()?;
-                Some(
-                    self.agent_executor()
-                        .result_entry(c.idx as usize, &payload, &outcome),
-                )
+                let entry = self
+                    .agent_executor()
+                    .result_entry(c.idx as usize, &payload, &outcome);
+                serde_json::from_str(entry.get()).ok()
             })
             .collect();
+        // Upstream's `results` are each call's result ({success, result |
+        // error, task_type, instruction}); naga's whole entries are `calls`.
+        let results: Vec<Value> = entries.iter().map(|e| e["result"].clone()).collect();
         Ok(
-            json!({"success": all_ok && results.len() == instructions.len(), "status": "completed",
-            "tasks_processed": results.len(), "results": results, "accepted_at": accepted_at,
-            "session_id": session_id, "task_id": task_id}),
+            json!({"success": true, "status": "completed", "tasks_processed": results.len(),
+            "results": results, "calls": entries,
+            "all_succeeded": all_ok && entries.len() == instructions.len(),
+            "accepted_at": accepted_at, "session_id": session_id, "task_id": task_id}),
         )
     }
 }

@@ -228,8 +228,25 @@ async fn legacy_analyze_and_execute_runs_marked_instructions() {
     assert_eq!(r["status"], "completed");
     assert_eq!(r["tasks_processed"], 2);
     assert_eq!(r["session_id"], "legacy-s");
-    assert_eq!(r["results"][0]["result"]["result"], "打开记事本");
-    assert_eq!(r["results"][1]["result"]["result"], "输入文本");
+    // Upstream's results: each call's own result.
+    for (i, text) in ["打开记事本", "输入文本"].iter().enumerate() {
+        let result = &r["results"][i];
+        assert_eq!(
+            (
+                &result["success"],
+                &result["result"],
+                &result["instruction"]
+            ),
+            (&json!(true), &json!(text), &json!(text)),
+            "{r}"
+        );
+        assert_eq!(result["task_type"], "echo");
+        assert_eq!(
+            r["calls"][i]["result"], *result,
+            "naga's whole entry beside"
+        );
+    }
+    assert_eq!(r["all_succeeded"], true);
     let (_, tasks) = app.get("/tasks?session_id=legacy-s").await;
     assert_eq!(
         tasks["count"], 1,
@@ -244,6 +261,7 @@ async fn legacy_analyze_and_execute_runs_marked_instructions() {
         .await;
     assert_eq!(none["status"], "no_tasks");
     assert_eq!(none["tasks_processed"], 0);
+    assert!(none["message"].is_string(), "{none}");
 }
 
 #[tokio::test]
