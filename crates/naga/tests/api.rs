@@ -147,7 +147,14 @@ async fn toolkits_and_file_endpoints() {
         .collect();
     assert_eq!(
         names,
-        ["read_file", "write_file", "edit_file", "list_files"]
+        [
+            "read_file",
+            "write_file",
+            "edit_file",
+            "list_files",
+            "create_directory",
+            "delete_file"
+        ]
     );
     assert_eq!(tools["tools"][0]["input_schema"]["required"][0], "path");
     let agents: Vec<_> = tools["agents"]

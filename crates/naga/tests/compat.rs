@@ -348,3 +348,73 @@ async fn the_mcp_server_answers_in_upstream_s_shapes() {
         .unwrap();
     assert_eq!(resp.status(), 400, "an ended task: 400, as upstream");
 }
+
+#[tokio::test]
+async fn the_toolkit_routes_take_upstream_s_arguments_and_answer_its_shapes() {
+    let app = TestApp::spawn().await;
+    let (_, tk) = app.get("/toolkits").await;
+    assert_eq!(tk["toolkits"], json!(["file_edit"]), "names, as upstream");
+    shaped("/toolkits", &tk, &[("count", T::Int)]);
+    let (_, one) = app.get("/toolkits/file_edit").await;
+    shaped(
+        "/toolkits/{name}",
+        &one["toolkit"],
+        &[("name", T::Str), ("tools", T::Arr)],
+    );
+    let (_, tools) = app.get("/tools").await;
+    shaped("/tools", &tools, &[("tools", T::Arr), ("count", T::Int)]);
+
+    // write_file with upstream's `file_text`.
+    let (s, w) = app
+        .post(
+            "/tools/file_edit/write_file",
+            &json!({"path": "docs/a.txt", "file_text": "你好\n"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{w}");
+    shaped(
+        "/tools/{toolkit}/{tool}",
+        &w,
+        &[("success", T::Bool), ("toolkit", T::Str), ("tool", T::Str)],
+    );
+    let (_, r) = app.get("/file/read?path=docs/a.txt").await;
+    assert_eq!(r["content"], "你好\n", "the text at the top level: {r}");
+    let (s, _) = app
+        .post(
+            "/tools/file_edit/create_directory",
+            &json!({"path": "docs/sub/deeper"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, l) = app.get("/file/list?directory=docs").await;
+    let names: Vec<&str> = l["result"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.txt", "sub"], "{l}");
+    let (s, d) = app
+        .post(
+            "/tools/file_edit/delete_file",
+            &json!({"path": "docs/a.txt"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert!(!app.config.file_edit_root().join("docs/a.txt").exists());
+    let (s, _) = app
+        .post("/tools/file_edit/delete_file", &json!({"path": "docs/sub"}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a folder is not deleted");
+    let (s, _) = app
+        .post(
+            "/tools/file_edit/delete_file",
+            &json!({"path": "../outside"}),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "nor anything outside the workspace"
+    );
+}

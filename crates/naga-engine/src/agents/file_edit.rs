@@ -17,7 +17,7 @@ const MAX_READ_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ToolError {
-    #[error("unknown tool `{0}`: file_edit has read_file, write_file, edit_file, list_files")]
+    #[error("unknown tool `{0}`: file_edit has read_file, write_file, edit_file, list_files, create_directory, delete_file")]
     UnknownTool(String),
     #[error("{0}")]
     Invalid(String),
@@ -35,7 +35,7 @@ pub struct ToolSpec {
     pub input_schema: fn() -> Value,
 }
 
-pub const TOOLS: [ToolSpec; 4] = [
+pub const TOOLS: [ToolSpec; 6] = [
     ToolSpec {
         name: "read_file",
         description: "Read a UTF-8 text file of the workspace.",
@@ -48,8 +48,9 @@ pub const TOOLS: [ToolSpec; 4] = [
         name: "write_file",
         description: "Create or replace a text file of the workspace (parent folders are created).",
         input_schema: || {
-            json!({"type": "object", "required": ["path", "content"],
-            "properties": {"path": {"type": "string"}, "content": {"type": "string"}}})
+            json!({"type": "object", "required": ["path"],
+            "properties": {"path": {"type": "string"}, "content": {"type": "string"},
+                "file_text": {"type": "string", "description": "the same as content (upstream's name)"}}})
         },
     },
     ToolSpec {
@@ -67,7 +68,24 @@ pub const TOOLS: [ToolSpec; 4] = [
         description: "List a folder of the workspace.",
         input_schema: || {
             json!({"type": "object",
-            "properties": {"path": {"type": "string", "description": "folder, default the workspace root"}}})
+            "properties": {"path": {"type": "string", "description": "folder, default the workspace root"},
+                "directory": {"type": "string", "description": "the same as path (upstream's name)"}}})
+        },
+    },
+    ToolSpec {
+        name: "create_directory",
+        description: "Create a folder of the workspace (and its parents).",
+        input_schema: || {
+            json!({"type": "object", "required": ["path"],
+            "properties": {"path": {"type": "string"}}})
+        },
+    },
+    ToolSpec {
+        name: "delete_file",
+        description: "Delete a file of the workspace (not a folder).",
+        input_schema: || {
+            json!({"type": "object", "required": ["path"],
+            "properties": {"path": {"type": "string"}}})
         },
     },
 ];
@@ -133,7 +151,12 @@ fn call_blocking(root: &Path, tool: &str, args: &Map<String, Value>) -> Result<V
         }
         "write_file" => {
             let rel = str_arg(args, "path")?;
-            let content = str_arg(args, "content")?;
+            let content = match args.contains_key("content") {
+                true => str_arg(args, "content")?,
+                false => str_arg(args, "file_text").map_err(|_| {
+                    ToolError::Invalid("`content` (or `file_text`) is required".into())
+                })?,
+            };
             let path = resolve(root, rel)?;
             write_atomic(&path, content.as_bytes())?;
             Ok(json!({"path": rel, "bytes_written": content.len()}))
@@ -159,7 +182,7 @@ fn call_blocking(root: &Path, tool: &str, args: &Map<String, Value>) -> Result<V
             Ok(json!({"path": rel, "blocks_applied": blocks.len(), "size": edited.len()}))
         }
         "list_files" => {
-            let rel = match args.get("path") {
+            let rel = match args.get("path").or_else(|| args.get("directory")) {
                 None | Some(Value::Null) => ".",
                 Some(Value::String(s)) => s.as_str(),
                 Some(_) => return Err(ToolError::Invalid("`path` must be a string".into())),
@@ -181,6 +204,24 @@ fn call_blocking(root: &Path, tool: &str, args: &Map<String, Value>) -> Result<V
             }
             entries.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
             Ok(json!({"path": rel, "entries": entries}))
+        }
+        "create_directory" => {
+            let rel = str_arg(args, "path")?;
+            let path = resolve(root, rel)?;
+            fs::create_dir_all(&path).map_err(|e| io_error(rel, e))?;
+            Ok(json!({"path": rel, "created": true}))
+        }
+        "delete_file" => {
+            let rel = str_arg(args, "path")?;
+            let path = resolve(root, rel)?;
+            let meta = fs::symlink_metadata(&path).map_err(|e| not_found(rel, e))?;
+            if meta.is_dir() {
+                return Err(ToolError::Invalid(format!(
+                    "`{rel}` is a folder: delete_file deletes files"
+                )));
+            }
+            fs::remove_file(&path).map_err(|e| io_error(rel, e))?;
+            Ok(json!({"path": rel, "deleted": true}))
         }
         other => Err(ToolError::UnknownTool(other.to_owned())),
     }

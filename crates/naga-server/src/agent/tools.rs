@@ -37,14 +37,16 @@ pub async fn tools(State(engine): State<Engine>) -> axum::Json<Value> {
                    "available": available.is_ok(), "reason": available.err()})
         })
         .collect();
-    axum::Json(json!({"success": true, "tools": tool_specs(), "agents": agents}))
+    let tools = tool_specs();
+    axum::Json(json!({"success": true, "count": tools.len(), "tools": tools, "agents": agents}))
 }
 
-/// `GET /toolkits`.
+/// `GET /toolkits`: their names (upstream's), and each with its tools.
 pub async fn toolkits() -> axum::Json<Value> {
     let names: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
     axum::Json(
-        json!({"success": true, "toolkits": [{"name": FileEditToolkit::NAME,
+        json!({"success": true, "toolkits": [FileEditToolkit::NAME], "count": 1,
+        "toolkit_details": [{"name": FileEditToolkit::NAME,
         "description": FileEditToolkit::DESCRIPTION, "tools": names}]}),
     )
 }
@@ -63,8 +65,12 @@ fn known_toolkit(name: &str) -> ApiResult<()> {
 /// `GET /toolkits/{name}`.
 pub async fn toolkit(Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
     known_toolkit(&name)?;
-    Ok(axum::Json(json!({"success": true, "name": name,
-        "description": FileEditToolkit::DESCRIPTION, "tools": tool_specs()})))
+    let toolkit = json!({"name": name, "mode": "builtin", "config": {},
+        "description": FileEditToolkit::DESCRIPTION, "tools": tool_specs()});
+    Ok(axum::Json(
+        json!({"success": true, "toolkit": toolkit, "name": name,
+        "description": FileEditToolkit::DESCRIPTION, "tools": tool_specs()}),
+    ))
 }
 
 impl From<ToolError> for ApiError {
@@ -123,23 +129,28 @@ pub async fn file_write(
 #[derive(Deserialize)]
 pub struct PathQuery {
     path: Option<String>,
+    /// `/file/list`'s folder, as upstream names it.
+    directory: Option<String>,
 }
 
 impl PathQuery {
     fn args(self) -> Map<String, Value> {
         let mut m = Map::new();
-        if let Some(p) = self.path {
+        if let Some(p) = self.path.or(self.directory) {
             m.insert("path".into(), Value::String(p));
         }
         m
     }
 }
 
+/// `GET /file/read?path=`: with the file's text as `content` (upstream's).
 pub async fn file_read(
     State(engine): State<Engine>,
     Query(q): Query<PathQuery>,
 ) -> ApiResult<axum::Json<Value>> {
-    run_tool(&engine, "read_file", &q.args()).await
+    let axum::Json(mut v) = run_tool(&engine, "read_file", &q.args()).await?;
+    v["content"] = v["result"]["content"].clone();
+    Ok(axum::Json(v))
 }
 
 pub async fn file_list(
