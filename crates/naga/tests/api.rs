@@ -165,9 +165,10 @@ async fn toolkits_and_file_endpoints() {
         .collect();
     assert_eq!(agents, ["computer_control", "echo", "file_edit"]);
     let (_, kits) = app.get("/toolkits").await;
-    assert_eq!(kits["toolkits"][0]["name"], "file_edit");
+    assert_eq!(kits["toolkits"][0], "file_edit");
+    assert_eq!(kits["toolkit_details"][0]["name"], "file_edit");
     let (_, kit) = app.get("/toolkits/file_edit").await;
-    assert_eq!(kit["tools"].as_array().unwrap().len(), 4);
+    assert_eq!(kit["tools"].as_array().unwrap().len(), 6);
 
     let (s, w) = app
         .post(
