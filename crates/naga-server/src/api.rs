@@ -35,8 +35,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/ready", get(ready))
         .route("/chat", post(chat))
         .route("/chat/stream", post(chat_stream))
-        .route("/sessions", get(sessions))
+        .route("/sessions", get(sessions).delete(crate::ui::clear_sessions))
         .route("/sessions/{id}", get(session).delete(delete_session))
+        .route("/system/info", get(crate::ui::system_info))
+        .route("/memory/stats", get(crate::ui::memory_stats))
+        .route("/logs/context/statistics", get(crate::ui::log_statistics))
+        .route("/logs/context/load", get(crate::ui::log_load))
+        .route("/tool_result", post(crate::ui::tool_result))
+        .route(
+            "/save_tool_conversation",
+            post(crate::ui::save_tool_conversation),
+        )
+        .route("/ui_notification", post(crate::ui::ui_notification))
         .route("/sessions/{id}/events", get(events))
         .route("/tool_notification", post(tool_notification))
         .route("/tool_result_callback", post(callback))
@@ -145,14 +155,52 @@ async fn sessions(
         .store()
         .conversations(page_limit(p.limit)?, p.offset.unwrap_or(0).max(0))
         .await?;
-    let sessions: Vec<Value> = rows
+    let list: Vec<Value> = rows
         .iter()
         .map(|c| json!({"session_id": c.session_id, "message_count": c.messages,
                         "created_at": iso(c.created_at), "last_activity_at": iso(c.last_activity_at)}))
         .collect();
+    // Upstream's `sessions` is an object keyed by session id.
+    let mut sessions = serde_json::Map::new();
+    for c in &rows {
+        let last = s.engine.store().messages(&c.session_id, 1).await?;
+        sessions.insert(
+            c.session_id.clone(),
+            session_info(
+                &c.session_id,
+                c.messages,
+                c.created_at,
+                c.last_activity_at,
+                last.first().map(|m| m.content.as_str()),
+            ),
+        );
+    }
     Ok(axum::Json(
-        json!({"success": true, "count": sessions.len(), "sessions": sessions}),
+        json!({"status": "success", "success": true, "count": list.len(),
+               "total_sessions": list.len(), "sessions": sessions, "session_list": list}),
     ))
+}
+
+/// A conversation as upstream describes it (`session_info`).
+fn session_info(
+    id: &str,
+    messages: i64,
+    created: i64,
+    last: i64,
+    last_message: Option<&str>,
+) -> Value {
+    json!({
+        "session_id": id,
+        "created_at": crate::upstream::secs(created),
+        "last_activity": crate::upstream::secs(last),
+        "message_count": messages,
+        "conversation_rounds": messages / 2,
+        "agent_type": "default",
+        "last_message": match last_message {
+            Some(m) => format!("{}...", naga_core::ids::clip(m, 100)),
+            None => "无对话历史".to_owned(),
+        },
+    })
 }
 
 /// `GET /sessions/{id}`: `{"session_id", "messages": [{role, content, …}]}`.
@@ -164,6 +212,14 @@ async fn session(
     if messages.is_empty() {
         return Err(ApiError::not_found(format!("no conversation `{id}`")));
     }
+    let info = session_info(
+        &id,
+        messages.len() as i64,
+        messages.first().map_or(0, |m| m.created_at),
+        messages.last().map_or(0, |m| m.created_at),
+        messages.last().map(|m| m.content.as_str()),
+    );
+    let rounds = info["conversation_rounds"].clone();
     let messages: Vec<Value> = messages
         .iter()
         .map(|m| {
@@ -172,7 +228,8 @@ async fn session(
         })
         .collect();
     Ok(axum::Json(
-        json!({"success": true, "session_id": id, "messages": messages}),
+        json!({"status": "success", "success": true, "session_id": id, "session_info": info,
+               "messages": messages, "conversation_rounds": rounds}),
     ))
 }
 
@@ -187,7 +244,8 @@ async fn delete_session(
     }
     tracing::info!(session_id = %id, removed, "conversation deleted");
     Ok(axum::Json(
-        json!({"success": true, "session_id": id, "removed": removed}),
+        json!({"status": "success", "success": true, "message": format!("会话 {id} 已删除"),
+               "session_id": id, "removed": removed}),
     ))
 }
 

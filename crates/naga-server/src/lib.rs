@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod health;
 pub mod mcp;
+mod ui;
 mod upstream;
 mod views;
 

@@ -135,6 +135,53 @@ impl Store {
             .await
     }
 
+    /// Forgets every conversation (as [`Store::delete_conversation`]);
+    /// returns how many there were.
+    pub async fn delete_all_conversations(&self) -> Result<u64, StoreError> {
+        self.writer
+            .write(|c| {
+                let n = c
+                    .cached("SELECT COUNT(DISTINCT session_id) FROM messages")?
+                    .query_row([], |r| r.get::<_, i64>(0))?;
+                for table in ["messages", "dispatches", "callback_inbox"] {
+                    c.execute(&format!("DELETE FROM {table}"), [])?;
+                }
+                Ok(n.max(0) as u64)
+            })
+            .await
+    }
+
+    /// Messages of every conversation written at or after `since`: the
+    /// last `limit`, oldest first.
+    pub async fn recent_messages(
+        &self,
+        since: Millis,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let mut rows: Vec<MessageRow> = sqlx::query_as(
+            "SELECT * FROM messages WHERE created_at >= ?1 ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Messages written at or after `since`: `[all, the user's, the
+    /// days (UTC) that have any]`.
+    pub async fn message_counts(&self, since: Millis) -> Result<[i64; 3], StoreError> {
+        let (all, user, days): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(role = 'user'), 0), COUNT(DISTINCT created_at / 86400000)
+             FROM messages WHERE created_at >= ?1",
+        )
+        .bind(since)
+        .fetch_one(&self.read)
+        .await?;
+        Ok([all, user, days])
+    }
+
     pub async fn add_dispatch(&self, d: DispatchRow) -> Result<(), StoreError> {
         self.writer
             .write(move |c| {

@@ -418,3 +418,192 @@ async fn the_toolkit_routes_take_upstream_s_arguments_and_answer_its_shapes() {
         "nor anything outside the workspace"
     );
 }
+
+#[tokio::test]
+async fn the_api_server_s_ui_routes_answer_in_upstream_s_shapes() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.api_addr = "127.0.0.1:0".into();
+    config.only.push(naga_core::config::Service::Api);
+    let app = TestApp::spawn_with(dir, config).await;
+
+    let events = app
+        .client
+        .get(format!("{}/sessions/ui/events", app.api))
+        .send()
+        .await
+        .unwrap();
+    let mut events = sse(events);
+    let (s, saved) = app
+        .api_post(
+            "/save_tool_conversation",
+            &json!({"session_id": "ui", "user_message": "[工具执行结果]: 晴", "assistant_response": "今天是晴天。"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{saved}");
+    shaped(
+        "/save_tool_conversation",
+        &saved,
+        &[
+            ("success", T::Bool),
+            ("message", T::Str),
+            ("session_id", T::Str),
+        ],
+    );
+    let (s, _) = app
+        .api_post("/save_tool_conversation", &json!({"user_message": "x"}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "no session_id");
+
+    let (_, list) = app.api_get("/sessions").await;
+    shaped(
+        "/sessions",
+        &list,
+        &[
+            ("status", T::Str),
+            ("sessions", T::Obj),
+            ("total_sessions", T::Int),
+        ],
+    );
+    shaped(
+        "/sessions[ui]",
+        &list["sessions"]["ui"],
+        &[
+            ("session_id", T::Str),
+            ("created_at", T::Num),
+            ("last_activity", T::Num),
+            ("message_count", T::Int),
+            ("conversation_rounds", T::Int),
+            ("last_message", T::Str),
+        ],
+    );
+    let (_, one) = app.api_get("/sessions/ui").await;
+    shaped(
+        "/sessions/{id}",
+        &one,
+        &[
+            ("status", T::Str),
+            ("session_id", T::Str),
+            ("session_info", T::Obj),
+            ("messages", T::Arr),
+            ("conversation_rounds", T::Int),
+        ],
+    );
+    assert_eq!(one["messages"][1]["content"], "今天是晴天。");
+    assert_eq!(one["conversation_rounds"], 1);
+
+    // Follow-ups reach the session's UI listeners.
+    let (s, shown) = app
+        .api_post(
+            "/ui_notification",
+            &json!({"session_id": "ui", "action": "show_tool_ai_response", "ai_response": "天气不错"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    shaped(
+        "/ui_notification",
+        &shown,
+        &[("success", T::Bool), ("message", T::Str)],
+    );
+    assert_eq!(
+        next_event(&mut events, "followup").await["ai_response"],
+        "天气不错"
+    );
+    let (_, r) = app
+        .api_post(
+            "/tool_result",
+            &json!({"session_id": "ui", "result": "晴", "type": "tool_completed_with_ai_response", "ai_response": "出门吧"}),
+        )
+        .await;
+    shaped(
+        "/tool_result",
+        &r,
+        &[
+            ("success", T::Bool),
+            ("message", T::Str),
+            ("session_id", T::Str),
+        ],
+    );
+    assert_eq!(r["result"], "晴");
+    assert_eq!(
+        next_event(&mut events, "followup").await["ai_response"],
+        "出门吧"
+    );
+
+    let (_, info) = app.api_get("/system/info").await;
+    shaped(
+        "/system/info",
+        &info,
+        &[
+            ("version", T::Str),
+            ("status", T::Str),
+            ("available_services", T::Arr),
+            ("api_key_configured", T::Bool),
+        ],
+    );
+    let (_, m) = app.api_get("/memory/stats").await;
+    shaped(
+        "/memory/stats",
+        &m,
+        &[("status", T::Str), ("memory_stats", T::Obj)],
+    );
+    let (_, st) = app.api_get("/logs/context/statistics?days=7").await;
+    shaped(
+        "/logs/context/statistics",
+        &st["statistics"],
+        &[
+            ("total_files", T::Int),
+            ("total_messages", T::Int),
+            ("user_messages", T::Int),
+            ("assistant_messages", T::Int),
+            ("days_covered", T::Int),
+        ],
+    );
+    assert_eq!(st["statistics"]["total_messages"], 2);
+    let (_, load) = app
+        .api_get("/logs/context/load?days=1&max_messages=1")
+        .await;
+    shaped(
+        "/logs/context/load",
+        &load,
+        &[
+            ("status", T::Str),
+            ("messages", T::Arr),
+            ("count", T::Int),
+            ("days", T::Int),
+        ],
+    );
+    assert_eq!(
+        load["messages"][0]["content"], "今天是晴天。",
+        "the last one"
+    );
+
+    let (s, d) = read(
+        app.client
+            .delete(format!("{}/sessions/ui", app.api))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    shaped(
+        "DELETE /sessions/{id}",
+        &d,
+        &[("status", T::Str), ("message", T::Str)],
+    );
+    let (s, cleared) = read(
+        app.client
+            .delete(format!("{}/sessions", app.api))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    shaped(
+        "DELETE /sessions",
+        &cleared,
+        &[("status", T::Str), ("message", T::Str)],
+    );
+}

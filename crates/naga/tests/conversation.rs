@@ -3,7 +3,6 @@
 
 mod common;
 use common::{llm::ScriptedLlm, *};
-use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::{sync::Arc, time::Duration};
@@ -29,49 +28,6 @@ async fn app(
     }
     change(&mut config);
     TestApp::spawn_with(dir, config).await
-}
-
-/// Server-sent events of a response: (event, data) pairs, in order.
-fn sse(resp: reqwest::Response) -> tokio::sync::mpsc::UnboundedReceiver<(String, String)> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut body = resp.bytes_stream();
-        let mut buf = Vec::new();
-        while let Some(Ok(chunk)) = body.next().await {
-            buf.extend_from_slice(&chunk);
-            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = buf.drain(..end + 2).collect();
-                let block = String::from_utf8(block).unwrap();
-                let (mut event, mut data) = ("message".to_owned(), Vec::new());
-                for line in block.lines() {
-                    if let Some(e) = line.strip_prefix("event:") {
-                        event = e.trim().to_owned();
-                    } else if let Some(d) = line.strip_prefix("data:") {
-                        data.push(d.strip_prefix(' ').unwrap_or(d).to_owned());
-                    }
-                }
-                if !data.is_empty() && tx.send((event, data.join("\n"))).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    rx
-}
-
-async fn next_event(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
-    kind: &str,
-) -> Value {
-    loop {
-        let (event, data) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no `{kind}` event"))
-            .expect("stream open");
-        if event == kind {
-            return serde_json::from_str(&data).unwrap();
-        }
-    }
 }
 
 async fn subscribe(
