@@ -281,6 +281,11 @@ async fn a_turn_becomes_an_agent_task_whose_callback_becomes_a_follow_up() {
     assert_eq!(followup["session_id"], "loop");
     assert_eq!(followup["status"], "succeeded");
     let content = followup["content"].as_str().unwrap();
+    assert_eq!(
+        (&followup["action"], &followup["ai_response"]),
+        (&json!("show_tool_ai_response"), &json!(content)),
+        "upstream's UI notification beside"
+    );
     assert!(
         content.starts_with("跟进：用户的原始消息：请帮我打开记事本"),
         "{content}"

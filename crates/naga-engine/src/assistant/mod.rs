@@ -387,6 +387,8 @@ impl Assistant {
                     &row.session_id,
                     json!({"type": "followup", "session_id": row.session_id, "task_id": row.task_id,
                            "message_id": message_id, "role": "assistant", "content": content,
+                           // Upstream's UI notification of a follow-up.
+                           "action": "show_tool_ai_response", "ai_response": content,
                            "status": body["status"], "created_at": iso(self.now())}),
                 );
                 tracing::info!(session_id = %row.session_id, task_id = %row.task_id, listeners = n,
