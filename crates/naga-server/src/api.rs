@@ -31,6 +31,7 @@ pub struct ApiState {
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/", get(root))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/chat", post(chat))
@@ -58,7 +59,15 @@ async fn health(State(s): State<ApiState>) -> axum::Json<Value> {
     let mut body = crate::health::body(&s.engine, "api_server");
     body["llm_configured"] = json!(s.assistant.llm_configured());
     body["event_sessions"] = json!(s.assistant.events().sessions_listened());
+    // Upstream's: whether chat can answer.
+    body["agent_ready"] = json!(s.assistant.llm_configured());
     axum::Json(body)
+}
+
+/// `GET /`: what this server is (upstream's root).
+async fn root() -> axum::Json<Value> {
+    axum::Json(json!({"name": "NagaAgent API", "server": "naga",
+        "version": env!("CARGO_PKG_VERSION"), "status": "running", "docs": "/health"}))
 }
 
 async fn ready(State(s): State<ApiState>) -> (axum::http::StatusCode, axum::Json<Value>) {

@@ -530,6 +530,22 @@ async fn the_api_server_s_ui_routes_answer_in_upstream_s_shapes() {
         "出门吧"
     );
 
+    let (_, root) = app.api_get("/").await;
+    shaped(
+        "API /",
+        &root,
+        &[("name", T::Str), ("version", T::Str), ("status", T::Str)],
+    );
+    let (_, health) = app.api_get("/health").await;
+    shaped(
+        "API /health",
+        &health,
+        &[
+            ("status", T::Str),
+            ("agent_ready", T::Bool),
+            ("timestamp", T::Str),
+        ],
+    );
     let (_, info) = app.api_get("/system/info").await;
     shaped(
         "/system/info",
