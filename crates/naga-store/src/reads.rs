@@ -59,6 +59,20 @@ impl MemoryScope {
         }
     }
 
+    /// ` AND …` selecting the scope's rows of `tasks`.
+    fn push_and_tasks(&self, q: &mut QueryBuilder<'_, Sqlite>) {
+        match self {
+            Self::Task(id) => {
+                q.push(" AND id = ").push_bind(id.clone());
+            }
+            Self::Session(id) => {
+                q.push(" AND seq IN ");
+                push_session_task_seqs(q, id);
+            }
+            Self::Global => {}
+        }
+    }
+
     /// The same for tables reached through their task (steps have no
     /// session index: the session's chain of tasks leads to them).
     fn push_where_via_task(&self, q: &mut QueryBuilder<'_, Sqlite>) {
@@ -266,16 +280,7 @@ impl Store {
             "SELECT -seq AS id, session_id, id AS task_id, 'deterministic' AS method,
                     summary, finished_at AS created_at FROM tasks WHERE summary IS NOT NULL",
         );
-        match scope {
-            MemoryScope::Task(id) => {
-                q.push(" AND id = ").push_bind(id.clone());
-            }
-            MemoryScope::Session(id) => {
-                q.push(" AND seq IN ");
-                push_session_task_seqs(&mut q, id);
-            }
-            MemoryScope::Global => {}
-        }
+        scope.push_and_tasks(&mut q);
         q.push(" UNION ALL SELECT id, session_id, task_id, method, summary, created_at FROM compressed_memories");
         scope.push_where(&mut q, "task_id");
         q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
@@ -304,16 +309,7 @@ impl Store {
     pub async fn memory_counts(&self, scope: &MemoryScope) -> Result<[usize; 3], StoreError> {
         let mut compressed =
             QueryBuilder::new("SELECT (SELECT COUNT(*) FROM tasks WHERE summary IS NOT NULL");
-        match scope {
-            MemoryScope::Task(id) => {
-                compressed.push(" AND id = ").push_bind(id.clone());
-            }
-            MemoryScope::Session(id) => {
-                compressed.push(" AND seq IN ");
-                push_session_task_seqs(&mut compressed, id);
-            }
-            MemoryScope::Global => {}
-        }
+        scope.push_and_tasks(&mut compressed);
         compressed.push(") + (SELECT COUNT(*) FROM compressed_memories");
         scope.push_where(&mut compressed, "task_id");
         compressed.push(")");
