@@ -179,6 +179,11 @@ pub struct CallbackConfig {
     pub backoff_max_ms: u64,
     /// Per delivery attempt.
     pub timeout_ms: u64,
+    /// Where the API server also POSTs every follow-up, as upstream's
+    /// `show_tool_ai_response` UI notification (e.g. a NagaAgent UI's
+    /// `/ui_notification`), through the same outbox as callbacks. Checked
+    /// against `allowed_hosts`.
+    pub ui_notify_url: Option<String>,
     /// Deliveries in flight at once.
     pub concurrency: usize,
 }
@@ -195,6 +200,7 @@ impl Default for CallbackConfig {
             backoff_base_ms: 500,
             backoff_max_ms: 60_000,
             timeout_ms: 10_000,
+            ui_notify_url: None,
             concurrency: 64,
         }
     }

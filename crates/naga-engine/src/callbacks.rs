@@ -10,7 +10,7 @@ use crate::{clock::Clock, retry::retry_store};
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use hmac::{Hmac, Mac};
 use naga_core::config::CallbackConfig;
-use naga_store::{CallbackRow, DeliveryOutcome, Store};
+use naga_store::{CallbackRow, DeliveryOutcome, Outbox, Store};
 use rand::Rng;
 use sha2::Sha256;
 use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
@@ -78,7 +78,7 @@ struct Inner {
     permits: Semaphore,
     stop: CancellationToken,
     /// Successful deliveries, recorded in batches by the flusher.
-    delivered: mpsc::UnboundedSender<(i64, i64)>,
+    delivered: mpsc::UnboundedSender<(Outbox, i64, i64)>,
     flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Receiver URLs admitted (allowlist checked) and parsed once: most
     /// callbacks go to a few receivers.
@@ -164,9 +164,11 @@ impl Callbacks {
         tokio::spawn(async move { inner.deliver(row).await });
     }
 
-    /// Sends every callback still pending in the store (after a restart).
+    /// Sends every callback and UI notification still pending in the
+    /// store (after a restart).
     pub async fn recover(&self) -> Result<usize, naga_store::StoreError> {
-        let rows = self.inner.store.pending_callbacks().await?;
+        let mut rows = self.inner.store.pending_callbacks().await?;
+        rows.extend(self.inner.store.pending_notifications().await?);
         let n = rows.len();
         for row in rows {
             self.enqueue(row);
@@ -230,14 +232,17 @@ impl Inner {
             if let DeliveryOutcome::Delivered = record {
                 // Recorded with others in one commit; until then the row is
                 // pending, and a crash would only send it again.
-                let _ = self.delivered.send((row.seq, now));
+                let _ = self.delivered.send((row.outbox, row.seq, now));
                 return;
             }
             let recorded = retry_store(
                 &self.stop,
                 3,
                 || format!("record an attempt of callback `{}`", row.id),
-                || self.store.record_delivery(row.seq, record.clone(), now),
+                || {
+                    self.store
+                        .record_deliveries_in(row.outbox, vec![(row.seq, record.clone(), now)])
+                },
             )
             .await;
             if let Err(e) = recorded {
@@ -329,7 +334,7 @@ impl Inner {
 /// last batch was being committed goes into the next.
 async fn flush_deliveries(
     store: Store,
-    mut rx: mpsc::UnboundedReceiver<(i64, i64)>,
+    mut rx: mpsc::UnboundedReceiver<(Outbox, i64, i64)>,
     stop: CancellationToken,
 ) {
     loop {
@@ -337,28 +342,35 @@ async fn flush_deliveries(
             m = rx.recv() => m,
             _ = stop.cancelled() => None,
         };
-        let mut batch: Vec<(i64, DeliveryOutcome, i64)> = first
-            .into_iter()
-            .map(|(seq, at)| (seq, DeliveryOutcome::Delivered, at))
-            .collect();
+        let mut batch: Vec<(Outbox, i64, i64)> = first.into_iter().collect();
         while batch.len() < 1024 {
             match rx.try_recv() {
-                Ok((seq, at)) => batch.push((seq, DeliveryOutcome::Delivered, at)),
+                Ok(d) => batch.push(d),
                 Err(_) => break,
             }
         }
         if batch.is_empty() {
             return; // stopped, nothing left
         }
-        let recorded = retry_store(
-            &stop,
-            3,
-            || format!("record {} deliveries", batch.len()),
-            || store.record_deliveries(batch.clone()),
-        )
-        .await;
-        if let Err(e) = recorded {
-            tracing::error!(error = %e, "cannot record deliveries; those callbacks are sent again after a restart");
+        for outbox in [Outbox::Callbacks, Outbox::Notifications] {
+            let of_outbox: Vec<(i64, DeliveryOutcome, i64)> = batch
+                .iter()
+                .filter(|d| d.0 == outbox)
+                .map(|&(_, seq, at)| (seq, DeliveryOutcome::Delivered, at))
+                .collect();
+            if of_outbox.is_empty() {
+                continue;
+            }
+            let recorded = retry_store(
+                &stop,
+                3,
+                || format!("record {} deliveries", of_outbox.len()),
+                || store.record_deliveries_in(outbox, of_outbox.clone()),
+            )
+            .await;
+            if let Err(e) = recorded {
+                tracing::error!(error = %e, "cannot record deliveries; those are sent again after a restart");
+            }
         }
     }
 }

@@ -77,6 +77,11 @@ impl Engine {
             stop.clone(),
         )
         .map_err(EngineError::Invalid)?;
+        if let Some(url) = &config.callbacks.ui_notify_url {
+            callbacks
+                .admit(url)
+                .map_err(|e| EngineError::Invalid(format!("[callbacks] ui_notify_url: {e}")))?;
+        }
         let root = config.file_edit_root();
         let file_edit = Arc::new(FileEditToolkit::new(root.clone()).map_err(|e| {
             EngineError::Unavailable(format!(

@@ -2,7 +2,7 @@
 //! dispatches, and the inbox of callbacks received.
 
 use crate::stmts::Db;
-use crate::{writes::touch_session, Store, StoreError};
+use crate::{writes::touch_session, CallbackRow, Outbox, Store, StoreError};
 use naga_core::time::Millis;
 use rusqlite::params;
 
@@ -54,6 +54,49 @@ pub struct NewMessage {
     pub kind: &'static str,
     pub task_id: Option<String>,
     pub created_at: Millis,
+}
+
+/// Where a follow-up is also announced, and the webhook id of that delivery.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub id: String,
+    pub url: String,
+}
+
+/// The UI notification of follow-up `message_id`: upstream's
+/// `show_tool_ai_response` payload, with naga's ids beside.
+fn insert_notification(
+    c: &Db,
+    n: &NewNotification,
+    reply: &NewMessage,
+    message_id: i64,
+) -> Result<CallbackRow, StoreError> {
+    let body = serde_json::json!({
+        "session_id": reply.session_id, "action": "show_tool_ai_response",
+        "ai_response": reply.content, "task_id": reply.task_id, "message_id": message_id,
+    })
+    .to_string();
+    let task_id = reply.task_id.clone().unwrap_or_default();
+    let now = reply.created_at;
+    c.cached(
+        "INSERT INTO notifications (id, task_id, url, body, status, attempts, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
+    )?
+    .execute(params![n.id, task_id, n.url, body, now])?;
+    Ok(CallbackRow {
+        outbox: Outbox::Notifications,
+        seq: c.last_insert_rowid(),
+        id: n.id.clone(),
+        task_id,
+        url: n.url.clone(),
+        body,
+        status: "pending".into(),
+        attempts: 0,
+        next_attempt_at: now,
+        last_error: None,
+        created_at: now,
+        delivered_at: None,
+    })
 }
 
 fn insert_message(c: &Db, m: &NewMessage) -> Result<i64, StoreError> {
@@ -236,7 +279,8 @@ impl Store {
         &self,
         key: &str,
         reply: NewMessage,
-    ) -> Result<Option<i64>, StoreError> {
+        notify: Option<NewNotification>,
+    ) -> Result<Option<(i64, Option<CallbackRow>)>, StoreError> {
         let key = key.to_owned();
         self.writer
             .write(move |c| {
@@ -249,8 +293,24 @@ impl Store {
                 let id = insert_message(c, &reply)?;
                 c.cached("UPDATE callback_inbox SET status = 'done', reply_message_id = ?2 WHERE key = ?1")?
                     .execute(params![key, id])?;
-                Ok(Some(id))
+                let notification = match &notify {
+                    Some(n) => Some(insert_notification(c, n, &reply, id)?),
+                    None => None,
+                };
+                Ok(Some((id, notification)))
             })
             .await
+    }
+
+    /// UI notifications still to deliver, oldest first (after a restart).
+    pub async fn pending_notifications(&self) -> Result<Vec<CallbackRow>, StoreError> {
+        let mut rows: Vec<CallbackRow> =
+            sqlx::query_as("SELECT * FROM notifications WHERE status = 'pending' ORDER BY seq")
+                .fetch_all(&self.read)
+                .await?;
+        for r in &mut rows {
+            r.outbox = Outbox::Notifications;
+        }
+        Ok(rows)
     }
 }

@@ -88,8 +88,20 @@ pub struct CompressedMemoryRow {
     pub created_at: Millis,
 }
 
+/// Which outbox a row is in: the callbacks tasks owe, or the UI
+/// notifications of follow-ups. Both are delivered the same way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Outbox {
+    #[default]
+    Callbacks,
+    Notifications,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CallbackRow {
+    /// Not a column: which table the row was read from.
+    #[sqlx(skip)]
+    pub outbox: Outbox,
     pub seq: i64,
     pub id: String,
     pub task_id: String,

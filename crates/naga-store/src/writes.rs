@@ -544,6 +544,7 @@ fn finish_task(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
     )?;
     Ok(Finished::Ended {
         callback: Some(CallbackRow {
+            outbox: Outbox::Callbacks,
             seq,
             id: f.callback_id.clone(),
             task_id: f.task_id.clone(),
@@ -754,14 +755,31 @@ impl Store {
         &self,
         attempts: Vec<(i64, DeliveryOutcome, Millis)>,
     ) -> Result<(), StoreError> {
+        self.record_deliveries_in(Outbox::Callbacks, attempts).await
+    }
+
+    /// [`Store::record_deliveries`] in either outbox.
+    pub async fn record_deliveries_in(
+        &self,
+        outbox: Outbox,
+        attempts: Vec<(i64, DeliveryOutcome, Millis)>,
+    ) -> Result<(), StoreError> {
         self.writer
             .write(move |c| {
-                let mut stmt = c.cached(
-                    "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
-                         last_error = COALESCE(?3, last_error), next_attempt_at = ?4,
-                         delivered_at = COALESCE(?5, delivered_at)
-                     WHERE seq = ?1",
-                )?;
+                let mut stmt = c.cached(match outbox {
+                    Outbox::Callbacks => {
+                        "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
+                             last_error = COALESCE(?3, last_error), next_attempt_at = ?4,
+                             delivered_at = COALESCE(?5, delivered_at)
+                         WHERE seq = ?1"
+                    }
+                    Outbox::Notifications => {
+                        "UPDATE notifications SET status = ?2, attempts = attempts + 1,
+                             last_error = COALESCE(?3, last_error), next_attempt_at = ?4,
+                             delivered_at = COALESCE(?5, delivered_at)
+                         WHERE seq = ?1"
+                    }
+                })?;
                 for (seq, outcome, now) in &attempts {
                     let now = *now;
                     let (status, error, next, delivered) = match outcome {

@@ -514,3 +514,41 @@ async fn signed_callbacks_are_verified() {
     let followup = next_event(&mut events, "followup").await;
     assert!(followup["content"].as_str().unwrap().contains("signed"));
 }
+
+#[tokio::test]
+async fn every_follow_up_reaches_the_ui_notify_url_through_the_outbox() {
+    // The UI's endpoint fails once, then takes it: the outbox retries.
+    let ui = Receiver::start_on(0, &[(503, None)]).await;
+    let url = format!("http://127.0.0.1:{}/ui_notification", ui.addr.port());
+    let app = app(None, |c| c.callbacks.ui_notify_url = Some(url.clone())).await;
+    let body = json!({"task_id": "t-ui", "request_id": "t-ui", "kind": "agent", "session_id": "ui-n",
+                      "status": "succeeded", "success": true, "error": null, "results": [],
+                      "completed_at": "2026-01-01T00:00:00+00:00", "sequence": 1});
+    let (s, _) = app.api_post("/agent_result_callback", &body).await;
+    assert_eq!(s, StatusCode::OK);
+    let got = ui.wait_for_body(|b| b["session_id"] == "ui-n").await;
+    assert_eq!(got.body["action"], "show_tool_ai_response");
+    let messages = wait_for_messages(&app, "ui-n", 1).await;
+    assert_eq!(
+        got.body["ai_response"], messages[0]["content"],
+        "the follow-up itself"
+    );
+    assert_eq!(ui.all().len(), 2, "retried after the 503");
+    let ids: Vec<_> = ui
+        .all()
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert_eq!(ids[0], ids[1], "one webhook-id across retries");
+
+    // A notify URL outside the allowlist stops naga from starting.
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.callbacks.ui_notify_url = Some("http://example.com/ui_notification".into());
+    let started = naga_server::start(config, std::sync::Arc::new(naga_server::SystemClock)).await;
+    let err = format!("{:#}", started.err().expect("refused"));
+    assert!(
+        err.contains("ui_notify_url") && err.contains("not allowed"),
+        "{err}"
+    );
+}

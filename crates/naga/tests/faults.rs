@@ -286,6 +286,14 @@ async fn after_the_disk_was_full_every_accepted_batch_finishes_and_is_called_bac
         b["analysis_session_id"] = Value::Null;
         assert_eq!(app.post_schedule(&b).await.0, StatusCode::OK);
     }
+    // A reader holding a snapshot keeps SQLite from starting the WAL over
+    // (which would reuse space the file already has): from here on every
+    // commit needs new space, whenever the checkpointer last ran.
+    let reader = rusqlite::Connection::open(app.data_dir().join("naga.db")).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))
+        .unwrap();
     let filler = disk.fill();
     // The calls end while nothing can be written.
     let mut degraded = false;
@@ -314,6 +322,8 @@ async fn after_the_disk_was_full_every_accepted_batch_finishes_and_is_called_bac
 
     // Space comes back: everything accepted finishes, no restart.
     std::fs::remove_file(filler).unwrap();
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
     for id in &ids {
         let cb = receiver.wait_for(id).await.body;
         assert_eq!(cb["status"], "succeeded", "{cb}");

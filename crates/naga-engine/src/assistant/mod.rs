@@ -15,7 +15,7 @@ use crate::{
     Engine, EngineError,
 };
 use naga_core::{ids::new_request_id, time::iso, SessionId};
-use naga_store::{InboxRow, MessageRow, NewMessage};
+use naga_store::{InboxRow, MessageRow, NewMessage, NewNotification};
 use serde_json::{json, Value};
 use std::{
     collections::HashSet,
@@ -381,8 +381,23 @@ impl Assistant {
             task_id: Some(row.task_id.clone()),
             created_at: self.now(),
         };
-        match self.store().answer_callback(&row.key, reply).await {
-            Ok(Some(message_id)) => {
+        // The UI notification goes into the outbox with the reply, in one commit.
+        let notify = self
+            .inner
+            .engine
+            .config()
+            .callbacks
+            .ui_notify_url
+            .clone()
+            .map(|url| NewNotification {
+                id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+                url,
+            });
+        match self.store().answer_callback(&row.key, reply, notify).await {
+            Ok(Some((message_id, notification))) => {
+                if let Some(n) = notification {
+                    self.inner.engine.callbacks().enqueue(n);
+                }
                 let n = self.inner.events.publish(
                     &row.session_id,
                     json!({"type": "followup", "session_id": row.session_id, "task_id": row.task_id,

@@ -328,18 +328,19 @@ impl Receiver {
 
     /// Waits for the callback of `task_id`.
     pub async fn wait_for(&self, task_id: &str) -> Received {
+        self.wait_for_body(|b| b["task_id"] == task_id).await
+    }
+
+    /// Waits for an accepted POST whose body matches.
+    pub async fn wait_for_body(&self, matches: impl Fn(&Value) -> bool) -> Received {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let notified = self.notify.notified();
-            if let Some(r) = self
-                .accepted()
-                .into_iter()
-                .find(|r| r.body["task_id"] == task_id)
-            {
+            if let Some(r) = self.accepted().into_iter().find(|r| matches(&r.body)) {
                 return r;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("no callback for {task_id}; got {:?}", self.all());
+                panic!("no such POST; got {:?}", self.all());
             }
         }
     }
