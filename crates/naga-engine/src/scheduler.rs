@@ -869,6 +869,7 @@ impl Inner {
                 final_call = Some(finish);
                 break;
             }
+            let finish = Arc::new(finish);
             let recorded = self
                 .persist("record call", spec, || {
                     self.store.finish_call(finish.clone())
@@ -1044,6 +1045,7 @@ impl Inner {
             callback,
             summary: Some(summary.to_json()),
         };
+        let finish = Arc::new(finish);
         let finished = self
             .persist("finish", spec, || self.store.finish_task(finish.clone()))
             .await;

@@ -699,7 +699,10 @@ impl Store {
     }
 
     /// Records the end of one call (see `record_call`).
-    pub async fn finish_call(&self, f: CallFinish) -> Result<(), StoreError> {
+    /// Shared (`Arc`), so that a caller trying the write again after a
+    /// storage fault hands over the same record instead of a copy.
+    pub async fn finish_call(&self, f: impl Into<Arc<CallFinish>>) -> Result<(), StoreError> {
+        let f = f.into();
         self.writer.write(move |c| record_call(c, &f)).await
     }
 
@@ -720,7 +723,12 @@ impl Store {
     /// Ends a task, and in the same transaction writes its callback to the
     /// outbox and its summary to memory. A task ends once: when it had
     /// already ended (or another node holds it) this changes nothing.
-    pub async fn finish_task(&self, finish: TaskFinish) -> Result<Finished, StoreError> {
+    /// Shared (`Arc`) for the same reason as [`Store::finish_call`].
+    pub async fn finish_task(
+        &self,
+        finish: impl Into<Arc<TaskFinish>>,
+    ) -> Result<Finished, StoreError> {
+        let finish = finish.into();
         self.writer.write(move |c| finish_task(c, &finish)).await
     }
 
