@@ -7,7 +7,6 @@
 
 mod conversations;
 mod error;
-mod pcache;
 mod reads;
 mod rows;
 mod stmts;
@@ -17,7 +16,6 @@ mod writes;
 
 pub use conversations::*;
 pub use error::StoreError;
-pub use pcache::install as wrap_page_cache;
 pub use reads::{Counts, MemoryScope, TaskFilter};
 pub use rows::*;
 /// rusqlite's error types, for callers that build or match them.
@@ -55,9 +53,6 @@ impl Store {
             return Err(StoreError::Unsupported(format!(
                 "database url `{url}`: only sqlite: urls are supported by this build"
             )));
-        }
-        if !wrap_page_cache() {
-            tracing::debug!("SQLite was in use before the store opened: its own page cache stays");
         }
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
