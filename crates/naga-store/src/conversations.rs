@@ -2,7 +2,7 @@
 //! dispatches, and the inbox of callbacks received.
 
 use crate::stmts::Db;
-use crate::{writes::touch_session, CallbackRow, Outbox, Store, StoreError};
+use crate::{read, sqlite_or, writes::touch_session, CallbackRow, Outbox, Store, StoreError};
 use naga_core::time::Millis;
 use rusqlite::params;
 
@@ -71,11 +71,7 @@ fn insert_notification(
     reply: &NewMessage,
     message_id: i64,
 ) -> Result<CallbackRow, StoreError> {
-    let body = serde_json::json!({
-        "session_id": reply.session_id, "action": "show_tool_ai_response",
-        "ai_response": reply.content, "task_id": reply.task_id, "message_id": message_id,
-    })
-    .to_string();
+    let body = notification_body(reply, message_id);
     let task_id = reply.task_id.clone().unwrap_or_default();
     let now = reply.created_at;
     c.cached(
@@ -97,6 +93,15 @@ fn insert_notification(
         created_at: now,
         delivered_at: None,
     })
+}
+
+/// The JSON body of follow-up `message_id`'s UI notification.
+pub(crate) fn notification_body(reply: &NewMessage, message_id: i64) -> String {
+    serde_json::json!({
+        "session_id": reply.session_id, "action": "show_tool_ai_response",
+        "ai_response": reply.content, "task_id": reply.task_id, "message_id": message_id,
+    })
+    .to_string()
 }
 
 fn insert_message(c: &Db, m: &NewMessage) -> Result<i64, StoreError> {
@@ -123,7 +128,8 @@ fn insert_message(c: &Db, m: &NewMessage) -> Result<i64, StoreError> {
 impl Store {
     /// Appends a message to its conversation; returns its id.
     pub async fn add_message(&self, m: NewMessage) -> Result<i64, StoreError> {
-        self.writer.write(move |c| insert_message(c, &m)).await
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::add_message(pg, &m));
+        writer.write(move |c| insert_message(c, &m)).await
     }
 
     /// The last `limit` messages of a conversation, oldest first.
@@ -132,15 +138,17 @@ impl Store {
         session_id: &str,
         limit: i64,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        let mut rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT * FROM messages WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(session_id)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows.reverse();
-        Ok(rows)
+        read!(self, |pool| {
+            let mut rows: Vec<MessageRow> = sqlx::query_as(
+                "SELECT * FROM messages WHERE session_id = $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(session_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.reverse();
+            Ok(rows)
+        })
     }
 
     /// Conversations (sessions with messages), most recently active first.
@@ -149,22 +157,28 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<ConversationRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT s.id AS session_id, COUNT(m.id) AS messages, s.created_at, s.last_activity_at
-             FROM sessions s JOIN messages m ON m.session_id = s.id
-             GROUP BY s.id ORDER BY s.last_activity_at DESC LIMIT ?1 OFFSET ?2",
-        )
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.read)
-        .await?)
+        read!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT s.id AS session_id, COUNT(m.id) AS messages, s.created_at, s.last_activity_at
+                 FROM sessions s JOIN messages m ON m.session_id = s.id
+                 GROUP BY s.id ORDER BY s.last_activity_at DESC LIMIT $1 OFFSET $2",
+            )
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await?)
+        })
     }
 
     /// Forgets a conversation's messages and what was received for it.
     /// Its tasks stay (they are the agent server's history).
     pub async fn delete_conversation(&self, session_id: &str) -> Result<u64, StoreError> {
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::delete_conversation(
+            pg,
+            Some(session_id)
+        ));
         let session_id = session_id.to_owned();
-        self.writer
+        writer
             .write(move |c| {
                 let mut n = 0;
                 for table in ["messages", "dispatches", "callback_inbox"] {
@@ -181,7 +195,8 @@ impl Store {
     /// Forgets every conversation (as [`Store::delete_conversation`]);
     /// returns how many there were.
     pub async fn delete_all_conversations(&self) -> Result<u64, StoreError> {
-        self.writer
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::delete_conversation(pg, None));
+        writer
             .write(|c| {
                 let n = c
                     .cached("SELECT COUNT(DISTINCT session_id) FROM messages")?
@@ -201,32 +216,37 @@ impl Store {
         since: Millis,
         limit: i64,
     ) -> Result<Vec<MessageRow>, StoreError> {
-        let mut rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT * FROM messages WHERE created_at >= ?1 ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(since)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows.reverse();
-        Ok(rows)
+        read!(self, |pool| {
+            let mut rows: Vec<MessageRow> = sqlx::query_as(
+                "SELECT * FROM messages WHERE created_at >= $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(since)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.reverse();
+            Ok(rows)
+        })
     }
 
     /// Messages written at or after `since`: `[all, the user's, the
     /// days (UTC) that have any]`.
     pub async fn message_counts(&self, since: Millis) -> Result<[i64; 3], StoreError> {
-        let (all, user, days): (i64, i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(role = 'user'), 0), COUNT(DISTINCT created_at / 86400000)
-             FROM messages WHERE created_at >= ?1",
-        )
-        .bind(since)
-        .fetch_one(&self.read)
-        .await?;
-        Ok([all, user, days])
+        read!(self, |pool| {
+            let (all, user, days): (i64, i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE role = 'user'), COUNT(DISTINCT created_at / 86400000)
+                 FROM messages WHERE created_at >= $1",
+            )
+            .bind(since)
+            .fetch_one(pool)
+            .await?;
+            Ok([all, user, days])
+        })
     }
 
     pub async fn add_dispatch(&self, d: DispatchRow) -> Result<(), StoreError> {
-        self.writer
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::add_dispatch(pg, &d));
+        writer
             .write(move |c| {
                 c.cached(
                     "INSERT INTO dispatches (request_id, session_id, analysis_session_id, kind, user_message, created_at)
@@ -239,18 +259,21 @@ impl Store {
     }
 
     pub async fn dispatch(&self, request_id: &str) -> Result<Option<DispatchRow>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT * FROM dispatches WHERE request_id = ?1")
-                .bind(request_id)
-                .fetch_optional(&self.read)
-                .await?,
-        )
+        read!(self, |pool| {
+            Ok(
+                sqlx::query_as("SELECT * FROM dispatches WHERE request_id = $1")
+                    .bind(request_id)
+                    .fetch_optional(pool)
+                    .await?,
+            )
+        })
     }
 
     /// Records a received callback. False when its key was seen before
     /// (a redelivery): nothing changes then.
     pub async fn receive_callback(&self, row: InboxRow) -> Result<bool, StoreError> {
-        self.writer
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::receive_callback(pg, &row));
+        writer
             .write(move |c| {
                 touch_session(c, &row.session_id, row.received_at)?;
                 let n = c
@@ -266,11 +289,13 @@ impl Store {
 
     /// Received callbacks still waiting for their follow-up, oldest first.
     pub async fn pending_inbox(&self) -> Result<Vec<InboxRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM callback_inbox WHERE status = 'pending' ORDER BY received_at, key",
-        )
-        .fetch_all(&self.read)
-        .await?)
+        read!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT * FROM callback_inbox WHERE status = 'pending' ORDER BY received_at, key",
+            )
+            .fetch_all(pool)
+            .await?)
+        })
     }
 
     /// Saves the follow-up of a received callback and marks it answered, in
@@ -281,8 +306,14 @@ impl Store {
         reply: NewMessage,
         notify: Option<NewNotification>,
     ) -> Result<Option<(i64, Option<CallbackRow>)>, StoreError> {
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::answer_callback(
+            pg,
+            key,
+            &reply,
+            notify.as_ref()
+        ));
         let key = key.to_owned();
-        self.writer
+        writer
             .write(move |c| {
                 let pending = c
                     .cached("SELECT 1 FROM callback_inbox WHERE key = ?1 AND status = 'pending'")?
@@ -304,13 +335,15 @@ impl Store {
 
     /// UI notifications still to deliver, oldest first (after a restart).
     pub async fn pending_notifications(&self) -> Result<Vec<CallbackRow>, StoreError> {
-        let mut rows: Vec<CallbackRow> =
-            sqlx::query_as("SELECT * FROM notifications WHERE status = 'pending' ORDER BY seq")
-                .fetch_all(&self.read)
-                .await?;
-        for r in &mut rows {
-            r.outbox = Outbox::Notifications;
-        }
-        Ok(rows)
+        read!(self, |pool| {
+            let mut rows: Vec<CallbackRow> =
+                sqlx::query_as("SELECT * FROM notifications WHERE status = 'pending' ORDER BY seq")
+                    .fetch_all(pool)
+                    .await?;
+            for r in &mut rows {
+                r.outbox = Outbox::Notifications;
+            }
+            Ok(rows)
+        })
     }
 }

@@ -28,6 +28,18 @@ pub enum StoreError {
 /// open. The same write may succeed later.
 const TRANSIENT_CODES: [i32; 6] = [5, 6, 7, 10, 13, 14];
 
+/// PostgreSQL's SQLSTATEs that say the database, not the request, is at
+/// fault: connection failures (08), serialization failures and deadlocks
+/// (40001, 40P01: the transaction may simply be tried again), insufficient
+/// resources such as a full disk (53), the server shutting down or starting
+/// (57P01–57P03), system and I/O errors (58).
+fn postgres_transient(code: &str) -> bool {
+    matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+        || ["08", "53", "58"]
+            .iter()
+            .any(|class| code.starts_with(class))
+}
+
 impl StoreError {
     /// Whether the write may succeed when tried again: the disk was full,
     /// an I/O failed, the database was locked. A fault of the storage, not
@@ -38,10 +50,15 @@ impl StoreError {
             Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
                 TRANSIENT_CODES.contains(&(e.extended_code & 0xff))
             }
-            Self::Db(sqlx::Error::Database(e)) => e
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .is_some_and(|c| TRANSIENT_CODES.contains(&(c & 0xff))),
+            Self::Db(sqlx::Error::Database(e)) => {
+                match e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    Some(pg) => postgres_transient(pg.code()),
+                    None => e
+                        .code()
+                        .and_then(|c| c.parse::<i32>().ok())
+                        .is_some_and(|c| TRANSIENT_CODES.contains(&(c & 0xff))),
+                }
+            }
             Self::Db(
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed,
             ) => true,
@@ -70,5 +87,10 @@ mod tests {
         assert!(!StoreError::NotCommitted.is_transient());
         assert!(!StoreError::LeaseLost("t".into()).is_transient());
         assert!(!StoreError::Corrupt("x".into()).is_transient());
+        assert!(postgres_transient("53100"), "disk full");
+        assert!(postgres_transient("40P01"), "deadlock");
+        assert!(postgres_transient("08006"), "connection failure");
+        assert!(!postgres_transient("23505"), "unique violation");
+        assert!(!postgres_transient("22P02"), "invalid text");
     }
 }

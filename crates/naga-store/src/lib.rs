@@ -1,12 +1,21 @@
 //! naga's durable store: sessions, analysis sessions, tasks, calls, steps,
-//! memory and the callback outbox, in SQLite through sqlx.
+//! memory and the callback outbox.
 //!
-//! Every write goes through one [`writer`] task that commits many requests in
-//! one transaction (group commit) and answers each when its commit is done;
-//! reads use a separate pool of connections (WAL lets them run beside it).
+//! [`Store`] is the seam: its methods are the domain commands and queries,
+//! and two backends sit behind it, chosen by the database URL.
+//! - `sqlite:` (the embedded default): every write goes through one
+//!   [`writer`] thread that commits many requests in one transaction (group
+//!   commit) and answers each when its commit is done; reads use a separate
+//!   pool of connections (WAL lets them run beside it). Writes: `writes.rs`.
+//! - `postgres://`: several nodes share one database; each command is one
+//!   transaction of its own (`postgres.rs`), safe against the same command
+//!   from another node at the same moment.
+//!
+//! Queries are written once for both (`reads.rs`, through [`read!`]).
 
 mod conversations;
 mod error;
+mod postgres;
 mod reads;
 mod rows;
 mod stmts;
@@ -23,6 +32,7 @@ pub use rusqlite::{ffi::Error as SqliteFfiError, Error as SqliteError};
 pub use writes::*;
 
 use naga_core::config::{StoreConfig, Synchronous};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -32,10 +42,61 @@ use std::{str::FromStr, time::Duration};
 /// A cheap, cloneable handle to the store.
 #[derive(Clone)]
 pub struct Store {
-    read: SqlitePool,
-    writer: writer::Writer,
-    analysis_owners: writes::AnalysisOwners,
+    read: ReadPool,
+    backend: Backend,
 }
+
+/// Where queries go.
+#[derive(Clone)]
+enum ReadPool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Where commands go.
+#[derive(Clone)]
+enum Backend {
+    Sqlite {
+        writer: writer::Writer,
+        analysis_owners: writes::AnalysisOwners,
+    },
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the store's read pool, whichever
+/// backend it is (the body is compiled once per backend), and `$pg` (when
+/// named) telling whether it is PostgreSQL, for the few queries whose SQL
+/// differs. Placeholders are `$1, $2…`, which both take.
+macro_rules! read {
+    ($store:expr, |$pool:ident $(, $pg:ident)?| $body:expr) => {
+        match &$store.read {
+            $crate::ReadPool::Sqlite($pool) => {
+                $(let $pg = false;)?
+                $body
+            }
+            $crate::ReadPool::Postgres($pool) => {
+                $(let $pg = true;)?
+                $body
+            }
+        }
+    };
+}
+pub(crate) use read;
+
+/// The SQLite backend's writer and what it knows, or (on PostgreSQL) the
+/// early return of `$pg_command(pool)`.
+macro_rules! sqlite_or {
+    ($store:expr, |$pg:ident| $pg_command:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite {
+                writer,
+                analysis_owners,
+            } => (writer, analysis_owners),
+            $crate::Backend::Postgres($pg) => return $pg_command.await,
+        }
+    };
+}
+pub(crate) use sqlite_or;
 
 /// Writes failing for a reason of the storage's, since `since_ms`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -45,13 +106,18 @@ pub struct StoreFault {
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 impl Store {
-    /// Opens (creating if needed) the database at `url` and migrates it.
+    /// Opens (creating if needed) the database at `url` and migrates it:
+    /// `sqlite:…` or `postgres://…` (`postgresql://…`).
     pub async fn open(url: &str, config: &StoreConfig) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Self::open_postgres(url, config).await;
+        }
         if !url.starts_with("sqlite:") {
             return Err(StoreError::Unsupported(format!(
-                "database url `{url}`: only sqlite: urls are supported by this build"
+                "database url `{url}`: naga stores in sqlite:… or postgres://… databases"
             )));
         }
         let options = SqliteConnectOptions::from_str(url)?
@@ -80,12 +146,51 @@ impl Store {
             config.max_batch.max(1),
         );
         let store = Self {
-            read,
-            writer,
-            analysis_owners: Default::default(),
+            read: ReadPool::Sqlite(read),
+            backend: Backend::Sqlite {
+                writer,
+                analysis_owners: Default::default(),
+            },
         };
         store.check_integrity_in_background();
         Ok(store)
+    }
+
+    /// A shared PostgreSQL database: one pool for commands and queries.
+    /// Concurrent migrations by nodes starting together are serialized by
+    /// sqlx's advisory lock.
+    async fn open_postgres(url: &str, config: &StoreConfig) -> Result<Self, StoreError> {
+        use sqlx::migrate::MigrateDatabase;
+        if !sqlx::Postgres::database_exists(url).await? {
+            // Created if missing, as the SQLite file is; two nodes starting
+            // at once: one creates it, the other finds it (42P04).
+            match sqlx::Postgres::create_database(url).await {
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+                other => other?,
+            }
+            tracing::info!("created the PostgreSQL database");
+        }
+        let options =
+            PgConnectOptions::from_str(url)?.log_statements(tracing::log::LevelFilter::Trace);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.read_connections.max(1) + 8)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        POSTGRES_MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            read: ReadPool::Postgres(pool.clone()),
+            backend: Backend::Postgres(pool),
+        })
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// Reads every page once (`PRAGMA quick_check`) beside the running
@@ -94,7 +199,11 @@ impl Store {
     /// shown by [`Store::damage`] (and `/health`); start-up does not wait
     /// for it (it takes seconds on a large store).
     fn check_integrity_in_background(&self) {
-        let (read, health) = (self.read.clone(), self.writer.health_handle());
+        let (ReadPool::Sqlite(read), Backend::Sqlite { writer, .. }) = (&self.read, &self.backend)
+        else {
+            return;
+        };
+        let (read, health) = (read.clone(), writer.health_handle());
         tokio::spawn(async move {
             let rows: Result<Vec<(String,)>, _> = sqlx::query_as("PRAGMA quick_check(20)")
                 .fetch_all(&read)
@@ -115,18 +224,30 @@ impl Store {
 
     /// Damage the integrity check found in the store's file, if any.
     pub fn damage(&self) -> Option<String> {
-        self.writer.health().damage()
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => writer.health().damage(),
+            Backend::Postgres(_) => None,
+        }
     }
 
     /// Why writes are failing now (a full disk, an I/O error), if they are.
     pub fn write_fault(&self) -> Option<StoreFault> {
-        self.writer.health().fault()
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => writer.health().fault(),
+            Backend::Postgres(_) => None,
+        }
     }
 
     /// Waits until every write handed over so far is committed, then closes.
     pub async fn close(&self) {
-        self.writer.close().await;
-        self.read.close().await;
+        match (&self.backend, &self.read) {
+            (Backend::Sqlite { writer, .. }, ReadPool::Sqlite(read)) => {
+                writer.close().await;
+                read.close().await;
+            }
+            (_, ReadPool::Postgres(pool)) => pool.close().await,
+            (Backend::Postgres(pool), _) => pool.close().await,
+        }
     }
 }
 

@@ -1,8 +1,9 @@
-//! Queries. They read through the pool and never wait for the writer.
+//! Queries, written once for both backends ([`read!`]). On SQLite they read
+//! through the pool and never wait for the writer.
 
-use crate::{rows::*, Store, StoreError};
+use crate::{read, rows::*, Store, StoreError};
 use naga_core::TaskStatus;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{Database, QueryBuilder};
 
 /// Whose memory.
 #[derive(Debug, Clone)]
@@ -40,13 +41,19 @@ const SESSION_TASK_SEQS: (&str, &str) = (
      ) SELECT seq FROM chain WHERE seq IS NOT NULL)",
 );
 
-fn push_session_task_seqs(q: &mut QueryBuilder<'_, Sqlite>, session_id: &str) {
+fn push_session_task_seqs<'q, DB: Database>(q: &mut QueryBuilder<'q, DB>, session_id: &str)
+where
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
     let (head, tail) = SESSION_TASK_SEQS;
     q.push(head).push_bind(session_id.to_owned()).push(tail);
 }
 
 impl MemoryScope {
-    fn push_where(&self, q: &mut QueryBuilder<'_, Sqlite>, task_column: &str) {
+    fn push_where<'q, DB: Database>(&self, q: &mut QueryBuilder<'q, DB>, task_column: &str)
+    where
+        String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
         match self {
             Self::Task(id) => {
                 q.push(format_args!(" WHERE {task_column} = "))
@@ -60,7 +67,10 @@ impl MemoryScope {
     }
 
     /// ` AND …` selecting the scope's rows of `tasks`.
-    fn push_and_tasks(&self, q: &mut QueryBuilder<'_, Sqlite>) {
+    fn push_and_tasks<'q, DB: Database>(&self, q: &mut QueryBuilder<'q, DB>)
+    where
+        String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
         match self {
             Self::Task(id) => {
                 q.push(" AND id = ").push_bind(id.clone());
@@ -75,7 +85,10 @@ impl MemoryScope {
 
     /// The same for tables reached through their task (steps have no
     /// session index: the session's chain of tasks leads to them).
-    fn push_where_via_task(&self, q: &mut QueryBuilder<'_, Sqlite>) {
+    fn push_where_via_task<'q, DB: Database>(&self, q: &mut QueryBuilder<'q, DB>)
+    where
+        String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
         match self {
             Self::Task(id) => {
                 q.push(" WHERE task_seq = (SELECT seq FROM tasks WHERE id = ")
@@ -93,37 +106,44 @@ impl MemoryScope {
 
 impl Store {
     pub async fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM task_rows WHERE id = ?1")
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?)
+        read!(self, |pool| {
+            Ok(sqlx::query_as("SELECT * FROM task_rows WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?)
+        })
     }
 
     /// Tasks, newest first. A session's are read along its chain, which is
     /// newest first already (`CROSS JOIN` keeps the chain the outer loop):
     /// the walk stops once the page is full.
     pub async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRow>, StoreError> {
-        let mut q = QueryBuilder::new("SELECT t.* FROM ");
-        if let Some(s) = &filter.session_id {
-            push_session_task_seqs(&mut q, s);
-            q.push(" AS c CROSS JOIN task_rows t ON t.seq = c.seq WHERE 1 = 1");
-        } else {
-            q.push("task_rows t WHERE 1 = 1");
-        }
-        if let Some(s) = filter.status {
-            q.push(" AND t.status = ").push_bind(s.as_str());
-        }
-        if let Some(k) = filter.kind {
-            q.push(" AND t.kind = ").push_bind(k);
-        }
-        if filter.session_id.is_none() {
-            q.push(" ORDER BY t.seq DESC");
-        }
-        q.push(" LIMIT ")
-            .push_bind(filter.limit)
-            .push(" OFFSET ")
-            .push_bind(filter.offset);
-        Ok(q.build_query_as().fetch_all(&self.read).await?)
+        read!(self, |pool, pg| {
+            let mut q = QueryBuilder::new("SELECT t.* FROM ");
+            if let Some(s) = &filter.session_id {
+                push_session_task_seqs(&mut q, s);
+                // (`CROSS JOIN … ON` is SQLite's way to fix the join order.)
+                q.push(if pg { " AS c JOIN" } else { " AS c CROSS JOIN" });
+                q.push(" task_rows t ON t.seq = c.seq WHERE 1 = 1");
+            } else {
+                q.push("task_rows t WHERE 1 = 1");
+            }
+            if let Some(s) = filter.status {
+                q.push(" AND t.status = ").push_bind(s.as_str());
+            }
+            if let Some(k) = filter.kind {
+                q.push(" AND t.kind = ").push_bind(k);
+            }
+            // (PostgreSQL keeps no order of a join unless asked.)
+            if filter.session_id.is_none() || pg {
+                q.push(" ORDER BY t.seq DESC");
+            }
+            q.push(" LIMIT ")
+                .push_bind(filter.limit)
+                .push(" OFFSET ")
+                .push_bind(filter.offset);
+            Ok(q.build_query_as().fetch_all(pool).await?)
+        })
     }
 
     /// The calls of a task, in order: each with its outcome once it ended
@@ -133,100 +153,113 @@ impl Store {
     /// reads (nesting deeper than 1,000); text that is not a JSON array is
     /// [`StoreError::Corrupt`].
     pub async fn calls(&self, task_id: &str) -> Result<Vec<CallRow>, StoreError> {
-        let task: Option<(i64, String, String)> =
-            sqlx::query_as("SELECT seq, status, calls FROM tasks WHERE id = ?1")
-                .bind(task_id)
-                .fetch_optional(&self.read)
-                .await?;
-        let Some((seq, status, calls)) = task else {
-            return Ok(Vec::new());
-        };
-        let payloads: Vec<&serde_json::value::RawValue> =
-            serde_json::from_str(&calls).map_err(|e| {
-                StoreError::Corrupt(format!(
-                    "the calls of task `{task_id}` cannot be read back: {e}"
-                ))
-            })?;
-        let rows: Vec<CallEnd> = sqlx::query_as(
-            "SELECT call_idx, success, result, started_at, created_at FROM steps
-             WHERE task_seq = ?1 AND call_idx IS NOT NULL AND result IS NOT NULL
-             ORDER BY step_no",
-        )
-        .bind(seq)
-        .fetch_all(&self.read)
-        .await?;
-        // The first step that ended each call.
-        let mut ends = std::collections::HashMap::with_capacity(rows.len());
-        for row in rows {
-            ends.entry(row.call_idx).or_insert(row);
-        }
-        let unfinished = matches!(status.as_str(), "queued" | "running");
-        Ok(payloads
-            .into_iter()
-            .enumerate()
-            .map(|(idx, payload)| {
-                let idx = idx as i64;
-                let end = ends.remove(&idx);
-                let status = match &end {
-                    Some(e) if e.success => "succeeded",
-                    Some(_) => "failed",
-                    None if unfinished => "pending",
-                    None => "skipped",
-                };
-                let end = end.unwrap_or_default();
-                CallRow {
-                    task_id: task_id.to_owned(),
-                    idx,
-                    payload: payload.get().to_owned(),
-                    status: status.to_owned(),
-                    result: end.result,
-                    started_at: end.started_at,
-                    finished_at: end.created_at,
-                }
-            })
-            .collect())
+        read!(self, |pool| {
+            let task: Option<(i64, String, String)> =
+                sqlx::query_as("SELECT seq, status, calls FROM tasks WHERE id = $1")
+                    .bind(task_id)
+                    .fetch_optional(pool)
+                    .await?;
+            let Some((seq, status, calls)) = task else {
+                return Ok(Vec::new());
+            };
+            let payloads: Vec<&serde_json::value::RawValue> = serde_json::from_str(&calls)
+                .map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "the calls of task `{task_id}` cannot be read back: {e}"
+                    ))
+                })?;
+            let rows: Vec<CallEnd> = sqlx::query_as(
+                "SELECT call_idx, success, result, started_at, created_at FROM steps
+                 WHERE task_seq = $1 AND call_idx IS NOT NULL AND result IS NOT NULL
+                 ORDER BY step_no",
+            )
+            .bind(seq)
+            .fetch_all(pool)
+            .await?;
+            // The first step that ended each call.
+            let mut ends = std::collections::HashMap::with_capacity(rows.len());
+            for row in rows {
+                ends.entry(row.call_idx).or_insert(row);
+            }
+            let unfinished = matches!(status.as_str(), "queued" | "running");
+            Ok(payloads
+                .into_iter()
+                .enumerate()
+                .map(|(idx, payload)| {
+                    let idx = idx as i64;
+                    let end = ends.remove(&idx);
+                    let status = match &end {
+                        Some(e) if e.success => "succeeded",
+                        Some(_) => "failed",
+                        None if unfinished => "pending",
+                        None => "skipped",
+                    };
+                    let end = end.unwrap_or_default();
+                    CallRow {
+                        task_id: task_id.to_owned(),
+                        idx,
+                        payload: payload.get().to_owned(),
+                        status: status.to_owned(),
+                        result: end.result,
+                        started_at: end.started_at,
+                        finished_at: end.created_at,
+                    }
+                })
+                .collect())
+        })
     }
 
     pub async fn steps(&self, task_id: &str) -> Result<Vec<StepRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT task_id, session_id, step_no, call_idx, purpose, content, output, analysis,
-                    success, error, created_at
-             FROM steps WHERE task_seq = (SELECT seq FROM tasks WHERE id = ?1)
-             ORDER BY step_no",
-        )
-        .bind(task_id)
-        .fetch_all(&self.read)
-        .await?)
+        read!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT task_id, session_id, step_no, call_idx, purpose, content, output, analysis,
+                        success, error, created_at
+                 FROM steps WHERE task_seq = (SELECT seq FROM tasks WHERE id = $1)
+                 ORDER BY step_no",
+            )
+            .bind(task_id)
+            .fetch_all(pool)
+            .await?)
+        })
     }
 
     /// A session with its counts: its tasks (counted as they are accepted),
-    /// its unfinished ones (found through the index of unfinished tasks).
-    const SESSION_SELECT: &'static str = "SELECT s.id, s.created_at, s.last_activity_at,
-            s.task_count,
-            (SELECT COUNT(*) FROM tasks t INDEXED BY tasks_unfinished
-             WHERE t.status IN ('queued', 'running') AND t.session_id = s.id) AS active_tasks,
-            (SELECT COUNT(*) FROM analysis_sessions a WHERE a.session_id = s.id) AS analysis_sessions
-         FROM sessions s";
+    /// its unfinished ones (found through the index of unfinished tasks).    /// (`INDEXED BY` is SQLite's; PostgreSQL picks its partial index of
+    /// unfinished tasks by session.)
+    fn session_select(pg: bool) -> String {
+        format!(
+            "SELECT s.id, s.created_at, s.last_activity_at, s.task_count,
+                (SELECT COUNT(*) FROM tasks t {}
+                 WHERE t.status IN ('queued', 'running') AND t.session_id = s.id) AS active_tasks,
+                (SELECT COUNT(*) FROM analysis_sessions a WHERE a.session_id = s.id) AS analysis_sessions
+             FROM sessions s",
+            if pg { "" } else { "INDEXED BY tasks_unfinished" }
+        )
+    }
 
     /// Sessions, most recently active first.
     pub async fn sessions(&self, limit: i64, offset: i64) -> Result<Vec<SessionRow>, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "{} ORDER BY s.last_activity_at DESC LIMIT ?1 OFFSET ?2",
-            Self::SESSION_SELECT
-        ))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.read)
-        .await?)
+        read!(self, |pool, pg| {
+            Ok(sqlx::query_as(&format!(
+                "{} ORDER BY s.last_activity_at DESC LIMIT $1 OFFSET $2",
+                Self::session_select(pg)
+            ))
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await?)
+        })
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
-        Ok(
-            sqlx::query_as(&format!("{} WHERE s.id = ?1", Self::SESSION_SELECT))
-                .bind(id)
-                .fetch_optional(&self.read)
-                .await?,
-        )
+        read!(self, |pool, pg| {
+            Ok(
+                sqlx::query_as(&format!("{} WHERE s.id = $1", Self::session_select(pg)))
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?,
+            )
+        })
     }
 
     /// The analysis sessions of a session, oldest first.
@@ -234,12 +267,14 @@ impl Store {
         &self,
         session_id: &str,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, created_at FROM analysis_sessions WHERE session_id = ?1 ORDER BY created_at, id",
-        )
-        .bind(session_id)
-        .fetch_all(&self.read)
-        .await?)
+        read!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT id, created_at FROM analysis_sessions WHERE session_id = $1 ORDER BY created_at, id",
+            )
+            .bind(session_id)
+            .fetch_all(pool)
+            .await?)
+        })
     }
 
     /// Key facts, newest first.
@@ -248,12 +283,15 @@ impl Store {
         scope: &MemoryScope,
         limit: i64,
     ) -> Result<Vec<KeyFactRow>, StoreError> {
-        let mut q =
-            QueryBuilder::new("SELECT key, session_id, task_id, value, created_at FROM key_facts");
-        scope.push_where_via_task(&mut q);
-        q.push(" ORDER BY task_seq DESC, step_no DESC LIMIT ")
-            .push_bind(limit);
-        Ok(q.build_query_as().fetch_all(&self.read).await?)
+        read!(self, |pool| {
+            let mut q = QueryBuilder::new(
+                "SELECT key, session_id, task_id, value, created_at FROM key_facts",
+            );
+            scope.push_where_via_task(&mut q);
+            q.push(" ORDER BY task_seq DESC, step_no DESC LIMIT ")
+                .push_bind(limit);
+            Ok(q.build_query_as().fetch_all(pool).await?)
+        })
     }
 
     /// Failed-attempt counters, most failed first.
@@ -262,11 +300,13 @@ impl Store {
         scope: &MemoryScope,
         limit: i64,
     ) -> Result<Vec<FailedAttemptRow>, StoreError> {
-        let mut q = QueryBuilder::new("SELECT * FROM failed_attempts");
-        scope.push_where(&mut q, "last_task_id");
-        q.push(" ORDER BY count DESC, command LIMIT ")
-            .push_bind(limit);
-        Ok(q.build_query_as().fetch_all(&self.read).await?)
+        read!(self, |pool| {
+            let mut q = QueryBuilder::new("SELECT * FROM failed_attempts");
+            scope.push_where(&mut q, "last_task_id");
+            q.push(" ORDER BY count DESC, command LIMIT ")
+                .push_bind(limit);
+            Ok(q.build_query_as().fetch_all(pool).await?)
+        })
     }
 
     /// Summaries, newest first: the deterministic one of each finished task
@@ -276,60 +316,68 @@ impl Store {
         scope: &MemoryScope,
         limit: i64,
     ) -> Result<Vec<CompressedMemoryRow>, StoreError> {
-        let mut q = QueryBuilder::new(
-            "SELECT -seq AS id, session_id, id AS task_id, 'deterministic' AS method,
-                    summary, finished_at AS created_at FROM tasks WHERE summary IS NOT NULL",
-        );
-        scope.push_and_tasks(&mut q);
-        q.push(" UNION ALL SELECT id, session_id, task_id, method, summary, created_at FROM compressed_memories");
-        scope.push_where(&mut q, "task_id");
-        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(limit);
-        Ok(q.build_query_as().fetch_all(&self.read).await?)
+        read!(self, |pool| {
+            let mut q = QueryBuilder::new(
+                "SELECT -seq AS id, session_id, id AS task_id, 'deterministic' AS method,
+                        summary, finished_at AS created_at FROM tasks WHERE summary IS NOT NULL",
+            );
+            scope.push_and_tasks(&mut q);
+            q.push(" UNION ALL SELECT id, session_id, task_id, method, summary, created_at FROM compressed_memories");
+            scope.push_where(&mut q, "task_id");
+            q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                .push_bind(limit);
+            Ok(q.build_query_as().fetch_all(pool).await?)
+        })
     }
 
     /// Tasks of one kind by state: `[all, queued or running, succeeded,
     /// failed or timed out]`.
     pub async fn task_counts(&self, kind: &str) -> Result<[i64; 4], StoreError> {
-        let (all, active, done, failed): (i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*),
-                    COALESCE(SUM(status IN ('queued', 'running')), 0),
-                    COALESCE(SUM(status = 'succeeded'), 0),
-                    COALESCE(SUM(status IN ('failed', 'timed_out')), 0)
-             FROM tasks WHERE kind = ?1",
-        )
-        .bind(kind)
-        .fetch_one(&self.read)
-        .await?;
-        Ok([all, active, done, failed])
+        read!(self, |pool| {
+            let (all, active, done, failed): (i64, i64, i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*),
+                        COUNT(*) FILTER (WHERE status IN ('queued', 'running')),
+                    COUNT(*) FILTER (WHERE status = 'succeeded'),
+                    COUNT(*) FILTER (WHERE status IN ('failed', 'timed_out'))
+                 FROM tasks WHERE kind = $1",
+            )
+            .bind(kind)
+            .fetch_one(pool)
+            .await?;
+            Ok([all, active, done, failed])
+        })
     }
 
     /// How many summaries, key facts and failed-attempt counters a scope's
     /// memory holds.
     pub async fn memory_counts(&self, scope: &MemoryScope) -> Result<[usize; 3], StoreError> {
-        let mut compressed =
-            QueryBuilder::new("SELECT (SELECT COUNT(*) FROM tasks WHERE summary IS NOT NULL");
-        scope.push_and_tasks(&mut compressed);
-        compressed.push(") + (SELECT COUNT(*) FROM compressed_memories");
-        scope.push_where(&mut compressed, "task_id");
-        compressed.push(")");
-        let mut facts = QueryBuilder::new("SELECT COUNT(*) FROM key_facts");
-        scope.push_where_via_task(&mut facts);
-        let mut failed = QueryBuilder::new("SELECT COUNT(*) FROM failed_attempts");
-        scope.push_where(&mut failed, "last_task_id");
-        let mut counts = [0; 3];
-        for (n, mut q) in counts.iter_mut().zip([compressed, facts, failed]) {
-            let found: i64 = q.build_query_scalar().fetch_one(&self.read).await?;
-            *n = found.max(0) as usize;
-        }
-        Ok(counts)
+        read!(self, |pool| {
+            let mut compressed =
+                QueryBuilder::new("SELECT (SELECT COUNT(*) FROM tasks WHERE summary IS NOT NULL");
+            scope.push_and_tasks(&mut compressed);
+            compressed.push(") + (SELECT COUNT(*) FROM compressed_memories");
+            scope.push_where(&mut compressed, "task_id");
+            compressed.push(")");
+            let mut facts = QueryBuilder::new("SELECT COUNT(*) FROM key_facts");
+            scope.push_where_via_task(&mut facts);
+            let mut failed = QueryBuilder::new("SELECT COUNT(*) FROM failed_attempts");
+            scope.push_where(&mut failed, "last_task_id");
+            let mut counts = [0; 3];
+            for (n, mut q) in counts.iter_mut().zip([compressed, facts, failed]) {
+                let found: i64 = q.build_query_scalar().fetch_one(pool).await?;
+                *n = found.max(0) as usize;
+            }
+            Ok(counts)
+        })
     }
 
     pub async fn callback(&self, id: &str) -> Result<Option<CallbackRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM callbacks WHERE id = ?1")
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?)
+        read!(self, |pool| {
+            Ok(sqlx::query_as("SELECT * FROM callbacks WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?)
+        })
     }
 
     /// Callbacks, newest first, optionally of one status.
@@ -338,35 +386,41 @@ impl Store {
         status: Option<&str>,
         limit: i64,
     ) -> Result<Vec<CallbackRow>, StoreError> {
-        let mut q = QueryBuilder::new("SELECT * FROM callbacks");
-        if let Some(s) = status {
-            q.push(" WHERE status = ").push_bind(s.to_owned());
-        }
-        q.push(" ORDER BY seq DESC LIMIT ").push_bind(limit);
-        Ok(q.build_query_as().fetch_all(&self.read).await?)
+        read!(self, |pool| {
+            let mut q = QueryBuilder::new("SELECT * FROM callbacks");
+            if let Some(s) = status {
+                q.push(" WHERE status = ").push_bind(s.to_owned());
+            }
+            q.push(" ORDER BY seq DESC LIMIT ").push_bind(limit);
+            Ok(q.build_query_as().fetch_all(pool).await?)
+        })
     }
 
     /// Callbacks still to deliver, oldest first: what a restart sends.
     pub async fn pending_callbacks(&self) -> Result<Vec<CallbackRow>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT * FROM callbacks WHERE status = 'pending' ORDER BY seq")
-                .fetch_all(&self.read)
-                .await?,
-        )
+        read!(self, |pool| {
+            Ok(
+                sqlx::query_as("SELECT * FROM callbacks WHERE status = 'pending' ORDER BY seq")
+                    .fetch_all(pool)
+                    .await?,
+            )
+        })
     }
 
     /// Counts for `/health` and `/memory/global`.
     pub async fn counts(&self) -> Result<Counts, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM sessions) AS sessions,
-                    (SELECT COUNT(*) FROM tasks) AS tasks,
-                    (SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')) AS active_tasks,
-                    (SELECT COUNT(*) FROM steps) AS steps,
-                    (SELECT COUNT(*) FROM callbacks WHERE status = 'pending') AS pending_callbacks,
-                    (SELECT COUNT(*) FROM callbacks WHERE status = 'dead') AS dead_callbacks",
-        )
-        .fetch_one(&self.read)
-        .await?)
+        read!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM sessions) AS sessions,
+                        (SELECT COUNT(*) FROM tasks) AS tasks,
+                        (SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')) AS active_tasks,
+                        (SELECT COUNT(*) FROM steps) AS steps,
+                        (SELECT COUNT(*) FROM callbacks WHERE status = 'pending') AS pending_callbacks,
+                        (SELECT COUNT(*) FROM callbacks WHERE status = 'dead') AS dead_callbacks",
+            )
+            .fetch_one(pool)
+            .await?)
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! Every change to the store, each one job of the group-commit writer.
 
 use crate::stmts::Db;
-use crate::{rows::*, Store, StoreError};
+use crate::{rows::*, sqlite_or, Store, StoreError};
 use naga_core::{time::Millis, TaskStatus};
 use rusqlite::{params, OptionalExtension};
 use std::collections::HashMap;
@@ -582,13 +582,12 @@ impl Store {
     /// an analysis session claimed by another session is a conflict and
     /// stores nothing.
     pub async fn insert_task(&self, task: NewTask) -> Result<Inserted, StoreError> {
-        let known = self.analysis_owners.clone();
-        let (inserted, learned) = self
-            .writer
-            .write(move |c| insert_task(c, &task, &known))
-            .await?;
+        let (writer, analysis_owners) =
+            sqlite_or!(self, |pg| crate::postgres::insert_task(pg, &task));
+        let known = analysis_owners.clone();
+        let (inserted, learned) = writer.write(move |c| insert_task(c, &task, &known)).await?;
         if let Some((analysis, session)) = learned {
-            self.analysis_owners.learn(analysis, session);
+            analysis_owners.learn(analysis, session);
         }
         Ok(inserted)
     }
@@ -601,8 +600,11 @@ impl Store {
         owner: &str,
         now: Millis,
     ) -> Result<bool, StoreError> {
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::start_task(
+            pg, task_id, owner, now
+        ));
         let (task_id, owner) = (task_id.to_owned(), owner.to_owned());
-        self.writer
+        writer
             .write(move |c| {
                 let n = c
                     .cached(
@@ -617,8 +619,9 @@ impl Store {
 
     /// Extends every lease `owner` holds (its heartbeat). Returns how many.
     pub async fn renew_leases(&self, owner: &str, until: Millis) -> Result<u64, StoreError> {
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::renew_leases(pg, owner, until));
         let owner = owner.to_owned();
-        self.writer
+        writer
             .write(move |c| {
                 let n = c
                     .cached(
@@ -640,9 +643,11 @@ impl Store {
         now: Millis,
         own: Option<&str>,
     ) -> Result<Vec<TaskRow>, StoreError> {
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::claim_expired(
+            pg, &lease, now, own
+        ));
         let own = own.map(str::to_owned);
-        let ids: Vec<String> = self
-            .writer
+        let ids: Vec<String> = writer
             .write(move |c| {
                 let mut stmt = c.cached(
                     "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
@@ -668,8 +673,11 @@ impl Store {
     /// Lets go of one task `owner` holds (one it cannot run now), so that
     /// the next sweep claims it again.
     pub async fn release_lease(&self, task_id: &str, owner: &str) -> Result<(), StoreError> {
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::release_lease(
+            pg, task_id, owner
+        ));
         let (task_id, owner) = (task_id.to_owned(), owner.to_owned());
-        self.writer
+        writer
             .write(move |c| {
                 c.cached(
                     "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
@@ -684,8 +692,9 @@ impl Store {
     /// Lets go of every task `owner` holds, so that the next run or another
     /// node resumes them at once (graceful shutdown).
     pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::release_leases(pg, owner));
         let owner = owner.to_owned();
-        self.writer
+        writer
             .write(move |c| {
                 let n = c
                     .cached(
@@ -703,12 +712,14 @@ impl Store {
     /// storage fault hands over the same record instead of a copy.
     pub async fn finish_call(&self, f: impl Into<Arc<CallFinish>>) -> Result<(), StoreError> {
         let f = f.into();
-        self.writer.write(move |c| record_call(c, &f)).await
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::finish_call(pg, &f));
+        writer.write(move |c| record_call(c, &f)).await
     }
 
     /// Records a step reported through `POST /tasks/{id}/steps`.
     pub async fn add_step(&self, step: NewStep) -> Result<StepRow, StoreError> {
-        self.writer
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::add_step(pg, &step));
+        writer
             .write(move |c| {
                 let row = insert_step(c, &step)?;
                 if !row.success {
@@ -729,7 +740,8 @@ impl Store {
         finish: impl Into<Arc<TaskFinish>>,
     ) -> Result<Finished, StoreError> {
         let finish = finish.into();
-        self.writer.write(move |c| finish_task(c, &finish)).await
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::finish_task(pg, &finish));
+        writer.write(move |c| finish_task(c, &finish)).await
     }
 
     /// Adds a summary of a task to memory (e.g. one written by an LLM).
@@ -740,8 +752,11 @@ impl Store {
         summary: String,
         now: Millis,
     ) -> Result<(), StoreError> {
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::add_compressed_memory(
+            pg, task_id, method, &summary, now
+        ));
         let (task_id, method) = (task_id.to_owned(), method.to_owned());
-        self.writer
+        writer
             .write(move |c| add_compressed(c, &task_id, &method, &summary, now))
             .await
     }
@@ -772,7 +787,10 @@ impl Store {
         outbox: Outbox,
         attempts: Vec<(i64, DeliveryOutcome, Millis)>,
     ) -> Result<(), StoreError> {
-        self.writer
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::record_deliveries_in(
+            pg, outbox, &attempts
+        ));
+        writer
             .write(move |c| {
                 let mut stmt = c.cached(match outbox {
                     Outbox::Callbacks => {
@@ -812,9 +830,9 @@ impl Store {
         id: &str,
         now: Millis,
     ) -> Result<Option<CallbackRow>, StoreError> {
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::requeue_callback(pg, id, now));
         let key = id.to_owned();
-        let found = self
-            .writer
+        let found = writer
             .write(move |c| {
                 let n = c
                     .cached(
@@ -840,8 +858,10 @@ impl Store {
         limit: i64,
         now: Millis,
     ) -> Result<Vec<CallbackRow>, StoreError> {
-        let ids: Vec<String> = self
-            .writer
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::redrive_dead(
+            pg, since, limit, now
+        ));
+        let ids: Vec<String> = writer
             .write(move |c| {
                 let mut stmt = c.cached(
                     "UPDATE callbacks SET status = 'pending', attempts = 0, next_attempt_at = ?3
@@ -867,6 +887,7 @@ impl Store {
     /// Forgets memory (key facts, failed attempts, summaries) of a scope.
     /// Tasks and their steps stay: they are history, not memory.
     pub async fn clear_memory(&self, scope: crate::MemoryScope) -> Result<u64, StoreError> {
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::clear_memory(pg, &scope));
         use crate::MemoryScope::*;
         let (by_task, by_session) = ("task_id = ?1", "session_id = ?1");
         let (steps, tasks, compressed, failed) = match &scope {
@@ -903,7 +924,7 @@ impl Store {
             Task(id) | Session(id) => Some(id),
             Global => None,
         };
-        self.writer
+        writer
             .write(move |c| {
                 let mut removed = 0;
                 for sql in &statements {

@@ -277,6 +277,8 @@ async fn after_the_disk_was_full_every_accepted_batch_finishes_and_is_called_bac
     };
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
+    // A full disk under SQLite's file (PostgreSQL's disk is its server's).
+    config.database_url = None;
     config.data_dir = disk.path.join("data");
     let app = TestApp::spawn_with(dir, config).await;
     let receiver = Receiver::start().await;
@@ -371,7 +373,11 @@ async fn closed_event_subscriptions_leave_nothing_behind() {
 
 #[tokio::test]
 async fn a_damaged_page_in_the_middle_of_the_store_is_reported_at_start() {
-    let app = TestApp::spawn().await;
+    // A damaged page of SQLite's file.
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.database_url = None;
+    let app = TestApp::spawn_with(dir, config).await;
     for i in 0..200 {
         let id = format!("page-{i}");
         let b = echo_batch(&format!("pages-{}", i % 7), &id, &["a", "b"], 0, None);

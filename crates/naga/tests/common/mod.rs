@@ -34,11 +34,34 @@ pub fn test_config(dir: &tempfile::TempDir) -> Config {
         only: vec![Service::Agent],
         ..Default::default()
     };
+    config.database_url = test_database_url();
     config.agents.legacy_agent = "echo".into();
     config.callbacks.retry_schedule_ms = Vec::new();
     config.callbacks.backoff_base_ms = 20;
     config.callbacks.backoff_max_ms = 200;
     config
+}
+
+/// The backend the tests run on: SQLite in the test's folder, or with
+/// `NAGA_TEST_BACKEND=postgres` a new database of its own on the server at
+/// `NAGA_TEST_POSTGRES_URL` (`.ci/postgres` starts one).
+pub fn test_database_url() -> Option<String> {
+    match std::env::var("NAGA_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Some(format!(
+            "{}/naga_test_{}",
+            postgres_server(),
+            uuid::Uuid::new_v4().simple()
+        )),
+        _ => None,
+    }
+}
+
+/// The test PostgreSQL server's URL, without a database.
+pub fn postgres_server() -> String {
+    let url = std::env::var("NAGA_TEST_POSTGRES_URL")
+        .expect("NAGA_TEST_POSTGRES_URL: run `eval \"$(.ci/postgres)\"` first");
+    let (server, _database) = url.rsplit_once('/').expect("a postgres:// URL");
+    server.to_owned()
 }
 
 impl TestApp {
