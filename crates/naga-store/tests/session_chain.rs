@@ -6,6 +6,9 @@
 use naga_core::{config::StoreConfig, TaskStatus};
 use naga_store::*;
 
+mod common;
+use common::backends;
+
 fn url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}", dir.path().join("t.db").display())
 }
@@ -82,134 +85,135 @@ fn expected(model: &Model, session: &str, status: Option<TaskStatus>) -> Vec<Str
 
 #[tokio::test]
 async fn a_sessions_tasks_are_listed_newest_first_page_by_page_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&url(&dir), &StoreConfig::default())
-        .await
-        .unwrap();
-    let sessions = ["s1", "s2", "s3"];
-    let mut model: Model = Vec::new();
-    for i in 0..60i64 {
-        // Uneven interleaving: s1 gets most, s3 few.
-        let session = sessions[[0, 0, 1, 0, 2, 1][i as usize % 6]];
-        let id = format!("t{i}");
-        let t = task(&id, session, 1_000 + i);
-        let kind = t.kind;
-        let Inserted::New { seq } = s.insert_task(t).await.unwrap() else {
-            panic!("new task")
-        };
-        let status = match i % 3 {
-            0 => TaskStatus::Queued,
-            1 => {
-                finish(&s, &id, seq, TaskStatus::Succeeded).await;
-                TaskStatus::Succeeded
-            }
-            _ => {
-                finish(&s, &id, seq, TaskStatus::Failed).await;
-                TaskStatus::Failed
-            }
-        };
-        model.push((id, session.into(), status, kind));
-    }
-    // A repeat of a request id adds nothing to the chain or the count.
-    assert!(matches!(
-        s.insert_task(task("t7", "s1", 1_007)).await.unwrap(),
-        Inserted::Existing { .. }
-    ));
-
-    for session in sessions {
-        for status in [None, Some(TaskStatus::Queued), Some(TaskStatus::Failed)] {
-            let want = expected(&model, session, status);
-            // Pages of 4 put together give the whole list, in order.
-            let mut got = Vec::new();
-            for page in 0.. {
-                let rows = s
-                    .tasks(&TaskFilter {
-                        session_id: Some(session.into()),
-                        status,
-                        kind: None,
-                        limit: 4,
-                        offset: page * 4,
-                    })
-                    .await
-                    .unwrap();
-                assert!(rows.iter().all(|r| r.session_id == session));
-                if rows.is_empty() {
-                    break;
+    for backend in backends().await {
+        let s = backend.store.clone();
+        eprintln!("on {}", backend.name);
+        let sessions = ["s1", "s2", "s3"];
+        let mut model: Model = Vec::new();
+        for i in 0..60i64 {
+            // Uneven interleaving: s1 gets most, s3 few.
+            let session = sessions[[0, 0, 1, 0, 2, 1][i as usize % 6]];
+            let id = format!("t{i}");
+            let t = task(&id, session, 1_000 + i);
+            let kind = t.kind;
+            let Inserted::New { seq } = s.insert_task(t).await.unwrap() else {
+                panic!("new task")
+            };
+            let status = match i % 3 {
+                0 => TaskStatus::Queued,
+                1 => {
+                    finish(&s, &id, seq, TaskStatus::Succeeded).await;
+                    TaskStatus::Succeeded
                 }
-                got.extend(ids(&rows));
-            }
-            assert_eq!(got, want, "{session}, status {status:?}");
+                _ => {
+                    finish(&s, &id, seq, TaskStatus::Failed).await;
+                    TaskStatus::Failed
+                }
+            };
+            model.push((id, session.into(), status, kind));
         }
-        let mcp: Vec<String> = model
-            .iter()
-            .rev()
-            .filter(|(_, s, _, k)| s == session && *k == "mcp")
-            .map(|(id, ..)| id.clone())
-            .collect();
-        let rows = s
+        // A repeat of a request id adds nothing to the chain or the count.
+        assert!(matches!(
+            s.insert_task(task("t7", "s1", 1_007)).await.unwrap(),
+            Inserted::Existing { .. }
+        ));
+
+        for session in sessions {
+            for status in [None, Some(TaskStatus::Queued), Some(TaskStatus::Failed)] {
+                let want = expected(&model, session, status);
+                // Pages of 4 put together give the whole list, in order.
+                let mut got = Vec::new();
+                for page in 0.. {
+                    let rows = s
+                        .tasks(&TaskFilter {
+                            session_id: Some(session.into()),
+                            status,
+                            kind: None,
+                            limit: 4,
+                            offset: page * 4,
+                        })
+                        .await
+                        .unwrap();
+                    assert!(rows.iter().all(|r| r.session_id == session));
+                    if rows.is_empty() {
+                        break;
+                    }
+                    got.extend(ids(&rows));
+                }
+                assert_eq!(got, want, "{session}, status {status:?}");
+            }
+            let mcp: Vec<String> = model
+                .iter()
+                .rev()
+                .filter(|(_, s, _, k)| s == session && *k == "mcp")
+                .map(|(id, ..)| id.clone())
+                .collect();
+            let rows = s
+                .tasks(&TaskFilter {
+                    session_id: Some(session.into()),
+                    kind: Some("mcp"),
+                    limit: 100,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(ids(&rows), mcp, "{session}: mcp tasks");
+
+            let row = s.session(session).await.unwrap().unwrap();
+            assert_eq!(
+                row.task_count as usize,
+                expected(&model, session, None).len()
+            );
+            assert_eq!(
+                row.active_tasks as usize,
+                expected(&model, session, Some(TaskStatus::Queued)).len()
+            );
+        }
+        // Without a session: every task, newest first.
+        let all = s
             .tasks(&TaskFilter {
-                session_id: Some(session.into()),
-                kind: Some("mcp"),
                 limit: 100,
                 ..Default::default()
             })
             .await
             .unwrap();
-        assert_eq!(ids(&rows), mcp, "{session}: mcp tasks");
-
-        let row = s.session(session).await.unwrap().unwrap();
-        assert_eq!(
-            row.task_count as usize,
-            expected(&model, session, None).len()
-        );
-        assert_eq!(
-            row.active_tasks as usize,
-            expected(&model, session, Some(TaskStatus::Queued)).len()
-        );
+        let want: Vec<String> = model.iter().rev().map(|(id, ..)| id.clone()).collect();
+        assert_eq!(ids(&all), want);
     }
-    // Without a session: every task, newest first.
-    let all = s
-        .tasks(&TaskFilter {
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let want: Vec<String> = model.iter().rev().map(|(id, ..)| id.clone()).collect();
-    assert_eq!(ids(&all), want);
 }
 
 #[tokio::test]
 async fn session_memory_reaches_the_sessions_tasks_only_and_clears_only_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&url(&dir), &StoreConfig::default())
-        .await
-        .unwrap();
-    for i in 0..12i64 {
-        let session = if i % 3 == 0 { "a" } else { "b" };
-        let id = format!("m{i}");
-        let Inserted::New { seq } = s.insert_task(task(&id, session, i)).await.unwrap() else {
-            panic!("new task")
-        };
-        finish(&s, &id, seq, TaskStatus::Succeeded).await;
-    }
-    let a = MemoryScope::Session("a".into());
-    let facts = s.key_facts(&a, 100).await.unwrap();
-    let fact_tasks: Vec<&str> = facts.iter().map(|f| f.task_id.as_str()).collect();
-    assert_eq!(fact_tasks, ["m9", "m6", "m3", "m0"]);
-    let summaries = s.compressed_memories(&a, 100).await.unwrap();
-    let summary_tasks: Vec<Option<&str>> = summaries.iter().map(|m| m.task_id.as_deref()).collect();
-    assert_eq!(
-        summary_tasks,
-        [Some("m9"), Some("m6"), Some("m3"), Some("m0")]
-    );
+    for backend in backends().await {
+        let s = backend.store.clone();
+        eprintln!("on {}", backend.name);
+        for i in 0..12i64 {
+            let session = if i % 3 == 0 { "a" } else { "b" };
+            let id = format!("m{i}");
+            let Inserted::New { seq } = s.insert_task(task(&id, session, i)).await.unwrap() else {
+                panic!("new task")
+            };
+            finish(&s, &id, seq, TaskStatus::Succeeded).await;
+        }
+        let a = MemoryScope::Session("a".into());
+        let facts = s.key_facts(&a, 100).await.unwrap();
+        let fact_tasks: Vec<&str> = facts.iter().map(|f| f.task_id.as_str()).collect();
+        assert_eq!(fact_tasks, ["m9", "m6", "m3", "m0"]);
+        let summaries = s.compressed_memories(&a, 100).await.unwrap();
+        let summary_tasks: Vec<Option<&str>> =
+            summaries.iter().map(|m| m.task_id.as_deref()).collect();
+        assert_eq!(
+            summary_tasks,
+            [Some("m9"), Some("m6"), Some("m3"), Some("m0")]
+        );
 
-    assert!(s.clear_memory(a.clone()).await.unwrap() >= 8);
-    assert!(s.key_facts(&a, 100).await.unwrap().is_empty());
-    assert!(s.compressed_memories(&a, 100).await.unwrap().is_empty());
-    let b = MemoryScope::Session("b".into());
-    assert_eq!(s.key_facts(&b, 100).await.unwrap().len(), 8);
-    assert_eq!(s.compressed_memories(&b, 100).await.unwrap().len(), 8);
+        assert!(s.clear_memory(a.clone()).await.unwrap() >= 8);
+        assert!(s.key_facts(&a, 100).await.unwrap().is_empty());
+        assert!(s.compressed_memories(&a, 100).await.unwrap().is_empty());
+        let b = MemoryScope::Session("b".into());
+        assert_eq!(s.key_facts(&b, 100).await.unwrap().len(), 8);
+        assert_eq!(s.compressed_memories(&b, 100).await.unwrap().len(), 8);
+    }
 }
 
 /// A store written by the schema before the chain: the migration links
@@ -322,40 +326,40 @@ async fn the_migration_links_the_tasks_a_store_already_had() {
 /// earlier commit (a second store on the same file knows nothing yet).
 #[tokio::test]
 async fn an_analysis_session_stays_with_the_session_that_made_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&url(&dir), &StoreConfig::default())
-        .await
-        .unwrap();
-    let with = |id: &str, session: &str| NewTask {
-        analysis_session_id: Some("analysis_1".into()),
-        ..task(id, session, 1)
-    };
-    assert!(matches!(
-        s.insert_task(with("a1", "s1")).await.unwrap(),
-        Inserted::New { .. }
-    ));
-    // Known now: the same session goes on, another is refused, twice.
-    assert!(matches!(
-        s.insert_task(with("a2", "s1")).await.unwrap(),
-        Inserted::New { .. }
-    ));
-    for id in ["a3", "a4"] {
-        match s.insert_task(with(id, "s2")).await {
+    for backend in backends().await {
+        let s = backend.store.clone();
+        eprintln!("on {}", backend.name);
+        let with = |id: &str, session: &str| NewTask {
+            analysis_session_id: Some("analysis_1".into()),
+            ..task(id, session, 1)
+        };
+        assert!(matches!(
+            s.insert_task(with("a1", "s1")).await.unwrap(),
+            Inserted::New { .. }
+        ));
+        // Known now: the same session goes on, another is refused, twice.
+        assert!(matches!(
+            s.insert_task(with("a2", "s1")).await.unwrap(),
+            Inserted::New { .. }
+        ));
+        for id in ["a3", "a4"] {
+            match s.insert_task(with(id, "s2")).await {
+                Err(StoreError::Conflict(e)) => {
+                    assert!(e.contains("belongs to session `s1`"), "{e}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let fresh = backend.another_node().await;
+        match fresh.insert_task(with("a5", "s2")).await {
             Err(StoreError::Conflict(e)) => assert!(e.contains("belongs to session `s1`"), "{e}"),
             other => panic!("{other:?}"),
         }
+        // Refused batches stored nothing.
+        for id in ["a3", "a4", "a5"] {
+            assert!(s.task(id).await.unwrap().is_none());
+        }
+        assert!(s.session("s2").await.unwrap().is_none());
+        assert_eq!(s.session("s1").await.unwrap().unwrap().task_count, 2);
     }
-    let fresh = Store::open(&url(&dir), &StoreConfig::default())
-        .await
-        .unwrap();
-    match fresh.insert_task(with("a5", "s2")).await {
-        Err(StoreError::Conflict(e)) => assert!(e.contains("belongs to session `s1`"), "{e}"),
-        other => panic!("{other:?}"),
-    }
-    // Refused batches stored nothing.
-    for id in ["a3", "a4", "a5"] {
-        assert!(s.task(id).await.unwrap().is_none());
-    }
-    assert!(s.session("s2").await.unwrap().is_none());
-    assert_eq!(s.session("s1").await.unwrap().unwrap().task_count, 2);
 }

@@ -1,0 +1,52 @@
+//! The backends the store's conformance tests run on: SQLite in a fresh
+//! file, and PostgreSQL in a fresh database when `NAGA_TEST_POSTGRES_URL`
+//! names a server (`.ci/postgres` starts one; CI always has it).
+#![allow(dead_code)]
+
+use naga_core::config::StoreConfig;
+use naga_store::Store;
+
+pub struct Backend {
+    pub name: &'static str,
+    pub url: String,
+    pub store: Store,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    /// Another handle on the same database: a second node.
+    pub async fn another_node(&self) -> Store {
+        Store::open(&self.url, &StoreConfig::default())
+            .await
+            .unwrap()
+    }
+}
+
+/// A fresh database on every backend this machine has.
+pub async fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let mut all = vec![Backend {
+        name: "sqlite",
+        store: Store::open(&url, &StoreConfig::default()).await.unwrap(),
+        url,
+        _dir: Some(dir),
+    }];
+    match std::env::var("NAGA_TEST_POSTGRES_URL") {
+        Ok(server) => {
+            let (server, _) = server.rsplit_once('/').expect("a postgres:// URL");
+            let url = format!("{server}/naga_store_{}", uuid::Uuid::new_v4().simple());
+            all.push(Backend {
+                name: "postgres",
+                store: Store::open(&url, &StoreConfig::default()).await.unwrap(),
+                url,
+                _dir: None,
+            });
+        }
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI runs the store's tests on PostgreSQL too: NAGA_TEST_POSTGRES_URL is not set")
+        }
+        Err(_) => eprintln!("PostgreSQL not tested: NAGA_TEST_POSTGRES_URL is not set"),
+    }
+    all
+}

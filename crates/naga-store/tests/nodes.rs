@@ -1,0 +1,222 @@
+//! Two nodes on one database, each running the same commands at the same
+//! moment: every guarantee the store gives one node holds across nodes
+//! (on PostgreSQL the scale-out case, on SQLite two processes on one file).
+
+mod common;
+use common::backends;
+use naga_core::TaskStatus;
+use naga_store::*;
+use std::collections::HashSet;
+
+fn task(id: &str, session: &str, owner: &str, until: i64) -> NewTask {
+    NewTask {
+        id: id.into(),
+        kind: "agent",
+        session_id: session.into(),
+        analysis_session_id: Some(format!("analysis_{session}")),
+        query: None,
+        callback_url: None,
+        policy: "enqueue",
+        fingerprint: None,
+        calls: "[{\"tool_name\":\"echo\"}]".into(),
+        calls_count: 1,
+        response: String::new(),
+        accepted_at: 1,
+        lease: Lease {
+            owner: owner.into(),
+            until,
+        },
+        started: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_sent_to_two_nodes_at_once_makes_one_task() {
+    for backend in backends().await {
+        let (a, b) = (backend.store.clone(), backend.another_node().await);
+        let mut handles = Vec::new();
+        for i in 0..40 {
+            for (node, store) in [("A", &a), ("B", &b)] {
+                let store = store.clone();
+                // Ten sessions: the two nodes also grow the same chains.
+                let t = task(&format!("req-{i}"), &format!("s{}", i % 10), node, 100);
+                handles.push(tokio::spawn(async move { store.insert_task(t).await }));
+            }
+        }
+        let mut new = 0;
+        for h in handles {
+            match h.await.unwrap().unwrap() {
+                Inserted::New { .. } => new += 1,
+                Inserted::Existing(first) => assert!(first.id.starts_with("req-")),
+                other => panic!("{}: {other:?}", backend.name),
+            }
+        }
+        assert_eq!(new, 40, "{}: one task per request id", backend.name);
+        let all = a
+            .tasks(&TaskFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 40, "{}", backend.name);
+        for s in 0..10 {
+            let session = format!("s{s}");
+            let listed = a
+                .tasks(&TaskFilter {
+                    session_id: Some(session.clone()),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(listed.len(), 4, "{}: the chain of {session}", backend.name);
+            let row = b.session(&session).await.unwrap().unwrap();
+            assert_eq!(row.task_count, 4, "{}: {session} counted", backend.name);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_tasks_claimed_by_two_nodes_at_once_go_to_one_each() {
+    for backend in backends().await {
+        let (a, b) = (backend.store.clone(), backend.another_node().await);
+        for i in 0..60 {
+            a.insert_task(task(&format!("t{i}"), &format!("s{}", i % 6), "dead", 10))
+                .await
+                .unwrap();
+        }
+        let lease = |owner: &str| Lease {
+            owner: owner.into(),
+            until: 10_000,
+        };
+        let (got_a, got_b) = tokio::join!(
+            a.claim_expired(lease("A"), 100, None),
+            b.claim_expired(lease("B"), 100, None)
+        );
+        let ids = |rows: Vec<TaskRow>| rows.into_iter().map(|t| t.id).collect::<HashSet<_>>();
+        let (got_a, got_b) = (ids(got_a.unwrap()), ids(got_b.unwrap()));
+        assert!(
+            got_a.is_disjoint(&got_b),
+            "{}: a task claimed by both nodes: {:?}",
+            backend.name,
+            got_a.intersection(&got_b).collect::<Vec<_>>()
+        );
+        assert_eq!(got_a.len() + got_b.len(), 60, "{}", backend.name);
+        // Each node holds what it claimed: the other is fenced off.
+        let held_by_a = got_a.iter().next().cloned();
+        if let Some(id) = held_by_a {
+            assert!(
+                !b.start_task(&id, "B", 200).await.unwrap(),
+                "{}",
+                backend.name
+            );
+            assert!(
+                a.start_task(&id, "A", 200).await.unwrap(),
+                "{}",
+                backend.name
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_and_callbacks_from_two_nodes_get_numbers_of_their_own() {
+    for backend in backends().await {
+        let (a, b) = (backend.store.clone(), backend.another_node().await);
+        let Inserted::New { seq } = a
+            .insert_task(task("busy", "s", "A", i64::MAX))
+            .await
+            .unwrap()
+        else {
+            panic!("new task")
+        };
+        // Steps reported through both nodes at once.
+        let mut handles = Vec::new();
+        for i in 0..30 {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            handles.push(tokio::spawn(async move {
+                store
+                    .add_step(NewStep {
+                        task_id: "busy".into(),
+                        purpose: Some(format!("step {i}")),
+                        success: true,
+                        created_at: i,
+                        ..Default::default()
+                    })
+                    .await
+            }));
+        }
+        for h in handles {
+            h.await.unwrap().unwrap();
+        }
+        let numbers: Vec<i64> = b
+            .steps("busy")
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.step_no)
+            .collect();
+        assert_eq!(numbers, (1..=30).collect::<Vec<_>>(), "{}", backend.name);
+
+        // Tasks ended on both nodes at once: one callback sequence each.
+        let mut ends = Vec::new();
+        for i in 0..20 {
+            let (node, store) = if i % 2 == 0 { ("A", &a) } else { ("B", &b) };
+            let id = format!("end-{i}");
+            let Inserted::New { seq } = store
+                .insert_task(task(&id, &format!("e{i}"), node, i64::MAX))
+                .await
+                .unwrap()
+            else {
+                panic!("new task")
+            };
+            let store = store.clone();
+            let finish = TaskFinish {
+                task_id: id.clone(),
+                task_seq: seq,
+                owner: node.into(),
+                last_call: None,
+                status: TaskStatus::Succeeded,
+                error: None,
+                finished_at: 5,
+                callback: Some((
+                    "http://127.0.0.1:9/cb".into(),
+                    format!(r#"{{"task_id":"{id}","sequence":"#),
+                )),
+                callback_id: format!("msg_{id}"),
+                summary: None,
+            };
+            ends.push(tokio::spawn(async move { store.finish_task(finish).await }));
+        }
+        for e in ends {
+            assert!(matches!(
+                e.await.unwrap().unwrap(),
+                Finished::Ended { callback: Some(_) }
+            ));
+        }
+        let stored = a.pending_callbacks().await.unwrap();
+        let sequences: HashSet<i64> = stored.iter().map(|c| c.seq).collect();
+        assert_eq!(sequences.len(), 20, "{}: distinct sequences", backend.name);
+        for c in &stored {
+            let body: serde_json::Value = serde_json::from_str(&c.body).unwrap();
+            assert_eq!(body["sequence"], c.seq, "{}", backend.name);
+        }
+        // The busy task is A's: B cannot end it, A can, once.
+        let end = |owner: &str| TaskFinish {
+            task_id: "busy".into(),
+            task_seq: seq,
+            owner: owner.into(),
+            last_call: None,
+            status: TaskStatus::Succeeded,
+            error: None,
+            finished_at: 9,
+            callback: None,
+            callback_id: "msg_busy".into(),
+            summary: None,
+        };
+        let (by_b, by_a) = tokio::join!(b.finish_task(end("B")), a.finish_task(end("A")));
+        assert!(matches!(by_b.unwrap(), Finished::AlreadyEnded));
+        assert!(matches!(by_a.unwrap(), Finished::Ended { .. }));
+    }
+}
