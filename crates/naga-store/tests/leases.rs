@@ -5,7 +5,7 @@
 mod common;
 use common::backends;
 
-use naga_core::{config::StoreConfig, TaskStatus};
+use naga_core::TaskStatus;
 use naga_store::*;
 
 fn task(id: &str, owner: &str, until: i64) -> NewTask {
