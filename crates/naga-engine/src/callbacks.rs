@@ -164,11 +164,22 @@ impl Callbacks {
         tokio::spawn(async move { inner.deliver(row).await });
     }
 
-    /// Sends every callback and UI notification still pending in the
-    /// store (after a restart).
-    pub async fn recover(&self) -> Result<usize, naga_store::StoreError> {
-        let mut rows = self.inner.store.pending_callbacks().await?;
-        rows.extend(self.inner.store.pending_notifications().await?);
+    /// Takes over and sends the pending callbacks and UI notifications
+    /// that no live node holds: with `own`, also those this node's identity
+    /// held in its last run (at start); without, those whose holder's lease
+    /// expired (a node that died; the periodic sweep).
+    pub async fn claim(
+        &self,
+        lease: naga_store::Lease,
+        own: bool,
+    ) -> Result<usize, naga_store::StoreError> {
+        let now = self.inner.clock.now_ms();
+        let me = own.then(|| lease.owner.clone());
+        let rows = self
+            .inner
+            .store
+            .claim_deliveries(lease, now, me.as_deref())
+            .await?;
         let n = rows.len();
         for row in rows {
             self.enqueue(row);

@@ -145,7 +145,8 @@ impl Engine {
             }),
         };
         let tasks = engine.inner.scheduler.recover().await?;
-        let callbacks = engine.inner.callbacks.recover().await?;
+        let lease = engine.inner.scheduler.lease(engine.inner.clock.now_ms());
+        let callbacks = engine.inner.callbacks.claim(lease, true).await?;
         engine.inner.scheduler.spawn_maintenance();
         if engine.inner.config.runs(naga_core::config::Service::Mcp) {
             engine.inner.mcp.start_all();

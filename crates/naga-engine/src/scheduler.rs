@@ -558,6 +558,16 @@ impl Scheduler {
                     Ok(n) => tracing::info!(tasks = n, "took over tasks with expired leases"),
                     Err(e) => tracing::error!(error = %e, "cannot claim expired leases"),
                 }
+                let inner = &sweeper.inner;
+                let lease = sweeper.lease(inner.clock.now_ms());
+                match inner.callbacks.claim(lease, false).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        deliveries = n,
+                        "took over callbacks and notifications whose node's lease expired"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "cannot claim expired deliveries"),
+                }
             }
         });
     }
@@ -1044,6 +1054,7 @@ impl Inner {
             },
             callback,
             summary: Some(summary.to_json()),
+            lease_until: now + self.config.lease_ms as i64,
         };
         let finish = Arc::new(finish);
         let finished = self

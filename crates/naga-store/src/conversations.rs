@@ -61,6 +61,8 @@ pub struct NewMessage {
 pub struct NewNotification {
     pub id: String,
     pub url: String,
+    /// The node that delivers it, and until when (see `TaskFinish::lease_until`).
+    pub lease: crate::Lease,
 }
 
 /// The UI notification of follow-up `message_id`: upstream's
@@ -75,10 +77,19 @@ fn insert_notification(
     let task_id = reply.task_id.clone().unwrap_or_default();
     let now = reply.created_at;
     c.cached(
-        "INSERT INTO notifications (id, task_id, url, body, status, attempts, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
+        "INSERT INTO notifications (id, task_id, url, body, status, attempts, next_attempt_at,
+                                    created_at, lease_owner, lease_expires_at)
+         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?6, ?7)",
     )?
-    .execute(params![n.id, task_id, n.url, body, now])?;
+    .execute(params![
+        n.id,
+        task_id,
+        n.url,
+        body,
+        now,
+        n.lease.owner,
+        n.lease.until
+    ])?;
     Ok(CallbackRow {
         outbox: Outbox::Notifications,
         seq: c.last_insert_rowid(),

@@ -17,7 +17,7 @@ use crate::{
     rows::*,
     writes::{
         CallFinish, DeliveryOutcome, Finished, FirstAnswer, Inserted, Lease, NewStep, NewTask,
-        TaskFinish,
+        TaskFinish, OUTBOXES,
     },
     MemoryScope, StoreError,
 };
@@ -193,15 +193,65 @@ pub(crate) async fn renew_leases(
     owner: &str,
     until: Millis,
 ) -> Result<u64, StoreError> {
-    Ok(sqlx::query(
+    let mut tx = pool.begin().await?;
+    let n = sqlx::query(
         "UPDATE tasks SET lease_expires_at = $2
          WHERE lease_owner = $1 AND status IN ('queued', 'running')",
     )
     .bind(owner)
     .bind(until)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
-    .rows_affected())
+    .rows_affected();
+    for outbox in OUTBOXES {
+        sqlx::query(&format!(
+            "UPDATE {outbox} SET lease_expires_at = $2 WHERE lease_owner = $1 AND status = 'pending'"
+        ))
+        .bind(owner)
+        .bind(until)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Claims pending outbox rows whose lease expired (or own ones), skipping
+/// rows another node is claiming at this moment.
+pub(crate) async fn claim_deliveries(
+    pool: &PgPool,
+    lease: &Lease,
+    now: Millis,
+    own: Option<&str>,
+) -> Result<Vec<CallbackRow>, StoreError> {
+    let mut rows = Vec::new();
+    for (outbox, table) in [Outbox::Callbacks, Outbox::Notifications]
+        .into_iter()
+        .zip(OUTBOXES)
+    {
+        let mut claimed: Vec<CallbackRow> = sqlx::query_as(&format!(
+            "UPDATE {table} SET lease_owner = $1, lease_expires_at = $2
+             WHERE seq IN (SELECT seq FROM {table}
+                           WHERE status = 'pending'
+                             AND (lease_owner IS NULL OR lease_expires_at IS NULL
+                                  OR (lease_expires_at < $3 AND lease_owner <> $1)
+                                  OR lease_owner = $4)
+                           FOR UPDATE SKIP LOCKED)
+             RETURNING *"
+        ))
+        .bind(&lease.owner)
+        .bind(lease.until)
+        .bind(now)
+        .bind(own)
+        .fetch_all(pool)
+        .await?;
+        claimed.sort_by_key(|r| r.seq);
+        for r in &mut claimed {
+            r.outbox = outbox;
+        }
+        rows.extend(claimed);
+    }
+    Ok(rows)
 }
 
 /// Claims expired (or own) leases; rows another node is claiming at this
@@ -250,14 +300,26 @@ pub(crate) async fn release_lease(
 }
 
 pub(crate) async fn release_leases(pool: &PgPool, owner: &str) -> Result<u64, StoreError> {
-    Ok(sqlx::query(
+    let mut tx = pool.begin().await?;
+    let n = sqlx::query(
         "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
          WHERE lease_owner = $1 AND status IN ('queued', 'running')",
     )
     .bind(owner)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
-    .rows_affected())
+    .rows_affected();
+    for outbox in OUTBOXES {
+        sqlx::query(&format!(
+            "UPDATE {outbox} SET lease_owner = NULL, lease_expires_at = NULL
+             WHERE lease_owner = $1 AND status = 'pending'"
+        ))
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(n)
 }
 
 /// Inserts a step as number (last + 1) of task `task_seq`, whose row the
@@ -421,8 +483,8 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
             let body = format!("{head}{seq}}}");
             sqlx::query(
                 "INSERT INTO callbacks (seq, id, task_id, url, body, status, attempts,
-                                        next_attempt_at, created_at)
-                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)",
+                                        next_attempt_at, created_at, lease_owner, lease_expires_at)
+                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $7, $8)",
             )
             .bind(seq)
             .bind(&f.callback_id)
@@ -430,6 +492,8 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
             .bind(url)
             .bind(&body)
             .bind(f.finished_at)
+            .bind(&f.owner)
+            .bind(f.lease_until)
             .execute(&mut *tx)
             .await?;
             Some(CallbackRow {
@@ -714,14 +778,17 @@ pub(crate) async fn answer_callback(
             let mut row = CallbackRow::from_row(
                 &sqlx::query(
                     "INSERT INTO notifications (id, task_id, url, body, status, attempts,
-                                                next_attempt_at, created_at)
-                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5) RETURNING *",
+                                                next_attempt_at, created_at, lease_owner,
+                                                lease_expires_at)
+                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $6, $7) RETURNING *",
                 )
                 .bind(&n.id)
                 .bind(&task_id)
                 .bind(&n.url)
                 .bind(&body)
                 .bind(reply.created_at)
+                .bind(&n.lease.owner)
+                .bind(n.lease.until)
                 .fetch_one(&mut *tx)
                 .await?,
             )?;

@@ -151,6 +151,9 @@ pub struct TaskFinish {
     pub callback_id: String,
     /// The deterministic summary (JSON) kept on the task row.
     pub summary: Option<String>,
+    /// The callback is held by `owner` until then (renewed with its task
+    /// leases): if the node dies, another delivers it after that.
+    pub lease_until: Millis,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +174,9 @@ pub enum DeliveryOutcome {
         error: String,
     },
 }
+
+/// The two outbox tables (see [`Outbox`]).
+pub(crate) const OUTBOXES: [&str; 2] = ["callbacks", "notifications"];
 
 /// Analysis sessions known to be committed, with their session: each is
 /// created once and never changes or goes, so an accept that finds its
@@ -531,8 +537,9 @@ fn finish_task(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
         .query_row([], |r| r.get(0))?;
     let body = format!("{head}{seq}}}");
     c.execute_borrowing(
-        "INSERT INTO callbacks (seq, id, task_id, url, body, status, attempts, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
+        "INSERT INTO callbacks (seq, id, task_id, url, body, status, attempts, next_attempt_at,
+                                created_at, lease_owner, lease_expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7, ?8)",
         &[
             seq.into(),
             f.callback_id.as_str().into(),
@@ -540,6 +547,8 @@ fn finish_task(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
             url.as_str().into(),
             body.as_str().into(),
             f.finished_at.into(),
+            f.owner.as_str().into(),
+            f.lease_until.into(),
         ],
     )?;
     Ok(Finished::Ended {
@@ -629,6 +638,12 @@ impl Store {
                          WHERE lease_owner = ?1 AND status IN ('queued', 'running')",
                     )?
                     .execute(params![owner, until])?;
+                for outbox in OUTBOXES {
+                    c.execute(
+                        &format!("UPDATE {outbox} SET lease_expires_at = ?2 WHERE lease_owner = ?1 AND status = 'pending'"),
+                        params![owner, until],
+                    )?;
+                }
                 Ok(n as u64)
             })
             .await
@@ -670,6 +685,64 @@ impl Store {
         Ok(rows)
     }
 
+    /// Takes over the pending callbacks and UI notifications of both
+    /// outboxes whose lease expired (or that have none), and those whose
+    /// lease `own` holds (a restarted node's own): what a restart or another
+    /// node delivers. Oldest first, each outbox in turn. Rows of the
+    /// claiming node itself are taken only through `own`: while it runs, it
+    /// is delivering them (even when its heartbeat could not renew them).
+    pub async fn claim_deliveries(
+        &self,
+        lease: Lease,
+        now: Millis,
+        own: Option<&str>,
+    ) -> Result<Vec<CallbackRow>, StoreError> {
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::claim_deliveries(
+            pg, &lease, now, own
+        ));
+        let own = own.map(str::to_owned);
+        writer
+            .write(move |c| {
+                let mut rows = Vec::new();
+                for (outbox, table) in [Outbox::Callbacks, Outbox::Notifications]
+                    .into_iter()
+                    .zip(OUTBOXES)
+                {
+                    let mut stmt = c.prepare(&format!(
+                        "UPDATE {table} SET lease_owner = ?1, lease_expires_at = ?2
+                         WHERE status = 'pending'
+                           AND (lease_owner IS NULL OR lease_expires_at IS NULL
+                                OR (lease_expires_at < ?3 AND lease_owner <> ?1)
+                                OR lease_owner = ?4)
+                         RETURNING seq, id, task_id, url, body, status, attempts, next_attempt_at,
+                                   last_error, created_at, delivered_at"
+                    ))?;
+                    let mut claimed = stmt
+                        .query_map(params![lease.owner, lease.until, now, own], |r| {
+                            Ok(CallbackRow {
+                                outbox,
+                                seq: r.get(0)?,
+                                id: r.get(1)?,
+                                task_id: r.get(2)?,
+                                url: r.get(3)?,
+                                body: r.get(4)?,
+                                status: r.get(5)?,
+                                attempts: r.get(6)?,
+                                next_attempt_at: r.get(7)?,
+                                last_error: r.get(8)?,
+                                created_at: r.get(9)?,
+                                delivered_at: r.get(10)?,
+                            })
+                        })?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    claimed.sort_by_key(|r| r.seq);
+                    rows.extend(claimed);
+                }
+                Ok(rows)
+            })
+            .await
+    }
+
     /// Lets go of one task `owner` holds (one it cannot run now), so that
     /// the next sweep claims it again.
     pub async fn release_lease(&self, task_id: &str, owner: &str) -> Result<(), StoreError> {
@@ -702,6 +775,12 @@ impl Store {
                          WHERE lease_owner = ?1 AND status IN ('queued', 'running')",
                     )?
                     .execute(params![owner])?;
+                for outbox in OUTBOXES {
+                    c.execute(
+                        &format!("UPDATE {outbox} SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?1 AND status = 'pending'"),
+                        params![owner],
+                    )?;
+                }
                 Ok(n as u64)
             })
             .await

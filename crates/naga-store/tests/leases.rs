@@ -117,6 +117,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
             callback: None,
             callback_id: "msg_1".into(),
             summary: None,
+            lease_until: 1_000_000,
         };
         assert!(matches!(
             s.finish_task(end("A")).await.unwrap(),
@@ -245,6 +246,7 @@ async fn a_callback_is_stored_as_handed_over_with_the_next_sequence() {
                     callback: Some(("http://127.0.0.1:9/cb".into(), head)),
                     callback_id: format!("msg_{id}"),
                     summary: None,
+                    lease_until: 1_000_000,
                 })
                 .await
                 .unwrap();

@@ -186,6 +186,7 @@ async fn steps_and_callbacks_from_two_nodes_get_numbers_of_their_own() {
                 )),
                 callback_id: format!("msg_{id}"),
                 summary: None,
+                lease_until: 1_000_000,
             };
             ends.push(tokio::spawn(async move { store.finish_task(finish).await }));
         }
@@ -214,9 +215,95 @@ async fn steps_and_callbacks_from_two_nodes_get_numbers_of_their_own() {
             callback: None,
             callback_id: "msg_busy".into(),
             summary: None,
+            lease_until: 1_000_000,
         };
         let (by_b, by_a) = tokio::join!(b.finish_task(end("B")), a.finish_task(end("A")));
         assert!(matches!(by_b.unwrap(), Finished::AlreadyEnded));
         assert!(matches!(by_a.unwrap(), Finished::Ended { .. }));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
+    for backend in backends().await {
+        let (a, b) = (backend.store.clone(), backend.another_node().await);
+        let name = backend.name;
+        for i in 0..3 {
+            let id = format!("cb-{i}");
+            let Inserted::New { seq } = a.insert_task(task(&id, "s", "A", i64::MAX)).await.unwrap()
+            else {
+                panic!("new task")
+            };
+            a.finish_task(TaskFinish {
+                task_id: id.clone(),
+                task_seq: seq,
+                owner: "A".into(),
+                last_call: None,
+                status: TaskStatus::Succeeded,
+                error: None,
+                finished_at: 5,
+                callback: Some((
+                    "http://127.0.0.1:9/cb".into(),
+                    format!(r#"{{"task_id":"{id}","sequence":"#),
+                )),
+                callback_id: format!("msg_{id}"),
+                summary: None,
+                lease_until: 100,
+            })
+            .await
+            .unwrap();
+        }
+        let lease = |owner: &str, until: i64| Lease {
+            owner: owner.into(),
+            until,
+        };
+        // A is alive (its lease runs): nobody takes its callbacks.
+        assert!(
+            b.claim_deliveries(lease("B", 1_000), 50, None)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+        // A's heartbeat renews them with its tasks.
+        a.renew_leases("A", 300).await.unwrap();
+        assert!(
+            b.claim_deliveries(lease("B", 1_000), 200, None)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+        // A's own sweep never takes its own rows back from itself.
+        assert!(
+            a.claim_deliveries(lease("A", 1_000), 400, None)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+        // A died: after its lease, B and C (at the same moment) take all
+        // three, each once.
+        let c = backend.another_node().await;
+        let (got_b, got_c) = tokio::join!(
+            b.claim_deliveries(lease("B", 1_000), 400, None),
+            c.claim_deliveries(lease("C", 1_000), 400, None)
+        );
+        let (got_b, got_c) = (got_b.unwrap(), got_c.unwrap());
+        let mut ids: Vec<&str> = got_b.iter().chain(&got_c).map(|c| c.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            ["msg_cb-0", "msg_cb-1", "msg_cb-2"],
+            "{name}: each once"
+        );
+        // Graceful stops let go of them at once; a restarted A takes them.
+        b.release_leases("B").await.unwrap();
+        c.release_leases("C").await.unwrap();
+        let back = a
+            .claim_deliveries(lease("A", 2_000), 500, Some("A"))
+            .await
+            .unwrap();
+        assert_eq!(back.len(), 3, "{name}");
     }
 }

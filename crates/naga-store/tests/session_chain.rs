@@ -61,6 +61,7 @@ async fn finish(s: &Store, id: &str, seq: i64, status: TaskStatus) {
             callback: None,
             callback_id: String::new(),
             summary: Some(format!("{{\"task\":\"{id}\"}}")),
+            lease_until: 1_000_000,
         })
         .await
         .unwrap();

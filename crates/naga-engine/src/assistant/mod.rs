@@ -392,6 +392,7 @@ impl Assistant {
             .map(|url| NewNotification {
                 id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
                 url,
+                lease: self.inner.engine.scheduler().lease(self.now()),
             });
         match self.store().answer_callback(&row.key, reply, notify).await {
             Ok(Some((message_id, notification))) => {

@@ -116,9 +116,13 @@ CREATE TABLE callbacks (
     next_attempt_at BIGINT NOT NULL,
     last_error      TEXT,
     created_at      BIGINT NOT NULL,
-    delivered_at    BIGINT
+    delivered_at    BIGINT,
+    -- The node delivering it, until when (see tasks.lease_owner).
+    lease_owner      TEXT,
+    lease_expires_at BIGINT
 );
 CREATE INDEX callbacks_by_status ON callbacks(status, next_attempt_at);
+CREATE INDEX callbacks_pending_by_owner ON callbacks(lease_owner) WHERE status = 'pending';
 
 CREATE TABLE messages (
     id         BIGSERIAL PRIMARY KEY,
@@ -163,6 +167,9 @@ CREATE TABLE notifications (
     next_attempt_at BIGINT NOT NULL,
     last_error      TEXT,
     created_at      BIGINT NOT NULL,
-    delivered_at    BIGINT
+    delivered_at    BIGINT,
+    lease_owner      TEXT,
+    lease_expires_at BIGINT
 );
 CREATE INDEX notifications_by_status ON notifications(status, next_attempt_at);
+CREATE INDEX notifications_pending_by_owner ON notifications(lease_owner) WHERE status = 'pending';
