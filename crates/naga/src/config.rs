@@ -14,7 +14,7 @@ pub struct ServeArgs {
     /// Folder for the database and the agents' workspace [default: ./data].
     #[arg(long, env = "NAGA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// sqlite:… [default: sqlite://<data-dir>/naga.db].
+    /// sqlite:… or postgres://… [default: sqlite://<data-dir>/naga.db].
     #[arg(long, env = "NAGA_DATABASE_URL")]
     pub database_url: Option<String>,
     /// API server address [default: 127.0.0.1:8000].

@@ -56,6 +56,23 @@ pub fn test_database_url() -> Option<String> {
     }
 }
 
+/// The test PostgreSQL server's URL (without a database), or `None` (and a
+/// note) on a machine without one; CI always has one.
+pub fn postgres_server_if_any() -> Option<String> {
+    match std::env::var("NAGA_TEST_POSTGRES_URL") {
+        Ok(_) => Some(postgres_server()),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI runs the PostgreSQL tests: NAGA_TEST_POSTGRES_URL is not set")
+        }
+        Err(_) => {
+            eprintln!(
+                "SKIPPED: no PostgreSQL (NAGA_TEST_POSTGRES_URL; `eval \"$(.ci/postgres)\"`)"
+            );
+            None
+        }
+    }
+}
+
 /// The test PostgreSQL server's URL, without a database.
 pub fn postgres_server() -> String {
     let url = std::env::var("NAGA_TEST_POSTGRES_URL")

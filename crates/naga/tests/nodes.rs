@@ -1,0 +1,113 @@
+//! Several naga processes on one PostgreSQL database: the scale-out case.
+
+mod common;
+use common::*;
+use reqwest::StatusCode;
+use std::{collections::HashMap, path::Path, process::Child, time::Duration};
+
+/// `naga serve --only agent` (the real binary) on `database`, with its own
+/// data folder (and so its own node identity) and a short lease.
+fn node(dir: &Path, database: &str) -> (Child, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("naga.toml");
+    std::fs::write(
+        &config,
+        "[scheduler]\nlease_ms = 1000\n[callbacks]\nretry_schedule_ms = [200, 400, 800, 1600]\n",
+    )
+    .unwrap();
+    spawn_naga(|cmd| {
+        cmd.arg("--data-dir")
+            .arg(dir)
+            .arg("--database-url")
+            .arg(database)
+            .arg("--config")
+            .arg(&config);
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_lose_nothing_when_one_is_killed_9() {
+    let Some(server) = postgres_server_if_any() else {
+        return;
+    };
+    let database = format!("{server}/naga_nodes_{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, url_a) = node(&dir.path().join("a"), &database);
+    let (mut b, url_b) = node(&dir.path().join("b"), &database);
+    // The receiver refuses the first deliveries: some callbacks are still
+    // waiting for a retry in the outbox when a node dies.
+    let receiver = Receiver::start_on(0, &[(503, None); 12]).await;
+    let client = reqwest::Client::new();
+    let ids: Vec<String> = (0..30).map(|i| format!("nodes-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let url = if i % 2 == 0 { &url_a } else { &url_b };
+        // Each session's batches go to one node (order across nodes is
+        // not tested here).
+        let session = format!("nodes-s{}", i % 6);
+        let batch = echo_batch(
+            &session,
+            id,
+            &["one", "two", "three"],
+            60,
+            Some(&receiver.url()),
+        );
+        let (status, answer) = post_json(&client, &format!("{url}/schedule"), &batch).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    // Mid-run: A holds running calls, queued batches and pending callbacks.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    a.kill().unwrap();
+    a.wait().unwrap();
+
+    // B takes over A's batches and callbacks once A's lease has expired.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let called: std::collections::HashSet<String> = receiver
+            .accepted()
+            .iter()
+            .filter_map(|r| r.body["task_id"].as_str().map(str::to_owned))
+            .collect();
+        if ids.iter().all(|id| called.contains(id)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not called back: {:?}",
+            ids.iter()
+                .filter(|id| !called.contains(*id))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in &ids {
+        let (status, task) = read(
+            client
+                .get(format!("{url_b}/tasks/{id}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{task}");
+        assert_eq!(task["status"], "succeeded", "{task}");
+        // Each call's end recorded once: a finished call never ran again.
+        assert_eq!(task["steps_count"], 3, "{id}: {task}");
+    }
+    // A callback delivered more than once (an attempt refused, or a
+    // delivery whose record died with A) keeps its webhook-id.
+    let mut webhook_ids: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+    for r in receiver.all() {
+        let task = r.body["task_id"].as_str().unwrap_or_default().to_owned();
+        let id = r.headers["webhook-id"].to_str().unwrap().to_owned();
+        webhook_ids.entry(task).or_default().insert(id);
+    }
+    for (task, ids) in &webhook_ids {
+        assert_eq!(
+            ids.len(),
+            1,
+            "{task}: one webhook-id across attempts and nodes"
+        );
+    }
+    b.kill().unwrap();
+    b.wait().unwrap();
+}
