@@ -116,7 +116,12 @@ impl Callbacks {
             .build()
             .map_err(|e| format!("cannot build the callback HTTP client: {e}"))?;
         let (delivered, rx) = mpsc::unbounded_channel();
-        let flusher = tokio::spawn(flush_deliveries(store.clone(), rx, stop.clone()));
+        let flusher = tokio::spawn(flush_deliveries(
+            clock.clone(),
+            store.clone(),
+            rx,
+            stop.clone(),
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 permits: Semaphore::new(config.concurrency.max(1)),
@@ -247,6 +252,7 @@ impl Inner {
                 return;
             }
             let recorded = retry_store(
+                &*self.clock,
                 &self.stop,
                 3,
                 || format!("record an attempt of callback `{}`", row.id),
@@ -272,7 +278,7 @@ impl Inner {
     /// Sleeps unless the server stops first; false when it stopped.
     async fn sleep(&self, d: Duration) -> bool {
         tokio::select! {
-            _ = tokio::time::sleep(d) => true,
+            _ = self.clock.sleep(d) => true,
             _ = self.stop.cancelled() => false,
         }
     }
@@ -344,6 +350,7 @@ impl Inner {
 /// Records successful deliveries in batches: whatever arrived while the
 /// last batch was being committed goes into the next.
 async fn flush_deliveries(
+    clock: Arc<dyn Clock>,
     store: Store,
     mut rx: mpsc::UnboundedReceiver<(Outbox, i64, i64)>,
     stop: CancellationToken,
@@ -373,6 +380,7 @@ async fn flush_deliveries(
                 continue;
             }
             let recorded = retry_store(
+                &*clock,
                 &stop,
                 3,
                 || format!("record {} deliveries", of_outbox.len()),

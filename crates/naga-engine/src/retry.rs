@@ -5,6 +5,7 @@
 //! task left `running` with nothing to finish it, a callback's outcome
 //! never recorded). So such writes are tried again with growing waits.
 
+use crate::clock::Clock;
 use naga_store::StoreError;
 use std::{future::Future, time::Duration};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,7 @@ const MAX_WAIT: Duration = Duration::from_secs(5);
 /// corrupt data or a closed store, which are final) `other_tries` times
 /// in all. `what` names the write in the log lines.
 pub async fn retry_store<T, F, Fut>(
+    clock: &dyn Clock,
     stop: &CancellationToken,
     other_tries: u32,
     what: impl Fn() -> String,
@@ -50,7 +52,7 @@ where
         tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64,
             "cannot {}: the store write is tried again", what());
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = clock.sleep(wait) => {}
             _ = stop.cancelled() => return Err(e),
         }
         wait = (wait * 2).min(MAX_WAIT);
@@ -60,6 +62,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn full() -> StoreError {
@@ -77,6 +80,7 @@ mod tests {
     async fn tries_of(e: fn() -> StoreError) -> u32 {
         let calls = AtomicU32::new(0);
         let r: Result<(), _> = retry_store(
+            &SystemClock,
             &CancellationToken::new(),
             3,
             || "write".into(),
@@ -95,6 +99,7 @@ mod tests {
         let stop = CancellationToken::new();
         let calls = AtomicU32::new(0);
         let r = retry_store(
+            &SystemClock,
             &stop,
             3,
             || "write".into(),
@@ -120,8 +125,14 @@ mod tests {
     async fn stopping_ends_the_tries() {
         let stop = CancellationToken::new();
         stop.cancel();
-        let r: Result<(), _> =
-            retry_store(&stop, 3, || "write".into(), || async { Err(full()) }).await;
+        let r: Result<(), _> = retry_store(
+            &SystemClock,
+            &stop,
+            3,
+            || "write".into(),
+            || async { Err(full()) },
+        )
+        .await;
         assert!(r.is_err());
     }
 }

@@ -537,7 +537,7 @@ impl Scheduler {
             let inner = &heartbeat.inner;
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(lease / 3) => {}
+                    _ = inner.clock.sleep(lease / 3) => {}
                     _ = inner.draining.cancelled() => return,
                 }
                 let until = inner.clock.now_ms() + lease.as_millis() as i64;
@@ -550,7 +550,7 @@ impl Scheduler {
         self.inner.tracker.spawn(async move {
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(lease / 2) => {}
+                    _ = sweeper.inner.clock.sleep(lease / 2) => {}
                     _ = sweeper.inner.draining.cancelled() => return,
                 }
                 match sweeper.claim_expired().await {
@@ -719,7 +719,7 @@ impl Inner {
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
         let described = || format!("{what} task `{}` of session `{}`", spec.id, spec.session_id);
-        let result = retry_store(&self.stop, 3, described, write).await;
+        let result = retry_store(&*self.clock, &self.stop, 3, described, write).await;
         if let Err(e) = &result {
             if !matches!(e, StoreError::LeaseLost(_) | StoreError::NotCommitted) {
                 let _ = self.store.release_lease(&spec.id, &self.node_id).await;

@@ -13,7 +13,7 @@ mod upstream;
 mod views;
 
 pub use error::{ApiError, ApiResult};
-pub use naga_engine::clock::SystemClock;
+pub use naga_engine::clock::{Clock, ManualClock, SystemClock};
 
 use anyhow::Context;
 use axum::{
@@ -25,7 +25,6 @@ use axum::{
 use naga_core::config::{Config, Service};
 use naga_engine::{
     assistant::{Assistant, Links},
-    clock::Clock,
     Engine,
 };
 use std::{net::SocketAddr, sync::Arc, time::Duration};

@@ -89,7 +89,16 @@ impl TestApp {
     }
 
     pub async fn spawn_with(dir: Arc<tempfile::TempDir>, config: Config) -> Self {
-        let running = naga_server::start(config.clone(), Arc::new(naga_server::SystemClock))
+        Self::spawn_with_clock(dir, config, Arc::new(naga_server::SystemClock)).await
+    }
+
+    /// Starts on `clock` (a `ManualClock` drives leases and backoff).
+    pub async fn spawn_with_clock(
+        dir: Arc<tempfile::TempDir>,
+        config: Config,
+        clock: Arc<dyn naga_server::Clock>,
+    ) -> Self {
+        let running = naga_server::start(config.clone(), clock)
             .await
             .expect("naga starts");
         let agent = format!("http://{}", running.agent_addr.unwrap());

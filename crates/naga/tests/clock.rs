@@ -1,0 +1,122 @@
+//! Time driven by the test (`ManualClock`): callback backoff of minutes and
+//! lease expiry of half a minute happen when the clock is moved, not after
+//! waiting for them.
+
+mod common;
+use common::*;
+use naga_server::{Clock, ManualClock};
+use reqwest::StatusCode;
+use std::{sync::Arc, time::Duration};
+
+fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::at(naga_server::SystemClock.now_ms()))
+}
+
+/// How many attempts the receiver has seen for `task_id`.
+fn attempts(receiver: &Receiver, task_id: &str) -> usize {
+    receiver
+        .all()
+        .iter()
+        .filter(|r| r.body["task_id"] == task_id)
+        .count()
+}
+
+async fn wait_for_attempts(receiver: &Receiver, task_id: &str, n: usize) {
+    for _ in 0..500 {
+        if attempts(receiver, task_id) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{task_id}: {} attempts, not {n}",
+        attempts(receiver, task_id)
+    );
+}
+
+#[tokio::test]
+async fn callback_retries_wait_for_the_clock_not_the_wall() {
+    let clock = manual_clock();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    // A minute, then ten: eleven minutes of backoff.
+    config.callbacks.retry_schedule_ms = vec![60_000, 600_000];
+    let app = TestApp::spawn_with_clock(dir, config, clock.clone()).await;
+    let receiver = Receiver::start_on(0, &[(503, None), (503, None)]).await;
+    let batch = echo_batch("tick", "tick-1", &["a"], 0, Some(&receiver.url()));
+    assert_eq!(app.post_schedule(&batch).await.0, StatusCode::OK);
+    wait_for_attempts(&receiver, "tick-1", 1).await;
+
+    // Real time passes, the clock does not: no second attempt.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(attempts(&receiver, "tick-1"), 1);
+    // Each wait is its schedule's ±10%: a minute is 54–66 s.
+    clock.advance(Duration::from_secs(53));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(attempts(&receiver, "tick-1"), 1, "not a minute yet");
+    clock.advance(Duration::from_secs(14));
+    wait_for_attempts(&receiver, "tick-1", 2).await;
+    // Ten minutes: 540–660 s.
+    clock.advance(Duration::from_secs(530));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(attempts(&receiver, "tick-1"), 2, "not ten minutes yet");
+    clock.advance(Duration::from_secs(140));
+    wait_for_attempts(&receiver, "tick-1", 3).await;
+    let delivered = app.wait_for_callback_status("tick-1", "delivered").await;
+    assert_eq!(delivered["attempts"], 3, "{delivered}");
+}
+
+#[tokio::test]
+async fn a_dead_nodes_task_is_taken_over_when_its_lease_expires_on_the_clock() {
+    let clock = manual_clock();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = test_config(&dir);
+    let now = clock.now_ms();
+    // A node that accepted a batch and died: its lease runs for 30 s more.
+    {
+        std::fs::create_dir_all(&config.data_dir).unwrap();
+        let store = naga_store::Store::open(&config.database_url(), &config.store)
+            .await
+            .unwrap();
+        let inserted = store
+            .insert_task(naga_store::NewTask {
+                id: "orphan-1".into(),
+                kind: "agent",
+                session_id: "orphan".into(),
+                analysis_session_id: None,
+                query: None,
+                callback_url: None,
+                policy: "enqueue",
+                fingerprint: None,
+                calls: r#"[{"tool_name":"echo","instruction":"still here"}]"#.into(),
+                calls_count: 1,
+                response: String::new(),
+                accepted_at: now,
+                lease: naga_store::Lease {
+                    owner: "a-node-that-died".into(),
+                    until: now + 30_000,
+                },
+                started: true,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(inserted, naga_store::Inserted::New { .. }));
+        store.close().await;
+    }
+    let app = TestApp::spawn_with_clock(dir, config, clock.clone()).await;
+    let (_, task) = app.get("/tasks/orphan-1").await;
+    assert_eq!(
+        task["status"], "running",
+        "the other node's lease runs: {task}"
+    );
+    // The sweep (every 15 s) finds the lease still valid at 20 s…
+    clock.advance(Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, task) = app.get("/tasks/orphan-1").await;
+    assert_eq!(task["status"], "running", "{task}");
+    // …and expired at 35 s: the task is taken over and runs here.
+    clock.advance(Duration::from_secs(15));
+    let task = app.wait_for_task_end("orphan-1").await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["steps_count"], 1, "{task}");
+}
