@@ -64,6 +64,11 @@ struct Args {
     /// `accept1-2`…: neighbours in that index, which is cheaper).
     #[arg(long, value_enum, default_value_t = Ids::Uuid)]
     ids: Ids,
+    /// A PostgreSQL server (`postgres://user@host:port`): each round also
+    /// drains the end-to-end batches through one and then two naga nodes on
+    /// a fresh database of it, beside the SQLite node.
+    #[arg(long)]
+    postgres: Option<String>,
     /// Print the results as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -188,6 +193,16 @@ fn spawn_baseline(callback: bool) -> anyhow::Result<Server> {
 }
 
 fn spawn_naga(args: &Args, dir: &std::path::Path) -> anyhow::Result<Server> {
+    spawn_naga_on(args, dir, None)
+}
+
+/// naga on `database` (a `postgres://` URL), or on SQLite in `dir`.
+fn spawn_naga_on(
+    args: &Args,
+    dir: &std::path::Path,
+    database: Option<&str>,
+) -> anyhow::Result<Server> {
+    std::fs::create_dir_all(dir)?;
     let bin = match &args.naga {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("naga"),
@@ -207,6 +222,7 @@ fn spawn_naga(args: &Args, dir: &std::path::Path) -> anyhow::Result<Server> {
             "--data-dir",
         ])
         .arg(dir.join("data"))
+        .args(database.map(|d| format!("--database-url={d}")))
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "warn")
@@ -343,6 +359,17 @@ impl Load {
 
 /// `n` requests of `args`' shape to `url`, from `args.concurrency` clients.
 async fn load(url: &str, args: &Args, n: usize, callback: Option<String>, run: &str) -> Load {
+    load_spread(&[url], args, n, callback, run).await
+}
+
+/// [`load`] spread over several servers: client `i` sends to `urls[i % len]`.
+async fn load_spread(
+    urls: &[&str],
+    args: &Args,
+    n: usize,
+    callback: Option<String>,
+    run: &str,
+) -> Load {
     let concurrency = args.concurrency;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
@@ -358,12 +385,12 @@ async fn load(url: &str, args: &Args, n: usize, callback: Option<String>, run: &
     let client_before = thread_cpu_us(std::process::id());
     let start = Instant::now();
     let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
+        .map(|i| {
             let (client, bodies, next, url) = (
                 client.clone(),
                 bodies.clone(),
                 next.clone(),
-                format!("{url}/schedule"),
+                format!("{}/schedule", urls[i % urls.len()]),
             );
             tokio::spawn(async move {
                 let (mut lat, mut errors) = (Vec::new(), 0);
@@ -470,8 +497,19 @@ async fn drain(
     cb: &str,
     run: &str,
 ) -> (f64, usize, Load) {
+    drain_spread(&[url], args, receiver, cb, run).await
+}
+
+/// [`drain`] with the batches spread over several nodes.
+async fn drain_spread(
+    urls: &[&str],
+    args: &Args,
+    receiver: &Receiver,
+    cb: &str,
+    run: &str,
+) -> (f64, usize, Load) {
     let start = Instant::now();
-    let l = load(url, args, args.batches, Some(cb.to_owned()), run).await;
+    let l = load_spread(urls, args, args.batches, Some(cb.to_owned()), run).await;
     let prefix = format!("{run}-");
     receiver
         .wait(&prefix, args.batches, Duration::from_secs(600))
@@ -526,7 +564,39 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
         let cpu = cpu_per(s.child.id(), &before, args.batches);
         (rate, lost, l, rss_mib(s.child.id()), cpu)
     };
+    let postgres = match &args.postgres {
+        None => Value::Null,
+        Some(server) => {
+            let mut drained = Vec::new();
+            for nodes in [1, 2] {
+                eprintln!("round {r}: end to end, naga on PostgreSQL, {nodes} node(s)");
+                let database = format!(
+                    "{}/naga_bench_{}",
+                    server.trim_end_matches('/'),
+                    uuid::Uuid::new_v4().simple()
+                );
+                let dir = tempfile::tempdir()?;
+                let servers = (0..nodes)
+                    .map(|n| spawn_naga_on(args, &dir.path().join(n.to_string()), Some(&database)))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
+                let (rate, lost, _) =
+                    drain_spread(&urls, args, receiver, cb, &format!("pg{nodes}n{r}")).await;
+                let rss: f64 = servers.iter().filter_map(|s| rss_mib(s.child.id())).sum();
+                drained.push((rate, lost, rss));
+            }
+            let ((one, lost_one, _), (two, lost_two, rss_two)) = (drained[0], drained[1]);
+            json!({
+                "one_node_batches_per_s": one, "one_node_lost_callbacks": lost_one,
+                "two_nodes_batches_per_s": two, "two_nodes_lost_callbacks": lost_two,
+                "two_nodes_rss_mib_after": rss_two,
+                // The target: two nodes on PostgreSQL ≥ 0.2× one node on SQLite.
+                "two_nodes_to_sqlite": two / e2e, "one_node_to_sqlite": one / e2e,
+            })
+        }
+    };
     Ok(json!({
+        "postgres": postgres,
         "accept": {
             "bare_rps": bare.rps(), "naga_rps": accept.rps(), "ratio": accept.rps() / bare.rps(),
             "bare_p50_ms": bare.percentile(0.5), "bare_p99_ms": bare.percentile(0.99),
@@ -596,6 +666,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // Medians over the rounds (losses and errors summed, memory the largest).
         "accept": summarize(&rounds, "accept"),
         "end_to_end": summarize(&rounds, "end_to_end"),
+        "postgres": if args.postgres.is_some() { summarize(&rounds, "postgres") } else { Value::Null },
     });
     if args.json {
         println!("{results}");
@@ -672,5 +743,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.batches,
         f(&e["naga_rss_mib_after"])
     );
+    let p = &results["postgres"];
+    if !p.is_null() {
+        println!(
+            "postgres    one node {:>7.0} batches/s ({:.2} of SQLite), lost {:.0}",
+            f(&p["one_node_batches_per_s"]),
+            f(&p["one_node_to_sqlite"]),
+            f(&p["one_node_lost_callbacks"])
+        );
+        println!(
+            "            two nodes {:>6.0} batches/s ({:.2} of SQLite, target ≥ 0.20), lost {:.0}; RSS of both {:.1} MiB",
+            f(&p["two_nodes_batches_per_s"]),
+            f(&p["two_nodes_to_sqlite"]),
+            f(&p["two_nodes_lost_callbacks"]),
+            f(&p["two_nodes_rss_mib_after"])
+        );
+    }
     Ok(())
 }
