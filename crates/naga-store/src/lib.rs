@@ -60,7 +60,7 @@ enum Backend {
         writer: writer::Writer,
         analysis_owners: writes::AnalysisOwners,
     },
-    Postgres(PgPool),
+    Postgres(postgres::Pg),
 }
 
 /// Runs `$body` with `$pool` bound to the store's read pool, whichever
@@ -181,7 +181,10 @@ impl Store {
         POSTGRES_MIGRATOR.run(&pool).await?;
         Ok(Self {
             read: ReadPool::Postgres(pool.clone()),
-            backend: Backend::Postgres(pool),
+            backend: Backend::Postgres(postgres::Pg {
+                pool,
+                analysis_owners: Default::default(),
+            }),
         })
     }
 

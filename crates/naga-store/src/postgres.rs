@@ -16,8 +16,8 @@ use crate::{
     reads::session_task_seqs,
     rows::*,
     writes::{
-        CallFinish, DeliveryOutcome, Finished, FirstAnswer, Inserted, Lease, NewStep, NewTask,
-        TaskFinish, OUTBOXES,
+        AnalysisOwners, CallFinish, DeliveryOutcome, Finished, FirstAnswer, Inserted, Lease,
+        NewStep, NewTask, TaskFinish, OUTBOXES,
     },
     MemoryScope, StoreError,
 };
@@ -25,6 +25,21 @@ use naga_core::time::Millis;
 use sqlx::{postgres::PgRow, FromRow, PgPool, Postgres, Row, Transaction};
 
 type Tx = Transaction<'static, Postgres>;
+
+/// The PostgreSQL backend: its pool, and the analysis sessions known to be
+/// committed with their session (as the SQLite writer keeps them).
+#[derive(Clone)]
+pub(crate) struct Pg {
+    pub pool: PgPool,
+    pub analysis_owners: AnalysisOwners,
+}
+
+impl std::ops::Deref for Pg {
+    type Target = PgPool;
+    fn deref(&self) -> &PgPool {
+        &self.pool
+    }
+}
 
 const FIRST_ANSWER: &str =
     "SELECT response, id, kind, session_id, analysis_session_id, calls_count, accepted_at FROM tasks";
@@ -58,45 +73,39 @@ async fn touch_session(tx: &mut Tx, session_id: &str, now: Millis) -> Result<(),
     Ok(())
 }
 
-pub(crate) async fn insert_task(pool: &PgPool, task: &NewTask) -> Result<Inserted, StoreError> {
-    // A unique key refused the row: another node accepted the same request
-    // id (or created the same analysis session) at the same moment; the
+pub(crate) async fn insert_task(pg: &Pg, task: &NewTask) -> Result<Inserted, StoreError> {
+    // A unique key refused the row: another node created the same analysis
+    // session (or accepted the same request id) at the same moment; the
     // second try sees what it committed.
-    match try_insert_task(pool, task).await {
-        Err(e) if is_unique_violation(&e) => try_insert_task(pool, task).await,
-        other => other,
+    let (inserted, learned) = match try_insert_task(pg, task).await {
+        Err(e) if is_unique_violation(&e) => try_insert_task(pg, task).await?,
+        other => other?,
+    };
+    if let Some((analysis, session)) = learned {
+        pg.analysis_owners.learn(analysis, session);
     }
+    Ok(inserted)
 }
 
-async fn try_insert_task(pool: &PgPool, task: &NewTask) -> Result<Inserted, StoreError> {
-    let mut tx = pool.begin().await?;
-    let existing = sqlx::query(&format!("{FIRST_ANSWER} WHERE id = $1"))
-        .bind(&task.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if let Some(row) = existing {
-        let first = first_answer(&row)?;
-        let same: bool = sqlx::query_scalar(
-            "SELECT kind = $2 AND session_id = $3 AND calls = $4 FROM tasks WHERE id = $1",
-        )
-        .bind(&task.id)
-        .bind(task.kind)
-        .bind(&task.session_id)
-        .bind(&task.calls)
-        .fetch_one(&mut *tx)
-        .await?;
-        return Ok(match same {
-            true => Inserted::Existing(first),
-            false => Inserted::Reused(first),
-        });
-    }
-    // The session's row, locked: its chain grows one task at a time.
-    touch_session(&mut tx, &task.session_id, task.accepted_at).await?;
-    let prev_seq: Option<i64> =
-        sqlx::query_scalar("SELECT last_task_seq FROM sessions WHERE id = $1 FOR UPDATE")
-            .bind(&task.session_id)
-            .fetch_one(&mut *tx)
-            .await?;
+/// Four round trips for a new batch: the session's row (created or touched,
+/// and locked, so that its chain grows one task at a time; its newest task
+/// read), its analysis session (unless known), the task with the session's
+/// chain, the commit.
+async fn try_insert_task(
+    pg: &Pg,
+    task: &NewTask,
+) -> Result<(Inserted, Option<(String, String)>), StoreError> {
+    let mut tx = pg.pool.begin().await?;
+    let prev_seq: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO sessions (id, created_at, last_activity_at) VALUES ($1, $2, $2)
+         ON CONFLICT (id) DO UPDATE SET last_activity_at = GREATEST(sessions.last_activity_at,
+                                                                    EXCLUDED.last_activity_at)
+         RETURNING last_task_seq",
+    )
+    .bind(&task.session_id)
+    .bind(task.accepted_at)
+    .fetch_one(&mut *tx)
+    .await?;
     if let Some(fp) = &task.fingerprint {
         let active = sqlx::query(&format!(
             "{FIRST_ANSWER} WHERE session_id = $1 AND fingerprint = $2
@@ -106,38 +115,29 @@ async fn try_insert_task(pool: &PgPool, task: &NewTask) -> Result<Inserted, Stor
         .bind(fp)
         .fetch_optional(&mut *tx)
         .await?;
+        // (A known request id answers as itself, below.)
         if let Some(row) = active {
-            return Ok(Inserted::Duplicate(first_answer(&row)?));
-        }
-    }
-    if let Some(analysis) = &task.analysis_session_id {
-        sqlx::query(
-            "INSERT INTO analysis_sessions (id, session_id, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(analysis)
-        .bind(&task.session_id)
-        .bind(task.accepted_at)
-        .execute(&mut *tx)
-        .await?;
-        let owner: String =
-            sqlx::query_scalar("SELECT session_id FROM analysis_sessions WHERE id = $1")
-                .bind(analysis)
-                .fetch_one(&mut *tx)
+            let known: Option<i64> = sqlx::query_scalar("SELECT seq FROM tasks WHERE id = $1")
+                .bind(&task.id)
+                .fetch_optional(&mut *tx)
                 .await?;
-        if owner != task.session_id {
-            return Err(StoreError::Conflict(format!(
-                "analysis_session_id `{analysis}` belongs to session `{owner}`, not `{}`",
-                task.session_id
-            )));
+            if known.is_none() {
+                return Ok((Inserted::Duplicate(first_answer(&row)?), None));
+            }
         }
     }
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url, policy,
-             fingerprint, status, calls_count, calls, response, accepted_at, started_at,
-             lease_owner, lease_expires_at, prev_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-         RETURNING seq",
+    let learned = claim_analysis(&mut tx, pg, task).await?;
+    let seq: Option<i64> = sqlx::query_scalar(
+        "WITH t AS (
+             INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url,
+                 policy, fingerprint, status, calls_count, calls, response, accepted_at,
+                 started_at, lease_owner, lease_expires_at, prev_seq)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             ON CONFLICT (id) DO NOTHING
+             RETURNING seq)
+         UPDATE sessions SET last_task_seq = t.seq, task_count = task_count + 1
+         FROM t WHERE sessions.id = $3
+         RETURNING t.seq",
     )
     .bind(&task.id)
     .bind(task.kind)
@@ -156,17 +156,80 @@ async fn try_insert_task(pool: &PgPool, task: &NewTask) -> Result<Inserted, Stor
     .bind(&task.lease.owner)
     .bind(task.lease.until)
     .bind(prev_seq)
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    sqlx::query(
-        "UPDATE sessions SET last_task_seq = $2, task_count = task_count + 1 WHERE id = $1",
-    )
-    .bind(&task.session_id)
-    .bind(seq)
-    .execute(&mut *tx)
-    .await?;
+    let Some(seq) = seq else {
+        // The request id is known: nothing of this transaction stays.
+        let row = sqlx::query(&format!("{FIRST_ANSWER} WHERE id = $1"))
+            .bind(&task.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let first = first_answer(&row)?;
+        return Ok(match repeated(&mut tx, task).await? {
+            true => (Inserted::Existing(first), None),
+            false => (Inserted::Reused(first), None),
+        });
+    };
     tx.commit().await?;
-    Ok(Inserted::New { seq })
+    Ok((Inserted::New { seq }, learned))
+}
+
+/// Whether a task with this request id is stored with the same batch.
+async fn repeated(tx: &mut Tx, task: &NewTask) -> Result<bool, StoreError> {
+    let same: Option<bool> = sqlx::query_scalar(
+        "SELECT kind = $2 AND session_id = $3 AND calls = $4 FROM tasks WHERE id = $1",
+    )
+    .bind(&task.id)
+    .bind(task.kind)
+    .bind(&task.session_id)
+    .bind(&task.calls)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(same == Some(true))
+}
+
+/// Records that the task's analysis session belongs to its session, or
+/// refuses it when it belongs to another (known ones are not asked again:
+/// an analysis session never changes its session).
+async fn claim_analysis(
+    tx: &mut Tx,
+    pg: &Pg,
+    task: &NewTask,
+) -> Result<Option<(String, String)>, StoreError> {
+    let Some(analysis) = &task.analysis_session_id else {
+        return Ok(None);
+    };
+    let owner = match pg.analysis_owners.owner(analysis, &task.session_id) {
+        Some(Ok(())) => return Ok(None),
+        Some(Err(owner)) => owner,
+        None => {
+            let created: Option<String> = sqlx::query_scalar(
+                "INSERT INTO analysis_sessions (id, session_id, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING RETURNING session_id",
+            )
+            .bind(analysis)
+            .bind(&task.session_id)
+            .bind(task.accepted_at)
+            .fetch_optional(&mut **tx)
+            .await?;
+            match created {
+                Some(owner) => owner,
+                None => {
+                    sqlx::query_scalar("SELECT session_id FROM analysis_sessions WHERE id = $1")
+                        .bind(analysis)
+                        .fetch_one(&mut **tx)
+                        .await?
+                }
+            }
+        }
+    };
+    if owner != task.session_id {
+        return Err(StoreError::Conflict(format!(
+            "analysis_session_id `{analysis}` belongs to session `{owner}`, not `{}`",
+            task.session_id
+        )));
+    }
+    Ok(Some((analysis.clone(), owner)))
 }
 
 pub(crate) async fn start_task(
@@ -322,25 +385,83 @@ pub(crate) async fn release_leases(pool: &PgPool, owner: &str) -> Result<u64, St
     Ok(n)
 }
 
-/// Inserts a step as number (last + 1) of task `task_seq`, whose row the
-/// transaction holds locked.
-async fn insert_step(
-    tx: &mut Tx,
-    task_seq: i64,
-    session_id: &str,
-    step: &NewStep,
-    end: Option<(&str, Millis)>,
-) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
-                            output, analysis, success, error, created_at, result, started_at)
-         VALUES ($1, (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = $1),
-                 $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-         RETURNING step_no",
+/// The statement that records a call's end, in one round trip: the task's
+/// row takes the step's number (`last_step_no`) only while `$3` holds it
+/// unfinished (fencing: else nothing is written); a failed call also counts
+/// in memory's failed attempts. Returns the step's number.
+const RECORD_CALL: &str = "
+    WITH t AS (
+        UPDATE tasks SET last_step_no = last_step_no + 1
+        WHERE seq = $1 AND id = $2 AND lease_owner = $3 AND status IN ('queued', 'running')
+        RETURNING session_id, last_step_no),
+    s AS (
+        INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
+                           output, analysis, success, error, created_at, result, started_at)
+        SELECT $1, t.last_step_no, $2, t.session_id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
+        FROM t
+        RETURNING step_no),
+    f AS (
+        INSERT INTO failed_attempts (session_id, command, count, last_error, last_task_id, updated_at)
+        SELECT t.session_id, $14, 1, $10, $2, $11 FROM t WHERE NOT $9
+        ON CONFLICT (session_id, command) DO UPDATE SET count = failed_attempts.count + 1,
+            last_error = EXCLUDED.last_error, last_task_id = EXCLUDED.last_task_id,
+            updated_at = EXCLUDED.updated_at)
+    SELECT step_no FROM s";
+
+/// What memory counts a failed step under: its purpose, else its content.
+fn command(step: &NewStep) -> &str {
+    step.purpose
+        .as_deref()
+        .or(step.content.as_deref())
+        .unwrap_or_default()
+}
+
+pub(crate) async fn finish_call(pool: &PgPool, f: &CallFinish) -> Result<(), StoreError> {
+    let step = &f.step;
+    let recorded: Option<i64> = sqlx::query_scalar(RECORD_CALL)
+        .bind(f.task_seq)
+        .bind(&step.task_id)
+        .bind(&f.owner)
+        .bind(step.call_idx)
+        .bind(&step.purpose)
+        .bind(&step.content)
+        .bind(&step.output)
+        .bind(&step.analysis)
+        .bind(step.success)
+        .bind(&step.error)
+        .bind(step.created_at)
+        .bind(&f.result)
+        .bind(f.started_at)
+        .bind(command(step))
+        .fetch_optional(pool)
+        .await?;
+    match recorded {
+        Some(_) => Ok(()),
+        None => Err(StoreError::LeaseLost(step.task_id.clone())),
+    }
+}
+
+pub(crate) async fn add_step(pool: &PgPool, step: &NewStep) -> Result<StepRow, StoreError> {
+    let added: Option<(i64, String)> = sqlx::query_as(
+        "WITH t AS (
+             UPDATE tasks SET last_step_no = last_step_no + 1 WHERE id = $1
+             RETURNING seq, session_id, last_step_no),
+         s AS (
+             INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose,
+                                content, output, analysis, success, error, created_at)
+             SELECT t.seq, t.last_step_no, $1, t.session_id, $2, $3, $4, $5, $6, $7, $8, $9
+             FROM t
+             RETURNING step_no, session_id),
+         f AS (
+             INSERT INTO failed_attempts (session_id, command, count, last_error, last_task_id,
+                                          updated_at)
+             SELECT t.session_id, $10, 1, $8, $1, $9 FROM t WHERE NOT $7
+             ON CONFLICT (session_id, command) DO UPDATE SET count = failed_attempts.count + 1,
+                 last_error = EXCLUDED.last_error, last_task_id = EXCLUDED.last_task_id,
+                 updated_at = EXCLUDED.updated_at)
+         SELECT step_no, session_id FROM s",
     )
-    .bind(task_seq)
     .bind(&step.task_id)
-    .bind(session_id)
     .bind(step.call_idx)
     .bind(&step.purpose)
     .bind(&step.content)
@@ -349,87 +470,12 @@ async fn insert_step(
     .bind(step.success)
     .bind(&step.error)
     .bind(step.created_at)
-    .bind(end.map(|e| e.0))
-    .bind(end.map(|e| e.1))
-    .fetch_one(&mut **tx)
-    .await?)
-}
-
-async fn count_failure(tx: &mut Tx, session_id: &str, step: &NewStep) -> Result<(), StoreError> {
-    let command = step
-        .purpose
-        .as_deref()
-        .or(step.content.as_deref())
-        .unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO failed_attempts (session_id, command, count, last_error, last_task_id, updated_at)
-         VALUES ($1, $2, 1, $3, $4, $5)
-         ON CONFLICT (session_id, command) DO UPDATE SET count = failed_attempts.count + 1,
-             last_error = EXCLUDED.last_error, last_task_id = EXCLUDED.last_task_id,
-             updated_at = EXCLUDED.updated_at",
-    )
-    .bind(session_id)
-    .bind(command)
-    .bind(&step.error)
-    .bind(&step.task_id)
-    .bind(step.created_at)
-    .execute(&mut **tx)
+    .bind(command(step))
+    .fetch_optional(pool)
     .await?;
-    Ok(())
-}
-
-/// The end of one call, in `tx`: refused ([`StoreError::LeaseLost`]) when
-/// `owner` no longer holds the unfinished task.
-async fn record_call(tx: &mut Tx, f: &CallFinish) -> Result<(), StoreError> {
-    let session_id: Option<String> = sqlx::query_scalar(
-        "SELECT session_id FROM tasks
-         WHERE seq = $1 AND id = $2 AND lease_owner = $3 AND status IN ('queued', 'running')
-         FOR UPDATE",
-    )
-    .bind(f.task_seq)
-    .bind(&f.step.task_id)
-    .bind(&f.owner)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(session_id) = session_id else {
-        return Err(StoreError::LeaseLost(f.step.task_id.clone()));
-    };
-    insert_step(
-        tx,
-        f.task_seq,
-        &session_id,
-        &f.step,
-        Some((&f.result, f.started_at)),
-    )
-    .await?;
-    if !f.step.success {
-        count_failure(tx, &session_id, &f.step).await?;
-    }
-    Ok(())
-}
-
-pub(crate) async fn finish_call(pool: &PgPool, f: &CallFinish) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await?;
-    record_call(&mut tx, f).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-pub(crate) async fn add_step(pool: &PgPool, step: &NewStep) -> Result<StepRow, StoreError> {
-    let mut tx = pool.begin().await?;
-    let target: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, session_id FROM tasks WHERE id = $1 FOR UPDATE")
-            .bind(&step.task_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((task_seq, session_id)) = target else {
+    let Some((step_no, session_id)) = added else {
         return Err(StoreError::Conflict(format!("no task `{}`", step.task_id)));
     };
-    let step_no = insert_step(&mut tx, task_seq, &session_id, step, None).await?;
-    if !step.success {
-        count_failure(&mut tx, &session_id, step).await?;
-    }
-    tx.commit().await?;
     Ok(StepRow {
         task_id: step.task_id.clone(),
         session_id,
@@ -445,15 +491,49 @@ pub(crate) async fn add_step(pool: &PgPool, step: &NewStep) -> Result<StepRow, S
     })
 }
 
+/// A task's end in one statement (one round trip): the task's row ends
+/// (only while `owner` holds it unfinished) and takes its last call's step
+/// number, the step and a failed-attempt count are written, and the
+/// callback goes to the outbox with the next sequence number in its body.
 pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finished, StoreError> {
-    let mut tx = pool.begin().await?;
-    if let Some(call) = &f.last_call {
-        record_call(&mut tx, call).await?;
+    if let Some((_, head)) = &f.callback {
+        if !head.starts_with('{') || !head.ends_with("\"sequence\":") {
+            return Err(StoreError::Corrupt(format!(
+                "callback of `{}`: not an envelope's JSON up to its sequence",
+                f.task_id
+            )));
+        }
     }
-    let ended = sqlx::query(
-        "UPDATE tasks SET status = $2, error = $3, finished_at = $4, summary = $6,
-             lease_owner = NULL, lease_expires_at = NULL
-         WHERE seq = $7 AND id = $1 AND status IN ('queued', 'running') AND lease_owner = $5",
+    let call = f.last_call.as_ref();
+    let step = call.map(|c| &c.step);
+    let (ended, seq, body): (i64, Option<i64>, Option<String>) = sqlx::query_as(
+        "WITH ended AS (
+             UPDATE tasks SET status = $2, error = $3, finished_at = $4, summary = $6,
+                 lease_owner = NULL, lease_expires_at = NULL,
+                 last_step_no = last_step_no + CASE WHEN $8 THEN 1 ELSE 0 END
+             WHERE seq = $7 AND id = $1 AND status IN ('queued', 'running') AND lease_owner = $5
+             RETURNING session_id, last_step_no),
+         step AS (
+             INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
+                                output, analysis, success, error, created_at, result, started_at)
+             SELECT $7, ended.last_step_no, $1, ended.session_id, $9, $10, $11, $12, $13, $14,
+                    $15, $16, $17, $18
+             FROM ended WHERE $8),
+         fail AS (
+             INSERT INTO failed_attempts (session_id, command, count, last_error, last_task_id,
+                                          updated_at)
+             SELECT ended.session_id, $19, 1, $15, $1, $16 FROM ended WHERE $8 AND NOT $14
+             ON CONFLICT (session_id, command) DO UPDATE SET count = failed_attempts.count + 1,
+                 last_error = EXCLUDED.last_error, last_task_id = EXCLUDED.last_task_id,
+                 updated_at = EXCLUDED.updated_at),
+         cb AS (
+             INSERT INTO callbacks (seq, id, task_id, url, body, status, attempts,
+                                    next_attempt_at, created_at, lease_owner, lease_expires_at)
+             SELECT n.seq, $20, $1, $21, $22 || n.seq || '}', 'pending', 0, $4, $4, $5, $23
+             FROM ended CROSS JOIN LATERAL (SELECT nextval('callbacks_seq_seq') AS seq) n
+             WHERE $21 IS NOT NULL
+             RETURNING seq, body)
+         SELECT (SELECT COUNT(*) FROM ended), (SELECT seq FROM cb), (SELECT body FROM cb)",
     )
     .bind(&f.task_id)
     .bind(f.status.as_str())
@@ -462,57 +542,48 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
     .bind(&f.owner)
     .bind(&f.summary)
     .bind(f.task_seq)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .bind(call.is_some())
+    .bind(step.and_then(|s| s.call_idx))
+    .bind(step.and_then(|s| s.purpose.as_deref()))
+    .bind(step.and_then(|s| s.content.as_deref()))
+    .bind(step.and_then(|s| s.output.as_deref()))
+    .bind(step.and_then(|s| s.analysis.as_deref()))
+    .bind(step.is_some_and(|s| s.success))
+    .bind(step.and_then(|s| s.error.as_deref()))
+    .bind(step.map_or(f.finished_at, |s| s.created_at))
+    .bind(call.map(|c| c.result.as_str()))
+    .bind(call.map(|c| c.started_at))
+    .bind(step.map(command))
+    .bind(&f.callback_id)
+    .bind(f.callback.as_ref().map(|c| c.0.as_str()))
+    .bind(f.callback.as_ref().map(|c| c.1.as_str()))
+    .bind(f.lease_until)
+    .fetch_one(pool)
+    .await?;
     if ended == 0 {
-        return Ok(Finished::AlreadyEnded);
+        // As on SQLite: a last call that cannot be recorded is a lost lease.
+        return match call {
+            Some(_) => Err(StoreError::LeaseLost(f.task_id.clone())),
+            None => Ok(Finished::AlreadyEnded),
+        };
     }
-    let callback = match &f.callback {
-        None => None,
-        Some((url, head)) => {
-            if !head.starts_with('{') || !head.ends_with("\"sequence\":") {
-                return Err(StoreError::Corrupt(format!(
-                    "callback of `{}`: not an envelope's JSON up to its sequence",
-                    f.task_id
-                )));
-            }
-            let seq: i64 = sqlx::query_scalar("SELECT nextval('callbacks_seq_seq')")
-                .fetch_one(&mut *tx)
-                .await?;
-            let body = format!("{head}{seq}}}");
-            sqlx::query(
-                "INSERT INTO callbacks (seq, id, task_id, url, body, status, attempts,
-                                        next_attempt_at, created_at, lease_owner, lease_expires_at)
-                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $7, $8)",
-            )
-            .bind(seq)
-            .bind(&f.callback_id)
-            .bind(&f.task_id)
-            .bind(url)
-            .bind(&body)
-            .bind(f.finished_at)
-            .bind(&f.owner)
-            .bind(f.lease_until)
-            .execute(&mut *tx)
-            .await?;
-            Some(CallbackRow {
-                outbox: Outbox::Callbacks,
-                seq,
-                id: f.callback_id.clone(),
-                task_id: f.task_id.clone(),
-                url: url.clone(),
-                body,
-                status: "pending".into(),
-                attempts: 0,
-                next_attempt_at: f.finished_at,
-                last_error: None,
-                created_at: f.finished_at,
-                delivered_at: None,
-            })
-        }
+    let callback = match (&f.callback, seq, body) {
+        (Some((url, _)), Some(seq), Some(body)) => Some(CallbackRow {
+            outbox: Outbox::Callbacks,
+            seq,
+            id: f.callback_id.clone(),
+            task_id: f.task_id.clone(),
+            url: url.clone(),
+            body,
+            status: "pending".into(),
+            attempts: 0,
+            next_attempt_at: f.finished_at,
+            last_error: None,
+            created_at: f.finished_at,
+            delivered_at: None,
+        }),
+        _ => None,
     };
-    tx.commit().await?;
     Ok(Finished::Ended { callback })
 }
 
@@ -536,6 +607,7 @@ pub(crate) async fn add_compressed_memory(
     Ok(())
 }
 
+/// Delivery attempts of many rows in one statement.
 pub(crate) async fn record_deliveries_in(
     pool: &PgPool,
     outbox: Outbox,
@@ -545,33 +617,45 @@ pub(crate) async fn record_deliveries_in(
         Outbox::Callbacks => "callbacks",
         Outbox::Notifications => "notifications",
     };
-    let sql = format!(
-        "UPDATE {table} SET status = $2, attempts = attempts + 1,
-             last_error = COALESCE($3, last_error), next_attempt_at = $4,
-             delivered_at = COALESCE($5, delivered_at)
-         WHERE seq = $1"
+    let n = attempts.len();
+    let (mut seqs, mut statuses, mut errors, mut nexts, mut delivered) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
     );
-    let mut tx = pool.begin().await?;
     for (seq, outcome, now) in attempts {
         let now = *now;
-        let (status, error, next, delivered) = match outcome {
+        let (status, error, next, at) = match outcome {
             DeliveryOutcome::Delivered => ("delivered", None, now, Some(now)),
             DeliveryOutcome::Retry {
                 error,
                 next_attempt_at,
-            } => ("pending", Some(error), *next_attempt_at, None),
-            DeliveryOutcome::Dead { error } => ("dead", Some(error), now, None),
+            } => ("pending", Some(error.clone()), *next_attempt_at, None),
+            DeliveryOutcome::Dead { error } => ("dead", Some(error.clone()), now, None),
         };
-        sqlx::query(&sql)
-            .bind(seq)
-            .bind(status)
-            .bind(error)
-            .bind(next)
-            .bind(delivered)
-            .execute(&mut *tx)
-            .await?;
+        seqs.push(*seq);
+        statuses.push(status);
+        errors.push(error);
+        nexts.push(next);
+        delivered.push(at);
     }
-    tx.commit().await?;
+    sqlx::query(&format!(
+        "UPDATE {table} AS c SET status = d.status, attempts = c.attempts + 1,
+             last_error = COALESCE(d.error, c.last_error), next_attempt_at = d.next,
+             delivered_at = COALESCE(d.delivered, c.delivered_at)
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+              AS d(seq, status, error, next, delivered)
+         WHERE c.seq = d.seq"
+    ))
+    .bind(seqs)
+    .bind(statuses)
+    .bind(errors)
+    .bind(nexts)
+    .bind(delivered)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

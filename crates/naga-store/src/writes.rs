@@ -191,7 +191,7 @@ impl AnalysisOwners {
 
     /// `Some(Ok)` when `analysis` is known to belong to `session`,
     /// `Some(Err(owner))` when to another, `None` when not known.
-    fn owner(&self, analysis: &str, session: &str) -> Option<Result<(), String>> {
+    pub(crate) fn owner(&self, analysis: &str, session: &str) -> Option<Result<(), String>> {
         let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
         known.get(analysis).map(|owner| match owner == session {
             true => Ok(()),
@@ -199,7 +199,7 @@ impl AnalysisOwners {
         })
     }
 
-    fn learn(&self, analysis: String, session: String) {
+    pub(crate) fn learn(&self, analysis: String, session: String) {
         let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if known.len() >= Self::MOST {
             known.clear();

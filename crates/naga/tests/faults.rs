@@ -401,7 +401,8 @@ async fn a_damaged_page_in_the_middle_of_the_store_is_reported_at_start() {
     }
     let app = TestApp::spawn_with(app.dir.clone(), app.config.clone()).await;
     let mut health = Value::Null;
-    for _ in 0..500 {
+    // (The check runs beside start-up; a loaded machine can take seconds.)
+    for _ in 0..3000 {
         health = app.get("/health").await.1;
         if !health["store"]["damage"].is_null() {
             break;

@@ -5,9 +5,19 @@ use common::*;
 use reqwest::StatusCode;
 use std::{collections::HashMap, path::Path, process::Child, time::Duration};
 
+/// A node process, killed when dropped (also when the test fails).
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `naga serve --only agent` (the real binary) on `database`, with its own
 /// data folder (and so its own node identity) and a short lease.
-fn node(dir: &Path, database: &str) -> (Child, String) {
+fn node(dir: &Path, database: &str) -> (Node, String) {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("naga.toml");
     std::fs::write(
@@ -15,14 +25,15 @@ fn node(dir: &Path, database: &str) -> (Child, String) {
         "[scheduler]\nlease_ms = 1000\n[callbacks]\nretry_schedule_ms = [200, 400, 800, 1600]\n",
     )
     .unwrap();
-    spawn_naga(|cmd| {
+    let (child, url) = spawn_naga(|cmd| {
         cmd.arg("--data-dir")
             .arg(dir)
             .arg("--database-url")
             .arg(database)
             .arg("--config")
             .arg(&config);
-    })
+    });
+    (Node(child), url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,8 +43,8 @@ async fn two_nodes_on_one_database_lose_nothing_when_one_is_killed_9() {
     };
     let database = format!("{server}/naga_nodes_{}", uuid::Uuid::new_v4().simple());
     let dir = tempfile::tempdir().unwrap();
-    let (mut a, url_a) = node(&dir.path().join("a"), &database);
-    let (mut b, url_b) = node(&dir.path().join("b"), &database);
+    let (a, url_a) = node(&dir.path().join("a"), &database);
+    let (b, url_b) = node(&dir.path().join("b"), &database);
     // The receiver refuses the first deliveries: some callbacks are still
     // waiting for a retry in the outbox when a node dies.
     let receiver = Receiver::start_on(0, &[(503, None); 12]).await;
@@ -56,8 +67,7 @@ async fn two_nodes_on_one_database_lose_nothing_when_one_is_killed_9() {
     }
     // Mid-run: A holds running calls, queued batches and pending callbacks.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    a.kill().unwrap();
-    a.wait().unwrap();
+    drop(a); // kill -9
 
     // B takes over A's batches and callbacks once A's lease has expired.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -108,6 +118,5 @@ async fn two_nodes_on_one_database_lose_nothing_when_one_is_killed_9() {
             "{task}: one webhook-id across attempts and nodes"
         );
     }
-    b.kill().unwrap();
-    b.wait().unwrap();
+    drop(b);
 }

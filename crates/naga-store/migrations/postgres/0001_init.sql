@@ -39,7 +39,11 @@ CREATE TABLE tasks (
     lease_owner         TEXT,
     lease_expires_at    BIGINT,
     summary             TEXT,
-    prev_seq            BIGINT
+    prev_seq            BIGINT,
+    -- The number of the task's last step: a step takes the next one by
+    -- updating this row (which also locks it), in the statement that
+    -- writes the step.
+    last_step_no        BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX tasks_unfinished ON tasks(seq) WHERE status IN ('queued', 'running');
 CREATE INDEX tasks_unfinished_by_session ON tasks(session_id, seq) WHERE status IN ('queued', 'running');
@@ -67,8 +71,9 @@ CREATE TABLE steps (
 );
 CREATE UNIQUE INDEX steps_by_task ON steps(task_seq, step_no);
 
+-- (Steps are never deleted: the last step's number is their count.)
 CREATE VIEW task_rows AS
-SELECT t.*, (SELECT COUNT(*) FROM steps s WHERE s.task_seq = t.seq) AS steps_count
+SELECT t.*, t.last_step_no AS steps_count
 FROM tasks t;
 
 CREATE VIEW key_facts AS
