@@ -44,14 +44,16 @@ CREATE TABLE tasks (
     -- updating this row (which also locks it), in the statement that
     -- writes the step.
     last_step_no        BIGINT NOT NULL DEFAULT 0
-);
+-- Room on each page for a row's next version: a step's number and a
+-- lease's renewal change no indexed column and then stay on the page
+-- (a HOT update: no index is written).
+) WITH (fillfactor = 70);
+-- Few indexes: every index is written at each version of a row that
+-- changes an indexed column. Leases are found among the unfinished tasks.
 CREATE INDEX tasks_unfinished ON tasks(seq) WHERE status IN ('queued', 'running');
-CREATE INDEX tasks_unfinished_by_session ON tasks(session_id, seq) WHERE status IN ('queued', 'running');
 CREATE INDEX tasks_by_fingerprint ON tasks(session_id, fingerprint) WHERE fingerprint IS NOT NULL;
-CREATE INDEX tasks_by_lease_owner ON tasks(lease_owner) WHERE lease_owner IS NOT NULL;
 
 CREATE TABLE steps (
-    id         BIGSERIAL PRIMARY KEY,
     task_seq   BIGINT NOT NULL REFERENCES tasks(seq),
     step_no    BIGINT NOT NULL,
     task_id    TEXT NOT NULL,
@@ -67,9 +69,9 @@ CREATE TABLE steps (
     in_memory  BOOLEAN NOT NULL DEFAULT TRUE,
     -- Only on the step that ends call `call_idx`: its outcome, and when it began.
     result     TEXT,
-    started_at BIGINT
+    started_at BIGINT,
+    PRIMARY KEY (task_seq, step_no)
 );
-CREATE UNIQUE INDEX steps_by_task ON steps(task_seq, step_no);
 
 -- (Steps are never deleted: the last step's number is their count.)
 CREATE VIEW task_rows AS
