@@ -23,7 +23,7 @@ impl Service {
 pub struct Config {
     /// Where the database and the agents' workspace live.
     pub data_dir: PathBuf,
-    /// `sqlite:…` (default: `<data_dir>/naga.db`).
+    /// `sqlite:…` (default: `<data_dir>/naga.db`) or `postgres://…`.
     pub database_url: Option<String>,
     pub api_addr: String,
     pub agent_addr: String,
