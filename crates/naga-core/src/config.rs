@@ -146,6 +146,10 @@ pub struct SchedulerConfig {
     pub lease_ms: u64,
     pub call_timeout_ms: u64,
     pub task_timeout_ms: u64,
+    /// Agent batches one node holds (queued or running, each in memory)
+    /// before it refuses new ones with 429: ~0.5 KB each, so the default
+    /// keeps a node under 100 MiB whatever the backlog.
+    pub max_queued: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -156,6 +160,7 @@ impl Default for SchedulerConfig {
             lease_ms: 30_000,
             call_timeout_ms: 300_000,
             task_timeout_ms: 3_600_000,
+            max_queued: 50_000,
         }
     }
 }

@@ -60,6 +60,15 @@ impl Engine {
         &self,
         req: AgentScheduleRequest,
     ) -> Result<Scheduled, EngineError> {
+        if req.agent_calls.as_ref().is_some_and(|c| !c.is_empty()) {
+            let max = self.config().scheduler.max_queued;
+            if let Some(repeat) = self
+                .refuse_when_full(TaskKind::Agent, max, &req.session_id, &req.request_id)
+                .await?
+            {
+                return Ok(repeat);
+            }
+        }
         self.accept(Batch {
             kind: TaskKind::Agent,
             query: req.query,
@@ -72,6 +81,45 @@ impl Engine {
             fingerprint: None,
         })
         .await
+    }
+
+    /// When this node already holds `max` batches of `kind` (queued or
+    /// running: each is in memory), a new one is refused with 429 and
+    /// `Retry-After` (memory stays bounded whatever the backlog); a repeat
+    /// of a known request id still gets its first answer.
+    async fn refuse_when_full(
+        &self,
+        kind: TaskKind,
+        max: usize,
+        session_id: &Option<String>,
+        request_id: &Option<String>,
+    ) -> Result<Option<Scheduled>, EngineError> {
+        if self.scheduler().held(kind) < max {
+            return Ok(None);
+        }
+        if let Some(id) = request_id {
+            if let Some(repeat) = self.repeated(id).await? {
+                return Ok(Some(repeat));
+            }
+        }
+        tracing::warn!(
+            session_id = session_id.as_deref().unwrap_or(""),
+            request_id = request_id.as_deref().unwrap_or(""),
+            max_queued = max,
+            kind = kind.as_str(),
+            "queue full: batch refused"
+        );
+        let setting = match kind {
+            TaskKind::Agent => "[scheduler] max_queued",
+            TaskKind::Mcp => "[mcp] max_queued",
+        };
+        Err(EngineError::Busy {
+            detail: format!(
+                "{max} {} batches are already queued or running ({setting}); retry later",
+                kind.as_str()
+            ),
+            retry_after_secs: 1,
+        })
     }
 
     /// `POST /schedule` of the MCP server. Upstream behaviours kept: `query`
@@ -96,24 +144,14 @@ impl Engine {
                 }
             }
         }
-        let max = self.config().mcp.max_queued;
-        if !calls.is_empty() && self.scheduler().held(TaskKind::Mcp) >= max {
-            if let Some(repeat) = match &req.request_id {
-                Some(id) => self.repeated(id).await?,
-                None => None,
-            } {
+        if !calls.is_empty() {
+            let max = self.config().mcp.max_queued;
+            if let Some(repeat) = self
+                .refuse_when_full(TaskKind::Mcp, max, &req.session_id, &req.request_id)
+                .await?
+            {
                 return Ok(repeat);
             }
-            tracing::warn!(
-                session_id = req.session_id.as_deref().unwrap_or(""),
-                request_id = req.request_id.as_deref().unwrap_or(""),
-                max_queued = max,
-                "MCP queue full: batch refused"
-            );
-            return Err(EngineError::Busy {
-                detail: format!("{max} MCP batches are already queued or running ([mcp] max_queued); retry later"),
-                retry_after_secs: 1,
-            });
         }
         let fingerprint = crate::mcp::fingerprint(&parsed);
         self.accept(Batch {

@@ -457,3 +457,40 @@ async fn a_request_id_sent_again_with_another_batch_is_refused_and_changes_nothi
     assert_eq!(task["calls"].as_array().unwrap().len(), 1);
     assert_eq!(task["steps"][0]["output"], "a");
 }
+
+#[tokio::test]
+async fn a_node_holding_max_queued_batches_refuses_more_with_429_and_stores_nothing() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.scheduler.max_queued = 3;
+    let app = TestApp::spawn_with(dir, config).await;
+    for i in 1..=3 {
+        let id = format!("full-{i}");
+        let b = echo_batch("full", &id, &["slow"], 10_000, None);
+        assert_eq!(app.post_schedule(&b).await.0, StatusCode::OK);
+    }
+    let refused = echo_batch("full", "full-4", &["one more"], 0, None);
+    let resp = app
+        .client
+        .post(format!("{}/schedule", app.agent))
+        .json(&refused)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap_or_default().contains("max_queued")
+            || body.to_string().contains("max_queued"),
+        "{body}"
+    );
+    assert_eq!(app.get("/tasks/full-4").await.0, StatusCode::NOT_FOUND);
+    // A repeat of an accepted batch still gets its first answer.
+    let again = echo_batch("full", "full-2", &["slow"], 10_000, None);
+    let (status, answer) = app.post_schedule(&again).await;
+    assert_eq!((status, answer["task_id"].as_str()), (StatusCode::OK, Some("full-2")));
+    // Room again once one has ended.
+    assert_eq!(app.post("/tasks/full-3/cancel", &json!({})).await.0, StatusCode::OK);
+    assert_eq!(app.post_schedule(&refused).await.0, StatusCode::OK);
+}
