@@ -408,14 +408,6 @@ const RECORD_CALL: &str = "
             updated_at = EXCLUDED.updated_at)
     SELECT step_no FROM s";
 
-/// What memory counts a failed step under: its purpose, else its content.
-fn command(step: &NewStep) -> &str {
-    step.purpose
-        .as_deref()
-        .or(step.content.as_deref())
-        .unwrap_or_default()
-}
-
 pub(crate) async fn finish_call(pool: &PgPool, f: &CallFinish) -> Result<(), StoreError> {
     let step = &f.step;
     let recorded: Option<i64> = sqlx::query_scalar(RECORD_CALL)
@@ -432,7 +424,7 @@ pub(crate) async fn finish_call(pool: &PgPool, f: &CallFinish) -> Result<(), Sto
         .bind(step.created_at)
         .bind(&f.result)
         .bind(f.started_at)
-        .bind(command(step))
+        .bind(step.command())
         .fetch_optional(pool)
         .await?;
     match recorded {
@@ -470,25 +462,13 @@ pub(crate) async fn add_step(pool: &PgPool, step: &NewStep) -> Result<StepRow, S
     .bind(step.success)
     .bind(&step.error)
     .bind(step.created_at)
-    .bind(command(step))
+    .bind(step.command())
     .fetch_optional(pool)
     .await?;
     let Some((step_no, session_id)) = added else {
         return Err(StoreError::Conflict(format!("no task `{}`", step.task_id)));
     };
-    Ok(StepRow {
-        task_id: step.task_id.clone(),
-        session_id,
-        step_no,
-        call_idx: step.call_idx,
-        purpose: step.purpose.clone(),
-        content: step.content.clone(),
-        output: step.output.clone(),
-        analysis: step.analysis.clone(),
-        success: step.success,
-        error: step.error.clone(),
-        created_at: step.created_at,
-    })
+    Ok(step.row(session_id, step_no))
 }
 
 /// A task's end in one statement (one round trip): the task's row ends
@@ -553,7 +533,7 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
     .bind(step.map_or(f.finished_at, |s| s.created_at))
     .bind(call.map(|c| c.result.as_str()))
     .bind(call.map(|c| c.started_at))
-    .bind(step.map(command))
+    .bind(step.map(NewStep::command))
     .bind(&f.callback_id)
     .bind(f.callback.as_ref().map(|c| c.0.as_str()))
     .bind(f.callback.as_ref().map(|c| c.1.as_str()))

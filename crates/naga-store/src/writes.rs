@@ -232,9 +232,26 @@ fn step_target(c: &Db, task_id: &str) -> Result<Option<(i64, String, i64)>, Stor
 }
 
 impl NewStep {
+    /// The step as stored, once its session and number are known.
+    pub(crate) fn row(&self, session_id: String, step_no: i64) -> StepRow {
+        StepRow {
+            task_id: self.task_id.clone(),
+            session_id,
+            step_no,
+            call_idx: self.call_idx,
+            purpose: self.purpose.clone(),
+            content: self.content.clone(),
+            output: self.output.clone(),
+            analysis: self.analysis.clone(),
+            success: self.success,
+            error: self.error.clone(),
+            created_at: self.created_at,
+        }
+    }
+
     /// What the step did, as memory counts its failures: its purpose, else
     /// its content.
-    fn command(&self) -> &str {
+    pub(crate) fn command(&self) -> &str {
         self.purpose
             .as_deref()
             .or(self.content.as_deref())
@@ -268,19 +285,7 @@ fn insert_step(c: &Db, step: &NewStep) -> Result<StepRow, StoreError> {
         step.error,
         step.created_at,
     ])?;
-    Ok(StepRow {
-        task_id: step.task_id.clone(),
-        session_id,
-        step_no,
-        call_idx: step.call_idx,
-        purpose: step.purpose.clone(),
-        content: step.content.clone(),
-        output: step.output.clone(),
-        analysis: step.analysis.clone(),
-        success: step.success,
-        error: step.error.clone(),
-        created_at: step.created_at,
-    })
+    Ok(step.row(session_id, step_no))
 }
 
 /// Memory learns from a failed step: the command's failed-attempt count.

@@ -480,17 +480,19 @@ async fn a_node_holding_max_queued_batches_refuses_more_with_429_and_stores_noth
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(resp.headers()["retry-after"], "1");
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert!(
-        body["detail"].as_str().unwrap_or_default().contains("max_queued")
-            || body.to_string().contains("max_queued"),
-        "{body}"
-    );
+    assert!(body.to_string().contains("max_queued"), "{body}");
     assert_eq!(app.get("/tasks/full-4").await.0, StatusCode::NOT_FOUND);
     // A repeat of an accepted batch still gets its first answer.
     let again = echo_batch("full", "full-2", &["slow"], 10_000, None);
     let (status, answer) = app.post_schedule(&again).await;
-    assert_eq!((status, answer["task_id"].as_str()), (StatusCode::OK, Some("full-2")));
+    assert_eq!(
+        (status, answer["task_id"].as_str()),
+        (StatusCode::OK, Some("full-2"))
+    );
     // Room again once one has ended.
-    assert_eq!(app.post("/tasks/full-3/cancel", &json!({})).await.0, StatusCode::OK);
+    assert_eq!(
+        app.post("/tasks/full-3/cancel", &json!({})).await.0,
+        StatusCode::OK
+    );
     assert_eq!(app.post_schedule(&refused).await.0, StatusCode::OK);
 }
