@@ -215,6 +215,11 @@ impl Scheduler {
         *self.inner.mcp.lock().unwrap() = Some(executor);
     }
 
+    /// This node's identity (the owner of its leases).
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
     /// How many tasks of `kind` this node holds (queued or running).
     pub fn held(&self, kind: TaskKind) -> usize {
         self.inner.state.lock().unwrap().held[kind_index(kind)]

@@ -188,6 +188,52 @@ impl Store {
         })
     }
 
+    /// Sends `payload` to every node listening on the same PostgreSQL
+    /// database ([`Store::listen_events`]); nothing on SQLite (one node).
+    /// PostgreSQL carries at most 8,000 bytes.
+    pub async fn broadcast_event(&self, payload: &str) -> Result<(), StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            sqlx::query("SELECT pg_notify('naga_events', $1)")
+                .bind(payload)
+                .execute(&pg.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// What the nodes of this PostgreSQL database broadcast, this one's
+    /// included (`None` on SQLite). A lost connection is opened again; what
+    /// was sent meanwhile is lost (events are a live view, not a record).
+    pub async fn listen_events(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>, StoreError> {
+        let Backend::Postgres(pg) = &self.backend else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pg.pool).await?;
+        listener.listen("naga_events").await?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(n) => {
+                        if tx.send(n.payload().to_owned()).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session events from other nodes: listening again");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if tx.is_closed() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+
     /// `postgres` or `sqlite`.
     pub fn backend_name(&self) -> &'static str {
         match self.backend {

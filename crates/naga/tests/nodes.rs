@@ -120,3 +120,66 @@ async fn two_nodes_on_one_database_lose_nothing_when_one_is_killed_9() {
     }
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_events_reach_its_listeners_on_every_node() {
+    let Some(server) = postgres_server_if_any() else {
+        return;
+    };
+    let database = format!("{server}/naga_events_{}", uuid::Uuid::new_v4().simple());
+    let node = |database: &str| {
+        let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        let mut config = test_config(&dir);
+        config.database_url = Some(database.to_owned());
+        config.api_addr = "127.0.0.1:0".into();
+        config.only.push(naga_core::config::Service::Api);
+        TestApp::spawn_with(dir, config)
+    };
+    let a = node(&database).await;
+    let b = node(&database).await;
+    let listen = |app: &TestApp| {
+        let (client, url) = (
+            app.client.clone(),
+            format!("{}/sessions/shared/events", app.api),
+        );
+        async move { sse(client.get(url).send().await.unwrap()) }
+    };
+    let mut on_a = listen(&a).await;
+    let mut on_b = listen(&b).await;
+    // Let both listeners and both nodes' LISTEN settle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Published on A (upstream's UI notification of a follow-up)…
+    let long = "跨节点".repeat(3_000);
+    for text in ["你好，B", long.as_str()] {
+        let (status, _) = a
+            .api_post(
+                "/ui_notification",
+                &serde_json::json!({"session_id": "shared", "action": "show_tool_ai_response",
+                                    "ai_response": text}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // …it reaches the listeners of both nodes, once each, in order.
+    for events in [&mut on_a, &mut on_b] {
+        let first = next_event(events, "followup").await;
+        assert_eq!(first["ai_response"], "你好，B", "{first}");
+        let second = next_event(events, "followup").await;
+        let text = second["ai_response"].as_str().unwrap();
+        assert!(long.starts_with(text), "a prefix of the long follow-up");
+    }
+    // Published on B, reaches A; nothing came twice.
+    let (status, _) = b
+        .api_post(
+            "/ui_notification",
+            &serde_json::json!({"session_id": "shared", "action": "show_tool_ai_response",
+                                "ai_response": "你好，A"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for events in [&mut on_a, &mut on_b] {
+        let third = next_event(events, "followup").await;
+        assert_eq!(third["ai_response"], "你好，A", "{third}");
+    }
+}

@@ -50,6 +50,8 @@ struct Inner {
     /// Sessions with an analysis in flight (at most one each).
     analysing: Mutex<HashSet<String>>,
     signing_key: Option<Vec<u8>>,
+    /// Session events for the other nodes of a shared database, in order.
+    broadcast: mpsc::UnboundedSender<String>,
 }
 
 /// A chat turn's answer.
@@ -81,6 +83,7 @@ impl Assistant {
             .as_deref()
             .and_then(|s| callbacks::parse_secret(s).ok());
         tracing::info!(llm = llm.is_some(), "assistant ready");
+        let (broadcast, outgoing) = mpsc::unbounded_channel();
         let assistant = Self {
             inner: Arc::new(Inner {
                 engine,
@@ -91,11 +94,68 @@ impl Assistant {
                 http: reqwest::Client::new(),
                 analysing: Mutex::default(),
                 signing_key,
+                broadcast,
             }),
         };
         let resume = assistant.clone();
         tokio::spawn(async move { resume.answer_pending().await });
+        assistant.share_events(outgoing);
         assistant
+    }
+
+    /// On a database shared by several nodes (PostgreSQL), a session's
+    /// events reach its SSE listeners on every node: what this node
+    /// publishes is broadcast (one sender, so in order), and what the
+    /// others broadcast is published here.
+    fn share_events(&self, mut outgoing: mpsc::UnboundedReceiver<String>) {
+        let store = self.store().clone();
+        let node = self.inner.engine.scheduler().node_id().to_owned();
+        let this = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut incoming = match store.listen_events().await {
+                Ok(Some(rx)) => rx,
+                Ok(None) => return, // SQLite: one node
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen to other nodes' session events");
+                    return;
+                }
+            };
+            let sender = store.clone();
+            tokio::spawn(async move {
+                while let Some(payload) = outgoing.recv().await {
+                    if let Err(e) = sender.broadcast_event(&payload).await {
+                        tracing::warn!(error = %e, "a session event did not reach the other nodes");
+                    }
+                }
+            });
+            while let Some(payload) = incoming.recv().await {
+                let Some(inner) = this.upgrade() else { return };
+                let Ok(shared) = serde_json::from_str::<Value>(&payload) else {
+                    continue;
+                };
+                if shared["node"] == node.as_str() {
+                    continue;
+                }
+                if let (Some(session), Some(event)) =
+                    (shared["session_id"].as_str(), shared.get("event"))
+                {
+                    inner.events.publish(session, event.clone());
+                }
+            }
+        });
+    }
+
+    /// Publishes a session event to its listeners here and on the other
+    /// nodes; returns how many listen here.
+    fn publish(&self, session_id: &str, event: Value) -> usize {
+        if self.store().backend_name() == "postgres" {
+            let node = self.inner.engine.scheduler().node_id();
+            let _ = self
+                .inner
+                .broadcast
+                .send(shared_event(node, session_id, &event));
+        }
+        self.inner.events.publish(session_id, event)
     }
 
     pub fn events(&self) -> &EventHub {
@@ -241,7 +301,7 @@ impl Assistant {
         if event.get("type").is_none() {
             event["type"] = json!("tool_notification");
         }
-        self.inner.events.publish(session_id, event)
+        self.publish(session_id, event)
     }
 
     /// A callback from the agent or MCP server: verified (when a secret is
@@ -399,7 +459,7 @@ impl Assistant {
                 if let Some(n) = notification {
                     self.inner.engine.callbacks().enqueue(n);
                 }
-                let n = self.inner.events.publish(
+                let n = self.publish(
                     &row.session_id,
                     json!({"type": "followup", "session_id": row.session_id, "task_id": row.task_id,
                            "message_id": message_id, "role": "assistant", "content": content,
@@ -453,4 +513,30 @@ fn short(v: &Value) -> String {
         other => other.to_string(),
     };
     naga_core::ids::clip(&s, 200)
+}
+
+/// The most PostgreSQL's NOTIFY carries, with room to spare.
+const MOST_SHARED_BYTES: usize = 7_900;
+
+/// A session event as broadcast to the other nodes: `{"node", "session_id",
+/// "event"}`. An event too large for NOTIFY goes with its long texts cut to
+/// their first 1,000 characters and `"truncated": true` (the whole
+/// follow-up is in the session's history).
+fn shared_event(node: &str, session_id: &str, event: &Value) -> String {
+    let whole = json!({"node": node, "session_id": session_id, "event": event}).to_string();
+    if whole.len() <= MOST_SHARED_BYTES {
+        return whole;
+    }
+    let mut cut = event.clone();
+    if let Some(fields) = cut.as_object_mut() {
+        for value in fields.values_mut() {
+            if let Value::String(text) = value {
+                if text.len() > 1_000 {
+                    *text = text.chars().take(1_000).collect();
+                }
+            }
+        }
+        fields.insert("truncated".into(), Value::Bool(true));
+    }
+    json!({"node": node, "session_id": session_id, "event": cut}).to_string()
 }
