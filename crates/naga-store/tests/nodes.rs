@@ -307,3 +307,23 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
         assert_eq!(back.len(), 3, "{name}");
     }
 }
+
+/// A PostgreSQL server elsewhere is reached over TLS (`sslmode=require`
+/// in the URL; the CI server has a self-signed certificate).
+#[tokio::test]
+async fn postgres_is_reached_over_tls_when_the_url_asks() {
+    let Some(backend) = backends().await.into_iter().find(|b| b.name == "postgres") else {
+        return; // no PostgreSQL here (CI always has one: see `backends`)
+    };
+    let url = format!("{}?sslmode=require", backend.url);
+    let store = Store::open(&url, &naga_core::config::StoreConfig::default())
+        .await
+        .expect("opens over TLS");
+    assert!(store.session("none").await.unwrap().is_none());
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let tls: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(tls, "the connection is encrypted");
+}
