@@ -92,7 +92,11 @@ macro_rules! sqlite_or {
                 writer,
                 analysis_owners,
             } => (writer, analysis_owners),
-            $crate::Backend::Postgres($pg) => return $pg_command.await,
+            $crate::Backend::Postgres($pg) => {
+                let result = $pg_command.await;
+                $pg.observe(&result);
+                return result;
+            }
         }
     };
 }
@@ -184,6 +188,7 @@ impl Store {
             backend: Backend::Postgres(postgres::Pg {
                 pool,
                 analysis_owners: Default::default(),
+                health: Default::default(),
             }),
         })
     }
@@ -283,7 +288,7 @@ impl Store {
     pub fn write_fault(&self) -> Option<StoreFault> {
         match &self.backend {
             Backend::Sqlite { writer, .. } => writer.health().fault(),
-            Backend::Postgres(_) => None,
+            Backend::Postgres(pg) => pg.health.fault(),
         }
     }
 

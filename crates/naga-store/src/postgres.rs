@@ -32,6 +32,21 @@ type Tx = Transaction<'static, Postgres>;
 pub(crate) struct Pg {
     pub pool: PgPool,
     pub analysis_owners: AnalysisOwners,
+    /// Whether writes fail for a reason of the database's (as the SQLite
+    /// writer keeps it): `/health` says degraded, `/ready` 503.
+    pub health: std::sync::Arc<crate::writer::Health>,
+}
+
+impl Pg {
+    /// Notes how a command ended: a storage fault starts (or continues) a
+    /// failing period, a success ends it.
+    pub fn observe<T>(&self, result: &Result<T, StoreError>) {
+        match result {
+            Ok(_) => self.health.record(None),
+            Err(e) if e.is_transient() => self.health.record(Some(e.to_string())),
+            Err(_) => {}
+        }
+    }
 }
 
 impl std::ops::Deref for Pg {
@@ -862,4 +877,31 @@ pub(crate) async fn answer_callback(
     };
     tx.commit().await?;
     Ok(Some((id, notification)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_storage_fault_makes_the_store_degraded_until_a_command_succeeds() {
+        let pg = Pg {
+            pool: PgPool::connect_lazy("postgres://nobody@127.0.0.1:9/none").unwrap(),
+            analysis_owners: AnalysisOwners::default(),
+            health: Default::default(),
+        };
+        assert!(pg.health.fault().is_none());
+        pg.observe::<()>(&Err(StoreError::Conflict("a request's own fault".into())));
+        assert!(pg.health.fault().is_none(), "not the storage's fault");
+        pg.observe::<()>(&Err(StoreError::Db(sqlx::Error::PoolTimedOut)));
+        let fault = pg.health.fault().expect("degraded");
+        pg.observe::<()>(&Err(StoreError::Db(sqlx::Error::PoolTimedOut)));
+        assert_eq!(
+            pg.health.fault().unwrap().since_ms,
+            fault.since_ms,
+            "since the first"
+        );
+        pg.observe(&Ok(()));
+        assert!(pg.health.fault().is_none(), "writes again");
+    }
 }

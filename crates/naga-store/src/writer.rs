@@ -103,7 +103,7 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    fn record(&self, fault: Option<String>) {
+    pub(crate) fn record(&self, fault: Option<String>) {
         match fault {
             None if self.failing.load(Ordering::Relaxed) => {
                 self.failing.store(false, Ordering::Relaxed);
