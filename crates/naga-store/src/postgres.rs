@@ -563,20 +563,7 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
         };
     }
     let callback = match (&f.callback, seq, body) {
-        (Some((url, _)), Some(seq), Some(body)) => Some(CallbackRow {
-            outbox: Outbox::Callbacks,
-            seq,
-            id: f.callback_id.clone(),
-            task_id: f.task_id.clone(),
-            url: url.clone(),
-            body,
-            status: "pending".into(),
-            attempts: 0,
-            next_attempt_at: f.finished_at,
-            last_error: None,
-            created_at: f.finished_at,
-            delivered_at: None,
-        }),
+        (Some((url, _)), Some(seq), Some(body)) => Some(f.pending_callback(url, seq, body)),
         _ => None,
     };
     Ok(Finished::Ended { callback })

@@ -557,21 +557,29 @@ fn finish_task(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
         ],
     )?;
     Ok(Finished::Ended {
-        callback: Some(CallbackRow {
+        callback: Some(f.pending_callback(url, seq, body)),
+    })
+}
+
+impl TaskFinish {
+    /// The outbox row of this end's callback as stored: `seq`, and `body`
+    /// (the envelope with that sequence), pending since the end.
+    pub(crate) fn pending_callback(&self, url: &str, seq: i64, body: String) -> CallbackRow {
+        CallbackRow {
             outbox: Outbox::Callbacks,
             seq,
-            id: f.callback_id.clone(),
-            task_id: f.task_id.clone(),
-            url: url.clone(),
+            id: self.callback_id.clone(),
+            task_id: self.task_id.clone(),
+            url: url.to_owned(),
             body,
             status: "pending".into(),
             attempts: 0,
-            next_attempt_at: f.finished_at,
+            next_attempt_at: self.finished_at,
             last_error: None,
-            created_at: f.finished_at,
+            created_at: self.finished_at,
             delivered_at: None,
-        }),
-    })
+        }
+    }
 }
 
 fn add_compressed(
