@@ -59,6 +59,7 @@ async fn health(State(s): State<ApiState>) -> axum::Json<Value> {
     let mut body = crate::health::body(&s.engine, "api_server");
     body["llm_configured"] = json!(s.assistant.llm_configured());
     body["event_sessions"] = json!(s.assistant.events().sessions_listened());
+    body["events_from_other_nodes"] = json!(s.assistant.hears_other_nodes());
     // Upstream's: whether chat can answer.
     body["agent_ready"] = json!(s.assistant.llm_configured());
     axum::Json(body)

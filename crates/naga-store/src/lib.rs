@@ -239,12 +239,9 @@ impl Store {
         Ok(Some(rx))
     }
 
-    /// `postgres` or `sqlite`.
-    pub fn backend_name(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite { .. } => "sqlite",
-            Backend::Postgres(_) => "postgres",
-        }
+    /// Whether other nodes may share this database (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// Reads every page once (`PRAGMA quick_check`) beside the running
@@ -294,14 +291,10 @@ impl Store {
 
     /// Waits until every write handed over so far is committed, then closes.
     pub async fn close(&self) {
-        match (&self.backend, &self.read) {
-            (Backend::Sqlite { writer, .. }, ReadPool::Sqlite(read)) => {
-                writer.close().await;
-                read.close().await;
-            }
-            (_, ReadPool::Postgres(pool)) => pool.close().await,
-            (Backend::Postgres(pool), _) => pool.close().await,
+        if let Backend::Sqlite { writer, .. } = &self.backend {
+            writer.close().await;
         }
+        read!(self, |pool| pool.close().await)
     }
 }
 

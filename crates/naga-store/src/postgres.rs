@@ -8,8 +8,8 @@
 //! - a session's row is locked while a task joins its chain, so chains and
 //!   counts stay whole;
 //! - callback sequence numbers come from the table's sequence, not `MAX+1`;
-//! - two nodes accepting the same request id at once: the unique key lets
-//!   one in, the other finds its task when it tries again.
+//! - two nodes accepting the same request id at once: `ON CONFLICT` lets
+//!   one in, the other waits for its commit and answers with its task.
 
 use crate::{
     conversations::{DispatchRow, InboxRow, NewMessage, NewNotification},
@@ -71,10 +71,6 @@ fn first_answer(r: &PgRow) -> Result<FirstAnswer, sqlx::Error> {
     })
 }
 
-fn is_unique_violation(e: &StoreError) -> bool {
-    matches!(e, StoreError::Db(sqlx::Error::Database(d)) if d.is_unique_violation())
-}
-
 async fn touch_session(tx: &mut Tx, session_id: &str, now: Millis) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO sessions (id, created_at, last_activity_at) VALUES ($1, $2, $2)
@@ -88,14 +84,11 @@ async fn touch_session(tx: &mut Tx, session_id: &str, now: Millis) -> Result<(),
     Ok(())
 }
 
+/// Two nodes accepting the same request id (or creating the same session
+/// or analysis session) at once need no retry: every insert below is
+/// `ON CONFLICT`, which waits for the other's commit and then sees its row.
 pub(crate) async fn insert_task(pg: &Pg, task: &NewTask) -> Result<Inserted, StoreError> {
-    // A unique key refused the row: another node created the same analysis
-    // session (or accepted the same request id) at the same moment; the
-    // second try sees what it committed.
-    let (inserted, learned) = match try_insert_task(pg, task).await {
-        Err(e) if is_unique_violation(&e) => try_insert_task(pg, task).await?,
-        other => other?,
-    };
+    let (inserted, learned) = try_insert_task(pg, task).await?;
     if let Some((analysis, session)) = learned {
         pg.analysis_owners.learn(analysis, session);
     }
@@ -340,7 +333,7 @@ pub(crate) async fn claim_expired(
     now: Millis,
     own: Option<&str>,
 ) -> Result<Vec<TaskRow>, StoreError> {
-    let mut rows: Vec<TaskRow> = sqlx::query_as(
+    Ok(sqlx::query_as(
         "WITH claimed AS (
              UPDATE tasks SET lease_owner = $1, lease_expires_at = $2
              WHERE seq IN (SELECT seq FROM tasks
@@ -356,9 +349,7 @@ pub(crate) async fn claim_expired(
     .bind(now)
     .bind(own)
     .fetch_all(pool)
-    .await?;
-    rows.sort_by_key(|r| r.seq);
-    Ok(rows)
+    .await?)
 }
 
 pub(crate) async fn release_lease(

@@ -144,10 +144,20 @@ async fn a_sessions_events_reach_its_listeners_on_every_node() {
         );
         async move { sse(client.get(url).send().await.unwrap()) }
     };
+    // (A listener is subscribed once its response has begun.)
     let mut on_a = listen(&a).await;
     let mut on_b = listen(&b).await;
-    // Let both listeners and both nodes' LISTEN settle.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both nodes hear the other's events (their LISTEN is up).
+    for app in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while app.api_get("/health").await.1["events_from_other_nodes"] != true {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "LISTEN never started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 
     // Published on A (upstream's UI notification of a follow-up)…
     let long = "跨节点".repeat(3_000);

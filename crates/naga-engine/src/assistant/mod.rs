@@ -52,6 +52,8 @@ struct Inner {
     signing_key: Option<Vec<u8>>,
     /// Session events for the other nodes of a shared database, in order.
     broadcast: mpsc::UnboundedSender<String>,
+    /// The other nodes' session events are heard (set once listening).
+    hearing_others: std::sync::atomic::AtomicBool,
 }
 
 /// A chat turn's answer.
@@ -95,6 +97,7 @@ impl Assistant {
                 analysing: Mutex::default(),
                 signing_key,
                 broadcast,
+                hearing_others: Default::default(),
             }),
         };
         let resume = assistant.clone();
@@ -120,6 +123,11 @@ impl Assistant {
                     return;
                 }
             };
+            if let Some(inner) = this.upgrade() {
+                inner
+                    .hearing_others
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let sender = store.clone();
             tokio::spawn(async move {
                 while let Some(payload) = outgoing.recv().await {
@@ -148,7 +156,7 @@ impl Assistant {
     /// Publishes a session event to its listeners here and on the other
     /// nodes; returns how many listen here.
     fn publish(&self, session_id: &str, event: Value) -> usize {
-        if self.store().backend_name() == "postgres" {
+        if self.store().is_shared() {
             let node = self.inner.engine.scheduler().node_id();
             let _ = self
                 .inner
@@ -160,6 +168,14 @@ impl Assistant {
 
     pub fn events(&self) -> &EventHub {
         &self.inner.events
+    }
+
+    /// Whether this node hears the session events of the other nodes of a
+    /// shared database (always false on SQLite: there are none).
+    pub fn hears_other_nodes(&self) -> bool {
+        self.inner
+            .hearing_others
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn llm_configured(&self) -> bool {
