@@ -258,11 +258,7 @@ impl Engine {
                     request_id = ids.2,
                     "session busy and policy is reject: batch refused"
                 );
-                return Err(EngineError::Conflict(format!(
-                    "session `{}` already has a batch in progress and the policy is `reject`: wait for it, \
-                     cancel it, or send `multitask_strategy` enqueue, parallel or interrupt",
-                    session
-                )));
+                return Err(session_busy(session.as_str()));
             }
         };
         // Each call's JSON as sent: the scheduler keeps them while the batch
@@ -322,7 +318,7 @@ impl Engine {
         mut task: NewTask,
         mut spec: TaskSpec,
         response: String,
-        reservation: Option<Reservation>,
+        mut reservation: Option<Reservation>,
     ) -> Result<Scheduled, EngineError> {
         let scheduler = self.scheduler();
         let ids = (
@@ -336,7 +332,14 @@ impl Engine {
         task.started = reservation.as_ref().is_some_and(Reservation::has_worker);
         let inserted = self.store().insert_task(task).await?;
         match inserted {
-            Inserted::New { seq } => spec.seq = seq,
+            Inserted::New { seq, started } => {
+                spec.seq = seq;
+                if !started {
+                    // The session was busy on another node: the batch waits
+                    // for its turn like any other.
+                    reservation = None;
+                }
+            }
             Inserted::Existing(first) => {
                 tracing::info!(
                     session_id = ids.0,
@@ -359,6 +362,15 @@ impl Engine {
                     first.id, first.kind, first.session_id, first.calls_count
                 )));
             }
+            Inserted::Busy => {
+                tracing::info!(
+                    session_id = ids.0,
+                    analysis_session_id = ids.1,
+                    request_id = ids.2,
+                    "session busy (on some node) and policy is reject: batch refused"
+                );
+                return Err(session_busy(ids.0));
+            }
             Inserted::Duplicate(first) => {
                 tracing::info!(session_id = ids.0, analysis_session_id = ids.1, request_id = ids.2,
                     duplicate_of = %first.id, "identical batch still active: its task answers, nothing stored");
@@ -379,7 +391,7 @@ impl Engine {
             "batch committed"
         );
         if spec.policy == SessionPolicy::Interrupt {
-            let cancelled = scheduler.interrupt_session(&spec.session_id);
+            let cancelled = scheduler.interrupt_session(&spec.session_id, spec.seq);
             tracing::info!(
                 session_id = ids.0,
                 request_id = ids.2,
@@ -501,6 +513,14 @@ fn check_timeouts(list: &str, calls: &[RawCall]) -> Result<(), EngineError> {
 }
 
 /// The instruction after `执行Agent任务:` (or its full-width colon).
+/// The refusal of a `reject` batch whose session is busy.
+fn session_busy(session: &str) -> EngineError {
+    EngineError::Conflict(format!(
+        "session `{session}` already has a batch in progress and the policy is `reject`: wait \
+         for it, cancel it, or send `multitask_strategy` enqueue, parallel or interrupt"
+    ))
+}
+
 fn legacy_instruction(content: &str) -> Option<String> {
     let marker = "执行Agent任务";
     let at = content.find(marker)? + marker.len();

@@ -6,6 +6,14 @@
 //!
 //! In-memory state is only the queues and the cancel handles of tasks that
 //! are waiting or running; it is dropped as soon as a task ends.
+//!
+//! On a database several nodes share (PostgreSQL) a session's order is the
+//! database's: a node starts each batch it holds, and a batch that is not
+//! `parallel` first waits until every batch its session accepted before it
+//! has ended, wherever that runs ([`Store::earlier_unfinished`]); woken by
+//! the ending node's `naga_work` broadcast, or a poll when one is lost.
+//! `reject` is decided as the batch is stored; `interrupt` and `cancel`
+//! reach the batch on whichever node holds it.
 
 use crate::{
     agents::{CallContext, CallOutcome},
@@ -22,7 +30,9 @@ use naga_core::{
     wire::{CallPayload, CallbackEnvelope, TaskKind},
     CallStatus, TaskStatus,
 };
-use naga_store::{CallFinish, Finished, Lease, NewStep, Store, StoreError, TaskFinish, TaskRow};
+use naga_store::{
+    CallFinish, Channel, Finished, Lease, NewStep, Store, StoreError, TaskFinish, TaskRow,
+};
 use serde_json::Value;
 use std::{
     collections::{HashMap, VecDeque},
@@ -132,6 +142,11 @@ struct Inner {
     /// Writes an LLM summary of each finished task, when configured.
     summarizer: Option<crate::llm::LlmClient>,
     node_id: String,
+    /// Other nodes share the database: a session's order is kept there.
+    shared: bool,
+    /// Sessions whose batch just ended (here or, by `naga_work`, on another
+    /// node): their next batch may start.
+    turns: tokio::sync::broadcast::Sender<Arc<str>>,
     permits: Arc<Semaphore>,
     state: Mutex<State>,
     /// No new task or call starts once this fires (graceful shutdown).
@@ -144,8 +159,8 @@ struct Inner {
 #[derive(Default)]
 struct State {
     sessions: HashMap<String, Slot>,
-    /// Tasks that hold a slot (running or about to): session and cancel handle.
-    running: HashMap<String, (String, CancellationToken)>,
+    /// Tasks that hold a slot (running or about to).
+    running: HashMap<String, Held>,
     /// Tasks waiting in a session's queue: their session (found without
     /// walking every queue: a backlog must not make each submit slower).
     queued: HashMap<String, String>,
@@ -153,6 +168,35 @@ struct State {
     /// Tasks held (queued or running) per kind: agent, mcp.
     held: [usize; 2],
 }
+
+/// A task that holds a slot: its session, its `seq` and its cancel handle.
+#[derive(Clone)]
+struct Held {
+    session: String,
+    seq: i64,
+    token: CancellationToken,
+}
+
+/// What the nodes of a shared database tell each other about scheduling
+/// (on [`Channel::Work`]).
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct WorkNews {
+    /// A batch of this session ended (sent by the database on commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ended: Option<String>,
+    /// Cancel this session's batches accepted before `before`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    interrupt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    before: Option<i64>,
+    /// Cancel this task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cancel: Option<String>,
+}
+
+/// How often a batch waiting for its session's earlier batch on another
+/// node checks again when no word of its end arrives (at most).
+const TURN_POLL_MAX: Duration = Duration::from_secs(1);
 
 fn kind_index(kind: TaskKind) -> usize {
     match kind {
@@ -194,6 +238,8 @@ impl Scheduler {
         Self {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(config.workers.max(1))),
+                shared: store.is_shared(),
+                turns: tokio::sync::broadcast::channel(1024).0,
                 store,
                 callbacks,
                 clock,
@@ -244,7 +290,8 @@ impl Scheduler {
             sessions, queued, ..
         } = &mut *state;
         let slot = sessions.entry(spec.session_id.clone()).or_default();
-        if spec.policy == SessionPolicy::Parallel || slot.active == 0 {
+        // (Shared database: the batch waits for its turn there, see `start`.)
+        if spec.policy == SessionPolicy::Parallel || slot.active == 0 || self.inner.shared {
             tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
                 analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
                 policy = spec.policy.as_str(), "batch starts");
@@ -273,6 +320,25 @@ impl Scheduler {
         session_id: &str,
         policy: SessionPolicy,
     ) -> Result<Option<Reservation>, SessionBusy> {
+        if self.inner.shared {
+            // The session's state is the database's (`reject` included): it
+            // commits the batch as running only if the session is idle.
+            if policy == SessionPolicy::Interrupt || self.inner.draining.is_cancelled() {
+                return Ok(None);
+            }
+            return Ok(self
+                .inner
+                .permits
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .map(|permit| Reservation {
+                    inner: self.inner.clone(),
+                    session_id: session_id.to_owned(),
+                    permit: Some(permit),
+                    slot: false,
+                }));
+        }
         let (parallel, reject) = match policy {
             SessionPolicy::Enqueue => (false, false),
             SessionPolicy::Parallel => (true, false),
@@ -319,8 +385,21 @@ impl Scheduler {
         self.inner.clone().start_locked(&mut state, spec, permit);
     }
 
-    /// Cancels every batch of a session (the `interrupt` policy).
-    pub fn interrupt_session(&self, session_id: &str) -> Vec<String> {
+    /// Cancels every batch of a session accepted before `before` (a `seq`;
+    /// the `interrupt` policy), here and, on a shared database, on the
+    /// other nodes.
+    pub fn interrupt_session(&self, session_id: &str, before: i64) -> Vec<String> {
+        if self.inner.shared {
+            self.inner.tell_nodes(WorkNews {
+                interrupt: Some(session_id.to_owned()),
+                before: Some(before),
+                ..Default::default()
+            });
+        }
+        self.interrupt_here(session_id, before)
+    }
+
+    fn interrupt_here(&self, session_id: &str, before: i64) -> Vec<String> {
         let queued: Vec<TaskSpec> = {
             let mut state = self.inner.state.lock().unwrap();
             let State {
@@ -330,18 +409,19 @@ impl Scheduler {
                 queued: queued_ids,
                 ..
             } = &mut *state;
-            let Some(slot) = sessions.get_mut(session_id) else {
-                return Vec::new();
-            };
-            let queued: Vec<TaskSpec> = slot.queue.drain(..).collect();
+            // (A batch started at once on a shared database has no slot.)
+            let queued: Vec<TaskSpec> = sessions
+                .get_mut(session_id)
+                .map(|slot| slot.queue.drain(..).collect())
+                .unwrap_or_default();
             for q in &queued {
                 held[kind_index(q.kind)] -= 1;
                 queued_ids.remove(&q.id);
             }
-            for (id, (session, token)) in running.iter() {
-                if session == session_id {
+            for (id, held) in running.iter() {
+                if held.session == session_id && held.seq < before {
                     tracing::info!(task_id = %id, session_id, "interrupt: cancelling running batch");
-                    token.cancel();
+                    held.token.cancel();
                 }
             }
             queued
@@ -368,7 +448,7 @@ impl Scheduler {
         }
         let found = {
             let mut state = self.inner.state.lock().unwrap();
-            if let Some((_, token)) = state.running.get(task_id).cloned() {
+            if let Some(Held { token, .. }) = state.running.get(task_id).cloned() {
                 let (tx, rx) = oneshot::channel();
                 state
                     .waiters
@@ -411,6 +491,12 @@ impl Scheduler {
                 let task = self.inner.store.task(task_id).await?;
                 match task {
                     None => Err(EngineError::NotFound(format!("no task `{task_id}`"))),
+                    Some(t)
+                        if self.inner.shared
+                            && t.status.parse().is_ok_and(|s: TaskStatus| !s.is_terminal()) =>
+                    {
+                        self.cancel_elsewhere(task_id).await
+                    }
                     Some(t) => Err(EngineError::Conflict(format!(
                         "task `{task_id}` is {} and can no longer be cancelled",
                         t.status
@@ -418,6 +504,32 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// Cancels a task another node holds: asks every node, then waits for
+    /// the task's end in the store.
+    async fn cancel_elsewhere(&self, task_id: &str) -> Result<TaskStatus, EngineError> {
+        tracing::info!(
+            task_id,
+            "task held by another node: asking the nodes to cancel it"
+        );
+        self.inner.tell_nodes(WorkNews {
+            cancel: Some(task_id.to_owned()),
+            ..Default::default()
+        });
+        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let task = self.inner.store.task(task_id).await?;
+            let status = task.and_then(|t| t.status.parse::<TaskStatus>().ok());
+            if let Some(status) = status.filter(|s| s.is_terminal()) {
+                return Ok(status);
+            }
+        }
+        Err(EngineError::Unavailable(format!(
+            "task `{task_id}` is held by another node that has not cancelled it yet (it may be \
+             stopping or unable to write): ask again; once its lease expires another node takes it"
+        )))
     }
 
     /// A receiver for the final status of a task held here.
@@ -536,6 +648,29 @@ impl Scheduler {
     /// The background duties of a node: renew the leases it holds
     /// (heartbeat, every lease/3) and take over expired ones (every lease/2).
     pub fn spawn_maintenance(&self) {
+        if self.inner.shared {
+            let inner = Arc::downgrade(&self.inner);
+            let store = self.inner.store.clone();
+            tokio::spawn(async move {
+                let mut news = match store.listen(Channel::Work).await {
+                    Ok(Some(news)) => news,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e,
+                            "cannot listen to the other nodes' scheduling news: batches waiting \
+                             for another node's poll for their turn");
+                        return;
+                    }
+                };
+                while let Some(payload) = news.recv().await {
+                    let Some(inner) = inner.upgrade() else { return };
+                    match serde_json::from_str::<WorkNews>(&payload) {
+                        Ok(news) => inner.hear(news),
+                        Err(e) => tracing::warn!(error = %e, "unreadable scheduling news"),
+                    }
+                }
+            });
+        }
         let lease = Duration::from_millis(self.inner.config.lease_ms.max(30));
         let heartbeat = self.clone();
         self.inner.tracker.spawn(async move {
@@ -636,9 +771,14 @@ impl Inner {
         reserved: Option<OwnedSemaphorePermit>,
     ) {
         let token = CancellationToken::new();
-        state
-            .running
-            .insert(spec.id.clone(), (spec.session_id.clone(), token.clone()));
+        state.running.insert(
+            spec.id.clone(),
+            Held {
+                session: spec.session_id.clone(),
+                seq: spec.seq,
+                token: token.clone(),
+            },
+        );
         let tracker = self.tracker.clone();
         // Boxed for the reason given where a batch is committed (intake.rs).
         tracker.spawn(Box::pin(async move {
@@ -660,6 +800,9 @@ impl Inner {
             }
         }
         self.clone().free_slot_locked(&mut state, &spec.session_id);
+        if self.shared {
+            let _ = self.turns.send(spec.session_id.as_str().into());
+        }
     }
 
     /// Frees one active slot of a session and starts its next queued batch.
@@ -733,6 +876,99 @@ impl Inner {
         result
     }
 
+    /// On a shared database, waits until every batch its session accepted
+    /// before this one has ended, on whichever node (unless `parallel`).
+    /// `Err`: it does not run here, with the status it ended with.
+    async fn wait_turn(
+        &self,
+        spec: &TaskSpec,
+        token: &CancellationToken,
+    ) -> Result<(), Option<TaskStatus>> {
+        if !self.shared || spec.policy == SessionPolicy::Parallel {
+            return Ok(());
+        }
+        let ids = (spec.id.as_str(), spec.session_id.as_str());
+        let mut turns = self.turns.subscribe();
+        let mut poll = Duration::from_millis(50);
+        let mut waited = false;
+        loop {
+            match self
+                .store
+                .earlier_unfinished(&spec.session_id, spec.seq)
+                .await
+            {
+                Ok(false) => {
+                    if waited {
+                        tracing::info!(
+                            task_id = ids.0,
+                            session_id = ids.1,
+                            "the session's earlier batches ended: batch starts"
+                        );
+                    }
+                    return Ok(());
+                }
+                Ok(true) if !waited => {
+                    waited = true;
+                    tracing::info!(task_id = ids.0, session_id = ids.1,
+                        "session busy: batch waits for the session's earlier batches (FIFO per session, across nodes)");
+                }
+                Ok(true) => {}
+                Err(e) => tracing::warn!(task_id = ids.0, session_id = ids.1, error = %e,
+                    "cannot read the session's earlier batches; asking again"),
+            }
+            let timer = self.clock.sleep(poll);
+            tokio::pin!(timer);
+            loop {
+                tokio::select! {
+                    turn = turns.recv() => match turn {
+                        Ok(s) if *s != *spec.session_id => continue,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => (&mut timer).await,
+                    },
+                    _ = &mut timer => break,
+                    _ = self.draining.cancelled() => return Err(None),
+                    _ = token.cancelled() => {
+                        return Err(self.cancel_unstarted(spec, "cancelled before it started").await)
+                    }
+                }
+                break;
+            }
+            poll = (poll * 2).min(TURN_POLL_MAX);
+        }
+    }
+
+    /// Tells the other nodes of a shared database (in the background: the
+    /// news is a wake-up; what it asks is also found by polling or is lost
+    /// with a node's connection).
+    fn tell_nodes(&self, news: WorkNews) {
+        let store = self.store.clone();
+        let payload = serde_json::to_string(&news).unwrap_or_default();
+        tokio::spawn(async move {
+            if let Err(e) = store.broadcast(Channel::Work, &payload).await {
+                tracing::warn!(error = %e, "scheduling news did not reach the other nodes");
+            }
+        });
+    }
+
+    /// Acts on another node's scheduling news.
+    fn hear(self: &Arc<Self>, news: WorkNews) {
+        if let Some(session) = news.ended {
+            let _ = self.turns.send(session.into());
+        }
+        if let (Some(session), Some(before)) = (news.interrupt, news.before) {
+            Scheduler {
+                inner: self.clone(),
+            }
+            .interrupt_here(&session, before);
+        }
+        if let Some(task_id) = news.cancel {
+            if let Some(held) = self.state.lock().unwrap().running.get(&task_id) {
+                tracing::info!(task_id, session_id = %held.session, "cancel asked by another node");
+                held.token.cancel();
+            }
+        }
+    }
+
     /// Takes a worker and marks the task running. `Err`: it does not run
     /// here, with the status it ended with, if known.
     async fn start(
@@ -741,6 +977,7 @@ impl Inner {
         token: &CancellationToken,
     ) -> Result<OwnedSemaphorePermit, Option<TaskStatus>> {
         let ids = (spec.id.as_str(), spec.session_id.as_str());
+        self.wait_turn(spec, token).await?;
         let permit = tokio::select! {
             p = self.permits.clone().acquire_owned() => p.map_err(|_| None)?,
             _ = self.draining.cancelled() => return Err(None),

@@ -44,7 +44,7 @@ async fn one_batch(store: Store, i: usize) {
         owner: "node".into(),
         until: now + 30_000,
     };
-    let Inserted::New { seq } = store
+    let Inserted::New { seq, .. } = store
         .insert_task(NewTask {
             id: id.clone(),
             kind: "agent",

@@ -39,6 +39,28 @@ use sqlx::sqlite::{
 use sqlx::ConnectOptions;
 use std::{str::FromStr, time::Duration};
 
+/// What the nodes sharing a PostgreSQL database tell each other
+/// ([`Store::broadcast`], [`Store::listen`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Session events for SSE listeners connected to another node.
+    Events,
+    /// Scheduling: a session's batch ended (its next may start), a batch
+    /// to interrupt or cancel wherever it runs.
+    Work,
+}
+
+impl Channel {
+    /// The PostgreSQL channel's name (the task ends in `finish_task` name
+    /// `naga_work` in their SQL too).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Events => "naga_events",
+            Self::Work => "naga_work",
+        }
+    }
+}
+
 /// A cheap, cloneable handle to the store.
 #[derive(Clone)]
 pub struct Store {
@@ -193,12 +215,13 @@ impl Store {
         })
     }
 
-    /// Sends `payload` to every node listening on the same PostgreSQL
-    /// database ([`Store::listen_events`]); nothing on SQLite (one node).
-    /// PostgreSQL carries at most 8,000 bytes.
-    pub async fn broadcast_event(&self, payload: &str) -> Result<(), StoreError> {
+    /// Sends `payload` to every node listening to `channel` on the same
+    /// PostgreSQL database ([`Store::listen`]); nothing on SQLite (one
+    /// node). PostgreSQL carries at most 8,000 bytes.
+    pub async fn broadcast(&self, channel: Channel, payload: &str) -> Result<(), StoreError> {
         if let Backend::Postgres(pg) = &self.backend {
-            sqlx::query("SELECT pg_notify('naga_events', $1)")
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel.name())
                 .bind(payload)
                 .execute(&pg.pool)
                 .await?;
@@ -206,17 +229,19 @@ impl Store {
         Ok(())
     }
 
-    /// What the nodes of this PostgreSQL database broadcast, this one's
-    /// included (`None` on SQLite). A lost connection is opened again; what
-    /// was sent meanwhile is lost (events are a live view, not a record).
-    pub async fn listen_events(
+    /// What the nodes of this PostgreSQL database broadcast on `channel`,
+    /// this one's included (`None` on SQLite). A lost connection is opened
+    /// again; what was sent meanwhile is lost: a channel is a live view or
+    /// a wake-up, never the record of anything.
+    pub async fn listen(
         &self,
+        channel: Channel,
     ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<String>>, StoreError> {
         let Backend::Postgres(pg) = &self.backend else {
             return Ok(None);
         };
         let mut listener = sqlx::postgres::PgListener::connect_with(&pg.pool).await?;
-        listener.listen("naga_events").await?;
+        listener.listen(channel.name()).await?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {
@@ -227,7 +252,8 @@ impl Store {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "session events from other nodes: listening again");
+                        tracing::warn!(error = %e, channel = channel.name(),
+                            "broadcasts of other nodes: listening again");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         if tx.is_closed() {
                             return;

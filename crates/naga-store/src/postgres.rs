@@ -114,6 +114,28 @@ async fn try_insert_task(
     .bind(task.accepted_at)
     .fetch_one(&mut *tx)
     .await?;
+    // Whether the session has unfinished batches, where that decides: a
+    // `reject` batch is refused, a batch asked to start at once waits. (The
+    // session's row is locked: none of its batches is accepted meanwhile.)
+    let reject = task.policy == "reject";
+    let busy = if reject || (task.started && task.policy != "parallel") {
+        let (busy, known): (bool, bool) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE session_id = $1
+                            AND status IN ('queued', 'running')),
+                    EXISTS (SELECT 1 FROM tasks WHERE id = $2)",
+        )
+        .bind(&task.session_id)
+        .bind(&task.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if reject && busy && !known {
+            return Ok((Inserted::Busy, None));
+        }
+        busy
+    } else {
+        false
+    };
+    let started = task.started && !busy;
     if let Some(fp) = &task.fingerprint {
         let active = sqlx::query(&format!(
             "{FIRST_ANSWER} WHERE session_id = $1 AND fingerprint = $2
@@ -155,12 +177,12 @@ async fn try_insert_task(
     .bind(&task.callback_url)
     .bind(task.policy)
     .bind(&task.fingerprint)
-    .bind(if task.started { "running" } else { "queued" })
+    .bind(if started { "running" } else { "queued" })
     .bind(task.calls_count as i64)
     .bind(&task.calls)
     .bind(&task.response)
     .bind(task.accepted_at)
-    .bind(task.started.then_some(task.accepted_at))
+    .bind(started.then_some(task.accepted_at))
     .bind(&task.lease.owner)
     .bind(task.lease.until)
     .bind(prev_seq)
@@ -179,7 +201,7 @@ async fn try_insert_task(
         });
     };
     tx.commit().await?;
-    Ok((Inserted::New { seq }, learned))
+    Ok((Inserted::New { seq, started }, learned))
 }
 
 /// Whether a task with this request id is stored with the same batch.
@@ -480,7 +502,9 @@ pub(crate) async fn add_step(pool: &PgPool, step: &NewStep) -> Result<StepRow, S
 /// A task's end in one statement (one round trip): the task's row ends
 /// (only while `owner` holds it unfinished) and takes its last call's step
 /// number, the step and a failed-attempt count are written, and the
-/// callback goes to the outbox with the next sequence number in its body.
+/// callback goes to the outbox with the next sequence number in its body;
+/// when the session has later batches, the nodes are told (`naga_work`,
+/// on commit) that the next may start.
 pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finished, StoreError> {
     if let Some((_, head)) = &f.callback {
         if !head.starts_with('{') || !head.ends_with("\"sequence\":") {
@@ -492,7 +516,7 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
     }
     let call = f.last_call.as_ref();
     let step = call.map(|c| &c.step);
-    let (ended, seq, body): (i64, Option<i64>, Option<String>) = sqlx::query_as(
+    let (ended, seq, body, _woke): (i64, Option<i64>, Option<String>, i64) = sqlx::query_as(
         "WITH ended AS (
              UPDATE tasks SET status = $2, error = $3, finished_at = $4, summary = $6,
                  lease_owner = NULL, lease_expires_at = NULL,
@@ -518,8 +542,14 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
              SELECT n.seq, $20, $1, $21, $22 || n.seq || '}', 'pending', 0, $4, $4, $5, $23
              FROM ended CROSS JOIN LATERAL (SELECT nextval('callbacks_seq_seq') AS seq) n
              WHERE $21 IS NOT NULL
-             RETURNING seq, body)
-         SELECT (SELECT COUNT(*) FROM ended), (SELECT seq FROM cb), (SELECT body FROM cb)",
+             RETURNING seq, body),
+         woke AS (
+             SELECT pg_notify('naga_work', json_build_object('ended', ended.session_id)::text)
+             FROM ended WHERE EXISTS (
+                 SELECT 1 FROM tasks t WHERE t.session_id = ended.session_id AND t.seq > $7
+                 AND t.status IN ('queued', 'running')))
+         SELECT (SELECT COUNT(*) FROM ended), (SELECT seq FROM cb), (SELECT body FROM cb),
+                (SELECT COUNT(*) FROM woke)",
     )
     .bind(&f.task_id)
     .bind(f.status.as_str())

@@ -114,6 +114,23 @@ impl Store {
         })
     }
 
+    /// Whether the session has a task accepted before `seq` that has not
+    /// ended: a batch that is not `parallel` waits for them. (On
+    /// PostgreSQL a session's tasks are committed in `seq` order: its row
+    /// is locked while one is accepted.)
+    pub async fn earlier_unfinished(&self, session_id: &str, seq: i64) -> Result<bool, StoreError> {
+        read!(self, |pool| {
+            Ok(sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM tasks WHERE session_id = $1 AND seq < $2
+                                AND status IN ('queued', 'running'))",
+            )
+            .bind(session_id)
+            .bind(seq)
+            .fetch_one(pool)
+            .await?)
+        })
+    }
+
     /// Tasks, newest first. A session's are read along its chain, which is
     /// newest first already (`CROSS JOIN` keeps the chain the outer loop):
     /// the walk stops once the page is full.

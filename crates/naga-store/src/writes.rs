@@ -43,8 +43,10 @@ pub struct Lease {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inserted {
     /// Stored, with its `seq`: the store's own key for the task, by which
-    /// its calls and end are recorded.
-    New { seq: i64 },
+    /// its calls and end are recorded; `started`: stored as running (asked
+    /// by `NewTask::started`; on a shared database only when the session
+    /// had no batch unfinished, unless the batch is `parallel`).
+    New { seq: i64, started: bool },
     /// The request id was known: what its first answer was made of.
     Existing(FirstAnswer),
     /// An identical batch (same session and fingerprint) is still active:
@@ -53,6 +55,10 @@ pub enum Inserted {
     /// The request id was known for another batch (another kind, session
     /// or calls): nothing was stored, and the first is not its answer.
     Reused(FirstAnswer),
+    /// The batch's policy is `reject` and its session has batches that have
+    /// not ended: nothing was stored. (Decided by the database where nodes
+    /// share it; one node alone decides before it writes.)
+    Busy,
 }
 
 /// What a task's first answer was made of: the answer as stored, or (when
@@ -439,7 +445,13 @@ fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<TaskIns
          WHERE rowid = ?1",
     )?
     .execute(params![session_row, seq, task.accepted_at])?;
-    Ok((Inserted::New { seq }, learned))
+    Ok((
+        Inserted::New {
+            seq,
+            started: task.started,
+        },
+        learned,
+    ))
 }
 
 /// Records the end of one call: the step that carries its outcome (its key

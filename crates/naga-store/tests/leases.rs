@@ -51,10 +51,10 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
     for backend in backends().await {
         let s = backend.store.clone();
         eprintln!("on {}", backend.name);
-        assert_eq!(
+        assert!(matches!(
             s.insert_task(task("t1", "A", 1_000)).await.unwrap(),
-            Inserted::New { seq: 1 }
-        );
+            Inserted::New { seq: 1, .. }
+        ));
         assert!(s.start_task("t1", "A", 10).await.unwrap());
 
         // Not expired yet: nobody else may take it.

@@ -124,7 +124,7 @@ async fn expired_tasks_claimed_by_two_nodes_at_once_go_to_one_each() {
 async fn steps_and_callbacks_from_two_nodes_get_numbers_of_their_own() {
     for backend in backends().await {
         let (a, b) = (backend.store.clone(), backend.another_node().await);
-        let Inserted::New { seq } = a
+        let Inserted::New { seq, .. } = a
             .insert_task(task("busy", "s", "A", i64::MAX))
             .await
             .unwrap()
@@ -164,7 +164,7 @@ async fn steps_and_callbacks_from_two_nodes_get_numbers_of_their_own() {
         for i in 0..20 {
             let (node, store) = if i % 2 == 0 { ("A", &a) } else { ("B", &b) };
             let id = format!("end-{i}");
-            let Inserted::New { seq } = store
+            let Inserted::New { seq, .. } = store
                 .insert_task(task(&id, &format!("e{i}"), node, i64::MAX))
                 .await
                 .unwrap()
@@ -230,7 +230,8 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
         let name = backend.name;
         for i in 0..3 {
             let id = format!("cb-{i}");
-            let Inserted::New { seq } = a.insert_task(task(&id, "s", "A", i64::MAX)).await.unwrap()
+            let Inserted::New { seq, .. } =
+                a.insert_task(task(&id, "s", "A", i64::MAX)).await.unwrap()
             else {
                 panic!("new task")
             };

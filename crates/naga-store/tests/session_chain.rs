@@ -97,7 +97,7 @@ async fn a_sessions_tasks_are_listed_newest_first_page_by_page_and_counted() {
             let id = format!("t{i}");
             let t = task(&id, session, 1_000 + i);
             let kind = t.kind;
-            let Inserted::New { seq } = s.insert_task(t).await.unwrap() else {
+            let Inserted::New { seq, .. } = s.insert_task(t).await.unwrap() else {
                 panic!("new task")
             };
             let status = match i % 3 {
@@ -191,7 +191,8 @@ async fn session_memory_reaches_the_sessions_tasks_only_and_clears_only_them() {
         for i in 0..12i64 {
             let session = if i % 3 == 0 { "a" } else { "b" };
             let id = format!("m{i}");
-            let Inserted::New { seq } = s.insert_task(task(&id, session, i)).await.unwrap() else {
+            let Inserted::New { seq, .. } = s.insert_task(task(&id, session, i)).await.unwrap()
+            else {
                 panic!("new task")
             };
             finish(&s, &id, seq, TaskStatus::Succeeded).await;

@@ -193,3 +193,106 @@ async fn a_sessions_events_reach_its_listeners_on_every_node() {
         assert_eq!(third["ai_response"], "你好，A", "{third}");
     }
 }
+
+/// Two nodes (agent servers, in this process) on one new PostgreSQL
+/// database, each with its own identity.
+async fn two_agent_nodes(name: &str) -> Option<(TestApp, TestApp)> {
+    let server = postgres_server_if_any()?;
+    let database = format!("{server}/naga_{name}_{}", uuid::Uuid::new_v4().simple());
+    let node = || {
+        let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        let mut config = test_config(&dir);
+        config.database_url = Some(database.clone());
+        TestApp::spawn_with(dir, config)
+    };
+    let a = node().await;
+    let b = node().await;
+    Some((a, b))
+}
+
+/// One echo call that takes `delay_ms`, for `session`.
+fn slow_batch(session: &str, id: &str, delay_ms: u64, policy: Option<&str>) -> serde_json::Value {
+    let mut batch = echo_batch(session, id, &[id], delay_ms, None);
+    if let Some(policy) = policy {
+        batch["multitask_strategy"] = policy.into();
+    }
+    batch
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_batches_run_one_at_a_time_in_order_across_nodes() {
+    let Some((a, b)) = two_agent_nodes("fifo").await else {
+        return;
+    };
+    let ids: Vec<String> = (0..6).map(|i| format!("fifo-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (status, answer) = node.post_schedule(&slow_batch("fifo", id, 150, None)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let mut ended = Vec::new();
+    for id in &ids {
+        let task = a.wait_for_task_end(id).await;
+        assert_eq!(task["status"], "succeeded", "{task}");
+        ended.push(task);
+    }
+    // Each batch started once the one accepted before it had ended,
+    // whichever node ran either.
+    for pair in ended.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        assert!(
+            after["started_at"].as_str().unwrap() >= before["finished_at"].as_str().unwrap(),
+            "{} started before {} ended:\n{before}\n{after}",
+            after["task_id"],
+            before["task_id"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_interrupt_and_cancel_reach_a_batch_on_another_node() {
+    let Some((a, b)) = two_agent_nodes("policies").await else {
+        return;
+    };
+    // `reject`: the session is busy on A, so B refuses.
+    let (status, _) = a
+        .post_schedule(&slow_batch("pol", "pol-1", 800, None))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = b
+        .post_schedule(&slow_batch("pol", "pol-2", 10, Some("reject")))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(b.get("/tasks/pol-2").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(a.wait_for_task_end("pol-1").await["status"], "succeeded");
+    let (status, answer) = b
+        .post_schedule(&slow_batch("pol", "pol-3", 10, Some("reject")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "an idle session accepts: {answer}");
+    b.wait_for_task_end("pol-3").await;
+
+    // `interrupt` sent to B cancels the batch running on A.
+    let (status, _) = a
+        .post_schedule(&slow_batch("pol", "pol-4", 30_000, None))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    a.wait_for_status("pol-4", "running").await;
+    let (status, _) = b
+        .post_schedule(&slow_batch("pol", "pol-5", 10, Some("interrupt")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let interrupted = a.wait_for_task_end("pol-4").await;
+    assert_eq!(interrupted["status"], "cancelled", "{interrupted}");
+    let next = b.wait_for_task_end("pol-5").await;
+    assert_eq!(next["status"], "succeeded", "{next}");
+
+    // `cancel` sent to B ends the batch running on A.
+    let (status, _) = a
+        .post_schedule(&slow_batch("pol", "pol-6", 30_000, None))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    a.wait_for_status("pol-6", "running").await;
+    let (status, answer) = b.post("/tasks/pol-6/cancel", &serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(a.wait_for_task_end("pol-6").await["status"], "cancelled");
+}

@@ -115,7 +115,7 @@ impl Assistant {
         let node = self.inner.engine.scheduler().node_id().to_owned();
         let this = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
-            let mut incoming = match store.listen_events().await {
+            let mut incoming = match store.listen(naga_store::Channel::Events).await {
                 Ok(Some(rx)) => rx,
                 Ok(None) => return, // SQLite: one node
                 Err(e) => {
@@ -131,7 +131,10 @@ impl Assistant {
             let sender = store.clone();
             tokio::spawn(async move {
                 while let Some(payload) = outgoing.recv().await {
-                    if let Err(e) = sender.broadcast_event(&payload).await {
+                    if let Err(e) = sender
+                        .broadcast(naga_store::Channel::Events, &payload)
+                        .await
+                    {
                         tracing::warn!(error = %e, "a session event did not reach the other nodes");
                     }
                 }
