@@ -36,6 +36,7 @@ pub struct Config {
     pub agents: AgentsConfig,
     pub mcp: McpConfig,
     pub llm: LlmConfig,
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -53,6 +54,7 @@ impl Default for Config {
             agents: AgentsConfig::default(),
             mcp: McpConfig::default(),
             llm: LlmConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -82,6 +84,22 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("workspace"))
     }
+}
+
+/// Who may use naga's services (SECURITY.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// When set (or `NAGA_AUTH_TOKEN`), every route but `/health` needs
+    /// `Authorization: Bearer <token>`. Required to listen beyond loopback.
+    pub token: Option<String>,
+    /// Host names the services answer to besides `localhost` and IP
+    /// addresses (a DNS-rebinding page reaches naga under a name of its
+    /// own: any other `Host` is refused). `*` turns the check off.
+    pub allowed_hosts: Vec<String>,
+    /// Origins whose pages may call naga from a browser (CORS); none by
+    /// default. `*` allows every origin.
+    pub cors_origins: Vec<String>,
 }
 
 /// How hard SQLite syncs. `normal` (WAL) survives a crash of the process
@@ -172,8 +190,14 @@ pub struct CallbackConfig {
     /// Hosts a `callback_url` may name. `loopback` stands for `localhost`,
     /// `127.0.0.0/8` and `::1`; `*` allows every host.
     pub allowed_hosts: Vec<String>,
-    /// `whsec_<base64 key>`: signs callbacks per Standard Webhooks.
+    /// `whsec_<base64 key>`: signs callbacks per Standard Webhooks, and
+    /// callbacks received must carry its signature. Required to listen
+    /// beyond loopback.
     pub secret: Option<String>,
+    /// Keys being rotated out: callbacks sent carry a signature for each
+    /// too (receivers still on an old key verify them), and callbacks
+    /// received signed with one are accepted.
+    pub previous_secrets: Vec<String>,
     /// Attempts before a callback is dead-lettered (the first included).
     /// Past the schedule's end its last wait repeats.
     pub max_attempts: u32,
@@ -199,6 +223,7 @@ impl Default for CallbackConfig {
         Self {
             allowed_hosts: vec!["loopback".into()],
             secret: None,
+            previous_secrets: Vec::new(),
             max_attempts: 8,
             retry_schedule_ms: vec![
                 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,

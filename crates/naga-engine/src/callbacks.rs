@@ -36,6 +36,13 @@ pub fn check_url(raw: &str, allowed: &[String]) -> Result<url::Url, String> {
     let allowed_here = allowed
         .iter()
         .any(|a| a == "*" || (a == "loopback" && is_loopback) || a.eq_ignore_ascii_case(bare));
+    let address = bare.parse::<IpAddr>().ok();
+    if let Some(ip) = address.filter(|ip| !address_allowed(*ip, allowed)) {
+        return Err(format!(
+            "callback address {ip} is refused: private, loopback and link-local addresses need \
+             to be listed in [callbacks] allowed_hosts"
+        ));
+    }
     if allowed_here {
         Ok(url)
     } else {
@@ -44,6 +51,116 @@ pub fn check_url(raw: &str, allowed: &[String]) -> Result<url::Url, String> {
             allowed.join(", ")
         ))
     }
+}
+
+/// Whether a callback may be delivered to `ip` (the address a URL names,
+/// or one its host name resolves to at delivery): public addresses yes;
+/// loopback only with `loopback` allowed; private, link-local (the cloud
+/// metadata service), shared, unspecified, multicast and documentation
+/// ranges only when the address itself is listed.
+pub fn address_allowed(ip: IpAddr, allowed: &[String]) -> bool {
+    // An IPv4 address written as IPv6 (`::ffff:a.b.c.d`) is that address.
+    let unmapped = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let ip = unmapped(ip);
+    if allowed.iter().any(|a| {
+        a.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|listed| unmapped(listed) == ip)
+    }) {
+        return true;
+    }
+    if ip.is_loopback() {
+        return allowed.iter().any(|a| a == "loopback");
+    }
+    let special = match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // shared (CGNAT)
+                || (a == 192 && b == 0) // IETF protocol assignments
+                || (a == 198 && (18..20).contains(&b)) // benchmarking
+                || a >= 240
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local (fd00:ec2::254 too)
+                || (first & 0xffc0) == 0xfe80 // link-local
+                || (first & 0xffc0) == 0xfec0 // site-local
+                || first == 0x2001 && v6.segments()[1] == 0x0db8 // documentation
+                || first == 0x0064 // NAT64
+        }
+    };
+    !special
+}
+
+/// A host name that resolves to no address a callback may go to.
+#[derive(Debug)]
+struct RefusedAddress(String);
+
+impl std::fmt::Display for RefusedAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RefusedAddress {}
+
+/// The callback client's DNS: every address a host name resolves to is
+/// checked ([`address_allowed`]) as the connection is made, so a name that
+/// was allowed cannot be rebound to an internal address.
+struct CheckedResolver {
+    allowed: Arc<[String]>,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allowed = self.allowed.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let usable: Vec<_> = found
+                .iter()
+                .copied()
+                .filter(|a| address_allowed(a.ip(), &allowed))
+                .collect();
+            if usable.is_empty() {
+                let addrs: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
+                return Err(Box::new(RefusedAddress(format!(
+                    "callback host `{host}` resolves to {} only: private, loopback and \
+                     link-local addresses are refused unless listed in [callbacks] allowed_hosts",
+                    addrs.join(", ")
+                )))
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(usable.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The refusal of the address-level check in `e`'s causes, if that is why
+/// it failed.
+fn refused_address(e: &reqwest::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(r) = c.downcast_ref::<RefusedAddress>() {
+            return Some(r.0.clone());
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// A Standard Webhooks signing key from `whsec_<base64>`.
@@ -73,7 +190,8 @@ struct Inner {
     store: Store,
     client: reqwest::Client,
     config: CallbackConfig,
-    key: Option<Vec<u8>>,
+    /// The signing key, then the keys being rotated out (a signature each).
+    keys: Vec<Vec<u8>>,
     clock: Arc<dyn Clock>,
     permits: Semaphore,
     stop: CancellationToken,
@@ -104,8 +222,16 @@ impl Callbacks {
         clock: Arc<dyn Clock>,
         stop: CancellationToken,
     ) -> Result<Self, String> {
-        let key = config.secret.as_deref().map(parse_secret).transpose()?;
+        let keys = config
+            .secret
+            .iter()
+            .chain(&config.previous_secrets)
+            .map(|s| parse_secret(s))
+            .collect::<Result<Vec<_>, _>>()?;
         let client = reqwest::Client::builder()
+            .dns_resolver(CheckedResolver {
+                allowed: config.allowed_hosts.clone().into(),
+            })
             .timeout(Duration::from_millis(config.timeout_ms))
             .pool_max_idle_per_host(config.concurrency)
             .user_agent(concat!("naga/", env!("CARGO_PKG_VERSION")))
@@ -128,7 +254,7 @@ impl Callbacks {
                 store,
                 client,
                 config,
-                key,
+                keys,
                 clock,
                 stop,
                 delivered,
@@ -293,13 +419,29 @@ impl Inner {
     }
 
     /// The receiver's URL: parsed when it was admitted, else (a callback
-    /// recovered from an earlier run) parsed now. Only `admit` adds to the
-    /// known URLs: a URL known is one the allowlist let in.
+    /// recovered from an earlier run, or replayed) checked against today's
+    /// allowlist now. Only `admit` adds to the known URLs: a URL known is
+    /// one the allowlist let in. An address in the URL itself is checked
+    /// here; a host name's addresses as the connection is made.
     fn url(&self, raw: &str) -> Result<url::Url, String> {
-        if let Some(url) = self.urls.lock().unwrap().get(raw) {
-            return Ok(url.clone());
+        let allowed = &self.config.allowed_hosts;
+        let known = self.urls.lock().unwrap().get(raw).cloned();
+        let url = match known {
+            Some(url) => url,
+            None => check_url(raw, allowed)?,
+        };
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+            _ => None,
+        };
+        match ip {
+            Some(ip) if !address_allowed(ip, allowed) => Err(format!(
+                "callback address {ip} is refused: private, loopback and link-local addresses \
+                 need to be listed in [callbacks] allowed_hosts"
+            )),
+            _ => Ok(url),
         }
-        url::Url::parse(raw).map_err(|e| format!("callback_url `{raw}`: {e}"))
     }
 
     async fn attempt(&self, row: &CallbackRow) -> Attempt {
@@ -314,13 +456,18 @@ impl Inner {
             .header("content-type", "application/json")
             .header("webhook-id", &row.id)
             .header("webhook-timestamp", timestamp.to_string());
-        if let Some(key) = &self.key {
-            req = req.header(
-                "webhook-signature",
-                sign(key, &row.id, timestamp, &row.body),
-            );
+        if !self.keys.is_empty() {
+            let signatures: Vec<String> = self
+                .keys
+                .iter()
+                .map(|key| sign(key, &row.id, timestamp, &row.body))
+                .collect();
+            req = req.header("webhook-signature", signatures.join(" "));
         }
         match req.body(row.body.clone()).send().await {
+            Err(e) if refused_address(&e).is_some() => {
+                Attempt::Fatal(refused_address(&e).unwrap_or_default())
+            }
             Err(e) => Attempt::Retry {
                 error: describe_send_error(&e),
                 retry_after: None,
@@ -445,6 +592,35 @@ mod tests {
         assert!(check_url("http://localhost/x", &listed).is_err());
     }
 
+    #[test]
+    fn internal_addresses_need_to_be_listed_by_address() {
+        let ok = |ip: &str, allowed: &[&str]| {
+            let allowed: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+            address_allowed(ip.parse().unwrap(), &allowed)
+        };
+        for internal in [
+            "169.254.169.254",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "224.0.0.1",
+        ] {
+            assert!(!ok(internal, &["*"]), "{internal}");
+            assert!(ok(internal, &[internal]), "{internal} listed");
+        }
+        assert!(!ok("127.0.0.1", &["*"]));
+        assert!(ok("127.0.0.1", &["loopback"]));
+        assert!(ok("::1", &["loopback"]));
+        assert!(ok("93.184.215.14", &["*"]), "a public address");
+        assert!(ok("2606:4700::1111", &["hooks.example"]));
+    }
+
     #[tokio::test]
     async fn only_the_allowlist_admits_a_url_also_once_known() {
         let dir = tempfile::tempdir().unwrap();
@@ -460,10 +636,10 @@ mod tests {
         let ok = "http://127.0.0.1:9/cb";
         assert!(callbacks.admit(ok).is_ok());
         assert!(callbacks.admit(ok).is_ok(), "known: admitted again");
-        // A callback recovered from an earlier run is parsed for delivery,
-        // which must not make its host admissible for new batches.
+        // A callback recovered from an earlier run (or replayed) is checked
+        // again at delivery, and that does not make its host admissible.
         let elsewhere = "http://example.com/cb";
-        assert!(callbacks.inner.url(elsewhere).is_ok());
+        assert!(callbacks.inner.url(elsewhere).is_err());
         let refused = callbacks.admit(elsewhere).unwrap_err();
         assert!(refused.contains("not allowed"), "{refused}");
     }

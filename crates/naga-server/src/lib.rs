@@ -6,6 +6,7 @@ pub mod api;
 mod callbacks;
 mod error;
 mod extract;
+mod guard;
 mod health;
 pub mod mcp;
 mod ui;
@@ -129,7 +130,17 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         agent: url(&agent_listener, &config.agent_addr),
         mcp: url(&mcp_listener, &config.mcp_addr),
     };
-    let engine = Engine::start(config, clock)
+    for (listener, service) in [
+        (&agent_listener, "agent"),
+        (&mcp_listener, "mcp"),
+        (&api_listener, "api"),
+    ] {
+        if let Some(addr) = listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            guard::Guard::check_bind(&config, addr, service)?;
+        }
+    }
+    let guarded = |router: Router| guard::apply(router, &config);
+    let engine = Engine::start(config.clone(), clock)
         .await
         .context("cannot start the engine")?;
     let stop = CancellationToken::new();
@@ -137,7 +148,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let mut serve = |listener: Option<TcpListener>, router: Router, name: &str| {
         let listener = listener?;
         let addr = listener.local_addr().ok()?;
-        let app = with_common_layers(router);
+        let app = guarded(router);
         let stop = stop.clone();
         servers.push(tokio::spawn(async move {
             axum::serve(listener, app)

@@ -12,6 +12,18 @@ pub struct Common {
     /// Print the raw JSON answer.
     #[arg(long)]
     json: bool,
+    /// The server's `[auth] token`, when it has one.
+    #[arg(long, env = "NAGA_AUTH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Common {
+    /// A client that sends the token (if any).
+    fn client(&self) -> reqwest::Client {
+        let mut config = naga_core::config::Config::default();
+        config.auth.token = self.token.clone().filter(|t| !t.is_empty());
+        naga_engine::own_services_client(&config)
+    }
 }
 
 #[derive(Args)]
@@ -81,7 +93,7 @@ pub async fn schedule(a: ScheduleArgs) -> anyhow::Result<()> {
         "callback_url": a.callback_url,
     });
     let url = format!("{}/schedule", a.common.server);
-    let answer = send(reqwest::Client::new().post(url).json(&body)).await?;
+    let answer = send(a.common.client().post(url).json(&body)).await?;
     if a.common.json {
         println!("{answer}");
     } else {
@@ -103,7 +115,7 @@ pub async fn tasks(a: TasksArgs) -> anyhow::Result<()> {
         query.push(("status", s.as_str()));
     }
     let url = format!("{}/tasks", a.common.server);
-    let answer = send(reqwest::Client::new().get(url).query(&query)).await?;
+    let answer = send(a.common.client().get(url).query(&query)).await?;
     if a.common.json {
         println!("{answer}");
         return Ok(());
@@ -123,7 +135,7 @@ pub async fn tasks(a: TasksArgs) -> anyhow::Result<()> {
 
 pub async fn sessions(a: SessionsArgs) -> anyhow::Result<()> {
     let url = format!("{}/sessions", a.common.server);
-    let answer = send(reqwest::Client::new().get(url)).await?;
+    let answer = send(a.common.client().get(url)).await?;
     if a.common.json {
         println!("{answer}");
         return Ok(());
@@ -181,7 +193,8 @@ pub async fn demo(a: DemoArgs) -> anyhow::Result<()> {
     });
     eprintln!("POST {}/schedule", a.common.server);
     let answer = send(
-        reqwest::Client::new()
+        a.common
+            .client()
             .post(format!("{}/schedule", a.common.server))
             .json(&body),
     )

@@ -41,6 +41,9 @@ pub struct ServeArgs {
     /// The LLM's model name.
     #[arg(long, env = "NAGA_LLM_MODEL")]
     pub llm_model: Option<String>,
+    /// The bearer token every route but /health then needs (never logged).
+    #[arg(long, env = "NAGA_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
     /// Log as JSON lines.
     #[arg(long, env = "NAGA_LOG_JSON")]
     pub log_json: bool,
@@ -103,6 +106,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.llm_model {
             config.llm.model = Some(v);
+        }
+        if let Some(v) = self.auth_token.filter(|t| !t.is_empty()) {
+            config.auth.token = Some(v);
         }
         Ok(config)
     }

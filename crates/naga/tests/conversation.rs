@@ -552,3 +552,40 @@ async fn every_follow_up_reaches_the_ui_notify_url_through_the_outbox() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn with_a_token_naga_s_own_services_still_talk_to_each_other() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let llm = ScriptedLlm::start().await;
+    llm.set_analysis(
+        "｛\"agentType\": \"agent\", \"tool_name\": \"echo\", \"instruction\": \"with token\"｝",
+    );
+    let app = app(Some(&llm), |c| {
+        c.auth.token = Some("t0ken-of-this-test".into());
+        c.callbacks.secret = Some(SECRET.into());
+    })
+    .await;
+    let (status, refused) = app.api_get("/sessions").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+    assert_eq!(refused["code"], "unauthorized");
+    let authed = |req: reqwest::RequestBuilder| req.bearer_auth("t0ken-of-this-test");
+    let events = authed(app.client.get(format!("{}/sessions/tok/events", app.api)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let mut events = sse(events);
+    // The chat's tool call goes from the API server to the agent server
+    // (with the token) and comes back as a signed callback (without it).
+    let chat = authed(app.client.post(format!("{}/chat", app.api)))
+        .json(&json!({"message": "use the token", "session_id": "tok"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 200);
+    let followup = next_event(&mut events, "followup").await;
+    assert!(
+        followup["content"].as_str().unwrap().contains("with token"),
+        "{followup}"
+    );
+}

@@ -360,13 +360,20 @@ async fn the_callback_receivers_answer_json_for_bodies_they_cannot_take() {
     let app = TestApp::spawn_with(dir, config).await;
     for route in ["/agent_result_callback", "/tool_result_callback"] {
         let url = format!("{}{route}", app.api);
+        // (Sent as JSON, as every sender does: other bodies are refused
+        // before a handler sees them, see security.rs.)
         let not_utf8 = app
             .client
             .post(&url)
+            .header("content-type", "application/json")
             .body(b"{\"task_id\": \"\xff\"}".to_vec());
         let (s, r) = read(not_utf8.send().await.unwrap()).await;
         assert_error(s, &r, StatusCode::BAD_REQUEST, "invalid_utf8");
-        let huge = app.client.post(&url).body(vec![b' '; 2 * 1024 * 1024]);
+        let huge = app
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(vec![b' '; 2 * 1024 * 1024]);
         let (s, r) = read(huge.send().await.unwrap()).await;
         assert_error(s, &r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     }

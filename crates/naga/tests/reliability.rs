@@ -496,3 +496,35 @@ async fn a_node_holding_max_queued_batches_refuses_more_with_429_and_stores_noth
     );
     assert_eq!(app.post_schedule(&refused).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn while_a_secret_rotates_callbacks_carry_a_signature_for_each_key() {
+    const NEW: &str = "whsec_bmV3LWtleS1vZi10aGlzLXRlc3Qtcm90YXRpb24=";
+    let app = app_with(|c| {
+        c.callbacks.secret = Some(NEW.into());
+        c.callbacks.previous_secrets = vec![SECRET.into()];
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    app.post_schedule(&echo_batch(
+        "rot",
+        "rot-1",
+        &["hi"],
+        0,
+        Some(&receiver.url()),
+    ))
+    .await;
+    let cb = receiver.wait_for("rot-1").await;
+    let h = |k: &str| cb.headers.get(k).unwrap().to_str().unwrap().to_owned();
+    let (id, ts, sig) = (
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+    );
+    assert_eq!(sig.split(' ').count(), 2, "{sig}");
+    // A receiver still on the old key and one already on the new verify it.
+    assert!(verify(SECRET, &id, &ts, cb.raw.as_bytes(), &sig));
+    assert!(verify(NEW, &id, &ts, cb.raw.as_bytes(), &sig));
+    let other = "whsec_c29tZS1vdGhlci1rZXktbm90LWNvbmZpZ3VyZWQ=";
+    assert!(!verify(other, &id, &ts, cb.raw.as_bytes(), &sig));
+}

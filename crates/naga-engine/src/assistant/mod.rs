@@ -49,7 +49,9 @@ struct Inner {
     http: reqwest::Client,
     /// Sessions with an analysis in flight (at most one each).
     analysing: Mutex<HashSet<String>>,
-    signing_key: Option<Vec<u8>>,
+    /// `[callbacks] secret` and the keys being rotated out: a callback
+    /// received must be signed with one of them (when any is set).
+    signing_keys: Vec<Vec<u8>>,
     /// Session events for the other nodes of a shared database, in order.
     broadcast: mpsc::UnboundedSender<String>,
     /// The other nodes' session events are heard (set once listening).
@@ -79,11 +81,14 @@ impl Assistant {
         let config = engine.config();
         let llm = LlmClient::from_config(&config.llm);
         let prompts = Prompts::load(&config.data_dir.join("prompts"));
-        let signing_key = config
+        let signing_keys = config
             .callbacks
             .secret
-            .as_deref()
-            .and_then(|s| callbacks::parse_secret(s).ok());
+            .iter()
+            .chain(&config.callbacks.previous_secrets)
+            .filter_map(|s| callbacks::parse_secret(s).ok())
+            .collect();
+        let http = crate::own_services_client(config);
         tracing::info!(llm = llm.is_some(), "assistant ready");
         let (broadcast, outgoing) = mpsc::unbounded_channel();
         let assistant = Self {
@@ -93,9 +98,9 @@ impl Assistant {
                 prompts,
                 events: EventHub::default(),
                 links,
-                http: reqwest::Client::new(),
+                http,
                 analysing: Mutex::default(),
-                signing_key,
+                signing_keys,
                 broadcast,
                 hearing_others: Default::default(),
             }),
@@ -331,8 +336,8 @@ impl Assistant {
         headers: &WebhookHeaders,
         raw: &str,
     ) -> Result<bool, EngineError> {
-        if let Some(key) = &self.inner.signing_key {
-            self.verify(key, headers, raw)?;
+        if !self.inner.signing_keys.is_empty() {
+            self.verify(headers, raw)?;
         }
         let body: Value = serde_json::from_str(raw)
             .map_err(|e| EngineError::Invalid(format!("the callback body is not JSON: {e}")))?;
@@ -381,7 +386,7 @@ impl Assistant {
         Ok(new)
     }
 
-    fn verify(&self, key: &[u8], h: &WebhookHeaders, raw: &str) -> Result<(), EngineError> {
+    fn verify(&self, h: &WebhookHeaders, raw: &str) -> Result<(), EngineError> {
         let unauthorized =
             |why: &str| EngineError::Unauthorized(format!("callback refused: {why}"));
         let (Some(id), Some(ts), Some(sig)) = (&h.id, &h.timestamp, &h.signature) else {
@@ -398,8 +403,14 @@ impl Assistant {
                 "webhook-timestamp is too old or in the future",
             ));
         }
-        let expected = callbacks::sign(key, id, ts_secs, raw);
-        if sig.split(' ').any(|s| s == expected) {
+        let signed = self.inner.signing_keys.iter().any(|key| {
+            let expected = callbacks::sign(key, id, ts_secs, raw);
+            sig.split(' ').any(|s| {
+                use subtle::ConstantTimeEq;
+                bool::from(s.as_bytes().ct_eq(expected.as_bytes()))
+            })
+        });
+        if signed {
             Ok(())
         } else {
             Err(unauthorized("the signature does not match"))

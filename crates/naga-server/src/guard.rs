@@ -1,0 +1,225 @@
+//! Who may use a service, checked before any handler (SECURITY.md):
+//! - the `Host` must be one naga answers to (`localhost`, an IP address,
+//!   or `[auth] allowed_hosts`): a DNS-rebinding page names its own host;
+//! - with `[auth] token`, every route but `/health` needs
+//!   `Authorization: Bearer <token>` (the callback routes may instead be
+//!   signed with `[callbacks] secret`, which their handler verifies);
+//! - a request that changes something and carries no token must be JSON: a
+//!   cross-site HTML form cannot send `application/json`, and a page's
+//!   script that does is stopped by CORS (closed unless configured);
+//! - a listener beyond loopback needs a token and a callback secret.
+
+use crate::ApiError;
+use axum::{
+    extract::{Request, State},
+    http::{header, HeaderValue, Method, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use naga_core::config::Config;
+use std::{net::SocketAddr, sync::Arc};
+use subtle::ConstantTimeEq;
+
+/// The checks of one naga's services around `router` (its routes and
+/// their fallbacks, set by `with_common_layers`), then CORS around all.
+pub fn apply(router: axum::Router, config: &Config) -> axum::Router {
+    let guard = Guard::new(config);
+    let router =
+        crate::with_common_layers(router).layer(axum::middleware::from_fn_with_state(guard, check));
+    match cors(config) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// The checks of one naga's services.
+#[derive(Clone)]
+pub struct Guard {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `Bearer <token>`, as the header must read.
+    expected: Option<Vec<u8>>,
+    /// Host names allowed besides `localhost` and IP addresses (lowercase).
+    hosts: Vec<String>,
+    any_host: bool,
+    /// Callbacks received are verified by signature (a secret is set).
+    signed_callbacks: bool,
+}
+
+/// Routes a request reaches without the token.
+const OPEN_ROUTES: [&str; 1] = ["/health"];
+
+/// Routes authenticated by a Standard Webhooks signature when a callback
+/// secret is configured (naga's own agent and MCP servers sign them; the
+/// token is never sent to a callback URL).
+const SIGNED_ROUTES: [&str; 2] = ["/agent_result_callback", "/tool_result_callback"];
+
+impl Guard {
+    pub fn new(config: &Config) -> Self {
+        let hosts: Vec<String> = config
+            .auth
+            .allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                expected: config
+                    .auth
+                    .token
+                    .as_ref()
+                    .map(|t| format!("Bearer {t}").into_bytes()),
+                any_host: hosts.iter().any(|h| h == "*"),
+                hosts,
+                signed_callbacks: config.callbacks.secret.is_some(),
+            }),
+        }
+    }
+
+    /// Refuses to listen on `addr` beyond loopback without a token and a
+    /// callback secret: naga types on the desktop and writes files for
+    /// whoever reaches it.
+    pub fn check_bind(config: &Config, addr: SocketAddr, service: &str) -> anyhow::Result<()> {
+        if addr.ip().is_loopback() {
+            return Ok(());
+        }
+        if config.auth.token.is_none() {
+            anyhow::bail!(
+                "refusing to listen on {addr} for the {service} server without a token: anyone \
+                 who reaches it could control this desktop and write files. Set [auth] token (or \
+                 NAGA_AUTH_TOKEN), or listen on 127.0.0.1 (see SECURITY.md)"
+            );
+        }
+        if config.callbacks.secret.is_none() {
+            anyhow::bail!(
+                "refusing to listen on {addr} for the {service} server without [callbacks] \
+                 secret: callbacks received could not be verified (see SECURITY.md)"
+            );
+        }
+        Ok(())
+    }
+
+    fn host_allowed(&self, req: &Request) -> bool {
+        if self.inner.any_host {
+            return true;
+        }
+        let Some(host) = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().host())
+        else {
+            // No Host at all (HTTP/1.0): not a browser's request.
+            return true;
+        };
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+        }
+        .to_ascii_lowercase();
+        name == "localhost"
+            || name.ends_with(".localhost")
+            || name.parse::<std::net::IpAddr>().is_ok()
+            || self.inner.hosts.contains(&name)
+    }
+
+    fn token_given(&self, req: &Request) -> Option<bool> {
+        let expected = self.inner.expected.as_ref()?;
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        Some(bool::from(given.ct_eq(expected)))
+    }
+}
+
+/// The middleware: see the module's description.
+pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Response {
+    if !guard.host_allowed(&req) {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        tracing::warn!(
+            host,
+            path = req.uri().path(),
+            "request for a host naga does not answer to refused"
+        );
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "host_not_allowed",
+            format!(
+                "`Host: {host}` is not a name this server answers to (localhost, an IP address, \
+                 or [auth] allowed_hosts)"
+            ),
+        )
+        .into_response();
+    }
+    let path = req.uri().path();
+    // A signed callback is authenticated by its handler (a cross-site form
+    // cannot sign either).
+    if guard.inner.signed_callbacks && SIGNED_ROUTES.contains(&path) {
+        return next.run(req).await;
+    }
+    let token = guard.token_given(&req);
+    if token == Some(false) && !OPEN_ROUTES.contains(&path) {
+        let mut refused = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this server needs `Authorization: Bearer <token>` ([auth] token)",
+        )
+        .into_response();
+        refused
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return refused;
+    }
+    let changes = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
+    if changes && token != Some(true) && !is_json(&req) {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the request body as JSON (`Content-Type: application/json`), `{}` when there \
+             is nothing to say",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == "application/json" || v.ends_with("+json"))
+}
+
+/// CORS: closed unless `[auth] cors_origins` names origins (`*`: any).
+pub fn cors(config: &Config) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins = &config.auth.cors_origins;
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::PUT])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+    )
+}
