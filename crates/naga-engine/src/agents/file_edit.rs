@@ -3,6 +3,7 @@
 //! that lead out of the root are refused.
 
 use super::{parameters, Agent, CallContext, CallOutcome};
+use cap_std::{ambient_authority, fs::Dir};
 use futures::future::BoxFuture;
 use naga_core::wire::CallPayload;
 use serde_json::{json, Map, Value};
@@ -132,22 +133,18 @@ fn str_arg<'a>(args: &'a Map<String, Value>, key: &str) -> Result<&'a str, ToolE
 }
 
 fn call_blocking(root: &Path, tool: &str, args: &Map<String, Value>) -> Result<Value, ToolError> {
+    // Every operation goes through this handle: paths are resolved under it
+    // one component at a time and never leave it (no `..`, no absolute or
+    // escaping symlink, even one planted while the operation runs).
+    let dir = Dir::open_ambient_dir(root, ambient_authority())
+        .map_err(|e| ToolError::Io(format!("cannot open the workspace: {e}")))?;
     match tool {
         "read_file" => {
             let rel = str_arg(args, "path")?;
             let path = resolve(root, rel)?;
-            let meta = fs::metadata(&path).map_err(|e| not_found(rel, e))?;
-            if !meta.is_file() {
-                return Err(ToolError::Invalid(format!("`{rel}` is not a file")));
-            }
-            if meta.len() > MAX_READ_BYTES {
-                return Err(ToolError::Refused(format!(
-                    "`{rel}` has {} bytes; read_file returns at most {MAX_READ_BYTES}",
-                    meta.len()
-                )));
-            }
-            let content = fs::read_to_string(&path).map_err(|e| io_error(rel, e))?;
-            Ok(json!({"path": rel, "content": content, "size": meta.len()}))
+            let content = read_text(&dir, rel, &path)?;
+            let size = content.len();
+            Ok(json!({"path": rel, "content": content, "size": size}))
         }
         "write_file" => {
             let rel = str_arg(args, "path")?;
@@ -158,7 +155,7 @@ fn call_blocking(root: &Path, tool: &str, args: &Map<String, Value>) -> Result<V
                 })?,
             };
             let path = resolve(root, rel)?;
-            write_atomic(&path, content.as_bytes())?;
+            write_atomic(&dir, rel, &path, content.as_bytes())?;
             Ok(json!({"path": rel, "bytes_written": content.len()}))
         }
         "edit_file" => {
@@ -172,13 +169,13 @@ fn call_blocking(root: &Path, tool: &str, args: &Map<String, Value>) -> Result<V
                 })?;
             let blocks = parse_blocks(diff)?;
             let path = resolve(root, rel)?;
-            let original = match fs::read_to_string(&path) {
+            let original = match read_text(&dir, rel, &path) {
                 Ok(s) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(e) => return Err(io_error(rel, e)),
+                Err(ToolError::NotFound(_)) => String::new(),
+                Err(e) => return Err(e),
             };
             let edited = apply_blocks(&original, &blocks)?;
-            write_atomic(&path, edited.as_bytes())?;
+            write_atomic(&dir, rel, &path, edited.as_bytes())?;
             Ok(json!({"path": rel, "blocks_applied": blocks.len(), "size": edited.len()}))
         }
         "list_files" => {
@@ -189,18 +186,24 @@ fn call_blocking(root: &Path, tool: &str, args: &Map<String, Value>) -> Result<V
             };
             let path = resolve(root, rel)?;
             let mut entries = Vec::new();
-            for entry in fs::read_dir(&path).map_err(|e| not_found(rel, e))? {
+            for entry in dir.read_dir(&path).map_err(|e| not_found(rel, e))? {
                 let entry = entry.map_err(|e| ToolError::Io(e.to_string()))?;
-                let meta = entry.metadata().map_err(|e| ToolError::Io(e.to_string()))?;
-                let kind = if meta.is_dir() {
+                let kind = entry
+                    .file_type()
+                    .map_err(|e| ToolError::Io(e.to_string()))?;
+                let size = match kind.is_symlink() {
+                    true => 0,
+                    false => entry.metadata().map_or(0, |m| m.len()),
+                };
+                let kind = if kind.is_dir() {
                     "dir"
-                } else if meta.file_type().is_symlink() {
+                } else if kind.is_symlink() {
                     "symlink"
                 } else {
                     "file"
                 };
                 entries.push(json!({"name": entry.file_name().to_string_lossy(),
-                                    "type": kind, "size": meta.len()}));
+                                    "type": kind, "size": size}));
             }
             entries.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
             Ok(json!({"path": rel, "entries": entries}))
@@ -208,23 +211,54 @@ fn call_blocking(root: &Path, tool: &str, args: &Map<String, Value>) -> Result<V
         "create_directory" => {
             let rel = str_arg(args, "path")?;
             let path = resolve(root, rel)?;
-            fs::create_dir_all(&path).map_err(|e| io_error(rel, e))?;
+            ensure_dir(&dir, rel, &path)?;
             Ok(json!({"path": rel, "created": true}))
         }
         "delete_file" => {
             let rel = str_arg(args, "path")?;
             let path = resolve(root, rel)?;
-            let meta = fs::symlink_metadata(&path).map_err(|e| not_found(rel, e))?;
+            let meta = dir.symlink_metadata(&path).map_err(|e| not_found(rel, e))?;
             if meta.is_dir() {
                 return Err(ToolError::Invalid(format!(
                     "`{rel}` is a folder: delete_file deletes files"
                 )));
             }
-            fs::remove_file(&path).map_err(|e| io_error(rel, e))?;
+            // (Removes the name: a symlink's target or a hard link's other
+            // names are untouched.)
+            dir.remove_file(&path).map_err(|e| io_error(rel, e))?;
             Ok(json!({"path": rel, "deleted": true}))
         }
         other => Err(ToolError::UnknownTool(other.to_owned())),
     }
+}
+
+/// A text file of the workspace, read through the handle: at most
+/// `MAX_READ_BYTES`, and not a hard link (a file with other names may be
+/// one outside the workspace).
+fn read_text(dir: &Dir, rel: &str, path: &Path) -> Result<String, ToolError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let file = dir.open(path).map_err(|e| not_found(rel, e))?.into_std();
+    let meta = file.metadata().map_err(|e| io_error(rel, e))?;
+    if !meta.is_file() {
+        return Err(ToolError::Invalid(format!("`{rel}` is not a file")));
+    }
+    if meta.nlink() > 1 {
+        return Err(ToolError::Refused(format!(
+            "`{rel}` has other names (a hard link): it may be a file outside the workspace"
+        )));
+    }
+    if meta.len() > MAX_READ_BYTES {
+        return Err(ToolError::Refused(format!(
+            "`{rel}` has {} bytes; read_file returns at most {MAX_READ_BYTES}",
+            meta.len()
+        )));
+    }
+    let mut content = String::new();
+    file.take(MAX_READ_BYTES + 1)
+        .read_to_string(&mut content)
+        .map_err(|e| io_error(rel, e))?;
+    Ok(content)
 }
 
 fn not_found(rel: &str, e: std::io::Error) -> ToolError {
@@ -236,7 +270,8 @@ fn not_found(rel: &str, e: std::io::Error) -> ToolError {
 }
 
 /// An I/O error: the request's fault where the path or the file's content
-/// is (not text, a directory, a name too long), else the machine's.
+/// is (not text, a directory, a name too long, a way out of the
+/// workspace), else the machine's.
 fn io_error(rel: &str, e: std::io::Error) -> ToolError {
     use std::io::ErrorKind::*;
     match e.kind() {
@@ -245,6 +280,10 @@ fn io_error(rel: &str, e: std::io::Error) -> ToolError {
         IsADirectory | NotADirectory | InvalidFilename | InvalidInput => {
             ToolError::Invalid(format!("`{rel}`: {e}"))
         }
+        // (cap-std: a symlink on the path leads out of the workspace.)
+        PermissionDenied => ToolError::Refused(format!(
+            "`{rel}`: a symlink on this path leads out of the workspace, or access is denied"
+        )),
         _ => ToolError::Io(format!("`{rel}`: {e}")),
     }
 }
@@ -252,10 +291,14 @@ fn io_error(rel: &str, e: std::io::Error) -> ToolError {
 /// Longest path accepted, and longest name in it, in bytes (Linux's).
 const MAX_PATH_BYTES: usize = 4096;
 const MAX_NAME_BYTES: usize = 255;
+/// Largest file write_file or edit_file writes.
+const MAX_WRITE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Maps a workspace-relative path to a path inside `root`, refusing
-/// absolute paths, `..`, and symlinks whose target is outside the root.
-pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, ToolError> {
+/// Checks a workspace-relative path as written (no absolute path, no
+/// `..`, bounded lengths) and returns it, without `.` parts (`.` for the
+/// workspace itself). Symlinks are the handle's to refuse, as each
+/// operation walks the path.
+pub fn resolve(_root: &Path, rel: &str) -> Result<PathBuf, ToolError> {
     if rel.contains('\0') {
         return Err(ToolError::Invalid(
             "a path must not contain NUL bytes".into(),
@@ -267,8 +310,8 @@ pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, ToolError> {
             rel.len()
         )));
     }
-    let p = Path::new(rel);
-    for c in p.components() {
+    let mut clean = PathBuf::new();
+    for c in Path::new(rel).components() {
         match c {
             Component::Normal(name) if name.len() > MAX_NAME_BYTES => {
                 return Err(ToolError::Invalid(format!(
@@ -276,7 +319,8 @@ pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, ToolError> {
                     rel.chars().take(40).collect::<String>()
                 )))
             }
-            Component::Normal(_) | Component::CurDir => {}
+            Component::Normal(name) => clean.push(name),
+            Component::CurDir => {}
             Component::ParentDir => {
                 return Err(ToolError::Refused(format!(
                     "`{rel}`: `..` is refused; give a path inside the workspace"
@@ -289,42 +333,79 @@ pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, ToolError> {
             }
         }
     }
-    let full = root.join(p);
-    // The deepest part of the path that exists (a dangling symlink counts)
-    // must resolve inside the root; what is below it will be created there.
-    let mut existing = full.as_path();
-    while fs::symlink_metadata(existing).is_err() {
-        existing = existing.parent().unwrap_or(root);
+    if clean.as_os_str().is_empty() {
+        clean.push(".");
     }
-    let real = existing.canonicalize().map_err(|_| {
-        ToolError::Refused(format!("`{rel}`: a symlink on this path leads nowhere"))
-    })?;
-    if !real.starts_with(root) {
-        return Err(ToolError::Refused(format!(
-            "`{rel}`: a symlink on this path leads out of the workspace"
-        )));
-    }
-    Ok(full)
+    Ok(clean)
 }
 
-/// Writes through a temporary file and a rename, so a reader never sees half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ToolError> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| ToolError::Invalid("a file path is required".into()))?;
-    if path.is_dir() {
-        return Err(ToolError::Invalid(format!(
-            "`{}` is a folder",
+/// Makes `path` a folder of the workspace if it is not one (its missing
+/// parents too). A name on the way that is a symlink out is refused.
+fn ensure_dir(dir: &Dir, rel: &str, path: &Path) -> Result<(), ToolError> {
+    if path.as_os_str().is_empty() {
+        return Ok(());
+    }
+    match dir.metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(ToolError::Invalid(format!(
+            "`{rel}`: `{}` is a file, not a folder",
             path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                ensure_dir(dir, rel, parent)?;
+            }
+            match dir.create_dir(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // Made meanwhile (or a name that is not a folder here).
+                    match dir.metadata(path) {
+                        Ok(m) if m.is_dir() => Ok(()),
+                        Ok(_) => Err(io_error(rel, e)),
+                        Err(e) => Err(io_error(rel, e)),
+                    }
+                }
+                r => r.map_err(|e| io_error(rel, e)),
+            }
+        }
+        Err(e) => Err(io_error(rel, e)),
+    }
+}
+
+/// Writes through a temporary file and a rename inside the workspace
+/// handle, so a reader never sees half a file and the bytes land where the
+/// path leads inside the workspace, or nowhere.
+fn write_atomic(dir: &Dir, rel: &str, path: &Path, bytes: &[u8]) -> Result<(), ToolError> {
+    if bytes.len() > MAX_WRITE_BYTES {
+        return Err(ToolError::Refused(format!(
+            "`{rel}`: {} bytes; a file written has at most {MAX_WRITE_BYTES}",
+            bytes.len()
         )));
     }
-    fs::create_dir_all(dir).map_err(|e| ToolError::Io(format!("cannot create folder: {e}")))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| ToolError::Io(e.to_string()))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| ToolError::Io(e.to_string()))?;
-    tmp.persist(path)
-        .map_err(|e| ToolError::Io(format!("cannot write `{}`: {}", path.display(), e.error)))?;
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(ToolError::Invalid("a file path is required".into()));
+    };
+    ensure_dir(dir, rel, parent)?;
+    if dir.symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(ToolError::Invalid(format!("`{rel}` is a folder")));
+    }
+    let tmp = parent.join(format!(
+        ".{}.naga-{:016x}.tmp",
+        name.to_string_lossy(),
+        rand::random::<u64>()
+    ));
+    let written = (|| {
+        let mut file = dir.open_with(
+            &tmp,
+            cap_std::fs::OpenOptions::new().write(true).create_new(true),
+        )?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        dir.rename(&tmp, dir, path)
+    })();
+    if let Err(e) = written {
+        let _ = dir.remove_file(&tmp);
+        return Err(io_error(rel, e));
+    }
     Ok(())
 }
 
@@ -513,29 +594,126 @@ mod tests {
         assert_eq!(r["content"], "x\ny\n");
     }
 
+    fn call(k: &FileEditToolkit, tool: &str, v: Value) -> Result<Value, ToolError> {
+        call_blocking(k.root(), tool, &args(v))
+    }
+
     #[test]
     fn escapes_are_refused() {
         let (d, k) = kit();
-        assert!(matches!(
-            resolve(k.root(), "../x"),
-            Err(ToolError::Refused(_))
-        ));
-        assert!(matches!(
-            resolve(k.root(), "/etc/passwd"),
-            Err(ToolError::Refused(_))
-        ));
+        std::fs::write(d.path().join("secret"), "outside").unwrap();
+        for path in ["../secret", "/etc/passwd", "a/../../secret"] {
+            let read = call(&k, "read_file", json!({"path": path}));
+            assert!(
+                matches!(read, Err(ToolError::Refused(_))),
+                "{path}: {read:?}"
+            );
+        }
+        // A symlink out of the workspace (absolute or relative) is refused
+        // for every operation.
         std::os::unix::fs::symlink(d.path(), k.root().join("out")).unwrap();
-        assert!(matches!(
-            resolve(k.root(), "out/secret"),
-            Err(ToolError::Refused(_))
-        ));
+        std::os::unix::fs::symlink("../..", k.root().join("up")).unwrap();
+        for base in ["out", "up"] {
+            let path = format!("{base}/secret");
+            for (tool, extra) in [
+                ("read_file", json!({})),
+                ("write_file", json!({"content": "x"})),
+                (
+                    "edit_file",
+                    json!({"diff": "<<<<<<< SEARCH\noutside\n=======\nX\n>>>>>>> REPLACE\n"}),
+                ),
+                ("delete_file", json!({})),
+                ("list_files", json!({})),
+                ("create_directory", json!({})),
+            ] {
+                let mut a = extra.as_object().unwrap().clone();
+                a.insert("path".into(), json!(path));
+                let r = call_blocking(k.root(), tool, &a);
+                assert!(
+                    matches!(r, Err(ToolError::Refused(_))),
+                    "{tool} {path}: {r:?}"
+                );
+            }
+        }
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("secret")).unwrap(),
+            "outside"
+        );
         std::os::unix::fs::symlink("/nonexistent/x", k.root().join("dangling")).unwrap();
-        assert!(matches!(
-            resolve(k.root(), "dangling"),
-            Err(ToolError::Refused(_))
-        ));
+        // Written over, the symlink itself is replaced: nothing outside.
+        call(
+            &k,
+            "write_file",
+            json!({"path": "dangling", "content": "x"}),
+        )
+        .unwrap();
+        assert!(!Path::new("/nonexistent/x").exists());
+        assert!(std::fs::symlink_metadata(k.root().join("dangling"))
+            .unwrap()
+            .is_file());
+        // A hard link to a file outside is not read.
+        std::fs::hard_link(d.path().join("secret"), k.root().join("linked")).unwrap();
+        let r = call(&k, "read_file", json!({"path": "linked"}));
+        assert!(matches!(r, Err(ToolError::Refused(_))), "{r:?}");
+        // Inside the workspace, a relative symlink is followed.
         std::fs::create_dir(k.root().join("in")).unwrap();
-        std::os::unix::fs::symlink(k.root().join("in"), k.root().join("alias")).unwrap();
-        assert!(resolve(k.root(), "alias/new.txt").is_ok());
+        std::os::unix::fs::symlink("in", k.root().join("alias")).unwrap();
+        call(
+            &k,
+            "write_file",
+            json!({"path": "alias/new.txt", "content": "ok"}),
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(k.root().join("in/new.txt")).unwrap(),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_while_writing_lets_nothing_out() {
+        let (d, k) = kit();
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let sub = k.root().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (stop, sub, outside) = (stop.clone(), sub.clone(), outside.clone());
+            std::thread::spawn(move || {
+                let parked = sub.with_file_name("parked");
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // The real folder moves aside and a symlink out takes
+                    // its name, then back.
+                    let _ = std::fs::rename(&sub, &parked);
+                    let _ = std::os::unix::fs::symlink(&outside, &sub);
+                    std::thread::yield_now();
+                    let _ = std::fs::remove_file(&sub);
+                    let _ = std::fs::rename(&parked, &sub);
+                    std::thread::yield_now();
+                }
+            })
+        };
+        let mut written = 0;
+        for i in 0..600 {
+            let path = format!("sub/f{i}.txt");
+            let tool = if i % 2 == 0 {
+                "write_file"
+            } else {
+                "create_directory"
+            };
+            if call(&k, tool, json!({"path": path, "content": "x"})).is_ok() {
+                written += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+        let escaped: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
+        assert!(
+            escaped.is_empty(),
+            "{} writes landed outside",
+            escaped.len()
+        );
+        assert!(written > 0, "the writes that could, happened");
     }
 }
