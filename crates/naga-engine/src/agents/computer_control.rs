@@ -507,6 +507,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn open_starts_only_a_configured_app_and_takes_no_arguments_from_the_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("ok");
+        let pwned = dir.path().join("pwned");
+        let apps = BTreeMap::from([(
+            "marker".to_owned(),
+            vec!["touch".to_owned(), ok.display().to_string()],
+        )]);
+        let cc = ComputerControl::new(apps, dir.path().to_owned(), None);
+        let p = pwned.display();
+        for name in [
+            format!("marker; touch {p}"),
+            format!("marker && touch {p}"),
+            format!("$(touch {p})"),
+            format!("`touch {p}`"),
+            format!("marker --output={p}"),
+            format!("marker\ntouch {p}"),
+            format!("touch {p}"),
+            "/usr/bin/touch".to_owned(),
+            "marker ".to_owned(),
+            "../marker".to_owned(),
+        ] {
+            let refused = cc.open(&name).unwrap_err();
+            assert!(refused.contains("no app"), "{name}: {refused}");
+        }
+        cc.open("marker").unwrap();
+        cc.open("MARKER").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !ok.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(ok.exists(), "the configured app ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!pwned.exists(), "nothing of a call's text ran");
+    }
+
+    #[test]
     fn hotkeys_parse() {
         assert_eq!(
             parse_hotkey("ctrl+d").unwrap(),
