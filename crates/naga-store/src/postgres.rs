@@ -116,9 +116,11 @@ async fn try_insert_task(
     .await?;
     // Whether the session has unfinished batches, where that decides: a
     // `reject` batch is refused, a batch asked to start at once waits. (The
-    // session's row is locked: none of its batches is accepted meanwhile.)
+    // session's row is locked: none of its batches is accepted meanwhile; a
+    // session without a task has none.)
     let reject = task.policy == "reject";
-    let busy = if reject || (task.started && task.policy != "parallel") {
+    let asks = reject || (task.started && task.policy != "parallel");
+    let busy = if asks && prev_seq.is_some() {
         let (busy, known): (bool, bool) = sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM tasks WHERE session_id = $1
                             AND status IN ('queued', 'running')),

@@ -34,6 +34,26 @@ async fn wait_for_attempts(receiver: &Receiver, task_id: &str, n: usize) {
     );
 }
 
+/// Waits until the outbox has recorded `n` attempts of the task's callback:
+/// its worker then waits on the clock (moving the clock before would move
+/// the start of that wait, not its end).
+async fn wait_for_recorded(app: &TestApp, task_id: &str, n: u64) {
+    for _ in 0..500 {
+        let (_, list) = app.get("/callbacks?limit=1000").await;
+        let recorded = list["callbacks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["task_id"] == task_id && c["attempts"].as_u64() >= Some(n));
+        if recorded {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{task_id}: {n} attempts never recorded");
+}
+
 #[tokio::test]
 async fn callback_retries_wait_for_the_clock_not_the_wall() {
     let clock = manual_clock();
@@ -46,6 +66,7 @@ async fn callback_retries_wait_for_the_clock_not_the_wall() {
     let batch = echo_batch("tick", "tick-1", &["a"], 0, Some(&receiver.url()));
     assert_eq!(app.post_schedule(&batch).await.0, StatusCode::OK);
     wait_for_attempts(&receiver, "tick-1", 1).await;
+    wait_for_recorded(&app, "tick-1", 1).await;
 
     // Real time passes, the clock does not: no second attempt.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -56,6 +77,7 @@ async fn callback_retries_wait_for_the_clock_not_the_wall() {
     assert_eq!(attempts(&receiver, "tick-1"), 1, "not a minute yet");
     clock.advance(Duration::from_secs(14));
     wait_for_attempts(&receiver, "tick-1", 2).await;
+    wait_for_recorded(&app, "tick-1", 2).await;
     // Ten minutes: 540–660 s.
     clock.advance(Duration::from_secs(530));
     tokio::time::sleep(Duration::from_millis(200)).await;
