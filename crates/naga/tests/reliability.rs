@@ -43,6 +43,16 @@ fn verify(secret: &str, id: &str, timestamp: &str, body: &[u8], signatures: &str
         })
 }
 
+/// A delivery's `webhook-id`, `webhook-timestamp` and `webhook-signature`.
+fn webhook_headers(cb: &Received) -> (String, String, String) {
+    let h = |k: &str| cb.headers.get(k).unwrap().to_str().unwrap().to_owned();
+    (
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+    )
+}
+
 #[tokio::test]
 async fn callbacks_are_signed_and_verify_with_the_documented_methods() {
     let app = app_with(|c| c.callbacks.secret = Some(SECRET.into())).await;
@@ -56,12 +66,7 @@ async fn callbacks_are_signed_and_verify_with_the_documented_methods() {
     ))
     .await;
     let cb = receiver.wait_for("sig-1").await;
-    let h = |k: &str| cb.headers.get(k).unwrap().to_str().unwrap().to_owned();
-    let (id, ts, sig) = (
-        h("webhook-id"),
-        h("webhook-timestamp"),
-        h("webhook-signature"),
-    );
+    let (id, ts, sig) = webhook_headers(&cb);
     assert!(sig.starts_with("v1,"));
     assert!(verify(SECRET, &id, &ts, cb.raw.as_bytes(), &sig));
     assert!(
@@ -515,12 +520,7 @@ async fn while_a_secret_rotates_callbacks_carry_a_signature_for_each_key() {
     ))
     .await;
     let cb = receiver.wait_for("rot-1").await;
-    let h = |k: &str| cb.headers.get(k).unwrap().to_str().unwrap().to_owned();
-    let (id, ts, sig) = (
-        h("webhook-id"),
-        h("webhook-timestamp"),
-        h("webhook-signature"),
-    );
+    let (id, ts, sig) = webhook_headers(&cb);
     assert_eq!(sig.split(' ').count(), 2, "{sig}");
     // A receiver still on the old key and one already on the new verify it.
     assert!(verify(SECRET, &id, &ts, cb.raw.as_bytes(), &sig));
