@@ -20,15 +20,32 @@ use naga_core::config::Config;
 use std::{net::SocketAddr, sync::Arc};
 use subtle::ConstantTimeEq;
 
-/// The checks of one naga's services around `router` (its routes and
-/// their fallbacks, set by `with_common_layers`), then CORS around all.
-pub fn apply(router: axum::Router, config: &Config) -> axum::Router {
-    let guard = Guard::new(config);
-    let router =
-        crate::with_common_layers(router).layer(axum::middleware::from_fn_with_state(guard, check));
+/// Serves `router` (with its common layers) behind the checks of one
+/// naga's services, and CORS around both: applied once to the whole
+/// service, not to each of its routes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    config: &Config,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    use axum::ServiceExt;
+    use tower::Layer;
+    let checked =
+        axum::middleware::from_fn_with_state(Guard::new(config), check).layer(router);
+    let stopped = stop.cancelled_owned();
     match cors(config) {
-        Some(cors) => router.layer(cors),
-        None => router,
+        Some(cors) => {
+            let service = cors.layer(checked).into_make_service();
+            axum::serve(listener, service)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        None => {
+            axum::serve(listener, checked.into_make_service())
+                .with_graceful_shutdown(stopped)
+                .await
+        }
     }
 }
 
@@ -117,12 +134,13 @@ impl Guard {
         let name = match host.strip_prefix('[') {
             Some(v6) => v6.split(']').next().unwrap_or_default(),
             None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
-        }
-        .to_ascii_lowercase();
-        name == "localhost"
-            || name.ends_with(".localhost")
+        };
+        let localhost = name.len() >= 9
+            && name.as_bytes()[name.len() - 9..].eq_ignore_ascii_case(b"localhost")
+            && (name.len() == 9 || name.as_bytes()[name.len() - 10] == b'.');
+        localhost
             || name.parse::<std::net::IpAddr>().is_ok()
-            || self.inner.hosts.contains(&name)
+            || self.inner.hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
     }
 
     fn token_given(&self, req: &Request) -> Option<bool> {
@@ -196,8 +214,11 @@ fn is_json(req: &Request) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .is_some_and(|v| v == "application/json" || v.ends_with("+json"))
+        .map(str::trim)
+        .is_some_and(|v| {
+            v.eq_ignore_ascii_case("application/json")
+                || (v.len() > 5 && v[v.len() - 5..].eq_ignore_ascii_case("+json"))
+        })
 }
 
 /// CORS: closed unless `[auth] cors_origins` names origins (`*`: any).

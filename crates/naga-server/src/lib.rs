@@ -139,7 +139,6 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
             guard::Guard::check_bind(&config, addr, service)?;
         }
     }
-    let guarded = |router: Router| guard::apply(router, &config);
     let engine = Engine::start(config.clone(), clock)
         .await
         .context("cannot start the engine")?;
@@ -148,12 +147,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let mut serve = |listener: Option<TcpListener>, router: Router, name: &str| {
         let listener = listener?;
         let addr = listener.local_addr().ok()?;
-        let app = guarded(router);
-        let stop = stop.clone();
+        let app = with_common_layers(router);
+        let (stop, config) = (stop.clone(), config.clone());
         servers.push(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
+            guard::serve(listener, app, &config, stop).await
         }));
         tracing::info!(%addr, "{name} server listening");
         Some(addr)
