@@ -31,8 +31,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use axum::ServiceExt;
     use tower::Layer;
-    let checked =
-        axum::middleware::from_fn_with_state(Guard::new(config), check).layer(router);
+    let checked = axum::middleware::from_fn_with_state(Guard::new(config), check).layer(router);
     let stopped = stop.cancelled_owned();
     match cors(config) {
         Some(cors) => {
@@ -140,7 +139,11 @@ impl Guard {
             && (name.len() == 9 || name.as_bytes()[name.len() - 10] == b'.');
         localhost
             || name.parse::<std::net::IpAddr>().is_ok()
-            || self.inner.hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
+            || self
+                .inner
+                .hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
     }
 
     fn token_given(&self, req: &Request) -> Option<bool> {

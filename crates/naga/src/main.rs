@@ -69,11 +69,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// A database URL as it may be logged: a password in it is replaced.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     // Held until `serve` returns: dropping it writes out what is queued.
     let _log = init_logging(args.log_json);
     let config = args.load().context("invalid configuration")?;
-    tracing::info!(data_dir = %config.data_dir.display(), database = %config.database_url(),
+    tracing::info!(data_dir = %config.data_dir.display(), database = %without_password(&config.database_url()),
         synchronous = ?config.store.synchronous, "starting naga");
     let running = naga_server::start(config, Arc::new(naga_server::SystemClock)).await?;
     if let Some(addr) = running.api_addr {
@@ -138,5 +152,19 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_database_password_is_not_logged() {
+        use super::without_password as w;
+        assert_eq!(
+            w("postgres://naga:s3cret@db:5432/naga"),
+            "postgres://naga:***@db:5432/naga"
+        );
+        assert_eq!(w("postgres://naga@db/naga"), "postgres://naga@db/naga");
+        assert_eq!(w("sqlite://data/naga.db"), "sqlite://data/naga.db");
     }
 }
