@@ -167,6 +167,11 @@ struct State {
     waiters: HashMap<String, Vec<oneshot::Sender<TaskStatus>>>,
     /// Tasks held (queued or running) per kind: agent, mcp.
     held: [usize; 2],
+    /// Shared database: the `seq` of each batch held here, per session. A
+    /// batch with an earlier one of its session here waits for that one's
+    /// end here, without asking the database: only a session's first batch
+    /// on a node polls.
+    session_seqs: HashMap<String, std::collections::BTreeSet<i64>>,
 }
 
 /// A task that holds a slot: its session, its `seq` and its cancel handle.
@@ -771,6 +776,13 @@ impl Inner {
         reserved: Option<OwnedSemaphorePermit>,
     ) {
         let token = CancellationToken::new();
+        if self.shared {
+            state
+                .session_seqs
+                .entry(spec.session_id.clone())
+                .or_default()
+                .insert(spec.seq);
+        }
         state.running.insert(
             spec.id.clone(),
             Held {
@@ -792,6 +804,12 @@ impl Inner {
         let mut state = self.state.lock().unwrap();
         state.running.remove(&spec.id);
         state.held[kind_index(spec.kind)] -= 1;
+        if let Some(seqs) = state.session_seqs.get_mut(&spec.session_id) {
+            seqs.remove(&spec.seq);
+            if seqs.is_empty() {
+                state.session_seqs.remove(&spec.session_id);
+            }
+        }
         if let Some(waiters) = state.waiters.remove(&spec.id) {
             if let Some(status) = status {
                 for w in waiters {
@@ -892,11 +910,23 @@ impl Inner {
         let mut poll = Duration::from_millis(50);
         let mut waited = false;
         loop {
-            match self
-                .store
-                .earlier_unfinished(&spec.session_id, spec.seq)
-                .await
-            {
+            let earlier_here = self
+                .state
+                .lock()
+                .unwrap()
+                .session_seqs
+                .get(&spec.session_id)
+                .is_some_and(|seqs| seqs.range(..spec.seq).next().is_some());
+            let earlier = match earlier_here {
+                // Its end here wakes this one (no poll needed).
+                true => Ok(true),
+                false => {
+                    self.store
+                        .earlier_unfinished(&spec.session_id, spec.seq)
+                        .await
+                }
+            };
+            match earlier {
                 Ok(false) => {
                     if waited {
                         tracing::info!(
@@ -916,7 +946,10 @@ impl Inner {
                 Err(e) => tracing::warn!(task_id = ids.0, session_id = ids.1, error = %e,
                     "cannot read the session's earlier batches; asking again"),
             }
-            let timer = self.clock.sleep(poll);
+            let timer = self.clock.sleep(match earlier_here {
+                true => TURN_POLL_MAX * 10,
+                false => poll,
+            });
             tokio::pin!(timer);
             loop {
                 tokio::select! {

@@ -224,9 +224,11 @@ async fn a_sessions_batches_run_one_at_a_time_in_order_across_nodes() {
     let Some((a, b)) = two_agent_nodes("fifo").await else {
         return;
     };
-    let ids: Vec<String> = (0..6).map(|i| format!("fifo-{i}")).collect();
+    let ids: Vec<String> = (0..8).map(|i| format!("fifo-{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
-        let node = if i % 2 == 0 { &a } else { &b };
+        // Two on A, two on B…: a batch waits for one on the other node and
+        // for one on its own.
+        let node = if (i / 2) % 2 == 0 { &a } else { &b };
         let (status, answer) = node.post_schedule(&slow_batch("fifo", id, 150, None)).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
