@@ -714,6 +714,15 @@ mod tests {
             "{} writes landed outside",
             escaped.len()
         );
-        assert!(written > 0, "the writes that could, happened");
+        // (How many got through depends on the timing: none may.) Once the
+        // swapping stops, the folder takes writes again.
+        eprintln!("{written} of 600 writes and creations went through, inside");
+        call(
+            &k,
+            "write_file",
+            json!({"path": "sub/after.txt", "content": "x"}),
+        )
+        .unwrap();
+        assert!(sub.join("after.txt").is_file());
     }
 }
