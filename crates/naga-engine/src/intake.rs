@@ -274,12 +274,12 @@ impl Engine {
         );
         let task = NewTask {
             id: request_id.clone(),
-            kind: batch.kind.as_str(),
+            kind: batch.kind,
             session_id: session.as_str().to_owned(),
             analysis_session_id: batch.analysis_session_id.clone(),
             query: batch.query,
             callback_url: batch.callback_url.clone(),
-            policy: policy.as_str(),
+            policy,
             fingerprint: batch.fingerprint,
             calls: format!("[{}]", calls.join(",")),
             calls_count: calls.len(),

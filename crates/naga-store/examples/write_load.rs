@@ -47,12 +47,12 @@ async fn one_batch(store: Store, i: usize) {
     let Inserted::New { seq, .. } = store
         .insert_task(NewTask {
             id: id.clone(),
-            kind: "agent",
+            kind: naga_core::wire::TaskKind::Agent,
             session_id: session.clone(),
             analysis_session_id: Some(format!("analysis_{session}_1703123456")),
             query: Some("批量Agent任务执行 (2 个)".into()),
             callback_url: Some("http://127.0.0.1:9/cb".into()),
-            policy: "enqueue",
+            policy: naga_core::config::SessionPolicy::Enqueue,
             fingerprint: None,
             calls: format!("[{}]", calls.join(",")),
             calls_count: calls.len(),

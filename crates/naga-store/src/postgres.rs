@@ -21,7 +21,7 @@ use crate::{
     },
     MemoryScope, StoreError,
 };
-use naga_core::time::Millis;
+use naga_core::{config::SessionPolicy, time::Millis};
 use sqlx::{postgres::PgRow, FromRow, PgPool, Postgres, Row, Transaction};
 
 type Tx = Transaction<'static, Postgres>;
@@ -118,8 +118,8 @@ async fn try_insert_task(
     // `reject` batch is refused, a batch asked to start at once waits. (The
     // session's row is locked: none of its batches is accepted meanwhile; a
     // session without a task has none.)
-    let reject = task.policy == "reject";
-    let asks = reject || (task.started && task.policy != "parallel");
+    let reject = task.policy == SessionPolicy::Reject;
+    let asks = reject || (task.started && task.policy != SessionPolicy::Parallel);
     let busy = if asks && prev_seq.is_some() {
         let (busy, known): (bool, bool) = sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM tasks WHERE session_id = $1
@@ -172,12 +172,12 @@ async fn try_insert_task(
          RETURNING t.seq",
     )
     .bind(&task.id)
-    .bind(task.kind)
+    .bind(task.kind.as_str())
     .bind(&task.session_id)
     .bind(&task.analysis_session_id)
     .bind(&task.query)
     .bind(&task.callback_url)
-    .bind(task.policy)
+    .bind(task.policy.as_str())
     .bind(&task.fingerprint)
     .bind(if started { "running" } else { "queued" })
     .bind(task.calls_count as i64)
@@ -212,7 +212,7 @@ async fn repeated(tx: &mut Tx, task: &NewTask) -> Result<bool, StoreError> {
         "SELECT kind = $2 AND session_id = $3 AND calls = $4 FROM tasks WHERE id = $1",
     )
     .bind(&task.id)
-    .bind(task.kind)
+    .bind(task.kind.as_str())
     .bind(&task.session_id)
     .bind(&task.calls)
     .fetch_optional(&mut **tx)

@@ -2,7 +2,7 @@
 
 use crate::stmts::Db;
 use crate::{rows::*, sqlite_or, Store, StoreError};
-use naga_core::{time::Millis, TaskStatus};
+use naga_core::{config::SessionPolicy, time::Millis, wire::TaskKind, TaskStatus};
 use rusqlite::{params, OptionalExtension};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone)]
 pub struct NewTask {
     pub id: String,
-    pub kind: &'static str,
+    pub kind: TaskKind,
     pub session_id: String,
     pub analysis_session_id: Option<String>,
     pub query: Option<String>,
     pub callback_url: Option<String>,
-    pub policy: &'static str,
+    pub policy: SessionPolicy,
     pub fingerprint: Option<String>,
     /// The calls, in order, as one JSON array.
     pub calls: String,
@@ -371,7 +371,7 @@ fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<TaskIns
         let same: bool = c
             .cached("SELECT kind = ?2 AND session_id = ?3 AND calls = ?4 FROM tasks WHERE id = ?1")?
             .query_row(
-                params![task.id, task.kind, task.session_id, task.calls],
+                params![task.id, task.kind.as_str(), task.session_id, task.calls],
                 |r| r.get(0),
             )?;
         return Ok(match same {
@@ -421,12 +421,12 @@ fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<TaskIns
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         &[
             task.id.as_str().into(),
-            task.kind.into(),
+            task.kind.as_str().into(),
             task.session_id.as_str().into(),
             task.analysis_session_id.as_deref().into(),
             task.query.as_deref().into(),
             task.callback_url.as_deref().into(),
-            task.policy.into(),
+            task.policy.as_str().into(),
             task.fingerprint.as_deref().into(),
             if task.started { "running" } else { "queued" }.into(),
             (task.calls_count as i64).into(),

@@ -37,12 +37,12 @@ fn call() -> impl Strategy<Value = String> {
 fn task(id: String, calls: String, count: usize) -> NewTask {
     NewTask {
         id,
-        kind: "agent",
+        kind: naga_core::wire::TaskKind::Agent,
         session_id: "fuzz".into(),
         analysis_session_id: None,
         query: None,
         callback_url: None,
-        policy: "enqueue",
+        policy: naga_core::config::SessionPolicy::Enqueue,
         fingerprint: None,
         calls,
         calls_count: count,

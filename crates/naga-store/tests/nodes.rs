@@ -11,12 +11,12 @@ use std::collections::HashSet;
 fn task(id: &str, session: &str, owner: &str, until: i64) -> NewTask {
     NewTask {
         id: id.into(),
-        kind: "agent",
+        kind: naga_core::wire::TaskKind::Agent,
         session_id: session.into(),
         analysis_session_id: Some(format!("analysis_{session}")),
         query: None,
         callback_url: None,
-        policy: "enqueue",
+        policy: naga_core::config::SessionPolicy::Enqueue,
         fingerprint: None,
         calls: "[{\"tool_name\":\"echo\"}]".into(),
         calls_count: 1,

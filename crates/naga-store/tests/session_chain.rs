@@ -16,12 +16,16 @@ fn url(dir: &tempfile::TempDir) -> String {
 fn task(id: &str, session: &str, at: i64) -> NewTask {
     NewTask {
         id: id.into(),
-        kind: if at % 5 == 0 { "mcp" } else { "agent" },
+        kind: if at % 5 == 0 {
+            naga_core::wire::TaskKind::Mcp
+        } else {
+            naga_core::wire::TaskKind::Agent
+        },
         session_id: session.into(),
         analysis_session_id: None,
         query: None,
         callback_url: None,
-        policy: "enqueue",
+        policy: naga_core::config::SessionPolicy::Enqueue,
         fingerprint: None,
         calls: "[{\"tool_name\":\"echo\"}]".into(),
         calls_count: 1,
@@ -111,7 +115,7 @@ async fn a_sessions_tasks_are_listed_newest_first_page_by_page_and_counted() {
                     TaskStatus::Failed
                 }
             };
-            model.push((id, session.into(), status, kind));
+            model.push((id, session.into(), status, kind.as_str()));
         }
         // A repeat of a request id adds nothing to the chain or the count.
         assert!(matches!(

@@ -103,12 +103,12 @@ async fn a_dead_nodes_task_is_taken_over_when_its_lease_expires_on_the_clock() {
         let inserted = store
             .insert_task(naga_store::NewTask {
                 id: "orphan-1".into(),
-                kind: "agent",
+                kind: naga_core::wire::TaskKind::Agent,
                 session_id: "orphan".into(),
                 analysis_session_id: None,
                 query: None,
                 callback_url: None,
-                policy: "enqueue",
+                policy: naga_core::config::SessionPolicy::Enqueue,
                 fingerprint: None,
                 calls: r#"[{"tool_name":"echo","instruction":"still here"}]"#.into(),
                 calls_count: 1,
