@@ -20,9 +20,7 @@ pub struct Common {
 impl Common {
     /// A client that sends the token (if any).
     fn client(&self) -> reqwest::Client {
-        let mut config = naga_core::config::Config::default();
-        config.auth.token = self.token.clone().filter(|t| !t.is_empty());
-        naga_engine::own_services_client(&config)
+        naga_engine::own_services_client(self.token.as_deref().filter(|t| !t.is_empty()))
     }
 }
 
