@@ -205,11 +205,11 @@ impl Engine {
 }
 
 /// The HTTP client for naga's own services (the API server's dispatches
-/// to the agent and MCP servers, the CLI): it carries `[auth] token`, which
-/// goes nowhere else (never to a callback URL).
-pub fn own_services_client(token: Option<&str>) -> reqwest::Client {
+/// to the agent and MCP servers): it carries `[auth] token`, which goes
+/// nowhere else (never to a callback URL).
+pub fn own_services_client(config: &Config) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = token {
+    if let Some(token) = &config.auth.token {
         if let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);

@@ -144,6 +144,9 @@ struct Inner {
     node_id: String,
     /// Other nodes share the database: a session's order is kept there.
     shared: bool,
+    /// Sessions whose batch just ended (here or, by `naga_work`, on another
+    /// node): their next batch may start.
+    turns: tokio::sync::broadcast::Sender<Arc<str>>,
     permits: Arc<Semaphore>,
     state: Mutex<State>,
     /// No new task or call starts once this fires (graceful shutdown).
@@ -168,16 +171,7 @@ struct State {
     /// batch with an earlier one of its session here waits for that one's
     /// end here, without asking the database: only a session's first batch
     /// on a node polls.
-    session_seqs: HashMap<String, HeldHere>,
-}
-
-/// A session's batches held on this node (shared database).
-#[derive(Default)]
-struct HeldHere {
-    seqs: std::collections::BTreeSet<i64>,
-    /// Fired when one of the session's batches ends, here or (by
-    /// `naga_work`) on another node: its waiting batches look again.
-    turn: Arc<tokio::sync::Notify>,
+    session_seqs: HashMap<String, std::collections::BTreeSet<i64>>,
 }
 
 /// A task that holds a slot: its session, its `seq` and its cancel handle.
@@ -250,6 +244,7 @@ impl Scheduler {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(config.workers.max(1))),
                 shared: store.is_shared(),
+                turns: tokio::sync::broadcast::channel(1024).0,
                 store,
                 callbacks,
                 clock,
@@ -786,7 +781,6 @@ impl Inner {
                 .session_seqs
                 .entry(spec.session_id.clone())
                 .or_default()
-                .seqs
                 .insert(spec.seq);
         }
         state.running.insert(
@@ -810,10 +804,9 @@ impl Inner {
         let mut state = self.state.lock().unwrap();
         state.running.remove(&spec.id);
         state.held[kind_index(spec.kind)] -= 1;
-        if let Some(here) = state.session_seqs.get_mut(&spec.session_id) {
-            here.seqs.remove(&spec.seq);
-            here.turn.notify_waiters();
-            if here.seqs.is_empty() {
+        if let Some(seqs) = state.session_seqs.get_mut(&spec.session_id) {
+            seqs.remove(&spec.seq);
+            if seqs.is_empty() {
                 state.session_seqs.remove(&spec.session_id);
             }
         }
@@ -825,6 +818,9 @@ impl Inner {
             }
         }
         self.clone().free_slot_locked(&mut state, &spec.session_id);
+        if self.shared {
+            let _ = self.turns.send(spec.session_id.as_str().into());
+        }
     }
 
     /// Frees one active slot of a session and starts its next queued batch.
@@ -910,21 +906,17 @@ impl Inner {
             return Ok(());
         }
         let ids = (spec.id.as_str(), spec.session_id.as_str());
+        let mut turns = self.turns.subscribe();
         let mut poll = Duration::from_millis(50);
         let mut waited = false;
         loop {
-            // Registered before looking, so that an end meanwhile is not missed.
-            let (earlier_here, turn) = {
-                let state = self.state.lock().unwrap();
-                let here = state.session_seqs.get(&spec.session_id);
-                (
-                    here.is_some_and(|h| h.seqs.range(..spec.seq).next().is_some()),
-                    here.map(|h| h.turn.clone()).unwrap_or_default(),
-                )
-            };
-            let notified = turn.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            let earlier_here = self
+                .state
+                .lock()
+                .unwrap()
+                .session_seqs
+                .get(&spec.session_id)
+                .is_some_and(|seqs| seqs.range(..spec.seq).next().is_some());
             let earlier = match earlier_here {
                 // Its end here wakes this one (no poll needed).
                 true => Ok(true),
@@ -954,17 +946,25 @@ impl Inner {
                 Err(e) => tracing::warn!(task_id = ids.0, session_id = ids.1, error = %e,
                     "cannot read the session's earlier batches; asking again"),
             }
-            let wait = match earlier_here {
+            let timer = self.clock.sleep(match earlier_here {
                 true => TURN_POLL_MAX * 10,
                 false => poll,
-            };
-            tokio::select! {
-                _ = notified => {}
-                _ = self.clock.sleep(wait) => {}
-                _ = self.draining.cancelled() => return Err(None),
-                _ = token.cancelled() => {
-                    return Err(self.cancel_unstarted(spec, "cancelled before it started").await)
+            });
+            tokio::pin!(timer);
+            loop {
+                tokio::select! {
+                    turn = turns.recv() => match turn {
+                        Ok(s) if *s != *spec.session_id => continue,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => (&mut timer).await,
+                    },
+                    _ = &mut timer => break,
+                    _ = self.draining.cancelled() => return Err(None),
+                    _ = token.cancelled() => {
+                        return Err(self.cancel_unstarted(spec, "cancelled before it started").await)
+                    }
                 }
+                break;
             }
             poll = (poll * 2).min(TURN_POLL_MAX);
         }
@@ -986,9 +986,7 @@ impl Inner {
     /// Acts on another node's scheduling news.
     fn hear(self: &Arc<Self>, news: WorkNews) {
         if let Some(session) = news.ended {
-            if let Some(here) = self.state.lock().unwrap().session_seqs.get(&session) {
-                here.turn.notify_waiters();
-            }
+            let _ = self.turns.send(session.into());
         }
         if let (Some(session), Some(before)) = (news.interrupt, news.before) {
             Scheduler {

@@ -20,7 +20,9 @@ pub struct Common {
 impl Common {
     /// A client that sends the token (if any).
     fn client(&self) -> reqwest::Client {
-        naga_engine::own_services_client(self.token.as_deref().filter(|t| !t.is_empty()))
+        let mut config = naga_core::config::Config::default();
+        config.auth.token = self.token.clone().filter(|t| !t.is_empty());
+        naga_engine::own_services_client(&config)
     }
 }
 

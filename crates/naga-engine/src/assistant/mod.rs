@@ -88,7 +88,7 @@ impl Assistant {
             .chain(&config.callbacks.previous_secrets)
             .filter_map(|s| callbacks::parse_secret(s).ok())
             .collect();
-        let http = crate::own_services_client(config.auth.token.as_deref());
+        let http = crate::own_services_client(config);
         tracing::info!(llm = llm.is_some(), "assistant ready");
         let (broadcast, outgoing) = mpsc::unbounded_channel();
         let assistant = Self {
