@@ -201,6 +201,8 @@ struct Inner {
     /// Receiver URLs admitted (allowlist checked) and parsed once: most
     /// callbacks go to a few receivers.
     urls: std::sync::Mutex<HashMap<String, url::Url>>,
+    /// Deliveries under way (each ends once `stop` fires).
+    deliveries: tokio_util::task::TaskTracker,
 }
 
 /// Most distinct receiver URLs kept parsed.
@@ -260,12 +262,18 @@ impl Callbacks {
                 delivered,
                 flusher: std::sync::Mutex::new(Some(flusher)),
                 urls: std::sync::Mutex::default(),
+                deliveries: Default::default(),
             }),
         })
     }
 
-    /// Waits, once the server stops, for the last delivery records.
+    /// Waits, once the server stops, for the deliveries under way to end
+    /// (an attempt in flight is abandoned: its row stays pending) and for
+    /// the last delivery records.
     pub async fn close(&self) {
+        let deliveries = &self.inner.deliveries;
+        deliveries.close();
+        deliveries.wait().await;
         let flusher = self.inner.flusher.lock().unwrap().take();
         if let Some(f) = flusher {
             let _ = f.await;
@@ -292,7 +300,9 @@ impl Callbacks {
     /// Delivers a callback in the background until delivered or dead.
     pub fn enqueue(&self, row: CallbackRow) {
         let inner = self.inner.clone();
-        tokio::spawn(async move { inner.deliver(row).await });
+        self.inner
+            .deliveries
+            .spawn(async move { inner.deliver(row).await });
     }
 
     /// Takes over and sends the pending callbacks and UI notifications
@@ -327,14 +337,20 @@ impl Inner {
             return;
         }
         loop {
-            let Ok(_permit) = self.permits.acquire().await else {
-                return;
+            let permit = tokio::select! {
+                p = self.permits.acquire() => p,
+                _ = self.stop.cancelled() => return,
             };
+            let Ok(_permit) = permit else { return };
             if self.stop.is_cancelled() {
                 return;
             }
             attempts += 1;
-            let outcome = self.attempt(&row).await;
+            let outcome = tokio::select! {
+                outcome = self.attempt(&row) => outcome,
+                // Abandoned: the row stays pending, sent again by the next run.
+                _ = self.stop.cancelled() => return,
+            };
             let now = self.clock.now_ms();
             let (record, delay) = match outcome {
                 Attempt::Delivered => (DeliveryOutcome::Delivered, None),

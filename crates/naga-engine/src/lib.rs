@@ -28,7 +28,7 @@ use naga_core::config::Config;
 use naga_store::Store;
 use scheduler::Scheduler;
 use std::{sync::Arc, time::Duration};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// A cheap, cloneable handle to the running engine.
 #[derive(Clone)]
@@ -48,6 +48,9 @@ struct Inner {
     mcp: Arc<McpHub>,
     clock: Arc<dyn Clock>,
     stop: CancellationToken,
+    /// Background tasks outside the scheduler and the callback worker
+    /// (the assistant's listeners, LLM summaries): waited for at shutdown.
+    background: TaskTracker,
     /// Held while the engine runs (see `node`).
     _node: node::NodeIdentity,
 }
@@ -141,6 +144,7 @@ impl Engine {
                 mcp,
                 clock,
                 stop,
+                background: TaskTracker::new(),
                 _node: node,
             }),
         };
@@ -194,13 +198,41 @@ impl Engine {
     /// starts, the rest is released for the next run; callback deliveries
     /// stop (pending ones stay in the outbox); the store closes after its
     /// last commit.
+    ///
+    /// Every background task (deliveries, listeners, heartbeats, sweeps)
+    /// ends on one signal, this engine's stop; leases are let go of only
+    /// once nothing here runs or delivers any more (another node may take
+    /// them at once).
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.scheduler.drain(grace).await;
         self.inner.stop.cancel();
         self.inner.callbacks.close().await;
+        let background = &self.inner.background;
+        background.close();
+        if tokio::time::timeout(Duration::from_secs(5), background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks still running after 5 s: left behind");
+        }
+        self.inner.scheduler.release_leases().await;
         self.inner.mcp.shutdown().await;
         self.inner.store.close().await;
         tracing::info!("engine stopped");
+    }
+
+    /// Runs `task` as one of the engine's background tasks: it must end
+    /// once [`Engine::stopping`] fires; shutdown waits for it.
+    pub fn spawn_background<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.background.spawn(task);
+    }
+
+    /// Fires when the engine stops.
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.inner.stop
     }
 }
 

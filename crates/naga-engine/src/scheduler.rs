@@ -655,8 +655,8 @@ impl Scheduler {
     pub fn spawn_maintenance(&self) {
         if self.inner.shared {
             let inner = Arc::downgrade(&self.inner);
-            let store = self.inner.store.clone();
-            tokio::spawn(async move {
+            let (store, draining) = (self.inner.store.clone(), self.inner.draining.clone());
+            self.inner.tracker.spawn(async move {
                 let mut news = match store.listen(Channel::Work).await {
                     Ok(Some(news)) => news,
                     Ok(None) => return,
@@ -667,7 +667,12 @@ impl Scheduler {
                         return;
                     }
                 };
-                while let Some(payload) = news.recv().await {
+                loop {
+                    let payload = tokio::select! {
+                        p = news.recv() => p,
+                        _ = draining.cancelled() => None,
+                    };
+                    let Some(payload) = payload else { return };
                     let Some(inner) = inner.upgrade() else { return };
                     match serde_json::from_str::<WorkNews>(&payload) {
                         Ok(news) => inner.hear(news),
@@ -718,8 +723,8 @@ impl Scheduler {
     }
 
     /// Graceful stop: no new task or call starts; calls in flight get
-    /// `grace` to finish; then they are abandoned and every lease this node
-    /// holds is released, so that the next run resumes the rest at once.
+    /// `grace` to finish; then they are abandoned (their leases are let go
+    /// of by [`Scheduler::release_leases`]).
     pub async fn drain(&self, grace: Duration) {
         let inner = &self.inner;
         inner.draining.cancel();
@@ -735,6 +740,13 @@ impl Scheduler {
         }
         inner.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), inner.tracker.wait()).await;
+    }
+
+    /// Lets go of every task and callback this node holds, so that the next
+    /// run or another node resumes them at once (the last step of a graceful
+    /// stop, once nothing here runs or delivers any more).
+    pub async fn release_leases(&self) {
+        let inner = &self.inner;
         match inner.store.release_leases(&inner.node_id).await {
             Ok(n) => tracing::info!(released = n, "leases released for the next run"),
             Err(e) => {
@@ -976,7 +988,7 @@ impl Inner {
     fn tell_nodes(&self, news: WorkNews) {
         let store = self.store.clone();
         let payload = serde_json::to_string(&news).unwrap_or_default();
-        tokio::spawn(async move {
+        self.tracker.spawn(async move {
             if let Err(e) = store.broadcast(Channel::Work, &payload).await {
                 tracing::warn!(error = %e, "scheduling news did not reach the other nodes");
             }

@@ -85,13 +85,16 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, lets requests in flight finish, stops the engine.
+    /// Stops accepting, lets requests in flight finish, stops the engine:
+    /// requests and running calls share one `grace` period.
     pub async fn shutdown(self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
         self.stop.cancel();
         for s in self.servers {
-            let _ = tokio::time::timeout(grace, s).await;
+            let _ = tokio::time::timeout_at(deadline, s).await;
         }
-        self.engine.shutdown(grace).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.engine.shutdown(left).await;
     }
 }
 

@@ -66,6 +66,16 @@ impl Channel {
 pub struct Store {
     read: ReadPool,
     backend: Backend,
+    background: Background,
+}
+
+/// The store's own background tasks (listeners of other nodes, the
+/// integrity check): they end on `stop`, which [`Store::close`] fires
+/// and then waits for them, before the connections close.
+#[derive(Clone, Default)]
+struct Background {
+    stop: tokio_util::sync::CancellationToken,
+    tracker: tokio_util::task::TaskTracker,
 }
 
 /// Where queries go.
@@ -177,6 +187,7 @@ impl Store {
                 writer,
                 analysis_owners: Default::default(),
             },
+            background: Background::default(),
         };
         store.check_integrity_in_background();
         Ok(store)
@@ -212,6 +223,7 @@ impl Store {
                 analysis_owners: Default::default(),
                 health: Default::default(),
             }),
+            background: Background::default(),
         })
     }
 
@@ -243,24 +255,36 @@ impl Store {
         let mut listener = sqlx::postgres::PgListener::connect_with(&pg.pool).await?;
         listener.listen(channel.name()).await?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        let stop = self.background.stop.clone();
+        self.background.tracker.spawn(async move {
             loop {
-                match listener.recv().await {
+                let received = tokio::select! {
+                    r = listener.recv() => r,
+                    _ = stop.cancelled() => break,
+                    _ = tx.closed() => break,
+                };
+                match received {
                     Ok(n) => {
                         if tx.send(n.payload().to_owned()).is_err() {
-                            return;
+                            break;
                         }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, channel = channel.name(),
                             "broadcasts of other nodes: listening again");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        if tx.is_closed() {
-                            return;
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = stop.cancelled() => break,
                         }
                     }
                 }
             }
+            // Its connection goes back to the pool, which then closes.
+            drop(listener);
+            tracing::debug!(
+                channel = channel.name(),
+                "stopped listening to the other nodes"
+            );
         });
         Ok(Some(rx))
     }
@@ -281,10 +305,13 @@ impl Store {
             return;
         };
         let (read, health) = (read.clone(), writer.health_handle());
-        tokio::spawn(async move {
-            let rows: Result<Vec<(String,)>, _> = sqlx::query_as("PRAGMA quick_check(20)")
-                .fetch_all(&read)
-                .await;
+        let stop = self.background.stop.clone();
+        self.background.tracker.spawn(async move {
+            let check = sqlx::query_as("PRAGMA quick_check(20)").fetch_all(&read);
+            let rows: Result<Vec<(String,)>, _> = tokio::select! {
+                rows = check => rows,
+                _ = stop.cancelled() => return,
+            };
             let damage = match rows {
                 Ok(rows) if rows.len() == 1 && rows[0].0 == "ok" => {
                     tracing::info!("store integrity checked: ok");
@@ -315,8 +342,12 @@ impl Store {
         }
     }
 
-    /// Waits until every write handed over so far is committed, then closes.
+    /// Stops the store's background tasks, waits until every write handed
+    /// over so far is committed, then closes.
     pub async fn close(&self) {
+        self.background.stop.cancel();
+        self.background.tracker.close();
+        self.background.tracker.wait().await;
         if let Backend::Sqlite { writer, .. } = &self.backend {
             writer.close().await;
         }

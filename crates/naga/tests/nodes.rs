@@ -18,11 +18,15 @@ impl Drop for Node {
 /// `naga serve --only agent` (the real binary) on `database`, with its own
 /// data folder (and so its own node identity) and a short lease.
 fn node(dir: &Path, database: &str) -> (Node, String) {
+    node_with_lease(dir, database, 1000)
+}
+
+fn node_with_lease(dir: &Path, database: &str, lease_ms: u64) -> (Node, String) {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("naga.toml");
     std::fs::write(
         &config,
-        "[scheduler]\nlease_ms = 1000\n[callbacks]\nretry_schedule_ms = [200, 400, 800, 1600]\n",
+        format!("[scheduler]\nlease_ms = {lease_ms}\n[callbacks]\nretry_schedule_ms = [200, 400, 800, 1600]\n"),
     )
     .unwrap();
     let (child, url) = spawn_naga(|cmd| {
@@ -297,4 +301,116 @@ async fn reject_interrupt_and_cancel_reach_a_batch_on_another_node() {
     let (status, answer) = b.post("/tasks/pol-6/cancel", &serde_json::json!({})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(a.wait_for_task_end("pol-6").await["status"], "cancelled");
+}
+
+/// Sends SIGTERM to the node and waits for it to exit, at most `within`;
+/// returns how it exited and how long that took.
+async fn terminate_within(
+    node: &mut Node,
+    within: Duration,
+) -> (std::process::ExitStatus, Duration) {
+    let started = std::time::Instant::now();
+    let pid = node.0.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "SIGTERM could not be sent");
+    loop {
+        if let Some(status) = node.0.try_wait().unwrap() {
+            return (status, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < within,
+            "the node is still running {within:?} after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// naga's grace period after SIGTERM (`naga serve`).
+const GRACE: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_node_stops_on_sigterm_within_its_grace_period_and_lets_go_of_its_work() {
+    let Some(server) = postgres_server_if_any() else {
+        return;
+    };
+    let database = format!("{server}/naga_stop_{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    // Idle, several times: every listener, sweeper and heartbeat ends.
+    for _ in 0..3 {
+        let (mut a, _) = node_with_lease(&dir.path().join("a"), &database, 60_000);
+        let (status, took) = terminate_within(&mut a, GRACE).await;
+        assert!(
+            status.success(),
+            "an idle node exits 0 after SIGTERM: {status}"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "an idle node took {took:?} to stop"
+        );
+    }
+
+    // Busy: a call running, its session's next batch queued. A's leases are
+    // long (60 s): only if A lets go of them can B take them at once.
+    let (mut a, url_a) = node_with_lease(&dir.path().join("a"), &database, 60_000);
+    let receiver = Receiver::start().await;
+    let client = reqwest::Client::new();
+    let first = echo_batch(
+        "stop",
+        "stop-1",
+        &["slow", "next"],
+        1_500,
+        Some(&receiver.url()),
+    );
+    let second = echo_batch("stop", "stop-2", &["after"], 0, Some(&receiver.url()));
+    for batch in [&first, &second] {
+        let (status, answer) = post_json(&client, &format!("{url_a}/schedule"), batch).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, task) = read(
+            client
+                .get(format!("{url_a}/tasks/stop-1"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if task["status"] == "running" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stop-1 never ran: {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, took) = terminate_within(&mut a, GRACE + Duration::from_secs(2)).await;
+    assert!(
+        status.success(),
+        "a busy node exits 0 after SIGTERM: {status}"
+    );
+    assert!(
+        took <= GRACE + Duration::from_secs(1),
+        "a busy node took {took:?} to stop"
+    );
+
+    // B takes both batches over at once and runs what is left.
+    let (_b, url_b) = node_with_lease(&dir.path().join("b"), &database, 60_000);
+    for id in ["stop-1", "stop-2"] {
+        let cb = receiver.wait_for(id).await;
+        assert_eq!(cb.body["status"], "succeeded", "{}", cb.body);
+    }
+    let (_, task) = read(
+        client
+            .get(format!("{url_b}/tasks/stop-1"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(task["steps_count"], 2, "each call ran once: {task}");
 }

@@ -306,9 +306,6 @@ async fn a_callback_stored_before_a_restart_is_checked_again_at_delivery() {
     let receiver = Receiver::start_on(0, &[(503, None)]).await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(&dir);
-    // (On SQLite: under NAGA_TEST_BACKEND=postgres this restart does not
-    // yet take its callback back in time; see the session 12 note.)
-    config.database_url = None;
     config.callbacks.retry_schedule_ms = vec![4_000];
     let mut app = TestApp::spawn_with(dir.clone(), config.clone()).await;
     app.post_schedule(&echo_batch(
@@ -320,7 +317,12 @@ async fn a_callback_stored_before_a_restart_is_checked_again_at_delivery() {
     ))
     .await;
     // (The first attempt: refused.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while receiver.all().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first attempt never reached the receiver"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     app.stop().await;

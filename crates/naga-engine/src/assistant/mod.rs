@@ -117,9 +117,11 @@ impl Assistant {
     /// others broadcast is published here.
     fn share_events(&self, mut outgoing: mpsc::UnboundedReceiver<String>) {
         let store = self.store().clone();
-        let node = self.inner.engine.scheduler().node_id().to_owned();
+        let engine = self.inner.engine.clone();
+        let node = engine.scheduler().node_id().to_owned();
         let this = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        let stop = engine.stopping().clone();
+        engine.clone().spawn_background(async move {
             let mut incoming = match store.listen(naga_store::Channel::Events).await {
                 Ok(Some(rx)) => rx,
                 Ok(None) => return, // SQLite: one node
@@ -133,9 +135,14 @@ impl Assistant {
                     .hearing_others
                     .store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            let sender = store.clone();
-            tokio::spawn(async move {
-                while let Some(payload) = outgoing.recv().await {
+            let (sender, sender_stop) = (store.clone(), stop.clone());
+            engine.spawn_background(async move {
+                loop {
+                    let payload = tokio::select! {
+                        p = outgoing.recv() => p,
+                        _ = sender_stop.cancelled() => None,
+                    };
+                    let Some(payload) = payload else { return };
                     if let Err(e) = sender
                         .broadcast(naga_store::Channel::Events, &payload)
                         .await
@@ -144,7 +151,12 @@ impl Assistant {
                     }
                 }
             });
-            while let Some(payload) = incoming.recv().await {
+            loop {
+                let payload = tokio::select! {
+                    p = incoming.recv() => p,
+                    _ = stop.cancelled() => None,
+                };
+                let Some(payload) = payload else { return };
                 let Some(inner) = this.upgrade() else { return };
                 let Ok(shared) = serde_json::from_str::<Value>(&payload) else {
                     continue;
