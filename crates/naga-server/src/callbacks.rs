@@ -45,12 +45,16 @@ pub async fn retry(
     State(engine): State<Engine>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    let existing = engine
-        .store()
-        .callback(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no callback `{id}`")))?;
-    if existing.status == "pending" {
+    let now = engine.clock().now_ms();
+    let lease = engine.scheduler().lease(now);
+    let Some(row) = engine.store().requeue_callback(&id, &lease, now).await? else {
+        // Not replayed: no such callback, or pending already (also when
+        // another replay of it just won).
+        let existing = engine
+            .store()
+            .callback(&id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no callback `{id}`")))?;
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "already_pending",
@@ -59,13 +63,7 @@ pub async fn retry(
                 existing.attempts
             ),
         ));
-    }
-    let now = engine.clock().now_ms();
-    let row = engine
-        .store()
-        .requeue_callback(&id, now)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no callback `{id}`")))?;
+    };
     tracing::info!(callback_id = %id, task_id = %row.task_id, "callback replay requested");
     let view = views::callback(&row);
     engine.callbacks().enqueue(row);
@@ -105,7 +103,11 @@ pub async fn redrive(
     };
     let limit = crate::agent::page_limit(q.limit)?;
     let now = engine.clock().now_ms();
-    let rows = engine.store().redrive_dead(since, limit, now).await?;
+    let lease = engine.scheduler().lease(now);
+    let rows = engine
+        .store()
+        .redrive_dead(since, limit, &lease, now)
+        .await?;
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     tracing::info!(count = rows.len(), since, "dead callbacks redriven");
     let body = json!({"success": true, "count": ids.len(), "callback_ids": ids});

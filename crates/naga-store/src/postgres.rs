@@ -667,14 +667,20 @@ pub(crate) async fn record_deliveries_in(
 pub(crate) async fn requeue_callback(
     pool: &PgPool,
     id: &str,
+    lease: &Lease,
     now: Millis,
 ) -> Result<Option<CallbackRow>, StoreError> {
+    // Concurrent replays: the second waits for the first's row lock, then
+    // sees the row pending and changes nothing.
     Ok(sqlx::query_as(
-        "UPDATE callbacks SET status = 'pending', attempts = 0, next_attempt_at = $2
-         WHERE id = $1 RETURNING *",
+        "UPDATE callbacks SET status = 'pending', attempts = 0, next_attempt_at = $2,
+             lease_owner = $3, lease_expires_at = $4
+         WHERE id = $1 AND status <> 'pending' RETURNING *",
     )
     .bind(id)
     .bind(now)
+    .bind(&lease.owner)
+    .bind(lease.until)
     .fetch_optional(pool)
     .await?)
 }
@@ -683,18 +689,23 @@ pub(crate) async fn redrive_dead(
     pool: &PgPool,
     since: Millis,
     limit: i64,
+    lease: &Lease,
     now: Millis,
 ) -> Result<Vec<CallbackRow>, StoreError> {
     let mut rows: Vec<CallbackRow> = sqlx::query_as(
-        "UPDATE callbacks SET status = 'pending', attempts = 0, next_attempt_at = $3
+        "UPDATE callbacks SET status = 'pending', attempts = 0, next_attempt_at = $3,
+             lease_owner = $4, lease_expires_at = $5
          WHERE seq IN (SELECT seq FROM callbacks
                        WHERE status = 'dead' AND next_attempt_at >= $1
                        ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)
+           AND status = 'dead'
          RETURNING *",
     )
     .bind(since)
     .bind(limit)
     .bind(now)
+    .bind(&lease.owner)
+    .bind(lease.until)
     .fetch_all(pool)
     .await?;
     rows.sort_by_key(|r| r.seq);

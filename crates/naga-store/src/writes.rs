@@ -927,23 +927,31 @@ impl Store {
             .await
     }
 
-    /// Puts a callback back in the outbox to be delivered again (replay),
-    /// with its attempts counted from zero: it retries like a first delivery.
+    /// Puts a callback that is not pending back in the outbox to be
+    /// delivered again (replay), with its attempts counted from zero: it
+    /// retries like a first delivery. The replaying node takes its lease in
+    /// the same statement (no other node's sweep takes it from under it).
+    /// `None` when there is no such callback or it is pending already: of
+    /// concurrent replays of one callback, one gets it.
     pub async fn requeue_callback(
         &self,
         id: &str,
+        lease: &Lease,
         now: Millis,
     ) -> Result<Option<CallbackRow>, StoreError> {
-        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::requeue_callback(pg, id, now));
-        let key = id.to_owned();
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::requeue_callback(
+            pg, id, lease, now
+        ));
+        let (key, lease) = (id.to_owned(), lease.clone());
         let found = writer
             .write(move |c| {
                 let n = c
                     .cached(
-                        "UPDATE callbacks SET status = 'pending', attempts = 0, next_attempt_at = ?2
-                         WHERE id = ?1",
+                        "UPDATE callbacks SET status = 'pending', attempts = 0, next_attempt_at = ?2,
+                             lease_owner = ?3, lease_expires_at = ?4
+                         WHERE id = ?1 AND status <> 'pending'",
                     )?
-                    .execute(params![key, now])?;
+                    .execute(params![key, now, lease.owner, lease.until])?;
                 Ok(n == 1)
             })
             .await?;
@@ -955,27 +963,32 @@ impl Store {
 
     /// Puts back in the outbox, as first deliveries, at most `limit` dead
     /// callbacks, oldest first, that died at or after `since` (a dead row's
-    /// `next_attempt_at` is when it died). Returns them.
+    /// `next_attempt_at` is when it died), under `lease`. Returns them.
     pub async fn redrive_dead(
         &self,
         since: Millis,
         limit: i64,
+        lease: &Lease,
         now: Millis,
     ) -> Result<Vec<CallbackRow>, StoreError> {
         let (writer, _) = sqlite_or!(self, |pg| crate::postgres::redrive_dead(
-            pg, since, limit, now
+            pg, since, limit, lease, now
         ));
+        let lease = lease.clone();
         let ids: Vec<String> = writer
             .write(move |c| {
                 let mut stmt = c.cached(
-                    "UPDATE callbacks SET status = 'pending', attempts = 0, next_attempt_at = ?3
+                    "UPDATE callbacks SET status = 'pending', attempts = 0, next_attempt_at = ?3,
+                         lease_owner = ?4, lease_expires_at = ?5
                      WHERE seq IN (SELECT seq FROM callbacks
                                    WHERE status = 'dead' AND next_attempt_at >= ?1
                                    ORDER BY seq LIMIT ?2)
                      RETURNING id",
                 )?;
                 let ids = stmt
-                    .query_map(params![since, limit, now], |r| r.get(0))?
+                    .query_map(params![since, limit, now, lease.owner, lease.until], |r| {
+                        r.get(0)
+                    })?
                     .collect::<Result<_, _>>()?;
                 Ok(ids)
             })

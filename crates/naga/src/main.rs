@@ -87,6 +87,9 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     // Held until `serve` returns: dropping it writes out what is queued.
     let _log = init_logging(args.log_json);
     let config = args.load().context("invalid configuration")?;
+    // Listened for before anything starts: a SIGTERM that arrives as soon
+    // as the addresses are printed still stops naga gracefully.
+    let stop = shutdown_signal();
     tracing::info!(data_dir = %config.data_dir.display(), database = %without_password(&config.database_url()),
         synchronous = ?config.store.synchronous, "starting naga");
     let running = naga_server::start(config, Arc::new(naga_server::SystemClock)).await?;
@@ -99,7 +102,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = running.mcp_addr {
         eprintln!("naga: MCP server on http://{addr}");
     }
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down: no new requests; running calls get a grace period");
     running.shutdown(Duration::from_secs(10)).await;
     Ok(())
@@ -134,24 +137,33 @@ fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     guard
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves at SIGTERM or Ctrl-C (SIGINT); both are listened for from the
+/// call on, not from the first poll.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(term) => {},
+            _ = wait(int) => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    }
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -414,3 +414,85 @@ async fn a_postgresql_node_stops_on_sigterm_within_its_grace_period_and_lets_go_
     .await;
     assert_eq!(task["steps_count"], 2, "each call ran once: {task}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_replayed_or_redriven_on_another_node_is_delivered_once() {
+    let Some(server) = postgres_server_if_any() else {
+        return;
+    };
+    let database = format!("{server}/naga_replay_{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let (a, url_a) = node(&dir.path().join("a"), &database);
+    let (_b, url_b) = node(&dir.path().join("b"), &database);
+    // Two callbacks of A's die at their first attempt (410).
+    let receiver = Receiver::start_on(0, &[(410, None), (410, None)]).await;
+    let client = reqwest::Client::new();
+    let get = |url: String| {
+        let client = client.clone();
+        async move { read(client.get(url).send().await.unwrap()).await.1 }
+    };
+    let mut dead_ids = Vec::new();
+    for id in ["replay-x", "redrive-x"] {
+        let batch = echo_batch("replay", id, &["x"], 0, Some(&receiver.url()));
+        let (status, answer) = post_json(&client, &format!("{url_a}/schedule"), &batch).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let list = get(format!("{url_a}/callbacks?status=dead")).await;
+            let found = list["callbacks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["task_id"] == id)
+                .cloned();
+            if let Some(c) = found {
+                dead_ids.push(c["id"].as_str().unwrap().to_owned());
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id}'s callback never died: {list}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // A canary: a batch running on A when A dies, taken over by B's sweep.
+    let canary = echo_batch("canary", "canary", &["slow"], 2_000, Some(&receiver.url()));
+    let (status, answer) = post_json(&client, &format!("{url_a}/schedule"), &canary).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    drop(a); // kill -9: the dead callbacks' owner is gone.
+
+    let (status, answer) = post_json(
+        &client,
+        &format!("{url_b}/callbacks/{}/retry", dead_ids[0]),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = post_json(
+        &client,
+        &format!("{url_b}/callbacks/redrive"),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["count"].clone()),
+        (StatusCode::OK, 1.into()),
+        "{answer}"
+    );
+    for id in ["replay-x", "redrive-x"] {
+        receiver.wait_for(id).await;
+    }
+    // B's sweep took the canary over after the replays (A's lease expired
+    // after them): had it taken the replayed callbacks too, they would have
+    // been sent again by now (the canary's call alone takes 2 s).
+    receiver.wait_for("canary").await;
+    for id in ["replay-x", "redrive-x"] {
+        let delivered = receiver
+            .accepted()
+            .iter()
+            .filter(|r| r.body["task_id"] == id)
+            .count();
+        assert_eq!(delivered, 1, "{id} delivered {delivered} times");
+    }
+}

@@ -385,6 +385,47 @@ async fn a_replayed_callback_retries_like_a_first_delivery() {
     assert_eq!(receiver.all().len(), 6);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_concurrent_replays_of_one_callback_one_wins_and_it_is_delivered_once() {
+    let app = TestApp::spawn().await;
+    // The first delivery is refused for good (410): dead at once. The
+    // replay's first attempt is asked to come back in an hour: it stays
+    // pending while the replays race.
+    let receiver = Receiver::start_on(0, &[(410, None), (503, Some(3600))]).await;
+    let url = receiver.url();
+    app.post_schedule(&echo_batch("replays", "replays-1", &["x"], 0, Some(&url)))
+        .await;
+    let dead = app.wait_for_callback_status("replays-1", "dead").await;
+    let id = dead["id"].as_str().unwrap().to_owned();
+    let replays = (0..10).map(|_| {
+        let (client, url) = (
+            app.client.clone(),
+            format!("{}/callbacks/{id}/retry", app.agent),
+        );
+        async move { read(client.post(url).json(&json!({})).send().await.unwrap()).await }
+    });
+    let answers = futures::future::join_all(replays).await;
+    let won = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    let refused = answers
+        .iter()
+        .filter(|(s, r)| *s == StatusCode::CONFLICT && r["code"] == "already_pending")
+        .count();
+    assert_eq!((won, refused), (1, 9), "{answers:?}");
+    // A later callback through the same worker: the replay had its chance
+    // to be sent twice by now.
+    app.post_schedule(&echo_batch("replays", "replays-2", &["y"], 0, Some(&url)))
+        .await;
+    receiver.wait_for("replays-2").await;
+    let sent = receiver
+        .all()
+        .iter()
+        .filter(|r| r.body["task_id"] == "replays-1")
+        .count();
+    assert_eq!(sent, 2, "the refused first delivery and one replay");
+    let pending = app.wait_for_callback_status("replays-1", "pending").await;
+    assert_eq!(pending["attempts"], 1, "{pending}");
+}
+
 #[tokio::test]
 async fn dead_callbacks_are_redriven_on_request_since_a_time() {
     let app = app_with(|c| c.callbacks.max_attempts = 2).await;
