@@ -335,9 +335,11 @@ impl Engine {
             Inserted::New { seq, started } => {
                 spec.seq = seq;
                 if !started {
-                    // The session was busy on another node: the batch waits
-                    // for its turn like any other.
-                    reservation = None;
+                    // Stored as queued: the worker goes back (the session was
+                    // busy on another node, or none was free); a session slot
+                    // held here stays held until the batch is handed over, so
+                    // that no batch of its session gets in between.
+                    reservation = reservation.and_then(Reservation::without_worker);
                 }
             }
             Inserted::Existing(first) => {

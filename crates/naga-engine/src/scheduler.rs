@@ -109,6 +109,13 @@ impl Reservation {
     pub fn has_worker(&self) -> bool {
         self.permit.is_some()
     }
+
+    /// Gives the worker back and keeps the session's slot, if this holds
+    /// one (`None` otherwise: nothing is left to hand over).
+    pub fn without_worker(mut self) -> Option<Self> {
+        drop(self.permit.take());
+        self.slot.then_some(self)
+    }
 }
 
 impl Drop for Reservation {
@@ -172,7 +179,15 @@ struct State {
     /// end here, without asking the database: only a session's first batch
     /// on a node polls.
     session_seqs: HashMap<String, std::collections::BTreeSet<i64>>,
+    /// Recent interrupts: a session's batches accepted before this `seq`
+    /// are cancelled, also one committed before the interrupt but handed
+    /// over after it (see [`Scheduler::interrupt_session`]).
+    interrupted: HashMap<String, (i64, std::time::Instant)>,
 }
+
+/// How long an interrupt is remembered for batches committed before it
+/// and handed over after it (that gap has no await: microseconds).
+const INTERRUPT_MEMORY: Duration = Duration::from_secs(60);
 
 /// A task that holds a slot: its session, its `seq` and its cancel handle.
 #[derive(Clone)]
@@ -290,6 +305,11 @@ impl Scheduler {
         if state.holds(&spec.id) {
             return;
         }
+        if state.interrupted_before(&spec) {
+            drop(state);
+            self.cancel_interrupted(spec);
+            return;
+        }
         state.held[kind_index(spec.kind)] += 1;
         let State {
             sessions, queued, ..
@@ -377,16 +397,23 @@ impl Scheduler {
         }))
     }
 
-    /// Starts a batch committed with its reservation (as running when it
-    /// holds a worker).
+    /// Starts a batch committed with its reservation: at once when it
+    /// holds a worker (it was committed as running), else once one is free;
+    /// the session's slot it holds passes to the batch without a gap.
     pub fn submit_reserved(&self, spec: TaskSpec, mut reservation: Reservation) {
+        if self.inner.state.lock().unwrap().interrupted_before(&spec) {
+            drop(reservation);
+            self.cancel_interrupted(spec);
+            return;
+        }
         let permit = reservation.permit.take();
         reservation.slot = false;
         let mut state = self.inner.state.lock().unwrap();
         state.held[kind_index(spec.kind)] += 1;
         tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
             analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
-            policy = spec.policy.as_str(), "batch starts (committed as running)");
+            policy = spec.policy.as_str(), committed_as_running = permit.is_some(),
+            "batch starts");
         self.inner.clone().start_locked(&mut state, spec, permit);
     }
 
@@ -404,9 +431,22 @@ impl Scheduler {
         self.interrupt_here(session_id, before)
     }
 
+    /// Ends a batch that an interrupt reached before it was handed over.
+    fn cancel_interrupted(&self, spec: TaskSpec) {
+        tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
+            "interrupt: batch accepted before the interrupting one cancelled as it is handed over");
+        let inner = self.inner.clone();
+        self.inner.tracker.spawn(async move {
+            inner
+                .cancel_unstarted(&spec, "interrupted by a newer batch of the session")
+                .await;
+        });
+    }
+
     fn interrupt_here(&self, session_id: &str, before: i64) -> Vec<String> {
         let queued: Vec<TaskSpec> = {
             let mut state = self.inner.state.lock().unwrap();
+            state.remember_interrupt(session_id, before);
             let State {
                 sessions,
                 running,
@@ -415,9 +455,16 @@ impl Scheduler {
                 ..
             } = &mut *state;
             // (A batch started at once on a shared database has no slot.)
+            // Only batches accepted before the interrupting one: one accepted
+            // after it may already be queued behind the running batch.
             let queued: Vec<TaskSpec> = sessions
                 .get_mut(session_id)
-                .map(|slot| slot.queue.drain(..).collect())
+                .map(|slot| {
+                    let (earlier, later): (Vec<TaskSpec>, Vec<TaskSpec>) =
+                        slot.queue.drain(..).partition(|q| q.seq < before);
+                    slot.queue = later.into();
+                    earlier
+                })
                 .unwrap_or_default();
             for q in &queued {
                 held[kind_index(q.kind)] -= 1;
@@ -564,14 +611,42 @@ impl Scheduler {
         self.claim(true).await
     }
 
+    /// Takes over no more than `[scheduler] max_queued` allows this node
+    /// to hold (the rest stays in the store for a later sweep, here or on
+    /// another node). At start, what this node held in its last run and did
+    /// not take back is let go of, so that it is not renewed unheld.
     async fn claim(&self, own: bool) -> Result<usize, EngineError> {
         let now = self.inner.clock.now_ms();
         let owner = own.then_some(self.inner.node_id.as_str());
+        let held = {
+            let state = self.inner.state.lock().unwrap();
+            state.held.iter().sum::<usize>()
+        };
+        let room = self.inner.config.max_queued.max(1).saturating_sub(held);
+        if room == 0 {
+            tracing::info!(
+                held,
+                max_queued = self.inner.config.max_queued,
+                "holding as many batches as max_queued allows: expired leases are left for later"
+            );
+            return Ok(0);
+        }
         let tasks = self
             .inner
             .store
-            .claim_expired(self.lease(now), now, owner)
+            .claim_expired(self.lease(now), now, owner, room as i64)
             .await?;
+        if own && tasks.len() == room {
+            tracing::warn!(
+                taken = room,
+                max_queued = self.inner.config.max_queued,
+                "more unfinished batches than max_queued: the rest is taken as room frees up"
+            );
+            self.inner
+                .store
+                .release_unheld_leases(&self.inner.node_id, tasks.last().map_or(0, |t| t.seq))
+                .await?;
+        }
         let n = tasks.len();
         for t in tasks {
             match self.resume_spec(&t).await {
@@ -766,6 +841,26 @@ impl State {
 
     fn holds(&self, task_id: &str) -> bool {
         self.running.contains_key(task_id) || self.queued.contains_key(task_id)
+    }
+
+    /// Whether an interrupt of its session came after `spec` was accepted.
+    fn interrupted_before(&self, spec: &TaskSpec) -> bool {
+        self.interrupted
+            .get(&spec.session_id)
+            .is_some_and(|(before, at)| spec.seq < *before && at.elapsed() < INTERRUPT_MEMORY)
+    }
+
+    fn remember_interrupt(&mut self, session_id: &str, before: i64) {
+        let now = std::time::Instant::now();
+        if self.interrupted.len() >= 64 {
+            self.interrupted
+                .retain(|_, (_, at)| now.duration_since(*at) < INTERRUPT_MEMORY);
+        }
+        let mark = self
+            .interrupted
+            .entry(session_id.to_owned())
+            .or_insert((before, now));
+        *mark = (mark.0.max(before), now);
     }
 }
 

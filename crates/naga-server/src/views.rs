@@ -26,6 +26,8 @@ pub fn task(t: &TaskRow) -> Value {
         "created_at": iso(t.accepted_at),
         "started_at": iso_opt(t.started_at),
         "finished_at": iso_opt(t.finished_at),
+        // The order in which the store accepted the task.
+        "sequence": t.seq,
     })
 }
 

@@ -356,6 +356,7 @@ pub(crate) async fn claim_expired(
     lease: &Lease,
     now: Millis,
     own: Option<&str>,
+    limit: i64,
 ) -> Result<Vec<TaskRow>, StoreError> {
     Ok(sqlx::query_as(
         "WITH claimed AS (
@@ -364,6 +365,7 @@ pub(crate) async fn claim_expired(
                            WHERE status IN ('queued', 'running')
                              AND (lease_owner IS NULL OR lease_expires_at IS NULL
                                   OR lease_expires_at < $3 OR lease_owner = $4)
+                           ORDER BY seq LIMIT $5
                            FOR UPDATE SKIP LOCKED)
              RETURNING seq)
          SELECT t.* FROM task_rows t JOIN claimed c ON c.seq = t.seq ORDER BY t.seq",
@@ -372,8 +374,25 @@ pub(crate) async fn claim_expired(
     .bind(lease.until)
     .bind(now)
     .bind(own)
+    .bind(limit)
     .fetch_all(pool)
     .await?)
+}
+
+pub(crate) async fn release_unheld_leases(
+    pool: &PgPool,
+    owner: &str,
+    after_seq: i64,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
+         WHERE lease_owner = $1 AND seq > $2 AND status IN ('queued', 'running')",
+    )
+    .bind(owner)
+    .bind(after_seq)
+    .execute(pool)
+    .await?
+    .rows_affected())
 }
 
 pub(crate) async fn release_lease(

@@ -674,30 +674,36 @@ impl Store {
             .await
     }
 
-    /// Takes over every unfinished task whose lease expired (or that has
-    /// none), and those whose lease `own` holds (a restarted node's own),
-    /// in acceptance order: what a restart or another node resumes.
+    /// Takes over the unfinished tasks whose lease expired (or that have
+    /// none), and those whose lease `own` holds (a restarted node's own):
+    /// the `limit` accepted first, in acceptance order: what a restart or
+    /// another node resumes.
     pub async fn claim_expired(
         &self,
         lease: Lease,
         now: Millis,
         own: Option<&str>,
+        limit: i64,
     ) -> Result<Vec<TaskRow>, StoreError> {
         let (writer, _) = sqlite_or!(self, |pg| crate::postgres::claim_expired(
-            pg, &lease, now, own
+            pg, &lease, now, own, limit
         ));
         let own = own.map(str::to_owned);
         let ids: Vec<String> = writer
             .write(move |c| {
                 let mut stmt = c.cached(
                     "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
-                     WHERE status IN ('queued', 'running')
-                       AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ?3
-                            OR lease_owner = ?4)
+                     WHERE seq IN (SELECT seq FROM tasks
+                                   WHERE status IN ('queued', 'running')
+                                     AND (lease_owner IS NULL OR lease_expires_at IS NULL
+                                          OR lease_expires_at < ?3 OR lease_owner = ?4)
+                                   ORDER BY seq LIMIT ?5)
                      RETURNING id",
                 )?;
                 let ids = stmt
-                    .query_map(params![lease.owner, lease.until, now, own], |r| r.get(0))?
+                    .query_map(params![lease.owner, lease.until, now, own, limit], |r| {
+                        r.get(0)
+                    })?
                     .collect::<Result<_, _>>()?;
                 Ok(ids)
             })
@@ -783,6 +789,30 @@ impl Store {
                 )?
                 .execute(params![task_id, owner])?;
                 Ok(())
+            })
+            .await
+    }
+
+    /// Lets go of the tasks `owner` holds accepted after `after_seq` (a
+    /// restarted node that took back only the first of its own).
+    pub async fn release_unheld_leases(
+        &self,
+        owner: &str,
+        after_seq: i64,
+    ) -> Result<u64, StoreError> {
+        let (writer, _) = sqlite_or!(self, |pg| crate::postgres::release_unheld_leases(
+            pg, owner, after_seq
+        ));
+        let owner = owner.to_owned();
+        writer
+            .write(move |c| {
+                let n = c
+                    .cached(
+                        "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
+                         WHERE lease_owner = ?1 AND seq > ?2 AND status IN ('queued', 'running')",
+                    )?
+                    .execute(params![owner, after_seq])?;
+                Ok(n as u64)
             })
             .await
     }

@@ -66,6 +66,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
                 },
                 999,
                 None,
+                1000,
             )
             .await
             .unwrap()
@@ -80,6 +81,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
                 },
                 1_500,
                 None,
+                1000,
             )
             .await
             .unwrap()
@@ -94,6 +96,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
                 },
                 2_001,
                 None,
+                1000,
             )
             .await
             .unwrap();
@@ -156,8 +159,12 @@ async fn a_restarted_node_takes_its_own_unexpired_leases_back_others_stay() {
             owner: "A".into(),
             until: 2_000_000,
         };
-        assert!(s.claim_expired(lease(), 5, None).await.unwrap().is_empty());
-        let claimed = s.claim_expired(lease(), 5, Some("A")).await.unwrap();
+        assert!(s
+            .claim_expired(lease(), 5, None, 1000)
+            .await
+            .unwrap()
+            .is_empty());
+        let claimed = s.claim_expired(lease(), 5, Some("A"), 1000).await.unwrap();
         let ids: Vec<&str> = claimed.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["mine"], "B's lease runs: B's task stays B's");
     }
@@ -179,6 +186,7 @@ async fn released_leases_are_claimed_at_once_and_finished_tasks_never() {
                 },
                 5,
                 None,
+                1000,
             )
             .await
             .unwrap();
@@ -267,5 +275,34 @@ async fn a_callback_is_stored_as_handed_over_with_the_next_sequence() {
             assert_eq!(body["results"][0]["x"], "}");
         }
         assert_eq!((stored[0].seq, stored[1].seq), (1, 2));
+    }
+}
+
+#[tokio::test]
+async fn a_claim_takes_at_most_its_limit_oldest_first_and_a_restart_lets_go_of_the_rest() {
+    for backend in backends().await {
+        let s = backend.store.clone();
+        eprintln!("on {}", backend.name);
+        for i in 0..5 {
+            s.insert_task(task(&format!("t{i}"), "A", 1_000_000))
+                .await
+                .unwrap();
+        }
+        let lease = |owner: &str| Lease {
+            owner: owner.into(),
+            until: 2_000_000,
+        };
+        // A restarts with room for two: it takes its two oldest back…
+        let claimed = s.claim_expired(lease("A"), 5, Some("A"), 2).await.unwrap();
+        let ids: Vec<&str> = claimed.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["t0", "t1"]);
+        // …and lets go of the rest, which B can take at once.
+        assert_eq!(
+            s.release_unheld_leases("A", claimed[1].seq).await.unwrap(),
+            3
+        );
+        let claimed = s.claim_expired(lease("B"), 5, None, 10).await.unwrap();
+        let ids: Vec<&str> = claimed.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["t2", "t3", "t4"]);
     }
 }

@@ -91,8 +91,8 @@ async fn expired_tasks_claimed_by_two_nodes_at_once_go_to_one_each() {
             until: 10_000,
         };
         let (got_a, got_b) = tokio::join!(
-            a.claim_expired(lease("A"), 100, None),
-            b.claim_expired(lease("B"), 100, None)
+            a.claim_expired(lease("A"), 100, None, 1000),
+            b.claim_expired(lease("B"), 100, None, 1000)
         );
         let ids = |rows: Vec<TaskRow>| rows.into_iter().map(|t| t.id).collect::<HashSet<_>>();
         let (got_a, got_b) = (ids(got_a.unwrap()), ids(got_b.unwrap()));

@@ -480,6 +480,66 @@ async fn reject_admits_one_of_many_batches_sent_at_once_to_an_idle_session() {
     assert_eq!(list["count"], 1, "refused batches store nothing");
 }
 
+/// While every worker is busy, a `reject` batch holds its session's slot
+/// from before its commit until it is handed over: a second one sent at
+/// the same time never gets in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_admits_one_batch_of_a_session_also_when_every_worker_is_busy() {
+    let app = app_with(|c| c.scheduler.workers = 1).await;
+    let (s, _) = app
+        .post_schedule(&echo_batch("hog", "hog", &["x"], 60_000, None))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    app.wait_for_status("hog", "running").await;
+    for round in 0..30 {
+        let session = format!("rjw-{round}");
+        let bodies: Vec<_> = (0..8)
+            .map(|i| {
+                let mut b = echo_batch(&session, &format!("{session}-{i}"), &["x"], 0, None);
+                b["multitask_strategy"] = json!("reject");
+                b
+            })
+            .collect();
+        let answers = futures::future::join_all(bodies.iter().map(|b| app.post_schedule(b))).await;
+        let accepted = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+        assert_eq!(accepted, 1, "round {round}: {answers:?}");
+    }
+    let (s, r) = app.post("/tasks/hog/cancel", &json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+}
+
+/// `interrupt` cancels the batches of its session accepted before it,
+/// never one accepted after it (even one already queued when the
+/// interrupting batch is handed over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_cancels_only_the_batches_accepted_before_it() {
+    let app = TestApp::spawn().await;
+    for round in 0..30 {
+        let session = format!("intr-{round}");
+        let first = format!("{session}-running");
+        let (s, _) = app
+            .post_schedule(&echo_batch(&session, &first, &["x"], 60_000, None))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        app.wait_for_status(&first, "running").await;
+        let mut interrupting = echo_batch(&session, &format!("{session}-i"), &["i"], 0, None);
+        interrupting["multitask_strategy"] = json!("interrupt");
+        let queued = echo_batch(&session, &format!("{session}-q"), &["q"], 0, None);
+        let (a, b) = tokio::join!(app.post_schedule(&interrupting), app.post_schedule(&queued));
+        assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK), "{a:?} {b:?}");
+        let i = app.wait_for_task_end(&format!("{session}-i")).await;
+        let q = app.wait_for_task_end(&format!("{session}-q")).await;
+        assert_eq!(i["status"], "succeeded", "{i}");
+        let later = q["sequence"].as_i64() > i["sequence"].as_i64();
+        let want = if later { "succeeded" } else { "cancelled" };
+        assert_eq!(
+            q["status"], want,
+            "round {round}: accepted after the interrupt: {later}\n{i}\n{q}"
+        );
+        assert_eq!(app.wait_for_task_end(&first).await["status"], "cancelled");
+    }
+}
+
 #[tokio::test]
 async fn a_request_id_sent_again_with_another_batch_is_refused_and_changes_nothing() {
     let app = TestApp::spawn().await;
