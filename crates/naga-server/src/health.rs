@@ -17,6 +17,13 @@ pub fn body(engine: &Engine, service: &str) -> Value {
         "service": service,
         "version": env!("CARGO_PKG_VERSION"),
         "timestamp": chrono::Utc::now().to_rfc3339(),
+        // The batches this node holds (queued or running), against the
+        // most it takes (`max_queued`).
+        "queue": {
+            "agent": engine.scheduler().held(naga_core::wire::TaskKind::Agent),
+            "mcp": engine.scheduler().held(naga_core::wire::TaskKind::Mcp),
+            "max_queued": engine.config().scheduler.max_queued,
+        },
         "store": {
             "writable": fault.is_none(),
             "error": fault.as_ref().map(|f| f.error.clone()),
