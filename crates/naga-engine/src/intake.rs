@@ -180,16 +180,7 @@ impl Engine {
 
     /// Validates, commits and schedules a batch; answers before any call runs.
     pub async fn accept(&self, batch: Batch) -> Result<Scheduled, EngineError> {
-        let session = SessionId::parse(batch.session_id.ok_or_else(|| {
-            EngineError::Invalid(
-                "`session_id` is required: the conversation this batch belongs to".into(),
-            )
-        })?)
-        .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let invalid = |e: naga_core::IdError| EngineError::Invalid(e.to_string());
-        if let Some(a) = &batch.analysis_session_id {
-            validate_id("analysis_session_id", a).map_err(invalid)?;
-        }
         let request_id = match batch.request_id {
             Some(r) => {
                 validate_id("request_id", &r).map_err(invalid)?;
@@ -197,6 +188,13 @@ impl Engine {
             }
             None => new_request_id(),
         };
+        // Upstream takes a batch without a session: it runs in a session of
+        // its own, named after its request id (so a repeat finds it).
+        let session = SessionId::parse(batch.session_id.unwrap_or_else(|| request_id.clone()))
+            .map_err(invalid)?;
+        if let Some(a) = &batch.analysis_session_id {
+            validate_id("analysis_session_id", a).map_err(invalid)?;
+        }
         if let Some(url) = &batch.callback_url {
             self.callbacks().admit(url).map_err(EngineError::Invalid)?;
         }
@@ -225,19 +223,20 @@ impl Engine {
                 request_id = ids.2,
                 "empty {list}: nothing scheduled"
             );
+            // Upstream names the (empty) batch by its request id all the same.
             let response = ScheduleResponse {
                 success: true,
                 status: "no_tasks".into(),
-                task_id: None,
+                task_id: Some(request_id.clone()),
                 message: format!("没有需要执行的{noun} (empty {list})"),
                 accepted_at: iso(now),
                 session_id: session.into_string(),
                 analysis_session_id: batch.analysis_session_id,
             };
             return Ok(Scheduled {
-                response: to_json(&response),
+                response: with_kind_fields(batch.kind, &request_id, &response),
                 outcome: Outcome::NoTasks,
-                task_id: None,
+                task_id: Some(request_id),
             });
         }
         let policy = batch
@@ -481,9 +480,22 @@ impl Engine {
                 serde_json::from_str(entry.get()).ok()
             })
             .collect();
-        // Upstream's `results` are each call's result ({success, result |
-        // error, task_type, instruction}); naga's whole entries are `calls`.
-        let results: Vec<Value> = entries.iter().map(|e| e["result"].clone()).collect();
+        // Upstream's `results` are each call's result ({success, result,
+        // error, task_type, instruction}: `result` null when it failed, the
+        // instruction as the object its analyzer made, `{"instruction"}`);
+        // naga's whole entries are `calls`.
+        let results: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                let mut r = e["result"].clone();
+                if let Some(r) = r.as_object_mut() {
+                    r.entry("result").or_insert(Value::Null);
+                    let text = r.get("instruction").cloned().unwrap_or(Value::Null);
+                    r.insert("instruction".into(), json!({ "instruction": text }));
+                }
+                r
+            })
+            .collect();
         Ok(
             json!({"success": true, "status": "completed", "tasks_processed": results.len(),
             "results": results, "calls": entries,
@@ -558,11 +570,16 @@ fn scheduled_answer(
         session_id: session_id.to_owned(),
         analysis_session_id: analysis_session_id.map(str::to_owned),
     };
+    with_kind_fields(kind, task_id, &response)
+}
+
+/// The answer's JSON, with what upstream's MCP server adds to it.
+fn with_kind_fields(kind: TaskKind, request_id: &str, response: &ScheduleResponse) -> String {
     match kind {
-        TaskKind::Agent => to_json(&response),
+        TaskKind::Agent => to_json(response),
         TaskKind::Mcp => {
-            let mut v = serde_json::to_value(&response).unwrap_or_default();
-            v["request_id"] = json!(task_id);
+            let mut v = serde_json::to_value(response).unwrap_or_default();
+            v["request_id"] = json!(request_id);
             // Upstream's answer has a `result` (null: the batch runs later).
             v["result"] = Value::Null;
             v.to_string()

@@ -206,6 +206,7 @@ fn session_info(
         "message_count": messages,
         "conversation_rounds": messages / 2,
         "agent_type": "default",
+        "max_history_rounds": naga_engine::assistant::MAX_HISTORY_ROUNDS,
         "last_message": match last_message {
             Some(m) => format!("{}...", naga_core::ids::clip(m, 100)),
             None => "无对话历史".to_owned(),
@@ -298,10 +299,15 @@ async fn tool_notification(
 ) -> ApiResult<axum::Json<Value>> {
     naga_core::SessionId::parse(n.session_id.as_str())
         .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    let tool_calls = n.rest.get("tool_calls").cloned().unwrap_or(json!([]));
+    let display = n.rest.get("message").cloned().unwrap_or(json!(""));
     let mut event = Value::Object(n.rest);
     event["session_id"] = json!(n.session_id);
     let delivered = s.assistant.notify(&n.session_id, event);
-    Ok(axum::Json(json!({"success": true, "delivered": delivered})))
+    Ok(axum::Json(
+        json!({"success": true, "message": "工具调用状态通知已接收", "tool_calls": tool_calls,
+               "display_message": display, "delivered": delivered}),
+    ))
 }
 
 /// `POST /tool_result_callback` and `/agent_result_callback`.
@@ -322,5 +328,11 @@ async fn callback(
         signature: h("webhook-signature"),
     };
     let new = s.assistant.receive_callback(&webhook, &body).await?;
-    Ok(axum::Json(json!({"success": true, "duplicate": !new})))
+    // Upstream answers once its LLM has replied; naga answers once the
+    // callback is stored, and the reply reaches the session's listeners
+    // (and its history) as a follow-up: `response` is empty here.
+    let ids: Value = serde_json::from_str(&body).unwrap_or_default();
+    Ok(axum::Json(json!({"success": true, "duplicate": !new,
+        "message": "工具结果已接收，主AI的回复将通过会话事件送达",
+        "response": "", "task_id": ids.get("task_id"), "session_id": ids.get("session_id")})))
 }

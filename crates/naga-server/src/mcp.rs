@@ -46,65 +46,81 @@ async fn schedule(
     Ok(axum::Json(v))
 }
 
-/// `GET /tasks[?status=&session_id=]`: MCP tasks, newest first.
+/// `GET /tasks[?status=&session_id=]`: MCP tasks, newest first, each with
+/// upstream's fields beside naga's (see [`upstream_fields`]).
 async fn list(
     State(engine): State<Engine>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<Value>> {
     let mut filter = q.filter()?;
     filter.kind = Some(TaskKind::Mcp.as_str());
-    Ok(axum::Json(tasks::tasks_json(&engine, &filter).await?))
+    let rows = engine.store().tasks(&filter).await?;
+    let mut tasks = Vec::with_capacity(rows.len());
+    for task in &rows {
+        let calls = engine.store().calls(&task.id).await?;
+        let mut v = crate::views::task(task);
+        let calls: Vec<Value> = calls.iter().map(crate::views::call).collect();
+        upstream_fields(&mut v, task, &calls);
+        tasks.push(v);
+    }
+    Ok(axum::Json(
+        json!({"success": true, "count": tasks.len(), "tasks": tasks}),
+    ))
 }
 
 /// `GET /tasks/{id}`: the task as the agent server shows it, with
-/// upstream's MCP fields beside: `id`, `tool_calls`, `result` (`{success,
-/// results, message}` once it ended, else null) and `message`.
+/// upstream's MCP fields beside (see [`upstream_fields`]).
 async fn get_one(
     State(engine): State<Engine>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
     let task = tasks::find_task(&engine, &id).await?;
     let mut v = tasks::task_json(&engine, &task).await?;
-    let calls: Vec<Value> = v["calls"]
-        .as_array()
-        .map(|c| c.iter().map(|c| c["call"].clone()).collect())
-        .unwrap_or_default();
-    let ended = !matches!(task.status.as_str(), "queued" | "running");
-    let message = match (&task.error, ended) {
-        (Some(e), _) => format!("{}: {e}", task.status),
-        (None, true) => format!("{}: {} calls", task.status, calls.len()),
-        (None, false) => "任务已加入调度队列".to_owned(),
-    };
-    let results: Vec<Value> = v["calls"]
-        .as_array()
-        .map(|c| {
-            c.iter()
-                .map(|c| c["result"].clone())
-                .filter(|r| !r.is_null())
-                .collect()
-        })
-        .unwrap_or_default();
-    v["id"] = json!(task.id);
-    v["tool_calls"] = json!(calls);
-    v["result"] = match ended {
-        true => {
-            json!({"success": task.status == "succeeded", "results": results, "message": message})
-        }
-        false => Value::Null,
-    };
-    v["message"] = json!(message);
+    let calls = v["calls"].as_array().cloned().unwrap_or_default();
+    upstream_fields(&mut v, &task, &calls);
     Ok(axum::Json(v))
 }
 
-/// `DELETE /tasks/{id}`: as the agent server's cancel, but a task that
-/// already ended is a 400, as upstream's MCP server answers it.
+/// Upstream's MCP task fields, from the task and its calls (as
+/// `views::call` shows them): `id`, `tool_calls`, `result` (`{success,
+/// results, message}` once it ended, else null), `success` and `message`.
+fn upstream_fields(v: &mut Value, task: &naga_store::TaskRow, calls: &[Value]) {
+    let tool_calls: Vec<Value> = calls.iter().map(|c| c["call"].clone()).collect();
+    let ended = !matches!(task.status.as_str(), "queued" | "running");
+    let message = match (&task.error, ended) {
+        (Some(e), _) => format!("{}: {e}", task.status),
+        (None, true) => format!("{}: {} calls", task.status, tool_calls.len()),
+        (None, false) => "任务已加入调度队列".to_owned(),
+    };
+    let results: Vec<Value> = calls
+        .iter()
+        .map(|c| c["result"].clone())
+        .filter(|r| !r.is_null())
+        .collect();
+    let failed = ended && task.status != "succeeded";
+    v["id"] = json!(task.id);
+    v["tool_calls"] = json!(tool_calls);
+    v["result"] = match ended {
+        true => json!({"success": !failed, "results": results, "message": message}),
+        false => Value::Null,
+    };
+    v["success"] = json!(!failed);
+    v["message"] = json!(message);
+}
+
+/// `DELETE /tasks/{id}`: as the agent server's cancel; a task that already
+/// ended answers 200 with a message, as upstream's (whose registry never
+/// marks a task ended) does, and `cancelled: false`.
 async fn cancel(
     State(engine): State<Engine>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    match tasks::cancel(State(engine), Path(id)).await {
-        Err(ApiError::Client { status, detail, .. }) if status == StatusCode::CONFLICT => {
-            Err(ApiError::bad_request("already_ended", detail))
+    match tasks::cancel(State(engine.clone()), Path(id.clone())).await {
+        Err(ApiError::Client { status, .. }) if status == StatusCode::CONFLICT => {
+            let task = tasks::find_task(&engine, &id).await?;
+            Ok(axum::Json(json!({"success": true, "cancelled": false,
+                "message": format!("任务已结束 ({})，无需取消", task.status),
+                "task_id": id, "status": task.status})))
         }
         other => other,
     }

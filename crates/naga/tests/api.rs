@@ -213,8 +213,20 @@ async fn computer_control_reports_why_it_is_not_ready() {
             &json!({"instruction": "打开记事本"}),
         )
         .await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{e}");
-    assert_eq!(e["code"], "computer_control_unavailable");
+    // As upstream: 200, not done, with the reason and the instruction.
+    assert_eq!(s, StatusCode::OK, "{e}");
+    assert_eq!(e["success"], false, "{e}");
+    assert!(e["result"].is_null(), "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("not available"),
+        "{e}"
+    );
+    assert_eq!(e["instruction"], "打开记事本");
+    // An empty instruction is refused before the desktop is looked at.
+    let (s, e) = app
+        .post("/computer_control/execute", &json!({"instruction": " "}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
 }
 
 #[tokio::test]
@@ -245,12 +257,12 @@ async fn legacy_analyze_and_execute_runs_marked_instructions() {
                 &result["result"],
                 &result["instruction"]
             ),
-            (&json!(true), &json!(text), &json!(text)),
+            (&json!(true), &json!(text), &json!({ "instruction": text })),
             "{r}"
         );
         assert_eq!(result["task_type"], "echo");
         assert_eq!(
-            r["calls"][i]["result"], *result,
+            r["calls"][i]["result"]["result"], result["result"],
             "naga's whole entry beside"
         );
     }

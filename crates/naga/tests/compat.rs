@@ -245,6 +245,83 @@ async fn the_agent_server_answers_in_upstream_s_shapes() {
         &st,
         &[("success", T::Bool), ("tasks", T::Arr), ("count", T::Int)],
     );
+    shaped("/sessions/{id}/tasks entry", &st["tasks"][0], UPSTREAM_TASK);
+    assert_eq!(st["tasks"][0]["id"], "compat-1");
+
+    // No calls: upstream still names the batch (its request id).
+    let (s, none) = app
+        .post_schedule(
+            &json!({"agent_calls": [], "session_id": "compat", "request_id": "compat-0"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{none}");
+    assert_eq!(
+        (none["status"].clone(), none["task_id"].clone()),
+        (json!("no_tasks"), json!("compat-0"))
+    );
+    let (s, none) = app.post_schedule(&json!({"agent_calls": []})).await;
+    assert_eq!(s, StatusCode::OK, "{none}");
+    shaped("/schedule without calls", &none, &[("task_id", T::Str)]);
+    // No session: upstream schedules it all the same.
+    let (s, lone) = app
+        .post_schedule(&json!({"agent_calls": [{"tool_name": "echo", "instruction": "x"}], "request_id": "lone-1"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{lone}");
+    shaped(
+        "/schedule without session_id",
+        &lone,
+        &[
+            ("success", T::Bool),
+            ("status", T::Str),
+            ("task_id", T::Str),
+            ("message", T::Str),
+            ("accepted_at", T::Str),
+        ],
+    );
+    assert_eq!(app.wait_for_task_end("lone-1").await["status"], "succeeded");
+
+    // The legacy route's results are upstream's: `result` always there,
+    // the instruction as an object.
+    let (s, legacy) = app
+        .post(
+            "/analyze_and_execute",
+            &json!({"messages": [{"role": "user", "content": "执行Agent任务: 打开记事本"}], "session_id": "compat-legacy"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{legacy}");
+    shaped(
+        "/analyze_and_execute results[0]",
+        &legacy["results"][0],
+        &[
+            ("success", T::Bool),
+            ("instruction", T::Obj),
+            ("task_type", T::Str),
+        ],
+    );
+    assert!(legacy["results"][0].get("result").is_some(), "{legacy}");
+    assert_eq!(
+        legacy["results"][0]["instruction"]["instruction"],
+        "打开记事本"
+    );
+
+    // Without a display: 200, not done, with upstream's keys.
+    let (s, ex) = app
+        .post(
+            "/computer_control/execute",
+            &json!({"instruction": "打开记事本"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{ex}");
+    shaped(
+        "/computer_control/execute",
+        &ex,
+        &[
+            ("success", T::Bool),
+            ("error", T::Str),
+            ("instruction", T::Str),
+        ],
+    );
+    assert!(ex.get("result").is_some(), "{ex}");
 
     let (_, a) = app.get("/computer_control/availability").await;
     shaped(
@@ -254,6 +331,18 @@ async fn the_agent_server_answers_in_upstream_s_shapes() {
             ("ready", T::Bool),
             ("capabilities", T::Obj),
             ("timestamp", T::Str),
+        ],
+    );
+    shaped(
+        "/computer_control/availability capabilities",
+        &a["capabilities"],
+        &[
+            ("enabled", T::Bool),
+            ("adapter", T::Bool),
+            ("analyzer", T::Bool),
+            ("planner", T::Bool),
+            ("executor", T::Bool),
+            ("capabilities", T::Arr),
         ],
     );
 
@@ -338,15 +427,56 @@ async fn the_mcp_server_answers_in_upstream_s_shapes() {
     );
     assert_eq!(st["tasks"]["total"], 1);
 
-    let (_, l) = app.mcp_get("/tasks?session_id=compat-mcp").await;
-    shaped("MCP /tasks", &l, &[("tasks", T::Arr), ("count", T::Int)]);
-    let resp = app
-        .client
-        .delete(format!("{}/tasks/compat-mcp-1", app.mcp))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400, "an ended task: 400, as upstream");
+    const MCP_TASK: &[(&str, T)] = &[
+        ("id", T::Str),
+        ("tool_calls", T::Arr),
+        ("success", T::Bool),
+        ("message", T::Str),
+        ("status", T::Str),
+    ];
+    for path in ["/tasks", "/tasks?session_id=compat-mcp"] {
+        let (_, l) = app.mcp_get(path).await;
+        shaped("MCP /tasks", &l, &[("tasks", T::Arr), ("count", T::Int)]);
+        shaped("MCP /tasks entry", &l["tasks"][0], MCP_TASK);
+        assert!(l["tasks"][0].get("result").is_some(), "{l}");
+        assert_eq!(l["tasks"][0]["tool_calls"][0]["city"], "北京");
+    }
+    // Upstream's registry never marks a task ended: its DELETE answers 200.
+    let (s, d) = read(
+        app.client
+            .delete(format!("{}/tasks/compat-mcp-1", app.mcp))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    shaped(
+        "MCP DELETE /tasks/{id}",
+        &d,
+        &[("success", T::Bool), ("message", T::Str)],
+    );
+    assert_eq!(d["cancelled"], false, "{d}");
+
+    // Only a query: upstream answers with its usual keys.
+    let (s, q) = app
+        .mcp_post(
+            "/schedule",
+            &json!({"query": "随便聊聊", "session_id": "compat-mcp"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{q}");
+    shaped(
+        "MCP /schedule with only a query",
+        &q,
+        &[
+            ("success", T::Bool),
+            ("task_id", T::Str),
+            ("message", T::Str),
+            ("request_id", T::Str),
+        ],
+    );
+    assert!(q.get("result").is_some(), "{q}");
 }
 
 #[tokio::test]
@@ -491,6 +621,15 @@ async fn the_api_server_s_ui_routes_answer_in_upstream_s_shapes() {
     );
     assert_eq!(one["messages"][1]["content"], "今天是晴天。");
     assert_eq!(one["conversation_rounds"], 1);
+    shaped(
+        "/sessions/{id} session_info",
+        &one["session_info"],
+        &[
+            ("max_history_rounds", T::Int),
+            ("message_count", T::Int),
+            ("agent_type", T::Str),
+        ],
+    );
 
     // Follow-ups reach the session's UI listeners.
     let (s, shown) = app
@@ -621,5 +760,43 @@ async fn the_api_server_s_ui_routes_answer_in_upstream_s_shapes() {
         "DELETE /sessions",
         &cleared,
         &[("status", T::Str), ("message", T::Str)],
+    );
+    let (s, n) = app
+        .api_post(
+            "/tool_notification",
+            &json!({"session_id": "ui", "message": "正在查询天气",
+                    "tool_calls": [{"tool_name": "today", "service_name": "weather", "status": "starting"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{n}");
+    shaped(
+        "/tool_notification",
+        &n,
+        &[
+            ("success", T::Bool),
+            ("message", T::Str),
+            ("tool_calls", T::Arr),
+            ("display_message", T::Str),
+        ],
+    );
+    assert_eq!(n["display_message"], "正在查询天气");
+    let (s, cb) = app
+        .api_post(
+            "/tool_result_callback",
+            &json!({"session_id": "ui", "task_id": "weather-1", "success": true,
+                    "result": {"result": "晴"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{cb}");
+    shaped(
+        "/tool_result_callback",
+        &cb,
+        &[
+            ("success", T::Bool),
+            ("message", T::Str),
+            ("response", T::Str),
+            ("task_id", T::Str),
+            ("session_id", T::Str),
+        ],
     );
 }

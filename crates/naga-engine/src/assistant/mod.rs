@@ -25,6 +25,8 @@ use tokio::sync::mpsc;
 
 /// Messages of history sent with each turn.
 const HISTORY: i64 = 20;
+/// The same, in rounds (a user message and its answer), as upstream says it.
+pub const MAX_HISTORY_ROUNDS: i64 = HISTORY / 2;
 
 /// Where the three services are, for the analyzer's requests and the
 /// callback URLs it hands out.

@@ -1,6 +1,6 @@
 //! Sessions and memory: key facts, failed attempts, summaries.
 
-use super::tasks::{find_task, page_limit, tasks_json, ListQuery};
+use super::tasks::{find_task, page_limit, ListQuery};
 use crate::upstream;
 use crate::{
     error::ApiResult,
@@ -269,9 +269,24 @@ pub async fn session_tasks(
     find_session(&engine, &id).await?;
     let mut filter = q.filter()?;
     filter.session_id = Some(id.clone());
-    let mut v = tasks_json(&engine, &filter).await?;
-    v["session_id"] = json!(id);
-    Ok(axum::Json(v))
+    // Upstream's task entries (its `id`, `purpose`, `status` words and
+    // `created_at` in Unix seconds), naga's fields beside them.
+    let tasks: Vec<Value> = engine
+        .store()
+        .tasks(&filter)
+        .await?
+        .iter()
+        .map(|t| {
+            let mut v = views::task(t);
+            if let (Some(v), Value::Object(up)) = (v.as_object_mut(), upstream::task(t)) {
+                v.extend(up);
+            }
+            v
+        })
+        .collect();
+    Ok(axum::Json(
+        json!({"success": true, "session_id": id, "count": tasks.len(), "tasks": tasks}),
+    ))
 }
 
 /// One kind of a session's memory, in upstream's shape (key facts and

@@ -165,9 +165,15 @@ pub async fn cc_availability(State(engine): State<Engine>) -> axum::Json<Value> 
     let a = engine.computer_control().availability();
     // Upstream's `capabilities` is an object (`enabled`, its parts, and the
     // list of what it can do); naga's list of actions is `actions`.
+    let planner = engine
+        .config()
+        .agents
+        .computer_control
+        .vision_model
+        .is_some();
+    // Upstream's analyzer reads screenshots: naga's vision planner does.
     let capabilities = json!({"enabled": a.ready, "adapter": a.ready, "executor": a.ready,
-        "planner": engine.config().agents.computer_control.vision_model.is_some(),
-        "capabilities": a.capabilities});
+        "planner": planner, "analyzer": planner, "capabilities": a.capabilities});
     axum::Json(
         json!({"success": true, "ready": a.ready, "capabilities": capabilities,
         "actions": a.capabilities, "reasons": a.reasons,
@@ -176,16 +182,34 @@ pub async fn cc_availability(State(engine): State<Engine>) -> axum::Json<Value> 
 }
 
 /// `POST /computer_control/execute`: runs one action now, outside any batch.
+/// As upstream: a call without an instruction (nor a structured `action`)
+/// is 400; one that cannot run (no display) is 200 with `success: false`,
+/// `result`, `error` and `instruction`.
 pub async fn cc_execute(
     State(engine): State<Engine>,
     Json(call): Json<Map<String, Value>>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let text = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .is_some_and(|s| !s.trim().is_empty())
+    };
+    let instruction = call.get("instruction").cloned().unwrap_or(Value::Null);
+    let action = call
+        .get("action")
+        .or_else(|| call.get("parameters").and_then(|p| p.get("action")));
+    if !text(Some(&instruction)) && !text(action) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "`instruction` is empty: say what to do on the desktop (or send `parameters.action`)",
+        ));
+    }
     let cc = engine.computer_control();
     if let Err(why) = cc.available() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "computer_control_unavailable",
-            format!("computer_control is not available: {why}"),
+        let error = format!("computer_control is not available: {why}");
+        return Ok((
+            StatusCode::OK,
+            axum::Json(json!({"success": false, "result": null, "error": error,
+                              "instruction": instruction, "code": "computer_control_unavailable"})),
         ));
     }
     let ctx = CallContext {
@@ -197,6 +221,7 @@ pub async fn cc_execute(
     let outcome = cc.run(&call, &ctx).await;
     Ok((
         StatusCode::OK,
-        axum::Json(serde_json::to_value(outcome).unwrap_or_default()),
+        axum::Json(json!({"success": outcome.success, "result": outcome.result,
+                          "error": outcome.error, "instruction": instruction})),
     ))
 }
