@@ -106,7 +106,7 @@ async fn bind(addr: &str, service: &str) -> anyhow::Result<TcpListener> {
 
 /// Starts the engine and the configured services on their addresses
 /// (port 0 picks a free port: see the returned addresses).
-pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     // Bind first: a taken port fails before anything starts.
     let agent_listener = match config.runs(Service::Agent) {
         true => Some(bind(&config.agent_addr, "agent").await?),
@@ -141,6 +141,16 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         if let Some(addr) = listener.as_ref().and_then(|l| l.local_addr().ok()) {
             guard::Guard::check_bind(&config, addr, service)?;
         }
+    }
+    // With a token, naga's callback routes take only signed callbacks: its
+    // own services must sign theirs even when no secret is configured.
+    if let (Some(token), None) = (&config.auth.token, &config.callbacks.secret) {
+        config.callbacks.secret = Some(naga_engine::callbacks::secret_from_token(token));
+        tracing::info!(
+            "callbacks signed with a key derived from [auth] token ([callbacks] secret \
+            is not set): naga's own services verify each other's; set a secret to share it with \
+            other receivers"
+        );
     }
     let engine = Engine::start(config.clone(), clock)
         .await

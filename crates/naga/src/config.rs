@@ -68,10 +68,13 @@ impl From<OnlyService> for Service {
 
 impl ServeArgs {
     pub fn load(self) -> anyhow::Result<Config> {
+        let mut set = toml::Table::new();
         let mut config = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read the config file `{}`", path.display()))?;
+                set = toml::from_str(&text)
+                    .with_context(|| format!("config file `{}`", path.display()))?;
                 toml::from_str(&text)
                     .with_context(|| format!("config file `{}`", path.display()))?
             }
@@ -110,8 +113,51 @@ impl ServeArgs {
         if let Some(v) = self.auth_token.filter(|t| !t.is_empty()) {
             config.auth.token = Some(v);
         }
+        check_overridden(&set, &config)?;
         Ok(config)
     }
+}
+
+/// Settings of the file that another setting makes ineffective: refused
+/// when naga would otherwise quietly do something else than asked, logged
+/// when they merely do not apply.
+fn check_overridden(set: &toml::Table, config: &Config) -> anyhow::Result<()> {
+    let has = |table: &str, key: &str| {
+        set.get(table)
+            .and_then(toml::Value::as_table)
+            .is_some_and(|t| t.contains_key(key))
+    };
+    let backoff = ["backoff_base_ms", "backoff_max_ms"]
+        .into_iter()
+        .filter(|k| has("callbacks", k))
+        .collect::<Vec<_>>();
+    if !backoff.is_empty() && !config.callbacks.retry_schedule_ms.is_empty() {
+        anyhow::bail!(
+            "[callbacks] {} would do nothing: the retry schedule (retry_schedule_ms, {} by \
+             default) decides every wait. Set `retry_schedule_ms = []` to retry with \
+             exponential backoff instead, or remove {}",
+            backoff.join(" and "),
+            if has("callbacks", "retry_schedule_ms") {
+                "set"
+            } else {
+                "5 s … 10 h"
+            },
+            if backoff.len() == 1 { "it" } else { "them" },
+        );
+    }
+    let postgres = config
+        .database_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+    if postgres {
+        for key in ["synchronous", "max_batch"] {
+            if has("store", key) {
+                tracing::warn!(setting = %format!("[store] {key}"),
+                    "this setting is SQLite's: on PostgreSQL it does nothing");
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -148,5 +194,31 @@ mod tests {
         .load()
         .unwrap_err();
         assert!(format!("{err:#}").contains("max_atempts"));
+    }
+
+    #[test]
+    fn backoff_settings_that_the_retry_schedule_overrides_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("naga.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            ServeArgs {
+                config: Some(file.clone()),
+                ..Default::default()
+            }
+            .load()
+        };
+        let err = load("[callbacks]\nbackoff_base_ms = 100\nbackoff_max_ms = 1000\n").unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("retry_schedule_ms = []") && err.contains("backoff_base_ms"),
+            "{err}"
+        );
+        let err =
+            load("[callbacks]\nretry_schedule_ms = [1000]\nbackoff_max_ms = 10\n").unwrap_err();
+        assert!(format!("{err:#}").contains("backoff_max_ms"), "{err:#}");
+        let c = load("[callbacks]\nretry_schedule_ms = []\nbackoff_base_ms = 100\n").unwrap();
+        assert_eq!(c.callbacks.backoff_base_ms, 100);
+        assert!(load("[callbacks]\nretry_schedule_ms = [1000]\n").is_ok());
     }
 }

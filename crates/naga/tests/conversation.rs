@@ -555,14 +555,24 @@ async fn every_follow_up_reaches_the_ui_notify_url_through_the_outbox() {
 
 #[tokio::test]
 async fn with_a_token_naga_s_own_services_still_talk_to_each_other() {
-    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    with_a_token_the_loop_closes(Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).await;
+}
+
+/// A token and no callback secret: naga's callback routes still take only
+/// signed callbacks, and its own are signed (a key derived from the token).
+#[tokio::test]
+async fn with_a_token_and_no_callback_secret_the_follow_up_still_arrives() {
+    with_a_token_the_loop_closes(None).await;
+}
+
+async fn with_a_token_the_loop_closes(secret: Option<&str>) {
     let llm = ScriptedLlm::start().await;
     llm.set_analysis(
         "｛\"agentType\": \"agent\", \"tool_name\": \"echo\", \"instruction\": \"with token\"｝",
     );
     let app = app(Some(&llm), |c| {
         c.auth.token = Some("t0ken-of-this-test".into());
-        c.callbacks.secret = Some(SECRET.into());
+        c.callbacks.secret = secret.map(str::to_owned);
     })
     .await;
     let (status, refused) = app.api_get("/sessions").await;
