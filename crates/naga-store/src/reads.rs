@@ -175,7 +175,17 @@ impl Store {
                 sqlx::query_as("SELECT seq, status, calls FROM tasks WHERE id = $1")
                     .bind(task_id)
                     .fetch_optional(pool)
-                    .await?;
+                    .await
+                    .map_err(|e| match e {
+                        // Stored as something else than text (SQLite keeps
+                        // any type in any column): damaged, not unavailable.
+                        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                            StoreError::Corrupt(format!(
+                                "the calls of task `{task_id}` cannot be read back: {e}"
+                            ))
+                        }
+                        e => e.into(),
+                    })?;
             let Some((seq, status, calls)) = task else {
                 return Ok(Vec::new());
             };

@@ -126,7 +126,9 @@ async fn poison_tasks_among_good_ones_neither_stop_a_restart_after_kill_9_nor_re
     let callback = receiver.url();
     let (naga, http) = serve(&data, &["--config", &config]);
     // One long batch holds the session; the rest wait behind it.
-    let ids = ["blocker", "good-1", "corrupt", "good-2", "deep", "good-3"];
+    let ids = [
+        "blocker", "good-1", "corrupt", "good-2", "deep", "good-3", "blob",
+    ];
     for (i, id) in ids.iter().enumerate() {
         let delay = if i == 0 { 60_000 } else { 0 };
         http.schedule(&one_call("poison", id, delay, &callback))
@@ -141,6 +143,13 @@ async fn poison_tasks_among_good_ones_neither_stop_a_restart_after_kill_9_nor_re
         r#"[{"tool_name":"echo","instruction":"blocker"}]"#,
     );
     plant_calls(&db, "corrupt", r#"[{"tool_name": "echo", "instr"#);
+    // Not even text: SQLite keeps whatever a damaged file or another
+    // program put there.
+    let n = rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE tasks SET calls = X'00FF17' WHERE id = 'blob'", ())
+        .unwrap();
+    assert_eq!(n, 1);
     plant_calls(
         &db,
         "deep",
@@ -156,19 +165,23 @@ async fn poison_tasks_among_good_ones_neither_stop_a_restart_after_kill_9_nor_re
         let cb = receiver.wait_for(id).await.body;
         assert_eq!(cb["status"], "succeeded", "{cb}");
     }
-    let corrupt = receiver.wait_for("corrupt").await.body;
-    assert_eq!(corrupt["status"], "failed", "{corrupt}");
-    assert!(
-        corrupt["error"].as_str().unwrap().contains("quarantined"),
-        "{corrupt}"
-    );
+    for id in ["corrupt", "blob"] {
+        let cb = receiver.wait_for(id).await.body;
+        assert_eq!(cb["status"], "failed", "{cb}");
+        assert!(
+            cb["error"].as_str().unwrap().contains("quarantined"),
+            "{cb}"
+        );
+    }
     // Deep, but JSON: it is read back and ends like any batch.
     receiver.wait_for("deep").await;
-    for id in ["corrupt", "deep"] {
+    for id in ["corrupt", "deep", "blob"] {
         let (status, task) = http.get(&format!("/tasks/{id}")).await;
         assert_eq!(status, StatusCode::OK, "{task}");
         assert_eq!(task["status"], "failed", "{task}");
     }
+    let (_, blob) = http.get("/tasks/blob").await;
+    assert!(blob["calls_error"].as_str().is_some(), "the reason: {blob}");
     let (status, list) = http.get("/tasks?limit=100").await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["count"], ids.len());
@@ -176,7 +189,9 @@ async fn poison_tasks_among_good_ones_neither_stop_a_restart_after_kill_9_nor_re
 
     // And once more: a store that holds them starts.
     let (naga, http) = serve(&data, &["--config", &config]);
-    assert_eq!(http.get("/tasks/corrupt").await.0, StatusCode::OK);
+    for id in ["corrupt", "blob"] {
+        assert_eq!(http.get(&format!("/tasks/{id}")).await.0, StatusCode::OK);
+    }
     kill_9(naga);
 }
 
