@@ -208,16 +208,15 @@ async fn try_insert_task(
 
 /// Whether a task with this request id is stored with the same batch.
 async fn repeated(tx: &mut Tx, task: &NewTask) -> Result<bool, StoreError> {
-    let same: Option<bool> = sqlx::query_scalar(
-        "SELECT kind = $2 AND session_id = $3 AND calls = $4 FROM tasks WHERE id = $1",
-    )
+    let stored: Option<crate::writes::StoredBatch> = sqlx::query_as(concat!(
+        "SELECT ",
+        crate::writes::stored_batch_columns!(),
+        " FROM tasks WHERE id = $1"
+    ))
     .bind(&task.id)
-    .bind(task.kind.as_str())
-    .bind(&task.session_id)
-    .bind(&task.calls)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(same == Some(true))
+    Ok(stored.is_some_and(|s| crate::writes::same_batch(&s, task)))
 }
 
 /// Records that the task's analysis session belongs to its session, or

@@ -355,6 +355,39 @@ fn claim_analysis(
     Ok(Some((analysis.clone(), task.session_id.clone())))
 }
 
+/// What a known request id was stored with, to tell a retry of the same
+/// batch from another batch under the same id: kind, session, calls (JSON
+/// text), callback URL and query.
+pub(crate) type StoredBatch = (String, String, String, Option<String>, Option<String>);
+
+/// The columns of [`StoredBatch`], in its order.
+macro_rules! stored_batch_columns {
+    () => {
+        "kind, session_id, calls, callback_url, query"
+    };
+}
+pub(crate) use stored_batch_columns;
+
+/// Whether `task` is the batch stored under its id again: the same kind,
+/// session, callback URL and query, and the same calls as JSON values (a
+/// client may send an object's keys in another order).
+pub(crate) fn same_batch(stored: &StoredBatch, task: &NewTask) -> bool {
+    let (kind, session, calls, callback_url, query) = stored;
+    let calls_equal = *calls == task.calls
+        || matches!(
+            (
+                serde_json::from_str::<serde_json::Value>(calls),
+                serde_json::from_str::<serde_json::Value>(&task.calls),
+            ),
+            (Ok(a), Ok(b)) if a == b
+        );
+    kind == task.kind.as_str()
+        && *session == task.session_id
+        && *callback_url == task.callback_url
+        && *query == task.query
+        && calls_equal
+}
+
 /// The task, and the analysis-session mapping its commit makes known.
 type TaskInserted = (Inserted, Option<(String, String)>);
 
@@ -368,13 +401,16 @@ fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<TaskIns
         .query_row(params![task.id], first_answer)
         .optional()?;
     if let Some(first) = existing {
-        let same: bool = c
-            .cached("SELECT kind = ?2 AND session_id = ?3 AND calls = ?4 FROM tasks WHERE id = ?1")?
-            .query_row(
-                params![task.id, task.kind.as_str(), task.session_id, task.calls],
-                |r| r.get(0),
-            )?;
-        return Ok(match same {
+        let stored: StoredBatch = c
+            .cached(concat!(
+                "SELECT ",
+                stored_batch_columns!(),
+                " FROM tasks WHERE id = ?1"
+            ))?
+            .query_row(params![task.id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+        return Ok(match same_batch(&stored, task) {
             true => (Inserted::Existing(first), None),
             false => (Inserted::Reused(first), None),
         });

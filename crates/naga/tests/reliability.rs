@@ -561,9 +561,46 @@ async fn a_request_id_sent_again_with_another_batch_is_refused_and_changes_nothi
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
         assert_eq!(r["code"], "request_id_reused");
     }
+    // Another callback URL or query is another batch, too.
+    let mut with_url = first.clone();
+    with_url["callback_url"] = json!("http://127.0.0.1:9/agent_result_callback");
+    let mut with_query = first.clone();
+    with_query["query"] = json!("另一个问题");
+    for other in [with_url, with_query] {
+        let (s, r) = app.post_schedule(&other).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{other}: {r}");
+    }
     let task = app.wait_for_task_end("reuse-1").await;
     assert_eq!(task["calls"].as_array().unwrap().len(), 1);
     assert_eq!(task["steps"][0]["output"], "a");
+    assert!(task["callback_url"].is_null(), "{task}");
+
+    // The same calls with their keys in another order: the same batch.
+    let body = |call: &str| {
+        format!(r#"{{"agent_calls": [{call}], "session_id": "reuse", "request_id": "reuse-2"}}"#)
+            .into_bytes()
+    };
+    let json = Some("application/json");
+    let (s, answer) = app
+        .post_raw(
+            "/schedule",
+            body(r#"{"tool_name": "echo", "instruction": "b"}"#),
+            json,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{answer}");
+    let (s, again) = app
+        .post_raw(
+            "/schedule",
+            body(r#"{"instruction": "b", "tool_name": "echo"}"#),
+            json,
+        )
+        .await;
+    assert_eq!(
+        (s, again),
+        (StatusCode::OK, answer),
+        "a retry: the first answer"
+    );
 }
 
 #[tokio::test]
