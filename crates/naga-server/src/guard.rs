@@ -55,7 +55,7 @@ pub struct Guard {
 }
 
 struct Inner {
-    /// `Bearer <token>`, as the header must read.
+    /// The token `Authorization: Bearer <token>` must carry.
     expected: Option<Vec<u8>>,
     /// Host names allowed besides `localhost` and IP addresses (lowercase).
     hosts: Vec<String>,
@@ -82,11 +82,7 @@ impl Guard {
             .collect();
         Self {
             inner: Arc::new(Inner {
-                expected: config
-                    .auth
-                    .token
-                    .as_ref()
-                    .map(|t| format!("Bearer {t}").into_bytes()),
+                expected: config.auth.token.as_ref().map(|t| t.as_bytes().to_vec()),
                 any_host: hosts.iter().any(|h| h == "*"),
                 hosts,
                 signed_callbacks: config.callbacks.secret.is_some(),
@@ -153,12 +149,30 @@ impl Guard {
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes)
             .unwrap_or_default();
-        Some(bool::from(given.ct_eq(expected)))
+        // `Bearer`, in any case (RFC 9110: the scheme is case-insensitive),
+        // then the token after its spaces.
+        let token = match given.iter().position(|&b| b == b' ') {
+            Some(at) if given[..at].eq_ignore_ascii_case(b"bearer") => {
+                let rest = &given[at..];
+                &rest[rest.iter().take_while(|&&b| b == b' ').count()..]
+            }
+            _ => &[][..],
+        };
+        Some(bool::from(token.ct_eq(expected.as_slice())) && !token.is_empty())
     }
 }
 
 /// The middleware: see the module's description.
 pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Response {
+    // Two `Host` headers: which one a proxy or a check read is anyone's
+    // guess (RFC 9112 makes the request invalid).
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        return ApiError::bad_request(
+            "invalid_host",
+            "the request has more than one `Host` header",
+        )
+        .into_response();
+    }
     if !guard.host_allowed(&req) {
         let host = req
             .headers()

@@ -20,6 +20,44 @@ async fn app_with(change: impl FnOnce(&mut naga_core::config::Config)) -> TestAp
     TestApp::spawn_with(dir, config).await
 }
 
+/// The token's scheme is case-insensitive (RFC 9110); a request with two
+/// `Host` headers is refused, not read by its first one.
+#[tokio::test]
+async fn the_bearer_scheme_in_any_case_and_one_host_header_only() {
+    let app = app_with(|c| c.auth.token = Some(TOKEN.into())).await;
+    let client = reqwest::Client::new();
+    for (auth, want) in [
+        (format!("bearer {TOKEN}"), StatusCode::OK),
+        (format!("BEARER  {TOKEN}"), StatusCode::OK),
+        (format!("Basic {TOKEN}"), StatusCode::UNAUTHORIZED),
+        (format!("bearer{TOKEN}"), StatusCode::UNAUTHORIZED),
+        ("bearer ".to_owned(), StatusCode::UNAUTHORIZED),
+    ] {
+        let resp = client
+            .get(format!("{}/tasks", app.agent))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), want, "{auth}");
+    }
+    // Two Host headers, written by hand (HTTP clients send one).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.agent.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "GET /tasks HTTP/1.1\r\nHost: {addr}\r\nHost: evil.example\r\n\
+         Authorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
+
 #[tokio::test]
 async fn with_a_token_every_route_but_health_needs_it() {
     let app = app_with(|c| c.auth.token = Some(TOKEN.into())).await;
