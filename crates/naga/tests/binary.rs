@@ -1,10 +1,11 @@
 //! The real `naga` binary, as a newcomer runs it.
 
 mod common;
-use common::{free_port, post_json, read, Receiver};
+use common::{free_port, post_json, read, wait_until, Receiver};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command};
+use std::time::Duration;
 
 /// `naga serve` on a free port with its data in `data_dir`.
 fn serve(data_dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
@@ -113,12 +114,23 @@ async fn terminate(child: Child) -> std::process::ExitStatus {
         .status()
         .unwrap()
         .success());
-    tokio::task::spawn_blocking(move || {
+    let waited = tokio::task::spawn_blocking(move || {
         let mut child = child;
-        child.wait().unwrap()
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     })
     .await
-    .unwrap()
+    .unwrap();
+    waited.expect("naga still running 30 s after SIGTERM")
 }
 
 /// A config file for crash tests: short leases, quick retries that never give up.
@@ -172,15 +184,18 @@ async fn kill_9_during_many_batches_with_the_receiver_down_loses_nothing() {
         }
     }
     // Kill it while some batches are done, some running, some queued.
-    loop {
-        let done = get(&client, format!("{url}/tasks?status=succeeded&limit=1000")).await["count"]
-            .as_u64()
-            .unwrap();
-        if done >= (sessions * 2) as u64 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let done_url = format!("{url}/tasks?status=succeeded&limit=1000");
+    wait_until(
+        Duration::from_secs(60),
+        "batches ending before the kill",
+        || async {
+            let done = get(&client, done_url.clone()).await["count"]
+                .as_u64()
+                .unwrap();
+            (done >= (sessions * 2) as u64).then_some(())
+        },
+    )
+    .await;
     naga.kill().unwrap(); // SIGKILL
     naga.wait().unwrap();
 
@@ -258,12 +273,10 @@ async fn sigterm_lets_the_running_call_finish_and_the_restart_resumes_the_rest()
         .send()
         .await
         .unwrap();
-    loop {
-        if get(&client, format!("{url}/tasks/term-1")).await["status"] == "running" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    wait_until(Duration::from_secs(30), "term-1 running", || async {
+        (get(&client, format!("{url}/tasks/term-1")).await["status"] == "running").then_some(())
+    })
+    .await;
     let status = terminate(naga).await;
     assert!(status.success());
     let exited = chrono::Utc::now();

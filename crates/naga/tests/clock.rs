@@ -54,6 +54,15 @@ async fn wait_for_recorded(app: &TestApp, task_id: &str, n: u64) {
     panic!("{task_id}: {n} attempts never recorded");
 }
 
+/// A later batch whose callback reaches `canaries`: by the time it
+/// arrives, a delivery worker woken by the last move of the clock has made
+/// its attempt (it had less to do, and started first).
+async fn canary(app: &TestApp, canaries: &Receiver, id: &str) {
+    let batch = echo_batch("canary", id, &["c"], 0, Some(&canaries.url()));
+    assert_eq!(app.post_schedule(&batch).await.0, StatusCode::OK);
+    canaries.wait_for(id).await;
+}
+
 #[tokio::test]
 async fn callback_retries_wait_for_the_clock_not_the_wall() {
     let clock = manual_clock();
@@ -68,19 +77,20 @@ async fn callback_retries_wait_for_the_clock_not_the_wall() {
     wait_for_attempts(&receiver, "tick-1", 1).await;
     wait_for_recorded(&app, "tick-1", 1).await;
 
+    let canaries = Receiver::start().await;
     // Real time passes, the clock does not: no second attempt.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    canary(&app, &canaries, "canary-1").await;
     assert_eq!(attempts(&receiver, "tick-1"), 1);
     // Each wait is its schedule's ±10%: a minute is 54–66 s.
     clock.advance(Duration::from_secs(53));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    canary(&app, &canaries, "canary-2").await;
     assert_eq!(attempts(&receiver, "tick-1"), 1, "not a minute yet");
     clock.advance(Duration::from_secs(14));
     wait_for_attempts(&receiver, "tick-1", 2).await;
     wait_for_recorded(&app, "tick-1", 2).await;
     // Ten minutes: 540–660 s.
     clock.advance(Duration::from_secs(530));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    canary(&app, &canaries, "canary-3").await;
     assert_eq!(attempts(&receiver, "tick-1"), 2, "not ten minutes yet");
     clock.advance(Duration::from_secs(140));
     wait_for_attempts(&receiver, "tick-1", 3).await;
@@ -100,29 +110,34 @@ async fn a_dead_nodes_task_is_taken_over_when_its_lease_expires_on_the_clock() {
         let store = naga_store::Store::open(&config.database_url(), &config.store)
             .await
             .unwrap();
-        let inserted = store
-            .insert_task(naga_store::NewTask {
-                id: "orphan-1".into(),
-                kind: naga_core::wire::TaskKind::Agent,
-                session_id: "orphan".into(),
-                analysis_session_id: None,
-                query: None,
-                callback_url: None,
-                policy: naga_core::config::SessionPolicy::Enqueue,
-                fingerprint: None,
-                calls: r#"[{"tool_name":"echo","instruction":"still here"}]"#.into(),
-                calls_count: 1,
-                response: String::new(),
-                accepted_at: now,
-                lease: naga_store::Lease {
-                    owner: "a-node-that-died".into(),
-                    until: now + 30_000,
-                },
-                started: true,
-            })
-            .await
-            .unwrap();
-        assert!(matches!(inserted, naga_store::Inserted::New { .. }));
+        // (And a canary whose lease ends at 10 s, in a session of its own.)
+        for (id, session, lease_ms) in
+            [("orphan-1", "orphan", 30_000), ("early-1", "early", 10_000)]
+        {
+            let inserted = store
+                .insert_task(naga_store::NewTask {
+                    id: id.into(),
+                    kind: naga_core::wire::TaskKind::Agent,
+                    session_id: session.into(),
+                    analysis_session_id: None,
+                    query: None,
+                    callback_url: None,
+                    policy: naga_core::config::SessionPolicy::Enqueue,
+                    fingerprint: None,
+                    calls: r#"[{"tool_name":"echo","instruction":"still here"}]"#.into(),
+                    calls_count: 1,
+                    response: String::new(),
+                    accepted_at: now,
+                    lease: naga_store::Lease {
+                        owner: "a-node-that-died".into(),
+                        until: now + lease_ms,
+                    },
+                    started: true,
+                })
+                .await
+                .unwrap();
+            assert!(matches!(inserted, naga_store::Inserted::New { .. }));
+        }
         store.close().await;
     }
     let app = TestApp::spawn_with_clock(dir, config, clock.clone()).await;
@@ -131,11 +146,17 @@ async fn a_dead_nodes_task_is_taken_over_when_its_lease_expires_on_the_clock() {
         task["status"], "running",
         "the other node's lease runs: {task}"
     );
-    // The sweep (every 15 s) finds the lease still valid at 20 s…
+    // The sweep (every 15 s) finds the lease still valid at 20 s (the
+    // canary's expired: that sweep took it, and it ran)…
     clock.advance(Duration::from_secs(20));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let early = app.wait_for_task_end("early-1").await;
+    assert_eq!(early["status"], "succeeded", "{early}");
     let (_, task) = app.get("/tasks/orphan-1").await;
-    assert_eq!(task["status"], "running", "{task}");
+    assert_eq!(
+        (task["status"].clone(), task["steps_count"].clone()),
+        (serde_json::json!("running"), serde_json::json!(0)),
+        "{task}"
+    );
     // …and expired at 35 s: the task is taken over and runs here.
     clock.advance(Duration::from_secs(15));
     let task = app.wait_for_task_end("orphan-1").await;

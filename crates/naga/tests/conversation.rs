@@ -209,10 +209,13 @@ async fn stream_lines(app: &TestApp, query: &str, message: &str, session: &str) 
     assert_eq!(resp.status(), 200);
     let mut rx = sse(resp);
     let mut data = Vec::new();
-    while let Some((_, d)) = rx.recv().await {
-        data.push(d);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+            Ok(Some((_, d))) => data.push(d),
+            Ok(None) => return data,
+            Err(_) => panic!("the stream did not end within 30 s; so far: {data:?}"),
+        }
     }
-    data
 }
 
 #[tokio::test]
@@ -436,10 +439,15 @@ async fn redelivered_callbacks_add_no_second_reply() {
         (a["duplicate"].clone(), b["duplicate"].clone()),
         (json!(false), json!(true))
     );
-    let messages = wait_for_messages(&app, "redo", 2).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_, h) = app.api_get("/sessions/redo").await;
-    assert_eq!(h["messages"].as_array().unwrap().len(), 2, "{messages:?}");
+    wait_for_messages(&app, "redo", 2).await;
+    // A later callback's reply: the repeats, taken before it, added none.
+    let mut later = body.clone();
+    later["task_id"] = json!("redo-later");
+    later["request_id"] = json!("redo-later");
+    let (s, _) = app.api_post("/agent_result_callback", &later).await;
+    assert_eq!(s, StatusCode::OK);
+    let messages = wait_for_messages(&app, "redo", 3).await;
+    assert_eq!(messages.len(), 3, "{messages:?}");
     let (s, _) = app
         .api_post("/agent_result_callback", &json!({"status": "succeeded"}))
         .await;
@@ -469,10 +477,14 @@ async fn callbacks_of_upstream_s_own_servers_are_taken_once_each() {
         let (_, again) = app.api_post(route, body).await;
         assert_eq!(again["duplicate"], true, "once per batch: {again}");
     }
-    let messages = wait_for_messages(&app, "up", 2).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_, h) = app.api_get("/sessions/up").await;
-    assert_eq!(h["messages"].as_array().unwrap().len(), 2, "{messages:?}");
+    wait_for_messages(&app, "up", 2).await;
+    // A later callback's reply: the repeats, taken before it, added none.
+    let mut later = mcp.clone();
+    later["task_id"] = json!("up-mcp-later");
+    let (s, _) = app.api_post("/tool_result_callback", &later).await;
+    assert_eq!(s, StatusCode::OK);
+    let messages = wait_for_messages(&app, "up", 3).await;
+    assert_eq!(messages.len(), 3, "{messages:?}");
 }
 
 #[tokio::test]

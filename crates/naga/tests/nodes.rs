@@ -69,8 +69,21 @@ async fn two_nodes_on_one_database_lose_nothing_when_one_is_killed_9() {
         let (status, answer) = post_json(&client, &format!("{url}/schedule"), &batch).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
-    // Mid-run: A holds running calls, queued batches and pending callbacks.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Mid-run: A holds running calls, queued batches and pending callbacks
+    // (a first callback refused, a batch of A's running).
+    wait_until(Duration::from_secs(30), "A mid-run", || async {
+        let (_, running) = read(
+            client
+                .get(format!("{url_a}/tasks?status=running"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let refused = !receiver.all().is_empty();
+        (refused && running["count"].as_u64() > Some(0)).then_some(())
+    })
+    .await;
     drop(a); // kill -9
 
     // B takes over A's batches and callbacks once A's lease has expired.

@@ -244,6 +244,26 @@ impl TestApp {
     }
 }
 
+/// Asks `check` every 10 ms until it answers `Some`, for at most `within`;
+/// then fails, saying what did not happen.
+pub async fn wait_until<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 pub async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
     let text = resp.text().await.unwrap();
@@ -462,26 +482,44 @@ pub fn spawn_naga_logged(
         .stderr(std::process::Stdio::piped());
     configure(&mut cmd);
     let mut child = cmd.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "naga exited before listening"
-        );
-        if let Some(url) = line.trim().strip_prefix("naga: agent server on ") {
-            let url = url.to_owned();
-            // Keep draining stderr so the child never blocks on a full pipe.
-            let rest = std::thread::spawn(move || {
-                let mut rest = String::new();
-                for l in stderr.lines().map_while(Result::ok) {
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    // Read on a thread of its own (a blocking read has no deadline): it
+    // hands over the agent server's address, then keeps draining stderr so
+    // that the child never blocks on a full pipe.
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let rest = std::thread::spawn(move || {
+        let mut before = String::new();
+        let mut rest = String::new();
+        let mut url_tx = Some(url_tx);
+        for l in stderr.lines().map_while(Result::ok) {
+            match url_tx.as_ref() {
+                Some(tx) => match l.trim().strip_prefix("naga: agent server on ") {
+                    Some(url) => {
+                        let _ = tx.send(Ok(url.to_owned()));
+                        url_tx = None;
+                    }
+                    None => {
+                        before.push_str(&l);
+                        before.push('\n');
+                    }
+                },
+                None => {
                     rest.push_str(&l);
                     rest.push('\n');
                 }
-                rest
-            });
-            return (child, url, rest);
+            }
+        }
+        if let Some(tx) = url_tx {
+            let _ = tx.send(Err(before));
+        }
+        rest
+    });
+    match url_rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(url)) => (child, url, rest),
+        Ok(Err(stderr)) => panic!("naga exited before listening:\n{stderr}"),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("naga did not say where it listens within 60 s")
         }
     }
 }
