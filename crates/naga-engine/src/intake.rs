@@ -263,14 +263,7 @@ impl Engine {
         // Each call's JSON as sent: the scheduler keeps them while the batch
         // waits, the store keeps them as one array.
         let calls: Vec<Box<str>> = batch.calls.into_iter().map(RawCall::into_text).collect();
-        let response = scheduled_answer(
-            batch.kind,
-            &request_id,
-            calls.len(),
-            now,
-            session.as_str(),
-            batch.analysis_session_id.as_deref(),
-        );
+        let clock = self.clock().clone();
         let task = NewTask {
             id: request_id.clone(),
             kind: batch.kind,
@@ -287,6 +280,10 @@ impl Engine {
             accepted_at: now,
             lease: self.scheduler().lease(now),
             started: false,
+            // Stored with the time of its commit (see `NewTask::clock`).
+            clock: Some(naga_store::StampClock(std::sync::Arc::new(move || {
+                clock.now_ms()
+            }))),
         };
         let spec = TaskSpec {
             id: request_id,
@@ -305,7 +302,7 @@ impl Engine {
         // copies into its cell and again when the task's stage changes.)
         let engine = self.clone();
         tokio::spawn(Box::pin(async move {
-            engine.commit(task, spec, response, reservation).await
+            engine.commit(task, spec, reservation).await
         }))
         .await
         .map_err(|e| EngineError::Unavailable(format!("the batch could not be committed: {e}")))?
@@ -316,7 +313,6 @@ impl Engine {
         &self,
         mut task: NewTask,
         mut spec: TaskSpec,
-        response: String,
         mut reservation: Option<Reservation>,
     ) -> Result<Scheduled, EngineError> {
         let scheduler = self.scheduler();
@@ -330,8 +326,12 @@ impl Engine {
         // reservation goes back by itself if nothing new is stored.
         task.started = reservation.as_ref().is_some_and(Reservation::has_worker);
         let inserted = self.store().insert_task(task).await?;
-        match inserted {
-            Inserted::New { seq, started } => {
+        let response = match inserted {
+            Inserted::New {
+                seq,
+                started,
+                accepted_at,
+            } => {
                 spec.seq = seq;
                 if !started {
                     // Stored as queued: the worker goes back (the session was
@@ -340,6 +340,16 @@ impl Engine {
                     // that no batch of its session gets in between.
                     reservation = reservation.and_then(Reservation::without_worker);
                 }
+                // The answer says what the row says (a repeat is answered
+                // from the row).
+                scheduled_answer(
+                    spec.kind,
+                    &spec.id,
+                    spec.calls.len(),
+                    accepted_at,
+                    &spec.session_id,
+                    spec.analysis_session_id.as_deref(),
+                )
             }
             Inserted::Existing(first) => {
                 tracing::info!(
@@ -382,7 +392,7 @@ impl Engine {
                     task_id: Some(task_id),
                 });
             }
-        }
+        };
         tracing::info!(
             session_id = ids.0,
             analysis_session_id = ids.1,

@@ -61,6 +61,7 @@ async fn one_batch(store: Store, i: usize) {
             accepted_at: now,
             lease,
             started: true, // its session idle: committed as running, as the engine does
+            clock: None,
         })
         .await
         .unwrap()

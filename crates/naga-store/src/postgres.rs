@@ -87,7 +87,7 @@ async fn touch_session(tx: &mut Tx, session_id: &str, now: Millis) -> Result<(),
 /// Two nodes accepting the same request id (or creating the same session
 /// or analysis session) at once need no retry: every insert below is
 /// `ON CONFLICT`, which waits for the other's commit and then sees its row.
-pub(crate) async fn insert_task(pg: &Pg, task: &NewTask) -> Result<Inserted, StoreError> {
+pub(crate) async fn insert_task(pg: &Pg, task: &mut NewTask) -> Result<Inserted, StoreError> {
     let (inserted, learned) = try_insert_task(pg, task).await?;
     if let Some((analysis, session)) = learned {
         pg.analysis_owners.learn(analysis, session);
@@ -101,9 +101,12 @@ pub(crate) async fn insert_task(pg: &Pg, task: &NewTask) -> Result<Inserted, Sto
 /// chain, the commit.
 async fn try_insert_task(
     pg: &Pg,
-    task: &NewTask,
+    task: &mut NewTask,
 ) -> Result<(Inserted, Option<(String, String)>), StoreError> {
     let mut tx = pg.pool.begin().await?;
+    // (The time once a connection was had, then once the session's row is
+    // locked: the session's batches are stored in the order of their times.)
+    task.restamp();
     let prev_seq: Option<i64> = sqlx::query_scalar(
         "INSERT INTO sessions (id, created_at, last_activity_at) VALUES ($1, $2, $2)
          ON CONFLICT (id) DO UPDATE SET last_activity_at = GREATEST(sessions.last_activity_at,
@@ -114,6 +117,8 @@ async fn try_insert_task(
     .bind(task.accepted_at)
     .fetch_one(&mut *tx)
     .await?;
+    task.restamp();
+    let task = &*task;
     // Whether the session has unfinished batches, where that decides: a
     // `reject` batch is refused, a batch asked to start at once waits. (The
     // session's row is locked: none of its batches is accepted meanwhile; a
@@ -203,7 +208,14 @@ async fn try_insert_task(
         });
     };
     tx.commit().await?;
-    Ok((Inserted::New { seq, started }, learned))
+    Ok((
+        Inserted::New {
+            seq,
+            started,
+            accepted_at: task.accepted_at,
+        },
+        learned,
+    ))
 }
 
 /// Whether a task with this request id is stored with the same batch.

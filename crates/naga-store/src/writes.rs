@@ -30,6 +30,40 @@ pub struct NewTask {
     /// Committed as running (started at `accepted_at`): its session was
     /// idle and a worker free, so it starts without a second write.
     pub started: bool,
+    /// When given, `accepted_at` (and the lease with it) is read from it
+    /// again as the insert runs, so that the stored time is the commit's,
+    /// not the request's (they differ when the store made it wait), and
+    /// follows the store's order of the session's batches.
+    pub clock: Option<StampClock>,
+}
+
+/// The clock [`NewTask::clock`] reads.
+#[derive(Clone)]
+pub struct StampClock(pub std::sync::Arc<dyn Fn() -> Millis + Send + Sync>);
+
+impl std::fmt::Debug for StampClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StampClock")
+    }
+}
+
+impl NewTask {
+    /// Takes `accepted_at` (and moves the lease's end with it) from the
+    /// task's clock, if it has one; never earlier than before.
+    pub(crate) fn restamp(&mut self) {
+        (self.accepted_at, self.lease.until) = self.stamp();
+    }
+
+    /// `(accepted_at, lease until)` as [`NewTask::restamp`] would make them.
+    pub(crate) fn stamp(&self) -> (Millis, Millis) {
+        match &self.clock {
+            Some(clock) => {
+                let now = (clock.0)().max(self.accepted_at);
+                (now, self.lease.until + (now - self.accepted_at))
+            }
+            None => (self.accepted_at, self.lease.until),
+        }
+    }
 }
 
 /// Who holds a task, and until when. A node renews the leases of every task
@@ -45,8 +79,13 @@ pub enum Inserted {
     /// Stored, with its `seq`: the store's own key for the task, by which
     /// its calls and end are recorded; `started`: stored as running (asked
     /// by `NewTask::started`; on a shared database only when the session
-    /// had no batch unfinished, unless the batch is `parallel`).
-    New { seq: i64, started: bool },
+    /// had no batch unfinished, unless the batch is `parallel`);
+    /// `accepted_at`: the time stored (see [`NewTask::clock`]).
+    New {
+        seq: i64,
+        started: bool,
+        accepted_at: Millis,
+    },
     /// The request id was known: what its first answer was made of.
     Existing(FirstAnswer),
     /// An identical batch (same session and fingerprint) is still active:
@@ -324,6 +363,7 @@ fn count_failure(
 fn claim_analysis(
     c: &Db,
     task: &NewTask,
+    accepted_at: Millis,
     known: &AnalysisOwners,
 ) -> Result<Option<(String, String)>, StoreError> {
     let Some(analysis) = &task.analysis_session_id else {
@@ -342,7 +382,7 @@ fn claim_analysis(
             c.cached(
                 "INSERT INTO analysis_sessions (id, session_id, created_at) VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![analysis, task.session_id, task.accepted_at])?;
+            .execute(params![analysis, task.session_id, accepted_at])?;
         }
         Some(owner) if owner != task.session_id => {
             return Err(StoreError::Conflict(format!(
@@ -391,7 +431,15 @@ pub(crate) fn same_batch(stored: &StoredBatch, task: &NewTask) -> bool {
 /// The task, and the analysis-session mapping its commit makes known.
 type TaskInserted = (Inserted, Option<(String, String)>);
 
-fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<TaskInserted, StoreError> {
+/// `stamp`: the task's `(accepted_at, lease until)` as stored (see
+/// [`NewTask::clock`]).
+fn insert_task(
+    c: &Db,
+    task: &NewTask,
+    stamp: (Millis, Millis),
+    known: &AnalysisOwners,
+) -> Result<TaskInserted, StoreError> {
+    let (accepted_at, lease_until) = stamp;
     let existing = c
         .cached(concat!(
             "SELECT ",
@@ -444,11 +492,11 @@ fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<TaskIns
             c.cached(
                 "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?1, ?2, ?2)",
             )?
-            .execute(params![task.session_id, task.accepted_at])?;
+            .execute(params![task.session_id, accepted_at])?;
             (c.last_insert_rowid(), None)
         }
     };
-    let learned = claim_analysis(c, task, known)?;
+    let learned = claim_analysis(c, task, accepted_at, known)?;
     // The task's texts are bound in place (`execute_borrowing`).
     c.execute_borrowing(
         "INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url, policy,
@@ -468,10 +516,10 @@ fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<TaskIns
             (task.calls_count as i64).into(),
             task.calls.as_str().into(),
             task.response.as_str().into(),
-            task.accepted_at.into(),
-            task.started.then_some(task.accepted_at).into(),
+            accepted_at.into(),
+            task.started.then_some(accepted_at).into(),
             task.lease.owner.as_str().into(),
-            task.lease.until.into(),
+            lease_until.into(),
             prev_seq.into(),
         ],
     )?;
@@ -480,11 +528,12 @@ fn insert_task(c: &Db, task: &NewTask, known: &AnalysisOwners) -> Result<TaskIns
         "UPDATE sessions SET last_task_seq = ?2, task_count = task_count + 1, last_activity_at = ?3
          WHERE rowid = ?1",
     )?
-    .execute(params![session_row, seq, task.accepted_at])?;
+    .execute(params![session_row, seq, accepted_at])?;
     Ok((
         Inserted::New {
             seq,
             started: task.started,
+            accepted_at,
         },
         learned,
     ))
@@ -651,11 +700,15 @@ impl Store {
     /// Also records the session and the analysis-session → session mapping;
     /// an analysis session claimed by another session is a conflict and
     /// stores nothing.
-    pub async fn insert_task(&self, task: NewTask) -> Result<Inserted, StoreError> {
+    pub async fn insert_task(&self, mut task: NewTask) -> Result<Inserted, StoreError> {
+        // (On SQLite the task is stamped by the writer, as it is written.)
         let (writer, analysis_owners) =
-            sqlite_or!(self, |pg| crate::postgres::insert_task(pg, &task));
+            sqlite_or!(self, |pg| crate::postgres::insert_task(pg, &mut task));
         let known = analysis_owners.clone();
-        let (inserted, learned) = writer.write(move |c| insert_task(c, &task, &known)).await?;
+        let (inserted, learned) = writer
+            // (Stamped as written: the time of this group commit.)
+            .write(move |c| insert_task(c, &task, task.stamp(), &known))
+            .await?;
         if let Some((analysis, session)) = learned {
             analysis_owners.learn(analysis, session);
         }

@@ -53,6 +53,7 @@ fn task(id: String, calls: String, count: usize) -> NewTask {
             until: 1,
         },
         started: false,
+        clock: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn task(id: &str, owner: &str, until: i64) -> NewTask {
             until,
         },
         started: false,
+        clock: None,
     }
 }
 

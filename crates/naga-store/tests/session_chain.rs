@@ -36,6 +36,7 @@ fn task(id: &str, session: &str, at: i64) -> NewTask {
             until: i64::MAX,
         },
         started: false,
+        clock: None,
     }
 }
 

@@ -133,6 +133,7 @@ async fn a_dead_nodes_task_is_taken_over_when_its_lease_expires_on_the_clock() {
                         until: now + lease_ms,
                     },
                     started: true,
+                    clock: None,
                 })
                 .await
                 .unwrap();

@@ -445,3 +445,40 @@ async fn a_damaged_page_in_the_middle_of_the_store_is_reported_at_start() {
     // It still serves what it can read.
     assert_eq!(app.get("/health").await.0, StatusCode::OK);
 }
+
+/// A batch that waited for the store is stored with the time of its commit
+/// (and answered with it), not the time it arrived: times then follow the
+/// order in which the store took the batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_waited_for_the_store_is_stored_with_its_commit_time() {
+    let clock = Arc::new(naga_server::ManualClock::at(1_800_000_000_000));
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.database_url = None; // (another connection holds SQLite's write lock)
+    let app = TestApp::spawn_with_clock(dir, config, clock.clone()).await;
+    let db = app.data_dir().join("naga.db");
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE;").unwrap();
+    let post = {
+        let (client, url) = (app.client.clone(), format!("{}/schedule", app.agent));
+        let batch = echo_batch("waited", "waited-1", &["x"], 0, None);
+        tokio::spawn(async move { read(client.post(url).json(&batch).send().await.unwrap()).await })
+    };
+    // The request arrives at 1_800_000_000_000 and waits for the lock; the
+    // store can write again five seconds later.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(Duration::from_secs(5));
+    lock.execute_batch("ROLLBACK;").unwrap();
+    let (status, answer) = post.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let committed = "2027-01-15T08:00:05.000+00:00";
+    assert_eq!(answer["accepted_at"], committed, "{answer}");
+    let task = app.wait_for_task_end("waited-1").await;
+    assert_eq!(task["accepted_at"], committed, "{task}");
+    // A repeat is answered from the row: the same time.
+    let again = app
+        .post_schedule(&echo_batch("waited", "waited-1", &["x"], 0, None))
+        .await
+        .1;
+    assert_eq!(again["accepted_at"], committed, "{again}");
+}
