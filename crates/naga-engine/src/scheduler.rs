@@ -1465,8 +1465,15 @@ impl Inner {
                             None => format!("{c} → not run"),
                         })
                         .collect();
-                    tokio::spawn(async move {
-                        if let Some(v) = memory::compress_with_llm(&llm, &summary, &steps).await {
+                    let draining = self.draining.clone();
+                    self.tracker.spawn(async move {
+                        let compressed = tokio::select! {
+                            v = memory::compress_with_llm(&llm, &summary, &steps) => v,
+                            // Not worth a wait at shutdown (the task's own
+                            // summary is stored already).
+                            _ = draining.cancelled() => None,
+                        };
+                        if let Some(v) = compressed {
                             let _ = store
                                 .add_compressed_memory(
                                     &id,

@@ -22,6 +22,11 @@ fn node(dir: &Path, database: &str) -> (Node, String) {
 }
 
 fn node_with_lease(dir: &Path, database: &str, lease_ms: u64) -> (Node, String) {
+    node_with(dir, database, lease_ms, &[])
+}
+
+/// A node with `extra` arguments (e.g. more services).
+fn node_with(dir: &Path, database: &str, lease_ms: u64, extra: &[&str]) -> (Node, String) {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("naga.toml");
     std::fs::write(
@@ -35,7 +40,8 @@ fn node_with_lease(dir: &Path, database: &str, lease_ms: u64) -> (Node, String) 
             .arg("--database-url")
             .arg(database)
             .arg("--config")
-            .arg(&config);
+            .arg(&config)
+            .args(extra);
     });
     (Node(child), url)
 }
@@ -351,9 +357,20 @@ async fn a_postgresql_node_stops_on_sigterm_within_its_grace_period_and_lets_go_
     };
     let database = format!("{server}/naga_stop_{}", uuid::Uuid::new_v4().simple());
     let dir = tempfile::tempdir().unwrap();
-    // Idle, several times: every listener, sweeper and heartbeat ends.
+    // Idle, several times, with all three services: every listener (the
+    // scheduler's and the API server's), sweeper and heartbeat ends.
+    let all = [
+        "--only",
+        "api",
+        "--api-addr",
+        "127.0.0.1:0",
+        "--only",
+        "mcp",
+        "--mcp-addr",
+        "127.0.0.1:0",
+    ];
     for _ in 0..3 {
-        let (mut a, _) = node_with_lease(&dir.path().join("a"), &database, 60_000);
+        let (mut a, _) = node_with(&dir.path().join("a"), &database, 60_000, &all);
         let (status, took) = terminate_within(&mut a, GRACE).await;
         assert!(
             status.success(),

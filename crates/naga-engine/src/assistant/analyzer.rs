@@ -45,7 +45,7 @@ impl Assistant {
         }
         let (this, session, message) =
             (self.clone(), session_id.to_owned(), user_message.to_owned());
-        tokio::spawn(async move {
+        self.spawn(async move {
             let _in_flight = InFlight(&this, session.clone());
             if let Err(e) = this.analyse(&session, &message).await {
                 tracing::warn!(session_id = %session, error = %e, "analysis failed");

@@ -108,7 +108,7 @@ impl Assistant {
             }),
         };
         let resume = assistant.clone();
-        tokio::spawn(async move { resume.answer_pending().await });
+        assistant.spawn(async move { resume.answer_pending().await });
         assistant.share_events(outgoing);
         assistant
     }
@@ -171,6 +171,19 @@ impl Assistant {
                 {
                     inner.events.publish(session, event.clone());
                 }
+            }
+        });
+    }
+
+    /// Runs `task` as one of the engine's background tasks: it is dropped
+    /// when the engine stops (what it had not stored yet is taken up again
+    /// at the next start: the inbox keeps unanswered callbacks).
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let stop = self.inner.engine.stopping().clone();
+        self.inner.engine.spawn_background(async move {
+            tokio::select! {
+                _ = task => {}
+                _ = stop.cancelled() => {}
             }
         });
     }
@@ -301,7 +314,7 @@ impl Assistant {
         let this = self.clone();
         let session = session.into_string();
         let id = session.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             let mut text = String::new();
             while let Some(piece) = stream.next().await {
                 match piece {
@@ -395,7 +408,7 @@ impl Assistant {
             "callback received");
         if new {
             let this = self.clone();
-            tokio::spawn(async move { this.answer(row).await });
+            self.spawn(async move { this.answer(row).await });
         }
         Ok(new)
     }
