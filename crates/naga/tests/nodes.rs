@@ -454,8 +454,12 @@ async fn a_callback_replayed_or_redriven_on_another_node_is_delivered_once() {
     let dir = tempfile::tempdir().unwrap();
     let (a, url_a) = node(&dir.path().join("a"), &database);
     let (_b, url_b) = node(&dir.path().join("b"), &database);
-    // Two callbacks of A's die at their first attempt (410).
-    let receiver = Receiver::start_on(0, &[(410, None), (410, None)]).await;
+    // Two callbacks of A's die at their first attempt (410); once replayed,
+    // they are refused (503) a few times first, so that they stay pending
+    // across several of B's sweeps (every 500 ms).
+    let mut script = vec![(410, None), (410, None)];
+    script.extend([(503, None); 6]);
+    let receiver = Receiver::start_on(0, &script).await;
     let client = reqwest::Client::new();
     let get = |url: String| {
         let client = client.clone();
@@ -487,7 +491,7 @@ async fn a_callback_replayed_or_redriven_on_another_node_is_delivered_once() {
         }
     }
     // A canary: a batch running on A when A dies, taken over by B's sweep.
-    let canary = echo_batch("canary", "canary", &["slow"], 2_000, Some(&receiver.url()));
+    let canary = echo_batch("canary", "canary", &["slow"], 4_000, Some(&receiver.url()));
     let (status, answer) = post_json(&client, &format!("{url_a}/schedule"), &canary).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     drop(a); // kill -9: the dead callbacks' owner is gone.
@@ -515,7 +519,8 @@ async fn a_callback_replayed_or_redriven_on_another_node_is_delivered_once() {
     }
     // B's sweep took the canary over after the replays (A's lease expired
     // after them): had it taken the replayed callbacks too, they would have
-    // been sent again by now (the canary's call alone takes 2 s).
+    // been sent again by now (the canary's call alone takes 4 s; their
+    // retries end within 2 s).
     receiver.wait_for("canary").await;
     for id in ["replay-x", "redrive-x"] {
         let delivered = receiver
