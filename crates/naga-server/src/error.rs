@@ -126,6 +126,18 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(d) => Self::new(StatusCode::CONFLICT, "conflict", d),
+            e if e.is_damage() => {
+                tracing::error!(error = %e, "store damaged: request answered 503");
+                Self::Client {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "store_damaged",
+                    detail: format!(
+                        "the store's file is damaged ({e}): this request cannot be served until \
+                         the store is restored from a backup (see /health)"
+                    ),
+                    retry_after: Some(STORE_RETRY_AFTER_SECS),
+                }
+            }
             e if e.is_transient() => {
                 tracing::warn!(error = %e, "store unavailable: request answered 503");
                 Self::Client {

@@ -49,8 +49,18 @@ pub async fn mcp(State(engine): State<Engine>) -> Json<Value> {
 }
 
 /// `GET /ready`: 200 when new work can be accepted, 503 while the store
-/// cannot write (a load balancer sends requests elsewhere meanwhile).
+/// cannot write or once its file was found damaged (a load balancer sends
+/// requests elsewhere meanwhile).
 pub async fn ready(State(engine): State<Engine>) -> (StatusCode, Json<Value>) {
+    if let Some(damage) = engine.store().damage() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"ready": false, "success": false, "code": "store_damaged",
+                "detail": format!("the store's file is damaged ({damage}): restore it from a backup")}),
+            ),
+        );
+    }
     match engine.store().write_fault() {
         None => (StatusCode::OK, Json(json!({"ready": true}))),
         Some(f) => (

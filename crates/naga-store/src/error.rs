@@ -40,7 +40,27 @@ fn postgres_transient(code: &str) -> bool {
             .any(|class| code.starts_with(class))
 }
 
+/// SQLite's primary result codes that say the database file is damaged
+/// (corrupt, not a database): no retry helps; a backup does.
+const DAMAGE_CODES: [i32; 2] = [11, 26];
+
 impl StoreError {
+    /// Whether the store's file is damaged (SQLite found a malformed page):
+    /// the request is not at fault, and trying again will not help.
+    pub fn is_damage(&self) -> bool {
+        let code = match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => Some(e.extended_code),
+            Self::Db(sqlx::Error::Database(e))
+                if e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_none() =>
+            {
+                e.code().and_then(|c| c.parse::<i32>().ok())
+            }
+            _ => None,
+        };
+        code.is_some_and(|c| DAMAGE_CODES.contains(&(c & 0xff)))
+    }
+
     /// Whether the write may succeed when tried again: the disk was full,
     /// an I/O failed, the database was locked. A fault of the storage, not
     /// of the request: callers retry it with backoff and clients get 503.
@@ -70,6 +90,20 @@ impl StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_file_is_damage_not_transient() {
+        let failure = |code| {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        for code in [11, 26] {
+            assert!(failure(code).is_damage() && !failure(code).is_transient());
+        }
+        assert!(!failure(13).is_damage(), "a full disk is not damage");
+    }
 
     #[test]
     fn a_full_disk_is_transient_a_constraint_is_not() {

@@ -442,8 +442,28 @@ async fn a_damaged_page_in_the_middle_of_the_store_is_reported_at_start() {
         damage.contains("Page") || damage.contains("malformed"),
         "{health}"
     );
-    // It still serves what it can read.
+    // It still serves what it can read, but is not ready for more work.
     assert_eq!(app.get("/health").await.0, StatusCode::OK);
+    let (status, ready) = app.get("/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!(ready["code"], "store_damaged", "{ready}");
+    // A request that meets the damage is told so (503), never a 500.
+    for i in 0..20 {
+        let id = format!("after-{i}");
+        let b = echo_batch(&format!("pages-{}", i % 7), &id, &["a"], 0, None);
+        let (status, answer) = app.post_schedule(&b).await;
+        assert!(
+            status == StatusCode::OK
+                || (status == StatusCode::SERVICE_UNAVAILABLE && answer["code"] == "store_damaged"),
+            "{status}: {answer}"
+        );
+        let (status, task) = app.get(&format!("/tasks/page-{}", i * 10)).await;
+        assert!(
+            status == StatusCode::OK
+                || (status == StatusCode::SERVICE_UNAVAILABLE && task["code"] == "store_damaged"),
+            "{status}: {task}"
+        );
+    }
 }
 
 /// A batch that waited for the store is stored with the time of its commit
