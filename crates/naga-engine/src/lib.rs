@@ -18,6 +18,7 @@ pub mod scheduler;
 
 pub use error::EngineError;
 pub use intake::{Batch, Outcome, Scheduled};
+pub use naga_store::backup;
 
 use agents::{AgentRegistry, ComputerControl, Echo, FileEditToolkit};
 use callbacks::Callbacks;

@@ -355,6 +355,52 @@ impl Store {
     }
 }
 
+/// Writes a consistent copy of the SQLite store at `url` to `to` (which
+/// must not exist), also while a naga runs on it: SQLite's `VACUUM INTO`
+/// reads one snapshot (the WAL's newest pages included) and writes a
+/// compact database that naga opens as it is. PostgreSQL is refused:
+/// `pg_dump` copies it.
+pub async fn backup(url: &str, to: &std::path::Path) -> Result<u64, StoreError> {
+    if !url.starts_with("sqlite:") {
+        return Err(StoreError::Unsupported(
+            "naga backup copies an SQLite store; for PostgreSQL use pg_dump (e.g. \
+             `pg_dump -Fc -f naga.dump <database>`, restored with pg_restore)"
+                .into(),
+        ));
+    }
+    if to.exists() {
+        return Err(StoreError::Unsupported(format!(
+            "`{}` exists already: a backup is written to a new file",
+            to.display()
+        )));
+    }
+    let from = sqlite_path(url).to_owned();
+    if !std::path::Path::new(&from).exists() {
+        return Err(StoreError::Unsupported(format!("no store at `{from}`")));
+    }
+    let to = to.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open_with_flags(
+            &from,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+        Ok(std::fs::metadata(&to).map(|m| m.len()).unwrap_or(0))
+    })
+    .await
+    .map_err(|e| StoreError::Unsupported(format!("the backup stopped: {e}")))?
+}
+
+/// The file of an `sqlite:` URL.
+fn sqlite_path(url: &str) -> &str {
+    url.trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default()
+}
+
 /// The writer's page cache, in KiB (`cache_size` = minus this). 8 MiB holds
 /// the hot index pages of a store of 200,000 batches as well as 32 MiB did
 /// (`write_load`: 46–49 µs per batch either way), costs 3–5 µs less per batch
@@ -375,12 +421,7 @@ fn writer_connection(
     url: &str,
     synchronous: Synchronous,
 ) -> Result<rusqlite::Connection, StoreError> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or_default();
+    let path = sqlite_path(url);
     wal_vfs::register().map_err(|rc| {
         StoreError::Unsupported(format!(
             "the WAL-gathering VFS could not be registered (SQLite code {rc})"

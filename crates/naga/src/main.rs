@@ -36,6 +36,18 @@ enum Command {
     Sessions(client::SessionsArgs),
     /// Schedule the seed's example on a running naga and print its callback.
     Demo(client::DemoArgs),
+    /// Write a consistent copy of the SQLite store (also while naga runs);
+    /// start naga on a data dir holding it as naga.db to restore it.
+    Backup(BackupArgs),
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// Where to write the copy (a new file).
+    to: std::path::PathBuf,
+    /// The store to copy: the same options as `naga serve`.
+    #[command(flatten)]
+    serve: config::ServeArgs,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +70,7 @@ fn main() -> ExitCode {
             Command::Tasks(args) => client::tasks(args).await,
             Command::Sessions(args) => client::sessions(args).await,
             Command::Demo(args) => client::demo(args).await,
+            Command::Backup(args) => backup(args).await,
         }
     });
     match result {
@@ -105,6 +118,15 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     stop.await;
     tracing::info!("shutting down: no new requests; running calls get a grace period");
     running.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let config = args.serve.load().context("invalid configuration")?;
+    let bytes = naga_engine::backup(&config.database_url(), &args.to)
+        .await
+        .context("backup failed")?;
+    println!("{}\t{bytes} bytes", args.to.display());
     Ok(())
 }
 

@@ -339,3 +339,63 @@ async fn decision_logs_reach_stderr_whole_and_without_colour_codes() {
         .count();
     assert_eq!(finished, 20, "{text}");
 }
+
+/// `naga backup` copies a running node's store; naga started on the copy
+/// finds every task. PostgreSQL is pointed to pg_dump; an existing file is
+/// not overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_copies_a_running_store_that_a_new_node_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut naga, url) = serve(&data, &[]);
+    let client = reqwest::Client::new();
+    let receiver = Receiver::start().await;
+    let ids: Vec<String> = (0..30).map(|i| format!("bk-{i}")).collect();
+    for id in &ids {
+        let body = json!({"agent_calls": [{"tool_name": "echo", "instruction": id}],
+                          "session_id": "bk", "request_id": id, "callback_url": receiver.url()});
+        let (status, resp) = post_json(&client, &format!("{url}/schedule"), &body).await;
+        assert_eq!(status, 200, "{resp}");
+    }
+    for id in &ids {
+        receiver.wait_for(id).await;
+    }
+    let copy = dir.path().join("copy.db");
+    let backup = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_naga"))
+            .arg("backup")
+            .arg(&copy)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = backup(&["--data-dir", data.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = backup(&["--data-dir", data.to_str().unwrap()]);
+    assert!(
+        !again.status.success(),
+        "an existing file is not overwritten"
+    );
+    let pg = backup(&["--database-url", "postgres://naga@127.0.0.1:1/naga"]);
+    assert!(String::from_utf8_lossy(&pg.stderr).contains("pg_dump"));
+    naga.kill().unwrap();
+    naga.wait().unwrap();
+
+    let restored = dir.path().join("restored");
+    std::fs::create_dir_all(&restored).unwrap();
+    std::fs::copy(&copy, restored.join("naga.db")).unwrap();
+    let (mut naga, url) = serve(&restored, &[]);
+    let tasks = get(&client, format!("{url}/tasks?session_id=bk&limit=1000")).await;
+    assert_eq!(tasks["count"], ids.len(), "{tasks}");
+    for id in &ids {
+        let t = get(&client, format!("{url}/tasks/{id}")).await;
+        assert_eq!(t["status"], "succeeded", "{t}");
+        assert_eq!(t["steps"][0]["output"], id.as_str(), "{t}");
+    }
+    naga.kill().unwrap();
+    naga.wait().unwrap();
+}
