@@ -37,6 +37,30 @@ pub struct Config {
     pub mcp: McpConfig,
     pub llm: LlmConfig,
     pub auth: AuthConfig,
+    pub http: HttpConfig,
+}
+
+/// What a client may cost each listener: slow or idle clients are closed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A request's headers must arrive within this; it is also the longest
+    /// an idle keep-alive connection is kept.
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive whole within this (from its headers).
+    pub body_timeout_ms: u64,
+    /// Connections open at once per listener; more wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_connections: 4096,
+        }
+    }
 }
 
 impl Default for Config {
@@ -55,6 +79,7 @@ impl Default for Config {
             mcp: McpConfig::default(),
             llm: LlmConfig::default(),
             auth: AuthConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }

@@ -100,6 +100,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     // Held until `serve` returns: dropping it writes out what is queued.
     let _log = init_logging(args.log_json);
     let config = args.load().context("invalid configuration")?;
+    raise_open_files_limit();
     // Listened for before anything starts: a SIGTERM that arrives as soon
     // as the addresses are printed still stops naga gracefully.
     let stop = shutdown_signal();
@@ -129,6 +130,40 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     println!("{}\t{bytes} bytes", args.to.display());
     Ok(())
 }
+
+/// Raises the open-files soft limit to the hard limit (each connection is a
+/// file: a soft limit of 1,024 is reached by a thousand idle clients) and
+/// says so.
+#[cfg(unix)]
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write only `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let before = limit.rlim_cur;
+    if before >= limit.rlim_max {
+        tracing::info!(open_files = before, "open-files limit");
+        return;
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: as above.
+    match unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } {
+        0 => tracing::info!(
+            from = before,
+            to = limit.rlim_cur,
+            "open-files limit raised to its hard limit"
+        ),
+        _ => tracing::warn!(open_files = before, error = %std::io::Error::last_os_error(),
+            "cannot raise the open-files limit"),
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() {}
 
 /// Logs go to stderr through a thread of their own: a request formats its
 /// lines but does not wait on a `write(2)` per line (three info lines per
