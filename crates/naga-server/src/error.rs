@@ -144,7 +144,8 @@ impl From<StoreError> for ApiError {
                     status: StatusCode::SERVICE_UNAVAILABLE,
                     code: "store_unavailable",
                     detail: format!(
-                        "the store cannot write right now ({e}); nothing was changed: retry later"
+                        "the store cannot be reached or written right now ({e}); nothing was \
+                         changed: retry later"
                     ),
                     retry_after: Some(STORE_RETRY_AFTER_SECS),
                 }

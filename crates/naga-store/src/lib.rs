@@ -212,19 +212,50 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(config.read_connections.max(1) + 8)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+            // Unreachable: a request fails fast (503), it does not hang.
+            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
         POSTGRES_MIGRATOR.run(&pool).await?;
-        Ok(Self {
-            read: ReadPool::Postgres(pool.clone()),
-            backend: Backend::Postgres(postgres::Pg {
-                pool,
-                analysis_owners: Default::default(),
-                health: Default::default(),
-            }),
+        let pg = postgres::Pg {
+            pool: pool.clone(),
+            analysis_owners: Default::default(),
+            health: Default::default(),
+        };
+        let store = Self {
+            read: ReadPool::Postgres(pool),
+            backend: Backend::Postgres(pg.clone()),
             background: Background::default(),
-        })
+        };
+        store.probe_in_background(pg);
+        Ok(store)
+    }
+
+    /// Asks PostgreSQL every second whether it answers, so that a node
+    /// with nothing to do also says `degraded` (and `/ready` 503) while the
+    /// database is unreachable, and `healthy` again once it is back.
+    fn probe_in_background(&self, pg: postgres::Pg) {
+        let stop = self.background.stop.clone();
+        self.background.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(PG_PROBE_EVERY) => {}
+                    _ = stop.cancelled() => return,
+                }
+                let probe = sqlx::query("SELECT 1").execute(&pg.pool);
+                let result = tokio::select! {
+                    r = tokio::time::timeout(PG_ACQUIRE_TIMEOUT, probe) => r,
+                    _ = stop.cancelled() => return,
+                };
+                match result {
+                    Ok(r) => pg.observe(&r.map_err(StoreError::from)),
+                    Err(_) => pg.health.record(Some(format!(
+                        "PostgreSQL did not answer within {} ms",
+                        PG_ACQUIRE_TIMEOUT.as_millis()
+                    ))),
+                }
+            }
+        });
     }
 
     /// Sends `payload` to every node listening to `channel` on the same
@@ -400,6 +431,12 @@ fn sqlite_path(url: &str) -> &str {
         .next()
         .unwrap_or_default()
 }
+
+/// Longest wait for a PostgreSQL connection (and for the probe's answer).
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often a node asks PostgreSQL whether it answers.
+const PG_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// The writer's page cache, in KiB (`cache_size` = minus this). 8 MiB holds
 /// the hot index pages of a store of 200,000 batches as well as 32 MiB did

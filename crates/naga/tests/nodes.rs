@@ -531,3 +531,164 @@ async fn a_callback_replayed_or_redriven_on_another_node_is_delivered_once() {
         assert_eq!(delivered, 1, "{id} delivered {delivered} times");
     }
 }
+
+/// A PostgreSQL server of this test's own (it is stopped and started
+/// again), from `.ci/postgres`; stopped and removed when dropped.
+struct OwnPostgres {
+    bin: String,
+    dir: String,
+    port: u16,
+    url: String,
+}
+
+impl OwnPostgres {
+    fn start() -> Self {
+        let port = free_port();
+        let dir = format!("/tmp/naga-test-outage-{}", uuid::Uuid::new_v4().simple());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .env("NAGA_TEST_POSTGRES_PORT", port.to_string())
+            .env("NAGA_TEST_POSTGRES_DIR", &dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .trim_start_matches("export NAGA_TEST_POSTGRES_URL=")
+            .trim_end_matches("/postgres")
+            .to_owned();
+        let bin = std::process::Command::new("bash")
+            .args(["-c", "ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1"])
+            .output()
+            .unwrap();
+        let bin = String::from_utf8_lossy(&bin.stdout).trim().to_owned();
+        Self {
+            bin,
+            dir,
+            port,
+            url: format!("{url}/naga_outage"),
+        }
+    }
+
+    /// `pg_ctl` with `args`, as the server's user.
+    fn pg_ctl(&self, args: &[&str]) {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout
+            == b"0\n";
+        let mut cmd = match root {
+            true => {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--"]);
+                c.arg(format!("{}/pg_ctl", self.bin));
+                c
+            }
+            false => std::process::Command::new(format!("{}/pg_ctl", self.bin)),
+        };
+        let out = cmd
+            .arg("-D")
+            .arg(format!("{}/data", self.dir))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn stop(&self) {
+        self.pg_ctl(&["stop", "-m", "fast", "-w"]);
+    }
+
+    fn start_again(&self) {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=100",
+            self.port, self.dir
+        );
+        let log = format!("{}/log", self.dir);
+        self.pg_ctl(&["start", "-w", "-l", &log, "-o", &options]);
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.pg_ctl(&["stop", "-m", "immediate", "-w"]));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_outage_is_seen_at_once_by_every_node_and_ridden_out() {
+    if postgres_server_if_any().is_none() {
+        return;
+    }
+    let pg = OwnPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, url_a) = node(&dir.path().join("a"), &pg.url);
+    let (_b, url_b) = node(&dir.path().join("b"), &pg.url);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let ready = |url: &str| {
+        let (client, url) = (client.clone(), format!("{url}/ready"));
+        async move { client.get(url).send().await.unwrap().status() }
+    };
+    for url in [&url_a, &url_b] {
+        assert_eq!(ready(url).await, StatusCode::OK);
+    }
+
+    pg.stop();
+    // Both nodes, the idle one too, say so within a few seconds.
+    for url in [&url_a, &url_b] {
+        wait_until(
+            Duration::from_secs(10),
+            "/ready 503 during the outage",
+            || async { (ready(url).await == StatusCode::SERVICE_UNAVAILABLE).then_some(()) },
+        )
+        .await;
+        let (_, health) = read(client.get(format!("{url}/health")).send().await.unwrap()).await;
+        assert_eq!(health["status"], "degraded", "{health}");
+    }
+    // A request fails fast, with 503 and Retry-After.
+    let started = std::time::Instant::now();
+    let resp = client
+        .post(format!("{url_a}/schedule"))
+        .json(&echo_batch("outage", "outage-1", &["x"], 0, None))
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().get("retry-after").is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "answered in {:?}",
+        started.elapsed()
+    );
+
+    pg.start_again();
+    for url in [&url_a, &url_b] {
+        wait_until(
+            Duration::from_secs(20),
+            "/ready 200 once the database is back",
+            || async { (ready(url).await == StatusCode::OK).then_some(()) },
+        )
+        .await;
+    }
+    let (status, answer) = post_json(
+        &client,
+        &format!("{url_b}/schedule"),
+        &echo_batch("outage", "outage-2", &["x"], 0, None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
