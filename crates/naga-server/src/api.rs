@@ -10,12 +10,14 @@ use crate::{
 };
 use axum::{
     extract::State,
-    http::HeaderMap,
-    response::sse::{Event, KeepAlive, Sse},
+    http::{header, HeaderMap},
+    response::sse::{Event, Sse},
+    response::{IntoResponse, Response},
     routing::{get, post},
     Router,
 };
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use naga_core::time::iso;
 use naga_engine::assistant::{Assistant, WebhookHeaders};
@@ -261,28 +263,29 @@ async fn delete_session(
 }
 
 /// `GET /sessions/{id}/events`: follow-ups and tool notifications as SSE.
-async fn events(
-    State(s): State<ApiState>,
-    Path(id): Path<String>,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+/// Each event's frame is shared by every listener (not copied per
+/// listener); a listener that does not read falls behind and is told what
+/// it missed (a `lagged` event); a comment every 15 s keeps idle streams
+/// open through proxies.
+async fn events(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult<Response> {
     naga_core::SessionId::parse(id.as_str())
         .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
     let rx = s.assistant.events().subscribe(&id);
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(v) => {
-                    let kind = v["type"].as_str().unwrap_or("message").to_owned();
-                    return Some((Ok(Event::default().event(kind).data(v.to_string())), rx));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "a slow event listener missed events");
-                }
-                Err(_) => return None,
-            }
-        }
+        let frame = tokio::select! {
+            frame = rx.next_frame() => frame?,
+            _ = tokio::time::sleep(Duration::from_secs(15)) => Bytes::from_static(b": keep-alive\n\n"),
+        };
+        Some((Ok::<_, Infallible>(frame), rx))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
