@@ -342,13 +342,34 @@ impl Callbacks {
 }
 
 impl Inner {
-    async fn deliver(&self, row: CallbackRow) {
+    async fn deliver(&self, mut row: CallbackRow) {
         let mut attempts = row.attempts as u32;
         let wait = row.next_attempt_at - self.clock.now_ms();
-        if wait > 0 && !self.sleep(Duration::from_millis(wait as u64)).await {
-            return;
+        if wait > 0 {
+            // The body waits in the store, not here (a retry can be hours
+            // away, and bodies can be large).
+            row.body = String::new();
+            if !self.sleep(Duration::from_millis(wait as u64)).await {
+                return;
+            }
         }
         loop {
+            if row.body.is_empty() {
+                match self.store.delivery_body(row.outbox, row.seq).await {
+                    Ok(Some(body)) => row.body = body,
+                    Ok(None) => return, // gone (its conversation was deleted)
+                    Err(e) => {
+                        // The store cannot be read now: asked again soon
+                        // (the row stays pending and this node's).
+                        tracing::warn!(callback_id = %row.id, error = %e,
+                            "cannot read a callback's body to send it; trying again");
+                        if !self.sleep(Duration::from_secs(1)).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
             let permit = tokio::select! {
                 p = self.permits.acquire() => p,
                 _ = self.stop.cancelled() => return,
@@ -422,6 +443,7 @@ impl Inner {
                 return;
             }
             drop(_permit);
+            row.body = String::new();
             match delay {
                 Some(d) if self.sleep(d).await => continue,
                 _ => return,
