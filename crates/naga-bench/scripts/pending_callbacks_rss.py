@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Memory of pending callbacks: B batches whose one echo call returns ~S
+bytes, their callbacks sent to a port nothing listens on (each waits for
+its retry); prints naga's RSS before, at the peak while they were sent, and
+once every callback waits for its retry.
+
+Usage: pending_callbacks_rss.py <naga binary> [batches] [bytes]
+"""
+import json, socket, subprocess, sys, tempfile, time, urllib.request
+
+naga = sys.argv[1]
+batches = int(sys.argv[2]) if len(sys.argv) > 2 else 60
+size = int(sys.argv[3]) if len(sys.argv) > 3 else 900_000
+
+def rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+data = tempfile.mkdtemp()
+port, dead = free_port(), free_port()
+proc = subprocess.Popen([naga, "serve", "--data-dir", data, "--only", "agent",
+                         "--agent-addr", f"127.0.0.1:{port}"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+base = f"http://127.0.0.1:{port}"
+for _ in range(100):
+    try:
+        urllib.request.urlopen(base + "/health", timeout=1); break
+    except Exception:
+        time.sleep(0.1)
+time.sleep(0.5)
+before = peak = rss_mib(proc.pid)
+text = "x" * size
+for i in range(batches):
+    body = json.dumps({"agent_calls": [{"tool_name": "echo", "instruction": text}],
+                       "session_id": f"s{i}", "request_id": f"big-{i}",
+                       "callback_url": f"http://127.0.0.1:{dead}/cb"}).encode()
+    req = urllib.request.Request(base + "/schedule", data=body,
+                                 headers={"content-type": "application/json"})
+    urllib.request.urlopen(req, timeout=60).read()
+    peak = max(peak, rss_mib(proc.pid))
+# Every callback has made its first attempt and waits (5 s, then 5 min).
+deadline = time.time() + 120
+while time.time() < deadline:
+    peak = max(peak, rss_mib(proc.pid))
+    pending = json.load(urllib.request.urlopen(base + "/callbacks?status=pending&limit=1000"))
+    if pending["count"] == batches and all(c["attempts"] >= 2 for c in pending["callbacks"]):
+        break
+    time.sleep(0.5)
+time.sleep(1)
+waiting = rss_mib(proc.pid)
+proc.terminate(); proc.wait()
+print(f"batches={batches} bytes={size}: RSS before {before:.1f} MiB, peak {peak:.1f} MiB, "
+      f"waiting for retries {waiting:.1f} MiB")
