@@ -6,32 +6,16 @@ once every callback waits for its retry.
 
 Usage: pending_callbacks_rss.py <naga binary> [batches] [bytes]
 """
-import json, socket, subprocess, sys, tempfile, time, urllib.request
+import json, sys, time, urllib.request
 
 naga = sys.argv[1]
 batches = int(sys.argv[2]) if len(sys.argv) > 2 else 60
 size = int(sys.argv[3]) if len(sys.argv) > 3 else 900_000
 
-def rss_mib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+from naga_rss import free_port, rss_mib, start_naga
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-data = tempfile.mkdtemp()
-port, dead = free_port(), free_port()
-proc = subprocess.Popen([naga, "serve", "--data-dir", data, "--only", "agent",
-                         "--agent-addr", f"127.0.0.1:{port}"],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-base = f"http://127.0.0.1:{port}"
-for _ in range(100):
-    try:
-        urllib.request.urlopen(base + "/health", timeout=1); break
-    except Exception:
-        time.sleep(0.1)
-time.sleep(0.5)
+proc, base, port = start_naga(naga, "agent")
+dead = free_port()
 before = peak = rss_mib(proc.pid)
 text = "x" * size
 for i in range(batches):

@@ -5,31 +5,14 @@ burst, and once every subscriber has closed.
 
 Usage: sse_fanout_rss.py <naga binary> [subscribers] [events] [bytes]
 """
-import json, os, socket, subprocess, sys, tempfile, time, urllib.request
+import json, socket, sys, time, urllib.request
 
 naga, subs, events, size = sys.argv[1], int(sys.argv[2:3] and sys.argv[2] or 300), \
     int(sys.argv[3:4] and sys.argv[3] or 20), int(sys.argv[4:5] and sys.argv[4] or 900_000)
 
-def rss_mib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+from naga_rss import free_port, rss_mib, start_naga
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-data = tempfile.mkdtemp()
-port = free_port()
-proc = subprocess.Popen([naga, "serve", "--data-dir", data, "--only", "api",
-                         "--api-addr", f"127.0.0.1:{port}"],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-base = f"http://127.0.0.1:{port}"
-for _ in range(100):
-    try:
-        urllib.request.urlopen(base + "/health", timeout=1); break
-    except Exception:
-        time.sleep(0.1)
-time.sleep(0.5)
+proc, base, port = start_naga(naga, "api")
 before = rss_mib(proc.pid)
 socks = []
 for _ in range(subs):

@@ -401,14 +401,16 @@ impl Scheduler {
     /// holds a worker (it was committed as running), else once one is free;
     /// the session's slot it holds passes to the batch without a gap.
     pub fn submit_reserved(&self, spec: TaskSpec, mut reservation: Reservation) {
-        if self.inner.state.lock().unwrap().interrupted_before(&spec) {
+        let mut state = self.inner.state.lock().unwrap();
+        if state.interrupted_before(&spec) {
+            // (Unlocked first: the reservation gives its slot back.)
+            drop(state);
             drop(reservation);
             self.cancel_interrupted(spec);
             return;
         }
         let permit = reservation.permit.take();
         reservation.slot = false;
-        let mut state = self.inner.state.lock().unwrap();
         state.held[kind_index(spec.kind)] += 1;
         tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
             analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
