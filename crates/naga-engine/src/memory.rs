@@ -89,14 +89,14 @@ pub fn summarize(status: TaskStatus, error: Option<&str>, calls: &[CallSummary<'
             Some(o) if o.success => {
                 done += 1;
                 let text = o.text().unwrap_or_default();
-                key_findings.push(concat(&[c.command, " → ", &clip(&text)]));
+                key_findings.push(concat(&[&*clip(c.command), " → ", &*clip(&text)]));
             }
             Some(o) => {
                 let e = o.error.as_deref().unwrap_or("failed");
-                failed_attempts.push(concat(&[c.command, " → ", &clip(e)]));
-                next_steps.push(concat(&["fix the cause, then retry: ", c.command]));
+                failed_attempts.push(concat(&[&*clip(c.command), " → ", &*clip(e)]));
+                next_steps.push(concat(&["fix the cause, then retry: ", &*clip(c.command)]));
             }
-            None => next_steps.push(concat(&["not run: ", c.command])),
+            None => next_steps.push(concat(&["not run: ", &*clip(c.command)])),
         }
     }
     let (mut done_text, mut all_text) = (itoa::Buffer::new(), itoa::Buffer::new());
@@ -124,8 +124,14 @@ pub fn summarize(status: TaskStatus, error: Option<&str>, calls: &[CallSummary<'
     }
 }
 
-fn clip(s: &str) -> String {
-    naga_core::ids::clip(s, 200)
+/// A summary names a call by its command and says what came of it, each in
+/// at most 200 characters: the whole instruction and result are in the
+/// task's calls and steps (a 0.9 MB instruction made a 0.9 MB summary).
+pub(crate) fn clip(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= 200 {
+        return s.into();
+    }
+    naga_core::ids::clip(s, 200).into()
 }
 
 #[cfg(test)]
@@ -163,5 +169,23 @@ mod tests {
             s["next_steps"],
             json!(["fix the cause, then retry: type text", "not run: save"])
         );
+    }
+
+    /// A 0.9 MB instruction made a 0.9 MB summary (its command whole).
+    #[test]
+    fn a_summary_names_a_long_call_in_a_few_words() {
+        let command = format!("echo: {}", "x".repeat(900_000));
+        let ok = CallOutcome::ok("y".repeat(900_000));
+        let s = summarize(
+            TaskStatus::Succeeded,
+            None,
+            &[CallSummary {
+                command: &command,
+                outcome: Some(&ok),
+            }],
+        )
+        .to_json();
+        assert!(s.len() < 1_000, "a summary of {} bytes", s.len());
+        assert!(s.contains("echo: xxx"), "{s}");
     }
 }

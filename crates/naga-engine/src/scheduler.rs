@@ -1323,7 +1323,8 @@ impl Inner {
             step: NewStep {
                 task_id: spec.id.clone(),
                 call_idx: Some(index as i64),
-                purpose: Some(command.to_owned()),
+                // The instruction itself is the step's content.
+                purpose: Some(crate::memory::clip(command).into_owned()),
                 content: spec.calls.text(index).map(str::to_owned),
                 output: outcome.text(),
                 analysis: None,

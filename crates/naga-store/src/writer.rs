@@ -336,16 +336,29 @@ fn checkpoint_loop(conn: Connection, most: i64, stop: &AtomicBool, restart: &Ato
             }
         }
     };
+    let wal = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .map(|p| std::path::PathBuf::from(format!("{p}-wal")));
     // The log's size at the last round: unchanged means nothing was committed.
     let mut last_frames = 0;
+    let mut idle_rounds = 0;
     let mut pause = CHECKPOINT_IDLE;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(pause);
         pause = CHECKPOINT_BUSY;
         match passive() {
             // (A restart asked for stays asked for until the writer's next group.)
-            Ok((frames, _)) if frames == last_frames => pause = CHECKPOINT_IDLE,
+            Ok((frames, _)) if frames == last_frames => {
+                pause = CHECKPOINT_IDLE;
+                idle_rounds += 1;
+                if idle_rounds >= TRUNCATE_AFTER_IDLE_ROUNDS {
+                    idle_rounds = 0;
+                    truncate_when_idle(&conn, wal.as_deref());
+                }
+            }
             Ok((frames, _)) => {
+                idle_rounds = 0;
                 last_frames = frames;
                 if frames > most {
                     catch_up();
@@ -354,6 +367,37 @@ fn checkpoint_loop(conn: Connection, most: i64, stop: &AtomicBool, restart: &Ato
             }
             Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
         }
+    }
+}
+
+/// After this many idle rounds of the checkpointer (~1 s without a commit),
+/// the WAL file is cut to nothing. Under load it keeps its size (up to
+/// `WAL_KEEP_BYTES` in lib.rs) so that restarts do not pay for a truncate,
+/// but a burst left it at its high-water mark for good: on a small volume,
+/// the space the next start needed (issue 27: 5.5 MB of WAL on 8 MiB).
+const TRUNCATE_AFTER_IDLE_ROUNDS: u32 = 10;
+
+/// A `TRUNCATE` checkpoint, when the WAL file holds anything: copies what is
+/// left and cuts the file to zero bytes. It must wait for readers to leave
+/// the log and would hold new writes while it waits, so it does not wait: a
+/// reader in the way makes it give up until the next idle second.
+fn truncate_when_idle(conn: &Connection, wal: Option<&std::path::Path>) {
+    let size = wal
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len());
+    if size == 0 {
+        return;
+    }
+    let _ = conn.busy_timeout(std::time::Duration::ZERO);
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(0) => tracing::debug!(bytes = size, "idle: the WAL file was cut to nothing"),
+        Ok(_) => tracing::debug!(
+            bytes = size,
+            "idle: a reader kept the WAL; tried again later"
+        ),
+        Err(e) => tracing::debug!(error = %e, "idle: the WAL could not be cut; tried again later"),
     }
 }
 
@@ -519,6 +563,48 @@ mod tests {
             "the WAL reached {largest} bytes with a bound of 64 frames"
         );
         w.close().await;
+    }
+
+    /// A burst left the WAL file at its high-water mark until the next
+    /// clean stop; once the store is idle it is cut to nothing, and the rows
+    /// are all in the database file.
+    #[tokio::test]
+    async fn an_idle_store_cuts_its_wal_to_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(&dir);
+        let wal = dir.path().join("w.db-wal");
+        for n in 0..200i64 {
+            w.write(move |c| {
+                c.execute(
+                    "INSERT INTO t (n, pad) VALUES (?1, zeroblob(4000))",
+                    params![n],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        }
+        let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(size() > 400_000, "the burst wrote {} bytes of WAL", size());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL still holds {} bytes 10 s after the last commit",
+                size()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(rows_in_database_file(&dir), Some(200));
+        // Writes go on after the cut.
+        w.write(|c| {
+            c.execute("INSERT INTO t (n) VALUES (1000)", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        w.close().await;
+        assert_eq!(rows_in_database_file(&dir), Some(201));
     }
 
     /// Jobs that fail in the middle of a group leave nothing behind; every
