@@ -17,7 +17,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use naga_core::config::Config;
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 use subtle::ConstantTimeEq;
 
 /// Serves `router` (with its common layers) behind the checks of one
@@ -32,137 +32,10 @@ pub async fn serve(
     use tower::Layer;
     let checked = axum::middleware::from_fn_with_state(Guard::new(config), check).layer(router);
     match cors(config) {
-        Some(cors) => accept(listener, cors.layer(checked), &config.http, stop).await,
-        None => accept(listener, checked, &config.http, stop).await,
-    }
-}
-
-/// Serves each connection `listener` accepts, at most `max_connections` at
-/// once (more wait in the kernel's backlog), closing one whose request
-/// headers do not arrive within `header_timeout_ms` (an idle keep-alive
-/// connection included) and failing a request whose body does not arrive
-/// whole within `body_timeout_ms`: a slow or idle client costs a bounded
-/// amount, whoever it is (this runs before the token is checked). Once
-/// `stop` fires, accepts no more and lets the open connections finish.
-async fn accept<S>(
-    listener: tokio::net::TcpListener,
-    service: S,
-    http: &naga_core::config::HttpConfig,
-    stop: tokio_util::sync::CancellationToken,
-) -> std::io::Result<()>
-where
-    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt;
-    let connections = Arc::new(tokio::sync::Semaphore::new(http.max_connections.max(1)));
-    let header_timeout = Duration::from_millis(http.header_timeout_ms.max(1));
-    let body_timeout = Duration::from_millis(http.body_timeout_ms.max(1));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    // HTTP/1.1 (naga's clients speak it): its header timer runs from the
-    // connection's first moment, so a client that sends nothing is closed.
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    loop {
-        let permit = tokio::select! {
-            p = connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = stop.cancelled() => break,
-        };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors, mostly: wait for some to close.
-                    tracing::warn!(error = %e, "cannot accept a connection; trying again shortly");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = service.clone();
-        let handle =
-            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let req =
-                    req.map(|body| axum::body::Body::new(DeadlineBody::new(body, body_timeout)));
-                service.clone().oneshot(req)
-            });
-        let conn = builder.serve_connection(TokioIo::new(stream), handle);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
-}
-
-/// A request body that must arrive whole by a deadline set when its
-/// headers did (a client trickling a byte at a time would otherwise hold
-/// its connection and handler for as long as it likes).
-struct DeadlineBody<B> {
-    body: B,
-    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
-    limit: Duration,
-}
-
-impl<B> DeadlineBody<B> {
-    fn new(body: B, limit: Duration) -> Self {
-        Self {
-            body,
-            deadline: Box::pin(tokio::time::sleep(limit)),
-            limit,
+        Some(cors) => {
+            crate::listener::accept(listener, cors.layer(checked), &config.http, stop).await
         }
-    }
-}
-
-impl<B> http_body::Body for DeadlineBody<B>
-where
-    B: http_body::Body<Data = bytes::Bytes> + Unpin,
-    B::Error: Into<axum::BoxError>,
-{
-    type Data = bytes::Bytes;
-    type Error = axum::BoxError;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        use std::future::Future;
-        let this = self.get_mut();
-        match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
-            std::task::Poll::Pending => {
-                if this.deadline.as_mut().poll(cx).is_ready() {
-                    return std::task::Poll::Ready(Some(Err(format!(
-                        "the request body did not arrive within {} ms",
-                        this.limit.as_millis()
-                    )
-                    .into())));
-                }
-                std::task::Poll::Pending
-            }
-            ready => ready.map(|frame| frame.map(|f| f.map_err(Into::into))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        None => crate::listener::accept(listener, checked, &config.http, stop).await,
     }
 }
 

@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod guard;
 mod health;
+mod listener;
 pub mod mcp;
 mod ui;
 mod upstream;

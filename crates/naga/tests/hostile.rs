@@ -105,3 +105,70 @@ async fn slow_and_idle_clients_are_closed_and_the_others_still_answered() {
     }
     assert_eq!(app.wait_for_task_end("calm-1").await["status"], "succeeded");
 }
+
+/// At `max_connections`, a newcomer used to wait in the backlog until an
+/// idle connection timed out (with 300 file descriptors and 400 slow
+/// clients: answers after up to 4 s, some not at all). Now the connection
+/// that waited longest for a request is closed to make room, and one with
+/// a response under way (an SSE stream) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_bound_the_longest_idle_connection_makes_room() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.http.max_connections = 8;
+    config.http.header_timeout_ms = 120_000;
+    config.api_addr = "127.0.0.1:0".into();
+    config.only = vec![
+        naga_core::config::Service::Api,
+        naga_core::config::Service::Agent,
+    ];
+    let app = TestApp::spawn_with(dir, config).await;
+    let addr = app.api.trim_start_matches("http://").to_owned();
+    // Each request on a connection of its own (none kept idle by a pool).
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+
+    let resp = fresh()
+        .get(format!("{}/sessions/crowd/events", app.api))
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut events = sse(resp);
+    // Every other connection idle: the bound is reached (and one more waits).
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(TcpStream::connect(&addr).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for round in 0..3 {
+        let health = fresh().get(format!("{}/health", app.api)).send().await;
+        assert!(
+            matches!(&health, Ok(r) if r.status() == StatusCode::OK),
+            "round {round}: /health with every connection idle: {health:?}"
+        );
+    }
+    // The first idle connection waited longest: it was closed.
+    let first = idle.remove(0);
+    if let Err(got) = closed_by_server(first, Duration::from_secs(10)).await {
+        panic!("the longest idle connection was still open (got {got:?})");
+    }
+    // The SSE stream was not: a notification reaches it.
+    let shown = fresh()
+        .post(format!("{}/ui_notification", app.api))
+        .json(&serde_json::json!({"session_id": "crowd", "action": "show_tool_ai_response", "ai_response": "still here"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.status(), StatusCode::OK);
+    assert_eq!(
+        next_event(&mut events, "followup").await["ai_response"],
+        "still here"
+    );
+}
