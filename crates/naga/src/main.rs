@@ -13,23 +13,6 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc (v3) hands freed pages back to the system only after a delay
-/// (1 s), and only when the thread that freed them calls the allocator
-/// again: after a burst of large requests, idle workers kept hundreds of MiB
-/// of freed pages (60 callbacks of ~0.9 MB waiting for a retry: 466 MiB
-/// resident; 72 MiB when purged at once, with no measurable cost in
-/// naga-bench; BENCHMARKS.md, session 14). `MIMALLOC_PURGE_DELAY` still
-/// wins when an operator sets it.
-fn return_freed_memory_at_once() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
-    }
-    // `mi_option_purge_delay` in mimalloc.h (libmimalloc-sys names no constant for it).
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: sets one of mimalloc's option values; valid at any time.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
-}
-
 #[derive(Parser)]
 #[command(
     name = "naga",
@@ -68,7 +51,6 @@ struct BackupArgs {
 }
 
 fn main() -> ExitCode {
-    return_freed_memory_at_once();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(naga_core::runtime::worker_threads())
@@ -125,6 +107,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     tracing::info!(data_dir = %config.data_dir.display(), database = %without_password(&config.database_url()),
         synchronous = ?config.store.synchronous, "starting naga");
     let running = naga_server::start(config, Arc::new(naga_server::SystemClock)).await?;
+    return_freed_memory(&running.engine);
     if let Some(addr) = running.api_addr {
         eprintln!("naga: API server on http://{addr}");
     }
@@ -138,6 +121,29 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new requests; running calls get a grace period");
     running.shutdown(Duration::from_secs(10)).await;
     Ok(())
+}
+
+/// mimalloc (v3) hands freed pages back to the system after a delay, and
+/// only when a thread calls into it again: after a burst of large requests,
+/// idle workers kept hundreds of MiB of freed pages (60 callbacks of ~0.9
+/// MB waiting for their retry: 461 MiB resident). A forced collection once
+/// a second returns them (90 MiB), at no cost naga-bench can tell apart;
+/// purging at every free (`MIMALLOC_PURGE_DELAY=0`) returned as much but
+/// cost 10–15% more CPU per batch (BENCHMARKS.md, session 14).
+fn return_freed_memory(engine: &naga_engine::Engine) {
+    let stopping = engine.stopping().clone();
+    engine.spawn_background(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    // SAFETY: a collection of mimalloc's own free lists; valid at any time.
+                    unsafe { libmimalloc_sys::mi_collect(true) }
+                }
+                _ = stopping.cancelled() => return,
+            }
+        }
+    });
 }
 
 async fn backup(args: BackupArgs) -> anyhow::Result<()> {
