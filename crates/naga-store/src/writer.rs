@@ -488,6 +488,19 @@ mod tests {
         Writer::spawn(open(dir), open(dir), 512)
     }
 
+    /// Commits a row of a page (4,000 bytes).
+    async fn insert_page(w: &Writer, n: i64) {
+        w.write(move |c| {
+            c.execute(
+                "INSERT INTO t (n, pad) VALUES (?1, zeroblob(4000))",
+                params![n],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+
     /// Rows the database file itself holds (what checkpoints copied), read
     /// from a copy of it without its WAL; `None` while a copy is torn by a
     /// checkpoint writing it.
@@ -542,15 +555,7 @@ mod tests {
         let mut largest = 0;
         // 3,000 commits of a page each: 12 MB of log without restarts.
         for n in 0..3000i64 {
-            w.write(move |c| {
-                c.execute(
-                    "INSERT INTO t (n, pad) VALUES (?1, zeroblob(4000))",
-                    params![n],
-                )?;
-                Ok(())
-            })
-            .await
-            .unwrap();
+            insert_page(&w, n).await;
             if n % 100 == 0 {
                 largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -574,15 +579,7 @@ mod tests {
         let w = writer(&dir);
         let wal = dir.path().join("w.db-wal");
         for n in 0..200i64 {
-            w.write(move |c| {
-                c.execute(
-                    "INSERT INTO t (n, pad) VALUES (?1, zeroblob(4000))",
-                    params![n],
-                )?;
-                Ok(())
-            })
-            .await
-            .unwrap();
+            insert_page(&w, n).await;
         }
         let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         assert!(size() > 400_000, "the burst wrote {} bytes of WAL", size());
