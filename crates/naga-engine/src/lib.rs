@@ -13,12 +13,16 @@ pub mod llm;
 pub mod mcp;
 pub mod memory;
 mod node;
+mod reads;
+mod records;
 pub mod retry;
 pub mod scheduler;
 
 pub use error::EngineError;
 pub use intake::{Batch, Outcome, Scheduled};
 pub use naga_store::backup;
+pub use reads::Reads;
+pub use records::Replay;
 
 use agents::{AgentRegistry, ComputerControl, Echo, FileEditToolkit};
 use callbacks::Callbacks;

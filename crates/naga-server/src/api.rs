@@ -164,7 +164,7 @@ async fn sessions(
 ) -> ApiResult<axum::Json<Value>> {
     let rows = s
         .engine
-        .store()
+        .reads()
         .conversations(page_limit(p.limit)?, p.offset.unwrap_or(0).max(0))
         .await?;
     let list: Vec<Value> = rows
@@ -175,7 +175,7 @@ async fn sessions(
     // Upstream's `sessions` is an object keyed by session id.
     let mut sessions = serde_json::Map::new();
     for c in &rows {
-        let last = s.engine.store().messages(&c.session_id, 1).await?;
+        let last = s.engine.reads().messages(&c.session_id, 1).await?;
         sessions.insert(
             c.session_id.clone(),
             session_info(
@@ -251,11 +251,10 @@ async fn delete_session(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    let removed = s.engine.store().delete_conversation(&id).await?;
+    let removed = s.engine.delete_conversation(&id).await?;
     if removed == 0 {
         return Err(ApiError::not_found(format!("no conversation `{id}`")));
     }
-    tracing::info!(session_id = %id, removed, "conversation deleted");
     Ok(axum::Json(
         json!({"status": "success", "success": true, "message": format!("会话 {id} 已删除"),
                "session_id": id, "removed": removed}),

@@ -6,7 +6,7 @@ use crate::{
     views, ApiError,
 };
 use axum::extract::State;
-use naga_engine::Engine;
+use naga_engine::{Engine, Replay};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -32,7 +32,7 @@ pub async fn list(
         }
     };
     let limit = crate::agent::page_limit(q.limit)?;
-    let rows = engine.store().callbacks(status, limit).await?;
+    let rows = engine.reads().callbacks(status, limit).await?;
     let callbacks: Vec<Value> = rows.iter().map(views::callback).collect();
     Ok(axum::Json(
         json!({"success": true, "count": callbacks.len(), "callbacks": callbacks}),
@@ -45,29 +45,20 @@ pub async fn retry(
     State(engine): State<Engine>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    let now = engine.clock().now_ms();
-    let lease = engine.scheduler().lease(now);
-    let Some(row) = engine.store().requeue_callback(&id, &lease, now).await? else {
-        // Not replayed: no such callback, or pending already (also when
-        // another replay of it just won).
-        let existing = engine
-            .store()
-            .callback(&id)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("no callback `{id}`")))?;
-        return Err(ApiError::new(
+    match engine.replay_callback(&id).await? {
+        Replay::Requeued(row) => Ok(axum::Json(
+            json!({"success": true, "callback": views::callback(&row)}),
+        )),
+        Replay::AlreadyPending(existing) => Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "already_pending",
             format!(
                 "callback `{id}` is already pending delivery (attempt {} so far)",
                 existing.attempts
             ),
-        ));
-    };
-    tracing::info!(callback_id = %id, task_id = %row.task_id, "callback replay requested");
-    let view = views::callback(&row);
-    engine.callbacks().enqueue(row);
-    Ok(axum::Json(json!({"success": true, "callback": view})))
+        )),
+        Replay::Unknown => Err(ApiError::not_found(format!("no callback `{id}`"))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -102,17 +93,8 @@ pub async fn redrive(
             })?,
     };
     let limit = crate::agent::page_limit(q.limit)?;
-    let now = engine.clock().now_ms();
-    let lease = engine.scheduler().lease(now);
-    let rows = engine
-        .store()
-        .redrive_dead(since, limit, &lease, now)
-        .await?;
-    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    tracing::info!(count = rows.len(), since, "dead callbacks redriven");
-    let body = json!({"success": true, "count": ids.len(), "callback_ids": ids});
-    for row in rows {
-        engine.callbacks().enqueue(row);
-    }
-    Ok(axum::Json(body))
+    let ids = engine.redrive_dead_callbacks(since, limit).await?;
+    Ok(axum::Json(
+        json!({"success": true, "count": ids.len(), "callback_ids": ids}),
+    ))
 }

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 /// process still answers reads; accepted work resumes once it can) or when
 /// its file was found damaged.
 pub fn body(engine: &Engine, service: &str) -> Value {
-    let fault = engine.store().write_fault();
-    let damage = engine.store().damage();
+    let fault = engine.reads().write_fault();
+    let damage = engine.reads().damage();
     json!({
         "status": if fault.is_some() || damage.is_some() { "degraded" } else { "healthy" },
         "service": service,
@@ -52,7 +52,7 @@ pub async fn mcp(State(engine): State<Engine>) -> Json<Value> {
 /// cannot write or once its file was found damaged (a load balancer sends
 /// requests elsewhere meanwhile).
 pub async fn ready(State(engine): State<Engine>) -> (StatusCode, Json<Value>) {
-    if let Some(damage) = engine.store().damage() {
+    if let Some(damage) = engine.reads().damage() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(
@@ -61,7 +61,7 @@ pub async fn ready(State(engine): State<Engine>) -> (StatusCode, Json<Value>) {
             ),
         );
     }
-    match engine.store().write_fault() {
+    match engine.reads().write_fault() {
         None => (StatusCode::OK, Json(json!({"ready": true}))),
         Some(f) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -54,10 +54,10 @@ async fn list(
 ) -> ApiResult<axum::Json<Value>> {
     let mut filter = q.filter()?;
     filter.kind = Some(TaskKind::Mcp.as_str());
-    let rows = engine.store().tasks(&filter).await?;
+    let rows = engine.reads().tasks(&filter).await?;
     let mut tasks = Vec::with_capacity(rows.len());
     for task in &rows {
-        let calls = engine.store().calls(&task.id).await?;
+        let calls = engine.reads().calls(&task.id).await?;
         let mut v = crate::views::task(task);
         let calls: Vec<Value> = calls.iter().map(crate::views::call).collect();
         upstream_fields(&mut v, task, &calls);
@@ -139,7 +139,7 @@ async fn tools(State(engine): State<Engine>) -> axum::Json<Value> {
 async fn status(State(engine): State<Engine>) -> ApiResult<axum::Json<Value>> {
     let held = engine.scheduler().held(TaskKind::Mcp);
     let [total, active, completed, failed] =
-        engine.store().task_counts(TaskKind::Mcp.as_str()).await?;
+        engine.reads().task_counts(TaskKind::Mcp.as_str()).await?;
     let workers = engine.config().scheduler.workers;
     Ok(axum::Json(json!({
         "success": true,

@@ -36,7 +36,7 @@ pub async fn system_info(State(s): State<ApiState>) -> axum::Json<Value> {
 /// `GET /memory/stats`: upstream's knowledge-graph memory, which naga does
 /// not have (its task memory is the agent server's `/memory/global`).
 pub async fn memory_stats(State(s): State<ApiState>) -> ApiResult<axum::Json<Value>> {
-    let counts = s.engine.store().counts().await?;
+    let counts = s.engine.reads().counts().await?;
     Ok(axum::Json(json!({"status": "success", "memory_stats": {
         "enabled": false,
         "message": "naga has no knowledge-graph memory; task memory: the agent server's /memory/global",
@@ -62,7 +62,7 @@ pub async fn log_statistics(
     let days = q.days.unwrap_or(7);
     let [all, user, active_days] = s
         .engine
-        .store()
+        .reads()
         .message_counts(since(&s.engine, days))
         .await?;
     Ok(axum::Json(json!({"status": "success", "statistics": {
@@ -80,7 +80,7 @@ pub async fn log_load(
     let limit = q.max_messages.unwrap_or(1000).clamp(1, 10_000);
     let rows = s
         .engine
-        .store()
+        .reads()
         .recent_messages(since(&s.engine, days), limit)
         .await?;
     let messages: Vec<Value> = rows
@@ -168,7 +168,6 @@ pub async fn save_tool_conversation(
             continue;
         };
         s.engine
-            .store()
             .add_message(NewMessage {
                 session_id: session_id.clone(),
                 role: role.into(),
@@ -212,8 +211,7 @@ pub async fn ui_notification(
 
 /// `DELETE /sessions`: forgets every conversation (their tasks stay).
 pub async fn clear_sessions(State(s): State<ApiState>) -> ApiResult<axum::Json<Value>> {
-    let n = s.engine.store().delete_all_conversations().await?;
-    tracing::info!(conversations = n, "every conversation deleted");
+    let n = s.engine.delete_all_conversations().await?;
     Ok(axum::Json(json!({"status": "success", "success": true,
         "message": format!("已清空 {n} 个会话"), "removed": n})))
 }

@@ -29,7 +29,7 @@ async fn memory_part(
     part: Part,
     limit: i64,
 ) -> ApiResult<Value> {
-    let store = engine.store();
+    let store = engine.reads();
     let list: Vec<Value> = match part {
         Part::KeyFacts => store
             .key_facts(scope, limit)
@@ -87,7 +87,7 @@ pub async fn task(
     let t = find_task(&engine, &id).await?;
     let scope = MemoryScope::Task(id.clone());
     let mut v = memory_json(&engine, &scope, MEMORY_LIMIT).await?;
-    let store = engine.store();
+    let store = engine.reads();
     let facts = store.key_facts(&scope, MEMORY_LIMIT).await?;
     let failed = store
         .failed_attempts(&MemoryScope::Global, MEMORY_LIMIT)
@@ -109,12 +109,8 @@ pub async fn clear_task(
     State(engine): State<Engine>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    let t = find_task(&engine, &id).await?;
-    let removed = engine
-        .store()
-        .clear_memory(MemoryScope::Task(id.clone()))
-        .await?;
-    tracing::info!(task_id = %id, session_id = %t.session_id, removed, "task memory cleared");
+    find_task(&engine, &id).await?;
+    let removed = engine.clear_memory(MemoryScope::Task(id.clone())).await?;
     Ok(axum::Json(
         json!({"success": true, "message": format!("任务 {id} 的记忆已清除"), "task_id": id, "removed": removed}),
     ))
@@ -129,7 +125,7 @@ pub async fn global(
 ) -> ApiResult<axum::Json<Value>> {
     let scope = MemoryScope::Global;
     let mut v = memory_json(&engine, &scope, page_limit(p.limit)?).await?;
-    let store = engine.store();
+    let store = engine.reads();
     let counts = store.counts().await?;
     let [compressed, facts, failures] = store.memory_counts(&scope).await?;
     let failed = store.failed_attempts(&scope, MEMORY_LIMIT).await?;
@@ -144,8 +140,7 @@ pub async fn global(
 
 /// `DELETE /memory/global`.
 pub async fn clear_global(State(engine): State<Engine>) -> ApiResult<axum::Json<Value>> {
-    let removed = engine.store().clear_memory(MemoryScope::Global).await?;
-    tracing::info!(removed, "global memory cleared");
+    let removed = engine.clear_memory(MemoryScope::Global).await?;
     Ok(axum::Json(
         json!({"success": true, "message": "全局记忆已清除", "removed": removed}),
     ))
@@ -157,13 +152,13 @@ pub async fn sessions(
     Query(p): Query<Page>,
 ) -> ApiResult<axum::Json<Value>> {
     let rows = engine
-        .store()
+        .reads()
         .sessions(page_limit(p.limit)?, p.offset.unwrap_or(0).max(0))
         .await?;
     let mut sessions = Vec::with_capacity(rows.len());
     for s in &rows {
         let counts = engine
-            .store()
+            .reads()
             .memory_counts(&MemoryScope::Session(s.id.clone()))
             .await?;
         sessions.push(upstream::session(s, counts));
@@ -174,7 +169,7 @@ pub async fn sessions(
 }
 
 async fn find_session(engine: &Engine, id: &str) -> ApiResult<SessionRow> {
-    engine.store().session(id).await?.ok_or_else(|| {
+    engine.reads().session(id).await?.ok_or_else(|| {
         ApiError::not_found(format!(
             "no session `{id}` (a session exists once a batch names it)"
         ))
@@ -188,7 +183,7 @@ pub async fn session(
 ) -> ApiResult<axum::Json<Value>> {
     let s = find_session(&engine, &id).await?;
     let analysis: Vec<Value> = engine
-        .store()
+        .reads()
         .analysis_sessions(&id)
         .await?
         .into_iter()
@@ -209,7 +204,7 @@ pub async fn session_memory(
     let s = find_session(&engine, &id).await?;
     let scope = MemoryScope::Session(id.clone());
     let mut v = memory_json(&engine, &scope, MEMORY_LIMIT).await?;
-    let store = engine.store();
+    let store = engine.reads();
     let counts = store.memory_counts(&scope).await?;
     let facts = store.key_facts(&scope, 5).await?;
     let failed = store.failed_attempts(&scope, 5).await?;
@@ -251,10 +246,8 @@ pub async fn clear_session(
 ) -> ApiResult<axum::Json<Value>> {
     find_session(&engine, &id).await?;
     let removed = engine
-        .store()
         .clear_memory(MemoryScope::Session(id.clone()))
         .await?;
-    tracing::info!(session_id = %id, removed, "session memory cleared");
     Ok(axum::Json(
         json!({"success": true, "message": format!("会话 {id} 的记忆已清除"), "session_id": id, "removed": removed}),
     ))
@@ -272,7 +265,7 @@ pub async fn session_tasks(
     // Upstream's task entries (its `id`, `purpose`, `status` words and
     // `created_at` in Unix seconds), naga's fields beside them.
     let tasks: Vec<Value> = engine
-        .store()
+        .reads()
         .tasks(&filter)
         .await?
         .iter()
@@ -295,7 +288,7 @@ pub async fn session_tasks(
 async fn session_part(engine: &Engine, id: String, part: Part) -> ApiResult<axum::Json<Value>> {
     find_session(engine, &id).await?;
     let scope = MemoryScope::Session(id.clone());
-    let store = engine.store();
+    let store = engine.reads();
     let (upstream, list) = match part {
         Part::KeyFacts => {
             let rows = store.key_facts(&scope, MEMORY_LIMIT).await?;

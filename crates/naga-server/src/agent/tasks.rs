@@ -62,7 +62,7 @@ pub fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
 
 pub async fn tasks_json(engine: &Engine, filter: &TaskFilter) -> ApiResult<Value> {
     let tasks: Vec<Value> = engine
-        .store()
+        .reads()
         .tasks(filter)
         .await?
         .iter()
@@ -87,7 +87,7 @@ pub async fn list(
         ..Default::default()
     };
     let running: Vec<Value> = engine
-        .store()
+        .reads()
         .tasks(&running)
         .await?
         .iter()
@@ -100,7 +100,7 @@ pub async fn list(
 
 pub async fn find_task(engine: &Engine, id: &str) -> ApiResult<TaskRow> {
     engine
-        .store()
+        .reads()
         .task(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no task `{id}`")))
@@ -120,12 +120,12 @@ pub async fn task_json(engine: &Engine, task: &TaskRow) -> ApiResult<Value> {
     let id = &task.id;
     // A task whose stored calls cannot be read back (it was quarantined)
     // is still shown, with the reason in place of its calls.
-    let (calls, calls_error) = match engine.store().calls(id).await {
+    let (calls, calls_error) = match engine.reads().calls(id).await {
         Ok(calls) => (calls, None),
         Err(naga_store::StoreError::Corrupt(e)) => (Vec::new(), Some(e)),
         Err(e) => return Err(e.into()),
     };
-    let steps = engine.store().steps(id).await?;
+    let steps = engine.reads().steps(id).await?;
     let mut v = views::task(task);
     v["success"] = json!(true);
     v["task"] = upstream::task(task);
@@ -144,7 +144,7 @@ pub async fn steps(
 ) -> ApiResult<axum::Json<Value>> {
     find_task(&engine, &id).await?;
     let steps: Vec<Value> = engine
-        .store()
+        .reads()
         .steps(&id)
         .await?
         .iter()
@@ -196,7 +196,6 @@ pub async fn add_step(
     }
     find_task(&engine, &id).await?;
     let step = engine
-        .store()
         .add_step(NewStep {
             task_id: id,
             call_idx: None,
@@ -209,7 +208,6 @@ pub async fn add_step(
             created_at: engine.clock().now_ms(),
         })
         .await?;
-    tracing::info!(task_id = %step.task_id, session_id = %step.session_id, step_id = step.step_no, "step recorded");
     Ok(axum::Json(
         json!({"success": true, "message": "步骤添加成功", "step_id": step.step_no.to_string(),
                "step": views::step(&step)}),

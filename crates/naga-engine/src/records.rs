@@ -1,0 +1,118 @@
+//! What the servers may change besides scheduling: the steps a client adds
+//! to a task, the memory and conversations it forgets, the messages the API
+//! server keeps, and the callbacks an operator replays. Each change is
+//! logged here, with its ids, once.
+
+use crate::Engine;
+use naga_core::time::Millis;
+use naga_store::{CallbackRow, MemoryScope, NewMessage, NewStep, StepRow, StoreError};
+
+/// What became of a request to deliver a callback again.
+pub enum Replay {
+    /// Back in the outbox, delivered again under the same webhook-id (the
+    /// row as requeued, without its body).
+    Requeued(CallbackRow),
+    /// Not replayed: it is pending delivery already.
+    AlreadyPending(CallbackRow),
+    /// No such callback.
+    Unknown,
+}
+
+impl Engine {
+    /// Records a step a client adds to a task.
+    pub async fn add_step(&self, step: NewStep) -> Result<StepRow, StoreError> {
+        let step = self.store().add_step(step).await?;
+        tracing::info!(task_id = %step.task_id, session_id = %step.session_id,
+            step_id = step.step_no, "step recorded");
+        Ok(step)
+    }
+
+    /// Forgets the memory in `scope`; how many entries went.
+    pub async fn clear_memory(&self, scope: MemoryScope) -> Result<u64, StoreError> {
+        let removed = self.store().clear_memory(scope.clone()).await?;
+        match &scope {
+            MemoryScope::Global => tracing::info!(removed, "global memory cleared"),
+            MemoryScope::Session(id) => {
+                tracing::info!(session_id = %id, removed, "session memory cleared")
+            }
+            MemoryScope::Task(id) => tracing::info!(task_id = %id, removed, "task memory cleared"),
+        }
+        Ok(removed)
+    }
+
+    /// Keeps a message of a conversation.
+    pub async fn add_message(&self, message: NewMessage) -> Result<i64, StoreError> {
+        self.store().add_message(message).await
+    }
+
+    /// Forgets a conversation (its tasks stay); how many messages went.
+    pub async fn delete_conversation(&self, session_id: &str) -> Result<u64, StoreError> {
+        let removed = self.store().delete_conversation(session_id).await?;
+        if removed > 0 {
+            tracing::info!(session_id, removed, "conversation deleted");
+        }
+        Ok(removed)
+    }
+
+    /// Forgets every conversation (their tasks stay); how many went.
+    pub async fn delete_all_conversations(&self) -> Result<u64, StoreError> {
+        let removed = self.store().delete_all_conversations().await?;
+        tracing::info!(conversations = removed, "every conversation deleted");
+        Ok(removed)
+    }
+
+    /// Puts a callback back in the outbox and delivers it again (same
+    /// webhook-id), unless it is pending already (also when another replay
+    /// of it just won).
+    pub async fn replay_callback(&self, id: &str) -> Result<Replay, StoreError> {
+        let now = self.clock().now_ms();
+        let lease = self.scheduler().lease(now);
+        let Some(row) = self.store().requeue_callback(id, &lease, now).await? else {
+            return Ok(match self.store().callback(id).await? {
+                Some(existing) => Replay::AlreadyPending(existing),
+                None => Replay::Unknown,
+            });
+        };
+        tracing::info!(callback_id = %id, task_id = %row.task_id, "callback replay requested");
+        let shown = without_body(&row);
+        self.callbacks().enqueue(row);
+        Ok(Replay::Requeued(shown))
+    }
+
+    /// Every dead callback that died at or after `since` (at most `limit`,
+    /// oldest first) goes back in the outbox on the full retry schedule
+    /// (same webhook-id); the ids of the callbacks redriven.
+    pub async fn redrive_dead_callbacks(
+        &self,
+        since: Millis,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let now = self.clock().now_ms();
+        let lease = self.scheduler().lease(now);
+        let rows = self.store().redrive_dead(since, limit, &lease, now).await?;
+        tracing::info!(count = rows.len(), since, "dead callbacks redriven");
+        let ids = rows.iter().map(|r| r.id.clone()).collect();
+        for row in rows {
+            self.callbacks().enqueue(row);
+        }
+        Ok(ids)
+    }
+}
+
+/// A callback row to show: everything but its body (up to megabytes).
+fn without_body(row: &CallbackRow) -> CallbackRow {
+    CallbackRow {
+        outbox: row.outbox,
+        seq: row.seq,
+        id: row.id.clone(),
+        task_id: row.task_id.clone(),
+        url: row.url.clone(),
+        body: String::new(),
+        status: row.status.clone(),
+        attempts: row.attempts,
+        next_attempt_at: row.next_attempt_at,
+        last_error: row.last_error.clone(),
+        created_at: row.created_at,
+        delivered_at: row.delivered_at,
+    }
+}
