@@ -1,0 +1,152 @@
+//! Ending a task: terminal state, summary and callback in one commit.
+
+use super::*;
+
+impl Inner {
+    /// Ends the task: terminal state, summary and callback in one commit,
+    /// then hands the callback to the delivery worker.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn complete(
+        &self,
+        spec: &TaskSpec,
+        calls: &[CallPayload],
+        commands: &[String],
+        status: TaskStatus,
+        error: Option<String>,
+        outcomes: &[Option<CallOutcome>],
+        last_call: Option<CallFinish>,
+    ) -> Option<TaskStatus> {
+        let executor = self.executor(spec.kind);
+        let now = self.clock.now_ms();
+        let outcome = |i: usize| outcomes.get(i).and_then(Option::as_ref);
+        let summaries: Vec<_> = commands
+            .iter()
+            .enumerate()
+            .map(|(i, command)| memory::CallSummary {
+                command,
+                outcome: outcome(i),
+            })
+            .collect();
+        let summary = memory::summarize(status, error.as_deref(), &summaries);
+        let success = status == TaskStatus::Succeeded;
+        let mut count = itoa::Buffer::new();
+        let message = match &error {
+            Some(e) => naga_core::ids::concat(&[status.as_str(), ": ", e]),
+            None => naga_core::ids::concat(&[
+                status.as_str(),
+                ": ",
+                count.format(calls.len()),
+                " calls",
+            ]),
+        };
+        // The result entries only go into a callback.
+        let callback = spec.callback_url.clone().map(|url| {
+            let results: Vec<naga_core::wire::RawJson> = match &executor {
+                Some(e) => calls
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, call)| Some(e.result_entry(i, call, outcome(i)?)))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let result = executor
+                .as_ref()
+                .and_then(|e| e.envelope_result(success, &results, &message));
+            let envelope = CallbackEnvelope {
+                task_id: spec.id.clone(),
+                request_id: spec.id.clone(),
+                kind: spec.kind,
+                session_id: spec.session_id.clone(),
+                analysis_session_id: spec.analysis_session_id.clone(),
+                status: status.as_str().to_owned(),
+                success,
+                error: error.clone(),
+                results,
+                completed_at: iso(now),
+                result,
+                sequence: 0,
+            };
+            (url, envelope.json_head())
+        });
+        let finish = TaskFinish {
+            task_id: spec.id.clone(),
+            task_seq: spec.seq,
+            owner: self.node_id.clone(),
+            last_call,
+            status,
+            error: error.clone(),
+            finished_at: now,
+            // The webhook id, for a callback only.
+            callback_id: match &callback {
+                Some(_) => format!("msg_{}", uuid::Uuid::now_v7().simple()),
+                None => String::new(),
+            },
+            callback,
+            summary: Some(summary.to_json()),
+            lease_until: now + self.config.lease_ms as i64,
+        };
+        let finish = Arc::new(finish);
+        let finished = self
+            .persist("finish", spec, || self.store.finish_task(finish.clone()))
+            .await;
+        match finished {
+            Ok(Finished::Ended { callback }) => {
+                tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
+                    analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
+                    status = status.as_str(), error = error.as_deref().unwrap_or(""),
+                    callback = callback.is_some(), "task finished");
+                if let Some(row) = callback {
+                    self.callbacks.enqueue(row);
+                }
+                if let Some(llm) = self.summarizer.clone() {
+                    let (store, clock, id) =
+                        (self.store.clone(), self.clock.clone(), spec.id.clone());
+                    let steps: Vec<String> = commands
+                        .iter()
+                        .zip(outcomes)
+                        .map(|(c, o)| match o {
+                            Some(o) => format!(
+                                "{c} → {}",
+                                o.text().or(o.error.clone()).unwrap_or_default()
+                            ),
+                            None => format!("{c} → not run"),
+                        })
+                        .collect();
+                    let draining = self.draining.clone();
+                    self.tracker.spawn(async move {
+                        let compressed = tokio::select! {
+                            v = memory::compress_with_llm(&llm, &summary, &steps) => v,
+                            // Not worth a wait at shutdown (the task's own
+                            // summary is stored already).
+                            _ = draining.cancelled() => None,
+                        };
+                        if let Some(v) = compressed {
+                            let _ = store
+                                .add_compressed_memory(
+                                    &id,
+                                    memory::LLM,
+                                    v.to_string(),
+                                    clock.now_ms(),
+                                )
+                                .await;
+                        }
+                    });
+                }
+                Some(status)
+            }
+            Ok(Finished::AlreadyEnded) => {
+                let t = self.store.task(&spec.id).await.ok()??;
+                t.status.parse().ok()
+            }
+            Err(StoreError::LeaseLost(_)) => {
+                tracing::warn!(task_id = %spec.id, session_id = %spec.session_id,
+                    "lease lost: another node continues this task");
+                None
+            }
+            Err(e) => {
+                tracing::error!(task_id = %spec.id, session_id = %spec.session_id, error = %e, "cannot record the end of the task; it resumes after restart");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Running a task: taking a worker, marking it running, its calls in
+//! order with every call's end committed as it happens.
+
+use super::*;
+
+impl Inner {
+    /// Runs a task to its end. `None`: it did not end here (the server is
+    /// stopping, or the store failed); the store still has it as running and
+    /// a restart resumes it.
+    pub(super) async fn run(
+        &self,
+        spec: &TaskSpec,
+        token: &CancellationToken,
+        reserved: Option<OwnedSemaphorePermit>,
+    ) -> Option<TaskStatus> {
+        let _permit = match reserved {
+            Some(permit) => permit,
+            None => match self.start(spec, token).await {
+                Ok(permit) => permit,
+                Err(status) => return status,
+            },
+        };
+        self.run_calls(spec, token).await
+    }
+
+    /// Runs a write of `spec`'s through storage faults (a full disk, an I/O
+    /// error; see [`retry_store`]). While it waits the task keeps its slot
+    /// and its lease, so it neither stays `running` with no way to finish
+    /// nor lets its session's next batch overtake it. A task given up on is
+    /// let go of in the store, so that a later sweep resumes it.
+    pub(super) async fn persist<T, F, Fut>(
+        &self,
+        what: &str,
+        spec: &TaskSpec,
+        write: F,
+    ) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let described = || format!("{what} task `{}` of session `{}`", spec.id, spec.session_id);
+        let result = retry_store(&*self.clock, &self.stop, 3, described, write).await;
+        if let Err(e) = &result {
+            if !matches!(e, StoreError::LeaseLost(_) | StoreError::NotCommitted) {
+                let _ = self.store.release_lease(&spec.id, &self.node_id).await;
+            }
+        }
+        result
+    }
+
+    /// Takes a worker and marks the task running. `Err`: it does not run
+    /// here, with the status it ended with, if known.
+    pub(super) async fn start(
+        &self,
+        spec: &TaskSpec,
+        token: &CancellationToken,
+    ) -> Result<OwnedSemaphorePermit, Option<TaskStatus>> {
+        let ids = (spec.id.as_str(), spec.session_id.as_str());
+        self.wait_turn(spec, token).await?;
+        let permit = tokio::select! {
+            p = self.permits.clone().acquire_owned() => p.map_err(|_| None)?,
+            _ = self.draining.cancelled() => return Err(None),
+            _ = token.cancelled() => return Err(self.cancel_unstarted(spec, "cancelled before it started").await),
+        };
+        let now = self.clock.now_ms();
+        let started = self
+            .persist("start", spec, || {
+                self.store.start_task(&spec.id, &self.node_id, now)
+            })
+            .await;
+        match started {
+            Ok(true) => Ok(permit),
+            Ok(false) => {
+                tracing::info!(
+                    task_id = ids.0,
+                    session_id = ids.1,
+                    "task ended or is held by another node; not run here"
+                );
+                let t = self.store.task(&spec.id).await.ok().flatten();
+                Err(t.and_then(|t| t.status.parse().ok()))
+            }
+            Err(e) => {
+                tracing::error!(task_id = ids.0, session_id = ids.1, error = %e, "cannot start task");
+                Err(None)
+            }
+        }
+    }
+
+    /// Runs the calls of a started task in order, then ends it.
+    pub(super) async fn run_calls(
+        &self,
+        spec: &TaskSpec,
+        token: &CancellationToken,
+    ) -> Option<TaskStatus> {
+        let calls = spec.calls.parse();
+        let ids = (
+            spec.id.as_str(),
+            spec.session_id.as_str(),
+            spec.analysis_session_id.as_deref().unwrap_or(""),
+        );
+        let Some(executor) = self.executor(spec.kind) else {
+            let outcomes: Vec<_> = calls
+                .iter()
+                .map(|_| {
+                    Some(CallOutcome::failed(
+                        "this server has no MCP executor configured",
+                    ))
+                })
+                .collect();
+            return self
+                .complete(
+                    spec,
+                    &calls,
+                    &self.commands(spec.kind, &calls),
+                    TaskStatus::Failed,
+                    Some("no MCP executor".into()),
+                    &outcomes,
+                    None,
+                )
+                .await;
+        };
+        let commands: Vec<String> = calls.iter().map(|c| executor.command(c)).collect();
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config.task_timeout_ms);
+        let mut outcomes = spec.done.clone();
+        outcomes.resize(calls.len(), None);
+        let mut end: Option<(TaskStatus, String)> = None;
+        let mut final_call = None;
+        for (index, call) in calls.iter().enumerate() {
+            if outcomes[index].is_some() {
+                continue;
+            }
+            if token.is_cancelled() {
+                end = Some((TaskStatus::Cancelled, "cancelled".into()));
+                break;
+            }
+            if self.draining.is_cancelled() {
+                tracing::info!(
+                    task_id = ids.0,
+                    session_id = ids.1,
+                    index,
+                    "server stopping: the rest of the batch resumes after restart"
+                );
+                return None;
+            }
+            let ctx = CallContext {
+                task_id: spec.id.clone(),
+                session_id: spec.session_id.clone(),
+                index,
+                steps: Some(crate::agents::StepLog {
+                    store: self.store.clone(),
+                    clock: self.clock.clone(),
+                }),
+            };
+            let call_ms = call
+                .get("timeout_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(self.config.call_timeout_ms);
+            let call_deadline = tokio::time::Instant::now() + Duration::from_millis(call_ms);
+            let started_at = self.clock.now_ms();
+            tracing::debug!(task_id = ids.0, session_id = ids.1, index, "call starts");
+            // The call is polled first: one that ends at its first poll (an
+            // in-process agent, mostly) then sets no timer and registers no
+            // cancel waiter. (Nothing starts once draining: checked above.)
+            let result = tokio::select! {
+                biased;
+                o = executor.run(call, &ctx) => Ok(o),
+                _ = self.stop.cancelled() => Err(Interrupted::Stopping),
+                _ = token.cancelled() => Err(Interrupted::Cancelled),
+                _ = tokio::time::sleep_until(deadline.min(call_deadline)) => Err(Interrupted::TimedOut(
+                    if deadline <= call_deadline {
+                        format!("task timed out after {} ms", self.config.task_timeout_ms)
+                    } else {
+                        format!("call {index} timed out after {call_ms} ms")
+                    })),
+            };
+            let outcome = match result {
+                Ok(o) => o,
+                Err(Interrupted::Stopping) => {
+                    tracing::info!(
+                        task_id = ids.0,
+                        session_id = ids.1,
+                        index,
+                        "server stopping: call abandoned, resumes after restart"
+                    );
+                    return None;
+                }
+                Err(Interrupted::Cancelled) => {
+                    end = Some((
+                        TaskStatus::Cancelled,
+                        format!("cancelled while call {index} was running"),
+                    ));
+                    CallOutcome::failed("cancelled while running")
+                }
+                Err(Interrupted::TimedOut(why)) => {
+                    end = Some((TaskStatus::TimedOut, why.clone()));
+                    CallOutcome::failed(why)
+                }
+            };
+            let finish = self.call_finish(spec, &commands[index], index, &outcome, started_at);
+            outcomes[index] = Some(outcome);
+            if end.is_some() || index + 1 == calls.len() {
+                // The task ends with this call: one commit records both.
+                final_call = Some(finish);
+                break;
+            }
+            let finish = Arc::new(finish);
+            let recorded = self
+                .persist("record call", spec, || {
+                    self.store.finish_call(finish.clone())
+                })
+                .await;
+            if let Err(e) = recorded {
+                if let StoreError::LeaseLost(_) = e {
+                    tracing::warn!(
+                        task_id = ids.0,
+                        session_id = ids.1,
+                        index,
+                        "lease lost: another node continues this task"
+                    );
+                    return None;
+                }
+                tracing::error!(task_id = ids.0, session_id = ids.1, index, error = %e, "cannot record call; task resumes after restart");
+                return None;
+            }
+        }
+        let (status, error) = match end {
+            Some((s, e)) => (s, Some(e)),
+            None => {
+                let failed = outcomes.iter().flatten().filter(|o| !o.success).count();
+                if failed == 0 {
+                    (TaskStatus::Succeeded, None)
+                } else {
+                    (
+                        TaskStatus::Failed,
+                        Some(format!("{failed} of {} calls failed", calls.len())),
+                    )
+                }
+            }
+        };
+        self.complete(
+            spec, &calls, &commands, status, error, &outcomes, final_call,
+        )
+        .await
+    }
+
+    /// The record of a call's end.
+    pub(super) fn call_finish(
+        &self,
+        spec: &TaskSpec,
+        command: &str,
+        index: usize,
+        outcome: &CallOutcome,
+        started_at: i64,
+    ) -> CallFinish {
+        tracing::debug!(task_id = %spec.id, session_id = %spec.session_id, index,
+            success = outcome.success, "call finished");
+        CallFinish {
+            task_seq: spec.seq,
+            owner: self.node_id.clone(),
+            idx: index as i64,
+            result: serde_json::to_string(outcome).unwrap_or_default(),
+            started_at,
+            step: NewStep {
+                task_id: spec.id.clone(),
+                call_idx: Some(index as i64),
+                // The instruction itself is the step's content.
+                purpose: Some(crate::memory::clip(command).into_owned()),
+                content: spec.calls.text(index).map(str::to_owned),
+                output: outcome.text(),
+                analysis: None,
+                success: outcome.success,
+                error: outcome.error.clone(),
+                created_at: self.clock.now_ms(),
+            },
+        }
+    }
+
+    /// The `command …` text of each call (empty without an executor).
+    pub(super) fn commands(&self, kind: TaskKind, calls: &[CallPayload]) -> Vec<String> {
+        let executor = self.executor(kind);
+        calls
+            .iter()
+            .map(|c| executor.as_ref().map(|e| e.command(c)).unwrap_or_default())
+            .collect()
+    }
+
+    /// Ends a task that holds no running call as cancelled.
+    pub(super) async fn cancel_unstarted(
+        &self,
+        spec: &TaskSpec,
+        reason: &str,
+    ) -> Option<TaskStatus> {
+        let calls = spec.calls.parse();
+        self.complete(
+            spec,
+            &calls,
+            &self.commands(spec.kind, &calls),
+            TaskStatus::Cancelled,
+            Some(reason.to_owned()),
+            &spec.done,
+            None,
+        )
+        .await
+    }
+}
