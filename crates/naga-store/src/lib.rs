@@ -13,6 +13,7 @@
 //!
 //! Queries are written once for both (`reads.rs`, through [`read!`]).
 
+mod commands;
 mod conversations;
 mod error;
 mod postgres;
@@ -23,13 +24,13 @@ mod wal_vfs;
 mod writer;
 mod writes;
 
+pub use commands::*;
 pub use conversations::*;
 pub use error::StoreError;
 pub use reads::{Counts, MemoryScope, TaskFilter};
 pub use rows::*;
 /// rusqlite's error types, for callers that build or match them.
 pub use rusqlite::{ffi::Error as SqliteFfiError, Error as SqliteError};
-pub use writes::*;
 
 use naga_core::config::{StoreConfig, Synchronous};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -90,7 +91,7 @@ enum ReadPool {
 enum Backend {
     Sqlite {
         writer: writer::Writer,
-        analysis_owners: writes::AnalysisOwners,
+        analysis_owners: commands::AnalysisOwners,
     },
     Postgres(postgres::Pg),
 }

@@ -12,13 +12,13 @@
 //!   one in, the other waits for its commit and answers with its task.
 
 use crate::{
-    conversations::{DispatchRow, InboxRow, NewMessage, NewNotification},
-    reads::session_task_seqs,
-    rows::*,
-    writes::{
+    commands::{
         AnalysisOwners, CallFinish, DeliveryOutcome, Finished, FirstAnswer, Inserted, Lease,
         NewStep, NewTask, TaskFinish, OUTBOXES,
     },
+    conversations::{DispatchRow, InboxRow, NewMessage, NewNotification},
+    reads::session_task_seqs,
+    rows::*,
     MemoryScope, StoreError,
 };
 use naga_core::{config::SessionPolicy, time::Millis};
@@ -220,15 +220,15 @@ async fn try_insert_task(
 
 /// Whether a task with this request id is stored with the same batch.
 async fn repeated(tx: &mut Tx, task: &NewTask) -> Result<bool, StoreError> {
-    let stored: Option<crate::writes::StoredBatch> = sqlx::query_as(concat!(
+    let stored: Option<crate::commands::StoredBatch> = sqlx::query_as(concat!(
         "SELECT ",
-        crate::writes::stored_batch_columns!(),
+        crate::commands::stored_batch_columns!(),
         " FROM tasks WHERE id = $1"
     ))
     .bind(&task.id)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(stored.is_some_and(|s| crate::writes::same_batch(&s, task)))
+    Ok(stored.is_some_and(|s| crate::commands::same_batch(&s, task)))
 }
 
 /// Records that the task's analysis session belongs to its session, or

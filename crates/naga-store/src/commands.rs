@@ -1,0 +1,318 @@
+//! The store's commands as data: what a caller asks to write (a batch, a
+//! step, a call's or a task's end, a delivery's outcome) and what a
+//! command answers. Both backends take these (`writes.rs` on SQLite,
+//! `postgres.rs`); the rows read back are in `rows.rs`.
+
+use crate::rows::*;
+use naga_core::{config::SessionPolicy, time::Millis, wire::TaskKind, TaskStatus};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A batch to register (the seed's `create_task`).
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub id: String,
+    pub kind: TaskKind,
+    pub session_id: String,
+    pub analysis_session_id: Option<String>,
+    pub query: Option<String>,
+    pub callback_url: Option<String>,
+    pub policy: SessionPolicy,
+    pub fingerprint: Option<String>,
+    /// The calls, in order, as one JSON array.
+    pub calls: String,
+    pub calls_count: usize,
+    /// The answer to keep for this request id: empty when the caller can
+    /// rebuild it from the task's row (`FirstAnswer`), as naga's accept does.
+    pub response: String,
+    pub accepted_at: Millis,
+    /// The node that accepted it holds its lease until `lease_until`.
+    pub lease: Lease,
+    /// Committed as running (started at `accepted_at`): its session was
+    /// idle and a worker free, so it starts without a second write.
+    pub started: bool,
+    /// When given, `accepted_at` (and the lease with it) is read from it
+    /// again as the insert runs, so that the stored time is the commit's,
+    /// not the request's (they differ when the store made it wait), and
+    /// follows the store's order of the session's batches.
+    pub clock: Option<StampClock>,
+}
+
+/// The clock [`NewTask::clock`] reads.
+#[derive(Clone)]
+pub struct StampClock(pub std::sync::Arc<dyn Fn() -> Millis + Send + Sync>);
+
+impl std::fmt::Debug for StampClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StampClock")
+    }
+}
+
+impl NewTask {
+    /// Takes `accepted_at` (and moves the lease's end with it) from the
+    /// task's clock, if it has one; never earlier than before.
+    pub(crate) fn restamp(&mut self) {
+        (self.accepted_at, self.lease.until) = self.stamp();
+    }
+
+    /// `(accepted_at, lease until)` as [`NewTask::restamp`] would make them.
+    pub(crate) fn stamp(&self) -> (Millis, Millis) {
+        match &self.clock {
+            Some(clock) => {
+                let now = (clock.0)().max(self.accepted_at);
+                (now, self.lease.until + (now - self.accepted_at))
+            }
+            None => (self.accepted_at, self.lease.until),
+        }
+    }
+}
+
+/// Who holds a task, and until when. A node renews the leases of every task
+/// it holds; an expired lease lets another node (or the next run) take over.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub until: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inserted {
+    /// Stored, with its `seq`: the store's own key for the task, by which
+    /// its calls and end are recorded; `started`: stored as running (asked
+    /// by `NewTask::started`; on a shared database only when the session
+    /// had no batch unfinished, unless the batch is `parallel`);
+    /// `accepted_at`: the time stored (see [`NewTask::clock`]).
+    New {
+        seq: i64,
+        started: bool,
+        accepted_at: Millis,
+    },
+    /// The request id was known: what its first answer was made of.
+    Existing(FirstAnswer),
+    /// An identical batch (same session and fingerprint) is still active:
+    /// its answer; nothing was stored.
+    Duplicate(FirstAnswer),
+    /// The request id was known for another batch (another kind, session
+    /// or calls): nothing was stored, and the first is not its answer.
+    Reused(FirstAnswer),
+    /// The batch's policy is `reject` and its session has batches that have
+    /// not ended: nothing was stored. (Decided by the database where nodes
+    /// share it; one node alone decides before it writes.)
+    Busy,
+}
+
+/// What a task's first answer was made of: the answer as stored, or (when
+/// stored empty) the fields it is rebuilt from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstAnswer {
+    pub response: String,
+    pub id: String,
+    pub kind: String,
+    pub session_id: String,
+    pub analysis_session_id: Option<String>,
+    pub calls_count: i64,
+    pub accepted_at: Millis,
+}
+
+impl From<TaskRow> for FirstAnswer {
+    fn from(t: TaskRow) -> Self {
+        Self {
+            response: t.response,
+            id: t.id,
+            kind: t.kind,
+            session_id: t.session_id,
+            analysis_session_id: t.analysis_session_id,
+            calls_count: t.calls_count,
+            accepted_at: t.accepted_at,
+        }
+    }
+}
+
+/// One step to record.
+#[derive(Debug, Clone, Default)]
+pub struct NewStep {
+    pub task_id: String,
+    pub call_idx: Option<i64>,
+    pub purpose: Option<String>,
+    pub content: Option<String>,
+    pub output: Option<String>,
+    pub analysis: Option<String>,
+    pub success: bool,
+    pub error: Option<String>,
+    pub created_at: Millis,
+}
+
+/// The end of one call: its result, its step, and what memory learns.
+#[derive(Debug, Clone)]
+pub struct CallFinish {
+    /// The task's `seq` (`Inserted::New`); its id (`step.task_id`) must match.
+    pub task_seq: i64,
+    /// The lease holder; the write is refused when another holds the task.
+    pub owner: String,
+    pub idx: i64,
+    /// The outcome as JSON (its success is the step's).
+    pub result: String,
+    pub started_at: Millis,
+    /// Its `purpose` is the `command …` text of the key fact and of the
+    /// failed-attempt counter.
+    pub step: NewStep,
+}
+
+/// The end of a task, with its callback and summary in the same transaction.
+#[derive(Debug, Clone)]
+pub struct TaskFinish {
+    pub task_id: String,
+    /// The task's `seq` (`Inserted::New`); `task_id` must match.
+    pub task_seq: i64,
+    /// The lease holder; a task held by another node is not ended here.
+    pub owner: String,
+    /// The task's last call, recorded in the same transaction (one commit
+    /// instead of two for the common end of a batch).
+    pub last_call: Option<CallFinish>,
+    pub status: TaskStatus,
+    pub error: Option<String>,
+    pub finished_at: Millis,
+    /// URL and the envelope's JSON up to its `sequence`, assigned here
+    /// (`CallbackEnvelope::json_head`).
+    pub callback: Option<(String, String)>,
+    pub callback_id: String,
+    /// The deterministic summary (JSON) kept on the task row.
+    pub summary: Option<String>,
+    /// The callback is held by `owner` until then (renewed with its task
+    /// leases): if the node dies, another delivers it after that.
+    pub lease_until: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub enum Finished {
+    Ended { callback: Option<CallbackRow> },
+    AlreadyEnded,
+}
+
+/// What one delivery attempt of a callback came to.
+#[derive(Debug, Clone)]
+pub enum DeliveryOutcome {
+    Delivered,
+    Retry {
+        error: String,
+        next_attempt_at: Millis,
+    },
+    Dead {
+        error: String,
+    },
+}
+
+/// The two outbox tables (see [`Outbox`]).
+pub(crate) const OUTBOXES: [&str; 2] = ["callbacks", "notifications"];
+
+/// Analysis sessions known to be committed, with their session: each is
+/// created once and never changes or goes, so an accept that finds its
+/// analysis session here need not read it. Filled only after a commit
+/// (a rolled-back group leaves nothing here); bounded by starting over.
+#[derive(Clone, Default)]
+pub(crate) struct AnalysisOwners(Arc<Mutex<HashMap<String, String>>>);
+
+impl AnalysisOwners {
+    /// Most entries kept (~100 bytes each) before starting over.
+    const MOST: usize = 16_384;
+
+    /// `Some(Ok)` when `analysis` is known to belong to `session`,
+    /// `Some(Err(owner))` when to another, `None` when not known.
+    pub(crate) fn owner(&self, analysis: &str, session: &str) -> Option<Result<(), String>> {
+        let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(analysis).map(|owner| match owner == session {
+            true => Ok(()),
+            false => Err(owner.clone()),
+        })
+    }
+
+    pub(crate) fn learn(&self, analysis: String, session: String) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= Self::MOST {
+            known.clear();
+        }
+        known.insert(analysis, session);
+    }
+}
+
+impl NewStep {
+    /// The step as stored, once its session and number are known.
+    pub(crate) fn row(&self, session_id: String, step_no: i64) -> StepRow {
+        StepRow {
+            task_id: self.task_id.clone(),
+            session_id,
+            step_no,
+            call_idx: self.call_idx,
+            purpose: self.purpose.clone(),
+            content: self.content.clone(),
+            output: self.output.clone(),
+            analysis: self.analysis.clone(),
+            success: self.success,
+            error: self.error.clone(),
+            created_at: self.created_at,
+        }
+    }
+
+    /// What the step did, as memory counts its failures: its purpose, else
+    /// its content.
+    pub(crate) fn command(&self) -> &str {
+        self.purpose
+            .as_deref()
+            .or(self.content.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+impl TaskFinish {
+    /// The outbox row of this end's callback as stored: `seq`, and `body`
+    /// (the envelope with that sequence), pending since the end.
+    pub(crate) fn pending_callback(&self, url: &str, seq: i64, body: String) -> CallbackRow {
+        CallbackRow {
+            outbox: Outbox::Callbacks,
+            seq,
+            id: self.callback_id.clone(),
+            task_id: self.task_id.clone(),
+            url: url.to_owned(),
+            body,
+            status: "pending".into(),
+            attempts: 0,
+            next_attempt_at: self.finished_at,
+            last_error: None,
+            created_at: self.finished_at,
+            delivered_at: None,
+        }
+    }
+}
+
+/// What a known request id was stored with, to tell a retry of the same
+/// batch from another batch under the same id: kind, session, calls (JSON
+/// text), callback URL and query.
+pub(crate) type StoredBatch = (String, String, String, Option<String>, Option<String>);
+
+/// The columns of [`StoredBatch`], in its order.
+macro_rules! stored_batch_columns {
+    () => {
+        "kind, session_id, calls, callback_url, query"
+    };
+}
+pub(crate) use stored_batch_columns;
+
+/// Whether `task` is the batch stored under its id again: the same kind,
+/// session, callback URL and query, and the same calls as JSON values (a
+/// client may send an object's keys in another order).
+pub(crate) fn same_batch(stored: &StoredBatch, task: &NewTask) -> bool {
+    let (kind, session, calls, callback_url, query) = stored;
+    let calls_equal = *calls == task.calls
+        || matches!(
+            (
+                serde_json::from_str::<serde_json::Value>(calls),
+                serde_json::from_str::<serde_json::Value>(&task.calls),
+            ),
+            (Ok(a), Ok(b)) if a == b
+        );
+    kind == task.kind.as_str()
+        && *session == task.session_id
+        && *callback_url == task.callback_url
+        && *query == task.query
+        && calls_equal
+}
