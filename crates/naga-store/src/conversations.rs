@@ -1,7 +1,7 @@
 //! The API server's data: conversation messages, the analyzer's
 //! dispatches, and the inbox of callbacks received.
 
-use crate::stmts::Db;
+use crate::sqlite::stmts::Db;
 use crate::{read, sqlite_or, writes::touch_session, CallbackRow, Outbox, Store, StoreError};
 use naga_core::time::Millis;
 use rusqlite::params;

@@ -16,12 +16,11 @@
 mod commands;
 mod conversations;
 mod error;
+mod health;
 mod postgres;
 mod reads;
 mod rows;
-mod stmts;
-mod wal_vfs;
-mod writer;
+mod sqlite;
 mod writes;
 
 pub use commands::*;
@@ -90,7 +89,7 @@ enum ReadPool {
 #[derive(Clone)]
 enum Backend {
     Sqlite {
-        writer: writer::Writer,
+        writer: sqlite::writer::Writer,
         analysis_owners: commands::AnalysisOwners,
     },
     Postgres(postgres::Pg),
@@ -176,12 +175,7 @@ impl Store {
             .min_connections(1)
             .connect_with(options.read_only(true))
             .await?;
-        let checkpoints = writer_connection(url, config.synchronous)?;
-        let writer = writer::Writer::spawn(
-            writer_connection(url, config.synchronous)?,
-            checkpoints,
-            config.max_batch.max(1),
-        );
+        let writer = sqlite::writer(url, config)?;
         let store = Self {
             read: ReadPool::Sqlite(read),
             backend: Backend::Sqlite {
@@ -406,7 +400,7 @@ pub async fn backup(url: &str, to: &std::path::Path) -> Result<u64, StoreError> 
             to.display()
         )));
     }
-    let from = sqlite_path(url).to_owned();
+    let from = sqlite::path(url).to_owned();
     if !std::path::Path::new(&from).exists() {
         return Err(StoreError::Unsupported(format!("no store at `{from}`")));
     }
@@ -424,62 +418,8 @@ pub async fn backup(url: &str, to: &std::path::Path) -> Result<u64, StoreError> 
     .map_err(|e| StoreError::Unsupported(format!("the backup stopped: {e}")))?
 }
 
-/// The file of an `sqlite:` URL.
-fn sqlite_path(url: &str) -> &str {
-    url.trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or_default()
-}
-
 /// Longest wait for a PostgreSQL connection (and for the probe's answer).
 const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often a node asks PostgreSQL whether it answers.
 const PG_PROBE_EVERY: Duration = Duration::from_secs(1);
-
-/// The writer's page cache, in KiB (`cache_size` = minus this). 8 MiB holds
-/// the hot index pages of a store of 200,000 batches as well as 32 MiB did
-/// (`write_load`: 46–49 µs per batch either way), costs 3–5 µs less per batch
-/// on a small store (SQLite walks its whole page cache at each commit where a
-/// b-tree rebalanced), and is 24 MiB less resident memory.
-const WRITER_CACHE_KIB: u32 = 8192;
-
-/// The WAL file is cut back to this size when the log restarts: well above
-/// the largest it reaches between restarts (the writer's restart bound is
-/// 16,384 frames, ~68 MB, plus what arrives while the checkpointer catches
-/// up), so that it is not cut in steady state. Cutting it at 64 MiB (below
-/// that size) cost every restart a truncate of 8–19 ms on the writer (ext4
-/// frees and discards the blocks), and the blocks were then allocated again.
-const WAL_KEEP_BYTES: u64 = 256 << 20;
-
-/// The writer's own connection (rusqlite), with the same pragmas.
-fn writer_connection(
-    url: &str,
-    synchronous: Synchronous,
-) -> Result<rusqlite::Connection, StoreError> {
-    let path = sqlite_path(url);
-    wal_vfs::register().map_err(|rc| {
-        StoreError::Unsupported(format!(
-            "the WAL-gathering VFS could not be registered (SQLite code {rc})"
-        ))
-    })?;
-    let conn = rusqlite::Connection::open_with_flags_and_vfs(
-        path,
-        rusqlite::OpenFlags::default(),
-        wal_vfs::NAME.to_str().unwrap_or_default(),
-    )?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    let sync = match synchronous {
-        Synchronous::Normal => "NORMAL",
-        Synchronous::Full => "FULL",
-    };
-    // Checkpoints run on their own thread (see writer.rs), not in commits.
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = 0;
-         PRAGMA journal_size_limit = {WAL_KEEP_BYTES};"
-    ))?;
-    Ok(conn)
-}

@@ -1,6 +1,6 @@
 //! Every change to the store, each one job of the group-commit writer.
 
-use crate::stmts::Db;
+use crate::sqlite::stmts::Db;
 use crate::{commands::*, rows::*, sqlite_or, Store, StoreError};
 use naga_core::time::Millis;
 use rusqlite::{params, OptionalExtension};

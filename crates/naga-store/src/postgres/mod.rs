@@ -1,0 +1,120 @@
+//! The store's commands on PostgreSQL: each one transaction, correct when
+//! several nodes run the same command at the same moment.
+//!
+//! What SQLite gets from its single writer, these get from the database:
+//! - a task's row is locked (`FOR UPDATE`) before a step or its end is
+//!   written, so step numbers never collide and a node that lost the lease
+//!   is refused (fencing);
+//! - a session's row is locked while a task joins its chain, so chains and
+//!   counts stay whole;
+//! - callback sequence numbers come from the table's sequence, not `MAX+1`;
+//! - two nodes accepting the same request id at once: `ON CONFLICT` lets
+//!   one in, the other waits for its commit and answers with its task.
+
+mod conversations;
+mod leases;
+mod memory;
+mod outbox;
+mod tasks;
+
+pub(crate) use {conversations::*, leases::*, memory::*, outbox::*, tasks::*};
+
+use crate::{
+    commands::{
+        AnalysisOwners, CallFinish, DeliveryOutcome, Finished, FirstAnswer, Inserted, Lease,
+        NewStep, NewTask, TaskFinish, OUTBOXES,
+    },
+    conversations::{DispatchRow, InboxRow, NewMessage, NewNotification},
+    reads::session_task_seqs,
+    rows::*,
+    MemoryScope, StoreError,
+};
+use naga_core::{config::SessionPolicy, time::Millis};
+use sqlx::{postgres::PgRow, FromRow, PgPool, Postgres, Row, Transaction};
+
+type Tx = Transaction<'static, Postgres>;
+
+/// The PostgreSQL backend: its pool, and the analysis sessions known to be
+/// committed with their session (as the SQLite writer keeps them).
+#[derive(Clone)]
+pub(crate) struct Pg {
+    pub pool: PgPool,
+    pub analysis_owners: AnalysisOwners,
+    /// Whether writes fail for a reason of the database's (as the SQLite
+    /// writer keeps it): `/health` says degraded, `/ready` 503.
+    pub health: std::sync::Arc<crate::health::Health>,
+}
+
+impl Pg {
+    /// Notes how a command ended: a storage fault starts (or continues) a
+    /// failing period, a success ends it.
+    pub fn observe<T>(&self, result: &Result<T, StoreError>) {
+        match result {
+            Ok(_) => self.health.record(None),
+            Err(e) if e.is_transient() => self.health.record(Some(e.to_string())),
+            Err(_) => {}
+        }
+    }
+}
+
+impl std::ops::Deref for Pg {
+    type Target = PgPool;
+    fn deref(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+const FIRST_ANSWER: &str =
+    "SELECT response, id, kind, session_id, analysis_session_id, calls_count, accepted_at FROM tasks";
+
+fn first_answer(r: &PgRow) -> Result<FirstAnswer, sqlx::Error> {
+    Ok(FirstAnswer {
+        response: r.try_get(0)?,
+        id: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        session_id: r.try_get(3)?,
+        analysis_session_id: r.try_get(4)?,
+        calls_count: r.try_get(5)?,
+        accepted_at: r.try_get(6)?,
+    })
+}
+
+async fn touch_session(tx: &mut Tx, session_id: &str, now: Millis) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sessions (id, created_at, last_activity_at) VALUES ($1, $2, $2)
+         ON CONFLICT (id) DO UPDATE SET last_activity_at = GREATEST(sessions.last_activity_at,
+                                                                    EXCLUDED.last_activity_at)",
+    )
+    .bind(session_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_storage_fault_makes_the_store_degraded_until_a_command_succeeds() {
+        let pg = Pg {
+            pool: PgPool::connect_lazy("postgres://nobody@127.0.0.1:9/none").unwrap(),
+            analysis_owners: AnalysisOwners::default(),
+            health: Default::default(),
+        };
+        assert!(pg.health.fault().is_none());
+        pg.observe::<()>(&Err(StoreError::Conflict("a request's own fault".into())));
+        assert!(pg.health.fault().is_none(), "not the storage's fault");
+        pg.observe::<()>(&Err(StoreError::Db(sqlx::Error::PoolTimedOut)));
+        let fault = pg.health.fault().expect("degraded");
+        pg.observe::<()>(&Err(StoreError::Db(sqlx::Error::PoolTimedOut)));
+        assert_eq!(
+            pg.health.fault().unwrap().since_ms,
+            fault.since_ms,
+            "since the first"
+        );
+        pg.observe(&Ok(()));
+        assert!(pg.health.fault().is_none(), "writes again");
+    }
+}

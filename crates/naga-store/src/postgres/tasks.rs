@@ -1,0 +1,391 @@
+//! Tasks on PostgreSQL: a batch accepted (its session, analysis session and
+//! calls), started, each call's end, steps, and its end with the callback it owes.
+
+use super::*;
+
+/// Two nodes accepting the same request id (or creating the same session
+/// or analysis session) at once need no retry: every insert below is
+/// `ON CONFLICT`, which waits for the other's commit and then sees its row.
+pub(crate) async fn insert_task(pg: &Pg, task: &mut NewTask) -> Result<Inserted, StoreError> {
+    let (inserted, learned) = try_insert_task(pg, task).await?;
+    if let Some((analysis, session)) = learned {
+        pg.analysis_owners.learn(analysis, session);
+    }
+    Ok(inserted)
+}
+
+/// Four round trips for a new batch: the session's row (created or touched,
+/// and locked, so that its chain grows one task at a time; its newest task
+/// read), its analysis session (unless known), the task with the session's
+/// chain, the commit.
+async fn try_insert_task(
+    pg: &Pg,
+    task: &mut NewTask,
+) -> Result<(Inserted, Option<(String, String)>), StoreError> {
+    let mut tx = pg.pool.begin().await?;
+    // (The time once a connection was had, then once the session's row is
+    // locked: the session's batches are stored in the order of their times.)
+    task.restamp();
+    let prev_seq: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO sessions (id, created_at, last_activity_at) VALUES ($1, $2, $2)
+         ON CONFLICT (id) DO UPDATE SET last_activity_at = GREATEST(sessions.last_activity_at,
+                                                                    EXCLUDED.last_activity_at)
+         RETURNING last_task_seq",
+    )
+    .bind(&task.session_id)
+    .bind(task.accepted_at)
+    .fetch_one(&mut *tx)
+    .await?;
+    task.restamp();
+    let task = &*task;
+    // Whether the session has unfinished batches, where that decides: a
+    // `reject` batch is refused, a batch asked to start at once waits. (The
+    // session's row is locked: none of its batches is accepted meanwhile; a
+    // session without a task has none.)
+    let reject = task.policy == SessionPolicy::Reject;
+    let asks = reject || (task.started && task.policy != SessionPolicy::Parallel);
+    let busy = if asks && prev_seq.is_some() {
+        let (busy, known): (bool, bool) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE session_id = $1
+                            AND status IN ('queued', 'running')),
+                    EXISTS (SELECT 1 FROM tasks WHERE id = $2)",
+        )
+        .bind(&task.session_id)
+        .bind(&task.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if reject && busy && !known {
+            return Ok((Inserted::Busy, None));
+        }
+        busy
+    } else {
+        false
+    };
+    let started = task.started && !busy;
+    if let Some(fp) = &task.fingerprint {
+        let active = sqlx::query(&format!(
+            "{FIRST_ANSWER} WHERE session_id = $1 AND fingerprint = $2
+             AND status IN ('queued', 'running') ORDER BY seq LIMIT 1"
+        ))
+        .bind(&task.session_id)
+        .bind(fp)
+        .fetch_optional(&mut *tx)
+        .await?;
+        // (A known request id answers as itself, below.)
+        if let Some(row) = active {
+            let known: Option<i64> = sqlx::query_scalar("SELECT seq FROM tasks WHERE id = $1")
+                .bind(&task.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if known.is_none() {
+                return Ok((Inserted::Duplicate(first_answer(&row)?), None));
+            }
+        }
+    }
+    let learned = claim_analysis(&mut tx, pg, task).await?;
+    let seq: Option<i64> = sqlx::query_scalar(
+        "WITH t AS (
+             INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url,
+                 policy, fingerprint, status, calls_count, calls, response, accepted_at,
+                 started_at, lease_owner, lease_expires_at, prev_seq)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             ON CONFLICT (id) DO NOTHING
+             RETURNING seq)
+         UPDATE sessions SET last_task_seq = t.seq, task_count = task_count + 1
+         FROM t WHERE sessions.id = $3
+         RETURNING t.seq",
+    )
+    .bind(&task.id)
+    .bind(task.kind.as_str())
+    .bind(&task.session_id)
+    .bind(&task.analysis_session_id)
+    .bind(&task.query)
+    .bind(&task.callback_url)
+    .bind(task.policy.as_str())
+    .bind(&task.fingerprint)
+    .bind(if started { "running" } else { "queued" })
+    .bind(task.calls_count as i64)
+    .bind(&task.calls)
+    .bind(&task.response)
+    .bind(task.accepted_at)
+    .bind(started.then_some(task.accepted_at))
+    .bind(&task.lease.owner)
+    .bind(task.lease.until)
+    .bind(prev_seq)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(seq) = seq else {
+        // The request id is known: nothing of this transaction stays.
+        let row = sqlx::query(&format!("{FIRST_ANSWER} WHERE id = $1"))
+            .bind(&task.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let first = first_answer(&row)?;
+        return Ok(match repeated(&mut tx, task).await? {
+            true => (Inserted::Existing(first), None),
+            false => (Inserted::Reused(first), None),
+        });
+    };
+    tx.commit().await?;
+    Ok((
+        Inserted::New {
+            seq,
+            started,
+            accepted_at: task.accepted_at,
+        },
+        learned,
+    ))
+}
+
+/// Whether a task with this request id is stored with the same batch.
+async fn repeated(tx: &mut Tx, task: &NewTask) -> Result<bool, StoreError> {
+    let stored: Option<crate::commands::StoredBatch> = sqlx::query_as(concat!(
+        "SELECT ",
+        crate::commands::stored_batch_columns!(),
+        " FROM tasks WHERE id = $1"
+    ))
+    .bind(&task.id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(stored.is_some_and(|s| crate::commands::same_batch(&s, task)))
+}
+
+/// Records that the task's analysis session belongs to its session, or
+/// refuses it when it belongs to another (known ones are not asked again:
+/// an analysis session never changes its session).
+async fn claim_analysis(
+    tx: &mut Tx,
+    pg: &Pg,
+    task: &NewTask,
+) -> Result<Option<(String, String)>, StoreError> {
+    let Some(analysis) = &task.analysis_session_id else {
+        return Ok(None);
+    };
+    let owner = match pg.analysis_owners.owner(analysis, &task.session_id) {
+        Some(Ok(())) => return Ok(None),
+        Some(Err(owner)) => owner,
+        None => {
+            let created: Option<String> = sqlx::query_scalar(
+                "INSERT INTO analysis_sessions (id, session_id, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING RETURNING session_id",
+            )
+            .bind(analysis)
+            .bind(&task.session_id)
+            .bind(task.accepted_at)
+            .fetch_optional(&mut **tx)
+            .await?;
+            match created {
+                Some(owner) => owner,
+                None => {
+                    sqlx::query_scalar("SELECT session_id FROM analysis_sessions WHERE id = $1")
+                        .bind(analysis)
+                        .fetch_one(&mut **tx)
+                        .await?
+                }
+            }
+        }
+    };
+    if owner != task.session_id {
+        return Err(StoreError::Conflict(format!(
+            "analysis_session_id `{analysis}` belongs to session `{owner}`, not `{}`",
+            task.session_id
+        )));
+    }
+    Ok(Some((analysis.clone(), owner)))
+}
+
+pub(crate) async fn start_task(
+    pool: &PgPool,
+    task_id: &str,
+    owner: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let n = sqlx::query(
+        "UPDATE tasks SET status = 'running', started_at = COALESCE(started_at, $2)
+         WHERE id = $1 AND status IN ('queued', 'running') AND lease_owner = $3",
+    )
+    .bind(task_id)
+    .bind(now)
+    .bind(owner)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// The statement that records a call's end, in one round trip: the task's
+/// row takes the step's number (`last_step_no`) only while `$3` holds it
+/// unfinished (fencing: else nothing is written); a failed call also counts
+/// in memory's failed attempts. Returns the step's number.
+const RECORD_CALL: &str = "
+    WITH t AS (
+        UPDATE tasks SET last_step_no = last_step_no + 1
+        WHERE seq = $1 AND id = $2 AND lease_owner = $3 AND status IN ('queued', 'running')
+        RETURNING session_id, last_step_no),
+    s AS (
+        INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
+                           output, analysis, success, error, created_at, result, started_at)
+        SELECT $1, t.last_step_no, $2, t.session_id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
+        FROM t
+        RETURNING step_no),
+    f AS (
+        INSERT INTO failed_attempts (session_id, command, count, last_error, last_task_id, updated_at)
+        SELECT t.session_id, $14, 1, $10, $2, $11 FROM t WHERE NOT $9
+        ON CONFLICT (session_id, command) DO UPDATE SET count = failed_attempts.count + 1,
+            last_error = EXCLUDED.last_error, last_task_id = EXCLUDED.last_task_id,
+            updated_at = EXCLUDED.updated_at)
+    SELECT step_no FROM s";
+
+pub(crate) async fn finish_call(pool: &PgPool, f: &CallFinish) -> Result<(), StoreError> {
+    let step = &f.step;
+    let recorded: Option<i64> = sqlx::query_scalar(RECORD_CALL)
+        .bind(f.task_seq)
+        .bind(&step.task_id)
+        .bind(&f.owner)
+        .bind(step.call_idx)
+        .bind(&step.purpose)
+        .bind(&step.content)
+        .bind(&step.output)
+        .bind(&step.analysis)
+        .bind(step.success)
+        .bind(&step.error)
+        .bind(step.created_at)
+        .bind(&f.result)
+        .bind(f.started_at)
+        .bind(step.command())
+        .fetch_optional(pool)
+        .await?;
+    match recorded {
+        Some(_) => Ok(()),
+        None => Err(StoreError::LeaseLost(step.task_id.clone())),
+    }
+}
+
+pub(crate) async fn add_step(pool: &PgPool, step: &NewStep) -> Result<StepRow, StoreError> {
+    let added: Option<(i64, String)> = sqlx::query_as(
+        "WITH t AS (
+             UPDATE tasks SET last_step_no = last_step_no + 1 WHERE id = $1
+             RETURNING seq, session_id, last_step_no),
+         s AS (
+             INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose,
+                                content, output, analysis, success, error, created_at)
+             SELECT t.seq, t.last_step_no, $1, t.session_id, $2, $3, $4, $5, $6, $7, $8, $9
+             FROM t
+             RETURNING step_no, session_id),
+         f AS (
+             INSERT INTO failed_attempts (session_id, command, count, last_error, last_task_id,
+                                          updated_at)
+             SELECT t.session_id, $10, 1, $8, $1, $9 FROM t WHERE NOT $7
+             ON CONFLICT (session_id, command) DO UPDATE SET count = failed_attempts.count + 1,
+                 last_error = EXCLUDED.last_error, last_task_id = EXCLUDED.last_task_id,
+                 updated_at = EXCLUDED.updated_at)
+         SELECT step_no, session_id FROM s",
+    )
+    .bind(&step.task_id)
+    .bind(step.call_idx)
+    .bind(&step.purpose)
+    .bind(&step.content)
+    .bind(&step.output)
+    .bind(&step.analysis)
+    .bind(step.success)
+    .bind(&step.error)
+    .bind(step.created_at)
+    .bind(step.command())
+    .fetch_optional(pool)
+    .await?;
+    let Some((step_no, session_id)) = added else {
+        return Err(StoreError::Conflict(format!("no task `{}`", step.task_id)));
+    };
+    Ok(step.row(session_id, step_no))
+}
+
+/// A task's end in one statement (one round trip): the task's row ends
+/// (only while `owner` holds it unfinished) and takes its last call's step
+/// number, the step and a failed-attempt count are written, and the
+/// callback goes to the outbox with the next sequence number in its body;
+/// when the session has later batches, the nodes are told (`naga_work`,
+/// on commit) that the next may start.
+pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finished, StoreError> {
+    if let Some((_, head)) = &f.callback {
+        if !head.starts_with('{') || !head.ends_with("\"sequence\":") {
+            return Err(StoreError::Corrupt(format!(
+                "callback of `{}`: not an envelope's JSON up to its sequence",
+                f.task_id
+            )));
+        }
+    }
+    let call = f.last_call.as_ref();
+    let step = call.map(|c| &c.step);
+    let (ended, seq, body, _woke): (i64, Option<i64>, Option<String>, i64) = sqlx::query_as(
+        "WITH ended AS (
+             UPDATE tasks SET status = $2, error = $3, finished_at = $4, summary = $6,
+                 lease_owner = NULL, lease_expires_at = NULL,
+                 last_step_no = last_step_no + CASE WHEN $8 THEN 1 ELSE 0 END
+             WHERE seq = $7 AND id = $1 AND status IN ('queued', 'running') AND lease_owner = $5
+             RETURNING session_id, last_step_no),
+         step AS (
+             INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
+                                output, analysis, success, error, created_at, result, started_at)
+             SELECT $7, ended.last_step_no, $1, ended.session_id, $9, $10, $11, $12, $13, $14,
+                    $15, $16, $17, $18
+             FROM ended WHERE $8),
+         fail AS (
+             INSERT INTO failed_attempts (session_id, command, count, last_error, last_task_id,
+                                          updated_at)
+             SELECT ended.session_id, $19, 1, $15, $1, $16 FROM ended WHERE $8 AND NOT $14
+             ON CONFLICT (session_id, command) DO UPDATE SET count = failed_attempts.count + 1,
+                 last_error = EXCLUDED.last_error, last_task_id = EXCLUDED.last_task_id,
+                 updated_at = EXCLUDED.updated_at),
+         cb AS (
+             INSERT INTO callbacks (seq, id, task_id, url, body, status, attempts,
+                                    next_attempt_at, created_at, lease_owner, lease_expires_at)
+             SELECT n.seq, $20, $1, $21, $22 || n.seq || '}', 'pending', 0, $4, $4, $5, $23
+             FROM ended CROSS JOIN LATERAL (SELECT nextval('callbacks_seq_seq') AS seq) n
+             WHERE $21 IS NOT NULL
+             RETURNING seq, body),
+         woke AS (
+             SELECT pg_notify('naga_work', json_build_object('ended', ended.session_id)::text)
+             FROM ended WHERE EXISTS (
+                 SELECT 1 FROM tasks t WHERE t.session_id = ended.session_id AND t.seq > $7
+                 AND t.status IN ('queued', 'running')))
+         SELECT (SELECT COUNT(*) FROM ended), (SELECT seq FROM cb), (SELECT body FROM cb),
+                (SELECT COUNT(*) FROM woke)",
+    )
+    .bind(&f.task_id)
+    .bind(f.status.as_str())
+    .bind(&f.error)
+    .bind(f.finished_at)
+    .bind(&f.owner)
+    .bind(&f.summary)
+    .bind(f.task_seq)
+    .bind(call.is_some())
+    .bind(step.and_then(|s| s.call_idx))
+    .bind(step.and_then(|s| s.purpose.as_deref()))
+    .bind(step.and_then(|s| s.content.as_deref()))
+    .bind(step.and_then(|s| s.output.as_deref()))
+    .bind(step.and_then(|s| s.analysis.as_deref()))
+    .bind(step.is_some_and(|s| s.success))
+    .bind(step.and_then(|s| s.error.as_deref()))
+    .bind(step.map_or(f.finished_at, |s| s.created_at))
+    .bind(call.map(|c| c.result.as_str()))
+    .bind(call.map(|c| c.started_at))
+    .bind(step.map(NewStep::command))
+    .bind(&f.callback_id)
+    .bind(f.callback.as_ref().map(|c| c.0.as_str()))
+    .bind(f.callback.as_ref().map(|c| c.1.as_str()))
+    .bind(f.lease_until)
+    .fetch_one(pool)
+    .await?;
+    if ended == 0 {
+        // As on SQLite: a last call that cannot be recorded is a lost lease.
+        return match call {
+            Some(_) => Err(StoreError::LeaseLost(f.task_id.clone())),
+            None => Ok(Finished::AlreadyEnded),
+        };
+    }
+    let callback = match (&f.callback, seq, body) {
+        (Some((url, _)), Some(seq), Some(body)) => Some(f.pending_callback(url, seq, body)),
+        _ => None,
+    };
+    Ok(Finished::Ended { callback })
+}
