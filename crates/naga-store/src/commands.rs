@@ -1,7 +1,7 @@
 //! The store's commands as data: what a caller asks to write (a batch, a
 //! step, a call's or a task's end, a delivery's outcome) and what a
-//! command answers. Both backends take these (`writes.rs` on SQLite,
-//! `postgres.rs`); the rows read back are in `rows.rs`.
+//! command answers. Both backends take these (`sqlite/`, `postgres/`); the
+//! rows read back are in `rows.rs`.
 
 use crate::rows::*;
 use naga_core::{config::SessionPolicy, time::Millis, wire::TaskKind, TaskStatus};
@@ -315,4 +315,32 @@ pub(crate) fn same_batch(stored: &StoredBatch, task: &NewTask) -> bool {
         && *callback_url == task.callback_url
         && *query == task.query
         && calls_equal
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub session_id: String,
+    pub role: String,
+    pub content: String,
+    pub kind: &'static str,
+    pub task_id: Option<String>,
+    pub created_at: Millis,
+}
+
+/// Where a follow-up is also announced, and the webhook id of that delivery.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub id: String,
+    pub url: String,
+    /// The node that delivers it, and until when (see `TaskFinish::lease_until`).
+    pub lease: crate::Lease,
+}
+
+/// The JSON body of follow-up `message_id`'s UI notification.
+pub(crate) fn notification_body(reply: &NewMessage, message_id: i64) -> String {
+    serde_json::json!({
+        "session_id": reply.session_id, "action": "show_tool_ai_response",
+        "ai_response": reply.content, "task_id": reply.task_id, "message_id": message_id,
+    })
+    .to_string()
 }

@@ -2,29 +2,37 @@
 //! memory and the callback outbox.
 //!
 //! [`Store`] is the seam: its methods are the domain commands and queries,
-//! and two backends sit behind it, chosen by the database URL.
-//! - `sqlite:` (the embedded default): every write goes through one
-//!   [`writer`] thread that commits many requests in one transaction (group
+//! one file an entity (`tasks`, `leases`, `outbox`, `memory`,
+//! `conversations`; queries in `reads`), and two backends sit behind it,
+//! chosen by the database URL, each in a folder with the same files:
+//! - `sqlite/` (`sqlite:`, the embedded default): every write goes through
+//!   one writer thread that commits many requests in one transaction (group
 //!   commit) and answers each when its commit is done; reads use a separate
-//!   pool of connections (WAL lets them run beside it). Writes: `writes.rs`.
-//! - `postgres://`: several nodes share one database; each command is one
-//!   transaction of its own (`postgres.rs`), safe against the same command
+//!   pool of connections (WAL lets them run beside it).
+//! - `postgres/` (`postgres://`): several nodes share one database; each
+//!   command is one transaction of its own, safe against the same command
 //!   from another node at the same moment.
 //!
-//! Queries are written once for both (`reads.rs`, through [`read!`]).
+//! A command's data (what it writes, what it answers) is in `commands`, the
+//! rows read back in `rows`; queries are written once for both backends
+//! (`reads`, through [`read!`]). Each entity's `Store` method picks the
+//! backend in a `match`; a PostgreSQL outcome also feeds the write health
+//! (`health`).
 
 mod commands;
 mod conversations;
 mod error;
 mod health;
+mod leases;
+mod memory;
+mod outbox;
 mod postgres;
 mod reads;
 mod rows;
 mod sqlite;
-mod writes;
+mod tasks;
 
 pub use commands::*;
-pub use conversations::*;
 pub use error::StoreError;
 pub use reads::{Counts, MemoryScope, TaskFilter};
 pub use rows::*;
@@ -114,25 +122,6 @@ macro_rules! read {
     };
 }
 pub(crate) use read;
-
-/// The SQLite backend's writer and what it knows, or (on PostgreSQL) the
-/// early return of `$pg_command(pool)`.
-macro_rules! sqlite_or {
-    ($store:expr, |$pg:ident| $pg_command:expr) => {
-        match &$store.backend {
-            $crate::Backend::Sqlite {
-                writer,
-                analysis_owners,
-            } => (writer, analysis_owners),
-            $crate::Backend::Postgres($pg) => {
-                let result = $pg_command.await;
-                $pg.observe(&result);
-                return result;
-            }
-        }
-    };
-}
-pub(crate) use sqlite_or;
 
 /// Writes failing for a reason of the storage's, since `since_ms`.
 #[derive(Debug, Clone, serde::Serialize)]

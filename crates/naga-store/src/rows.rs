@@ -114,3 +114,43 @@ pub struct CallbackRow {
     pub created_at: Millis,
     pub delivered_at: Option<Millis>,
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageRow {
+    pub id: i64,
+    pub session_id: String,
+    pub role: String,
+    pub content: String,
+    pub kind: String,
+    pub task_id: Option<String>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ConversationRow {
+    pub session_id: String,
+    pub messages: i64,
+    pub created_at: Millis,
+    pub last_activity_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DispatchRow {
+    pub request_id: String,
+    pub session_id: String,
+    pub analysis_session_id: String,
+    pub kind: String,
+    pub user_message: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InboxRow {
+    pub key: String,
+    pub task_id: String,
+    pub session_id: String,
+    pub body: String,
+    pub status: String,
+    pub reply_message_id: Option<i64>,
+    pub received_at: Millis,
+}

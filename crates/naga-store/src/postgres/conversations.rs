@@ -117,7 +117,7 @@ pub(crate) async fn answer_callback(
     let notification = match notify {
         None => None,
         Some(n) => {
-            let body = crate::conversations::notification_body(reply, id);
+            let body = crate::commands::notification_body(reply, id);
             let task_id = reply.task_id.clone().unwrap_or_default();
             let mut row = CallbackRow::from_row(
                 &sqlx::query(

@@ -22,9 +22,8 @@ pub(crate) use {conversations::*, leases::*, memory::*, outbox::*, tasks::*};
 use crate::{
     commands::{
         AnalysisOwners, CallFinish, DeliveryOutcome, Finished, FirstAnswer, Inserted, Lease,
-        NewStep, NewTask, TaskFinish, OUTBOXES,
+        NewMessage, NewNotification, NewStep, NewTask, TaskFinish, OUTBOXES,
     },
-    conversations::{DispatchRow, InboxRow, NewMessage, NewNotification},
     reads::session_task_seqs,
     rows::*,
     MemoryScope, StoreError,
@@ -54,6 +53,18 @@ impl Pg {
             Err(e) if e.is_transient() => self.health.record(Some(e.to_string())),
             Err(_) => {}
         }
+    }
+}
+
+impl Pg {
+    /// Runs a command and notes how it ended (see [`Pg::observe`]).
+    pub async fn observed<T>(
+        &self,
+        command: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = command.await;
+        self.observe(&result);
+        result
     }
 }
 

@@ -2,10 +2,15 @@
 //! many requests in one transaction (group commit, `writer`), through
 //! prepared statements it keeps (`stmts`) and a VFS that gathers each
 //! commit's WAL writes into one (`wal_vfs`); reads use a pool of their own
-//! beside it (WAL). The commands it runs are in `writes.rs` and
-//! `conversations.rs` for now.
+//! beside it (WAL). Its commands, one file an entity as on PostgreSQL:
+//! `tasks`, `leases`, `outbox`, `memory`, `conversations`.
 
+pub(crate) mod conversations;
+pub(crate) mod leases;
+pub(crate) mod memory;
+pub(crate) mod outbox;
 pub(crate) mod stmts;
+pub(crate) mod tasks;
 pub(crate) mod wal_vfs;
 pub(crate) mod writer;
 

@@ -1,0 +1,36 @@
+//! Task memory: summaries added (an LLM's), memory forgotten by scope.
+
+use crate::{postgres, sqlite, Backend, Store, StoreError};
+use naga_core::time::Millis;
+
+impl Store {
+    /// Adds a summary of a task to memory (e.g. one written by an LLM).
+    pub async fn add_compressed_memory(
+        &self,
+        task_id: &str,
+        method: &str,
+        summary: String,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                sqlite::memory::add_compressed_memory(writer, task_id, method, summary, now).await
+            }
+            Backend::Postgres(pg) => {
+                pg.observed(postgres::add_compressed_memory(
+                    pg, task_id, method, &summary, now,
+                ))
+                .await
+            }
+        }
+    }
+
+    /// Forgets memory (key facts, failed attempts, summaries) of a scope.
+    /// Tasks and their steps stay: they are history, not memory.
+    pub async fn clear_memory(&self, scope: crate::MemoryScope) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => sqlite::memory::clear_memory(writer, scope).await,
+            Backend::Postgres(pg) => pg.observed(postgres::clear_memory(pg, &scope)).await,
+        }
+    }
+}

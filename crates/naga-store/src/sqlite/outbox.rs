@@ -1,0 +1,144 @@
+//! The callback outbox on SQLite.
+
+use super::writer::Writer;
+use crate::{commands::*, rows::*, StoreError};
+use naga_core::time::Millis;
+use rusqlite::params;
+
+pub(crate) async fn claim_deliveries(
+    writer: &Writer,
+    lease: Lease,
+    now: Millis,
+    own: Option<&str>,
+) -> Result<Vec<CallbackRow>, StoreError> {
+    let own = own.map(str::to_owned);
+    writer
+        .write(move |c| {
+            let mut rows = Vec::new();
+            for (outbox, table) in [Outbox::Callbacks, Outbox::Notifications]
+                .into_iter()
+                .zip(OUTBOXES)
+            {
+                let mut stmt = c.prepare(&format!(
+                    "UPDATE {table} SET lease_owner = ?1, lease_expires_at = ?2
+                         WHERE status = 'pending'
+                           AND (lease_owner IS NULL OR lease_expires_at IS NULL
+                                OR (lease_expires_at < ?3 AND lease_owner <> ?1)
+                                OR lease_owner = ?4)
+                         RETURNING seq, id, task_id, url, body, status, attempts, next_attempt_at,
+                                   last_error, created_at, delivered_at"
+                ))?;
+                let mut claimed = stmt
+                    .query_map(params![lease.owner, lease.until, now, own], |r| {
+                        Ok(CallbackRow {
+                            outbox,
+                            seq: r.get(0)?,
+                            id: r.get(1)?,
+                            task_id: r.get(2)?,
+                            url: r.get(3)?,
+                            body: r.get(4)?,
+                            status: r.get(5)?,
+                            attempts: r.get(6)?,
+                            next_attempt_at: r.get(7)?,
+                            last_error: r.get(8)?,
+                            created_at: r.get(9)?,
+                            delivered_at: r.get(10)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                claimed.sort_by_key(|r| r.seq);
+                rows.extend(claimed);
+            }
+            Ok(rows)
+        })
+        .await
+}
+
+pub(crate) async fn record_deliveries_in(
+    writer: &Writer,
+    outbox: Outbox,
+    attempts: Vec<(i64, DeliveryOutcome, Millis)>,
+) -> Result<(), StoreError> {
+    writer
+        .write(move |c| {
+            let mut stmt = c.cached(match outbox {
+                Outbox::Callbacks => {
+                    "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
+                             last_error = COALESCE(?3, last_error), next_attempt_at = ?4,
+                             delivered_at = COALESCE(?5, delivered_at)
+                         WHERE seq = ?1"
+                }
+                Outbox::Notifications => {
+                    "UPDATE notifications SET status = ?2, attempts = attempts + 1,
+                             last_error = COALESCE(?3, last_error), next_attempt_at = ?4,
+                             delivered_at = COALESCE(?5, delivered_at)
+                         WHERE seq = ?1"
+                }
+            })?;
+            for (seq, outcome, now) in &attempts {
+                let now = *now;
+                let (status, error, next, delivered) = match outcome {
+                    DeliveryOutcome::Delivered => ("delivered", None, now, Some(now)),
+                    DeliveryOutcome::Retry {
+                        error,
+                        next_attempt_at,
+                    } => ("pending", Some(error), *next_attempt_at, None),
+                    DeliveryOutcome::Dead { error } => ("dead", Some(error), now, None),
+                };
+                stmt.execute(params![seq, status, error, next, delivered])?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Whether the callback was put back (read back by the caller).
+pub(crate) async fn requeue_callback(
+    writer: &Writer,
+    id: &str,
+    lease: &Lease,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let (key, lease) = (id.to_owned(), lease.clone());
+    writer
+        .write(move |c| {
+            let n = c
+                .cached(
+                    "UPDATE callbacks SET status = 'pending', attempts = 0, next_attempt_at = ?2,
+                             lease_owner = ?3, lease_expires_at = ?4
+                         WHERE id = ?1 AND status <> 'pending'",
+                )?
+                .execute(params![key, now, lease.owner, lease.until])?;
+            Ok(n == 1)
+        })
+        .await
+}
+
+/// The ids of the callbacks put back (read back by the caller).
+pub(crate) async fn redrive_dead(
+    writer: &Writer,
+    since: Millis,
+    limit: i64,
+    lease: &Lease,
+    now: Millis,
+) -> Result<Vec<String>, StoreError> {
+    let lease = lease.clone();
+    writer
+        .write(move |c| {
+            let mut stmt = c.cached(
+                "UPDATE callbacks SET status = 'pending', attempts = 0, next_attempt_at = ?3,
+                         lease_owner = ?4, lease_expires_at = ?5
+                     WHERE seq IN (SELECT seq FROM callbacks
+                                   WHERE status = 'dead' AND next_attempt_at >= ?1
+                                   ORDER BY seq LIMIT ?2)
+                     RETURNING id",
+            )?;
+            let ids = stmt
+                .query_map(params![since, limit, now, lease.owner, lease.until], |r| {
+                    r.get(0)
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(ids)
+        })
+        .await
+}

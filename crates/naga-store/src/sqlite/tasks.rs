@@ -1,0 +1,430 @@
+//! Tasks on SQLite: each command one job of the group-commit writer.
+
+use super::{stmts::Db, writer::Writer};
+use crate::{commands::*, rows::*, StoreError};
+use naga_core::time::Millis;
+use rusqlite::{params, OptionalExtension};
+use std::sync::Arc;
+
+/// The columns of `FirstAnswer`, in its order (a macro, for `concat!`).
+macro_rules! first_answer_columns {
+    () => {
+        "response, id, kind, session_id, analysis_session_id, calls_count, accepted_at"
+    };
+}
+
+fn first_answer(r: &rusqlite::Row<'_>) -> rusqlite::Result<FirstAnswer> {
+    Ok(FirstAnswer {
+        response: r.get(0)?,
+        id: r.get(1)?,
+        kind: r.get(2)?,
+        session_id: r.get(3)?,
+        analysis_session_id: r.get(4)?,
+        calls_count: r.get(5)?,
+        accepted_at: r.get(6)?,
+    })
+}
+
+pub(crate) fn touch_session(c: &Db, session_id: &str, now: Millis) -> Result<(), StoreError> {
+    c.cached(
+        "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?1, ?2, ?2)
+         ON CONFLICT (id) DO UPDATE SET last_activity_at = excluded.last_activity_at",
+    )?
+    .execute(params![session_id, now])?;
+    Ok(())
+}
+
+/// Where a reported step goes: its task's seq and session, and the step's
+/// number (counted from the steps themselves: the task's row is not
+/// rewritten per step). A call's end finds its task by `seq` instead
+/// (`record_call`).
+fn step_target(c: &Db, task_id: &str) -> Result<Option<(i64, String, i64)>, StoreError> {
+    Ok(c.cached(
+        "SELECT seq, session_id,
+                (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = seq)
+         FROM tasks WHERE id = ?1",
+    )?
+    .query_row(params![task_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    .optional()?)
+}
+
+/// A step that ends no call (reported, or noted by an agent along the way).
+/// (Two plain statements, a read and an INSERT: an INSERT … SELECT reading
+/// its own table, or RETURNING, would build a temporary b-tree per step.)
+fn insert_step(c: &Db, step: &NewStep) -> Result<StepRow, StoreError> {
+    let Some((task_seq, session_id, step_no)) = step_target(c, &step.task_id)? else {
+        return Err(StoreError::Conflict(format!("no task `{}`", step.task_id)));
+    };
+    c.cached(
+        "INSERT INTO steps (task_seq, task_id, session_id, step_no, call_idx, purpose, content,
+                            output, analysis, success, error, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        task_seq,
+        step.task_id,
+        session_id,
+        step_no,
+        step.call_idx,
+        step.purpose,
+        step.content,
+        step.output,
+        step.analysis,
+        step.success,
+        step.error,
+        step.created_at,
+    ])?;
+    Ok(step.row(session_id, step_no))
+}
+
+/// Memory learns from a failed step: the command's failed-attempt count.
+/// (Its key fact is read off the steps by the `key_facts` view.)
+fn count_failure(
+    c: &Db,
+    session_id: &str,
+    command: &str,
+    error: Option<&str>,
+    task_id: &str,
+    at: Millis,
+) -> Result<(), StoreError> {
+    c.cached(
+        "INSERT INTO failed_attempts (session_id, command, count, last_error, last_task_id, updated_at)
+         VALUES (?1, ?2, 1, ?3, ?4, ?5)
+         ON CONFLICT (session_id, command) DO UPDATE SET count = count + 1,
+             last_error = excluded.last_error, last_task_id = excluded.last_task_id,
+             updated_at = excluded.updated_at",
+    )?
+    .execute(params![session_id, command, error, task_id, at])?;
+    Ok(())
+}
+
+/// Records that the task's analysis session belongs to its session, or
+/// refuses it when it belongs to another. Known and committed: nothing to
+/// read (the task's foreign key still checks the row). Else read, then
+/// insert when new (an upsert that "sets" the key would count as a key
+/// change and make SQLite check every task referencing it); the mapping is
+/// returned, to be known once the commit holds it.
+fn claim_analysis(
+    c: &Db,
+    task: &NewTask,
+    accepted_at: Millis,
+    known: &AnalysisOwners,
+) -> Result<Option<(String, String)>, StoreError> {
+    let Some(analysis) = &task.analysis_session_id else {
+        return Ok(None);
+    };
+    let owner = match known.owner(analysis, &task.session_id) {
+        Some(Ok(())) => return Ok(None),
+        Some(Err(owner)) => Some(owner),
+        None => c
+            .cached("SELECT session_id FROM analysis_sessions WHERE id = ?1")?
+            .query_row(params![analysis], |r| r.get::<_, String>(0))
+            .optional()?,
+    };
+    match owner {
+        None => {
+            c.cached(
+                "INSERT INTO analysis_sessions (id, session_id, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![analysis, task.session_id, accepted_at])?;
+        }
+        Some(owner) if owner != task.session_id => {
+            return Err(StoreError::Conflict(format!(
+                "analysis_session_id `{analysis}` belongs to session `{owner}`, not `{}`",
+                task.session_id
+            )));
+        }
+        Some(_) => {}
+    }
+    Ok(Some((analysis.clone(), task.session_id.clone())))
+}
+
+/// The task, and the analysis-session mapping its commit makes known.
+type TaskInserted = (Inserted, Option<(String, String)>);
+
+/// `stamp`: the task's `(accepted_at, lease until)` as stored (see
+/// [`NewTask::clock`]).
+fn insert_task_in(
+    c: &Db,
+    task: &NewTask,
+    stamp: (Millis, Millis),
+    known: &AnalysisOwners,
+) -> Result<TaskInserted, StoreError> {
+    let (accepted_at, lease_until) = stamp;
+    let existing = c
+        .cached(concat!(
+            "SELECT ",
+            first_answer_columns!(),
+            " FROM tasks WHERE id = ?1"
+        ))?
+        .query_row(params![task.id], first_answer)
+        .optional()?;
+    if let Some(first) = existing {
+        let stored: StoredBatch = c
+            .cached(concat!(
+                "SELECT ",
+                stored_batch_columns!(),
+                " FROM tasks WHERE id = ?1"
+            ))?
+            .query_row(params![task.id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+        return Ok(match same_batch(&stored, task) {
+            true => (Inserted::Existing(first), None),
+            false => (Inserted::Reused(first), None),
+        });
+    }
+    if let Some(fp) = &task.fingerprint {
+        let active = c
+            .cached(concat!(
+                "SELECT ",
+                first_answer_columns!(),
+                " FROM tasks
+                 WHERE session_id = ?1 AND fingerprint = ?2 AND status IN ('queued', 'running')
+                 ORDER BY seq LIMIT 1"
+            ))?
+            .query_row(params![task.session_id, fp], first_answer)
+            .optional()?;
+        if let Some(first) = active {
+            return Ok((Inserted::Duplicate(first), None));
+        }
+    }
+    // The session exists before its task (foreign key); the task joins the
+    // end of its session's chain, and the session's row then points at it
+    // (one write of that row, found by rowid, which also counts the task
+    // and its activity).
+    let session: Option<(i64, Option<i64>)> = c
+        .cached("SELECT rowid, last_task_seq FROM sessions WHERE id = ?1")?
+        .query_row(params![task.session_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (session_row, prev_seq) = match session {
+        Some(found) => found,
+        None => {
+            c.cached(
+                "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?1, ?2, ?2)",
+            )?
+            .execute(params![task.session_id, accepted_at])?;
+            (c.last_insert_rowid(), None)
+        }
+    };
+    let learned = claim_analysis(c, task, accepted_at, known)?;
+    // The task's texts are bound in place (`execute_borrowing`).
+    c.execute_borrowing(
+        "INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url, policy,
+             fingerprint, status, calls_count, calls, response, accepted_at, started_at,
+             lease_owner, lease_expires_at, prev_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        &[
+            task.id.as_str().into(),
+            task.kind.as_str().into(),
+            task.session_id.as_str().into(),
+            task.analysis_session_id.as_deref().into(),
+            task.query.as_deref().into(),
+            task.callback_url.as_deref().into(),
+            task.policy.as_str().into(),
+            task.fingerprint.as_deref().into(),
+            if task.started { "running" } else { "queued" }.into(),
+            (task.calls_count as i64).into(),
+            task.calls.as_str().into(),
+            task.response.as_str().into(),
+            accepted_at.into(),
+            task.started.then_some(accepted_at).into(),
+            task.lease.owner.as_str().into(),
+            lease_until.into(),
+            prev_seq.into(),
+        ],
+    )?;
+    let seq = c.last_insert_rowid();
+    c.cached(
+        "UPDATE sessions SET last_task_seq = ?2, task_count = task_count + 1, last_activity_at = ?3
+         WHERE rowid = ?1",
+    )?
+    .execute(params![session_row, seq, accepted_at])?;
+    Ok((
+        Inserted::New {
+            seq,
+            started: task.started,
+            accepted_at,
+        },
+        learned,
+    ))
+}
+
+/// Records the end of one call: the step that carries its outcome (its key
+/// fact is read off the step), and a failed-attempt count when it failed.
+/// Refused when `owner` no longer holds the unfinished task (fencing).
+///
+/// One statement: the step's number comes from its task's steps, its
+/// session from the task row, addressed by `seq` (the table's own key) and
+/// read only while `owner` holds the task unfinished; otherwise the session
+/// is NULL and the column's NOT NULL refuses the row. (A scalar subquery in
+/// VALUES, unlike INSERT … SELECT from the same table, needs no temporary
+/// b-tree.)
+fn record_call(c: &Db, f: &CallFinish) -> Result<(), StoreError> {
+    let step = &f.step;
+    // The step's texts are bound in place (`execute_borrowing`).
+    let inserted = c.execute_borrowing(
+        "INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
+                            output, analysis, success, error, created_at, result, started_at)
+         VALUES (?1, (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = ?1), ?2,
+                 (SELECT session_id FROM tasks
+                  WHERE seq = ?1 AND id = ?2 AND lease_owner = ?3
+                    AND status IN ('queued', 'running')),
+                 ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        &[
+            f.task_seq.into(),
+            step.task_id.as_str().into(),
+            f.owner.as_str().into(),
+            step.call_idx.into(),
+            step.purpose.as_deref().into(),
+            step.content.as_deref().into(),
+            step.output.as_deref().into(),
+            step.analysis.as_deref().into(),
+            i64::from(step.success).into(),
+            step.error.as_deref().into(),
+            step.created_at.into(),
+            f.result.as_str().into(),
+            f.started_at.into(),
+        ],
+    );
+    match inserted {
+        Ok(_) => {}
+        Err(rusqlite::Error::SqliteFailure(e, Some(m)))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL
+                && m.contains("steps.session_id") =>
+        {
+            return Err(StoreError::LeaseLost(step.task_id.clone()));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if !step.success {
+        let session_id: String = c
+            .cached("SELECT session_id FROM tasks WHERE seq = ?1")?
+            .query_row(params![f.task_seq], |r| r.get(0))?;
+        let error = step.error.as_deref();
+        count_failure(
+            c,
+            &session_id,
+            step.command(),
+            error,
+            &step.task_id,
+            step.created_at,
+        )?;
+    }
+    Ok(())
+}
+
+fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
+    if let Some(call) = &f.last_call {
+        record_call(c, call)?;
+    }
+    let ended = c.execute_borrowing(
+        "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4, summary = ?6,
+             lease_owner = NULL, lease_expires_at = NULL
+         WHERE seq = ?7 AND id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?5",
+        &[
+            f.task_id.as_str().into(),
+            f.status.as_str().into(),
+            f.error.as_deref().into(),
+            f.finished_at.into(),
+            f.owner.as_str().into(),
+            f.summary.as_deref().into(),
+            f.task_seq.into(),
+        ],
+    )?;
+    if ended == 0 {
+        return Ok(Finished::AlreadyEnded);
+    }
+    let Some((url, head)) = &f.callback else {
+        return Ok(Finished::Ended { callback: None });
+    };
+    if !head.starts_with('{') || !head.ends_with("\"sequence\":") {
+        // Never a body a receiver could not parse.
+        return Err(StoreError::Corrupt(format!(
+            "callback of `{}`: not an envelope's JSON up to its sequence",
+            f.task_id
+        )));
+    }
+    let seq: i64 = c
+        .cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM callbacks")?
+        .query_row([], |r| r.get(0))?;
+    let body = format!("{head}{seq}}}");
+    c.execute_borrowing(
+        "INSERT INTO callbacks (seq, id, task_id, url, body, status, attempts, next_attempt_at,
+                                created_at, lease_owner, lease_expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7, ?8)",
+        &[
+            seq.into(),
+            f.callback_id.as_str().into(),
+            f.task_id.as_str().into(),
+            url.as_str().into(),
+            body.as_str().into(),
+            f.finished_at.into(),
+            f.owner.as_str().into(),
+            f.lease_until.into(),
+        ],
+    )?;
+    Ok(Finished::Ended {
+        callback: Some(f.pending_callback(url, seq, body)),
+    })
+}
+
+pub(crate) async fn insert_task(
+    writer: &Writer,
+    analysis_owners: &AnalysisOwners,
+    task: NewTask,
+) -> Result<Inserted, StoreError> {
+    let known = analysis_owners.clone();
+    let (inserted, learned) = writer
+        // (Stamped as written: the time of this group commit.)
+        .write(move |c| insert_task_in(c, &task, task.stamp(), &known))
+        .await?;
+    if let Some((analysis, session)) = learned {
+        analysis_owners.learn(analysis, session);
+    }
+    Ok(inserted)
+}
+
+pub(crate) async fn start_task(
+    writer: &Writer,
+    task_id: &str,
+    owner: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let (task_id, owner) = (task_id.to_owned(), owner.to_owned());
+    writer
+        .write(move |c| {
+            let n = c
+                .cached(
+                    "UPDATE tasks SET status = 'running', started_at = COALESCE(started_at, ?2)
+                         WHERE id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?3",
+                )?
+                .execute(params![task_id, now, owner])?;
+            Ok(n == 1)
+        })
+        .await
+}
+
+pub(crate) async fn finish_call(writer: &Writer, f: Arc<CallFinish>) -> Result<(), StoreError> {
+    writer.write(move |c| record_call(c, &f)).await
+}
+
+pub(crate) async fn add_step(writer: &Writer, step: NewStep) -> Result<StepRow, StoreError> {
+    writer
+        .write(move |c| {
+            let row = insert_step(c, &step)?;
+            if !row.success {
+                let (error, at) = (row.error.as_deref(), row.created_at);
+                count_failure(c, &row.session_id, step.command(), error, &row.task_id, at)?;
+            }
+            Ok(row)
+        })
+        .await
+}
+
+pub(crate) async fn finish_task(
+    writer: &Writer,
+    finish: Arc<TaskFinish>,
+) -> Result<Finished, StoreError> {
+    writer.write(move |c| finish_task_in(c, &finish)).await
+}
