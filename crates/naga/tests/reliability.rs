@@ -18,7 +18,7 @@ async fn app_with(change: impl FnOnce(&mut naga_core::config::Config)) -> TestAp
     TestApp::spawn_with(dir, config).await
 }
 
-/// The README's Rust verification method, verbatim.
+/// The Rust verification method of docs/reliability.md, verbatim.
 fn verify(secret: &str, id: &str, timestamp: &str, body: &[u8], signatures: &str) -> bool {
     let Ok(key) = B64.decode(secret.trim_start_matches("whsec_")) else {
         return false;
@@ -80,7 +80,7 @@ async fn callbacks_are_signed_and_verify_with_the_documented_methods() {
         "a changed body fails"
     );
 
-    // The Python snippet of the README (examples/verify_webhook.py).
+    // The Python snippet of docs/reliability.md (examples/verify_webhook.py).
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/verify_webhook.py"
