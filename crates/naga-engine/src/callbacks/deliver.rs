@@ -1,0 +1,264 @@
+//! Delivering one callback: its attempts until delivered or dead, and the
+//! outcomes recorded in batches.
+
+use super::*;
+
+impl Inner {
+    pub(super) async fn deliver(&self, mut row: CallbackRow) {
+        let mut attempts = row.attempts as u32;
+        let wait = row.next_attempt_at - self.clock.now_ms();
+        if wait > 0 {
+            // The body waits in the store, not here (a retry can be hours
+            // away, and bodies can be large).
+            row.body = String::new();
+            if !self.sleep(Duration::from_millis(wait as u64)).await {
+                return;
+            }
+        }
+        loop {
+            if row.body.is_empty() {
+                match self.store.delivery_body(row.outbox, row.seq).await {
+                    Ok(Some(body)) => row.body = body,
+                    Ok(None) => return, // gone (its conversation was deleted)
+                    Err(e) => {
+                        // The store cannot be read now: asked again soon
+                        // (the row stays pending and this node's).
+                        tracing::warn!(callback_id = %row.id, error = %e,
+                            "cannot read a callback's body to send it; trying again");
+                        if !self.sleep(Duration::from_secs(1)).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let permit = tokio::select! {
+                p = self.permits.acquire() => p,
+                _ = self.stop.cancelled() => return,
+            };
+            let Ok(_permit) = permit else { return };
+            if self.stop.is_cancelled() {
+                return;
+            }
+            attempts += 1;
+            let outcome = tokio::select! {
+                outcome = self.attempt(&row) => outcome,
+                // Abandoned: the row stays pending, sent again by the next run.
+                _ = self.stop.cancelled() => return,
+            };
+            let now = self.clock.now_ms();
+            let (record, delay) = match outcome {
+                Attempt::Delivered => (DeliveryOutcome::Delivered, None),
+                Attempt::Fatal(error) => (DeliveryOutcome::Dead { error }, None),
+                Attempt::Retry { error, .. } if attempts >= self.config.max_attempts => {
+                    let error = format!("{error} (gave up after {attempts} attempts)");
+                    (DeliveryOutcome::Dead { error }, None)
+                }
+                Attempt::Retry { error, retry_after } => {
+                    // The receiver's Retry-After wins over our backoff (bounded,
+                    // so that no receiver can park a callback for days).
+                    let delay = match retry_after {
+                        Some(d) => d.min(MAX_RETRY_AFTER),
+                        None => self.backoff(attempts),
+                    };
+                    let next_attempt_at = now + delay.as_millis() as i64;
+                    (
+                        DeliveryOutcome::Retry {
+                            error,
+                            next_attempt_at,
+                        },
+                        Some(delay),
+                    )
+                }
+            };
+            match &record {
+                DeliveryOutcome::Delivered => {
+                    tracing::debug!(callback_id = %row.id, task_id = %row.task_id, attempts, "callback delivered")
+                }
+                DeliveryOutcome::Retry { error, .. } => {
+                    tracing::warn!(callback_id = %row.id, task_id = %row.task_id, attempts, %error, "callback delivery failed; will retry")
+                }
+                DeliveryOutcome::Dead { error } => {
+                    tracing::error!(callback_id = %row.id, task_id = %row.task_id, attempts, %error, "callback dead-lettered")
+                }
+            }
+            if let DeliveryOutcome::Delivered = record {
+                // Recorded with others in one commit; until then the row is
+                // pending, and a crash would only send it again.
+                let _ = self.delivered.send((row.outbox, row.seq, now));
+                return;
+            }
+            let recorded = retry_store(
+                &*self.clock,
+                &self.stop,
+                3,
+                || format!("record an attempt of callback `{}`", row.id),
+                || {
+                    self.store
+                        .record_deliveries_in(row.outbox, vec![(row.seq, record.clone(), now)])
+                },
+            )
+            .await;
+            if let Err(e) = recorded {
+                // The row stays pending in the store: a restart sends it again.
+                tracing::error!(callback_id = %row.id, error = %e, "cannot record callback delivery");
+                return;
+            }
+            drop(_permit);
+            row.body = String::new();
+            match delay {
+                Some(d) if self.sleep(d).await => continue,
+                _ => return,
+            }
+        }
+    }
+
+    /// Sleeps unless the server stops first; false when it stopped.
+    pub(super) async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = self.clock.sleep(d) => true,
+            _ = self.stop.cancelled() => false,
+        }
+    }
+
+    pub(super) fn backoff(&self, attempt: u32) -> Duration {
+        let c = &self.config;
+        let jitter = rand::rng().random();
+        match scheduled_delay(attempt, &c.retry_schedule_ms, jitter) {
+            Some(d) => d,
+            None => backoff_delay(attempt, c.backoff_base_ms, c.backoff_max_ms, jitter),
+        }
+    }
+
+    /// The receiver's URL: parsed when it was admitted, else (a callback
+    /// recovered from an earlier run, or replayed) checked against today's
+    /// allowlist now. Only `admit` adds to the known URLs: a URL known is
+    /// one the allowlist let in. An address in the URL itself is checked
+    /// here; a host name's addresses as the connection is made.
+    pub(super) fn url(&self, raw: &str) -> Result<url::Url, String> {
+        let allowed = &self.config.allowed_hosts;
+        let known = self.urls.lock().unwrap().get(raw).cloned();
+        let url = match known {
+            Some(url) => url,
+            None => check_url(raw, allowed)?,
+        };
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+            _ => None,
+        };
+        match ip {
+            Some(ip) if !address_allowed(ip, allowed) => Err(format!(
+                "callback address {ip} is refused: private, loopback and link-local addresses \
+                 need to be listed in [callbacks] allowed_hosts"
+            )),
+            _ => Ok(url),
+        }
+    }
+
+    pub(super) async fn attempt(&self, row: &CallbackRow) -> Attempt {
+        let timestamp = self.clock.now().timestamp();
+        let url = match self.url(&row.url) {
+            Ok(url) => url,
+            Err(e) => return Attempt::Fatal(e),
+        };
+        let mut req = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &row.id)
+            .header("webhook-timestamp", timestamp.to_string());
+        if !self.keys.is_empty() {
+            let signatures: Vec<String> = self
+                .keys
+                .iter()
+                .map(|key| sign(key, &row.id, timestamp, &row.body))
+                .collect();
+            req = req.header("webhook-signature", signatures.join(" "));
+        }
+        match req.body(row.body.clone()).send().await {
+            Err(e) if refused_address(&e).is_some() => {
+                Attempt::Fatal(refused_address(&e).unwrap_or_default())
+            }
+            Err(e) => Attempt::Retry {
+                error: describe_send_error(&e),
+                retry_after: None,
+            },
+            Ok(resp) => {
+                let status = resp.status();
+                if status.is_success() {
+                    return Attempt::Delivered;
+                }
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let error = format!("receiver answered {status}");
+                if status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error() {
+                    Attempt::Retry { error, retry_after }
+                } else {
+                    Attempt::Fatal(error)
+                }
+            }
+        }
+    }
+}
+
+/// Records successful deliveries in batches: whatever arrived while the
+/// last batch was being committed goes into the next.
+pub(super) async fn flush_deliveries(
+    clock: Arc<dyn Clock>,
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<(Outbox, i64, i64)>,
+    stop: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => m,
+            _ = stop.cancelled() => None,
+        };
+        let mut batch: Vec<(Outbox, i64, i64)> = first.into_iter().collect();
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            return; // stopped, nothing left
+        }
+        for outbox in [Outbox::Callbacks, Outbox::Notifications] {
+            let of_outbox: Vec<(i64, DeliveryOutcome, i64)> = batch
+                .iter()
+                .filter(|d| d.0 == outbox)
+                .map(|&(_, seq, at)| (seq, DeliveryOutcome::Delivered, at))
+                .collect();
+            if of_outbox.is_empty() {
+                continue;
+            }
+            let recorded = retry_store(
+                &*clock,
+                &stop,
+                3,
+                || format!("record {} deliveries", of_outbox.len()),
+                || store.record_deliveries_in(outbox, of_outbox.clone()),
+            )
+            .await;
+            if let Err(e) = recorded {
+                tracing::error!(error = %e, "cannot record deliveries; those are sent again after a restart");
+            }
+        }
+    }
+}
+
+pub(super) fn describe_send_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        format!("cannot connect: {e}")
+    } else {
+        e.to_string()
+    }
+}

@@ -1,0 +1,302 @@
+//! Callbacks: the outbox delivery worker, the URL allowlist and
+//! Standard Webhooks signing.
+//!
+//! A callback row is written in the transaction that ends its task; this
+//! worker then POSTs it through one pooled keep-alive client, retrying
+//! connect errors, timeouts, 408, 429 and 5xx with exponential backoff and
+//! jitter (honouring `Retry-After`), until it is delivered or declared dead.
+//!
+//! Where each part is: this file, the worker's handle (`Callbacks`: admit a
+//! URL, enqueue a row, claim what another node let go); `deliver`, one
+//! callback's attempts and the outcomes recorded in batches; `backoff`, when
+//! to try again; `policy`, which URLs are allowed; `resolve`, the allowlist
+//! checked again on every address a host resolves to; `sign`, Standard
+//! Webhooks signatures.
+
+mod backoff;
+mod deliver;
+mod policy;
+mod resolve;
+mod sign;
+
+pub use backoff::{backoff_delay, scheduled_delay};
+pub use policy::{address_allowed, check_url};
+pub use sign::{parse_secret, secret_from_token, sign};
+
+use deliver::flush_deliveries;
+use resolve::{refused_address, CheckedResolver};
+
+use crate::{clock::Clock, retry::retry_store};
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use hmac::{Hmac, Mac};
+use naga_core::config::CallbackConfig;
+use naga_store::{CallbackRow, DeliveryOutcome, Outbox, Store};
+use rand::Rng;
+use sha2::Sha256;
+use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+#[derive(Clone)]
+pub struct Callbacks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    client: reqwest::Client,
+    config: CallbackConfig,
+    /// The signing key, then the keys being rotated out (a signature each).
+    keys: Vec<Vec<u8>>,
+    clock: Arc<dyn Clock>,
+    permits: Semaphore,
+    stop: CancellationToken,
+    /// Successful deliveries, recorded in batches by the flusher.
+    delivered: mpsc::UnboundedSender<(Outbox, i64, i64)>,
+    flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Receiver URLs admitted (allowlist checked) and parsed once: most
+    /// callbacks go to a few receivers.
+    urls: std::sync::Mutex<HashMap<String, url::Url>>,
+    /// Deliveries under way (each ends once `stop` fires).
+    deliveries: tokio_util::task::TaskTracker,
+}
+
+/// Most distinct receiver URLs kept parsed.
+const PARSED_URLS: usize = 1024;
+
+enum Attempt {
+    Delivered,
+    Retry {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    Fatal(String),
+}
+
+impl Callbacks {
+    pub fn new(
+        store: Store,
+        config: CallbackConfig,
+        clock: Arc<dyn Clock>,
+        stop: CancellationToken,
+    ) -> Result<Self, String> {
+        let keys = config
+            .secret
+            .iter()
+            .chain(&config.previous_secrets)
+            .map(|s| parse_secret(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = reqwest::Client::builder()
+            .dns_resolver(CheckedResolver {
+                allowed: config.allowed_hosts.clone().into(),
+            })
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .pool_max_idle_per_host(config.concurrency)
+            .user_agent(concat!("naga/", env!("CARGO_PKG_VERSION")))
+            // A redirect could lead past `allowed_hosts`: a 3xx is an answer.
+            .redirect(reqwest::redirect::Policy::none())
+            // Retries are this worker's (with backoff and an outbox row).
+            .retry(reqwest::retry::never())
+            .build()
+            .map_err(|e| format!("cannot build the callback HTTP client: {e}"))?;
+        let (delivered, rx) = mpsc::unbounded_channel();
+        let flusher = tokio::spawn(flush_deliveries(
+            clock.clone(),
+            store.clone(),
+            rx,
+            stop.clone(),
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                permits: Semaphore::new(config.concurrency.max(1)),
+                store,
+                client,
+                config,
+                keys,
+                clock,
+                stop,
+                delivered,
+                flusher: std::sync::Mutex::new(Some(flusher)),
+                urls: std::sync::Mutex::default(),
+                deliveries: Default::default(),
+            }),
+        })
+    }
+
+    /// Waits, once the server stops, for the deliveries under way to end
+    /// (an attempt in flight is abandoned: its row stays pending) and for
+    /// the last delivery records.
+    pub async fn close(&self) {
+        let deliveries = &self.inner.deliveries;
+        deliveries.close();
+        deliveries.wait().await;
+        let flusher = self.inner.flusher.lock().unwrap().take();
+        if let Some(f) = flusher {
+            let _ = f.await;
+        }
+    }
+
+    /// Checks a batch's `callback_url` against `[callbacks] allowed_hosts`.
+    /// A URL admitted once is known (and kept parsed for its deliveries):
+    /// most batches name one of a few receivers.
+    pub fn admit(&self, raw: &str) -> Result<(), String> {
+        let inner = &self.inner;
+        if inner.urls.lock().unwrap().contains_key(raw) {
+            return Ok(());
+        }
+        let url = check_url(raw, &inner.config.allowed_hosts)?;
+        let mut urls = inner.urls.lock().unwrap();
+        if urls.len() >= PARSED_URLS {
+            urls.clear();
+        }
+        urls.insert(raw.to_owned(), url);
+        Ok(())
+    }
+
+    /// Delivers a callback in the background until delivered or dead.
+    pub fn enqueue(&self, row: CallbackRow) {
+        let inner = self.inner.clone();
+        self.inner
+            .deliveries
+            .spawn(async move { inner.deliver(row).await });
+    }
+
+    /// Takes over and sends the pending callbacks and UI notifications
+    /// that no live node holds: with `own`, also those this node's identity
+    /// held in its last run (at start); without, those whose holder's lease
+    /// expired (a node that died; the periodic sweep).
+    pub async fn claim(
+        &self,
+        lease: naga_store::Lease,
+        own: bool,
+    ) -> Result<usize, naga_store::StoreError> {
+        let now = self.inner.clock.now_ms();
+        let me = own.then(|| lease.owner.clone());
+        let rows = self
+            .inner
+            .store
+            .claim_deliveries(lease, now, me.as_deref())
+            .await?;
+        let n = rows.len();
+        for row in rows {
+            self.enqueue(row);
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowlist() {
+        let loopback = vec!["loopback".to_owned()];
+        assert!(check_url("http://localhost:8000/agent_result_callback", &loopback).is_ok());
+        assert!(check_url("http://127.0.0.2:1/x", &loopback).is_ok());
+        assert!(check_url("http://[::1]:1/x", &loopback).is_ok());
+        assert!(check_url("http://example.com/x", &loopback).is_err());
+        assert!(check_url("http://10.0.0.1/x", &loopback).is_err());
+        assert!(check_url("ftp://localhost/x", &loopback).is_err());
+        assert!(check_url("not a url", &loopback).is_err());
+        let listed = vec!["hooks.internal".to_owned()];
+        assert!(check_url("https://hooks.internal/x", &listed).is_ok());
+        assert!(check_url("http://localhost/x", &listed).is_err());
+    }
+
+    #[test]
+    fn internal_addresses_need_to_be_listed_by_address() {
+        let ok = |ip: &str, allowed: &[&str]| {
+            let allowed: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+            address_allowed(ip.parse().unwrap(), &allowed)
+        };
+        for internal in [
+            "169.254.169.254",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "224.0.0.1",
+        ] {
+            assert!(!ok(internal, &["*"]), "{internal}");
+            assert!(ok(internal, &[internal]), "{internal} listed");
+        }
+        assert!(!ok("127.0.0.1", &["*"]));
+        assert!(ok("127.0.0.1", &["loopback"]));
+        assert!(ok("::1", &["loopback"]));
+        assert!(ok("93.184.215.14", &["*"]), "a public address");
+        assert!(ok("2606:4700::1111", &["hooks.example"]));
+    }
+
+    #[tokio::test]
+    async fn only_the_allowlist_admits_a_url_also_once_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("naga.db").display());
+        let store = Store::open(&url, &Default::default()).await.unwrap();
+        let callbacks = Callbacks::new(
+            store,
+            CallbackConfig::default(),
+            Arc::new(crate::clock::SystemClock),
+            CancellationToken::new(),
+        )
+        .unwrap();
+        let ok = "http://127.0.0.1:9/cb";
+        assert!(callbacks.admit(ok).is_ok());
+        assert!(callbacks.admit(ok).is_ok(), "known: admitted again");
+        // A callback recovered from an earlier run (or replayed) is checked
+        // again at delivery, and that does not make its host admissible.
+        let elsewhere = "http://example.com/cb";
+        assert!(callbacks.inner.url(elsewhere).is_err());
+        let refused = callbacks.admit(elsewhere).unwrap_err();
+        assert!(refused.contains("not allowed"), "{refused}");
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_with_jitter_and_a_cap() {
+        let ms = |a, j| backoff_delay(a, 500, 60_000, j).as_millis();
+        assert_eq!((ms(1, 0.0), ms(1, 0.999)), (250, 499));
+        assert_eq!((ms(2, 0.0), ms(3, 0.0), ms(4, 0.0)), (500, 1000, 2000));
+        assert_eq!((ms(20, 0.0), ms(20, 0.999)), (30_000, 59_970));
+        assert_eq!(ms(1000, 0.5), 45_000, "no overflow on huge attempt counts");
+    }
+
+    #[test]
+    fn the_default_schedule_retries_for_about_a_day_with_growing_gaps() {
+        let c = CallbackConfig::default();
+        let waits: Vec<Duration> = (1..c.max_attempts)
+            .map(|a| scheduled_delay(a, &c.retry_schedule_ms, 0.5).unwrap())
+            .collect();
+        assert_eq!(waits.first(), Some(&Duration::from_secs(5)));
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+        let total: Duration = waits.iter().sum();
+        assert!(
+            (Duration::from_secs(24 * 3600)..Duration::from_secs(30 * 3600)).contains(&total),
+            "{total:?}"
+        );
+        let ms = |a, j| scheduled_delay(a, &[1_000, 10_000], j).unwrap().as_millis();
+        assert_eq!((ms(1, 0.0), ms(1, 0.5), ms(2, 0.75)), (900, 1_000, 10_500));
+        assert_eq!(ms(9, 0.5), 10_000, "past the end the last wait repeats");
+        assert_eq!(scheduled_delay(1, &[], 0.5), None);
+    }
+
+    #[test]
+    fn signature_matches_the_standard_webhooks_example() {
+        // Test vector of the Standard Webhooks specification.
+        let key = parse_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let sig = sign(
+            &key,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            r#"{"test": 2432232314}"#,
+        );
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+}
