@@ -71,7 +71,7 @@ impl Inner {
             },
         );
         let tracker = self.tracker.clone();
-        // Boxed for the reason given where a batch is committed (intake.rs).
+        // Boxed for the reason given where a batch is committed (intake/commit.rs).
         tracker.spawn(Box::pin(async move {
             let status = self.run(&spec, &token, reserved).await;
             self.release(&spec, status);

@@ -1,0 +1,136 @@
+//! Admitting a batch: its session's policy applied, then committed and
+//! handed to the scheduler, or answered as a batch already known.
+
+use super::*;
+
+impl Engine {
+    /// Validates, commits and schedules a batch; answers before any call runs.
+    pub async fn accept(&self, batch: Batch) -> Result<Scheduled, EngineError> {
+        let invalid = |e: naga_core::IdError| EngineError::Invalid(e.to_string());
+        let request_id = match batch.request_id {
+            Some(r) => {
+                validate_id("request_id", &r).map_err(invalid)?;
+                r
+            }
+            None => new_request_id(),
+        };
+        // Upstream takes a batch without a session: it runs in a session of
+        // its own, named after its request id (so a repeat finds it).
+        let session = SessionId::parse(batch.session_id.unwrap_or_else(|| request_id.clone()))
+            .map_err(invalid)?;
+        if let Some(a) = &batch.analysis_session_id {
+            validate_id("analysis_session_id", a).map_err(invalid)?;
+        }
+        if let Some(url) = &batch.callback_url {
+            self.callbacks().admit(url).map_err(EngineError::Invalid)?;
+        }
+        if batch.calls.len() > MAX_CALLS {
+            return Err(EngineError::Invalid(format!(
+                "a batch holds at most {MAX_CALLS} calls; this one has {}: split it",
+                batch.calls.len()
+            )));
+        }
+        let noun = noun(batch.kind);
+        let list = match batch.kind {
+            TaskKind::Agent => "agent_calls",
+            TaskKind::Mcp => "tool_calls",
+        };
+        check_timeouts(list, &batch.calls)?;
+        let now = self.clock().now_ms();
+        let ids = (
+            session.as_str(),
+            batch.analysis_session_id.as_deref().unwrap_or(""),
+            request_id.as_str(),
+        );
+        if batch.calls.is_empty() {
+            tracing::info!(
+                session_id = ids.0,
+                analysis_session_id = ids.1,
+                request_id = ids.2,
+                "empty {list}: nothing scheduled"
+            );
+            // Upstream names the (empty) batch by its request id all the same.
+            let response = ScheduleResponse {
+                success: true,
+                status: "no_tasks".into(),
+                task_id: Some(request_id.clone()),
+                message: format!("没有需要执行的{noun} (empty {list})"),
+                accepted_at: iso(now),
+                session_id: session.into_string(),
+                analysis_session_id: batch.analysis_session_id,
+            };
+            return Ok(Scheduled {
+                response: with_kind_fields(batch.kind, &request_id, &response),
+                outcome: Outcome::NoTasks,
+                task_id: Some(request_id),
+            });
+        }
+        let policy = batch
+            .policy
+            .unwrap_or(self.config().scheduler.session_policy);
+        // An idle session's batch takes its slot (and a worker) now; under
+        // `reject`, a busy session's batch is refused here.
+        let reservation = match self.scheduler().reserve(session.as_str(), policy) {
+            Ok(r) => r,
+            Err(SessionBusy) => {
+                // A repeat of a known request gets its first answer, not a refusal.
+                if let Some(repeat) = self.repeated(&request_id).await? {
+                    return Ok(repeat);
+                }
+                tracing::info!(
+                    session_id = ids.0,
+                    analysis_session_id = ids.1,
+                    request_id = ids.2,
+                    "session busy and policy is reject: batch refused"
+                );
+                return Err(session_busy(session.as_str()));
+            }
+        };
+        // Each call's JSON as sent: the scheduler keeps them while the batch
+        // waits, the store keeps them as one array.
+        let calls: Vec<Box<str>> = batch.calls.into_iter().map(RawCall::into_text).collect();
+        let clock = self.clock().clone();
+        let task = NewTask {
+            id: request_id.clone(),
+            kind: batch.kind,
+            session_id: session.as_str().to_owned(),
+            analysis_session_id: batch.analysis_session_id.clone(),
+            query: batch.query,
+            callback_url: batch.callback_url.clone(),
+            policy,
+            fingerprint: batch.fingerprint,
+            calls: format!("[{}]", calls.join(",")),
+            calls_count: calls.len(),
+            // Rebuilt from the row on a repeat (`first_answer`).
+            response: String::new(),
+            accepted_at: now,
+            lease: self.scheduler().lease(now),
+            started: false,
+            // Stored with the time of its commit (see `NewTask::clock`).
+            clock: Some(naga_store::StampClock(std::sync::Arc::new(move || {
+                clock.now_ms()
+            }))),
+        };
+        let spec = TaskSpec {
+            id: request_id,
+            seq: 0,
+            kind: batch.kind,
+            session_id: session.into_string(),
+            analysis_session_id: batch.analysis_session_id,
+            callback_url: batch.callback_url,
+            policy,
+            done: vec![None; calls.len()],
+            calls: Calls::new(calls),
+        };
+        // Commit and hand over in a task of its own: a client that hangs up
+        // mid-request must not leave a committed batch that nobody runs.
+        // (Boxed: the task then holds a pointer, not a 2 KB future that tokio
+        // copies into its cell and again when the task's stage changes.)
+        let engine = self.clone();
+        tokio::spawn(Box::pin(async move {
+            engine.commit(task, spec, reservation).await
+        }))
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("the batch could not be committed: {e}")))?
+    }
+}
