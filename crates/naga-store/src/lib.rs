@@ -19,6 +19,8 @@
 //! backend in a `match`; a PostgreSQL outcome also feeds the write health
 //! (`health`).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 mod commands;
 mod conversations;
 mod error;

@@ -24,6 +24,14 @@
 //!
 //! Durability is unchanged: a frame in this buffer belongs to a commit that
 //! has not returned, exactly like a frame whose `write` has not happened yet.
+//!
+//! This module and `stmts` are the store's only `unsafe` code (the crate
+//! denies `unsafe_op_in_unsafe_fn`: each unsafe function's body is one
+//! block with its own `SAFETY` note). What covers it: the tests below (every
+//! commit in the files when it returns, rolled-back frames dropped, size
+//! changes), and `crates/naga/tests/torture.rs`, which kills the real naga
+//! with -9 at random moments under load thirty times and checks the file's
+//! integrity and every acknowledged batch after each restart.
 
 use rusqlite::ffi;
 use std::ffi::{c_char, c_int, c_void, CStr};
@@ -46,6 +54,10 @@ const FRAME_HEADER: usize = 24;
 /// Registers the VFS once; later calls return the first outcome.
 pub(crate) fn register() -> Result<(), c_int> {
     static REGISTERED: OnceLock<Result<(), c_int>> = OnceLock::new();
+    // SAFETY: runs once (`OnceLock`). `sqlite3_vfs_find(NULL)` answers the
+    // default VFS, which SQLite keeps for the process; it is copied, not
+    // changed; the copy is leaked, so it outlives every connection, as
+    // `sqlite3_vfs_register` requires; `NAME` is a static C string.
     *REGISTERED.get_or_init(|| unsafe {
         let real = ffi::sqlite3_vfs_find(std::ptr::null());
         if real.is_null() {
@@ -131,16 +143,23 @@ static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
 };
 
 unsafe fn this<'a>(f: *mut ffi::sqlite3_file) -> &'a mut File {
-    &mut *(f as *mut File)
+    // SAFETY: SQLite passes every method the `sqlite3_file` it allocated for this file (`szOsFile` bytes of ours) after `open` wrote a `File` there (its first field is that header); during a method call nothing else refers to it.
+    unsafe { &mut *(f as *mut File) }
 }
 
 /// The platform file's method `$m`, called with `$args`.
 macro_rules! real {
     ($file:expr, $m:ident $(, $arg:expr)*) => {{
-        let real = $file.real;
-        match (*(*real).pMethods).$m {
-            Some(m) => m(real $(, $arg)*),
-            None => ffi::SQLITE_IOERR,
+        // SAFETY: `$file` is a `File` that SQLite opened through `open` and
+        // has not closed (SQLite calls a file's methods only then): its
+        // `real` is the platform's open file, whose method table lives as
+        // long as it; the arguments are the ones SQLite passed to us.
+        unsafe {
+            let real = $file.real;
+            match (*(*real).pMethods).$m {
+                Some(m) => m(real $(, $arg)*),
+                None => ffi::SQLITE_IOERR,
+            }
         }
     }};
 }
@@ -149,8 +168,10 @@ macro_rules! real {
 /// whatever reads, syncs or measures the file sees every write made so far.
 macro_rules! flushed_then {
     ($f:expr, $m:ident $(, $arg:expr)*) => {{
-        let file = this($f);
-        match flush(file) {
+        // SAFETY: `$f` is a file SQLite opened through `open` (see `real!`).
+        let file = unsafe { this($f) };
+        // SAFETY: `file` is that open file; `flush` writes through its `real`.
+        match unsafe { flush(file) } {
             ffi::SQLITE_OK => real!(file, $m $(, $arg)*),
             rc => rc,
         }
@@ -164,61 +185,64 @@ unsafe extern "C" fn open(
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
-    (*file).pMethods = std::ptr::null();
-    let Some(Platform(real_vfs)) = REAL.get() else {
-        return ffi::SQLITE_ERROR;
-    };
-    let size = (**real_vfs).szOsFile as u64;
-    let real = ffi::sqlite3_malloc64(size) as *mut ffi::sqlite3_file;
-    if real.is_null() {
-        return ffi::SQLITE_NOMEM;
-    }
-    std::ptr::write_bytes(real as *mut u8, 0, size as usize);
-    let Some(real_open) = (**real_vfs).xOpen else {
-        ffi::sqlite3_free(real as *mut c_void);
-        return ffi::SQLITE_ERROR;
-    };
-    let rc = real_open(*real_vfs, name, real, flags, out_flags);
-    if rc != ffi::SQLITE_OK || (*real).pMethods.is_null() {
-        // On failure SQLite does not call xClose: nothing of ours is left.
-        if !(*real).pMethods.is_null() {
-            if let Some(close) = (*(*real).pMethods).xClose {
-                close(real);
-            }
-        }
-        ffi::sqlite3_free(real as *mut c_void);
-        return if rc == ffi::SQLITE_OK {
-            ffi::SQLITE_ERROR
-        } else {
-            rc
+    // SAFETY: SQLite calls `open` with `file` pointing at `szOsFile` (our `File`'s size) bytes it allocated, a name and an out-pointer valid for the call. `REAL` is the platform VFS found at registration, which SQLite keeps for the process; the platform file allocated here is zeroed before its `xOpen` and freed on failure, or in `close`. `sqlite3_database_file_object` is given the WAL's name as SQLite passed it (which it documents for VFS `xOpen` of a WAL), and its answer is used only when it is one of our files.
+    unsafe {
+        (*file).pMethods = std::ptr::null();
+        let Some(Platform(real_vfs)) = REAL.get() else {
+            return ffi::SQLITE_ERROR;
         };
-    }
-    let is_wal = flags & ffi::SQLITE_OPEN_WAL != 0;
-    let pair = if is_wal {
-        let db = ffi::sqlite3_database_file_object(name) as *mut File;
-        // Ours only (the same connection opens both through this VFS).
-        if !db.is_null() && std::ptr::eq((*db).base.pMethods, &METHODS) {
-            db
+        let size = (**real_vfs).szOsFile as u64;
+        let real = ffi::sqlite3_malloc64(size) as *mut ffi::sqlite3_file;
+        if real.is_null() {
+            return ffi::SQLITE_NOMEM;
+        }
+        std::ptr::write_bytes(real as *mut u8, 0, size as usize);
+        let Some(real_open) = (**real_vfs).xOpen else {
+            ffi::sqlite3_free(real as *mut c_void);
+            return ffi::SQLITE_ERROR;
+        };
+        let rc = real_open(*real_vfs, name, real, flags, out_flags);
+        if rc != ffi::SQLITE_OK || (*real).pMethods.is_null() {
+            // On failure SQLite does not call xClose: nothing of ours is left.
+            if !(*real).pMethods.is_null() {
+                if let Some(close) = (*(*real).pMethods).xClose {
+                    close(real);
+                }
+            }
+            ffi::sqlite3_free(real as *mut c_void);
+            return if rc == ffi::SQLITE_OK {
+                ffi::SQLITE_ERROR
+            } else {
+                rc
+            };
+        }
+        let is_wal = flags & ffi::SQLITE_OPEN_WAL != 0;
+        let pair = if is_wal {
+            let db = ffi::sqlite3_database_file_object(name) as *mut File;
+            // Ours only (the same connection opens both through this VFS).
+            if !db.is_null() && std::ptr::eq((*db).base.pMethods, &METHODS) {
+                db
+            } else {
+                std::ptr::null_mut()
+            }
         } else {
             std::ptr::null_mut()
+        };
+        let ours = file as *mut File;
+        std::ptr::write(
+            ours,
+            File {
+                base: ffi::sqlite3_file { pMethods: &METHODS },
+                real,
+                wal: is_wal.then(Box::<Gather>::default),
+                pair,
+            },
+        );
+        if !pair.is_null() {
+            (*pair).pair = ours;
         }
-    } else {
-        std::ptr::null_mut()
-    };
-    let ours = file as *mut File;
-    std::ptr::write(
-        ours,
-        File {
-            base: ffi::sqlite3_file { pMethods: &METHODS },
-            real,
-            wal: is_wal.then(Box::<Gather>::default),
-            pair,
-        },
-    );
-    if !pair.is_null() {
-        (*pair).pair = ours;
+        ffi::SQLITE_OK
     }
-    ffi::SQLITE_OK
 }
 
 /// Writes out what is gathered; the gathered bytes are dropped either way
@@ -260,15 +284,20 @@ fn gather_offset(file: &File) -> i64 {
 
 /// Closing a WAL drops what it gathered: every commit's frames are written
 /// by the end of the commit, so anything left belongs to none.
+// (`real!` carries its own `unsafe` block, redundant inside this one.)
+#[allow(unused_unsafe)]
 unsafe extern "C" fn close(f: *mut ffi::sqlite3_file) -> c_int {
-    let file = this(f);
-    if !file.pair.is_null() {
-        (*file.pair).pair = std::ptr::null_mut();
+    // SAFETY: SQLite closes a file once, after its last use: `file` is still the `File` `open` wrote, `pair` is null or the other file of the pair (it unpairs itself here before it is freed), `real` was allocated with `sqlite3_malloc64` in `open`, and the `File` is dropped in place once and never used again (SQLite frees its bytes).
+    unsafe {
+        let file = this(f);
+        if !file.pair.is_null() {
+            (*file.pair).pair = std::ptr::null_mut();
+        }
+        let rc = real!(file, xClose);
+        ffi::sqlite3_free(file.real as *mut c_void);
+        std::ptr::drop_in_place(file as *mut File);
+        rc
     }
-    let rc = real!(file, xClose);
-    ffi::sqlite3_free(file.real as *mut c_void);
-    std::ptr::drop_in_place(file as *mut File);
-    rc
 }
 
 unsafe extern "C" fn read(
@@ -280,68 +309,78 @@ unsafe extern "C" fn read(
     flushed_then!(f, xRead, buf, amt, off)
 }
 
+// (`real!` carries its own `unsafe` block, redundant inside this one.)
+#[allow(unused_unsafe)]
 unsafe extern "C" fn write(
     f: *mut ffi::sqlite3_file,
     buf: *const c_void,
     amt: c_int,
     off: i64,
 ) -> c_int {
-    let file = this(f);
-    let Some(gather) = file.wal.as_mut() else {
-        return real!(file, xWrite, buf, amt, off);
-    };
-    let data = std::slice::from_raw_parts(buf as *const u8, amt.max(0) as usize);
-    let appends = if gather.bytes.is_empty() {
-        off > 0 && off >= gather.high_water
-    } else {
-        off == gather.end()
-    };
-    if !appends {
-        // The WAL header (a new cycle of the log) or a rewrite in place.
-        let rc = flush(file);
-        if rc != ffi::SQLITE_OK {
+    // SAFETY: `f` is an open `File` (see `this`); SQLite passes `buf` holding `amt` bytes for this call.
+    unsafe {
+        let file = this(f);
+        let Some(gather) = file.wal.as_mut() else {
+            return real!(file, xWrite, buf, amt, off);
+        };
+        let data = std::slice::from_raw_parts(buf as *const u8, amt.max(0) as usize);
+        let appends = if gather.bytes.is_empty() {
+            off > 0 && off >= gather.high_water
+        } else {
+            off == gather.end()
+        };
+        if !appends {
+            // The WAL header (a new cycle of the log) or a rewrite in place.
+            let rc = flush(file);
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
+            let rc = real!(file, xWrite, buf, amt, off);
+            if let Some(gather) = file.wal.as_mut() {
+                gather.high_water = if off == 0 {
+                    off + amt as i64
+                } else {
+                    gather.high_water.max(off + amt as i64)
+                };
+            }
             return rc;
         }
-        let rc = real!(file, xWrite, buf, amt, off);
-        if let Some(gather) = file.wal.as_mut() {
-            gather.high_water = if off == 0 {
-                off + amt as i64
-            } else {
-                gather.high_water.max(off + amt as i64)
-            };
+        if gather.bytes.is_empty() {
+            gather.offset = off;
         }
-        return rc;
+        gather.bytes.extend_from_slice(data);
+        gather.high_water = gather.high_water.max(off + amt as i64);
+        let ends_commit = gather.commit_header && data.len() != FRAME_HEADER;
+        // A frame header's bytes 4..8 are the database size after a commit,
+        // non-zero only on a commit's last frame.
+        gather.commit_header = data.len() == FRAME_HEADER && data[4..8] != [0, 0, 0, 0];
+        if ends_commit || gather.bytes.len() >= MAX_GATHER {
+            return flush(file);
+        }
+        ffi::SQLITE_OK
     }
-    if gather.bytes.is_empty() {
-        gather.offset = off;
-    }
-    gather.bytes.extend_from_slice(data);
-    gather.high_water = gather.high_water.max(off + amt as i64);
-    let ends_commit = gather.commit_header && data.len() != FRAME_HEADER;
-    // A frame header's bytes 4..8 are the database size after a commit,
-    // non-zero only on a commit's last frame.
-    gather.commit_header = data.len() == FRAME_HEADER && data[4..8] != [0, 0, 0, 0];
-    if ends_commit || gather.bytes.len() >= MAX_GATHER {
-        return flush(file);
-    }
-    ffi::SQLITE_OK
 }
 
 /// A truncation to the size the file already has is skipped: SQLite asks
 /// for one at the end of every complete checkpoint, and ext4 still runs its
 /// truncate path, which held the writer for 10–15 ms at each
 /// WAL restart.
+// (`real!` carries its own `unsafe` block, redundant inside this one.)
+#[allow(unused_unsafe)]
 unsafe extern "C" fn truncate(f: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    let file = this(f);
-    let rc = flush(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
+    // SAFETY: `f` is an open `File` (see `this`); its platform file is reached through `real!`.
+    unsafe {
+        let file = this(f);
+        let rc = flush(file);
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        let mut current: i64 = -1;
+        if real!(file, xFileSize, &mut current) == ffi::SQLITE_OK && current == size {
+            return ffi::SQLITE_OK;
+        }
+        real!(file, xTruncate, size)
     }
-    let mut current: i64 = -1;
-    if real!(file, xFileSize, &mut current) == ffi::SQLITE_OK && current == size {
-        return ffi::SQLITE_OK;
-    }
-    real!(file, xTruncate, size)
 }
 
 unsafe extern "C" fn sync(f: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
@@ -369,18 +408,24 @@ unsafe extern "C" fn file_control(f: *mut ffi::sqlite3_file, op: c_int, arg: *mu
 }
 
 unsafe extern "C" fn sector_size(f: *mut ffi::sqlite3_file) -> c_int {
-    let file = this(f);
-    match (*(*file.real).pMethods).xSectorSize {
-        Some(m) => m(file.real),
-        None => 4096,
+    // SAFETY: `f` is an open `File`; its `real` and the platform's method table live as long as it (see `real!`).
+    unsafe {
+        let file = this(f);
+        match (*(*file.real).pMethods).xSectorSize {
+            Some(m) => m(file.real),
+            None => 4096,
+        }
     }
 }
 
 unsafe extern "C" fn device_characteristics(f: *mut ffi::sqlite3_file) -> c_int {
-    let file = this(f);
-    match (*(*file.real).pMethods).xDeviceCharacteristics {
-        Some(m) => m(file.real),
-        None => 0,
+    // SAFETY: `f` is an open `File`; its `real` and the platform's method table live as long as it (see `real!`).
+    unsafe {
+        let file = this(f);
+        match (*(*file.real).pMethods).xDeviceCharacteristics {
+            Some(m) => m(file.real),
+            None => 0,
+        }
     }
 }
 
@@ -401,29 +446,37 @@ const WAL_WRITE_LOCK: c_int = 0;
 /// committed (and its frames are written) or rolled back: frames still
 /// gathered then are a rolled-back transaction's and are dropped, so that
 /// they can never land later on frames another connection has committed.
+// (`real!` carries its own `unsafe` block, redundant inside this one.)
+#[allow(unused_unsafe)]
 unsafe extern "C" fn shm_lock(
     f: *mut ffi::sqlite3_file,
     offset: c_int,
     n: c_int,
     flags: c_int,
 ) -> c_int {
-    let file = this(f);
-    let rc = real!(file, xShmLock, offset, n, flags);
-    let releases_write =
-        offset == WAL_WRITE_LOCK && flags == ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE;
-    if releases_write && !file.pair.is_null() {
-        if let Some(gather) = (*file.pair).wal.as_mut() {
-            gather.bytes.clear();
-            gather.commit_header = false;
+    // SAFETY: `f` is an open `File` (see `this`); `pair` is null or the open database or WAL file of the same connection, which unpairs itself in `close` before it goes.
+    unsafe {
+        let file = this(f);
+        let rc = real!(file, xShmLock, offset, n, flags);
+        let releases_write =
+            offset == WAL_WRITE_LOCK && flags == ffi::SQLITE_SHM_UNLOCK | ffi::SQLITE_SHM_EXCLUSIVE;
+        if releases_write && !file.pair.is_null() {
+            if let Some(gather) = (*file.pair).wal.as_mut() {
+                gather.bytes.clear();
+                gather.commit_header = false;
+            }
         }
+        rc
     }
-    rc
 }
 
 unsafe extern "C" fn shm_barrier(f: *mut ffi::sqlite3_file) {
-    let file = this(f);
-    if let Some(m) = (*(*file.real).pMethods).xShmBarrier {
-        m(file.real)
+    // SAFETY: `f` is an open `File`; its `real` and the platform's method table live as long as it (see `real!`).
+    unsafe {
+        let file = this(f);
+        if let Some(m) = (*(*file.real).pMethods).xShmBarrier {
+            m(file.real)
+        }
     }
 }
 
