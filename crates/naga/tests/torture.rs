@@ -1,5 +1,5 @@
 //! Crash consistency of the store's writer (and of its WAL-gathering VFS,
-//! `naga-store/src/sqlite/wal_vfs.rs`): the real `naga` process is killed -9 at
+//! `naga-store/src/sqlite/wal_vfs/`): the real `naga` process is killed -9 at
 //! random moments while clients keep sending batches, many times over one
 //! data directory. After every kill the database file must pass
 //! `PRAGMA integrity_check`, and every batch whose `/schedule` was answered
