@@ -129,3 +129,63 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(session: &str, seq: i64) -> TaskSpec {
+        TaskSpec {
+            id: format!("{session}-{seq}"),
+            seq,
+            kind: TaskKind::Agent,
+            session_id: session.into(),
+            analysis_session_id: None,
+            callback_url: None,
+            policy: SessionPolicy::Enqueue,
+            calls: Calls::default(),
+            done: Vec::new(),
+        }
+    }
+
+    /// A session is busy while a batch of it runs or waits here, and only
+    /// that session.
+    #[test]
+    fn a_session_is_busy_while_a_batch_of_it_runs_or_waits() {
+        let mut state = State::default();
+        assert!(!state.busy("s"));
+        state.sessions.entry("s".into()).or_default().active = 1;
+        assert!(state.busy("s"));
+        assert!(!state.busy("t"), "another session is not");
+        state.sessions.get_mut("s").unwrap().active = 0;
+        assert!(!state.busy("s"));
+        let queued = spec("s", 2);
+        state.sessions.get_mut("s").unwrap().queue.push_back(queued);
+        assert!(state.busy("s"), "a queued batch keeps its session busy");
+    }
+
+    /// An interrupt cancels the batches its session accepted before it
+    /// (`seq` below the mark), never a later one; a later interrupt can
+    /// only move the mark on, and the mark is per session.
+    #[test]
+    fn an_interrupt_reaches_only_the_batches_accepted_before_it() {
+        let mut state = State::default();
+        assert!(!state.interrupted_before(&spec("s", 1)));
+        state.remember_interrupt("s", 10);
+        assert!(state.interrupted_before(&spec("s", 9)));
+        assert!(
+            !state.interrupted_before(&spec("s", 10)),
+            "the interrupting batch itself"
+        );
+        assert!(
+            !state.interrupted_before(&spec("s", 11)),
+            "a batch accepted after it"
+        );
+        assert!(!state.interrupted_before(&spec("t", 9)), "another session");
+        // A late-arriving older interrupt does not lower the mark.
+        state.remember_interrupt("s", 5);
+        assert!(state.interrupted_before(&spec("s", 9)));
+        state.remember_interrupt("s", 20);
+        assert!(state.interrupted_before(&spec("s", 15)));
+    }
+}
