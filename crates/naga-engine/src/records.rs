@@ -67,16 +67,17 @@ impl Engine {
     pub async fn replay_callback(&self, id: &str) -> Result<Replay, StoreError> {
         let now = self.clock().now_ms();
         let lease = self.scheduler().lease(now);
-        let Some(row) = self.store().requeue_callback(id, &lease, now).await? else {
+        let Some(mut row) = self.store().requeue_callback(id, &lease, now).await? else {
             return Ok(match self.store().callback(id).await? {
                 Some(existing) => Replay::AlreadyPending(existing),
                 None => Replay::Unknown,
             });
         };
         tracing::info!(callback_id = %id, task_id = %row.task_id, "callback replay requested");
-        let shown = without_body(&row);
-        self.callbacks().enqueue(row);
-        Ok(Replay::Requeued(shown))
+        // Sent without its body in hand: the delivery reads it from the store.
+        row.body = String::new();
+        self.callbacks().enqueue(row.clone());
+        Ok(Replay::Requeued(row))
     }
 
     /// Every dead callback that died at or after `since` (at most `limit`,
@@ -96,23 +97,5 @@ impl Engine {
             self.callbacks().enqueue(row);
         }
         Ok(ids)
-    }
-}
-
-/// A callback row to show: everything but its body (up to megabytes).
-fn without_body(row: &CallbackRow) -> CallbackRow {
-    CallbackRow {
-        outbox: row.outbox,
-        seq: row.seq,
-        id: row.id.clone(),
-        task_id: row.task_id.clone(),
-        url: row.url.clone(),
-        body: String::new(),
-        status: row.status.clone(),
-        attempts: row.attempts,
-        next_attempt_at: row.next_attempt_at,
-        last_error: row.last_error.clone(),
-        created_at: row.created_at,
-        delivered_at: row.delivered_at,
     }
 }

@@ -17,18 +17,24 @@ impl Inner {
         }
         loop {
             if row.body.is_empty() {
-                match self.store.delivery_body(row.outbox, row.seq).await {
+                // A store that cannot be read now is asked again, as a write
+                // would be (the row stays pending and this node's meanwhile).
+                let body = retry_store(
+                    &*self.clock,
+                    &self.stop,
+                    3,
+                    || format!("read the body of callback `{}`", row.id),
+                    || self.store.delivery_body(row.outbox, row.seq),
+                )
+                .await;
+                match body {
                     Ok(Some(body)) => row.body = body,
                     Ok(None) => return, // gone (its conversation was deleted)
                     Err(e) => {
-                        // The store cannot be read now: asked again soon
-                        // (the row stays pending and this node's).
-                        tracing::warn!(callback_id = %row.id, error = %e,
-                            "cannot read a callback's body to send it; trying again");
-                        if !self.sleep(Duration::from_secs(1)).await {
-                            return;
-                        }
-                        continue;
+                        // Stopping, or a final error: a restart sends it again.
+                        tracing::error!(callback_id = %row.id, error = %e,
+                            "cannot read a callback's body to send it");
+                        return;
                     }
                 }
             }
