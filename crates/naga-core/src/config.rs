@@ -170,6 +170,9 @@ pub enum SessionPolicy {
 }
 
 impl SessionPolicy {
+    pub const ALL: [SessionPolicy; 4] =
+        [Self::Enqueue, Self::Parallel, Self::Reject, Self::Interrupt];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Enqueue => "enqueue",
@@ -179,6 +182,8 @@ impl SessionPolicy {
         }
     }
 }
+
+crate::status::stored_enum!(SessionPolicy, "session policy");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -11,4 +11,4 @@ pub mod time;
 pub mod wire;
 
 pub use ids::{IdError, SessionId};
-pub use status::{CallStatus, TaskStatus};
+pub use status::{CallStatus, DeliveryStatus, TaskStatus, UnknownStored};

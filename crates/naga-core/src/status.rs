@@ -68,6 +68,61 @@ impl FromStr for TaskStatus {
     }
 }
 
+/// A value read from the store outside its column's set. The store's edge
+/// decodes each status, kind and policy once, and refuses such a value
+/// (the schemas' CHECK constraints keep them out) instead of defaulting.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {what} `{value}` in the store")]
+pub struct UnknownStored {
+    pub what: &'static str,
+    pub value: String,
+}
+
+/// `TryFrom<String>` for an enum by its `ALL` and `as_str`, strict: only
+/// the names naga stores (the store's edge decodes columns with it).
+macro_rules! stored_enum {
+    ($ty:ty, $what:literal) => {
+        impl TryFrom<String> for $ty {
+            type Error = $crate::status::UnknownStored;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                <$ty>::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == value)
+                    .ok_or($crate::status::UnknownStored { what: $what, value })
+            }
+        }
+
+        /// Stored as text: `as_str` written, decoded strictly.
+        #[cfg(feature = "sqlx")]
+        impl<DB: ::sqlx::Database> ::sqlx::Type<DB> for $ty
+        where
+            String: ::sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as ::sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as ::sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        #[cfg(feature = "sqlx")]
+        impl<'r, DB: ::sqlx::Database> ::sqlx::Decode<'r, DB> for $ty
+        where
+            String: ::sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                value: <DB as ::sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, ::sqlx::error::BoxDynError> {
+                Ok(Self::try_from(<String as ::sqlx::Decode<'r, DB>>::decode(value)?)?)
+            }
+        }
+    };
+}
+pub(crate) use stored_enum;
+
+stored_enum!(TaskStatus, "task status");
+
 /// State of one call of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,6 +134,8 @@ pub enum CallStatus {
 }
 
 impl CallStatus {
+    pub const ALL: [CallStatus; 4] = [Self::Pending, Self::Succeeded, Self::Failed, Self::Skipped];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -87,13 +144,37 @@ impl CallStatus {
             Self::Skipped => "skipped",
         }
     }
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "succeeded" => Self::Succeeded,
-            "failed" => Self::Failed,
-            "skipped" => Self::Skipped,
-            _ => Self::Pending,
+}
+
+stored_enum!(CallStatus, "call status");
+
+/// State of an outbox row (a callback or a UI notification):
+/// `pending → delivered | dead`; a dead one may be replayed (pending again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 3] = [Self::Pending, Self::Delivered, Self::Dead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
         }
+    }
+}
+
+stored_enum!(DeliveryStatus, "delivery status");
+
+impl fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -114,5 +195,24 @@ mod tests {
         assert!("done".parse::<TaskStatus>().is_err());
         assert!(TaskStatus::TimedOut.is_terminal());
         assert!(!TaskStatus::Running.is_terminal());
+    }
+
+    #[test]
+    fn stored_values_decode_strictly() {
+        for s in TaskStatus::ALL {
+            assert_eq!(TaskStatus::try_from(s.as_str().to_owned()).unwrap(), s);
+        }
+        // Upstream's words are for requests; the store holds naga's only.
+        let err = TaskStatus::try_from("completed".to_owned()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown task status `completed` in the store"
+        );
+        for s in DeliveryStatus::ALL {
+            assert_eq!(DeliveryStatus::try_from(s.as_str().to_owned()).unwrap(), s);
+        }
+        assert!(CallStatus::try_from("done".to_owned()).is_err());
+        assert!(crate::wire::TaskKind::try_from("tool".to_owned()).is_err());
+        assert!(crate::config::SessionPolicy::try_from("fifo".to_owned()).is_err());
     }
 }

@@ -154,20 +154,17 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    pub const ALL: [TaskKind; 2] = [Self::Agent, Self::Mcp];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Agent => "agent",
             Self::Mcp => "mcp",
         }
     }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "agent" => Some(Self::Agent),
-            "mcp" => Some(Self::Mcp),
-            _ => None,
-        }
-    }
 }
+
+crate::status::stored_enum!(TaskKind, "task kind");
 
 /// JSON text made once and embedded as is (a callback's result entries).
 pub type RawJson = Box<RawValue>;

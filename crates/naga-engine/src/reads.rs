@@ -5,7 +5,7 @@
 //! costs, or where it goes, can change behind this seam.
 
 use crate::Engine;
-use naga_core::time::Millis;
+use naga_core::{time::Millis, wire::TaskKind, DeliveryStatus};
 use naga_store::{
     CallRow, CallbackRow, CompressedMemoryRow, ConversationRow, Counts, FailedAttemptRow,
     KeyFactRow, MemoryScope, MessageRow, SessionRow, StepRow, Store, StoreError, StoreFault,
@@ -53,7 +53,7 @@ impl Reads<'_> {
 
     /// Tasks of one kind by state: `[all, queued or running, succeeded,
     /// failed or timed out]`.
-    pub async fn task_counts(&self, kind: &str) -> R<[i64; 4]> {
+    pub async fn task_counts(&self, kind: TaskKind) -> R<[i64; 4]> {
         self.0.task_counts(kind).await
     }
 
@@ -132,7 +132,11 @@ impl Reads<'_> {
         self.0.callback(id).await
     }
 
-    pub async fn callbacks(&self, status: Option<&str>, limit: i64) -> R<Vec<CallbackRow>> {
+    pub async fn callbacks(
+        &self,
+        status: Option<DeliveryStatus>,
+        limit: i64,
+    ) -> R<Vec<CallbackRow>> {
         self.0.callbacks(status, limit).await
     }
 }

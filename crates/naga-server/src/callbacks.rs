@@ -6,6 +6,7 @@ use crate::{
     views, ApiError,
 };
 use axum::extract::State;
+use naga_core::DeliveryStatus;
 use naga_engine::{Engine, Replay};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -23,13 +24,15 @@ pub async fn list(
 ) -> ApiResult<axum::Json<Value>> {
     let status = match q.status.as_deref() {
         None | Some("") => None,
-        Some(s @ ("pending" | "delivered" | "dead")) => Some(s),
-        Some(s) => {
-            return Err(ApiError::bad_request(
-                "invalid_status",
-                format!("unknown callback status `{s}`: pending, delivered or dead"),
-            ))
-        }
+        Some(s) => match DeliveryStatus::try_from(s.to_owned()) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid_status",
+                    format!("unknown callback status `{s}`: pending, delivered or dead"),
+                ))
+            }
+        },
     };
     let limit = crate::agent::page_limit(q.limit)?;
     let rows = engine.reads().callbacks(status, limit).await?;

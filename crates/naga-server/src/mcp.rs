@@ -14,6 +14,7 @@ use axum::{
     Router,
 };
 use naga_core::wire::{McpScheduleRequest, TaskKind};
+use naga_core::TaskStatus;
 use naga_engine::{Engine, Outcome};
 use serde_json::{json, Value};
 
@@ -53,7 +54,7 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<Value>> {
     let mut filter = q.filter()?;
-    filter.kind = Some(TaskKind::Mcp.as_str());
+    filter.kind = Some(TaskKind::Mcp);
     let rows = engine.reads().tasks(&filter).await?;
     let mut tasks = Vec::with_capacity(rows.len());
     for task in &rows {
@@ -86,7 +87,7 @@ async fn get_one(
 /// results, message}` once it ended, else null), `success` and `message`.
 fn upstream_fields(v: &mut Value, task: &naga_store::TaskRow, calls: &[Value]) {
     let tool_calls: Vec<Value> = calls.iter().map(|c| c["call"].clone()).collect();
-    let ended = !matches!(task.status.as_str(), "queued" | "running");
+    let ended = task.status.is_terminal();
     let message = match (&task.error, ended) {
         (Some(e), _) => format!("{}: {e}", task.status),
         (None, true) => format!("{}: {} calls", task.status, tool_calls.len()),
@@ -97,7 +98,7 @@ fn upstream_fields(v: &mut Value, task: &naga_store::TaskRow, calls: &[Value]) {
         .map(|c| c["result"].clone())
         .filter(|r| !r.is_null())
         .collect();
-    let failed = ended && task.status != "succeeded";
+    let failed = ended && task.status != TaskStatus::Succeeded;
     v["id"] = json!(task.id);
     v["tool_calls"] = json!(tool_calls);
     v["result"] = match ended {
@@ -138,8 +139,7 @@ async fn tools(State(engine): State<Engine>) -> axum::Json<Value> {
 /// `timestamp`, `tasks` (counts) and `scheduler` beside.
 async fn status(State(engine): State<Engine>) -> ApiResult<axum::Json<Value>> {
     let held = engine.scheduler().held(TaskKind::Mcp);
-    let [total, active, completed, failed] =
-        engine.reads().task_counts(TaskKind::Mcp.as_str()).await?;
+    let [total, active, completed, failed] = engine.reads().task_counts(TaskKind::Mcp).await?;
     let workers = engine.config().scheduler.workers;
     Ok(axum::Json(json!({
         "success": true,

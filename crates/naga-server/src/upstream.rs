@@ -4,7 +4,7 @@
 //! times are Unix seconds as floats; its task states are `created`,
 //! `running`, `completed` and `failed`.
 
-use naga_core::time::Millis;
+use naga_core::{time::Millis, TaskStatus};
 use naga_store::*;
 use serde_json::{json, Map, Value};
 
@@ -14,13 +14,13 @@ pub fn secs(ms: Millis) -> f64 {
 }
 
 /// Upstream's word for a task state.
-pub fn status(naga: &str) -> &'static str {
+pub fn status(naga: TaskStatus) -> &'static str {
     match naga {
-        "queued" => "created",
-        "running" => "running",
-        "succeeded" => "completed",
-        "cancelled" => "cancelled",
-        _ => "failed",
+        TaskStatus::Queued => "created",
+        TaskStatus::Running => "running",
+        TaskStatus::Succeeded => "completed",
+        TaskStatus::Cancelled => "cancelled",
+        TaskStatus::Failed | TaskStatus::TimedOut => "failed",
     }
 }
 
@@ -31,7 +31,7 @@ pub fn task(t: &TaskRow) -> Value {
         "purpose": t.query.clone().unwrap_or_default(),
         "session_id": t.session_id,
         "analysis_session_id": t.analysis_session_id,
-        "status": status(&t.status),
+        "status": status(t.status),
         "created_at": secs(t.accepted_at),
         "steps_count": t.steps_count,
         "task_id": t.id,

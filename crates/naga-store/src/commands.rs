@@ -4,7 +4,7 @@
 //! rows read back are in `rows.rs`.
 
 use crate::rows::*;
-use naga_core::{config::SessionPolicy, time::Millis, wire::TaskKind, TaskStatus};
+use naga_core::{config::SessionPolicy, time::Millis, wire::TaskKind, DeliveryStatus, TaskStatus};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -107,7 +107,7 @@ pub enum Inserted {
 pub struct FirstAnswer {
     pub response: String,
     pub id: String,
-    pub kind: String,
+    pub kind: TaskKind,
     pub session_id: String,
     pub analysis_session_id: Option<String>,
     pub calls_count: i64,
@@ -274,7 +274,7 @@ impl TaskFinish {
             task_id: self.task_id.clone(),
             url: url.to_owned(),
             body,
-            status: "pending".into(),
+            status: DeliveryStatus::Pending,
             attempts: 0,
             next_attempt_at: self.finished_at,
             last_error: None,

@@ -2,7 +2,7 @@
 //! through the pool and never wait for the writer.
 
 use crate::{read, rows::*, Store, StoreError};
-use naga_core::TaskStatus;
+use naga_core::{wire::TaskKind, CallStatus, DeliveryStatus, TaskStatus};
 use sqlx::{Database, QueryBuilder};
 
 /// Whose memory.
@@ -17,7 +17,7 @@ pub enum MemoryScope {
 pub struct TaskFilter {
     pub session_id: Option<String>,
     pub status: Option<TaskStatus>,
-    pub kind: Option<&'static str>,
+    pub kind: Option<TaskKind>,
     pub limit: i64,
     pub offset: i64,
 }
@@ -149,7 +149,7 @@ impl Store {
                 q.push(" AND t.status = ").push_bind(s.as_str());
             }
             if let Some(k) = filter.kind {
-                q.push(" AND t.kind = ").push_bind(k);
+                q.push(" AND t.kind = ").push_bind(k.as_str());
             }
             // (PostgreSQL keeps no order of a join unless asked.)
             if filter.session_id.is_none() || pg {
@@ -216,17 +216,17 @@ impl Store {
                     let idx = idx as i64;
                     let end = ends.remove(&idx);
                     let status = match &end {
-                        Some(e) if e.success => "succeeded",
-                        Some(_) => "failed",
-                        None if unfinished => "pending",
-                        None => "skipped",
+                        Some(e) if e.success => CallStatus::Succeeded,
+                        Some(_) => CallStatus::Failed,
+                        None if unfinished => CallStatus::Pending,
+                        None => CallStatus::Skipped,
                     };
                     let end = end.unwrap_or_default();
                     CallRow {
                         task_id: task_id.to_owned(),
                         idx,
                         payload: payload.get().to_owned(),
-                        status: status.to_owned(),
+                        status,
                         result: end.result,
                         started_at: end.started_at,
                         finished_at: end.created_at,
@@ -359,7 +359,7 @@ impl Store {
 
     /// Tasks of one kind by state: `[all, queued or running, succeeded,
     /// failed or timed out]`.
-    pub async fn task_counts(&self, kind: &str) -> Result<[i64; 4], StoreError> {
+    pub async fn task_counts(&self, kind: TaskKind) -> Result<[i64; 4], StoreError> {
         read!(self, |pool| {
             let (all, active, done, failed): (i64, i64, i64, i64) = sqlx::query_as(
                 "SELECT COUNT(*),
@@ -368,7 +368,7 @@ impl Store {
                     COUNT(*) FILTER (WHERE status IN ('failed', 'timed_out'))
                  FROM tasks WHERE kind = $1",
             )
-            .bind(kind)
+            .bind(kind.as_str())
             .fetch_one(pool)
             .await?;
             Ok([all, active, done, failed])
@@ -429,13 +429,13 @@ impl Store {
     /// Callbacks, newest first, optionally of one status.
     pub async fn callbacks(
         &self,
-        status: Option<&str>,
+        status: Option<DeliveryStatus>,
         limit: i64,
     ) -> Result<Vec<CallbackRow>, StoreError> {
         read!(self, |pool| {
             let mut q = QueryBuilder::new("SELECT * FROM callbacks");
             if let Some(s) = status {
-                q.push(" WHERE status = ").push_bind(s.to_owned());
+                q.push(" WHERE status = ").push_bind(s.as_str());
             }
             q.push(" ORDER BY seq DESC LIMIT ").push_bind(limit);
             Ok(q.build_query_as().fetch_all(pool).await?)

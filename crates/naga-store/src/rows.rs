@@ -1,19 +1,24 @@
-//! Rows as they are stored.
+//! Rows as they are stored. A status, kind or policy is decoded here, once,
+//! into its enum (naga-core's `sqlx` feature): a value outside its set
+//! (which the schemas' CHECK constraints keep out) is an error, never a
+//! default.
 
-use naga_core::time::Millis;
+use naga_core::{
+    config::SessionPolicy, time::Millis, wire::TaskKind, CallStatus, DeliveryStatus, TaskStatus,
+};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TaskRow {
     pub seq: i64,
     pub id: String,
-    pub kind: String,
+    pub kind: TaskKind,
     pub session_id: String,
     pub analysis_session_id: Option<String>,
     pub query: Option<String>,
     pub callback_url: Option<String>,
-    pub policy: String,
+    pub policy: SessionPolicy,
     pub fingerprint: Option<String>,
-    pub status: String,
+    pub status: TaskStatus,
     pub error: Option<String>,
     pub calls_count: i64,
     pub steps_count: i64,
@@ -28,7 +33,7 @@ pub struct CallRow {
     pub task_id: String,
     pub idx: i64,
     pub payload: String,
-    pub status: String,
+    pub status: CallStatus,
     pub result: Option<String>,
     pub started_at: Option<Millis>,
     pub finished_at: Option<Millis>,
@@ -107,7 +112,7 @@ pub struct CallbackRow {
     pub task_id: String,
     pub url: String,
     pub body: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: Millis,
     pub last_error: Option<String>,

@@ -157,7 +157,7 @@ async fn a_sessions_tasks_are_listed_newest_first_page_by_page_and_counted() {
             let rows = s
                 .tasks(&TaskFilter {
                     session_id: Some(session.into()),
-                    kind: Some("mcp"),
+                    kind: Some(naga_core::wire::TaskKind::Mcp),
                     limit: 100,
                     ..Default::default()
                 })

@@ -57,7 +57,7 @@ pub(super) fn first_answer(first: FirstAnswer) -> String {
         return first.response;
     }
     scheduled_answer(
-        TaskKind::parse(&first.kind).unwrap_or(TaskKind::Agent),
+        first.kind,
         &first.id,
         usize::try_from(first.calls_count).unwrap_or_default(),
         first.accepted_at,

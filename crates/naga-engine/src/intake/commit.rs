@@ -66,7 +66,7 @@ impl Engine {
                 return Err(EngineError::Reused(format!(
                     "request_id `{}` was already used for another batch ({} task of session `{}` \
                      with {} calls): a retry must send the same body; a new batch needs a new request_id",
-                    first.id, first.kind, first.session_id, first.calls_count
+                    first.id, first.kind.as_str(), first.session_id, first.calls_count
                 )));
             }
             Inserted::Busy => {

@@ -136,7 +136,7 @@ impl Inner {
             }
             Ok(Finished::AlreadyEnded) => {
                 let t = self.store.task(&spec.id).await.ok()??;
-                t.status.parse().ok()
+                Some(t.status)
             }
             Err(StoreError::LeaseLost(_)) => {
                 tracing::warn!(task_id = %spec.id, session_id = %spec.session_id,

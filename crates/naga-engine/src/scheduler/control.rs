@@ -130,10 +130,7 @@ impl Scheduler {
                 let task = self.inner.store.task(task_id).await?;
                 match task {
                     None => Err(EngineError::NotFound(format!("no task `{task_id}`"))),
-                    Some(t)
-                        if self.inner.shared
-                            && t.status.parse().is_ok_and(|s: TaskStatus| !s.is_terminal()) =>
-                    {
+                    Some(t) if self.inner.shared && !t.status.is_terminal() => {
                         self.cancel_elsewhere(task_id).await
                     }
                     Some(t) => Err(EngineError::Conflict(format!(
@@ -160,7 +157,7 @@ impl Scheduler {
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let task = self.inner.store.task(task_id).await?;
-            let status = task.and_then(|t| t.status.parse::<TaskStatus>().ok());
+            let status = task.map(|t| t.status);
             if let Some(status) = status.filter(|s| s.is_terminal()) {
                 return Ok(status);
             }

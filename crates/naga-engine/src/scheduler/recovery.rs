@@ -84,7 +84,7 @@ impl Scheduler {
             format!("the stored task cannot be read back ({e}); it was quarantined and not run");
         let spec = TaskSpec {
             seq: t.seq,
-            kind: TaskKind::parse(&t.kind).unwrap_or(TaskKind::Agent),
+            kind: t.kind,
             policy: SessionPolicy::Parallel,
             id: t.id,
             session_id: t.session_id,
@@ -107,7 +107,7 @@ impl Scheduler {
         let mut done = Vec::with_capacity(calls.len());
         for c in calls {
             payloads.push(c.payload.into_boxed_str());
-            let finished = CallStatus::parse(&c.status) != CallStatus::Pending;
+            let finished = c.status != CallStatus::Pending;
             done.push(
                 c.result
                     .filter(|_| finished)
@@ -120,8 +120,8 @@ impl Scheduler {
             calls = done.len(), "lease taken over: task resumes at its first unfinished call");
         Ok(TaskSpec {
             seq: t.seq,
-            kind: TaskKind::parse(&t.kind).unwrap_or(TaskKind::Agent),
-            policy: serde_json::from_value(Value::String(t.policy.clone())).unwrap_or_default(),
+            kind: t.kind,
+            policy: t.policy,
             id: t.id.clone(),
             session_id: t.session_id.clone(),
             analysis_session_id: t.analysis_session_id.clone(),

@@ -77,7 +77,7 @@ impl Inner {
                     "task ended or is held by another node; not run here"
                 );
                 let t = self.store.task(&spec.id).await.ok().flatten();
-                Err(t.and_then(|t| t.status.parse().ok()))
+                Err(t.map(|t| t.status))
             }
             Err(e) => {
                 tracing::error!(task_id = ids.0, session_id = ids.1, error = %e, "cannot start task");

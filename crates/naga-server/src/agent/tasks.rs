@@ -4,7 +4,7 @@ use crate::{
     upstream, views, ApiError,
 };
 use axum::extract::State;
-use naga_core::TaskStatus;
+use naga_core::{wire::TaskKind, TaskStatus};
 use naga_engine::Engine;
 use naga_store::{NewStep, TaskFilter, TaskRow};
 use serde::Deserialize;
@@ -30,14 +30,9 @@ impl ListQuery {
         };
         let kind = match self.kind.as_deref() {
             None | Some("") => None,
-            Some("agent") => Some("agent"),
-            Some("mcp") => Some("mcp"),
-            Some(k) => {
-                return Err(ApiError::bad_request(
-                    "invalid_kind",
-                    format!("unknown kind `{k}`: agent or mcp"),
-                ))
-            }
+            Some(k) => Some(TaskKind::try_from(k.to_owned()).map_err(|_| {
+                ApiError::bad_request("invalid_kind", format!("unknown kind `{k}`: agent or mcp"))
+            })?),
         };
         Ok(TaskFilter {
             session_id: self.session_id.clone(),

@@ -3,6 +3,7 @@
 
 use super::{stmts::Db, tasks::touch_session, writer::Writer};
 use crate::{commands::*, rows::*, Outbox, StoreError};
+use naga_core::DeliveryStatus;
 use rusqlite::params;
 
 /// The UI notification of follow-up `message_id`: upstream's
@@ -37,7 +38,7 @@ fn insert_notification(
         task_id,
         url: n.url.clone(),
         body,
-        status: "pending".into(),
+        status: DeliveryStatus::Pending,
         attempts: 0,
         next_attempt_at: now,
         last_error: None,

@@ -18,6 +18,17 @@ use crate::StoreError;
 use naga_core::config::{StoreConfig, Synchronous};
 use std::time::Duration;
 
+/// Column `i` of a row the writer read back, decoded into its enum (a
+/// status, kind or policy); a value outside the set is an error.
+pub(crate) fn decoded<T>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
+where
+    T: TryFrom<String, Error = naga_core::UnknownStored>,
+{
+    T::try_from(r.get::<_, String>(i)?).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 /// The writer thread (and its checkpointer) on the database at `url`.
 pub(crate) fn writer(url: &str, config: &StoreConfig) -> Result<writer::Writer, StoreError> {
     let checkpoints = writer_connection(url, config.synchronous)?;

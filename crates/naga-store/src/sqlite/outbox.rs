@@ -37,7 +37,7 @@ pub(crate) async fn claim_deliveries(
                             task_id: r.get(2)?,
                             url: r.get(3)?,
                             body: r.get(4)?,
-                            status: r.get(5)?,
+                            status: super::decoded(r, 5)?,
                             attempts: r.get(6)?,
                             next_attempt_at: r.get(7)?,
                             last_error: r.get(8)?,

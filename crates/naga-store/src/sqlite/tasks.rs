@@ -17,7 +17,7 @@ fn first_answer(r: &rusqlite::Row<'_>) -> rusqlite::Result<FirstAnswer> {
     Ok(FirstAnswer {
         response: r.get(0)?,
         id: r.get(1)?,
-        kind: r.get(2)?,
+        kind: super::decoded(r, 2)?,
         session_id: r.get(3)?,
         analysis_session_id: r.get(4)?,
         calls_count: r.get(5)?,
