@@ -114,7 +114,9 @@ macro_rules! stored_enum {
             fn decode(
                 value: <DB as ::sqlx::Database>::ValueRef<'r>,
             ) -> Result<Self, ::sqlx::error::BoxDynError> {
-                Ok(Self::try_from(<String as ::sqlx::Decode<'r, DB>>::decode(value)?)?)
+                Ok(Self::try_from(<String as ::sqlx::Decode<'r, DB>>::decode(
+                    value,
+                )?)?)
             }
         }
     };

@@ -24,7 +24,8 @@
 //! - `control`: `interrupt`, `cancel` and waiting for a task's end;
 //! - `recovery`: taking tasks over (at start, and expired leases), the
 //!   leases' renewal, the drain at shutdown;
-//! - `cluster`: a session's order across the nodes of a shared database.
+//! - `cluster`: a session's order across the nodes of a shared database;
+//! - `tests`: the scheduler alone, with a manual clock and gated calls.
 
 mod cluster;
 mod complete;
@@ -32,6 +33,8 @@ mod control;
 mod recovery;
 mod run;
 mod slots;
+#[cfg(test)]
+mod tests;
 
 use crate::{
     agents::{CallContext, CallOutcome},

@@ -285,22 +285,33 @@ impl Inner {
             .collect()
     }
 
-    /// Ends a task that holds no running call as cancelled.
+    /// Ends a task that holds no running call as cancelled, and answers
+    /// whoever waits for its end (a queued batch never reaches `release`,
+    /// which answers them for the batches that ran).
     pub(super) async fn cancel_unstarted(
         &self,
         spec: &TaskSpec,
         reason: &str,
     ) -> Option<TaskStatus> {
         let calls = spec.calls.parse();
-        self.complete(
-            spec,
-            &calls,
-            &self.commands(spec.kind, &calls),
-            TaskStatus::Cancelled,
-            Some(reason.to_owned()),
-            &spec.done,
-            None,
-        )
-        .await
+        let status = self
+            .complete(
+                spec,
+                &calls,
+                &self.commands(spec.kind, &calls),
+                TaskStatus::Cancelled,
+                Some(reason.to_owned()),
+                &spec.done,
+                None,
+            )
+            .await;
+        let waiters = self.state.lock().unwrap().waiters.remove(&spec.id);
+        for w in waiters.into_iter().flatten() {
+            // (Not ended here: dropped, the waiter learns that much.)
+            if let Some(status) = status {
+                let _ = w.send(status);
+            }
+        }
+        status
     }
 }

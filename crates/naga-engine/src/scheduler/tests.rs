@@ -1,0 +1,319 @@
+//! The scheduler on its own: a real SQLite store in a temporary folder, a
+//! [`ManualClock`](crate::clock::ManualClock) and an executor whose calls
+//! end only when the test lets them (no server, no agent).
+
+use super::*;
+use crate::{agents::CallOutcome, clock::ManualClock};
+use futures::future::BoxFuture;
+use naga_core::{config::StoreConfig, wire::RawJson};
+use naga_store::{Inserted, NewTask};
+use tokio::sync::{mpsc, Notify};
+
+/// Each call reports `task_id#index` when it starts, then waits until the
+/// test opens its gate (`open`); it succeeds with its own name.
+#[derive(Default)]
+struct Gated {
+    started: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    gates: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Gated {
+    fn gate(&self, call: &str) -> Arc<Notify> {
+        self.gates
+            .lock()
+            .unwrap()
+            .entry(call.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    fn open(&self, call: &str) {
+        self.gate(call).notify_one();
+    }
+}
+
+impl Executor for Gated {
+    fn run<'a>(
+        &'a self,
+        _call: &'a CallPayload,
+        ctx: &'a CallContext,
+    ) -> BoxFuture<'a, CallOutcome> {
+        let name = format!("{}#{}", ctx.task_id, ctx.index);
+        Box::pin(async move {
+            let gate = self.gate(&name);
+            if let Some(tx) = &*self.started.lock().unwrap() {
+                let _ = tx.send(name.clone());
+            }
+            gate.notified().await;
+            CallOutcome::ok(name)
+        })
+    }
+
+    fn command(&self, _call: &CallPayload) -> String {
+        "gated".into()
+    }
+
+    fn result_entry(&self, _index: usize, _call: &CallPayload, outcome: &CallOutcome) -> RawJson {
+        naga_core::wire::raw_json(outcome)
+    }
+}
+
+struct Fixture {
+    scheduler: Scheduler,
+    store: Store,
+    clock: Arc<ManualClock>,
+    executor: Arc<Gated>,
+    started: mpsc::UnboundedReceiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+const NODE: &str = "node-a";
+
+async fn fixture(workers: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::open(&url, &StoreConfig::default()).await.unwrap();
+    let clock = Arc::new(ManualClock::at(1_000_000));
+    let stop = CancellationToken::new();
+    let callbacks = Callbacks::new(
+        store.clone(),
+        Default::default(),
+        clock.clone(),
+        stop.clone(),
+    )
+    .unwrap();
+    let executor = Arc::new(Gated::default());
+    let (tx, started) = mpsc::unbounded_channel();
+    *executor.started.lock().unwrap() = Some(tx);
+    let config = SchedulerConfig {
+        workers,
+        ..Default::default()
+    };
+    let scheduler = Scheduler::new(
+        store.clone(),
+        callbacks,
+        clock.clone(),
+        config,
+        executor.clone(),
+        Default::default(),
+        NODE.into(),
+        stop,
+    );
+    Fixture {
+        scheduler,
+        store,
+        clock,
+        executor,
+        started,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    /// Stores a batch of `calls` calls held by `owner` until `until`, and
+    /// its spec as the scheduler runs it.
+    async fn stored(
+        &self,
+        id: &str,
+        session: &str,
+        policy: SessionPolicy,
+        calls: usize,
+        owner: &str,
+        until: i64,
+    ) -> TaskSpec {
+        let texts: Vec<Box<str>> = (0..calls)
+            .map(|i| format!("{{\"instruction\":\"{id} {i}\"}}").into_boxed_str())
+            .collect();
+        let Inserted::New { seq, .. } = self
+            .store
+            .insert_task(NewTask {
+                id: id.into(),
+                kind: TaskKind::Agent,
+                session_id: session.into(),
+                analysis_session_id: None,
+                query: None,
+                callback_url: None,
+                policy,
+                fingerprint: None,
+                calls: format!("[{}]", texts.join(",")),
+                calls_count: calls,
+                response: "{}".into(),
+                accepted_at: self.clock.now_ms(),
+                lease: Lease {
+                    owner: owner.into(),
+                    until,
+                },
+                started: false,
+                clock: None,
+            })
+            .await
+            .unwrap()
+        else {
+            panic!("{id}: not stored as new")
+        };
+        TaskSpec {
+            id: id.into(),
+            seq,
+            kind: TaskKind::Agent,
+            session_id: session.into(),
+            analysis_session_id: None,
+            callback_url: None,
+            policy,
+            calls: Calls::new(texts),
+            done: vec![None; calls],
+        }
+    }
+
+    /// Submits a batch of this node's and returns the receiver of its end.
+    async fn submit(&self, id: &str, session: &str, policy: SessionPolicy) -> Ending {
+        let spec = self.stored(id, session, policy, 1, NODE, i64::MAX).await;
+        self.scheduler.submit(spec);
+        Ending(
+            self.scheduler
+                .wait(id)
+                .expect("a held task can be waited for"),
+        )
+    }
+
+    /// The next call that starts.
+    async fn next_start(&mut self, waiting_for: &str) -> String {
+        tokio::time::timeout(Duration::from_secs(10), self.started.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no call started within 10 s: {waiting_for}"))
+            .expect("the executor is alive")
+    }
+}
+
+struct Ending(oneshot::Receiver<TaskStatus>);
+
+impl Ending {
+    async fn status(self, what: &str) -> TaskStatus {
+        tokio::time::timeout(Duration::from_secs(10), self.0)
+            .await
+            .unwrap_or_else(|_| panic!("{what} did not end within 10 s"))
+            .unwrap_or_else(|_| panic!("{what}: its end was not reported"))
+    }
+}
+
+#[tokio::test]
+async fn a_sessions_batches_run_one_at_a_time_in_order_other_sessions_beside_them() {
+    let mut f = fixture(4).await;
+    let a1 = f.submit("a1", "a", SessionPolicy::Enqueue).await;
+    let a2 = f.submit("a2", "a", SessionPolicy::Enqueue).await;
+    let b1 = f.submit("b1", "b", SessionPolicy::Enqueue).await;
+    let mut first = [f.next_start("a1, b1").await, f.next_start("a1, b1").await];
+    first.sort();
+    assert_eq!(first, ["a1#0", "b1#0"], "each session's first batch runs");
+    // b1 ending lets nothing of session a start: a2 is behind a1 only.
+    f.executor.open("b1#0");
+    assert_eq!(b1.status("b1").await, TaskStatus::Succeeded);
+    let c1 = f.submit("c1", "c", SessionPolicy::Enqueue).await;
+    assert_eq!(f.next_start("c1").await, "c1#0", "a2 did not overtake a1");
+    f.executor.open("a1#0");
+    assert_eq!(a1.status("a1").await, TaskStatus::Succeeded);
+    assert_eq!(f.next_start("a2").await, "a2#0", "a2 starts once a1 ended");
+    f.executor.open("a2#0");
+    f.executor.open("c1#0");
+    assert_eq!(a2.status("a2").await, TaskStatus::Succeeded);
+    assert_eq!(c1.status("c1").await, TaskStatus::Succeeded);
+    let a2 = f.store.task("a2").await.unwrap().unwrap();
+    let a1 = f.store.task("a1").await.unwrap().unwrap();
+    assert!(a2.started_at >= a1.finished_at, "a2 started after a1 ended");
+}
+
+#[tokio::test]
+async fn parallel_batches_of_a_session_run_at_once_within_the_workers() {
+    let mut f = fixture(2).await;
+    let p1 = f.submit("p1", "s", SessionPolicy::Parallel).await;
+    let p2 = f.submit("p2", "s", SessionPolicy::Parallel).await;
+    let p3 = f.submit("p3", "s", SessionPolicy::Parallel).await;
+    let mut first = [f.next_start("p1, p2").await, f.next_start("p1, p2").await];
+    first.sort();
+    assert_eq!(first, ["p1#0", "p2#0"], "two workers: two batches at once");
+    f.executor.open("p2#0");
+    assert_eq!(p2.status("p2").await, TaskStatus::Succeeded);
+    assert_eq!(f.next_start("p3").await, "p3#0", "a freed worker takes p3");
+    f.executor.open("p1#0");
+    f.executor.open("p3#0");
+    assert_eq!(p1.status("p1").await, TaskStatus::Succeeded);
+    assert_eq!(p3.status("p3").await, TaskStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_queued_batch_cancelled_never_runs_and_its_session_goes_on() {
+    let mut f = fixture(4).await;
+    let a1 = f.submit("a1", "a", SessionPolicy::Enqueue).await;
+    let a2 = f.submit("a2", "a", SessionPolicy::Enqueue).await;
+    let a3 = f.submit("a3", "a", SessionPolicy::Enqueue).await;
+    assert_eq!(f.next_start("a1").await, "a1#0");
+    assert_eq!(
+        f.scheduler.cancel("a2").await.unwrap(),
+        TaskStatus::Cancelled
+    );
+    assert_eq!(a2.status("a2").await, TaskStatus::Cancelled);
+    f.executor.open("a1#0");
+    assert_eq!(a1.status("a1").await, TaskStatus::Succeeded);
+    assert_eq!(
+        f.next_start("a3").await,
+        "a3#0",
+        "a3 follows a1: a2 never ran"
+    );
+    f.executor.open("a3#0");
+    assert_eq!(a3.status("a3").await, TaskStatus::Succeeded);
+    let a2 = f.store.task("a2").await.unwrap().unwrap();
+    assert_eq!((a2.status, a2.started_at), (TaskStatus::Cancelled, None));
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_on_the_clock_and_resumes_at_its_first_unfinished_call() {
+    let mut f = fixture(4).await;
+    let now = f.clock.now_ms();
+    let lease_ms = SchedulerConfig::default().lease_ms as i64;
+    let spec = f
+        .stored(
+            "t",
+            "s",
+            SessionPolicy::Enqueue,
+            2,
+            "node-b",
+            now + lease_ms,
+        )
+        .await;
+    // node-b ended the first call, then died.
+    f.store
+        .finish_call(naga_store::CallFinish {
+            task_seq: spec.seq,
+            owner: "node-b".into(),
+            idx: 0,
+            result: serde_json::to_string(&CallOutcome::ok("t#0 on node-b")).unwrap(),
+            started_at: now,
+            step: NewStep {
+                task_id: "t".into(),
+                call_idx: Some(0),
+                success: true,
+                output: Some("t#0 on node-b".into()),
+                created_at: now,
+                ..Default::default()
+            },
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        f.scheduler.claim_expired().await.unwrap(),
+        0,
+        "node-b's lease still runs"
+    );
+    f.clock.advance(Duration::from_millis(lease_ms as u64 + 1));
+    assert_eq!(f.scheduler.claim_expired().await.unwrap(), 1);
+    let ending = Ending(f.scheduler.wait("t").expect("taken over"));
+    assert_eq!(f.next_start("t#1").await, "t#1", "call 0 ended on node-b");
+    f.executor.open("t#1");
+    assert_eq!(ending.status("t").await, TaskStatus::Succeeded);
+    let calls = f.store.calls("t").await.unwrap();
+    let results: Vec<Option<&str>> = calls.iter().map(|c| c.result.as_deref()).collect();
+    assert!(
+        results[0].is_some_and(|r| r.contains("on node-b"))
+            && results[1].is_some_and(|r| r.contains("t#1")),
+        "each call's result is the one of the node that ran it: {results:?}"
+    );
+}
