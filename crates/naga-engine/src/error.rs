@@ -31,6 +31,23 @@ pub enum EngineError {
     Store(StoreError),
 }
 
+impl EngineError {
+    /// The kind of refusal or failure, as a word (`/metrics` labels).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::Reused(_) => "reused",
+            Self::Busy { .. } => "busy",
+            Self::Unavailable(_) => "unavailable",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Llm(_) => "llm",
+            Self::Store(_) => "store",
+        }
+    }
+}
+
 impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
         match e {

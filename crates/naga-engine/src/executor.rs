@@ -13,6 +13,11 @@ pub trait Executor: Send + Sync {
         -> BoxFuture<'a, CallOutcome>;
     /// The `command …` text of steps and memory.
     fn command(&self, call: &CallPayload) -> String;
+    /// Who runs `call`, as `/metrics` labels it: an agent's or MCP
+    /// service's name as configured (never a name a request made up).
+    fn agent(&self, _call: &CallPayload) -> String {
+        "unknown".into()
+    }
     /// `results[i]` of the callback, as JSON text.
     fn result_entry(&self, index: usize, call: &CallPayload, outcome: &CallOutcome) -> RawJson;
     /// An extra top-level `result` for upstream receivers of this kind.
@@ -50,6 +55,13 @@ impl Executor for AgentExecutor {
         ctx: &'a CallContext,
     ) -> BoxFuture<'a, CallOutcome> {
         Box::pin(self.agents.run(call, ctx))
+    }
+
+    fn agent(&self, call: &CallPayload) -> String {
+        match self.agents.resolve(call) {
+            Ok(agent) => agent.name().to_owned(),
+            Err(_) => "unknown".into(),
+        }
     }
 
     fn command(&self, call: &CallPayload) -> String {

@@ -12,6 +12,7 @@ mod intake;
 pub mod llm;
 pub mod mcp;
 pub mod memory;
+pub mod metrics;
 mod node;
 mod reads;
 mod records;
@@ -157,6 +158,7 @@ impl Engine {
         let lease = engine.inner.scheduler.lease(engine.inner.clock.now_ms());
         let callbacks = engine.inner.callbacks.claim(lease, true).await?;
         engine.inner.scheduler.spawn_maintenance();
+        engine.keep_metrics();
         if engine.inner.config.runs(naga_core::config::Service::Mcp) {
             engine.inner.mcp.start_all();
         }
@@ -233,6 +235,36 @@ impl Engine {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         self.inner.background.spawn(task);
+    }
+
+    /// `GET /metrics`: Prometheus text, with the gauges read from the store
+    /// now (left out when the store cannot answer: the counters still are).
+    pub async fn metrics_text(&self) -> String {
+        let gauges = match self.inner.store.gauges().await {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: the store's gauges cannot be read");
+                None
+            }
+        };
+        metrics::render(gauges)
+    }
+
+    /// Installs the process's metrics recorder (once) and folds its
+    /// samples into their buckets every few seconds, until the engine stops.
+    fn keep_metrics(&self) {
+        let Some(handle) = metrics::handle() else {
+            return;
+        };
+        let (stop, clock) = (self.inner.stop.clone(), self.inner.clock.clone());
+        self.spawn_background(async move {
+            loop {
+                tokio::select! {
+                    _ = clock.sleep(metrics::UPKEEP_EVERY) => handle.run_upkeep(),
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
     }
 
     /// Fires when the engine stops.

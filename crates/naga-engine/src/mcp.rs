@@ -382,6 +382,14 @@ impl Executor for McpExecutor {
         format!("{service}.{tool} {}", Value::Object(arguments(call)))
     }
 
+    fn agent(&self, call: &CallPayload) -> String {
+        let (service, _) = names(call);
+        match self.hub.servers.contains_key(service) {
+            true => format!("mcp:{service}"),
+            false => "mcp:unknown".into(),
+        }
+    }
+
     fn result_entry(&self, _index: usize, call: &CallPayload, outcome: &CallOutcome) -> RawJson {
         let (service, tool) = names(call);
         let (error, result) = match &outcome.error {

@@ -36,6 +36,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/", get(root))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .route("/chat", post(chat))
         .route("/chat/stream", post(chat_stream))
         .route("/sessions", get(sessions).delete(crate::ui::clear_sessions))
@@ -55,6 +56,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/tool_result_callback", post(callback))
         .route("/agent_result_callback", post(callback))
         .with_state(state)
+}
+
+async fn metrics(State(s): State<ApiState>) -> impl axum::response::IntoResponse {
+    crate::health::metrics(State(s.engine)).await
 }
 
 async fn health(State(s): State<ApiState>) -> axum::Json<Value> {

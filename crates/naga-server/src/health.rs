@@ -33,6 +33,18 @@ pub fn body(engine: &Engine, service: &str) -> Value {
     })
 }
 
+/// `GET /metrics`: Prometheus' text format (behind the token, as every
+/// route but `/health`).
+pub async fn metrics(State(engine): State<Engine>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        engine.metrics_text().await,
+    )
+}
+
 /// With upstream's `modules` (which of its parts are up).
 pub async fn agent(State(engine): State<Engine>) -> Json<Value> {
     let mut v = body(&engine, "agent_server");

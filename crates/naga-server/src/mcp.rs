@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 pub fn router(engine: Engine) -> Router {
     Router::new()
         .route("/health", get(crate::health::mcp))
+        .route("/metrics", get(crate::health::metrics))
         .route("/ready", get(crate::health::ready))
         .route("/schedule", post(schedule))
         .route("/status", get(status))

@@ -36,7 +36,7 @@ mod tasks;
 
 pub use commands::*;
 pub use error::StoreError;
-pub use reads::{Counts, MemoryScope, TaskFilter};
+pub use reads::{Counts, Gauges, MemoryScope, TaskFilter};
 pub use rows::*;
 /// rusqlite's error types, for callers that build or match them.
 pub use rusqlite::{ffi::Error as SqliteFfiError, Error as SqliteError};

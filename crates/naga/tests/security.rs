@@ -75,6 +75,9 @@ async fn with_a_token_every_route_but_health_needs_it() {
         (&app.mcp, "GET", "/status"),
         (&app.mcp, "POST", "/schedule"),
         (&app.agent, "GET", "/no-such-route"),
+        (&app.agent, "GET", "/metrics"),
+        (&app.api, "GET", "/metrics"),
+        (&app.mcp, "GET", "/metrics"),
     ];
     for (base, method, path) in routes {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();

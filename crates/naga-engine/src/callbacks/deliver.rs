@@ -77,6 +77,11 @@ impl Inner {
                     )
                 }
             };
+            crate::metrics::callback_delivery(match &record {
+                DeliveryOutcome::Delivered => "delivered",
+                DeliveryOutcome::Retry { .. } => "retry",
+                DeliveryOutcome::Dead { .. } => "dead",
+            });
             match &record {
                 DeliveryOutcome::Delivered => {
                     tracing::debug!(callback_id = %row.id, task_id = %row.task_id, attempts, "callback delivered")

@@ -10,6 +10,15 @@ impl Engine {
         &self,
         req: AgentScheduleRequest,
     ) -> Result<Scheduled, EngineError> {
+        let scheduled = self.schedule_agent_batch(req).await;
+        crate::metrics::schedule_request(TaskKind::Agent, outcome_label(&scheduled));
+        scheduled
+    }
+
+    async fn schedule_agent_batch(
+        &self,
+        req: AgentScheduleRequest,
+    ) -> Result<Scheduled, EngineError> {
         if req.agent_calls.as_ref().is_some_and(|c| !c.is_empty()) {
             let max = self.config().scheduler.max_queued;
             if let Some(repeat) = self
@@ -76,6 +85,12 @@ impl Engine {
     /// and `tool_calls` both empty is refused; an identical batch still
     /// active answers its task; too much queued is 429.
     pub async fn schedule_mcp(&self, req: McpScheduleRequest) -> Result<Scheduled, EngineError> {
+        let scheduled = self.schedule_mcp_batch(req).await;
+        crate::metrics::schedule_request(TaskKind::Mcp, outcome_label(&scheduled));
+        scheduled
+    }
+
+    async fn schedule_mcp_batch(&self, req: McpScheduleRequest) -> Result<Scheduled, EngineError> {
         let calls = req.tool_calls.unwrap_or_default();
         if calls.is_empty() && req.query.as_deref().is_none_or(|q| q.trim().is_empty()) {
             return Err(EngineError::Invalid(
@@ -135,6 +150,19 @@ impl Engine {
 /// A call's own `timeout_ms`, when it has one, must be a positive whole
 /// number of milliseconds (a string or a negative number would otherwise
 /// be ignored without a word). Only calls whose text names it are parsed.
+/// A schedule request's outcome as `/metrics` counts it.
+fn outcome_label(scheduled: &Result<Scheduled, EngineError>) -> &'static str {
+    match scheduled {
+        Ok(s) => match s.outcome {
+            Outcome::Created => "created",
+            Outcome::Repeated => "repeated",
+            Outcome::Duplicate => "duplicate",
+            Outcome::NoTasks => "no_tasks",
+        },
+        Err(e) => e.label(),
+    }
+}
+
 pub(super) fn check_timeouts(list: &str, calls: &[RawCall]) -> Result<(), EngineError> {
     for (i, call) in calls.iter().enumerate() {
         if !call.get().contains("\"timeout_ms\"") {

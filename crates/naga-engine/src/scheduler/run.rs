@@ -20,7 +20,12 @@ impl Inner {
                 Err(status) => return status,
             },
         };
-        self.run_calls(spec, token).await
+        let began = std::time::Instant::now();
+        let status = self.run_calls(spec, token).await;
+        if status.is_some() {
+            crate::metrics::task_duration(spec.kind, began.elapsed());
+        }
+        status
     }
 
     /// Runs a write of `spec`'s through storage faults (a full disk, an I/O
@@ -158,6 +163,7 @@ impl Inner {
                 .unwrap_or(self.config.call_timeout_ms);
             let call_deadline = tokio::time::Instant::now() + Duration::from_millis(call_ms);
             let started_at = self.clock.now_ms();
+            let began = std::time::Instant::now();
             tracing::debug!(task_id = ids.0, session_id = ids.1, index, "call starts");
             // The call is polled first: one that ends at its first poll (an
             // in-process agent, mostly) then sets no timer and registers no
@@ -174,6 +180,7 @@ impl Inner {
                         format!("call {index} timed out after {call_ms} ms")
                     })),
             };
+            crate::metrics::call_duration(executor.agent(call), began.elapsed());
             let outcome = match result {
                 Ok(o) => o,
                 Err(Interrupted::Stopping) => {

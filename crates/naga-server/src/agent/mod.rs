@@ -17,6 +17,7 @@ pub fn router(engine: Engine) -> Router {
     Router::new()
         .route("/health", get(crate::health::agent))
         .route("/ready", get(crate::health::ready))
+        .route("/metrics", get(crate::health::metrics))
         .route("/schedule", post(schedule::schedule))
         .route("/analyze_and_execute", post(schedule::analyze_and_execute))
         .route("/tasks", get(tasks::list))

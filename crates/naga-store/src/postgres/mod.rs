@@ -62,7 +62,9 @@ impl Pg {
         &self,
         command: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        let began = std::time::Instant::now();
         let result = command.await;
+        metrics::histogram!("naga_store_commit_seconds").record(began.elapsed().as_secs_f64());
         self.observe(&result);
         result
     }

@@ -194,7 +194,9 @@ fn run(
         }
         if !jobs.is_empty() {
             let n = jobs.len();
+            let began = std::time::Instant::now();
             let error = commit_group(&conn, &mut jobs).err();
+            metrics::histogram!("naga_store_commit_seconds").record(began.elapsed().as_secs_f64());
             if let Some(e) = &error {
                 tracing::error!(jobs = n, error = %e, "group commit failed");
             }
