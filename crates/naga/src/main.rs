@@ -1,7 +1,7 @@
 //! `naga`: the server (`naga serve`) and a small client for it.
 //! Data goes to stdout, everything else (logs, errors) to stderr.
 
-mod client;
+mod cli;
 mod config;
 
 use anyhow::Context;
@@ -28,14 +28,17 @@ struct Cli {
 enum Command {
     /// Run the services (API 8000, agent 8001, MCP 8003) on embedded defaults.
     Serve(config::ServeArgs),
-    /// Schedule one agent call on the agent server and print its answer.
-    Schedule(client::ScheduleArgs),
-    /// List tasks of the agent server.
-    Tasks(client::TasksArgs),
-    /// List sessions of the agent server.
-    Sessions(client::SessionsArgs),
+    /// Schedule a batch of agent calls on the agent server (`--wait`: follow
+    /// it to its end).
+    Schedule(cli::schedule::ScheduleArgs),
+    /// The agent server's tasks: list, show, watch, cancel.
+    Tasks(cli::tasks::TasksArgs),
+    /// The agent server's sessions.
+    Sessions(cli::sessions::SessionsArgs),
+    /// The callback outbox: list, retry, redrive.
+    Callbacks(cli::callbacks::CallbacksArgs),
     /// Schedule the seed's example on a running naga and print its callback.
-    Demo(client::DemoArgs),
+    Demo(cli::demo::DemoArgs),
     /// Write a consistent copy of the SQLite store (also while naga runs);
     /// start naga on a data dir holding it as naga.db to restore it.
     Backup(BackupArgs),
@@ -66,10 +69,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
-            Command::Schedule(args) => client::schedule(args).await,
-            Command::Tasks(args) => client::tasks(args).await,
-            Command::Sessions(args) => client::sessions(args).await,
-            Command::Demo(args) => client::demo(args).await,
+            Command::Schedule(args) => cli::schedule::run(args).await,
+            Command::Tasks(args) => cli::tasks::run(args).await,
+            Command::Sessions(args) => cli::sessions::run(args).await,
+            Command::Callbacks(args) => cli::callbacks::run(args).await,
+            Command::Demo(args) => cli::demo::demo(args).await,
             Command::Backup(args) => backup(args).await,
         }
     });

@@ -76,7 +76,7 @@ fn client_subcommands_print_data_on_stdout() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "cli-1\tscheduled"
     );
-    let out = naga(&["tasks", "--session", "cli", "--json"]);
+    let out = naga(&["tasks", "list", "--session", "cli", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["tasks"][0]["task_id"], "cli-1");
     let out = naga(&["demo"]);
@@ -96,7 +96,7 @@ fn client_subcommands_print_data_on_stdout() {
         .as_str()
         .unwrap()
         .contains("no display"));
-    let out = naga(&["sessions"]);
+    let out = naga(&["sessions", "list"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("cli\t1 tasks"),
         "{}",
