@@ -70,7 +70,8 @@ impl FromStr for TaskStatus {
 
 /// A value read from the store outside its column's set. The store's edge
 /// decodes each status, kind and policy once, and refuses such a value
-/// (the schemas' CHECK constraints keep them out) instead of defaulting.
+/// (naga writes them from these enums; PostgreSQL's schema CHECKs them)
+/// instead of defaulting.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown {what} `{value}` in the store")]
 pub struct UnknownStored {

@@ -158,10 +158,7 @@ impl Store {
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
             .log_statements(tracing::log::LevelFilter::Trace);
-        // Migrations run without foreign keys, as SQLite's way of changing
-        // a table (copy, drop, rename: 0008) needs; each copies its rows
-        // whole, so the references hold as before.
-        let mut conn = options.clone().foreign_keys(false).connect().await?;
+        let mut conn = options.connect().await?;
         MIGRATOR.run(&mut conn).await?;
         sqlx::Connection::close(conn).await?;
         let read = SqlitePoolOptions::new()

@@ -1,7 +1,7 @@
 //! Rows as they are stored. A status, kind or policy is decoded here, once,
 //! into its enum (naga-core's `sqlx` feature): a value outside its set
-//! (which the schemas' CHECK constraints keep out) is an error, never a
-//! default.
+//! (naga writes them from the enums; PostgreSQL's schema CHECKs them) is an
+//! error, never a default.
 
 use naga_core::{
     config::SessionPolicy, time::Millis, wire::TaskKind, CallStatus, DeliveryStatus, TaskStatus,

@@ -340,6 +340,57 @@ async fn decision_logs_reach_stderr_whole_and_without_colour_codes() {
     assert_eq!(finished, 20, "{text}");
 }
 
+/// Every line a task's run logs carries the task's ids in its span, as does
+/// every line of the request that scheduled it (JSON logs: `span`).
+#[tokio::test]
+async fn every_log_line_of_a_task_carries_its_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url, stderr) = common::spawn_naga_logged(|cmd| {
+        cmd.arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("NAGA_LOG_JSON", "true")
+            .env("RUST_LOG", "debug");
+    });
+    let receiver = Receiver::start().await;
+    let client = reqwest::Client::new();
+    let body = json!({"agent_calls": [{"tool_name": "echo", "instruction": "a"},
+                                      {"tool_name": "echo", "instruction": "b"}],
+                      "session_id": "spans", "analysis_session_id": "an-1",
+                      "request_id": "span-1", "callback_url": receiver.url()});
+    let (status, resp) = post_json(&client, &format!("{url}/schedule"), &body).await;
+    assert_eq!(status, 200, "{resp}");
+    receiver.wait_for("span-1").await;
+    assert!(terminate(child).await.success());
+    let text = stderr.join().unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let in_span = |name: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| l["span"]["name"] == name && l["span"]["request_id"] == "span-1")
+            .collect()
+    };
+    let run = in_span("task");
+    assert!(
+        run.len() >= 3,
+        "the run's lines (two calls starting, the end) are in its span:\n{text}"
+    );
+    for l in &run {
+        assert_eq!(l["span"]["session_id"], "spans", "{l}");
+        assert_eq!(l["span"]["analysis_session_id"], "an-1", "{l}");
+        assert_eq!(l["span"]["task_id"], "span-1", "{l}");
+    }
+    let request = in_span("schedule");
+    assert!(
+        request.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("batch committed"))),
+        "the commit is logged in the request's span:\n{text}"
+    );
+}
+
 /// `naga backup` copies a running node's store; naga started on the copy
 /// finds every task. PostgreSQL is pointed to pg_dump; an existing file is
 /// not overwritten.

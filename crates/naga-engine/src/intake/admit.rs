@@ -2,6 +2,7 @@
 //! handed to the scheduler, or answered as a batch already known.
 
 use super::*;
+use tracing::Instrument;
 
 impl Engine {
     /// Validates, commits and schedules a batch; answers before any call runs.
@@ -126,10 +127,12 @@ impl Engine {
         // mid-request must not leave a committed batch that nobody runs.
         // (Boxed: the task then holds a pointer, not a 2 KB future that tokio
         // copies into its cell and again when the task's stage changes.)
+        // (In the request's span: its lines carry the request's ids.)
         let engine = self.clone();
-        tokio::spawn(Box::pin(async move {
-            engine.commit(task, spec, reservation).await
-        }))
+        tokio::spawn(Box::pin(
+            async move { engine.commit(task, spec, reservation).await }
+                .instrument(tracing::Span::current()),
+        ))
         .await
         .map_err(|e| EngineError::Unavailable(format!("the batch could not be committed: {e}")))?
     }

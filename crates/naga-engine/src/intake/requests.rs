@@ -3,6 +3,7 @@
 //! answered as the first time, a full node refused.
 
 use super::*;
+use tracing::Instrument;
 
 impl Engine {
     /// `POST /schedule` of the agent server.
@@ -10,7 +11,13 @@ impl Engine {
         &self,
         req: AgentScheduleRequest,
     ) -> Result<Scheduled, EngineError> {
-        let scheduled = self.schedule_agent_batch(req).await;
+        let span = request_span(
+            "agent",
+            &req.session_id,
+            &req.analysis_session_id,
+            &req.request_id,
+        );
+        let scheduled = self.schedule_agent_batch(req).instrument(span).await;
         crate::metrics::schedule_request(TaskKind::Agent, outcome_label(&scheduled));
         scheduled
     }
@@ -85,7 +92,13 @@ impl Engine {
     /// and `tool_calls` both empty is refused; an identical batch still
     /// active answers its task; too much queued is 429.
     pub async fn schedule_mcp(&self, req: McpScheduleRequest) -> Result<Scheduled, EngineError> {
-        let scheduled = self.schedule_mcp_batch(req).await;
+        let span = request_span(
+            "mcp",
+            &req.session_id,
+            &req.analysis_session_id,
+            &req.request_id,
+        );
+        let scheduled = self.schedule_mcp_batch(req).instrument(span).await;
         crate::metrics::schedule_request(TaskKind::Mcp, outcome_label(&scheduled));
         scheduled
     }
@@ -150,6 +163,23 @@ impl Engine {
 /// A call's own `timeout_ms`, when it has one, must be a positive whole
 /// number of milliseconds (a string or a negative number would otherwise
 /// be ignored without a word). Only calls whose text names it are parsed.
+/// The span of a schedule request: every line it logs carries its ids (as
+/// the client sent them; a missing one is empty).
+fn request_span(
+    service: &'static str,
+    session_id: &Option<String>,
+    analysis_session_id: &Option<String>,
+    request_id: &Option<String>,
+) -> tracing::Span {
+    tracing::info_span!(
+        "schedule",
+        service,
+        session_id = session_id.as_deref().unwrap_or(""),
+        analysis_session_id = analysis_session_id.as_deref().unwrap_or(""),
+        request_id = request_id.as_deref().unwrap_or("")
+    )
+}
+
 /// A schedule request's outcome as `/metrics` counts it.
 fn outcome_label(scheduled: &Result<Scheduled, EngineError>) -> &'static str {
     match scheduled {

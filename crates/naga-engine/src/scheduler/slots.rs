@@ -2,6 +2,7 @@
 //! when one ends.
 
 use super::*;
+use tracing::Instrument;
 
 impl State {
     /// Whether the session has a batch running or queued here.
@@ -71,11 +72,18 @@ impl Inner {
             },
         );
         let tracker = self.tracker.clone();
+        // Every line the task's run logs carries its ids.
+        let span = tracing::info_span!("task", task_id = %spec.id, request_id = %spec.id,
+            session_id = %spec.session_id,
+            analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""));
         // Boxed for the reason given where a batch is committed (intake/commit.rs).
-        tracker.spawn(Box::pin(async move {
-            let status = self.run(&spec, &token, reserved).await;
-            self.release(&spec, status);
-        }));
+        tracker.spawn(Box::pin(
+            async move {
+                let status = self.run(&spec, &token, reserved).await;
+                self.release(&spec, status);
+            }
+            .instrument(span),
+        ));
     }
 
     /// Frees the task's slot and starts the next batch of its session.
