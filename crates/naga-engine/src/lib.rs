@@ -8,6 +8,7 @@ pub mod callbacks;
 pub mod clock;
 mod error;
 pub mod executor;
+pub mod feed;
 mod intake;
 pub mod llm;
 pub mod mcp;
@@ -58,6 +59,7 @@ struct Inner {
     /// (the assistant's listeners, LLM summaries): waited for at shutdown.
     background: TaskTracker,
     /// Held while the engine runs (see `node`).
+    feed: feed::TaskFeed,
     _node: node::NodeIdentity,
 }
 
@@ -79,11 +81,13 @@ impl Engine {
             ))
         })?;
         let stop = CancellationToken::new();
+        let feed = feed::TaskFeed::default();
         let callbacks = Callbacks::new(
             store.clone(),
             config.callbacks.clone(),
             clock.clone(),
             stop.clone(),
+            feed.clone(),
         )
         .map_err(EngineError::Invalid)?;
         if let Some(url) = &config.callbacks.ui_notify_url {
@@ -128,6 +132,7 @@ impl Engine {
             config.llm.clone(),
             node.id().to_owned(),
             stop.clone(),
+            feed.clone(),
         );
         let mcp_path = config.mcp_config_path();
         let mcp_specs = mcp::load_config(&mcp_path).map_err(EngineError::Invalid)?;
@@ -150,6 +155,7 @@ impl Engine {
                 mcp,
                 clock,
                 stop,
+                feed,
                 background: TaskTracker::new(),
                 _node: node,
             }),
@@ -196,6 +202,10 @@ impl Engine {
     }
     pub fn mcp(&self) -> &Arc<McpHub> {
         &self.inner.mcp
+    }
+    /// The live feed of task events (`GET /events`).
+    pub fn feed(&self) -> &feed::TaskFeed {
+        &self.inner.feed
     }
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock

@@ -77,11 +77,25 @@ impl Inner {
                     )
                 }
             };
-            crate::metrics::callback_delivery(match &record {
-                DeliveryOutcome::Delivered => "delivered",
-                DeliveryOutcome::Retry { .. } => "retry",
-                DeliveryOutcome::Dead { .. } => "dead",
-            });
+            let (outcome, next, error) = match &record {
+                DeliveryOutcome::Delivered => ("delivered", None, None),
+                DeliveryOutcome::Retry {
+                    error,
+                    next_attempt_at,
+                } => ("retry", Some(*next_attempt_at), Some(error.as_str())),
+                DeliveryOutcome::Dead { error } => ("dead", None, Some(error.as_str())),
+            };
+            crate::metrics::callback_delivery(outcome);
+            self.feed.send(
+                None,
+                &crate::feed::Event::Callback {
+                    task_id: &row.task_id,
+                    callback_id: &row.id,
+                    outcome,
+                    next_attempt_at: next.map(naga_core::time::iso),
+                    error,
+                },
+            );
             match &record {
                 DeliveryOutcome::Delivered => {
                     tracing::debug!(callback_id = %row.id, task_id = %row.task_id, attempts, "callback delivered")

@@ -62,6 +62,8 @@ struct Inner {
     urls: std::sync::Mutex<HashMap<String, url::Url>>,
     /// Deliveries under way (each ends once `stop` fires).
     deliveries: tokio_util::task::TaskTracker,
+    /// Where each attempt's outcome is told (the live task feed).
+    feed: crate::feed::TaskFeed,
 }
 
 /// Most distinct receiver URLs kept parsed.
@@ -82,6 +84,7 @@ impl Callbacks {
         config: CallbackConfig,
         clock: Arc<dyn Clock>,
         stop: CancellationToken,
+        feed: crate::feed::TaskFeed,
     ) -> Result<Self, String> {
         let keys = config
             .secret
@@ -122,6 +125,7 @@ impl Callbacks {
                 flusher: std::sync::Mutex::new(Some(flusher)),
                 urls: std::sync::Mutex::default(),
                 deliveries: Default::default(),
+                feed,
             }),
         })
     }
@@ -246,6 +250,7 @@ mod tests {
             CallbackConfig::default(),
             Arc::new(crate::clock::SystemClock),
             CancellationToken::new(),
+            Default::default(),
         )
         .unwrap();
         let ok = "http://127.0.0.1:9/cb";

@@ -107,6 +107,10 @@ impl Engine {
             );
         }
         let task_id = Some(spec.id.clone());
+        // (One that starts at once is told `running` as it starts.)
+        if !reservation.as_ref().is_some_and(|r| r.has_worker()) {
+            scheduler.tell(&spec, naga_core::TaskStatus::Queued, None);
+        }
         match reservation {
             Some(reservation) => scheduler.submit_reserved(spec, reservation),
             None => scheduler.submit(spec),

@@ -92,6 +92,7 @@ impl Inner {
         match finished {
             Ok(Finished::Ended { callback }) => {
                 crate::metrics::task_completed(spec.kind, status);
+                self.tell(spec, status, error.as_deref());
                 tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
                     analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
                     status = status.as_str(), error = error.as_deref().unwrap_or(""),

@@ -41,6 +41,7 @@ use crate::{
     callbacks::Callbacks,
     clock::Clock,
     executor::Executor,
+    feed::{Event, TaskFeed},
     memory,
     retry::retry_store,
     EngineError,
@@ -182,6 +183,8 @@ struct Inner {
     /// Calls in flight are abandoned once this fires.
     stop: CancellationToken,
     tracker: TaskTracker,
+    /// Where a task's changes are told as they happen (`GET /events`).
+    feed: TaskFeed,
 }
 
 #[derive(Default)]
@@ -204,6 +207,22 @@ struct State {
     /// are cancelled, also one committed before the interrupt but handed
     /// over after it (see [`Scheduler::interrupt_session`]).
     interrupted: HashMap<String, (i64, std::time::Instant)>,
+}
+
+impl Inner {
+    /// Tells the live feed that `spec` is now `status`.
+    fn tell(&self, spec: &TaskSpec, status: TaskStatus, error: Option<&str>) {
+        self.feed.send(
+            Some(&spec.session_id),
+            &Event::Status {
+                task_id: &spec.id,
+                session_id: &spec.session_id,
+                kind: spec.kind.as_str(),
+                status: status.as_str(),
+                error,
+            },
+        );
+    }
 }
 
 /// How long an interrupt is remembered for batches committed before it
@@ -275,6 +294,7 @@ impl Scheduler {
         llm: naga_core::config::LlmConfig,
         node_id: String,
         stop: CancellationToken,
+        feed: TaskFeed,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -293,8 +313,14 @@ impl Scheduler {
                 draining: CancellationToken::new(),
                 stop,
                 tracker: TaskTracker::new(),
+                feed,
             }),
         }
+    }
+
+    /// Tells the live feed that `spec` is now `status`.
+    pub fn tell(&self, spec: &TaskSpec, status: TaskStatus, error: Option<&str>) {
+        self.inner.tell(spec, status, error);
     }
 
     /// Sets the executor of MCP tasks.

@@ -20,6 +20,7 @@ impl Inner {
                 Err(status) => return status,
             },
         };
+        self.tell(spec, TaskStatus::Running, None);
         let began = std::time::Instant::now();
         let status = self.run_calls(spec, token).await;
         if status.is_some() {
@@ -204,6 +205,15 @@ impl Inner {
                     CallOutcome::failed(why)
                 }
             };
+            if self.feed.watched() {
+                let event = Event::Call {
+                    task_id: &spec.id,
+                    session_id: &spec.session_id,
+                    index,
+                    success: outcome.success,
+                };
+                self.feed.send(Some(&spec.session_id), &event);
+            }
             let finish = self.call_finish(spec, &commands[index], index, &outcome, started_at);
             outcomes[index] = Some(outcome);
             if end.is_some() || index + 1 == calls.len() {

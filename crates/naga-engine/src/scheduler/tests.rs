@@ -80,6 +80,7 @@ async fn fixture(workers: usize) -> Fixture {
         Default::default(),
         clock.clone(),
         stop.clone(),
+        Default::default(),
     )
     .unwrap();
     let executor = Arc::new(Gated::default());
@@ -98,6 +99,7 @@ async fn fixture(workers: usize) -> Fixture {
         Default::default(),
         NODE.into(),
         stop,
+        Default::default(),
     );
     Fixture {
         scheduler,

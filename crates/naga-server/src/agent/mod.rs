@@ -1,5 +1,6 @@
 //! The agent server (default 127.0.0.1:8001): DESIGN.md's agent section.
 
+mod events;
 mod memory;
 mod schedule;
 pub(crate) mod tasks;
@@ -20,6 +21,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/metrics", get(crate::health::metrics))
         .route("/schedule", post(schedule::schedule))
         .route("/analyze_and_execute", post(schedule::analyze_and_execute))
+        .route("/events", get(events::events))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::get_one).delete(tasks::cancel))
         .route("/tasks/{id}/cancel", post(tasks::cancel))
