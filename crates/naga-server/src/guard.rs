@@ -55,7 +55,8 @@ struct Inner {
     signed_callbacks: bool,
 }
 
-/// Routes a request reaches without the token.
+/// Routes a request reaches without the token (and the dashboard's page,
+/// which holds no data: `dashboard::ROUTES`).
 const OPEN_ROUTES: [&str; 1] = ["/health"];
 
 /// Routes authenticated by a Standard Webhooks signature when a callback
@@ -192,7 +193,10 @@ pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Resp
         return next.run(req).await;
     }
     let token = guard.token_given(&req);
-    if token == Some(false) && !OPEN_ROUTES.contains(&path) {
+    if token == Some(false)
+        && !OPEN_ROUTES.contains(&path)
+        && !crate::dashboard::ROUTES.contains(&path)
+    {
         let mut refused = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod api;
 mod callbacks;
+mod dashboard;
 mod error;
 mod extract;
 mod guard;
