@@ -11,26 +11,7 @@ mod common;
 use common::backends;
 
 fn task(id: &str) -> NewTask {
-    NewTask {
-        id: id.into(),
-        kind: naga_core::wire::TaskKind::Agent,
-        session_id: "s".into(),
-        analysis_session_id: None,
-        query: None,
-        callback_url: None,
-        policy: naga_core::config::SessionPolicy::Enqueue,
-        fingerprint: None,
-        calls: "[{\"tool_name\":\"echo\"}]".into(),
-        calls_count: 1,
-        response: "{}".into(),
-        accepted_at: 1,
-        lease: Lease {
-            owner: "A".into(),
-            until: i64::MAX,
-        },
-        started: false,
-        clock: None,
-    }
+    common::echo_task(id, "s", "A", i64::MAX)
 }
 
 /// Runs `sql` on the backend's database beside the store, as an operator's

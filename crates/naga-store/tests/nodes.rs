@@ -9,26 +9,7 @@ use naga_store::*;
 use std::collections::HashSet;
 
 fn task(id: &str, session: &str, owner: &str, until: i64) -> NewTask {
-    NewTask {
-        id: id.into(),
-        kind: naga_core::wire::TaskKind::Agent,
-        session_id: session.into(),
-        analysis_session_id: Some(format!("analysis_{session}")),
-        query: None,
-        callback_url: None,
-        policy: naga_core::config::SessionPolicy::Enqueue,
-        fingerprint: None,
-        calls: "[{\"tool_name\":\"echo\"}]".into(),
-        calls_count: 1,
-        response: String::new(),
-        accepted_at: 1,
-        lease: Lease {
-            owner: owner.into(),
-            until,
-        },
-        started: false,
-        clock: None,
-    }
+    common::echo_task(id, session, owner, until)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,3 +50,27 @@ pub async fn backends() -> Vec<Backend> {
     }
     all
 }
+
+/// A batch of one echo call of `session`, held by `owner` until `until`.
+pub fn echo_task(id: &str, session: &str, owner: &str, until: i64) -> naga_store::NewTask {
+    naga_store::NewTask {
+        id: id.into(),
+        kind: naga_core::wire::TaskKind::Agent,
+        session_id: session.into(),
+        analysis_session_id: Some(format!("analysis_{session}")),
+        query: None,
+        callback_url: None,
+        policy: naga_core::config::SessionPolicy::Enqueue,
+        fingerprint: None,
+        calls: "[{\"tool_name\":\"echo\"}]".into(),
+        calls_count: 1,
+        response: String::new(),
+        accepted_at: 1,
+        lease: naga_store::Lease {
+            owner: owner.into(),
+            until,
+        },
+        started: false,
+        clock: None,
+    }
+}
