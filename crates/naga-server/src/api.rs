@@ -37,6 +37,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/ui", get(dashboard))
         .route("/chat", post(chat))
         .route("/chat/stream", post(chat_stream))
         .route("/sessions", get(sessions).delete(crate::ui::clear_sessions))
@@ -56,6 +57,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/tool_result_callback", post(callback))
         .route("/agent_result_callback", post(callback))
         .with_state(state)
+}
+
+/// `GET /ui`: the dashboard lives on the agent server (its API is there).
+async fn dashboard(State(s): State<ApiState>) -> axum::response::Redirect {
+    axum::response::Redirect::temporary(&format!("{}/ui", s.assistant.links().agent))
 }
 
 async fn metrics(State(s): State<ApiState>) -> impl axum::response::IntoResponse {

@@ -89,6 +89,29 @@ async fn the_page_is_served_without_the_token_and_holds_no_data() {
         let policy = headers["content-security-policy"].to_str().unwrap();
         assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
     }
+    // The API server sends a browser to it, also without the token.
+    let app_all = {
+        let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        let mut config = test_config(&dir);
+        config.only = vec![
+            naga_core::config::Service::Api,
+            naga_core::config::Service::Agent,
+        ];
+        config.api_addr = "127.0.0.1:0".into();
+        config.auth.token = Some(TOKEN.into());
+        TestApp::spawn_with(dir, config).await
+    };
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = no_redirects
+        .get(format!("{}/ui", app_all.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(resp.headers()["location"], format!("{}/ui", app_all.agent));
     // Its data is not: the API it calls still needs the token.
     let (status, _) = app.get("/sessions").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

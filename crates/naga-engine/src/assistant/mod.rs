@@ -79,6 +79,11 @@ pub struct WebhookHeaders {
 const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 
 impl Assistant {
+    /// Where naga's services are.
+    pub fn links(&self) -> &Links {
+        &self.inner.links
+    }
+
     pub fn new(engine: Engine, links: Links) -> Self {
         let config = engine.config();
         let llm = LlmClient::from_config(&config.llm);
