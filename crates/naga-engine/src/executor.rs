@@ -6,6 +6,7 @@ use futures::future::BoxFuture;
 use naga_core::wire::{raw_json, CallPayload, RawJson};
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 
 pub trait Executor: Send + Sync {
     /// Runs one call. Dropping the future stops it.
@@ -15,8 +16,8 @@ pub trait Executor: Send + Sync {
     fn command(&self, call: &CallPayload) -> String;
     /// Who runs `call`, as `/metrics` labels it: an agent's or MCP
     /// service's name as configured (never a name a request made up).
-    fn agent(&self, _call: &CallPayload) -> String {
-        "unknown".into()
+    fn agent(&self, _call: &CallPayload) -> Cow<'static, str> {
+        Cow::Borrowed("unknown")
     }
     /// `results[i]` of the callback, as JSON text.
     fn result_entry(&self, index: usize, call: &CallPayload, outcome: &CallOutcome) -> RawJson;
@@ -57,11 +58,8 @@ impl Executor for AgentExecutor {
         Box::pin(self.agents.run(call, ctx))
     }
 
-    fn agent(&self, call: &CallPayload) -> String {
-        match self.agents.resolve(call) {
-            Ok(agent) => agent.name().to_owned(),
-            Err(_) => "unknown".into(),
-        }
+    fn agent(&self, call: &CallPayload) -> Cow<'static, str> {
+        Cow::Borrowed(self.agents.resolve(call).map_or("unknown", |a| a.name()))
     }
 
     fn command(&self, call: &CallPayload) -> String {

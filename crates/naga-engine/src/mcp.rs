@@ -382,10 +382,10 @@ impl Executor for McpExecutor {
         format!("{service}.{tool} {}", Value::Object(arguments(call)))
     }
 
-    fn agent(&self, call: &CallPayload) -> String {
+    fn agent(&self, call: &CallPayload) -> std::borrow::Cow<'static, str> {
         let (service, _) = names(call);
         match self.hub.servers.contains_key(service) {
-            true => format!("mcp:{service}"),
+            true => format!("mcp:{service}").into(),
             false => "mcp:unknown".into(),
         }
     }

@@ -104,7 +104,7 @@ pub(crate) fn task_duration(kind: TaskKind, took: Duration) {
         .record(took.as_secs_f64());
 }
 
-pub(crate) fn call_duration(agent: String, took: Duration) {
+pub(crate) fn call_duration(agent: std::borrow::Cow<'static, str>, took: Duration) {
     metrics::histogram!("naga_call_duration_seconds", "agent" => agent).record(took.as_secs_f64());
 }
 

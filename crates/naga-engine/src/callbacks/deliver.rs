@@ -86,16 +86,16 @@ impl Inner {
                 DeliveryOutcome::Dead { error } => ("dead", None, Some(error.as_str())),
             };
             crate::metrics::callback_delivery(outcome);
-            self.feed.send(
-                None,
-                &crate::feed::Event::Callback {
+            if self.feed.watched() {
+                let event = crate::feed::Event::Callback {
                     task_id: &row.task_id,
                     callback_id: &row.id,
                     outcome,
                     next_attempt_at: next.map(naga_core::time::iso),
                     error,
-                },
-            );
+                };
+                self.feed.send(None, &event);
+            }
             match &record {
                 DeliveryOutcome::Delivered => {
                     tracing::debug!(callback_id = %row.id, task_id = %row.task_id, attempts, "callback delivered")
