@@ -158,6 +158,7 @@ impl Default for StoreConfig {
 }
 
 /// What happens when a batch arrives while its session has one active.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionPolicy {

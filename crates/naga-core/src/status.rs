@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::{fmt, str::FromStr};
 
 /// `queued → running → succeeded | failed | cancelled | timed_out`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
@@ -127,6 +128,7 @@ pub(crate) use stored_enum;
 stored_enum!(TaskStatus, "task status");
 
 /// State of one call of a batch.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallStatus {
@@ -153,6 +155,7 @@ stored_enum!(CallStatus, "call status");
 
 /// State of an outbox row (a callback or a UI notification):
 /// `pending → delivered | dead`; a dead one may be replayed (pending again).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {

@@ -94,11 +94,13 @@ fn lone_surrogate(json: &str) -> Option<usize> {
 }
 
 /// `POST /schedule` on the agent server (the seed's request).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 pub struct AgentScheduleRequest {
     #[serde(default)]
     pub query: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Object>>))]
     pub agent_calls: Option<Vec<RawCall>>,
     #[serde(default)]
     pub session_id: Option<String>,
@@ -114,11 +116,13 @@ pub struct AgentScheduleRequest {
 }
 
 /// `POST /schedule` on the MCP server: `tool_calls` instead of `agent_calls`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 pub struct McpScheduleRequest {
     #[serde(default)]
     pub query: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Object>>))]
     pub tool_calls: Option<Vec<RawCall>>,
     #[serde(default)]
     pub session_id: Option<String>,
@@ -133,6 +137,7 @@ pub struct McpScheduleRequest {
 }
 
 /// The answer to `/schedule`, given before any call runs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleResponse {
     pub success: bool,
@@ -146,6 +151,7 @@ pub struct ScheduleResponse {
 }
 
 /// The kind of calls a task holds.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskKind {
@@ -188,6 +194,7 @@ pub fn json_text<T: Serialize + ?Sized>(value: &T, capacity: usize) -> String {
 }
 
 /// What is POSTed to `callback_url` when a task ends.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CallbackEnvelope {
     pub task_id: String,
@@ -198,10 +205,12 @@ pub struct CallbackEnvelope {
     pub status: String,
     pub success: bool,
     pub error: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub results: Vec<RawJson>,
     pub completed_at: String,
     /// Upstream MCP receivers read `result: {success, results, message}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub result: Option<RawJson>,
     /// Increases with every callback this store emits: receivers order by
     /// it. The last member (see `json_head`).
@@ -223,6 +232,7 @@ impl CallbackEnvelope {
 }
 
 /// Every error body: `{"success": false, "detail", "code"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub success: bool,

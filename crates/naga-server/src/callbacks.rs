@@ -8,20 +8,32 @@ use crate::{
 use axum::extract::State;
 use naga_core::DeliveryStatus;
 use naga_engine::{Engine, Replay};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `pending`, `delivered` or `dead`; every callback when absent.
     status: Option<String>,
+    /// 1..=1000, default 100.
     limit: Option<i64>,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallbackList {
+    pub success: bool,
+    pub count: usize,
+    pub callbacks: Vec<views::Callback>,
+}
+
 /// `GET /callbacks?status=pending|delivered|dead`, newest first.
+#[utoipa::path(get, path = "/callbacks", tag = "callbacks", params(ListQuery),
+    responses((status = 200, description = "Callbacks, newest first", body = CallbackList)))]
 pub async fn list(
     State(engine): State<Engine>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<CallbackList>> {
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => match DeliveryStatus::try_from(s.to_owned()) {
@@ -36,22 +48,27 @@ pub async fn list(
     };
     let limit = crate::agent::page_limit(q.limit)?;
     let rows = engine.reads().callbacks(status, limit).await?;
-    let callbacks: Vec<Value> = rows.iter().map(views::callback).collect();
-    Ok(axum::Json(
-        json!({"success": true, "count": callbacks.len(), "callbacks": callbacks}),
-    ))
+    Ok(axum::Json(CallbackList {
+        success: true,
+        count: rows.len(),
+        callbacks: views::all(&rows),
+    }))
 }
 
 /// `POST /callbacks/{id}/retry`: puts a callback back in the outbox and
-/// delivers it again (same webhook-id).
+/// delivers it again (same webhook-id); 409 while it is still pending.
+#[utoipa::path(post, path = "/callbacks/{id}/retry", tag = "callbacks",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "Back in the outbox", body = Requeued)))]
 pub async fn retry(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<Requeued>> {
     match engine.replay_callback(&id).await? {
-        Replay::Requeued(row) => Ok(axum::Json(
-            json!({"success": true, "callback": views::callback(&row)}),
-        )),
+        Replay::Requeued(row) => Ok(axum::Json(Requeued {
+            success: true,
+            callback: views::Callback::from(&row),
+        })),
         Replay::AlreadyPending(existing) => Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "already_pending",
@@ -64,20 +81,30 @@ pub async fn retry(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Requeued {
+    pub success: bool,
+    pub callback: views::Callback,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RedriveQuery {
     /// Epoch milliseconds or an RFC 3339 time; every dead callback when absent.
     since: Option<String>,
+    /// 1..=1000, default 100.
     limit: Option<i64>,
 }
 
 /// `POST /callbacks/redrive[?since=&limit=]`: every dead callback that
 /// died at or after `since` goes back in the outbox and is delivered again
 /// on the full retry schedule (same webhook-id), oldest first.
+#[utoipa::path(post, path = "/callbacks/redrive", tag = "callbacks", params(RedriveQuery),
+    responses((status = 200, description = "The callbacks put back in the outbox", body = Redriven)))]
 pub async fn redrive(
     State(engine): State<Engine>,
     Query(q): Query<RedriveQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<Redriven>> {
     let since = match q.since.as_deref().map(str::trim) {
         None | Some("") => i64::MIN,
         Some(s) => s
@@ -97,7 +124,16 @@ pub async fn redrive(
     };
     let limit = crate::agent::page_limit(q.limit)?;
     let ids = engine.redrive_dead_callbacks(since, limit).await?;
-    Ok(axum::Json(
-        json!({"success": true, "count": ids.len(), "callback_ids": ids}),
-    ))
+    Ok(axum::Json(Redriven {
+        success: true,
+        count: ids.len(),
+        callback_ids: ids,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Redriven {
+    pub success: bool,
+    pub count: usize,
+    pub callback_ids: Vec<String>,
 }

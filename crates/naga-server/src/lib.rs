@@ -11,6 +11,7 @@ mod guard;
 mod health;
 mod listener;
 pub mod mcp;
+mod openapi;
 mod ui;
 mod upstream;
 mod views;

@@ -7,45 +7,86 @@ use crate::{
     api::ApiState,
     error::ApiResult,
     extract::{Json, Query},
+    views::Removed,
     ApiError,
 };
 use axum::extract::State;
 use naga_core::{time::iso, SessionId};
 use naga_store::NewMessage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 const DAY_MS: i64 = 86_400_000;
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SystemInfo {
+    version: &'static str,
+    status: &'static str,
+    /// The services this process runs.
+    available_services: Vec<&'static str>,
+    api_key_configured: bool,
+}
+
 /// `GET /system/info`.
-pub async fn system_info(State(s): State<ApiState>) -> axum::Json<Value> {
-    let services: Vec<&str> = ["api_server", "agent_server", "mcp_server"]
+#[utoipa::path(get, path = "/system/info", tag = "operations",
+    responses((status = 200, description = "What runs here", body = SystemInfo)))]
+pub async fn system_info(State(s): State<ApiState>) -> axum::Json<SystemInfo> {
+    let services = ["api_server", "agent_server", "mcp_server"]
         .into_iter()
         .zip(naga_core::config::Service::ALL)
         .filter(|(_, svc)| s.engine.config().runs(*svc))
         .map(|(name, _)| name)
         .collect();
-    axum::Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "status": "running",
-        "available_services": services,
-        "api_key_configured": s.assistant.llm_configured(),
-    }))
+    axum::Json(SystemInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        status: "running",
+        available_services: services,
+        api_key_configured: s.assistant.llm_configured(),
+    })
 }
 
 /// `GET /memory/stats`: upstream's knowledge-graph memory, which naga does
 /// not have (its task memory is the agent server's `/memory/global`).
-pub async fn memory_stats(State(s): State<ApiState>) -> ApiResult<axum::Json<Value>> {
+#[utoipa::path(get, path = "/memory/stats", tag = "operations",
+    responses((status = 200, description = "What memory holds", body = MemoryStats)))]
+pub async fn memory_stats(State(s): State<ApiState>) -> ApiResult<axum::Json<MemoryStats>> {
     let counts = s.engine.reads().counts().await?;
-    Ok(axum::Json(json!({"status": "success", "memory_stats": {
-        "enabled": false,
-        "message": "naga has no knowledge-graph memory; task memory: the agent server's /memory/global",
-        "tasks": counts.tasks, "steps": counts.steps, "sessions": counts.sessions}})))
+    Ok(axum::Json(MemoryStats {
+        status: "success",
+        memory_stats: MemoryFigures {
+            enabled: false,
+            message:
+                "naga has no knowledge-graph memory; task memory: the agent server's /memory/global",
+            tasks: counts.tasks,
+            steps: counts.steps,
+            sessions: counts.sessions,
+        },
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemoryStats {
+    status: &'static str,
+    memory_stats: MemoryFigures,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemoryFigures {
+    /// Knowledge-graph memory: never, here.
+    enabled: bool,
+    message: &'static str,
+    tasks: i64,
+    steps: i64,
+    sessions: i64,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Days {
+    /// How many days back.
     days: Option<i64>,
+    /// `/logs/context/load`: at most this many (1..=10000, default 1000).
     max_messages: Option<i64>,
 }
 
@@ -55,27 +96,70 @@ fn since(engine: &naga_engine::Engine, days: i64) -> i64 {
 
 /// `GET /logs/context/statistics?days=7`: the conversations' messages of
 /// the last `days` days (upstream counts its daily log files as files).
+#[utoipa::path(get, path = "/logs/context/statistics", tag = "chat", params(Days),
+    responses((status = 200, description = "Messages counted", body = LogStatistics)))]
 pub async fn log_statistics(
     State(s): State<ApiState>,
     Query(q): Query<Days>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<LogStatistics>> {
     let days = q.days.unwrap_or(7);
     let [all, user, active_days] = s
         .engine
         .reads()
         .message_counts(since(&s.engine, days))
         .await?;
-    Ok(axum::Json(json!({"status": "success", "statistics": {
-        "total_files": active_days, "total_messages": all, "user_messages": user,
-        "assistant_messages": all - user, "days_covered": days}})))
+    Ok(axum::Json(LogStatistics {
+        status: "success",
+        statistics: LogFigures {
+            total_files: active_days,
+            total_messages: all,
+            user_messages: user,
+            assistant_messages: all - user,
+            days_covered: days,
+        },
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogStatistics {
+    status: &'static str,
+    statistics: LogFigures,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogFigures {
+    /// Days with messages (upstream's log files are daily).
+    total_files: i64,
+    total_messages: i64,
+    user_messages: i64,
+    assistant_messages: i64,
+    days_covered: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogMessage {
+    role: String,
+    content: String,
+    session_id: String,
+    created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogLoad {
+    status: &'static str,
+    messages: Vec<LogMessage>,
+    count: usize,
+    days: i64,
 }
 
 /// `GET /logs/context/load?days=3&max_messages=`: the last messages of
 /// every conversation, oldest first, as `{role, content}`.
+#[utoipa::path(get, path = "/logs/context/load", tag = "chat", params(Days),
+    responses((status = 200, description = "Messages, oldest first", body = LogLoad)))]
 pub async fn log_load(
     State(s): State<ApiState>,
     Query(q): Query<Days>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<LogLoad>> {
     let days = q.days.unwrap_or(3);
     let limit = q.max_messages.unwrap_or(1000).clamp(1, 10_000);
     let rows = s
@@ -83,17 +167,21 @@ pub async fn log_load(
         .reads()
         .recent_messages(since(&s.engine, days), limit)
         .await?;
-    let messages: Vec<Value> = rows
+    let messages: Vec<LogMessage> = rows
         .iter()
-        .map(|m| {
-            json!({"role": m.role, "content": m.content, "session_id": m.session_id,
-                        "created_at": iso(m.created_at)})
+        .map(|m| LogMessage {
+            role: m.role.clone(),
+            content: m.content.clone(),
+            session_id: m.session_id.clone(),
+            created_at: iso(m.created_at),
         })
         .collect();
-    Ok(axum::Json(
-        json!({"status": "success", "messages": messages,
-        "count": messages.len(), "days": days}),
-    ))
+    Ok(axum::Json(LogLoad {
+        status: "success",
+        count: messages.len(),
+        messages,
+        days,
+    }))
 }
 
 /// The `session_id` every one of these routes needs (400 without it).
@@ -125,10 +213,12 @@ fn show(s: &ApiState, session_id: &str, ai_response: &str) -> usize {
 /// `POST /tool_result {session_id, result, type, ai_response}`: a tool's
 /// result for the UI; `type: tool_completed_with_ai_response` shows
 /// `ai_response`.
+#[utoipa::path(post, path = "/tool_result", tag = "chat", request_body = Object,
+    responses((status = 200, description = "Received", body = ToolResultReceived)))]
 pub async fn tool_result(
     State(s): State<ApiState>,
     Json(body): Json<Value>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<ToolResultReceived>> {
     let session_id = session_of(&body)?;
     let ai_response = body
         .get("ai_response")
@@ -141,19 +231,45 @@ pub async fn tool_result(
         _ => 0,
     };
     tracing::info!(session_id = %session_id, shown, "tool result received for the UI");
-    Ok(axum::Json(
-        json!({"success": true, "message": "工具结果已接收",
-        "result": body.get("result").cloned().unwrap_or(json!("")), "session_id": session_id,
-        "delivered": shown}),
-    ))
+    Ok(axum::Json(ToolResultReceived {
+        success: true,
+        message: "工具结果已接收",
+        result: body.get("result").cloned().unwrap_or(json!("")),
+        session_id,
+        delivered: shown,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolResultReceived {
+    success: bool,
+    message: &'static str,
+    result: Value,
+    session_id: String,
+    /// How many listeners were shown `ai_response`.
+    delivered: usize,
+}
+
+/// What a UI route answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UiDone {
+    success: bool,
+    message: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_id: Option<String>,
+    /// How many listeners were shown it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered: Option<usize>,
 }
 
 /// `POST /save_tool_conversation {session_id, user_message,
 /// assistant_response}`: saves a tool turn in the conversation.
+#[utoipa::path(post, path = "/save_tool_conversation", tag = "chat", request_body = Object,
+    responses((status = 200, description = "Saved", body = UiDone)))]
 pub async fn save_tool_conversation(
     State(s): State<ApiState>,
     Json(body): Json<Value>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<UiDone>> {
     let session_id = session_of(&body)?;
     let now = s.engine.clock().now_ms();
     for (role, key) in [
@@ -179,18 +295,22 @@ pub async fn save_tool_conversation(
             .await?;
     }
     tracing::info!(session_id = %session_id, "tool conversation saved");
-    Ok(axum::Json(
-        json!({"success": true, "message": "工具对话历史已保存",
-        "session_id": session_id}),
-    ))
+    Ok(axum::Json(UiDone {
+        success: true,
+        message: "工具对话历史已保存",
+        session_id: Some(session_id),
+        delivered: None,
+    }))
 }
 
 /// `POST /ui_notification {session_id, action, ai_response}`:
 /// `show_tool_ai_response` shows `ai_response` in the session's UI.
+#[utoipa::path(post, path = "/ui_notification", tag = "chat", request_body = Object,
+    responses((status = 200, description = "Handled", body = UiDone)))]
 pub async fn ui_notification(
     State(s): State<ApiState>,
     Json(body): Json<Value>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<UiDone>> {
     let session_id = session_of(&body)?;
     let action = body.get("action").and_then(Value::as_str).unwrap_or("");
     let ai_response = body
@@ -200,18 +320,28 @@ pub async fn ui_notification(
     if action == "show_tool_ai_response" && !ai_response.is_empty() {
         let shown = show(&s, &session_id, ai_response);
         tracing::info!(session_id = %session_id, shown, "tool AI response shown in the UI");
-        return Ok(axum::Json(
-            json!({"success": true, "message": "AI回复已显示", "delivered": shown}),
-        ));
+        return Ok(axum::Json(UiDone {
+            success: true,
+            message: "AI回复已显示",
+            session_id: None,
+            delivered: Some(shown),
+        }));
     }
-    Ok(axum::Json(
-        json!({"success": true, "message": "UI通知已处理"}),
-    ))
+    Ok(axum::Json(UiDone {
+        success: true,
+        message: "UI通知已处理",
+        session_id: None,
+        delivered: None,
+    }))
 }
 
 /// `DELETE /sessions`: forgets every conversation (their tasks stay).
-pub async fn clear_sessions(State(s): State<ApiState>) -> ApiResult<axum::Json<Value>> {
+#[utoipa::path(delete, path = "/sessions", tag = "chat",
+    responses((status = 200, description = "Forgotten", body = Removed)))]
+pub async fn clear_sessions(State(s): State<ApiState>) -> ApiResult<axum::Json<Removed>> {
     let n = s.engine.delete_all_conversations().await?;
-    Ok(axum::Json(json!({"status": "success", "success": true,
-        "message": format!("已清空 {n} 个会话"), "removed": n})))
+    Ok(axum::Json(Removed {
+        status: Some("success"),
+        ..Removed::new(format!("已清空 {n} 个会话"), n)
+    }))
 }

@@ -13,12 +13,16 @@ use naga_engine::Engine;
 use serde::Deserialize;
 use std::{convert::Infallible, time::Duration};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only this session's tasks.
     session_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/events", tag = "tasks", params(EventsQuery),
+    responses((status = 200, description = "Server-sent events: `open`, then `status`, `call`, \
+        `callback` and `lagged` as JSON data", body = String, content_type = "text/event-stream")))]
 pub async fn events(
     State(engine): State<Engine>,
     Query(q): Query<EventsQuery>,

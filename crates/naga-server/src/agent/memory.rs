@@ -5,152 +5,173 @@ use crate::upstream;
 use crate::{
     error::ApiResult,
     extract::{Path, Query},
-    views, ApiError,
+    views::{self, Page, Removed},
+    ApiError,
 };
 use axum::extract::State;
 use naga_engine::Engine;
 use naga_store::{MemoryScope, SessionRow, TaskFilter};
-use serde::Deserialize;
-use serde_json::{json, Value};
-
-#[derive(Deserialize)]
-pub struct Page {
-    limit: Option<i64>,
-    offset: Option<i64>,
-}
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// Most memory entries of each kind in one answer.
 const MEMORY_LIMIT: i64 = 1000;
 
-/// One kind of memory, as JSON, newest first.
-async fn memory_part(
-    engine: &Engine,
-    scope: &MemoryScope,
-    part: Part,
-    limit: i64,
-) -> ApiResult<Value> {
+/// Memory of one scope, each kind newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemoryLists {
+    pub key_facts: Vec<views::KeyFact>,
+    pub failed_attempts: Vec<views::FailedAttempt>,
+    pub compressed_memories: Vec<views::Compressed>,
+}
+
+async fn memory_lists(engine: &Engine, scope: &MemoryScope, limit: i64) -> ApiResult<MemoryLists> {
     let store = engine.reads();
-    let list: Vec<Value> = match part {
-        Part::KeyFacts => store
-            .key_facts(scope, limit)
-            .await?
-            .iter()
-            .map(views::key_fact)
-            .collect(),
-        Part::FailedAttempts => store
-            .failed_attempts(scope, limit)
-            .await?
-            .iter()
-            .map(views::failed_attempt)
-            .collect(),
-        Part::Compressed => store
-            .compressed_memories(scope, limit)
-            .await?
-            .iter()
-            .map(views::compressed)
-            .collect(),
-    };
-    Ok(Value::Array(list))
+    Ok(MemoryLists {
+        key_facts: views::all(&store.key_facts(scope, limit).await?),
+        failed_attempts: views::all(&store.failed_attempts(scope, limit).await?),
+        compressed_memories: views::all(&store.compressed_memories(scope, limit).await?),
+    })
 }
 
-#[derive(Clone, Copy)]
-enum Part {
-    KeyFacts,
-    FailedAttempts,
-    Compressed,
-}
-
-impl Part {
-    fn name(self) -> &'static str {
-        match self {
-            Self::KeyFacts => "key_facts",
-            Self::FailedAttempts => "failed_attempts",
-            Self::Compressed => "compressed_memories",
-        }
-    }
-}
-
-async fn memory_json(engine: &Engine, scope: &MemoryScope, limit: i64) -> ApiResult<Value> {
-    let mut v = json!({"success": true});
-    for part in [Part::KeyFacts, Part::FailedAttempts, Part::Compressed] {
-        v[part.name()] = memory_part(engine, scope, part, limit).await?;
-    }
-    Ok(v)
+/// A task's memory, and upstream's text summary of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskMemory {
+    pub success: bool,
+    #[serde(flatten)]
+    pub lists: MemoryLists,
+    pub memory_summary: String,
+    pub task_id: String,
+    pub session_id: String,
+    pub steps_count: i64,
 }
 
 /// `GET /tasks/{id}/memory`: naga's lists, and upstream's text summary
 /// (`memory_summary`).
+#[utoipa::path(get, path = "/tasks/{id}/memory", tag = "memory", params(("id" = String, Path)),
+    responses((status = 200, description = "The task's memory", body = TaskMemory)))]
 pub async fn task(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<TaskMemory>> {
     let t = find_task(&engine, &id).await?;
     let scope = MemoryScope::Task(id.clone());
-    let mut v = memory_json(&engine, &scope, MEMORY_LIMIT).await?;
+    let lists = memory_lists(&engine, &scope, MEMORY_LIMIT).await?;
     let store = engine.reads();
     let facts = store.key_facts(&scope, MEMORY_LIMIT).await?;
     let failed = store
         .failed_attempts(&MemoryScope::Global, MEMORY_LIMIT)
         .await?;
     let steps = store.steps(&id).await?;
-    v["memory_summary"] = json!(upstream::task_memory_summary(
-        &facts,
-        &steps,
-        &upstream::failed_attempts(&failed)
-    ));
-    v["task_id"] = json!(id);
-    v["session_id"] = json!(t.session_id);
-    v["steps_count"] = json!(t.steps_count);
-    Ok(axum::Json(v))
+    Ok(axum::Json(TaskMemory {
+        success: true,
+        lists,
+        memory_summary: upstream::task_memory_summary(
+            &facts,
+            &steps,
+            &upstream::failed_attempts(&failed),
+        ),
+        task_id: id,
+        session_id: t.session_id,
+        steps_count: t.steps_count,
+    }))
 }
 
 /// `DELETE /tasks/{id}/memory`: forgets the task's memory; its steps stay.
+#[utoipa::path(delete, path = "/tasks/{id}/memory", tag = "memory", params(("id" = String, Path)),
+    responses((status = 200, description = "Forgotten", body = Removed)))]
 pub async fn clear_task(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<Removed>> {
     find_task(&engine, &id).await?;
     let removed = engine.clear_memory(MemoryScope::Task(id.clone())).await?;
-    Ok(axum::Json(
-        json!({"success": true, "message": format!("任务 {id} 的记忆已清除"), "task_id": id, "removed": removed}),
-    ))
+    Ok(axum::Json(Removed {
+        task_id: Some(id.clone()),
+        ..Removed::new(format!("任务 {id} 的记忆已清除"), removed)
+    }))
+}
+
+/// What the store holds, counted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stats {
+    pub sessions: i64,
+    pub tasks: i64,
+    pub active_tasks: i64,
+    pub steps: i64,
+    pub pending_callbacks: i64,
+    pub dead_callbacks: i64,
+}
+
+/// Memory across sessions; `failed_attempts` as upstream's `{command:
+/// count}` (naga's list of them is `failed_attempts_list`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GlobalMemory {
+    pub success: bool,
+    pub key_facts: Vec<views::KeyFact>,
+    pub failed_attempts: BTreeMap<String, i64>,
+    pub failed_attempts_list: Vec<views::FailedAttempt>,
+    pub compressed_memories: Vec<views::Compressed>,
+    pub global_summary: String,
+    pub stats: Stats,
 }
 
 /// `GET /memory/global`: memory across sessions, newest first, with
-/// counts; upstream's `global_summary` text and `failed_attempts` as
-/// `{command: count}` (naga's list of them is `failed_attempts_list`).
+/// counts and upstream's `global_summary` text.
+#[utoipa::path(get, path = "/memory/global", tag = "memory", params(Page),
+    responses((status = 200, description = "Memory across sessions", body = GlobalMemory)))]
 pub async fn global(
     State(engine): State<Engine>,
     Query(p): Query<Page>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<GlobalMemory>> {
     let scope = MemoryScope::Global;
-    let mut v = memory_json(&engine, &scope, page_limit(p.limit)?).await?;
+    let lists = memory_lists(&engine, &scope, page_limit(p.limit)?).await?;
     let store = engine.reads();
-    let counts = store.counts().await?;
+    let c = store.counts().await?;
     let [compressed, facts, failures] = store.memory_counts(&scope).await?;
     let failed = store.failed_attempts(&scope, MEMORY_LIMIT).await?;
-    v["failed_attempts_list"] = v["failed_attempts"].take();
-    v["failed_attempts"] = upstream::failed_attempts(&failed);
-    v["global_summary"] = json!(upstream::global_summary(
-        &counts, compressed, facts, failures
-    ));
-    v["stats"] = serde_json::to_value(counts).unwrap_or_default();
-    Ok(axum::Json(v))
+    Ok(axum::Json(GlobalMemory {
+        success: true,
+        key_facts: lists.key_facts,
+        failed_attempts: upstream::failed_attempts(&failed),
+        failed_attempts_list: lists.failed_attempts,
+        compressed_memories: lists.compressed_memories,
+        global_summary: upstream::global_summary(&c, compressed, facts, failures),
+        stats: Stats {
+            sessions: c.sessions,
+            tasks: c.tasks,
+            active_tasks: c.active_tasks,
+            steps: c.steps,
+            pending_callbacks: c.pending_callbacks,
+            dead_callbacks: c.dead_callbacks,
+        },
+    }))
 }
 
 /// `DELETE /memory/global`.
-pub async fn clear_global(State(engine): State<Engine>) -> ApiResult<axum::Json<Value>> {
+#[utoipa::path(delete, path = "/memory/global", tag = "memory",
+    responses((status = 200, description = "Forgotten", body = Removed)))]
+pub async fn clear_global(State(engine): State<Engine>) -> ApiResult<axum::Json<Removed>> {
     let removed = engine.clear_memory(MemoryScope::Global).await?;
-    Ok(axum::Json(
-        json!({"success": true, "message": "全局记忆已清除", "removed": removed}),
-    ))
+    Ok(axum::Json(Removed::new("全局记忆已清除".into(), removed)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub success: bool,
+    pub count: usize,
+    pub total_sessions: usize,
+    pub sessions: Vec<upstream::Session>,
 }
 
 /// `GET /sessions`: most recently active first.
+#[utoipa::path(get, path = "/sessions", tag = "sessions", params(Page),
+    responses((status = 200, description = "Sessions, most recently active first", body = SessionList)))]
 pub async fn sessions(
     State(engine): State<Engine>,
     Query(p): Query<Page>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<SessionList>> {
     let rows = engine
         .reads()
         .sessions(page_limit(p.limit)?, p.offset.unwrap_or(0).max(0))
@@ -161,11 +182,14 @@ pub async fn sessions(
             .reads()
             .memory_counts(&MemoryScope::Session(s.id.clone()))
             .await?;
-        sessions.push(upstream::session(s, counts));
+        sessions.push(upstream::Session::new(s, counts));
     }
-    Ok(axum::Json(
-        json!({"success": true, "count": sessions.len(), "total_sessions": sessions.len(), "sessions": sessions}),
-    ))
+    Ok(axum::Json(SessionList {
+        success: true,
+        count: sessions.len(),
+        total_sessions: sessions.len(),
+        sessions,
+    }))
 }
 
 async fn find_session(engine: &Engine, id: &str) -> ApiResult<SessionRow> {
@@ -176,34 +200,77 @@ async fn find_session(engine: &Engine, id: &str) -> ApiResult<SessionRow> {
     })
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnalysisSession {
+    pub analysis_session_id: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionDetail {
+    pub success: bool,
+    #[serde(flatten)]
+    pub session: views::Session,
+    pub analysis_session_ids: Vec<AnalysisSession>,
+}
+
 /// `GET /sessions/{id}`: the session and its analysis sessions.
+#[utoipa::path(get, path = "/sessions/{id}", tag = "sessions", params(("id" = String, Path)),
+    responses((status = 200, description = "The session", body = SessionDetail)))]
 pub async fn session(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<SessionDetail>> {
     let s = find_session(&engine, &id).await?;
-    let analysis: Vec<Value> = engine
+    let analysis = engine
         .reads()
         .analysis_sessions(&id)
         .await?
         .into_iter()
-        .map(|(a, at)| json!({"analysis_session_id": a, "created_at": naga_core::time::iso(at)}))
+        .map(|(a, at)| AnalysisSession {
+            analysis_session_id: a,
+            created_at: naga_core::time::iso(at),
+        })
         .collect();
-    let mut v = views::session(&s);
-    v["success"] = json!(true);
-    v["analysis_session_ids"] = json!(analysis);
-    Ok(axum::Json(v))
+    Ok(axum::Json(SessionDetail {
+        success: true,
+        session: views::Session::from(&s),
+        analysis_session_ids: analysis,
+    }))
+}
+
+/// Upstream's summary of a session's memory.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionSummary {
+    #[serde(flatten)]
+    pub session: upstream::Session,
+    /// The session's task ids, oldest first.
+    pub tasks: Vec<String>,
+    pub recent_key_facts: Vec<String>,
+    pub recent_compressed_memories: Vec<upstream::CompressedBrief>,
+    pub failed_attempts: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionMemory {
+    pub success: bool,
+    #[serde(flatten)]
+    pub lists: MemoryLists,
+    pub memory_summary: SessionSummary,
+    pub session_id: String,
 }
 
 /// `GET /sessions/{id}/memory`: naga's lists, and upstream's summary
 /// (`memory_summary`).
+#[utoipa::path(get, path = "/sessions/{id}/memory", tag = "memory", params(("id" = String, Path)),
+    responses((status = 200, description = "The session's memory", body = SessionMemory)))]
 pub async fn session_memory(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<SessionMemory>> {
     let s = find_session(&engine, &id).await?;
     let scope = MemoryScope::Session(id.clone());
-    let mut v = memory_json(&engine, &scope, MEMORY_LIMIT).await?;
+    let lists = memory_lists(&engine, &scope, MEMORY_LIMIT).await?;
     let store = engine.reads();
     let counts = store.memory_counts(&scope).await?;
     let facts = store.key_facts(&scope, 5).await?;
@@ -214,130 +281,173 @@ pub async fn session_memory(
         limit: MEMORY_LIMIT,
         ..Default::default()
     };
-    let tasks: Vec<String> = store
+    let tasks = store
         .tasks(&filter)
         .await?
         .into_iter()
         .rev()
         .map(|t| t.id)
         .collect();
-    let mut summary = upstream::session(&s, counts);
-    summary["tasks"] = json!(tasks);
-    summary["recent_key_facts"] = facts.iter().rev().map(|f| json!(f.value)).collect();
-    summary["recent_compressed_memories"] = compressed
-        .iter()
-        .rev()
-        .map(|m| {
-            let m = upstream::compressed(m);
-            json!({"memory_id": m["memory_id"], "key_findings": m["key_findings"],
-                   "current_status": m["current_status"], "source_steps": m["source_steps"]})
-        })
-        .collect();
-    summary["failed_attempts"] = upstream::failed_attempts(&failed);
-    v["memory_summary"] = summary;
-    v["session_id"] = json!(id);
-    Ok(axum::Json(v))
+    let memory_summary = SessionSummary {
+        session: upstream::Session::new(&s, counts),
+        tasks,
+        recent_key_facts: facts.iter().rev().map(|f| f.value.clone()).collect(),
+        recent_compressed_memories: compressed
+            .iter()
+            .rev()
+            .map(|m| upstream::Compressed::from(m).brief)
+            .collect(),
+        failed_attempts: upstream::failed_attempts(&failed),
+    };
+    Ok(axum::Json(SessionMemory {
+        success: true,
+        lists,
+        memory_summary,
+        session_id: id,
+    }))
 }
 
 /// `DELETE /sessions/{id}/memory`.
+#[utoipa::path(delete, path = "/sessions/{id}/memory", tag = "memory", params(("id" = String, Path)),
+    responses((status = 200, description = "Forgotten", body = Removed)))]
 pub async fn clear_session(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<Removed>> {
     find_session(&engine, &id).await?;
     let removed = engine
         .clear_memory(MemoryScope::Session(id.clone()))
         .await?;
-    Ok(axum::Json(
-        json!({"success": true, "message": format!("会话 {id} 的记忆已清除"), "session_id": id, "removed": removed}),
-    ))
+    Ok(axum::Json(Removed {
+        session_id: Some(id.clone()),
+        ..Removed::new(format!("会话 {id} 的记忆已清除"), removed)
+    }))
 }
 
-/// `GET /sessions/{id}/tasks`: tasks of both kinds, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionTasks {
+    pub success: bool,
+    pub session_id: String,
+    pub count: usize,
+    pub tasks: Vec<upstream::SessionTask>,
+}
+
+/// `GET /sessions/{id}/tasks`: tasks of both kinds, newest first, as
+/// upstream's entries (its `id`, `purpose`, `status` words and `created_at`
+/// in Unix seconds) with naga's fields beside them.
+#[utoipa::path(get, path = "/sessions/{id}/tasks", tag = "sessions",
+    params(("id" = String, Path), ListQuery),
+    responses((status = 200, description = "The session's tasks, newest first", body = SessionTasks)))]
 pub async fn session_tasks(
     State(engine): State<Engine>,
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<SessionTasks>> {
     find_session(&engine, &id).await?;
     let mut filter = q.filter()?;
     filter.session_id = Some(id.clone());
-    // Upstream's task entries (its `id`, `purpose`, `status` words and
-    // `created_at` in Unix seconds), naga's fields beside them.
-    let tasks: Vec<Value> = engine
-        .reads()
-        .tasks(&filter)
-        .await?
-        .iter()
-        .map(|t| {
-            let mut v = views::task(t);
-            if let (Some(v), Value::Object(up)) = (v.as_object_mut(), upstream::task(t)) {
-                v.extend(up);
-            }
-            v
-        })
-        .collect();
-    Ok(axum::Json(
-        json!({"success": true, "session_id": id, "count": tasks.len(), "tasks": tasks}),
-    ))
+    let tasks = engine.reads().tasks(&filter).await?;
+    Ok(axum::Json(SessionTasks {
+        success: true,
+        session_id: id,
+        count: tasks.len(),
+        tasks: views::all(&tasks),
+    }))
 }
 
-/// One kind of a session's memory, in upstream's shape (key facts and
-/// failed attempts as objects, summaries as a list with upstream's fields)
-/// with its `count`; naga's list of it is under `<kind>_list`.
-async fn session_part(engine: &Engine, id: String, part: Part) -> ApiResult<axum::Json<Value>> {
-    find_session(engine, &id).await?;
-    let scope = MemoryScope::Session(id.clone());
-    let store = engine.reads();
-    let (upstream, list) = match part {
-        Part::KeyFacts => {
-            let rows = store.key_facts(&scope, MEMORY_LIMIT).await?;
-            (
-                upstream::key_facts(&rows),
-                rows.iter().map(views::key_fact).collect(),
-            )
-        }
-        Part::FailedAttempts => {
-            let rows = store.failed_attempts(&scope, MEMORY_LIMIT).await?;
-            (
-                upstream::failed_attempts(&rows),
-                rows.iter().map(views::failed_attempt).collect(),
-            )
-        }
-        Part::Compressed => {
-            let rows = store.compressed_memories(&scope, MEMORY_LIMIT).await?;
-            let list: Vec<Value> = rows.iter().map(upstream::compressed).collect();
-            (Value::Array(list.clone()), list)
-        }
-    };
-    let count = match &upstream {
-        Value::Object(m) => m.len(),
-        Value::Array(a) => a.len(),
-        _ => 0,
-    };
-    let mut v = json!({"success": true, "session_id": id, "count": count});
-    v[part.name()] = upstream;
-    v[format!("{}_list", part.name())] = Value::Array(list);
-    Ok(axum::Json(v))
+/// A session's key facts: upstream's `{key: value}`, naga's list beside.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionKeyFacts {
+    pub success: bool,
+    pub session_id: String,
+    pub count: usize,
+    pub key_facts: BTreeMap<String, String>,
+    pub key_facts_list: Vec<views::KeyFact>,
 }
 
+#[utoipa::path(get, path = "/sessions/{id}/key_facts", tag = "memory", params(("id" = String, Path)),
+    responses((status = 200, description = "The session's key facts", body = SessionKeyFacts)))]
 pub async fn session_key_facts(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
-    session_part(&engine, id, Part::KeyFacts).await
+) -> ApiResult<axum::Json<SessionKeyFacts>> {
+    find_session(&engine, &id).await?;
+    let rows = engine
+        .reads()
+        .key_facts(&MemoryScope::Session(id.clone()), MEMORY_LIMIT)
+        .await?;
+    let key_facts = upstream::key_facts(&rows);
+    Ok(axum::Json(SessionKeyFacts {
+        success: true,
+        session_id: id,
+        count: key_facts.len(),
+        key_facts,
+        key_facts_list: views::all(&rows),
+    }))
 }
 
+/// A session's failed attempts: upstream's `{command: count}`, naga's list
+/// beside.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionFailedAttempts {
+    pub success: bool,
+    pub session_id: String,
+    pub count: usize,
+    pub failed_attempts: BTreeMap<String, i64>,
+    pub failed_attempts_list: Vec<views::FailedAttempt>,
+}
+
+#[utoipa::path(get, path = "/sessions/{id}/failed_attempts", tag = "memory",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The session's failed attempts", body = SessionFailedAttempts)))]
 pub async fn session_failed_attempts(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
-    session_part(&engine, id, Part::FailedAttempts).await
+) -> ApiResult<axum::Json<SessionFailedAttempts>> {
+    find_session(&engine, &id).await?;
+    let rows = engine
+        .reads()
+        .failed_attempts(&MemoryScope::Session(id.clone()), MEMORY_LIMIT)
+        .await?;
+    let failed_attempts = upstream::failed_attempts(&rows);
+    Ok(axum::Json(SessionFailedAttempts {
+        success: true,
+        session_id: id,
+        count: failed_attempts.len(),
+        failed_attempts,
+        failed_attempts_list: views::all(&rows),
+    }))
 }
 
+/// A session's compressed memories with upstream's fields (under both
+/// names).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionCompressed {
+    pub success: bool,
+    pub session_id: String,
+    pub count: usize,
+    pub compressed_memories: Vec<upstream::Compressed>,
+    pub compressed_memories_list: Vec<upstream::Compressed>,
+}
+
+#[utoipa::path(get, path = "/sessions/{id}/compressed_memories", tag = "memory",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The session's compressed memories", body = SessionCompressed)))]
 pub async fn session_compressed(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
-    session_part(&engine, id, Part::Compressed).await
+) -> ApiResult<axum::Json<SessionCompressed>> {
+    find_session(&engine, &id).await?;
+    let rows = engine
+        .reads()
+        .compressed_memories(&MemoryScope::Session(id.clone()), MEMORY_LIMIT)
+        .await?;
+    let list: Vec<upstream::Compressed> = views::all(&rows);
+    Ok(axum::Json(SessionCompressed {
+        success: true,
+        session_id: id,
+        count: list.len(),
+        compressed_memories: list.clone(),
+        compressed_memories_list: list,
+    }))
 }

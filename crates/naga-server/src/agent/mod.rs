@@ -6,68 +6,63 @@ mod schedule;
 pub(crate) mod tasks;
 mod tools;
 
-use axum::{
-    routing::{get, post},
-    Router,
-};
+use axum::Router;
 use naga_engine::Engine;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use tasks::page_limit;
 
 pub fn router(engine: Engine) -> Router {
-    Router::new()
-        .route("/health", get(crate::health::agent))
-        .route("/ready", get(crate::health::ready))
-        .route("/metrics", get(crate::health::metrics))
-        .route("/schedule", post(schedule::schedule))
-        .route("/analyze_and_execute", post(schedule::analyze_and_execute))
-        .route("/events", get(events::events))
-        .route("/ui", get(crate::dashboard::page))
-        .route("/ui/app.js", get(crate::dashboard::script))
-        .route("/ui/app.css", get(crate::dashboard::style))
-        .route("/tasks", get(tasks::list))
-        .route("/tasks/{id}", get(tasks::get_one).delete(tasks::cancel))
-        .route("/tasks/{id}/cancel", post(tasks::cancel))
-        .route("/tasks/{id}/steps", post(tasks::add_step).get(tasks::steps))
-        .route(
-            "/tasks/{id}/memory",
-            get(memory::task).delete(memory::clear_task),
-        )
-        .route(
-            "/memory/global",
-            get(memory::global).delete(memory::clear_global),
-        )
-        .route("/sessions", get(memory::sessions))
-        .route("/sessions/{id}", get(memory::session))
-        .route(
-            "/sessions/{id}/memory",
-            get(memory::session_memory).delete(memory::clear_session),
-        )
-        .route("/sessions/{id}/tasks", get(memory::session_tasks))
-        .route("/sessions/{id}/key_facts", get(memory::session_key_facts))
-        .route(
-            "/sessions/{id}/failed_attempts",
-            get(memory::session_failed_attempts),
-        )
-        .route(
-            "/sessions/{id}/compressed_memories",
-            get(memory::session_compressed),
-        )
-        .route("/callbacks", get(crate::callbacks::list))
-        .route("/callbacks/{id}/retry", post(crate::callbacks::retry))
-        .route("/callbacks/redrive", post(crate::callbacks::redrive))
-        .route("/tools", get(tools::tools))
-        .route("/toolkits", get(tools::toolkits))
-        .route("/toolkits/{name}", get(tools::toolkit))
-        .route("/tools/{toolkit}/{tool}", post(tools::call_tool))
-        .route("/file/edit", post(tools::file_edit))
-        .route("/file/write", post(tools::file_write))
-        .route("/file/read", get(tools::file_read))
-        .route("/file/list", get(tools::file_list))
-        .route(
-            "/computer_control/availability",
-            get(tools::cc_availability),
-        )
-        .route("/computer_control/execute", post(tools::cc_execute))
-        .with_state(engine)
+    let (router, _) = routes().split_for_parts();
+    router.with_state(engine)
+}
+
+/// Every route of the agent server, with its OpenAPI description.
+pub fn routes() -> OpenApiRouter<Engine> {
+    OpenApiRouter::new()
+        .routes(routes!(crate::health::agent))
+        .routes(routes!(crate::health::ready))
+        .routes(routes!(crate::health::metrics))
+        .routes(routes!(openapi))
+        .routes(routes!(schedule::schedule))
+        .routes(routes!(schedule::analyze_and_execute))
+        .routes(routes!(events::events))
+        .routes(routes!(crate::dashboard::page))
+        .routes(routes!(crate::dashboard::script))
+        .routes(routes!(crate::dashboard::style))
+        .routes(routes!(tasks::list))
+        .routes(routes!(tasks::get_one, tasks::cancel))
+        .routes(routes!(tasks::cancel_post))
+        .routes(routes!(tasks::add_step, tasks::steps))
+        .routes(routes!(memory::task, memory::clear_task))
+        .routes(routes!(memory::global, memory::clear_global))
+        .routes(routes!(memory::sessions))
+        .routes(routes!(memory::session))
+        .routes(routes!(memory::session_memory, memory::clear_session))
+        .routes(routes!(memory::session_tasks))
+        .routes(routes!(memory::session_key_facts))
+        .routes(routes!(memory::session_failed_attempts))
+        .routes(routes!(memory::session_compressed))
+        .routes(routes!(crate::callbacks::list))
+        .routes(routes!(crate::callbacks::retry))
+        .routes(routes!(crate::callbacks::redrive))
+        .routes(routes!(tools::tools))
+        .routes(routes!(tools::toolkits))
+        .routes(routes!(tools::toolkit))
+        .routes(routes!(tools::call_tool))
+        .routes(routes!(tools::file_edit))
+        .routes(routes!(tools::file_write))
+        .routes(routes!(tools::file_read))
+        .routes(routes!(tools::file_list))
+        .routes(routes!(tools::cc_availability))
+        .routes(routes!(tools::cc_execute))
+}
+
+/// `GET /openapi.json`: this server's OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document", body = Object)))]
+async fn openapi() -> axum::response::Response {
+    static DOC: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::openapi::document(routes(), "naga agent server"));
+    crate::openapi::serve(&DOC)
 }

@@ -7,10 +7,12 @@ use axum::extract::State;
 use naga_core::{wire::TaskKind, TaskStatus};
 use naga_engine::Engine;
 use naga_store::{NewStep, TaskFilter, TaskRow};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+/// Which tasks: `?session_id=&status=&kind=&limit=&offset=`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub session_id: Option<String>,
     pub status: Option<String>,
@@ -55,42 +57,42 @@ pub fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
     }
 }
 
-pub async fn tasks_json(engine: &Engine, filter: &TaskFilter) -> ApiResult<Value> {
-    let tasks: Vec<Value> = engine
-        .reads()
-        .tasks(filter)
-        .await?
-        .iter()
-        .map(views::task)
-        .collect();
-    Ok(json!({"success": true, "count": tasks.len(), "tasks": tasks}))
+/// A page of tasks, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskList {
+    pub success: bool,
+    pub count: usize,
+    pub tasks: Vec<views::Task>,
+    /// Upstream's: the running tasks (of the session when one is named).
+    pub running_tasks: Vec<upstream::Task>,
+    pub session_id: Option<String>,
 }
 
 /// `GET /tasks[?session_id=&status=&kind=&limit=&offset=]`, newest first;
 /// with upstream's `running_tasks` (its running tasks, in its shape) and
 /// `session_id`.
+#[utoipa::path(get, path = "/tasks", tag = "tasks", params(ListQuery),
+    responses((status = 200, description = "Tasks, newest first", body = TaskList)))]
 pub async fn list(
     State(engine): State<Engine>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<TaskList>> {
     let filter = q.filter()?;
-    let mut v = tasks_json(&engine, &filter).await?;
+    let tasks = engine.reads().tasks(&filter).await?;
     let running = TaskFilter {
         session_id: filter.session_id.clone(),
         status: Some(TaskStatus::Running),
         limit: 1000,
         ..Default::default()
     };
-    let running: Vec<Value> = engine
-        .reads()
-        .tasks(&running)
-        .await?
-        .iter()
-        .map(upstream::task)
-        .collect();
-    v["running_tasks"] = json!(running);
-    v["session_id"] = json!(q.session_id);
-    Ok(axum::Json(v))
+    let running = engine.reads().tasks(&running).await?;
+    Ok(axum::Json(TaskList {
+        success: true,
+        count: tasks.len(),
+        tasks: views::all(&tasks),
+        running_tasks: views::all(&running),
+        session_id: q.session_id,
+    }))
 }
 
 pub async fn find_task(engine: &Engine, id: &str) -> ApiResult<TaskRow> {
@@ -101,17 +103,34 @@ pub async fn find_task(engine: &Engine, id: &str) -> ApiResult<TaskRow> {
         .ok_or_else(|| ApiError::not_found(format!("no task `{id}`")))
 }
 
+/// A task with its calls and steps, and upstream's `task` beside.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskDetail {
+    pub success: bool,
+    #[serde(flatten)]
+    pub view: views::Task,
+    #[serde(rename = "task")]
+    pub upstream: upstream::Task,
+    pub calls: Vec<views::Call>,
+    /// Why the calls are not shown: their stored text could not be read
+    /// back (the task was quarantined).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls_error: Option<String>,
+    pub steps: Vec<views::Step>,
+}
+
 /// `GET /tasks/{id}`: the task with its calls and steps.
+#[utoipa::path(get, path = "/tasks/{id}", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 200, description = "The task", body = TaskDetail)))]
 pub async fn get_one(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<TaskDetail>> {
     let task = find_task(&engine, &id).await?;
-    Ok(axum::Json(task_json(&engine, &task).await?))
+    Ok(axum::Json(task_detail(&engine, &task).await?))
 }
 
-/// A task with its calls and steps, and upstream's `task` beside.
-pub async fn task_json(engine: &Engine, task: &TaskRow) -> ApiResult<Value> {
+pub async fn task_detail(engine: &Engine, task: &TaskRow) -> ApiResult<TaskDetail> {
     let id = &task.id;
     // A task whose stored calls cannot be read back (it was quarantined)
     // is still shown, with the reason in place of its calls.
@@ -121,53 +140,88 @@ pub async fn task_json(engine: &Engine, task: &TaskRow) -> ApiResult<Value> {
         Err(e) => return Err(e.into()),
     };
     let steps = engine.reads().steps(id).await?;
-    let mut v = views::task(task);
-    v["success"] = json!(true);
-    v["task"] = upstream::task(task);
-    v["calls"] = calls.iter().map(views::call).collect();
-    if let Some(e) = calls_error {
-        v["calls_error"] = json!(e);
-    }
-    v["steps"] = steps.iter().map(views::step).collect();
-    Ok(v)
+    Ok(TaskDetail {
+        success: true,
+        view: task.into(),
+        upstream: task.into(),
+        calls: views::all(&calls),
+        calls_error,
+        steps: views::all(&steps),
+    })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepList {
+    pub success: bool,
+    pub task_id: String,
+    pub count: usize,
+    pub steps: Vec<views::Step>,
 }
 
 /// `GET /tasks/{id}/steps`.
+#[utoipa::path(get, path = "/tasks/{id}/steps", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 200, description = "The task's steps, oldest first", body = StepList)))]
 pub async fn steps(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<StepList>> {
     find_task(&engine, &id).await?;
-    let steps: Vec<Value> = engine
-        .reads()
-        .steps(&id)
-        .await?
-        .iter()
-        .map(views::step)
-        .collect();
-    Ok(axum::Json(
-        json!({"success": true, "task_id": id, "count": steps.len(), "steps": steps}),
-    ))
+    let steps = engine.reads().steps(&id).await?;
+    Ok(axum::Json(StepList {
+        success: true,
+        task_id: id,
+        count: steps.len(),
+        steps: views::all(&steps),
+    }))
 }
 
-/// `POST /tasks/{id}/cancel` and `DELETE /tasks/{id}`.
+/// What a cancel answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cancelled {
+    pub success: bool,
+    pub task_id: String,
+    /// The task's status now.
+    pub status: TaskStatus,
+    pub message: String,
+    /// The MCP server's: false when the task had already ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled: Option<bool>,
+}
+
+/// `DELETE /tasks/{id}`: stops a queued or running task (409 once it ended).
+#[utoipa::path(delete, path = "/tasks/{id}", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 200, description = "Cancelled", body = Cancelled)))]
 pub async fn cancel(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<Cancelled>> {
     let status = engine.scheduler().cancel(&id).await?;
-    Ok(axum::Json(
-        json!({"success": true, "task_id": id, "status": status,
-        "message": format!("task {id} is {status}")}),
-    ))
+    Ok(axum::Json(Cancelled {
+        success: true,
+        message: format!("task {id} is {status}"),
+        task_id: id,
+        status,
+        cancelled: None,
+    }))
 }
 
-#[derive(Deserialize)]
+/// `POST /tasks/{id}/cancel`: as `DELETE /tasks/{id}`.
+#[utoipa::path(post, path = "/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path)),
+    responses((status = 200, description = "Cancelled", body = Cancelled)))]
+pub async fn cancel_post(
+    engine: State<Engine>,
+    id: Path<String>,
+) -> ApiResult<axum::Json<Cancelled>> {
+    cancel(engine, id).await
+}
+
+#[derive(Deserialize, ToSchema)]
 pub struct StepRequest {
     purpose: Option<String>,
     content: Option<String>,
     output: Option<String>,
     analysis: Option<String>,
+    /// Default true.
     #[serde(default = "yes")]
     success: bool,
     error: Option<String>,
@@ -177,12 +231,24 @@ fn yes() -> bool {
     true
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepAdded {
+    pub success: bool,
+    pub message: &'static str,
+    /// The step's number, as text (upstream's).
+    pub step_id: String,
+    pub step: views::Step,
+}
+
 /// `POST /tasks/{id}/steps`: records a step reported by a client.
+#[utoipa::path(post, path = "/tasks/{id}/steps", tag = "tasks", params(("id" = String, Path)),
+    request_body = StepRequest,
+    responses((status = 200, description = "Recorded", body = StepAdded)))]
 pub async fn add_step(
     State(engine): State<Engine>,
     Path(id): Path<String>,
     Json(req): Json<StepRequest>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<axum::Json<StepAdded>> {
     if req.purpose.is_none() && req.content.is_none() && req.output.is_none() {
         return Err(ApiError::bad_request(
             "empty_step",
@@ -203,8 +269,10 @@ pub async fn add_step(
             created_at: engine.clock().now_ms(),
         })
         .await?;
-    Ok(axum::Json(
-        json!({"success": true, "message": "步骤添加成功", "step_id": step.step_no.to_string(),
-               "step": views::step(&step)}),
-    ))
+    Ok(axum::Json(StepAdded {
+        success: true,
+        message: "步骤添加成功",
+        step_id: step.step_no.to_string(),
+        step: views::Step::from(&step),
+    }))
 }

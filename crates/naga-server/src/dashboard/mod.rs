@@ -30,14 +30,21 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
+/// `GET /ui`: the dashboard (open without the token: the page holds no data).
+#[utoipa::path(get, path = "/ui", tag = "dashboard", security(()),
+    responses((status = 200, description = "The page", body = String, content_type = "text/html")))]
 pub async fn page() -> Response {
     asset("text/html; charset=utf-8", PAGE)
 }
 
+#[utoipa::path(get, path = "/ui/app.js", tag = "dashboard", security(()),
+    responses((status = 200, description = "Its script", body = String, content_type = "text/javascript")))]
 pub async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
 }
 
+#[utoipa::path(get, path = "/ui/app.css", tag = "dashboard", security(()),
+    responses((status = 200, description = "Its style", body = String, content_type = "text/css")))]
 pub async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
 }
