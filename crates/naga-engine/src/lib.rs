@@ -163,6 +163,8 @@ impl Engine {
         let tasks = engine.inner.scheduler.recover().await?;
         let lease = engine.inner.scheduler.lease(engine.inner.clock.now_ms());
         let callbacks = engine.inner.callbacks.claim(lease, true).await?;
+        let now = engine.inner.clock.now_ms();
+        engine.inner.scheduler.record_heartbeat(now, true).await;
         engine.inner.scheduler.spawn_maintenance();
         engine.keep_metrics();
         if engine.inner.config.runs(naga_core::config::Service::Mcp) {

@@ -8,8 +8,8 @@ use crate::Engine;
 use naga_core::{time::Millis, wire::TaskKind, DeliveryStatus};
 use naga_store::{
     CallRow, CallbackRow, CompressedMemoryRow, ConversationRow, Counts, FailedAttemptRow,
-    KeyFactRow, MemoryScope, MessageRow, SessionRow, StepRow, Store, StoreError, StoreFault,
-    TaskFilter, TaskRow,
+    KeyFactRow, MemoryScope, MessageRow, NodeRow, SessionRow, StepRow, Store, StoreError,
+    StoreFault, TaskFilter, TaskRow,
 };
 
 /// The store's queries (see the module's note).
@@ -39,6 +39,16 @@ impl Reads<'_> {
 
     pub async fn counts(&self) -> R<Counts> {
         self.0.counts().await
+    }
+
+    /// Whether other nodes may share this store (PostgreSQL).
+    pub fn shared(&self) -> bool {
+        self.0.is_shared()
+    }
+
+    /// The nodes that ran on this store, last heard from first.
+    pub async fn nodes(&self, limit: i64) -> R<Vec<NodeRow>> {
+        self.0.nodes(limit).await
     }
 
     // Tasks, their calls and steps.

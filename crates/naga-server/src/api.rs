@@ -146,20 +146,20 @@ async fn ready(
 }
 
 #[derive(Deserialize, ToSchema)]
-struct ChatRequest {
-    message: String,
+pub(crate) struct ChatRequest {
+    pub message: String,
     #[serde(default)]
-    session_id: Option<String>,
+    pub session_id: Option<String>,
     #[serde(default)]
-    skip_intent_analysis: bool,
+    pub skip_intent_analysis: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-struct ChatReply {
-    response: String,
-    session_id: String,
+pub(crate) struct ChatReply {
+    pub response: String,
+    pub session_id: String,
     /// `success`.
-    status: &'static str,
+    pub status: &'static str,
 }
 
 /// `POST /chat` → `{response, session_id, status}` (503 without an LLM).
@@ -340,13 +340,26 @@ fn session_info(
 
 /// A message of a conversation.
 #[derive(Debug, Serialize, ToSchema)]
-struct Message {
+pub(crate) struct Message {
     id: i64,
     role: String,
     content: String,
     kind: String,
     task_id: Option<String>,
     created_at: String,
+}
+
+impl From<&naga_store::MessageRow> for Message {
+    fn from(m: &naga_store::MessageRow) -> Self {
+        Self {
+            id: m.id,
+            role: m.role.clone(),
+            content: m.content.clone(),
+            kind: m.kind.clone(),
+            task_id: m.task_id.clone(),
+            created_at: iso(m.created_at),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -377,17 +390,7 @@ async fn session(
         messages.last().map_or(0, |m| m.created_at),
         messages.last().map(|m| m.content.as_str()),
     );
-    let messages = messages
-        .iter()
-        .map(|m| Message {
-            id: m.id,
-            role: m.role.clone(),
-            content: m.content.clone(),
-            kind: m.kind.clone(),
-            task_id: m.task_id.clone(),
-            created_at: iso(m.created_at),
-        })
-        .collect();
+    let messages = crate::views::all(&messages);
     Ok(axum::Json(ConversationDetail {
         status: "success",
         success: true,

@@ -171,15 +171,24 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
         tracing::info!(%addr, "{name} server listening");
         Some(addr)
     };
-    let agent_addr = serve(agent_listener, agent::router(engine.clone()), "agent");
+    // The API server's assistant, when it runs here (the dashboard on the
+    // agent server chats through it too).
+    let assistant = api_listener
+        .is_some()
+        .then(|| Assistant::new(engine.clone(), links));
+    let agent = agent::AgentState {
+        engine: engine.clone(),
+        assistant: assistant.clone(),
+    };
+    let agent_addr = serve(agent_listener, agent::router(agent), "agent");
     let mcp_addr = serve(mcp_listener, mcp::router(engine.clone()), "MCP");
-    let api_addr = match api_listener {
-        Some(l) => {
+    let api_addr = match assistant {
+        Some(assistant) => {
             let state = api::ApiState {
                 engine: engine.clone(),
-                assistant: Assistant::new(engine.clone(), links),
+                assistant,
             };
-            serve(Some(l), api::router(state), "API")
+            serve(api_listener, api::router(state), "API")
         }
         None => None,
     };

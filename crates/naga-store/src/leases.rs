@@ -1,7 +1,7 @@
 //! Leases: which node holds a task or a pending callback, renewed by its
 //! holder, taken over once expired, let go of at shutdown.
 
-use crate::{commands::*, postgres, rows::*, sqlite, Backend, Store, StoreError};
+use crate::{commands::*, postgres, read, rows::*, sqlite, Backend, Store, StoreError};
 use naga_core::time::Millis;
 
 impl Store {
@@ -82,5 +82,74 @@ impl Store {
             Backend::Sqlite { writer, .. } => sqlite::leases::release_leases(writer, owner).await,
             Backend::Postgres(pg) => pg.observed(postgres::release_leases(pg, owner)).await,
         }
+    }
+
+    /// A node's heartbeat, as it renews its leases (`starting`: its first
+    /// of this run). What operators see of it (`nodes`); which node runs
+    /// what is decided by the leases alone.
+    pub async fn node_heartbeat(
+        &self,
+        id: &str,
+        now: Millis,
+        starting: bool,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                sqlite::leases::node_heartbeat(writer, id, now, starting).await
+            }
+            Backend::Postgres(pg) => {
+                pg.observed(postgres::node_heartbeat(pg, id, now, starting))
+                    .await
+            }
+        }
+    }
+
+    /// A node stopped cleanly (after letting go of its leases).
+    pub async fn node_stopped(&self, id: &str, now: Millis) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => sqlite::leases::node_stopped(writer, id, now).await,
+            Backend::Postgres(pg) => pg.observed(postgres::node_stopped(pg, id, now)).await,
+        }
+    }
+
+    /// The nodes that ran on this store, last heard from first, each with
+    /// the unfinished tasks and pending callbacks it holds.
+    pub async fn nodes(&self, limit: i64) -> Result<Vec<NodeRow>, StoreError> {
+        let (mut nodes, tasks, callbacks): (Vec<NodeRow>, Vec<(String, i64)>, Vec<(String, i64)>) =
+            read!(self, |pool| {
+                let nodes = sqlx::query_as(
+                    "SELECT id, started_at, heartbeat_at, stopped_at,
+                            CAST(0 AS BIGINT) AS tasks, CAST(0 AS BIGINT) AS callbacks
+                     FROM nodes ORDER BY heartbeat_at DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+                let tasks = sqlx::query_as(
+                    "SELECT lease_owner, COUNT(*) FROM tasks
+                     WHERE status IN ('queued', 'running') AND lease_owner IS NOT NULL
+                     GROUP BY lease_owner",
+                )
+                .fetch_all(pool)
+                .await?;
+                let callbacks = sqlx::query_as(
+                    "SELECT lease_owner, COUNT(*) FROM callbacks
+                     WHERE status = 'pending' AND lease_owner IS NOT NULL
+                     GROUP BY lease_owner",
+                )
+                .fetch_all(pool)
+                .await?;
+                (nodes, tasks, callbacks)
+            });
+        for node in &mut nodes {
+            let held = |list: &[(String, i64)]| {
+                list.iter()
+                    .find(|(id, _)| *id == node.id)
+                    .map_or(0, |(_, n)| *n)
+            };
+            node.tasks = held(&tasks);
+            node.callbacks = held(&callbacks);
+        }
+        Ok(nodes)
     }
 }

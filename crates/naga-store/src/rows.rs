@@ -159,3 +159,16 @@ pub struct InboxRow {
     pub reply_message_id: Option<i64>,
     pub received_at: Millis,
 }
+
+/// A node that ran on this store, and what it holds now.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct NodeRow {
+    pub id: String,
+    pub started_at: Millis,
+    pub heartbeat_at: Millis,
+    pub stopped_at: Option<Millis>,
+    /// Unfinished tasks whose lease it holds.
+    pub tasks: i64,
+    /// Pending callbacks whose lease it holds.
+    pub callbacks: i64,
+}

@@ -41,9 +41,20 @@ async fn browse(app: &TestApp, scenario: &str, extra: &str) {
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    if let Ok(dir) = std::env::var("NAGA_SCREENSHOTS") {
-        for f in ["dashboard-1280x800.png", "dashboard-phone.png"] {
-            let _ = std::fs::copy(shots.join(f), PathBuf::from(&dir).join(f));
+    // Kept where CI keeps its artifacts (or NAGA_SCREENSHOTS), to look at.
+    let keep = std::env::var_os("NAGA_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots")
+        });
+    let _ = std::fs::create_dir_all(&keep);
+    for f in [
+        "dashboard-1280x800.png",
+        "dashboard-phone.png",
+        "dashboard-chat.png",
+    ] {
+        if shots.join(f).exists() {
+            std::fs::copy(shots.join(f), keep.join(f)).unwrap();
         }
     }
 }
@@ -55,6 +66,30 @@ async fn the_dashboard_follows_tasks_live_cancels_and_replays_a_dead_callback() 
     let receiver = Receiver::start_on(0, &[(400, None)]).await;
     browse(&app, "live", &receiver.url()).await;
     receiver.wait_for("b-3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_panel_talks_to_the_assistant_and_the_tasks_it_implies_show_live() {
+    let llm = common::llm::ScriptedLlm::start().await;
+    llm.set_analysis(
+        "｛\"agentType\": \"agent\", \"tool_name\": \"echo\", \"instruction\": \"来自聊天\"｝",
+    );
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.only = vec![
+        naga_core::config::Service::Api,
+        naga_core::config::Service::Agent,
+    ];
+    config.api_addr = "127.0.0.1:0".into();
+    config.llm.base_url = Some(llm.base_url.clone());
+    config.llm.model = Some("scripted".into());
+    config.llm.api_key = Some("sk-test".into());
+    let app = TestApp::spawn_with(dir, config).await;
+    browse(&app, "chat", "").await;
+    assert!(
+        !llm.requests("chat").is_empty(),
+        "the chat reached the LLM through the assistant"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,4 +150,73 @@ async fn the_page_is_served_without_the_token_and_holds_no_data() {
     // Its data is not: the API it calls still needs the token.
     let (status, _) = app.get("/sessions").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// What `GET /nodes` says of the node `id`.
+async fn node(app: &TestApp, id: &str) -> serde_json::Value {
+    let (status, body) = app.get("/nodes").await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    body["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node_id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("node {id} is not in /nodes: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_shows_every_node_with_its_heartbeat_and_what_it_holds() {
+    let a = TestApp::spawn().await;
+    let (_, first) = a.get("/nodes").await;
+    let id_a = first["node_id"].as_str().unwrap().to_owned();
+    let me = node(&a, &id_a).await;
+    assert_eq!(me["this"], true, "{first}");
+    assert_eq!(me["alive"], true, "{first}");
+    // A running task is held by the node that runs it.
+    let (status, body) = a
+        .post_schedule(&echo_batch("s-nodes", "n-1", &["long"], 60_000, None))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    a.wait_for_status("n-1", "running").await;
+    assert_eq!(node(&a, &id_a).await["tasks"], 1);
+
+    if a.config.database_url.is_some() {
+        // PostgreSQL: a second node on the same database; each shows both.
+        let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        let mut config = test_config(&dir);
+        config.database_url = a.config.database_url.clone();
+        let mut b = TestApp::spawn_with(dir, config).await;
+        let (_, listed) = b.get("/nodes").await;
+        let id_b = listed["node_id"].as_str().unwrap().to_owned();
+        assert_ne!(id_a, id_b);
+        assert_eq!(listed["shared"], true);
+        for (app, this) in [(&a, &id_a), (&b, &id_b)] {
+            for id in [&id_a, &id_b] {
+                let n = node(app, id).await;
+                assert_eq!(n["alive"], true, "{n}");
+                assert_eq!(n["this"], id == this, "{n}");
+            }
+        }
+        assert_eq!(node(&b, &id_a).await["tasks"], 1, "b sees what a holds");
+        // A node that stops is shown stopped by the other.
+        b.stop().await;
+        let n = node(&a, &id_b).await;
+        assert_eq!(n["alive"], false, "{n}");
+        assert!(n["stopped_at"].is_string(), "{n}");
+    } else {
+        // SQLite: one node, whose identity survives a restart.
+        let (_, listed) = a.get("/nodes").await;
+        assert_eq!(listed["shared"], false);
+        assert_eq!(listed["count"], 1, "{listed}");
+        let started = me["started_at"].as_str().unwrap().to_owned();
+        let a = a.restart().await;
+        let again = node(&a, &id_a).await;
+        assert_eq!(again["this"], true);
+        assert_eq!(again["alive"], true);
+        assert!(
+            again["started_at"].as_str().unwrap() > started.as_str(),
+            "{again}"
+        );
+    }
 }

@@ -131,6 +131,20 @@ impl Scheduler {
         })
     }
 
+    /// The node's heartbeat, as operators see it (`GET /nodes`); `starting`
+    /// at start-up, before it serves. Which node runs what is decided by
+    /// the leases alone: a failure here is only logged.
+    pub async fn record_heartbeat(&self, now: naga_core::time::Millis, starting: bool) {
+        let inner = &self.inner;
+        if let Err(e) = inner
+            .store
+            .node_heartbeat(&inner.node_id, now, starting)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record the node's heartbeat");
+        }
+    }
+
     /// The background duties of a node: renew the leases it holds
     /// (heartbeat, every lease/3) and take over expired ones (every lease/2).
     pub fn spawn_maintenance(&self) {
@@ -171,7 +185,9 @@ impl Scheduler {
                     _ = inner.clock.sleep(lease / 3) => {}
                     _ = inner.draining.cancelled() => return,
                 }
-                let until = inner.clock.now_ms() + lease.as_millis() as i64;
+                let now = inner.clock.now_ms();
+                heartbeat.record_heartbeat(now, false).await;
+                let until = now + lease.as_millis() as i64;
                 if let Err(e) = inner.store.renew_leases(&inner.node_id, until).await {
                     tracing::error!(error = %e, "cannot renew leases");
                 }
@@ -233,6 +249,10 @@ impl Scheduler {
             Err(e) => {
                 tracing::error!(error = %e, "cannot release leases; they expire by themselves")
             }
+        }
+        let now = inner.clock.now_ms();
+        if let Err(e) = inner.store.node_stopped(&inner.node_id, now).await {
+            tracing::warn!(error = %e, "cannot record that the node stopped");
         }
     }
 }

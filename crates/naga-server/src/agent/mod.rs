@@ -1,24 +1,40 @@
 //! The agent server (default 127.0.0.1:8001): DESIGN.md's agent section.
 
+mod chat;
 mod events;
 mod memory;
+mod nodes;
 mod schedule;
 pub(crate) mod tasks;
 mod tools;
 
-use axum::Router;
-use naga_engine::Engine;
+use axum::{extract::FromRef, Router};
+use naga_engine::{assistant::Assistant, Engine};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use tasks::page_limit;
 
-pub fn router(engine: Engine) -> Router {
+/// What the agent server's handlers read: the engine, and the API server's
+/// assistant when it runs in this process (the dashboard's chat panel).
+#[derive(Clone)]
+pub struct AgentState {
+    pub engine: Engine,
+    pub assistant: Option<Assistant>,
+}
+
+impl FromRef<AgentState> for Engine {
+    fn from_ref(state: &AgentState) -> Engine {
+        state.engine.clone()
+    }
+}
+
+pub fn router(state: AgentState) -> Router {
     let (router, _) = routes().split_for_parts();
-    router.with_state(engine)
+    router.with_state(state)
 }
 
 /// Every route of the agent server, with its OpenAPI description.
-pub fn routes() -> OpenApiRouter<Engine> {
+pub fn routes() -> OpenApiRouter<AgentState> {
     OpenApiRouter::new()
         .routes(routes!(crate::health::agent))
         .routes(routes!(crate::health::ready))
@@ -30,6 +46,8 @@ pub fn routes() -> OpenApiRouter<Engine> {
         .routes(routes!(crate::dashboard::page))
         .routes(routes!(crate::dashboard::script))
         .routes(routes!(crate::dashboard::style))
+        .routes(routes!(chat::send))
+        .routes(routes!(chat::history))
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::get_one, tasks::cancel))
         .routes(routes!(tasks::cancel_post))
@@ -43,6 +61,7 @@ pub fn routes() -> OpenApiRouter<Engine> {
         .routes(routes!(memory::session_key_facts))
         .routes(routes!(memory::session_failed_attempts))
         .routes(routes!(memory::session_compressed))
+        .routes(routes!(nodes::nodes))
         .routes(routes!(crate::callbacks::list))
         .routes(routes!(crate::callbacks::retry))
         .routes(routes!(crate::callbacks::redrive))

@@ -51,7 +51,9 @@ async function loadSessions() {
 }
 
 async function selectSession(id) {
+  const changed = state.session !== id;
   state.session = id;
+  if (changed) loadChat().catch(console.error);
   for (const li of $("sessions").children) li.classList.toggle("selected", li.dataset.session === id);
   $("tasks-title").textContent = `Tasks · ${id}`;
   await loadTasks();
@@ -140,6 +142,77 @@ async function replay(id) {
   await refresh();
 }
 
+// The chat panel: the selected session's conversation with the assistant
+// (the API server's, when it runs in this process), through /ui/chat.
+function chatSession() {
+  state.chatSession ??= state.session ?? `dashboard-${Date.now().toString(36)}`;
+  return state.chatSession;
+}
+
+function showMessages(messages) {
+  $("chat-log").replaceChildren(
+    ...messages.map((m) => el("div", { class: `msg ${m.role}`, "data-role": m.role }, m.content)));
+  $("chat-log").scrollTop = $("chat-log").scrollHeight;
+}
+
+async function loadChat() {
+  if (state.session) state.chatSession = state.session;
+  $("chat-title").textContent = `Chat · ${chatSession()}`;
+  try {
+    const { messages } = await api(`/ui/chat/${encodeURIComponent(chatSession())}`);
+    showMessages(messages);
+    $("chat-note").textContent = "";
+  } catch (e) {
+    if (e instanceof Unauthorized) throw e;
+    $("chat-note").textContent = e.message;
+  }
+}
+
+async function sendChat(e) {
+  e.preventDefault();
+  const input = $("chat-input");
+  const message = input.value.trim();
+  if (!message) return;
+  input.value = "";
+  const log = $("chat-log");
+  log.append(el("div", { class: "msg user", "data-role": "user" }, message));
+  $("chat-note").textContent = "…";
+  try {
+    const reply = await api("/ui/chat", {
+      method: "POST",
+      body: JSON.stringify({ message, session_id: chatSession() }),
+    });
+    log.append(el("div", { class: "msg assistant", "data-role": "assistant" }, reply.response));
+    log.scrollTop = log.scrollHeight;
+    $("chat-note").textContent = "";
+  } catch (err) {
+    if (err instanceof Unauthorized) return askForToken();
+    $("chat-note").textContent = err.message;
+  }
+}
+
+// Every node on this store (several on PostgreSQL), read from the store:
+// each node's dashboard shows the same ones.
+async function loadNodes() {
+  const { nodes, shared } = await api("/nodes");
+  $("nodes-title").textContent = shared ? `Nodes · ${nodes.filter((n) => n.alive).length} alive` : "Node";
+  $("nodes").replaceChildren(
+    ...nodes.map((n) =>
+      el("li", { "data-node": n.node_id, title: `started ${when(n.started_at)}` },
+        el("span", { class: "id", title: n.node_id },
+          el("span", { class: n.alive ? "dot alive" : "dot" }), n.node_id),
+        el("span", { class: "muted" },
+          `${n.this ? "this node · " : ""}${n.tasks} tasks · ${n.callbacks} callbacks · ` +
+          (n.stopped_at ? "stopped" : ago(n.last_heartbeat_at)))),
+    ),
+  );
+}
+
+function ago(iso) {
+  const s = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
+  return s < 90 ? `${s}s ago` : `${Math.round(s / 60)}m ago`;
+}
+
 async function loadQueue() {
   const h = await api("/health");
   $("queue").textContent = `queue ${h.queue.agent + h.queue.mcp}`;
@@ -154,7 +227,7 @@ function refreshSoon() {
 
 async function refresh() {
   try {
-    await Promise.all([loadSessions(), loadTasks(), loadTask(), loadQueue()]);
+    await Promise.all([loadSessions(), loadTasks(), loadTask(), loadQueue(), loadNodes()]);
   } catch (e) {
     if (e instanceof Unauthorized) return askForToken();
     console.error(e);
@@ -214,8 +287,13 @@ async function start() {
   $("login").hidden = true;
   $("app").hidden = false;
   await refresh();
+  await loadChat();
   follow();
+  // Other nodes' heartbeats are not in this node's feed: read them now and then.
+  setInterval(() => loadNodes().catch(console.error), 5000);
 }
+
+$("chat-form").addEventListener("submit", sendChat);
 
 $("login").addEventListener("submit", (e) => {
   e.preventDefault();

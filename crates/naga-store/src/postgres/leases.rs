@@ -115,3 +115,31 @@ pub(crate) async fn release_leases(pool: &PgPool, owner: &str) -> Result<u64, St
     tx.commit().await?;
     Ok(n)
 }
+
+/// A node's heartbeat; `starting` also records when it started (and that
+/// it runs again).
+pub(crate) async fn node_heartbeat(
+    pool: &PgPool,
+    id: &str,
+    now: Millis,
+    starting: bool,
+) -> Result<(), StoreError> {
+    let sql = if starting {
+        "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ($1, $2, $2)
+         ON CONFLICT (id) DO UPDATE SET started_at = $2, heartbeat_at = $2, stopped_at = NULL"
+    } else {
+        "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ($1, $2, $2)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = $2, stopped_at = NULL"
+    };
+    sqlx::query(sql).bind(id).bind(now).execute(pool).await?;
+    Ok(())
+}
+
+pub(crate) async fn node_stopped(pool: &PgPool, id: &str, now: Millis) -> Result<(), StoreError> {
+    sqlx::query("UPDATE nodes SET stopped_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

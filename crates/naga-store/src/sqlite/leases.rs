@@ -117,3 +117,39 @@ pub(crate) async fn release_leases(writer: &Writer, owner: &str) -> Result<u64, 
             })
             .await
 }
+
+/// The node's heartbeat; `starting` also records when it started.
+pub(crate) async fn node_heartbeat(
+    writer: &Writer,
+    id: &str,
+    now: Millis,
+    starting: bool,
+) -> Result<(), StoreError> {
+    let id = id.to_owned();
+    writer
+        .write(move |c| {
+            let sql = if starting {
+                "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2)
+                 ON CONFLICT (id) DO UPDATE SET started_at = ?2, heartbeat_at = ?2, stopped_at = NULL"
+            } else {
+                "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2)
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = ?2, stopped_at = NULL"
+            };
+            c.cached(sql)?.execute(params![id, now])?;
+            Ok(())
+        })
+        .await
+}
+
+pub(crate) async fn node_stopped(writer: &Writer, id: &str, now: Millis) -> Result<(), StoreError> {
+    let id = id.to_owned();
+    writer
+        .write(move |c| {
+            c.execute(
+                "UPDATE nodes SET stopped_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            Ok(())
+        })
+        .await
+}

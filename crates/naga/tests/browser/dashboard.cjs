@@ -43,6 +43,10 @@ const statusIs = (page, sel, s) =>
 async function live(page) {
   await page.goto(`${base}/ui`);
   await step("the live feed connects", () => page.waitForSelector("#live:not(.off)", WAIT));
+  await step("without the API server here, the chat panel says so", () =>
+    page.waitForSelector("#chat-note:has-text('API server')", WAIT));
+  await step("this node is listed, alive", () =>
+    page.waitForSelector("#nodes li:has-text('this node') .dot.alive", WAIT));
   await page.evaluate(() => { window.notReloaded = true; });
 
   // A task moves to succeeded on the page by itself.
@@ -78,6 +82,22 @@ async function live(page) {
   if (overflow > 0) throw new Error(`at a phone's width the page is ${overflow}px too wide`);
 }
 
+async function chat(page) {
+  await page.goto(`${base}/ui`);
+  await step("the chat panel is ready", () => page.waitForSelector("#chat-title:has-text('dashboard-')", WAIT));
+  await page.fill("#chat-input", "请打开记事本");
+  await page.click("#chat-form button");
+  await step("the assistant answers in the panel", () =>
+    page.waitForSelector(".msg.assistant:has-text('我收到了：请打开记事本')", WAIT));
+  const session = (await page.textContent("#chat-title")).split("· ")[1];
+  await step(`the analyzer's task shows in the chat's session ${session}`, () =>
+    page.click(`li[data-session="${session}"]`, WAIT));
+  await step("its task succeeds, live", () => page.waitForSelector('#tasks [data-status="succeeded"]', WAIT));
+  await step("the conversation is read back for the session", () =>
+    page.waitForSelector(".msg.user:has-text('请打开记事本')", WAIT));
+  if (shots) await page.screenshot({ path: `${shots}/dashboard-chat.png` });
+}
+
 async function token(page) {
   await page.goto(`${base}/ui`);
   await step("the page asks for the token", () => page.waitForSelector("#login:not([hidden])", WAIT));
@@ -107,7 +127,7 @@ async function token(page) {
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     page.on("pageerror", (e) => { failed ??= new Error(`script error on the page: ${e.message}`); });
-    await ({ live, token })[scenario](page);
+    await ({ live, token, chat })[scenario](page);
   } catch (e) {
     failed ??= e;
   } finally {
