@@ -115,32 +115,33 @@ impl Store {
     /// The nodes that ran on this store, last heard from first, each with
     /// the unfinished tasks and pending callbacks it holds.
     pub async fn nodes(&self, limit: i64) -> Result<Vec<NodeRow>, StoreError> {
-        let (mut nodes, tasks, callbacks): (Vec<NodeRow>, Vec<(String, i64)>, Vec<(String, i64)>) =
-            read!(self, |pool| {
-                let nodes = sqlx::query_as(
-                    "SELECT id, started_at, heartbeat_at, stopped_at,
+        /// How many of something each lease owner holds.
+        type Held = Vec<(String, i64)>;
+        let (mut nodes, tasks, callbacks): (Vec<NodeRow>, Held, Held) = read!(self, |pool| {
+            let nodes = sqlx::query_as(
+                "SELECT id, started_at, heartbeat_at, stopped_at,
                             CAST(0 AS BIGINT) AS tasks, CAST(0 AS BIGINT) AS callbacks
                      FROM nodes ORDER BY heartbeat_at DESC LIMIT $1",
-                )
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-                let tasks = sqlx::query_as(
-                    "SELECT lease_owner, COUNT(*) FROM tasks
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            let tasks = sqlx::query_as(
+                "SELECT lease_owner, COUNT(*) FROM tasks
                      WHERE status IN ('queued', 'running') AND lease_owner IS NOT NULL
                      GROUP BY lease_owner",
-                )
-                .fetch_all(pool)
-                .await?;
-                let callbacks = sqlx::query_as(
-                    "SELECT lease_owner, COUNT(*) FROM callbacks
+            )
+            .fetch_all(pool)
+            .await?;
+            let callbacks = sqlx::query_as(
+                "SELECT lease_owner, COUNT(*) FROM callbacks
                      WHERE status = 'pending' AND lease_owner IS NOT NULL
                      GROUP BY lease_owner",
-                )
-                .fetch_all(pool)
-                .await?;
-                (nodes, tasks, callbacks)
-            });
+            )
+            .fetch_all(pool)
+            .await?;
+            (nodes, tasks, callbacks)
+        });
         for node in &mut nodes {
             let held = |list: &[(String, i64)]| {
                 list.iter()
