@@ -173,11 +173,17 @@ async fn chat(
         .assistant
         .chat(&req.message, req.session_id, req.skip_intent_analysis)
         .await?;
-    Ok(axum::Json(ChatReply {
-        response: reply.response,
-        session_id: reply.session_id,
-        status: "success",
-    }))
+    Ok(axum::Json(reply.into()))
+}
+
+impl From<naga_engine::assistant::Reply> for ChatReply {
+    fn from(reply: naga_engine::assistant::Reply) -> Self {
+        Self {
+            response: reply.response,
+            session_id: reply.session_id,
+            status: "success",
+        }
+    }
 }
 
 #[derive(Deserialize, IntoParams)]

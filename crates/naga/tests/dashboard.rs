@@ -59,6 +59,18 @@ async fn browse(app: &TestApp, scenario: &str, extra: &str) {
     }
 }
 
+/// A configuration running the API server beside the agent server.
+fn with_api_server() -> (std::sync::Arc<tempfile::TempDir>, naga_core::config::Config) {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.only = vec![
+        naga_core::config::Service::Api,
+        naga_core::config::Service::Agent,
+    ];
+    config.api_addr = "127.0.0.1:0".into();
+    (dir, config)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_follows_tasks_live_cancels_and_replays_a_dead_callback() {
     let app = TestApp::spawn().await;
@@ -74,13 +86,7 @@ async fn the_chat_panel_talks_to_the_assistant_and_the_tasks_it_implies_show_liv
     llm.set_analysis(
         "｛\"agentType\": \"agent\", \"tool_name\": \"echo\", \"instruction\": \"来自聊天\"｝",
     );
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let mut config = test_config(&dir);
-    config.only = vec![
-        naga_core::config::Service::Api,
-        naga_core::config::Service::Agent,
-    ];
-    config.api_addr = "127.0.0.1:0".into();
+    let (dir, mut config) = with_api_server();
     config.llm.base_url = Some(llm.base_url.clone());
     config.llm.model = Some("scripted".into());
     config.llm.api_key = Some("sk-test".into());
@@ -126,13 +132,7 @@ async fn the_page_is_served_without_the_token_and_holds_no_data() {
     }
     // The API server sends a browser to it, also without the token.
     let app_all = {
-        let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-        let mut config = test_config(&dir);
-        config.only = vec![
-            naga_core::config::Service::Api,
-            naga_core::config::Service::Agent,
-        ];
-        config.api_addr = "127.0.0.1:0".into();
+        let (dir, mut config) = with_api_server();
         config.auth.token = Some(TOKEN.into());
         TestApp::spawn_with(dir, config).await
     };

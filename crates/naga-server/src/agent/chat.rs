@@ -36,11 +36,7 @@ pub async fn send(
     let reply = assistant(&state)?
         .chat(&req.message, req.session_id, req.skip_intent_analysis)
         .await?;
-    Ok(axum::Json(ChatReply {
-        response: reply.response,
-        session_id: reply.session_id,
-        status: "success",
-    }))
+    Ok(axum::Json(reply.into()))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -195,6 +195,7 @@ async function sendChat(e) {
 // each node's dashboard shows the same ones.
 async function loadNodes() {
   const { nodes, shared } = await api("/nodes");
+  state.shared = shared;
   $("nodes-title").textContent = shared ? `Nodes · ${nodes.filter((n) => n.alive).length} alive` : "Node";
   $("nodes").replaceChildren(
     ...nodes.map((n) =>
@@ -289,8 +290,9 @@ async function start() {
   await refresh();
   await loadChat();
   follow();
-  // Other nodes' heartbeats are not in this node's feed: read them now and then.
-  setInterval(() => loadNodes().catch(console.error), 5000);
+  // Other nodes' heartbeats, and on PostgreSQL the tasks they run, are not
+  // in this node's feed: read them now and then.
+  setInterval(() => (state.shared ? refresh() : loadNodes().catch(console.error)), 5000);
 }
 
 $("chat-form").addEventListener("submit", sendChat);
