@@ -7,6 +7,7 @@ mod callbacks;
 mod dashboard;
 mod error;
 mod extract;
+mod gateway;
 mod guard;
 mod health;
 mod listener;
@@ -179,6 +180,7 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
     let agent = agent::AgentState {
         engine: engine.clone(),
         assistant: assistant.clone(),
+        mcp: gateway::service(&engine),
     };
     let agent_addr = serve(agent_listener, agent::router(agent), "agent");
     let mcp_addr = serve(mcp_listener, mcp::router(engine.clone()), "MCP");

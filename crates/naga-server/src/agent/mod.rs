@@ -20,6 +20,8 @@ pub use tasks::page_limit;
 pub struct AgentState {
     pub engine: Engine,
     pub assistant: Option<Assistant>,
+    /// naga as an MCP server (`/mcp`).
+    pub mcp: crate::gateway::McpService,
 }
 
 impl FromRef<AgentState> for Engine {
@@ -46,6 +48,7 @@ pub fn routes() -> OpenApiRouter<AgentState> {
         .routes(routes!(crate::dashboard::page))
         .routes(routes!(crate::dashboard::script))
         .routes(routes!(crate::dashboard::style))
+        .routes(routes!(mcp))
         .routes(routes!(chat::send))
         .routes(routes!(chat::history))
         .routes(routes!(tasks::list))
@@ -84,4 +87,21 @@ async fn openapi() -> axum::response::Response {
     static DOC: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| crate::openapi::document(routes(), "naga agent server"));
     crate::openapi::serve(&DOC)
+}
+
+/// `/mcp`: naga as an MCP server (streamable HTTP: JSON-RPC in `POST`,
+/// a session's stream on `GET`, its end on `DELETE`); see `gateway.rs`.
+#[utoipa::path(method(get, post, delete), path = "/mcp", tag = "mcp",
+    request_body(content = Object, description = "A JSON-RPC message of the MCP protocol"),
+    responses((status = 200, description = "The JSON-RPC answer (JSON or a server-sent event stream)",
+        body = Object)))]
+async fn mcp(
+    axum::extract::State(state): axum::extract::State<AgentState>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use tower::ServiceExt;
+    match state.mcp.oneshot(request).await {
+        Ok(response) => response.map(axum::body::Body::new),
+        Err(never) => match never {},
+    }
 }

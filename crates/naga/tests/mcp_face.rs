@@ -1,0 +1,217 @@
+//! naga as an MCP server (`/mcp` on the agent server), driven by official
+//! MCP clients: the TypeScript SDK with the Tasks extension (protocol
+//! 2026-07-28) and the Python SDK. A tool call is a naga task, committed
+//! before the answer: it survives kill -9 and a restart, can be cancelled,
+//! and is read from any node on PostgreSQL.
+
+mod common;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::{path::PathBuf, process::Child, time::Duration};
+
+const TOKEN: &str = "mcp-face-token-0123456789";
+
+fn peers() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-peers")
+}
+
+/// A node process, killed when dropped (also when the test fails).
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `tests/peers/mcp_tasks.mjs` (the TypeScript SDK) from where its
+/// packages are installed; its one JSON line.
+async fn ts_client(mcp: &str, args: &[&str], token: Option<&str>) -> Value {
+    let sdk = peers().join("node_modules/@modelcontextprotocol/ext-tasks");
+    assert!(
+        sdk.exists(),
+        "the MCP TypeScript SDK is missing: `npm install --prefix target/test-peers \
+         @modelcontextprotocol/client@2.4.0 @modelcontextprotocol/ext-tasks@0.2.2` (as .ci/run does)"
+    );
+    // ESM resolves packages from the script's folder: run a copy there.
+    let script = peers().join(format!("mcp_tasks-{}.mjs", uuid::Uuid::new_v4().simple()));
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/mcp_tasks.mjs"),
+        &script,
+    )
+    .unwrap();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(&script).arg(mcp).args(args).kill_on_drop(true);
+    if let Some(t) = token {
+        cmd.env("NAGA_TOKEN", t);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await;
+    let _ = std::fs::remove_file(&script);
+    let out = out
+        .unwrap_or_else(|_| panic!("the MCP client `{args:?}` did not end within 60 s"))
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the MCP client `{args:?}` failed: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `naga serve --only agent` on `data` (and `database` when given).
+fn node(data: &std::path::Path, database: Option<&str>) -> (Node, String) {
+    let (child, url) = spawn_naga(|cmd| {
+        cmd.arg("--data-dir").arg(data);
+        if let Some(db) = database {
+            cmd.arg("--database-url").arg(db);
+        }
+    });
+    (Node(child), url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_official_mcp_client_runs_a_task_that_survives_kill_9_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = test_database_url();
+    let data = dir.path().join("a");
+    let (mut a, url) = node(&data, database.as_deref());
+    let tools = ts_client(&format!("{url}/mcp"), &["tools"], None).await;
+    let names: Vec<&str> = tools["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        names.contains(&"echo") && names.contains(&"file_edit"),
+        "{tools}"
+    );
+
+    // A task that runs 3 s: the client gets it at once and lets go of it.
+    let started = ts_client(&format!("{url}/mcp"), &["start", "3000"], None).await;
+    let reference = started["reference"].clone();
+    let task_id = reference["taskId"].as_str().unwrap().to_owned();
+    assert_eq!(reference["generation"], "v2", "{started}");
+    // It is a naga task, committed before the answer.
+    let client = reqwest::Client::new();
+    let (status, task) = read(
+        client
+            .get(format!("{url}/tasks/{task_id}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{task}");
+    assert!(
+        ["queued", "running"].contains(&task["status"].as_str().unwrap()),
+        "{task}"
+    );
+
+    // kill -9 in the middle, and a restart on the same store.
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
+    let (_a, url) = node(&data, database.as_deref());
+    let resumed = ts_client(
+        &format!("{url}/mcp"),
+        &["resume", &reference.to_string()],
+        None,
+    )
+    .await;
+    let outcome = &resumed["outcome"];
+    assert_eq!(outcome["status"], "completed", "{resumed}");
+    assert_eq!(
+        outcome["result"]["content"][0]["text"], "来自 MCP 客户端",
+        "{resumed}"
+    );
+    assert_eq!(outcome["result"]["isError"], false, "{resumed}");
+
+    if let Some(db) = &database {
+        // PostgreSQL: another node answers for the same task.
+        let (_b, url_b) = node(&dir.path().join("b"), Some(db));
+        let again = ts_client(
+            &format!("{url_b}/mcp"),
+            &["resume", &reference.to_string()],
+            None,
+        )
+        .await;
+        assert_eq!(again["outcome"]["status"], "completed", "{again}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_task_cancelled_by_its_client_stops_and_says_so_everywhere() {
+    let app = TestApp::spawn().await;
+    let out = ts_client(&format!("{}/mcp", app.agent), &["cancel", "60000"], None).await;
+    assert_eq!(out["outcome"]["status"], "cancelled", "{out}");
+    let task_id = out["taskId"].as_str().unwrap();
+    let (status, task) = app.get(&format!("/tasks/{task_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(task["status"], "cancelled", "{task}");
+    assert_eq!(task["kind"], "agent", "{task}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_sdk_lists_naga_s_tools_and_calls_one() {
+    let python = peers().join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "the MCP Python SDK is missing: `python3 -m venv target/test-peers/venv && \
+         target/test-peers/venv/bin/pip install mcp==2.3.0` (as .ci/run does)"
+    );
+    let app = TestApp::spawn().await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/mcp_client.py");
+    let run = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(format!("{}/mcp", app.agent))
+        .arg("你好，naga")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the Python MCP client did not end within 60 s")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        answer["tools"].as_array().unwrap().contains(&"echo".into()),
+        "{answer}"
+    );
+    assert_eq!(answer["is_error"], false, "{answer}");
+    assert_eq!(answer["text"][0], "你好，naga", "{answer}");
+    // The call was a task of naga's, like any other.
+    let (_, tasks) = app.get("/tasks?kind=agent").await;
+    assert_eq!(tasks["tasks"][0]["status"], "succeeded", "{tasks}");
+    assert_eq!(tasks["tasks"][0]["query"], "MCP tools/call echo", "{tasks}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_the_mcp_face_takes_it_as_a_bearer_token() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.auth.token = Some(TOKEN.into());
+    let app = TestApp::spawn_with(dir, config).await;
+    let refused = app
+        .client
+        .post(format!("{}/mcp", app.agent))
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let tools = ts_client(&format!("{}/mcp", app.agent), &["tools"], Some(TOKEN)).await;
+    assert!(
+        tools["tools"].as_array().unwrap().contains(&"echo".into()),
+        "{tools}"
+    );
+}
