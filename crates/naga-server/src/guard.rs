@@ -56,8 +56,9 @@ struct Inner {
 }
 
 /// Routes a request reaches without the token (and the dashboard's page,
-/// which holds no data: `dashboard::ROUTES`).
-const OPEN_ROUTES: [&str; 1] = ["/health"];
+/// which holds no data: `dashboard::ROUTES`). The A2A agent card is how a
+/// client learns that it needs the token.
+const OPEN_ROUTES: [&str; 2] = ["/health", "/.well-known/agent-card.json"];
 
 /// Routes authenticated by a Standard Webhooks signature when a callback
 /// secret is configured (naga's own agent and MCP servers sign them; the

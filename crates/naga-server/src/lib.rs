@@ -1,6 +1,7 @@
 //! naga's HTTP services: one axum router per service, sharing one engine.
 //! Handlers are thin: parse, call the engine, map the result.
 
+mod a2a;
 pub mod agent;
 pub mod api;
 mod callbacks;

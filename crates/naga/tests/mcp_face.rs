@@ -5,26 +5,12 @@
 //! and is read from any node on PostgreSQL.
 
 mod common;
-use common::*;
+use common::{peers::*, *};
 use reqwest::StatusCode;
 use serde_json::Value;
-use std::{path::PathBuf, process::Child, time::Duration};
+use std::path::PathBuf;
 
 const TOKEN: &str = "mcp-face-token-0123456789";
-
-fn peers() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-peers")
-}
-
-/// A node process, killed when dropped (also when the test fails).
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs `tests/peers/mcp_tasks.mjs` (the TypeScript SDK) from where its
 /// packages are installed; its one JSON line.
@@ -43,34 +29,10 @@ async fn ts_client(mcp: &str, args: &[&str], token: Option<&str>) -> Value {
     )
     .unwrap();
     let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(&script).arg(mcp).args(args).kill_on_drop(true);
-    if let Some(t) = token {
-        cmd.env("NAGA_TOKEN", t);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await;
+    cmd.arg(&script).arg(mcp).args(args);
+    let out = run_client(&format!("the MCP client {args:?}"), cmd, token).await;
     let _ = std::fs::remove_file(&script);
-    let out = out
-        .unwrap_or_else(|_| panic!("the MCP client `{args:?}` did not end within 60 s"))
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the MCP client `{args:?}` failed: {}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-/// `naga serve --only agent` on `data` (and `database` when given).
-fn node(data: &std::path::Path, database: Option<&str>) -> (Node, String) {
-    let (child, url) = spawn_naga(|cmd| {
-        cmd.arg("--data-dir").arg(data);
-        if let Some(db) = database {
-            cmd.arg("--database-url").arg(db);
-        }
-    });
-    (Node(child), url)
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,8 +75,7 @@ async fn an_official_mcp_client_runs_a_task_that_survives_kill_9_and_a_restart()
     );
 
     // kill -9 in the middle, and a restart on the same store.
-    a.0.kill().unwrap();
-    a.0.wait().unwrap();
+    a.kill_9();
     let (_a, url) = node(&data, database.as_deref());
     let resumed = ts_client(
         &format!("{url}/mcp"),
@@ -157,31 +118,10 @@ async fn an_mcp_task_cancelled_by_its_client_stops_and_says_so_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_sdk_lists_naga_s_tools_and_calls_one() {
-    let python = peers().join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "the MCP Python SDK is missing: `python3 -m venv target/test-peers/venv && \
-         target/test-peers/venv/bin/pip install mcp==2.3.0` (as .ci/run does)"
-    );
     let app = TestApp::spawn().await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/mcp_client.py");
-    let run = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(format!("{}/mcp", app.agent))
-        .arg("你好，naga")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the Python MCP client did not end within 60 s")
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mcp = format!("{}/mcp", app.agent);
+    let cmd = python("mcp_client.py", &[&mcp, "你好，naga"]);
+    let answer = run_client("the Python MCP client", cmd, None).await;
     assert!(
         answer["tools"].as_array().unwrap().contains(&"echo".into()),
         "{answer}"

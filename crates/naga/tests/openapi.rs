@@ -22,6 +22,8 @@ const AGENT: &[&str] = &[
     "GET /ui",
     "GET /ui/app.js",
     "GET /ui/app.css",
+    "GET /.well-known/agent-card.json",
+    "POST /a2a",
     "GET /mcp",
     "POST /mcp",
     "DELETE /mcp",

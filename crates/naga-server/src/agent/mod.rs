@@ -49,6 +49,8 @@ pub fn routes() -> OpenApiRouter<AgentState> {
         .routes(routes!(crate::dashboard::script))
         .routes(routes!(crate::dashboard::style))
         .routes(routes!(mcp))
+        .routes(routes!(crate::a2a::agent_card))
+        .routes(routes!(crate::a2a::jsonrpc))
         .routes(routes!(chat::send))
         .routes(routes!(chat::history))
         .routes(routes!(tasks::list))

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod llm;
+pub mod peers;
 pub mod shapes;
 
 use axum::{extract::State, http::HeaderMap, http::StatusCode, routing::post, Router};

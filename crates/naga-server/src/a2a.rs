@@ -1,0 +1,343 @@
+//! naga as an A2A agent (protocol 1.0, JSON-RPC binding at `/a2a` on the
+//! agent server): its agents are the card's skills, a message is a naga
+//! task of one call (committed before the answer), `contextId` is naga's
+//! `session_id` (same order and policies), a task's result is its artifact.
+//! The card (`/.well-known/agent-card.json`) is open, and names the bearer
+//! scheme when `[auth] token` is set.
+//!
+//! A message's call: its text parts are the instruction, a data part the
+//! agent's parameters; `metadata.skill` names the agent (else `[agents]
+//! default_agent`). Its `messageId` is the task's request id: sent again,
+//! it answers the same task.
+
+use crate::{agent::AgentState, error::ApiResult};
+use axum::{
+    extract::State,
+    http::{header, HeaderMap},
+    Json,
+};
+use naga_core::{
+    time::iso,
+    wire::{AgentScheduleRequest, CallPayload, RawCall},
+    TaskStatus,
+};
+use naga_engine::{agents::CallOutcome, Engine, EngineError};
+use naga_store::{TaskFilter, TaskRow};
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+pub const PROTOCOL_VERSION: &str = "1.0";
+
+/// A2A's JSON-RPC error codes.
+const TASK_NOT_FOUND: i64 = -32001;
+const TASK_NOT_CANCELABLE: i64 = -32002;
+const PUSH_NOT_SUPPORTED: i64 = -32003;
+const UNSUPPORTED: i64 = -32004;
+const INVALID_PARAMS: i64 = -32602;
+const METHOD_NOT_FOUND: i64 = -32601;
+const INTERNAL: i64 = -32603;
+
+struct RpcError(i64, String);
+
+type Rpc<T> = Result<T, RpcError>;
+
+fn internal(e: impl std::fmt::Display) -> RpcError {
+    RpcError(INTERNAL, e.to_string())
+}
+
+/// `GET /.well-known/agent-card.json`: who naga is, where and how to reach it.
+#[utoipa::path(get, path = "/.well-known/agent-card.json", tag = "a2a", security(()),
+    responses((status = 200, description = "The A2A agent card", body = Object)))]
+pub async fn agent_card(State(state): State<AgentState>, headers: HeaderMap) -> Json<Value> {
+    let engine = &state.engine;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:8001");
+    let skills: Vec<Value> = engine
+        .agents()
+        .iter()
+        .filter(|a| a.available().is_ok())
+        .map(|a| {
+            json!({"id": a.name(), "name": a.name(), "description": a.description(),
+                   "tags": ["naga"], "inputModes": ["text/plain", "application/json"],
+                   "outputModes": ["text/plain", "application/json"]})
+        })
+        .collect();
+    let mut card = json!({
+        "name": "naga",
+        "description": "NagaAgent's session scheduler: every message is a durable task, \
+                        committed before it is acknowledged, run in its context's order, \
+                        resumed after a crash.",
+        "version": env!("CARGO_PKG_VERSION"),
+        "supportedInterfaces": [{"url": format!("http://{host}/a2a"),
+            "protocolBinding": "JSONRPC", "protocolVersion": PROTOCOL_VERSION}],
+        "capabilities": {"streaming": false, "pushNotifications": false},
+        "defaultInputModes": ["text/plain", "application/json"],
+        "defaultOutputModes": ["text/plain", "application/json"],
+        "skills": skills,
+    });
+    if engine.config().auth.token.is_some() {
+        card["securitySchemes"] = json!({"bearer": {"httpAuthSecurityScheme": {
+            "scheme": "Bearer", "description": "naga's [auth] token"}}});
+        card["securityRequirements"] = json!([{"schemes": {"bearer": {"list": []}}}]);
+    }
+    Json(card)
+}
+
+/// `POST /a2a`: A2A's JSON-RPC binding.
+#[utoipa::path(post, path = "/a2a", tag = "a2a",
+    request_body(content = Object, description = "A JSON-RPC 2.0 request of A2A 1.0"),
+    responses((status = 200, description = "The JSON-RPC answer", body = Object)))]
+pub async fn jsonrpc(
+    State(state): State<AgentState>,
+    Json(request): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let method = request["method"].as_str().unwrap_or_default().to_owned();
+    let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+    let engine = &state.engine;
+    let answer = match method.as_str() {
+        "SendMessage" => send_message(engine, &params).await,
+        "GetTask" => get_task(engine, &params).await,
+        "ListTasks" => list_tasks(engine, &params).await,
+        "CancelTask" => cancel_task(engine, &params).await,
+        "SendStreamingMessage" | "SubscribeToTask" => Err(RpcError(
+            UNSUPPORTED,
+            "streaming is not offered yet: send with returnImmediately and poll GetTask".into(),
+        )),
+        m if m.contains("PushNotificationConfig") => Err(RpcError(
+            PUSH_NOT_SUPPORTED,
+            "push notifications are not offered yet".into(),
+        )),
+        other => Err(RpcError(METHOD_NOT_FOUND, format!("no method `{other}`"))),
+    };
+    tracing::debug!(%method, ok = answer.is_ok(), "A2A request");
+    Ok(Json(match answer {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Err(RpcError(code, message)) => {
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+        }
+    }))
+}
+
+fn text(value: &Value) -> Option<&str> {
+    value.as_str().filter(|s| !s.is_empty())
+}
+
+/// The call a message asks for (see the module's note).
+fn call_of(engine: &Engine, message: &Value, metadata: &Value) -> Rpc<CallPayload> {
+    let parts = message["parts"].as_array().cloned().unwrap_or_default();
+    let instruction: Vec<&str> = parts.iter().filter_map(|p| text(&p["text"])).collect();
+    let parameters = parts.iter().find_map(|p| p["data"].as_object().cloned());
+    if instruction.is_empty() && parameters.is_none() {
+        return Err(RpcError(
+            INVALID_PARAMS,
+            "the message has no text part and no data part: say what to do".into(),
+        ));
+    }
+    let skill = text(&message["metadata"]["skill"])
+        .or_else(|| text(&metadata["skill"]))
+        .unwrap_or(&engine.config().agents.default_agent)
+        .to_owned();
+    if !engine.agents().iter().any(|a| a.name() == skill) {
+        let names: Vec<&str> = engine.agents().iter().map(|a| a.name()).collect();
+        return Err(RpcError(
+            INVALID_PARAMS,
+            format!("no skill `{skill}`: naga's are [{}]", names.join(", ")),
+        ));
+    }
+    let mut call = CallPayload::new();
+    call.insert("agentType".into(), json!("agent"));
+    call.insert("tool_name".into(), json!(skill));
+    call.insert("service_name".into(), json!("agent_server"));
+    call.insert("instruction".into(), json!(instruction.join("\n")));
+    if let Some(p) = parameters {
+        call.insert("parameters".into(), integral(Value::Object(p)));
+    }
+    Ok(call)
+}
+
+/// Protocol-buffer JSON has only doubles: a whole number (`3000.0`) is
+/// given back as an integer, as naga's agents read counts and durations.
+fn integral(value: Value) -> Value {
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => json!(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(a) => Value::Array(a.into_iter().map(integral).collect()),
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, integral(v))).collect()),
+        other => other,
+    }
+}
+
+async fn send_message(engine: &Engine, params: &Value) -> Rpc<Value> {
+    let message = &params["message"];
+    if !message.is_object() {
+        return Err(RpcError(INVALID_PARAMS, "`message` is required".into()));
+    }
+    if text(&message["taskId"]).is_some() {
+        return Err(RpcError(
+            UNSUPPORTED,
+            "naga's tasks take no further input: send a new message (same contextId) instead"
+                .into(),
+        ));
+    }
+    let call = call_of(engine, message, &params["metadata"])?;
+    let scheduled = engine
+        .schedule_agent(AgentScheduleRequest {
+            query: Some("A2A SendMessage".into()),
+            agent_calls: Some(vec![RawCall::from_payload(&call)]),
+            session_id: text(&message["contextId"]).map(str::to_owned),
+            analysis_session_id: None,
+            request_id: text(&message["messageId"]).map(str::to_owned),
+            callback_url: None,
+            multitask_strategy: None,
+        })
+        .await
+        .map_err(|e| match e {
+            EngineError::Invalid(m) | EngineError::Reused(m) => RpcError(INVALID_PARAMS, m),
+            other => internal(other),
+        })?;
+    let task_id = scheduled
+        .task_id
+        .ok_or_else(|| internal("the message was not scheduled"))?;
+    tracing::info!(task_id = %task_id, "A2A message accepted as a task");
+    if !params["configuration"]["returnImmediately"]
+        .as_bool()
+        .unwrap_or(false)
+    {
+        ended(engine, &task_id).await?;
+    }
+    Ok(json!({"task": task_json(engine, &find(engine, &task_id).await?).await?}))
+}
+
+async fn find(engine: &Engine, id: &str) -> Rpc<TaskRow> {
+    engine
+        .reads()
+        .task(id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| RpcError(TASK_NOT_FOUND, format!("no task `{id}`")))
+}
+
+/// Waits until the task ended (it runs here, or on another node).
+async fn ended(engine: &Engine, task_id: &str) -> Rpc<()> {
+    if let Some(rx) = engine.scheduler().wait(task_id) {
+        let _ = rx.await;
+        return Ok(());
+    }
+    while !find(engine, task_id).await?.status.is_terminal() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+fn state(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Queued => "TASK_STATE_SUBMITTED",
+        TaskStatus::Running => "TASK_STATE_WORKING",
+        TaskStatus::Succeeded => "TASK_STATE_COMPLETED",
+        TaskStatus::Failed | TaskStatus::TimedOut => "TASK_STATE_FAILED",
+        TaskStatus::Cancelled => "TASK_STATE_CANCELED",
+    }
+}
+
+/// A part carrying a value: text as text, anything else as data.
+fn part(value: &Value) -> Value {
+    match value {
+        Value::String(s) => json!({"text": s}),
+        other => json!({"data": other}),
+    }
+}
+
+/// A naga task as an A2A task: its calls' results are its artifacts.
+async fn task_json(engine: &Engine, task: &TaskRow) -> Rpc<Value> {
+    let updated = task
+        .finished_at
+        .or(task.started_at)
+        .unwrap_or(task.accepted_at);
+    let mut status = json!({"state": state(task.status), "timestamp": iso(updated)});
+    let calls = engine.reads().calls(&task.id).await.map_err(internal)?;
+    let outcomes: Vec<CallOutcome> = calls
+        .iter()
+        .filter_map(|c| serde_json::from_str(c.result.as_deref()?).ok())
+        .collect();
+    let artifacts: Vec<Value> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.success)
+        .map(|(i, o)| {
+            json!({"artifactId": format!("{}-{i}", task.id), "name": "result",
+                   "parts": [part(o.result.as_ref().unwrap_or(&Value::Null))]})
+        })
+        .collect();
+    let error = task
+        .error
+        .clone()
+        .or_else(|| outcomes.iter().find_map(|o| o.error.clone()));
+    if let (true, Some(error)) = (task.status != TaskStatus::Succeeded, error) {
+        status["message"] = json!({"messageId": format!("{}-status", task.id),
+            "role": "ROLE_AGENT", "parts": [{"text": error}]});
+    }
+    let mut metadata = Map::new();
+    metadata.insert("naga_status".into(), json!(task.status));
+    Ok(
+        json!({"id": task.id, "contextId": task.session_id, "status": status,
+              "artifacts": artifacts, "metadata": metadata}),
+    )
+}
+
+async fn get_task(engine: &Engine, params: &Value) -> Rpc<Value> {
+    let id =
+        text(&params["id"]).ok_or_else(|| RpcError(INVALID_PARAMS, "`id` is required".into()))?;
+    task_json(engine, &find(engine, id).await?).await
+}
+
+async fn cancel_task(engine: &Engine, params: &Value) -> Rpc<Value> {
+    let id =
+        text(&params["id"]).ok_or_else(|| RpcError(INVALID_PARAMS, "`id` is required".into()))?;
+    match engine.scheduler().cancel(id).await {
+        Ok(_) => {}
+        Err(EngineError::NotFound(m)) => return Err(RpcError(TASK_NOT_FOUND, m)),
+        Err(EngineError::Conflict(m)) => return Err(RpcError(TASK_NOT_CANCELABLE, m)),
+        Err(e) => return Err(internal(e)),
+    }
+    task_json(engine, &find(engine, id).await?).await
+}
+
+/// `ListTasks` by `contextId`, newest first; `pageToken` is the offset.
+async fn list_tasks(engine: &Engine, params: &Value) -> Rpc<Value> {
+    let page_size = params["pageSize"].as_i64().unwrap_or(50).clamp(1, 100);
+    let offset = match text(&params["pageToken"]) {
+        None => 0,
+        Some(t) => t
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| RpcError(INVALID_PARAMS, format!("unknown pageToken `{t}`")))?,
+    };
+    let filter = TaskFilter {
+        session_id: text(&params["contextId"]).map(str::to_owned),
+        limit: page_size + 1,
+        offset,
+        ..Default::default()
+    };
+    let mut rows = engine.reads().tasks(&filter).await.map_err(internal)?;
+    let more = rows.len() as i64 > page_size;
+    rows.truncate(page_size as usize);
+    let mut tasks = Vec::with_capacity(rows.len());
+    for row in &rows {
+        tasks.push(task_json(engine, row).await?);
+    }
+    let next = if more {
+        (offset + page_size).to_string()
+    } else {
+        String::new()
+    };
+    Ok(
+        json!({"tasks": tasks, "nextPageToken": next, "pageSize": page_size,
+              "totalSize": offset + rows.len() as i64 + i64::from(more)}),
+    )
+}

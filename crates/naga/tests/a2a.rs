@@ -1,0 +1,135 @@
+//! naga as an A2A agent (JSON-RPC binding at `/a2a`, the card at
+//! `/.well-known/agent-card.json`), driven by the official Python SDK
+//! (`a2a-sdk`): a message is a durable naga task in its context's session,
+//! it survives kill -9 and a restart, and can be listed and cancelled.
+
+mod common;
+use common::{peers::*, *};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const TOKEN: &str = "a2a-token-0123456789abcdef";
+
+async fn a2a(url: &str, args: &[&str], token: Option<&str>) -> Value {
+    let mut all = vec![url];
+    all.extend_from_slice(args);
+    run_client(
+        &format!("the A2A client {args:?}"),
+        python("a2a_client.py", &all),
+        token,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_official_a2a_client_runs_a_task_that_survives_kill_9_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = test_database_url();
+    let data = dir.path().join("a");
+    let (mut a, url) = node(&data, database.as_deref());
+    // Answered at once (the client polls): the task is committed, working.
+    let sent = a2a(
+        &url,
+        &["send", "a2a-context", "a2a-msg-1", "你好 A2A", "3000"],
+        None,
+    )
+    .await;
+    assert_eq!(sent["id"], "a2a-msg-1", "{sent}");
+    assert_eq!(sent["contextId"], "a2a-context", "{sent}");
+    assert!(
+        ["TASK_STATE_SUBMITTED", "TASK_STATE_WORKING"]
+            .contains(&sent["status"]["state"].as_str().unwrap()),
+        "{sent}"
+    );
+    // A naga task in the context's session.
+    let (status, task) = read(
+        reqwest::get(format!("{url}/tasks/a2a-msg-1"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{task}");
+    assert_eq!(task["session_id"], "a2a-context", "{task}");
+
+    a.kill_9();
+    let (_a, url) = node(&data, database.as_deref());
+    let done = a2a(&url, &["wait", "a2a-msg-1"], None).await;
+    assert_eq!(done["status"]["state"], "TASK_STATE_COMPLETED", "{done}");
+    assert_eq!(
+        done["artifacts"][0]["parts"][0]["text"], "你好 A2A",
+        "{done}"
+    );
+    // The same message again is the same task, not a second one.
+    let again = a2a(
+        &url,
+        &["send", "a2a-context", "a2a-msg-1", "你好 A2A", "3000"],
+        None,
+    )
+    .await;
+    assert_eq!(again["status"]["state"], "TASK_STATE_COMPLETED", "{again}");
+    let listed = a2a(&url, &["list", "a2a-context"], None).await;
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_a2a_task_cancelled_by_its_client_is_cancelled_in_naga() {
+    let app = TestApp::spawn().await;
+    let sent = a2a(
+        &app.agent,
+        &["send", "a2a-cancel", "a2a-long", "等很久", "60000"],
+        None,
+    )
+    .await;
+    assert_eq!(sent["status"]["state"], "TASK_STATE_WORKING", "{sent}");
+    let cancelled = a2a(&app.agent, &["cancel", "a2a-long"], None).await;
+    assert_eq!(
+        cancelled["status"]["state"], "TASK_STATE_CANCELED",
+        "{cancelled}"
+    );
+    let (_, task) = app.get("/tasks/a2a-long").await;
+    assert_eq!(task["status"], "cancelled", "{task}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_the_card_names_the_bearer_scheme_and_only_the_token_gets_in() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.auth.token = Some(TOKEN.into());
+    let app = TestApp::spawn_with(dir, config).await;
+    // The card is open: it is how a client learns what to send.
+    let (status, card) = read(
+        app.client
+            .get(format!("{}/.well-known/agent-card.json", app.agent))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        card["securitySchemes"]["bearer"]["httpAuthSecurityScheme"]["scheme"], "Bearer",
+        "{card}"
+    );
+    let skills: Vec<&str> = card["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert!(skills.contains(&"echo"), "{card}");
+    let refused = app
+        .client
+        .post(format!("{}/a2a", app.agent))
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "ListTasks", "params": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let sent = a2a(
+        &app.agent,
+        &["send", "a2a-token", "a2a-t1", "hello", "0"],
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(sent["contextId"], "a2a-token", "{sent}");
+}

@@ -1,0 +1,78 @@
+"""An A2A client nobody here wrote: the official Python SDK (`a2a-sdk` on
+PyPI, installed by .ci/run into target/test-peers/venv), over the JSON-RPC
+binding the agent card names. Run by tests/a2a.rs:
+
+    python a2a_client.py <agent-url> card
+    python a2a_client.py <agent-url> send <context-id> <message-id> <text> <delay-ms>
+    python a2a_client.py <agent-url> wait <task-id>        (polls until it ended)
+    python a2a_client.py <agent-url> list <context-id>
+    python a2a_client.py <agent-url> cancel <task-id>
+
+With NAGA_TOKEN set, every request carries it as a bearer token. Prints
+one JSON line (the protocol's JSON of the answer)."""
+
+import asyncio
+import json
+import os
+import sys
+
+import httpx
+from a2a.client import ClientConfig, create_client
+from a2a.types.a2a_pb2 import (
+    CancelTaskRequest,
+    GetTaskRequest,
+    ListTasksRequest,
+    Message,
+    Part,
+    Role,
+    SendMessageRequest,
+    TaskState,
+)
+from google.protobuf import json_format, struct_pb2
+
+TERMINAL = {TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_CANCELED}
+
+
+def out(message) -> None:
+    print(json.dumps(json_format.MessageToDict(message), ensure_ascii=False))
+
+
+async def main(base: str, command: str, *args: str) -> None:
+    token = os.environ.get("NAGA_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+        config = ClientConfig(streaming=False, polling=True, httpx_client=http)
+        client = await create_client(base, client_config=config)
+        if command == "card":
+            card = await httpx.AsyncClient().get(f"{base}/.well-known/agent-card.json")
+            print(json.dumps(card.json()))
+        elif command == "send":
+            context_id, message_id, text, delay_ms = args
+            data = struct_pb2.Value()
+            json_format.ParseDict({"delay_ms": int(delay_ms)}, data)
+            message = Message(
+                message_id=message_id,
+                context_id=context_id,
+                role=Role.ROLE_USER,
+                parts=[Part(text=text), Part(data=data)],
+            )
+            message.metadata.update({"skill": "echo"})
+            async for event in client.send_message(SendMessageRequest(message=message)):
+                out(event.task)
+        elif command == "wait":
+            for _ in range(300):
+                task = await client.get_task(GetTaskRequest(id=args[0]))
+                if task.status.state in TERMINAL:
+                    out(task)
+                    return
+                await asyncio.sleep(0.1)
+            raise SystemExit(f"task {args[0]} did not end within 30 s")
+        elif command == "list":
+            out(await client.list_tasks(ListTasksRequest(context_id=args[0])))
+        elif command == "cancel":
+            out(await client.cancel_task(CancelTaskRequest(id=args[0])))
+        else:
+            raise SystemExit(f"unknown command {command}")
+
+
+asyncio.run(main(*sys.argv[1:]))
