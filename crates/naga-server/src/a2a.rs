@@ -3,19 +3,23 @@
 //! task of one call (committed before the answer), `contextId` is naga's
 //! `session_id` (same order and policies), a task's result is its artifact.
 //! The card (`/.well-known/agent-card.json`) is open, and names the bearer
-//! scheme when `[auth] token` is set.
+//! scheme when `[auth] token` is set. Streaming (`SendStreamingMessage`,
+//! `SubscribeToTask`) follows the task to its end; push notifications are
+//! not offered yet.
 //!
 //! A message's call: its text parts are the instruction, a data part the
 //! agent's parameters; `metadata.skill` names the agent (else `[agents]
 //! default_agent`). Its `messageId` is the task's request id: sent again,
 //! it answers the same task.
 
-use crate::{agent::AgentState, error::ApiResult};
+use crate::agent::AgentState;
 use axum::{
     extract::State,
     http::{header, HeaderMap},
+    response::{IntoResponse, Response},
     Json,
 };
+use bytes::Bytes;
 use naga_core::{
     time::iso,
     wire::{AgentScheduleRequest, CallPayload, RawCall},
@@ -24,7 +28,7 @@ use naga_core::{
 use naga_engine::{agents::CallOutcome, Engine, EngineError};
 use naga_store::{TaskFilter, TaskRow};
 use serde_json::{json, Map, Value};
-use std::time::Duration;
+use std::{convert::Infallible, time::Duration};
 
 pub const PROTOCOL_VERSION: &str = "1.0";
 
@@ -72,7 +76,7 @@ pub async fn agent_card(State(state): State<AgentState>, headers: HeaderMap) -> 
         "version": env!("CARGO_PKG_VERSION"),
         "supportedInterfaces": [{"url": format!("http://{host}/a2a"),
             "protocolBinding": "JSONRPC", "protocolVersion": PROTOCOL_VERSION}],
-        "capabilities": {"streaming": false, "pushNotifications": false},
+        "capabilities": {"streaming": true, "pushNotifications": false},
         "defaultInputModes": ["text/plain", "application/json"],
         "defaultOutputModes": ["text/plain", "application/json"],
         "skills": skills,
@@ -85,14 +89,14 @@ pub async fn agent_card(State(state): State<AgentState>, headers: HeaderMap) -> 
     Json(card)
 }
 
-/// `POST /a2a`: A2A's JSON-RPC binding.
+/// `POST /a2a`: A2A's JSON-RPC binding. `SendStreamingMessage` and
+/// `SubscribeToTask` answer a server-sent event stream: the task, then each
+/// change of its state (its artifacts before its last), to its end.
 #[utoipa::path(post, path = "/a2a", tag = "a2a",
     request_body(content = Object, description = "A JSON-RPC 2.0 request of A2A 1.0"),
-    responses((status = 200, description = "The JSON-RPC answer", body = Object)))]
-pub async fn jsonrpc(
-    State(state): State<AgentState>,
-    Json(request): Json<Value>,
-) -> ApiResult<Json<Value>> {
+    responses((status = 200, description = "The JSON-RPC answer (JSON, or server-sent events \
+        for the streaming methods)", body = Object)))]
+pub async fn jsonrpc(State(state): State<AgentState>, Json(request): Json<Value>) -> Response {
     let id = request.get("id").cloned().unwrap_or(Value::Null);
     let method = request["method"].as_str().unwrap_or_default().to_owned();
     let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
@@ -102,10 +106,17 @@ pub async fn jsonrpc(
         "GetTask" => get_task(engine, &params).await,
         "ListTasks" => list_tasks(engine, &params).await,
         "CancelTask" => cancel_task(engine, &params).await,
-        "SendStreamingMessage" | "SubscribeToTask" => Err(RpcError(
-            UNSUPPORTED,
-            "streaming is not offered yet: send with returnImmediately and poll GetTask".into(),
-        )),
+        "SendStreamingMessage" => match accept(engine, &params).await {
+            Ok(task_id) => return stream(engine.clone(), id, task_id),
+            Err(e) => Err(e),
+        },
+        "SubscribeToTask" => match text(&params["id"]) {
+            Some(task_id) => match find(engine, task_id).await {
+                Ok(_) => return stream(engine.clone(), id, task_id.to_owned()),
+                Err(e) => Err(e),
+            },
+            None => Err(RpcError(INVALID_PARAMS, "`id` is required".into())),
+        },
         m if m.contains("PushNotificationConfig") => Err(RpcError(
             PUSH_NOT_SUPPORTED,
             "push notifications are not offered yet".into(),
@@ -113,12 +124,88 @@ pub async fn jsonrpc(
         other => Err(RpcError(METHOD_NOT_FOUND, format!("no method `{other}`"))),
     };
     tracing::debug!(%method, ok = answer.is_ok(), "A2A request");
-    Ok(Json(match answer {
+    Json(match answer {
         Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
         Err(RpcError(code, message)) => {
             json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
         }
-    }))
+    })
+    .into_response()
+}
+
+/// One server-sent event carrying a JSON-RPC result.
+fn event(id: &Value, result: Value) -> Bytes {
+    let answer = json!({"jsonrpc": "2.0", "id": id, "result": result});
+    Bytes::from(format!("data: {answer}\n\n"))
+}
+
+/// The task as a stream: the task first, then its state each time it
+/// changes (its artifacts just before its end), until it ended. Woken by
+/// this node's task feed, and every second (a task another node runs).
+fn stream(engine: Engine, id: Value, task_id: String) -> Response {
+    struct Follow {
+        engine: Engine,
+        id: Value,
+        task_id: String,
+        feed: naga_engine::feed::Subscription,
+        last: Option<TaskStatus>,
+        done: bool,
+    }
+    let follow = Follow {
+        feed: engine.feed().subscribe(),
+        engine,
+        id,
+        task_id,
+        last: None,
+        done: false,
+    };
+    let stream = futures::stream::unfold(follow, |mut f| async move {
+        if f.done {
+            return None;
+        }
+        loop {
+            if f.last.is_some() {
+                let stop = f.engine.stopping().clone();
+                tokio::select! {
+                    frame = f.feed.next_frame(None) => frame.map(|_| ())?,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.cancelled() => return None,
+                }
+            }
+            let row = find(&f.engine, &f.task_id).await.ok()?;
+            if f.last == Some(row.status) {
+                continue;
+            }
+            let task = task_json(&f.engine, &row).await.ok()?;
+            let mut chunk = Vec::new();
+            if f.last.is_none() {
+                chunk.extend_from_slice(&event(&f.id, json!({"task": task})));
+            } else {
+                if row.status.is_terminal() {
+                    for artifact in task["artifacts"].as_array().into_iter().flatten() {
+                        let update = json!({"artifactUpdate": {"taskId": row.id,
+                            "contextId": row.session_id, "artifact": artifact,
+                            "lastChunk": true}});
+                        chunk.extend_from_slice(&event(&f.id, update));
+                    }
+                }
+                let update = json!({"statusUpdate": {"taskId": row.id,
+                    "contextId": row.session_id, "status": task["status"]}});
+                chunk.extend_from_slice(&event(&f.id, update));
+            }
+            f.last = Some(row.status);
+            f.done = row.status.is_terminal();
+            return Some((Ok::<_, Infallible>(Bytes::from(chunk)), f));
+        }
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 fn text(value: &Value) -> Option<&str> {
@@ -172,7 +259,8 @@ fn integral(value: Value) -> Value {
     }
 }
 
-async fn send_message(engine: &Engine, params: &Value) -> Rpc<Value> {
+/// Commits the message as a task; its id.
+async fn accept(engine: &Engine, params: &Value) -> Rpc<String> {
     let message = &params["message"];
     if !message.is_object() {
         return Err(RpcError(INVALID_PARAMS, "`message` is required".into()));
@@ -204,6 +292,11 @@ async fn send_message(engine: &Engine, params: &Value) -> Rpc<Value> {
         .task_id
         .ok_or_else(|| internal("the message was not scheduled"))?;
     tracing::info!(task_id = %task_id, "A2A message accepted as a task");
+    Ok(task_id)
+}
+
+async fn send_message(engine: &Engine, params: &Value) -> Rpc<Value> {
+    let task_id = accept(engine, params).await?;
     if !params["configuration"]["returnImmediately"]
         .as_bool()
         .unwrap_or(false)

@@ -133,3 +133,31 @@ async fn with_a_token_the_card_names_the_bearer_scheme_and_only_the_token_gets_i
     .await;
     assert_eq!(sent["contextId"], "a2a-token", "{sent}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_a2a_client_follows_its_task_to_the_end() {
+    let app = TestApp::spawn().await;
+    let out = a2a(
+        &app.agent,
+        &["stream", "a2a-stream", "a2a-s1", "一步一步", "500"],
+        None,
+    )
+    .await;
+    let events = out["events"].as_array().unwrap();
+    // The task first, then its states, the artifact before the last.
+    assert_eq!(events[0]["task"]["id"], "a2a-s1", "{out}");
+    let states: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["statusUpdate"]["status"]["state"].as_str())
+        .collect();
+    assert_eq!(states.last(), Some(&"TASK_STATE_COMPLETED"), "{out}");
+    let artifact = events
+        .iter()
+        .position(|e| e.get("artifactUpdate").is_some())
+        .unwrap_or_else(|| panic!("no artifact: {out}"));
+    assert_eq!(artifact, events.len() - 2, "{out}");
+    assert_eq!(
+        events[artifact]["artifactUpdate"]["artifact"]["parts"][0]["text"], "一步一步",
+        "{out}"
+    );
+}

@@ -4,6 +4,7 @@ binding the agent card names. Run by tests/a2a.rs:
 
     python a2a_client.py <agent-url> card
     python a2a_client.py <agent-url> send <context-id> <message-id> <text> <delay-ms>
+    python a2a_client.py <agent-url> stream <context-id> <message-id> <text> <delay-ms>
     python a2a_client.py <agent-url> wait <task-id>        (polls until it ended)
     python a2a_client.py <agent-url> list <context-id>
     python a2a_client.py <agent-url> cancel <task-id>
@@ -41,12 +42,13 @@ async def main(base: str, command: str, *args: str) -> None:
     token = os.environ.get("NAGA_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(headers=headers, timeout=30) as http:
-        config = ClientConfig(streaming=False, polling=True, httpx_client=http)
+        streaming = command == "stream"
+        config = ClientConfig(streaming=streaming, polling=not streaming, httpx_client=http)
         client = await create_client(base, client_config=config)
         if command == "card":
             card = await httpx.AsyncClient().get(f"{base}/.well-known/agent-card.json")
             print(json.dumps(card.json()))
-        elif command == "send":
+        elif command in ("send", "stream"):
             context_id, message_id, text, delay_ms = args
             data = struct_pb2.Value()
             json_format.ParseDict({"delay_ms": int(delay_ms)}, data)
@@ -57,8 +59,14 @@ async def main(base: str, command: str, *args: str) -> None:
                 parts=[Part(text=text), Part(data=data)],
             )
             message.metadata.update({"skill": "echo"})
-            async for event in client.send_message(SendMessageRequest(message=message)):
-                out(event.task)
+            events = [
+                json_format.MessageToDict(event)
+                async for event in client.send_message(SendMessageRequest(message=message))
+            ]
+            if streaming:
+                print(json.dumps({"events": events}, ensure_ascii=False))
+            else:
+                print(json.dumps(events[0]["task"], ensure_ascii=False))
         elif command == "wait":
             for _ in range(300):
                 task = await client.get_task(GetTaskRequest(id=args[0]))
