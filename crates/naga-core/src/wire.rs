@@ -212,6 +212,11 @@ pub struct CallbackEnvelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub result: Option<RawJson>,
+    /// An A2A push notification's task (A2A's protocol JSON), so that an
+    /// A2A receiver reads the body as its `StreamResponse`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub task: Option<RawJson>,
     /// Increases with every callback this store emits: receivers order by
     /// it. The last member (see `json_head`).
     pub sequence: i64,
@@ -297,6 +302,7 @@ mod tests {
                 )],
                 completed_at: "2026-11-25T00:00:00+00:00".into(),
                 result,
+                task: None,
                 sequence: 0,
             };
             let body = format!("{}{}}}", envelope.json_head(), 4242);

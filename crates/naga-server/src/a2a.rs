@@ -4,8 +4,9 @@
 //! `session_id` (same order and policies), a task's result is its artifact.
 //! The card (`/.well-known/agent-card.json`) is open, and names the bearer
 //! scheme when `[auth] token` is set. Streaming (`SendStreamingMessage`,
-//! `SubscribeToTask`) follows the task to its end; push notifications are
-//! not offered yet.
+//! `SubscribeToTask`) follows the task to its end. A push notification
+//! config given with the message makes the task's callback an A2A push
+//! (`naga_engine::callbacks::a2a`): it goes through the outbox, signed.
 //!
 //! A message's call: its text parts are the instruction, a data part the
 //! agent's parameters; `metadata.skill` names the agent (else `[agents]
@@ -21,13 +22,12 @@ use axum::{
 };
 use bytes::Bytes;
 use naga_core::{
-    time::iso,
     wire::{AgentScheduleRequest, CallPayload, RawCall},
     TaskStatus,
 };
-use naga_engine::{agents::CallOutcome, Engine, EngineError};
+use naga_engine::{agents::CallOutcome, callbacks::a2a, Engine, EngineError};
 use naga_store::{TaskFilter, TaskRow};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::{convert::Infallible, time::Duration};
 
 pub const PROTOCOL_VERSION: &str = "1.0";
@@ -76,7 +76,7 @@ pub async fn agent_card(State(state): State<AgentState>, headers: HeaderMap) -> 
         "version": env!("CARGO_PKG_VERSION"),
         "supportedInterfaces": [{"url": format!("http://{host}/a2a"),
             "protocolBinding": "JSONRPC", "protocolVersion": PROTOCOL_VERSION}],
-        "capabilities": {"streaming": true, "pushNotifications": false},
+        "capabilities": {"streaming": true, "pushNotifications": true},
         "defaultInputModes": ["text/plain", "application/json"],
         "defaultOutputModes": ["text/plain", "application/json"],
         "skills": skills,
@@ -117,9 +117,21 @@ pub async fn jsonrpc(State(state): State<AgentState>, Json(request): Json<Value>
             },
             None => Err(RpcError(INVALID_PARAMS, "`id` is required".into())),
         },
+        "GetTaskPushNotificationConfig" => push_config(engine, &params).await,
+        "ListTaskPushNotificationConfigs" => match push_config(engine, &params).await {
+            Ok(config) => Ok(json!({"configs": [config]})),
+            Err(RpcError(TASK_NOT_FOUND, _)) if text(&params["taskId"]).is_some() => {
+                find(engine, text(&params["taskId"]).unwrap_or_default())
+                    .await
+                    .map(|_| json!({"configs": []}))
+            }
+            Err(e) => Err(e),
+        },
         m if m.contains("PushNotificationConfig") => Err(RpcError(
             PUSH_NOT_SUPPORTED,
-            "push notifications are not offered yet".into(),
+            "a push notification config is given with the message \
+             (SendMessage's configuration.taskPushNotificationConfig)"
+                .into(),
         )),
         other => Err(RpcError(METHOD_NOT_FOUND, format!("no method `{other}`"))),
     };
@@ -273,6 +285,13 @@ async fn accept(engine: &Engine, params: &Value) -> Rpc<String> {
         ));
     }
     let call = call_of(engine, message, &params["metadata"])?;
+    let push = &params["configuration"]["taskPushNotificationConfig"];
+    let callback_url = match text(&push["url"]) {
+        Some(url) => Some(
+            a2a::push_url(url, text(&push["token"])).map_err(|e| RpcError(INVALID_PARAMS, e))?,
+        ),
+        None => None,
+    };
     let scheduled = engine
         .schedule_agent(AgentScheduleRequest {
             query: Some("A2A SendMessage".into()),
@@ -280,7 +299,7 @@ async fn accept(engine: &Engine, params: &Value) -> Rpc<String> {
             session_id: text(&message["contextId"]).map(str::to_owned),
             analysis_session_id: None,
             request_id: text(&message["messageId"]).map(str::to_owned),
-            callback_url: None,
+            callback_url,
             multitask_strategy: None,
         })
         .await
@@ -327,59 +346,46 @@ async fn ended(engine: &Engine, task_id: &str) -> Rpc<()> {
     Ok(())
 }
 
-fn state(status: TaskStatus) -> &'static str {
-    match status {
-        TaskStatus::Queued => "TASK_STATE_SUBMITTED",
-        TaskStatus::Running => "TASK_STATE_WORKING",
-        TaskStatus::Succeeded => "TASK_STATE_COMPLETED",
-        TaskStatus::Failed | TaskStatus::TimedOut => "TASK_STATE_FAILED",
-        TaskStatus::Cancelled => "TASK_STATE_CANCELED",
-    }
-}
-
-/// A part carrying a value: text as text, anything else as data.
-fn part(value: &Value) -> Value {
-    match value {
-        Value::String(s) => json!({"text": s}),
-        other => json!({"data": other}),
-    }
-}
-
-/// A naga task as an A2A task: its calls' results are its artifacts.
+/// A naga task as an A2A task, read from the store.
 async fn task_json(engine: &Engine, task: &TaskRow) -> Rpc<Value> {
-    let updated = task
-        .finished_at
-        .or(task.started_at)
-        .unwrap_or(task.accepted_at);
-    let mut status = json!({"state": state(task.status), "timestamp": iso(updated)});
     let calls = engine.reads().calls(&task.id).await.map_err(internal)?;
     let outcomes: Vec<CallOutcome> = calls
         .iter()
         .filter_map(|c| serde_json::from_str(c.result.as_deref()?).ok())
         .collect();
-    let artifacts: Vec<Value> = outcomes
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| o.success)
-        .map(|(i, o)| {
-            json!({"artifactId": format!("{}-{i}", task.id), "name": "result",
-                   "parts": [part(o.result.as_ref().unwrap_or(&Value::Null))]})
-        })
-        .collect();
-    let error = task
-        .error
-        .clone()
-        .or_else(|| outcomes.iter().find_map(|o| o.error.clone()));
-    if let (true, Some(error)) = (task.status != TaskStatus::Succeeded, error) {
-        status["message"] = json!({"messageId": format!("{}-status", task.id),
-            "role": "ROLE_AGENT", "parts": [{"text": error}]});
+    let outcomes: Vec<&CallOutcome> = outcomes.iter().collect();
+    let updated = task
+        .finished_at
+        .or(task.started_at)
+        .unwrap_or(task.accepted_at);
+    Ok(a2a::task_json(
+        &task.id,
+        &task.session_id,
+        task.status,
+        updated,
+        task.error.as_deref(),
+        &outcomes,
+    ))
+}
+
+/// The push config a task was sent with (naga keeps one per task: the one
+/// of `SendMessage`), as A2A shows it.
+async fn push_config(engine: &Engine, params: &Value) -> Rpc<Value> {
+    let task_id = text(&params["taskId"])
+        .ok_or_else(|| RpcError(INVALID_PARAMS, "`taskId` is required".into()))?;
+    let task = find(engine, task_id).await?;
+    let url = task.callback_url.as_deref().unwrap_or_default();
+    let Some(token) = a2a::push_of(url) else {
+        return Err(RpcError(
+            TASK_NOT_FOUND,
+            format!("task `{task_id}` has no push notification config"),
+        ));
+    };
+    let mut config = json!({"id": "default", "taskId": task_id, "url": a2a::public_url(url)});
+    if let Some(t) = token {
+        config["token"] = json!(t);
     }
-    let mut metadata = Map::new();
-    metadata.insert("naga_status".into(), json!(task.status));
-    Ok(
-        json!({"id": task.id, "contextId": task.session_id, "status": status,
-              "artifacts": artifacts, "metadata": metadata}),
-    )
+    Ok(config)
 }
 
 async fn get_task(engine: &Engine, params: &Value) -> Rpc<Value> {

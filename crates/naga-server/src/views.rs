@@ -8,6 +8,7 @@ use naga_core::{
     wire::TaskKind,
     CallStatus, DeliveryStatus, TaskStatus,
 };
+use naga_engine::callbacks::a2a::public_url;
 use naga_store::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -56,7 +57,7 @@ impl From<&TaskRow> for Task {
             policy: t.policy,
             calls_count: t.calls_count,
             steps_count: t.steps_count,
-            callback_url: t.callback_url.clone(),
+            callback_url: t.callback_url.as_deref().map(|u| public_url(u).to_owned()),
             accepted_at: iso(t.accepted_at),
             created_at: iso(t.accepted_at),
             started_at: iso_opt(t.started_at),
@@ -238,7 +239,7 @@ impl From<&CallbackRow> for Callback {
         Self {
             id: c.id.clone(),
             task_id: c.task_id.clone(),
-            url: c.url.clone(),
+            url: public_url(&c.url).to_owned(),
             status: c.status,
             attempts: c.attempts,
             last_error: c.last_error.clone(),

@@ -102,6 +102,7 @@ async fn one_batch(store: Store, i: usize) {
         completed_at: "2026-11-25T00:43:48.949+00:00".into(),
         sequence: 0,
         result: None,
+        task: None,
     };
     let cb = format!("msg_{i:032x}"); // time-ordered, as the engine makes them (UUIDv7)
     let ended = store

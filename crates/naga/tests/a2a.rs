@@ -161,3 +161,80 @@ async fn a_streaming_a2a_client_follows_its_task_to_the_end() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_notification_comes_through_the_outbox_signed_and_verifies() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.callbacks.secret = Some(SECRET.into());
+    let app = TestApp::spawn_with(dir, config).await;
+    // The receiver is down for the first attempt: the outbox tries again.
+    let receiver = Receiver::start_on(0, &[(503, None)]).await;
+    let push = receiver.url();
+    let sent = a2a(
+        &app.agent,
+        &[
+            "send",
+            "a2a-push",
+            "a2a-p1",
+            "推送",
+            "0",
+            &push,
+            "push-token-1",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(sent["id"], "a2a-p1", "{sent}");
+    let got = receiver.wait_for("a2a-p1").await;
+    assert_eq!(got.headers["x-a2a-notification-token"], "push-token-1");
+    let attempts: Vec<_> = receiver
+        .all()
+        .into_iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert!(attempts.len() >= 2, "retried after the 503: {attempts:?}");
+    assert!(
+        attempts.iter().all(|id| *id == attempts[0]),
+        "one webhook-id: {attempts:?}"
+    );
+    let headers: serde_json::Map<String, Value> =
+        ["webhook-id", "webhook-timestamp", "webhook-signature"]
+            .iter()
+            .map(|h| {
+                (
+                    h.to_string(),
+                    Value::String(got.headers[*h].to_str().unwrap().to_owned()),
+                )
+            })
+            .collect();
+    let verified = run_client(
+        "the push verification",
+        python(
+            "verify_push.py",
+            &[SECRET, &Value::Object(headers).to_string(), &got.raw],
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(verified["verified"], true, "{verified}");
+    assert_eq!(verified["task_id"], "a2a-p1", "{verified}");
+    assert_eq!(verified["context_id"], "a2a-push", "{verified}");
+    assert_eq!(verified["state"], "TASK_STATE_COMPLETED", "{verified}");
+    assert_eq!(verified["artifact"], "推送", "{verified}");
+    // The token is not shown by naga's API.
+    let (_, task) = app.get("/tasks/a2a-p1").await;
+    assert_eq!(task["callback_url"], push.as_str(), "{task}");
+    let (_, config) = read(
+        app.client
+            .post(format!("{}/a2a", app.agent))
+            .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1,
+                "method": "GetTaskPushNotificationConfig", "params": {"taskId": "a2a-p1"}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(config["result"]["url"], push.as_str(), "{config}");
+}

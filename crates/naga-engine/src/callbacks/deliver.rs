@@ -193,6 +193,9 @@ impl Inner {
             .header("content-type", "application/json")
             .header("webhook-id", &row.id)
             .header("webhook-timestamp", timestamp.to_string());
+        if let Some(Some(token)) = super::a2a::push_of(&row.url) {
+            req = req.header(super::a2a::TOKEN_HEADER, token);
+        }
         if !self.keys.is_empty() {
             let signatures: Vec<String> = self
                 .keys

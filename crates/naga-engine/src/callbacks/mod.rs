@@ -13,6 +13,7 @@
 //! checked again on every address a host resolves to; `sign`, Standard
 //! Webhooks signatures.
 
+pub mod a2a;
 mod backoff;
 mod deliver;
 mod policy;

@@ -64,6 +64,17 @@ impl Inner {
                 results,
                 completed_at: iso(now),
                 result,
+                task: crate::callbacks::a2a::push_of(&url).map(|_| {
+                    let outcomes: Vec<_> = outcomes.iter().flatten().collect();
+                    naga_core::wire::raw_json(&crate::callbacks::a2a::task_json(
+                        &spec.id,
+                        &spec.session_id,
+                        status,
+                        now,
+                        error.as_deref(),
+                        &outcomes,
+                    ))
+                }),
                 sequence: 0,
             };
             (url, envelope.json_head())

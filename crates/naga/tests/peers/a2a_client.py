@@ -3,7 +3,7 @@ PyPI, installed by .ci/run into target/test-peers/venv), over the JSON-RPC
 binding the agent card names. Run by tests/a2a.rs:
 
     python a2a_client.py <agent-url> card
-    python a2a_client.py <agent-url> send <context-id> <message-id> <text> <delay-ms>
+    python a2a_client.py <agent-url> send <context-id> <message-id> <text> <delay-ms> [<push-url> <push-token>]
     python a2a_client.py <agent-url> stream <context-id> <message-id> <text> <delay-ms>
     python a2a_client.py <agent-url> wait <task-id>        (polls until it ended)
     python a2a_client.py <agent-url> list <context-id>
@@ -26,7 +26,9 @@ from a2a.types.a2a_pb2 import (
     Message,
     Part,
     Role,
+    SendMessageConfiguration,
     SendMessageRequest,
+    TaskPushNotificationConfig,
     TaskState,
 )
 from google.protobuf import json_format, struct_pb2
@@ -49,7 +51,7 @@ async def main(base: str, command: str, *args: str) -> None:
             card = await httpx.AsyncClient().get(f"{base}/.well-known/agent-card.json")
             print(json.dumps(card.json()))
         elif command in ("send", "stream"):
-            context_id, message_id, text, delay_ms = args
+            context_id, message_id, text, delay_ms, *push = args
             data = struct_pb2.Value()
             json_format.ParseDict({"delay_ms": int(delay_ms)}, data)
             message = Message(
@@ -59,9 +61,13 @@ async def main(base: str, command: str, *args: str) -> None:
                 parts=[Part(text=text), Part(data=data)],
             )
             message.metadata.update({"skill": "echo"})
+            request = SendMessageRequest(message=message)
+            if push:
+                request.configuration.CopyFrom(SendMessageConfiguration(
+                    task_push_notification_config=TaskPushNotificationConfig(url=push[0], token=push[1])))
             events = [
                 json_format.MessageToDict(event)
-                async for event in client.send_message(SendMessageRequest(message=message))
+                async for event in client.send_message(request)
             ]
             if streaming:
                 print(json.dumps({"events": events}, ensure_ascii=False))
