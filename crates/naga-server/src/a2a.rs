@@ -15,8 +15,8 @@
 
 use crate::agent::AgentState;
 use axum::{
-    extract::State,
-    http::{header, HeaderMap},
+    extract::{Path, Query, State},
+    http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -27,7 +27,7 @@ use naga_core::{
 };
 use naga_engine::{agents::CallOutcome, callbacks::a2a, Engine, EngineError};
 use naga_store::{TaskFilter, TaskRow};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::{convert::Infallible, time::Duration};
 
 pub const PROTOCOL_VERSION: &str = "1.0";
@@ -74,8 +74,12 @@ pub async fn agent_card(State(state): State<AgentState>, headers: HeaderMap) -> 
                         committed before it is acknowledged, run in its context's order, \
                         resumed after a crash.",
         "version": env!("CARGO_PKG_VERSION"),
-        "supportedInterfaces": [{"url": format!("http://{host}/a2a"),
-            "protocolBinding": "JSONRPC", "protocolVersion": PROTOCOL_VERSION}],
+        "supportedInterfaces": [
+            {"url": format!("http://{host}/a2a"),
+             "protocolBinding": "JSONRPC", "protocolVersion": PROTOCOL_VERSION},
+            {"url": format!("http://{host}/a2a/rest"),
+             "protocolBinding": "HTTP+JSON", "protocolVersion": PROTOCOL_VERSION},
+        ],
         "capabilities": {"streaming": true, "pushNotifications": true},
         "defaultInputModes": ["text/plain", "application/json"],
         "defaultOutputModes": ["text/plain", "application/json"],
@@ -107,12 +111,12 @@ pub async fn jsonrpc(State(state): State<AgentState>, Json(request): Json<Value>
         "ListTasks" => list_tasks(engine, &params).await,
         "CancelTask" => cancel_task(engine, &params).await,
         "SendStreamingMessage" => match accept(engine, &params).await {
-            Ok(task_id) => return stream(engine.clone(), id, task_id),
+            Ok(task_id) => return stream(engine.clone(), Some(id), task_id),
             Err(e) => Err(e),
         },
         "SubscribeToTask" => match text(&params["id"]) {
             Some(task_id) => match find(engine, task_id).await {
-                Ok(_) => return stream(engine.clone(), id, task_id.to_owned()),
+                Ok(_) => return stream(engine.clone(), Some(id), task_id.to_owned()),
                 Err(e) => Err(e),
             },
             None => Err(RpcError(INVALID_PARAMS, "`id` is required".into())),
@@ -145,19 +149,23 @@ pub async fn jsonrpc(State(state): State<AgentState>, Json(request): Json<Value>
     .into_response()
 }
 
-/// One server-sent event carrying a JSON-RPC result.
-fn event(id: &Value, result: Value) -> Bytes {
-    let answer = json!({"jsonrpc": "2.0", "id": id, "result": result});
+/// One server-sent event: a JSON-RPC result (`id` given), or the
+/// `StreamResponse` itself (HTTP+JSON).
+fn event(id: &Option<Value>, result: Value) -> Bytes {
+    let answer = match id {
+        Some(id) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        None => result,
+    };
     Bytes::from(format!("data: {answer}\n\n"))
 }
 
 /// The task as a stream: the task first, then its state each time it
 /// changes (its artifacts just before its end), until it ended. Woken by
 /// this node's task feed, and every second (a task another node runs).
-fn stream(engine: Engine, id: Value, task_id: String) -> Response {
+fn stream(engine: Engine, id: Option<Value>, task_id: String) -> Response {
     struct Follow {
         engine: Engine,
-        id: Value,
+        id: Option<Value>,
         task_id: String,
         feed: naga_engine::feed::Subscription,
         last: Option<TaskStatus>,
@@ -439,4 +447,148 @@ async fn list_tasks(engine: &Engine, params: &Value) -> Rpc<Value> {
         json!({"tasks": tasks, "nextPageToken": next, "pageSize": page_size,
               "totalSize": offset + rows.len() as i64 + i64::from(more)}),
     )
+}
+
+// The HTTP+JSON binding (`/a2a/rest`): the same operations, the protocol's
+// JSON as bodies, errors as `google.rpc.Status` with A2A's reason.
+
+/// An error of the HTTP+JSON binding.
+fn rest_error(RpcError(code, message): RpcError) -> Response {
+    let (status, name, reason) = match code {
+        TASK_NOT_FOUND => (StatusCode::NOT_FOUND, "NOT_FOUND", "TASK_NOT_FOUND"),
+        TASK_NOT_CANCELABLE => (
+            StatusCode::BAD_REQUEST,
+            "FAILED_PRECONDITION",
+            "TASK_NOT_CANCELABLE",
+        ),
+        PUSH_NOT_SUPPORTED => (
+            StatusCode::BAD_REQUEST,
+            "FAILED_PRECONDITION",
+            "PUSH_NOTIFICATION_NOT_SUPPORTED",
+        ),
+        UNSUPPORTED => (
+            StatusCode::BAD_REQUEST,
+            "FAILED_PRECONDITION",
+            "UNSUPPORTED_OPERATION",
+        ),
+        INVALID_PARAMS => (
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "INVALID_PARAMS",
+        ),
+        METHOD_NOT_FOUND => (StatusCode::NOT_FOUND, "NOT_FOUND", "METHOD_NOT_FOUND"),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "INTERNAL_ERROR",
+        ),
+    };
+    let body = json!({"error": {"code": status.as_u16(), "status": name, "message": message,
+        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
+                     "domain": "a2a-protocol.org"}]}});
+    (status, Json(body)).into_response()
+}
+
+fn rest(answer: Rpc<Value>) -> Response {
+    match answer {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => rest_error(e),
+    }
+}
+
+/// `POST /a2a/rest/message:send`.
+#[utoipa::path(post, path = "/a2a/rest/message:send", tag = "a2a",
+    request_body(content = Object, description = "A2A's SendMessageRequest"),
+    responses((status = 200, description = "A2A's SendMessageResponse (the task)", body = Object)))]
+pub async fn rest_send(State(state): State<AgentState>, Json(body): Json<Value>) -> Response {
+    rest(send_message(&state.engine, &body).await)
+}
+
+/// `POST /a2a/rest/message:stream`: server-sent `StreamResponse`s.
+#[utoipa::path(post, path = "/a2a/rest/message:stream", tag = "a2a",
+    request_body(content = Object, description = "A2A's SendMessageRequest"),
+    responses((status = 200, description = "Server-sent StreamResponses, to the task's end",
+        body = String, content_type = "text/event-stream")))]
+pub async fn rest_stream(State(state): State<AgentState>, Json(body): Json<Value>) -> Response {
+    match accept(&state.engine, &body).await {
+        Ok(task_id) => stream(state.engine.clone(), None, task_id),
+        Err(e) => rest_error(e),
+    }
+}
+
+/// `GET /a2a/rest/tasks?contextId=&pageSize=&pageToken=`.
+#[utoipa::path(get, path = "/a2a/rest/tasks", tag = "a2a",
+    params(("contextId" = Option<String>, Query), ("pageSize" = Option<i64>, Query),
+        ("pageToken" = Option<String>, Query)),
+    responses((status = 200, description = "A2A's ListTasksResponse", body = Object)))]
+pub async fn rest_list(
+    State(state): State<AgentState>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let mut params = Map::new();
+    for (k, v) in query {
+        let value = match (k.as_str(), v.parse::<i64>()) {
+            ("pageSize", Ok(n)) => json!(n),
+            _ => json!(v),
+        };
+        params.insert(k, value);
+    }
+    rest(list_tasks(&state.engine, &Value::Object(params)).await)
+}
+
+/// `GET /a2a/rest/tasks/{id}` (the task) and `GET /a2a/rest/tasks/{id}:subscribe`
+/// (server-sent `StreamResponse`s to its end).
+#[utoipa::path(get, path = "/a2a/rest/tasks/{id}", tag = "a2a", params(("id" = String, Path)),
+    responses((status = 200, description = "A2A's Task (`{id}:subscribe`: server-sent \
+        StreamResponses)", body = Object)))]
+pub async fn rest_task(State(state): State<AgentState>, Path(id): Path<String>) -> Response {
+    let engine = &state.engine;
+    match id.strip_suffix(":subscribe") {
+        Some(task_id) => match find(engine, task_id).await {
+            Ok(_) => stream(engine.clone(), None, task_id.to_owned()),
+            Err(e) => rest_error(e),
+        },
+        None => rest(get_task(engine, &json!({"id": id})).await),
+    }
+}
+
+/// `POST /a2a/rest/tasks/{id}:cancel`.
+#[utoipa::path(post, path = "/a2a/rest/tasks/{id}", tag = "a2a", params(("id" = String, Path)),
+    responses((status = 200, description = "A2A's Task, cancelled (`{id}:cancel`)", body = Object)))]
+pub async fn rest_cancel(State(state): State<AgentState>, Path(id): Path<String>) -> Response {
+    match id.strip_suffix(":cancel") {
+        Some(task_id) => rest(cancel_task(&state.engine, &json!({"id": task_id})).await),
+        None => rest_error(RpcError(
+            METHOD_NOT_FOUND,
+            format!("no operation on `{id}`"),
+        )),
+    }
+}
+
+/// `GET /a2a/rest/tasks/{id}/pushNotificationConfigs`.
+#[utoipa::path(get, path = "/a2a/rest/tasks/{id}/pushNotificationConfigs", tag = "a2a",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "A2A's ListTaskPushNotificationConfigsResponse",
+        body = Object)))]
+pub async fn rest_push_configs(
+    State(state): State<AgentState>,
+    Path(id): Path<String>,
+) -> Response {
+    let engine = &state.engine;
+    rest(match push_config(engine, &json!({"taskId": id})).await {
+        Ok(config) => Ok(json!({"configs": [config]})),
+        Err(RpcError(TASK_NOT_FOUND, _)) => find(engine, &id).await.map(|_| json!({"configs": []})),
+        Err(e) => Err(e),
+    })
+}
+
+/// `GET /a2a/rest/tasks/{id}/pushNotificationConfigs/{config}`.
+#[utoipa::path(get, path = "/a2a/rest/tasks/{id}/pushNotificationConfigs/{config}", tag = "a2a",
+    params(("id" = String, Path), ("config" = String, Path)),
+    responses((status = 200, description = "A2A's TaskPushNotificationConfig", body = Object)))]
+pub async fn rest_push_config(
+    State(state): State<AgentState>,
+    Path((id, _config)): Path<(String, String)>,
+) -> Response {
+    rest(push_config(&state.engine, &json!({"taskId": id})).await)
 }

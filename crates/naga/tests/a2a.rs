@@ -11,14 +11,16 @@ use serde_json::Value;
 const TOKEN: &str = "a2a-token-0123456789abcdef";
 
 async fn a2a(url: &str, args: &[&str], token: Option<&str>) -> Value {
+    a2a_over("JSONRPC", url, args, token).await
+}
+
+/// The client over one of the card's bindings (`JSONRPC`, `HTTP+JSON`).
+async fn a2a_over(binding: &str, url: &str, args: &[&str], token: Option<&str>) -> Value {
     let mut all = vec![url];
     all.extend_from_slice(args);
-    run_client(
-        &format!("the A2A client {args:?}"),
-        python("a2a_client.py", &all),
-        token,
-    )
-    .await
+    let mut cmd = python("a2a_client.py", &all);
+    cmd.env("A2A_BINDING", binding);
+    run_client(&format!("the A2A client ({binding}) {args:?}"), cmd, token).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,4 +239,46 @@ async fn a_push_notification_comes_through_the_outbox_signed_and_verifies() {
     )
     .await;
     assert_eq!(config["result"]["url"], push.as_str(), "{config}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_json_binding_serves_the_same_tasks() {
+    let app = TestApp::spawn().await;
+    let rest = |args: &'static [&'static str]| a2a_over("HTTP+JSON", &app.agent, args, None);
+    let sent = rest(&["send", "a2a-rest", "a2a-r1", "经由 REST", "300"]).await;
+    assert_eq!(sent["id"], "a2a-r1", "{sent}");
+    let done = rest(&["wait", "a2a-r1"]).await;
+    assert_eq!(done["status"]["state"], "TASK_STATE_COMPLETED", "{done}");
+    assert_eq!(
+        done["artifacts"][0]["parts"][0]["text"], "经由 REST",
+        "{done}"
+    );
+    let listed = rest(&["list", "a2a-rest"]).await;
+    assert_eq!(listed["tasks"][0]["id"], "a2a-r1", "{listed}");
+    let streamed = rest(&["stream", "a2a-rest", "a2a-r2", "流", "200"]).await;
+    let events = streamed["events"].as_array().unwrap();
+    assert_eq!(
+        events.last().unwrap()["statusUpdate"]["status"]["state"],
+        "TASK_STATE_COMPLETED",
+        "{streamed}"
+    );
+    rest(&["send", "a2a-rest", "a2a-r3", "很久", "60000"]).await;
+    let cancelled = rest(&["cancel", "a2a-r3"]).await;
+    assert_eq!(
+        cancelled["status"]["state"], "TASK_STATE_CANCELED",
+        "{cancelled}"
+    );
+    // An unknown task is A2A's TaskNotFound, not a bare 404.
+    let missing = app
+        .client
+        .get(format!("{}/a2a/rest/tasks/nope", app.agent))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(
+        body["error"]["details"][0]["reason"], "TASK_NOT_FOUND",
+        "{body}"
+    );
 }

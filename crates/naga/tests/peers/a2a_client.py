@@ -9,7 +9,9 @@ binding the agent card names. Run by tests/a2a.rs:
     python a2a_client.py <agent-url> list <context-id>
     python a2a_client.py <agent-url> cancel <task-id>
 
-With NAGA_TOKEN set, every request carries it as a bearer token. Prints
+With NAGA_TOKEN set, every request carries it as a bearer token; with
+A2A_BINDING=HTTP+JSON the client takes that interface of the card instead
+of JSON-RPC. Prints
 one JSON line (the protocol's JSON of the answer)."""
 
 import asyncio
@@ -45,7 +47,12 @@ async def main(base: str, command: str, *args: str) -> None:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(headers=headers, timeout=30) as http:
         streaming = command == "stream"
-        config = ClientConfig(streaming=streaming, polling=not streaming, httpx_client=http)
+        config = ClientConfig(
+            streaming=streaming,
+            polling=not streaming,
+            httpx_client=http,
+            supported_protocol_bindings=[os.environ.get("A2A_BINDING", "JSONRPC")],
+        )
         client = await create_client(base, client_config=config)
         if command == "card":
             card = await httpx.AsyncClient().get(f"{base}/.well-known/agent-card.json")
