@@ -53,6 +53,10 @@ impl Gateway {
         Self { engine }
     }
 
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// naga's agents as tools: an instruction, and the agent's parameters.
     fn agent_tools(&self) -> Vec<Tool> {
         self.engine
@@ -76,7 +80,7 @@ impl Gateway {
     }
 
     /// The call a tool call becomes, and the kind of task that runs it.
-    async fn call_of(
+    pub(crate) async fn call_of(
         &self,
         name: &str,
         mut args: JsonObject,
@@ -116,7 +120,7 @@ impl Gateway {
     }
 
     /// Commits the call as a task of its own; its id.
-    async fn schedule(
+    pub(crate) async fn schedule(
         &self,
         kind: TaskKind,
         call: &CallPayload,
@@ -160,7 +164,7 @@ impl Gateway {
     }
 
     /// The task as MCP shows it, with its result once it ended.
-    async fn detailed(&self, task_id: &str) -> Result<DetailedTask, McpError> {
+    pub(crate) async fn detailed(&self, task_id: &str) -> Result<DetailedTask, McpError> {
         let reads = self.engine.reads();
         let task = reads
             .task(task_id)
@@ -210,7 +214,7 @@ impl Gateway {
     }
 
     /// Waits until the task ended (it runs here, or on another node).
-    async fn ended(&self, task_id: &str) -> Result<(), McpError> {
+    pub(crate) async fn ended(&self, task_id: &str) -> Result<(), McpError> {
         if let Some(rx) = self.engine.scheduler().wait(task_id) {
             let _ = rx.await;
             return Ok(());

@@ -9,6 +9,7 @@ mod dashboard;
 mod error;
 mod extract;
 mod gateway;
+mod gateway_legacy;
 mod guard;
 mod health;
 mod listener;

@@ -12,9 +12,18 @@ use std::path::PathBuf;
 
 const TOKEN: &str = "mcp-face-token-0123456789";
 
+/// The Tasks extension of 2026-07-28, and 2025-11-25's experimental tasks.
+const MODERN: &str = "2026-07-28";
+const EXPERIMENTAL: &str = "2025-11-25";
+
 /// Runs `tests/peers/mcp_tasks.mjs` (the TypeScript SDK) from where its
 /// packages are installed; its one JSON line.
 async fn ts_client(mcp: &str, args: &[&str], token: Option<&str>) -> Value {
+    ts_client_on(MODERN, mcp, args, token).await
+}
+
+/// `ts_client` speaking protocol `version`.
+async fn ts_client_on(version: &str, mcp: &str, args: &[&str], token: Option<&str>) -> Value {
     let sdk = peers().join("node_modules/@modelcontextprotocol/ext-tasks");
     assert!(
         sdk.exists(),
@@ -29,7 +38,10 @@ async fn ts_client(mcp: &str, args: &[&str], token: Option<&str>) -> Value {
     )
     .unwrap();
     let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(&script).arg(mcp).args(args);
+    cmd.arg(&script)
+        .arg(mcp)
+        .args(args)
+        .env("NAGA_MCP_VERSION", version);
     let out = run_client(&format!("the MCP client {args:?}"), cmd, token).await;
     let _ = std::fs::remove_file(&script);
     out
@@ -37,11 +49,24 @@ async fn ts_client(mcp: &str, args: &[&str], token: Option<&str>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_official_mcp_client_runs_a_task_that_survives_kill_9_and_a_restart() {
+    survives_kill_9_and_a_restart(MODERN).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_on_2025_11_25_experimental_tasks_runs_one_across_a_restart_too() {
+    survives_kill_9_and_a_restart(EXPERIMENTAL).await;
+}
+
+async fn survives_kill_9_and_a_restart(version: &str) {
+    let ts = |url: String, args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ts_client_on(version, &url, &args, None).await
+    };
     let dir = tempfile::tempdir().unwrap();
     let database = test_database_url();
     let data = dir.path().join("a");
     let (mut a, url) = node(&data, database.as_deref());
-    let tools = ts_client(&format!("{url}/mcp"), &["tools"], None).await;
+    let tools = ts(format!("{url}/mcp"), vec!["tools".into()]).await;
     let names: Vec<&str> = tools["tools"]
         .as_array()
         .unwrap()
@@ -54,10 +79,11 @@ async fn an_official_mcp_client_runs_a_task_that_survives_kill_9_and_a_restart()
     );
 
     // A task that runs 3 s: the client gets it at once and lets go of it.
-    let started = ts_client(&format!("{url}/mcp"), &["start", "3000"], None).await;
+    let started = ts(format!("{url}/mcp"), vec!["start".into(), "3000".into()]).await;
     let reference = started["reference"].clone();
     let task_id = reference["taskId"].as_str().unwrap().to_owned();
-    assert_eq!(reference["generation"], "v2", "{started}");
+    let generation = if version == MODERN { "v2" } else { "v1" };
+    assert_eq!(reference["generation"], generation, "{started}");
     // It is a naga task, committed before the answer.
     let client = reqwest::Client::new();
     let (status, task) = read(
@@ -77,10 +103,9 @@ async fn an_official_mcp_client_runs_a_task_that_survives_kill_9_and_a_restart()
     // kill -9 in the middle, and a restart on the same store.
     a.kill_9();
     let (_a, url) = node(&data, database.as_deref());
-    let resumed = ts_client(
-        &format!("{url}/mcp"),
-        &["resume", &reference.to_string()],
-        None,
+    let resumed = ts(
+        format!("{url}/mcp"),
+        vec!["resume".into(), reference.to_string()],
     )
     .await;
     let outcome = &resumed["outcome"];
@@ -94,10 +119,9 @@ async fn an_official_mcp_client_runs_a_task_that_survives_kill_9_and_a_restart()
     if let Some(db) = &database {
         // PostgreSQL: another node answers for the same task.
         let (_b, url_b) = node(&dir.path().join("b"), Some(db));
-        let again = ts_client(
-            &format!("{url_b}/mcp"),
-            &["resume", &reference.to_string()],
-            None,
+        let again = ts(
+            format!("{url_b}/mcp"),
+            vec!["resume".into(), reference.to_string()],
         )
         .await;
         assert_eq!(again["outcome"]["status"], "completed", "{again}");
@@ -106,8 +130,20 @@ async fn an_official_mcp_client_runs_a_task_that_survives_kill_9_and_a_restart()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mcp_task_cancelled_by_its_client_stops_and_says_so_everywhere() {
+    for version in [MODERN, EXPERIMENTAL] {
+        cancelled_by_its_client(version).await;
+    }
+}
+
+async fn cancelled_by_its_client(version: &str) {
     let app = TestApp::spawn().await;
-    let out = ts_client(&format!("{}/mcp", app.agent), &["cancel", "60000"], None).await;
+    let out = ts_client_on(
+        version,
+        &format!("{}/mcp", app.agent),
+        &["cancel", "60000"],
+        None,
+    )
+    .await;
     assert_eq!(out["outcome"]["status"], "cancelled", "{out}");
     let task_id = out["taskId"].as_str().unwrap();
     let (status, task) = app.get(&format!("/tasks/{task_id}")).await;

@@ -107,9 +107,6 @@ async fn mcp(
     axum::extract::State(state): axum::extract::State<AgentState>,
     request: axum::extract::Request,
 ) -> axum::response::Response {
-    use tower::ServiceExt;
-    match state.mcp.oneshot(request).await {
-        Ok(response) => response.map(axum::body::Body::new),
-        Err(never) => match never {},
-    }
+    let gateway = crate::gateway::Gateway::new(state.engine.clone());
+    crate::gateway_legacy::serve(gateway, state.mcp, request).await
 }

@@ -6,17 +6,19 @@
 //   node mcp_tasks.mjs <mcp-url> start <delay_ms>      prints the task's reference
 //   node mcp_tasks.mjs <mcp-url> resume <reference>    prints the outcome
 //   node mcp_tasks.mjs <mcp-url> cancel <delay_ms>     prints the outcome
-// With NAGA_TOKEN set, every request carries it as a bearer token. Prints
-// one JSON line; exits non-zero saying what failed.
+// With NAGA_TOKEN set, every request carries it as a bearer token; with
+// NAGA_MCP_VERSION=2025-11-25 it speaks that version's experimental tasks
+// instead. Prints one JSON line; exits non-zero saying what failed.
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { createTaskSessionFromClient } from "@modelcontextprotocol/ext-tasks/client";
 
 const [url, command, arg] = process.argv.slice(2);
-const VERSION = "2026-07-28";
+const VERSION = process.env.NAGA_MCP_VERSION ?? "2026-07-28";
+const MODERN = VERSION === "2026-07-28";
 const info = { name: "naga-test-client", version: "1.0.0" };
 const auth = process.env.NAGA_TOKEN ? { authorization: `Bearer ${process.env.NAGA_TOKEN}` } : {};
 
-const client = new Client(info, { versionNegotiation: { mode: { pin: VERSION } } });
+const client = new Client(info, { versionNegotiation: { mode: MODERN ? { pin: VERSION } : "legacy" } });
 await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: auth } }));
 
 // The raw JSON-RPC path the Tasks extension asks its host for on 2026-07-28
@@ -44,14 +46,17 @@ async function rawDispatch(request, options) {
   return answer.error ? { kind: "error", error: answer.error } : { kind: "result", result: answer.result };
 }
 
-const session = createTaskSessionFromClient(client, {
-  endpointId: "naga",
-  rawDispatch,
-  v2RequestFraming: { protocolVersion: VERSION, clientInfo: info, clientCapabilities: {} },
-});
+const session = createTaskSessionFromClient(client, MODERN
+  ? {
+      endpointId: "naga",
+      rawDispatch,
+      v2RequestFraming: { protocolVersion: VERSION, clientInfo: info, clientCapabilities: {} },
+    }
+  : { endpointId: "naga" });
 
 const call = (delayMs) =>
-  session.callTool("echo", { instruction: "来自 MCP 客户端", parameters: { delay_ms: Number(delayMs) } });
+  session.callTool("echo", { instruction: "来自 MCP 客户端", parameters: { delay_ms: Number(delayMs) } },
+    { task: { preference: "prefer" } });
 
 let out;
 try {
