@@ -20,6 +20,25 @@ impl Engine {
     pub fn reads(&self) -> Reads<'_> {
         Reads(self.store())
     }
+
+    /// Waits until the task ended (or is unknown): told by this node's
+    /// scheduler when it holds the task, else read from the store every
+    /// 100 ms (another node runs it).
+    pub async fn task_ended(&self, task_id: &str) -> R<()> {
+        if let Some(rx) = self.scheduler().wait(task_id) {
+            let _ = rx.await;
+            return Ok(());
+        }
+        while self
+            .store()
+            .task(task_id)
+            .await?
+            .is_some_and(|t| !t.status.is_terminal())
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
 }
 
 type R<T> = Result<T, StoreError>;

@@ -168,6 +168,8 @@ fn stream(engine: Engine, id: Option<Value>, task_id: String) -> Response {
         id: Option<Value>,
         task_id: String,
         feed: naga_engine::feed::Subscription,
+        /// The task's session, once read: only its events wake the stream.
+        session: Option<String>,
         last: Option<TaskStatus>,
         done: bool,
     }
@@ -176,6 +178,7 @@ fn stream(engine: Engine, id: Option<Value>, task_id: String) -> Response {
         engine,
         id,
         task_id,
+        session: None,
         last: None,
         done: false,
     };
@@ -187,7 +190,7 @@ fn stream(engine: Engine, id: Option<Value>, task_id: String) -> Response {
             if f.last.is_some() {
                 let stop = f.engine.stopping().clone();
                 tokio::select! {
-                    frame = f.feed.next_frame(None) => frame.map(|_| ())?,
+                    frame = f.feed.next_frame(f.session.as_deref()) => frame.map(|_| ())?,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = stop.cancelled() => return None,
                 }
@@ -215,6 +218,7 @@ fn stream(engine: Engine, id: Option<Value>, task_id: String) -> Response {
             }
             f.last = Some(row.status);
             f.done = row.status.is_terminal();
+            f.session.get_or_insert_with(|| row.session_id.clone());
             return Some((Ok::<_, Infallible>(Bytes::from(chunk)), f));
         }
     });
@@ -328,7 +332,7 @@ async fn send_message(engine: &Engine, params: &Value) -> Rpc<Value> {
         .as_bool()
         .unwrap_or(false)
     {
-        ended(engine, &task_id).await?;
+        engine.task_ended(&task_id).await.map_err(internal)?;
     }
     Ok(json!({"task": task_json(engine, &find(engine, &task_id).await?).await?}))
 }
@@ -340,18 +344,6 @@ async fn find(engine: &Engine, id: &str) -> Rpc<TaskRow> {
         .await
         .map_err(internal)?
         .ok_or_else(|| RpcError(TASK_NOT_FOUND, format!("no task `{id}`")))
-}
-
-/// Waits until the task ended (it runs here, or on another node).
-async fn ended(engine: &Engine, task_id: &str) -> Rpc<()> {
-    if let Some(rx) = engine.scheduler().wait(task_id) {
-        let _ = rx.await;
-        return Ok(());
-    }
-    while !find(engine, task_id).await?.status.is_terminal() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }
 
 /// A naga task as an A2A task, read from the store.

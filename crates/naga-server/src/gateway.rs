@@ -32,7 +32,7 @@ use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
 };
 use serde_json::{json, Map, Value};
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 /// The tool name of an MCP server's tool: `<service>.<tool>`.
 const SEPARATOR: char = '.';
@@ -212,21 +212,6 @@ impl Gateway {
         };
         Ok(DetailedTask::new(base, payload))
     }
-
-    /// Waits until the task ended (it runs here, or on another node).
-    pub(crate) async fn ended(&self, task_id: &str) -> Result<(), McpError> {
-        if let Some(rx) = self.engine.scheduler().wait(task_id) {
-            let _ = rx.await;
-            return Ok(());
-        }
-        loop {
-            let task = self.engine.reads().task(task_id).await.map_err(internal)?;
-            if task.is_none_or(|t| t.status.is_terminal()) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 /// What a call came to, as an MCP tool result.
@@ -341,7 +326,7 @@ impl ServerHandler for Gateway {
             let task = self.detailed(&task_id).await?.task;
             return Ok(CallToolResponse::Task(CreateTaskResult::new(task)));
         }
-        self.ended(&task_id).await?;
+        self.engine.task_ended(&task_id).await.map_err(internal)?;
         match self.detailed(&task_id).await?.payload {
             TaskPayload::Completed { result } => serde_json::from_value(Value::Object(result))
                 .map(CallToolResponse::Complete)

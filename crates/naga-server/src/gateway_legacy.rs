@@ -113,19 +113,22 @@ async fn patched(response: Response, patch: impl Fn(&mut Value)) -> Response {
         return (parts.status, "").into_response();
     };
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    let patch = |json: &str| -> Option<String> {
+    let patch_json = |json: &str| -> Option<String> {
         let mut v: Value = serde_json::from_str(json).ok()?;
         v.get_mut("result").map(&patch)?;
         Some(v.to_string())
     };
     let patched = match text.trim_start().starts_with('{') {
-        true => patch(&text),
+        true => patch_json(&text),
         false => {
             let lines: Vec<String> = text
                 .lines()
                 .map(|l| match l.strip_prefix("data:") {
                     Some(d) if d.contains("\"result\"") => {
-                        format!("data: {}", patch(d.trim()).unwrap_or_else(|| d.to_owned()))
+                        format!(
+                            "data: {}",
+                            patch_json(d.trim()).unwrap_or_else(|| d.to_owned())
+                        )
                     }
                     _ => l.to_owned(),
                 })
@@ -196,7 +199,11 @@ async fn task(gateway: &Gateway, params: &Value) -> Answer {
 /// `tasks/result`: the call's result once the task ended (waits for it).
 async fn result(gateway: &Gateway, params: &Value) -> Answer {
     let id = task_id(params)?;
-    gateway.ended(id).await.map_err(mcp_error)?;
+    gateway
+        .engine()
+        .task_ended(id)
+        .await
+        .map_err(|e| (-32603, e.to_string()))?;
     let (_, payload) = shape(gateway, id).await?;
     let related = json!({"io.modelcontextprotocol/related-task": {"taskId": id}});
     let mut result = match payload {

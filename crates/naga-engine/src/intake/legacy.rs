@@ -54,9 +54,7 @@ impl Engine {
             })
             .await?;
         let task_id = scheduled.task_id.unwrap_or_default();
-        if let Some(rx) = self.scheduler().wait(&task_id) {
-            let _ = rx.await;
-        }
+        self.task_ended(&task_id).await?;
         let calls = self.store().calls(&task_id).await?;
         let mut all_ok = true;
         let entries: Vec<Value> = calls
