@@ -193,12 +193,15 @@ pub struct SchedulerConfig {
     pub workers: usize,
     pub session_policy: SessionPolicy,
     pub lease_ms: u64,
+    /// How often a node writes its heartbeat; one silent for three beats is
+    /// dead, and the nodes with room take its tasks over.
+    pub heartbeat_ms: u64,
     pub call_timeout_ms: u64,
     pub task_timeout_ms: u64,
-    /// Agent batches one node holds (queued or running, each in memory)
-    /// before it refuses new ones with 429: ~1 KB each, so the default
-    /// keeps a node under 100 MiB whatever the backlog (92.5 MiB measured
-    /// with 30,000 held behind one session's long batch).
+    /// Overload protection, off by default (0): with more unfinished agent
+    /// batches than this in the store, new ones are refused with 429. The
+    /// backlog waits in the store, not in memory, so none is needed for
+    /// memory's sake.
     pub max_queued: usize,
 }
 
@@ -208,9 +211,10 @@ impl Default for SchedulerConfig {
             workers: 256,
             session_policy: SessionPolicy::Enqueue,
             lease_ms: 30_000,
+            heartbeat_ms: 2_000,
             call_timeout_ms: 300_000,
             task_timeout_ms: 3_600_000,
-            max_queued: 30_000,
+            max_queued: 0,
         }
     }
 }
@@ -330,7 +334,8 @@ impl Default for ComputerControlConfig {
 pub struct McpConfig {
     /// `mcpServers` JSON file (default `<data_dir>/mcp_servers.json`).
     pub config: Option<PathBuf>,
-    /// MCP batches queued or running at once; more are refused with 429.
+    /// Overload protection, off by default (0): with more unfinished MCP
+    /// batches than this in the store, new ones are refused with 429.
     pub max_queued: usize,
     /// One tool call's limit; past it the call fails and the batch goes on.
     pub call_timeout_ms: u64,
@@ -340,7 +345,7 @@ impl Default for McpConfig {
     fn default() -> Self {
         Self {
             config: None,
-            max_queued: 10_000,
+            max_queued: 0,
             call_timeout_ms: 60_000,
         }
     }

@@ -123,6 +123,7 @@ async fn one_batch(store: Store, i: usize) {
         .unwrap();
     let Finished::Ended {
         callback: Some(row),
+        ..
     } = ended
     else {
         panic!("the task ends with its callback");

@@ -26,10 +26,13 @@ pub struct NewTask {
     /// rebuild it from the task's row (`FirstAnswer`), as naga's accept does.
     pub response: String,
     pub accepted_at: Millis,
-    /// The node that accepted it holds its lease until `lease_until`.
+    /// The node that accepts it: it holds the task's lease until
+    /// `lease.until` when the task is stored as started; a task that is not
+    /// is stored unheld, for whichever node has a free worker to claim.
     pub lease: Lease,
-    /// Committed as running (started at `accepted_at`): its session was
-    /// idle and a worker free, so it starts without a second write.
+    /// Asks to commit it as running (started at `accepted_at`), held by
+    /// `lease.owner` (a worker is free for it): granted only when it is
+    /// `ready` (see [`Inserted::New`]).
     pub started: bool,
     /// When given, `accepted_at` (and the lease with it) is read from it
     /// again as the insert runs, so that the stored time is the commit's,
@@ -75,16 +78,39 @@ pub struct Lease {
     pub until: Millis,
 }
 
+/// A claim of tasks by a node: the lease it takes (`lease.owner` the node),
+/// the time, and the heartbeat before which another node counts as dead
+/// (the tasks it holds are taken over as if their leases had expired).
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub lease: Lease,
+    pub now: Millis,
+    pub dead_before: Millis,
+}
+
+/// Which unfinished tasks, nobody else holding them, to claim without
+/// starting them (to cancel them).
+#[derive(Debug, Clone)]
+pub enum Unheld {
+    /// This task.
+    Task(String),
+    /// This session's, accepted before this `seq` (an interrupt).
+    SessionBefore(String, i64),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inserted {
     /// Stored, with its `seq`: the store's own key for the task, by which
-    /// its calls and end are recorded; `started`: stored as running (asked
-    /// by `NewTask::started`; on a shared database only when the session
-    /// had no batch unfinished, unless the batch is `parallel`);
-    /// `accepted_at`: the time stored (see [`NewTask::clock`]).
+    /// its calls and end are recorded; `ready`: it may run now (its session
+    /// had no batch unfinished, or it is `parallel`); `started`: stored as
+    /// running, held by the accepting node (asked by `NewTask::started`
+    /// and ready); else it waits in the store, unheld, to be claimed
+    /// ([`crate::Store::claim_runnable`]); `accepted_at`: the time stored
+    /// (see [`NewTask::clock`]).
     New {
         seq: i64,
         started: bool,
+        ready: bool,
         accepted_at: Millis,
     },
     /// The request id was known: what its first answer was made of.
@@ -96,8 +122,7 @@ pub enum Inserted {
     /// or calls): nothing was stored, and the first is not its answer.
     Reused(FirstAnswer),
     /// The batch's policy is `reject` and its session has batches that have
-    /// not ended: nothing was stored. (Decided by the database where nodes
-    /// share it; one node alone decides before it writes.)
+    /// not ended: nothing was stored.
     Busy,
 }
 
@@ -185,7 +210,12 @@ pub struct TaskFinish {
 
 #[derive(Debug, Clone)]
 pub enum Finished {
-    Ended { callback: Option<CallbackRow> },
+    /// `woke`: the session's next batch, waiting unheld in the store,
+    /// became ready with this end (a free worker may claim it now).
+    Ended {
+        callback: Option<CallbackRow>,
+        woke: bool,
+    },
     AlreadyEnded,
 }
 

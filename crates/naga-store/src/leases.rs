@@ -15,32 +15,58 @@ impl Store {
         }
     }
 
-    /// Takes over the unfinished tasks whose lease expired (or that have
-    /// none), and those whose lease `own` holds (a restarted node's own):
-    /// the `limit` accepted first, in acceptance order: what a restart or
-    /// another node resumes.
-    pub async fn claim_expired(
+    /// Claims and starts (as running, held by `claim.lease`) up to `limit`
+    /// runnable tasks, the earliest accepted first: ready (its session's
+    /// earliest unfinished batch, or `parallel`) and held by nobody (never
+    /// claimed, let go of, its lease expired, or its holder's heartbeat
+    /// older than `claim.dead_before`). Each goes to one node. What a node
+    /// with free workers runs next: the backlog, a restart's or a dead
+    /// node's tasks alike.
+    pub async fn claim_runnable(
         &self,
-        lease: Lease,
-        now: Millis,
-        own: Option<&str>,
+        claim: Claim,
         limit: i64,
     ) -> Result<Vec<TaskRow>, StoreError> {
         match &self.backend {
             Backend::Sqlite { writer, .. } => {
-                let ids = sqlite::leases::claim_expired(writer, lease, now, own, limit).await?;
-                let mut rows = Vec::with_capacity(ids.len());
-                for id in ids {
-                    rows.extend(self.task(&id).await?);
-                }
-                rows.sort_by_key(|r| r.seq);
-                Ok(rows)
+                let ids = sqlite::leases::claim_runnable(writer, claim, limit).await?;
+                self.rows_of(ids).await
             }
             Backend::Postgres(pg) => {
-                pg.observed(postgres::claim_expired(pg, &lease, now, own, limit))
+                pg.observed(postgres::claim_runnable(pg, &claim, limit))
                     .await
             }
         }
+    }
+
+    /// Claims, without starting them, the unfinished tasks of `which` that
+    /// nobody else holds (as [`Store::claim_runnable`] says), ready or not:
+    /// to end them (a cancel, an interrupt).
+    pub async fn claim_unheld(
+        &self,
+        claim: Claim,
+        which: Unheld,
+    ) -> Result<Vec<TaskRow>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                let ids = sqlite::leases::claim_unheld(writer, claim, which).await?;
+                self.rows_of(ids).await
+            }
+            Backend::Postgres(pg) => {
+                pg.observed(postgres::claim_unheld(pg, &claim, &which))
+                    .await
+            }
+        }
+    }
+
+    /// The rows of tasks by id, in acceptance order.
+    async fn rows_of(&self, ids: Vec<String>) -> Result<Vec<TaskRow>, StoreError> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            rows.extend(self.task(&id).await?);
+        }
+        rows.sort_by_key(|r| r.seq);
+        Ok(rows)
     }
 
     /// Lets go of one task `owner` holds (one it cannot run now), so that

@@ -114,20 +114,19 @@ impl Store {
         })
     }
 
-    /// Whether the session has a task accepted before `seq` that has not
-    /// ended: a batch that is not `parallel` waits for them. (On
-    /// PostgreSQL a session's tasks are committed in `seq` order: its row
-    /// is locked while one is accepted.)
-    pub async fn earlier_unfinished(&self, session_id: &str, seq: i64) -> Result<bool, StoreError> {
+    /// Whether at least `n` tasks of `kind` have not ended (queued or
+    /// running, on any node): reads no more than `n` of them.
+    pub async fn unfinished_at_least(&self, kind: TaskKind, n: i64) -> Result<bool, StoreError> {
         read!(self, |pool| {
-            Ok(sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM tasks WHERE session_id = $1 AND seq < $2
-                                AND status IN ('queued', 'running'))",
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM tasks
+                     WHERE status IN ('queued', 'running') AND kind = $1 LIMIT $2) u",
             )
-            .bind(session_id)
-            .bind(seq)
+            .bind(kind.as_str())
+            .bind(n)
             .fetch_one(pool)
-            .await?)
+            .await?;
+            Ok(count >= n)
         })
     }
 

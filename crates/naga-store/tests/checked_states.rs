@@ -11,7 +11,11 @@ mod common;
 use common::backends;
 
 fn task(id: &str) -> NewTask {
-    common::echo_task(id, "s", "A", i64::MAX)
+    NewTask {
+        // Waiting in the store, as queued.
+        started: false,
+        ..common::echo_task(id, "s", "A", i64::MAX)
+    }
 }
 
 /// Runs `sql` on the backend's database beside the store, as an operator's

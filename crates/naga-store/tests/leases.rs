@@ -26,8 +26,30 @@ fn task(id: &str, owner: &str, until: i64) -> NewTask {
             owner: owner.into(),
             until,
         },
-        started: false,
+        started: true,
         clock: None,
+    }
+}
+
+/// A task of its own session (ready at once), stored unheld.
+fn waiting(id: &str) -> NewTask {
+    NewTask {
+        session_id: format!("s-{id}"),
+        analysis_session_id: None,
+        started: false,
+        ..task(id, "A", 1_000_000)
+    }
+}
+
+/// A claim by `owner` at `now`, nodes silent since before `dead_before` dead.
+fn claim(owner: &str, now: i64, dead_before: i64) -> Claim {
+    Claim {
+        lease: Lease {
+            owner: owner.into(),
+            until: now + 1_000_000,
+        },
+        now,
+        dead_before,
     }
 }
 
@@ -60,47 +82,20 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
 
         // Not expired yet: nobody else may take it.
         assert!(s
-            .claim_expired(
-                Lease {
-                    owner: "B".into(),
-                    until: 9_000
-                },
-                999,
-                None,
-                1000,
-            )
+            .claim_runnable(claim("B", 999, 0), 1000)
             .await
             .unwrap()
             .is_empty());
-        // A's heartbeat extends it.
+        // A's renewal extends it.
         assert_eq!(s.renew_leases("A", 2_000).await.unwrap(), 1);
         assert!(s
-            .claim_expired(
-                Lease {
-                    owner: "B".into(),
-                    until: 9_000
-                },
-                1_500,
-                None,
-                1000,
-            )
+            .claim_runnable(claim("B", 1_500, 0), 1000)
             .await
             .unwrap()
             .is_empty());
 
         // A stops renewing; after expiry B takes it over.
-        let claimed = s
-            .claim_expired(
-                Lease {
-                    owner: "B".into(),
-                    until: 9_000,
-                },
-                2_001,
-                None,
-                1000,
-            )
-            .await
-            .unwrap();
+        let claimed = s.claim_runnable(claim("B", 2_001, 0), 1000).await.unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].id, "t1");
 
@@ -135,7 +130,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
         s.finish_call(call_finish("B", "t1", 1)).await.unwrap();
         assert!(matches!(
             s.finish_task(end("B")).await.unwrap(),
-            Finished::Ended { callback: None }
+            Finished::Ended { callback: None, .. }
         ));
         assert!(
             matches!(
@@ -150,49 +145,145 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
 }
 
 #[tokio::test]
-async fn a_restarted_node_takes_its_own_unexpired_leases_back_others_stay() {
+async fn a_dead_node_s_tasks_are_taken_over_by_its_heartbeat_a_live_node_s_stay() {
     for backend in backends().await {
         let s = backend.store.clone();
         eprintln!("on {}", backend.name);
-        s.insert_task(task("mine", "A", 1_000_000)).await.unwrap();
-        s.insert_task(task("theirs", "B", 1_000_000)).await.unwrap();
-        let lease = || Lease {
-            owner: "A".into(),
-            until: 2_000_000,
-        };
+        let mut mine = task("dead-one", "A", 1_000_000);
+        mine.session_id = "sa".into();
+        mine.analysis_session_id = None;
+        let mut theirs = task("live-one", "B", 1_000_000);
+        theirs.session_id = "sb".into();
+        theirs.analysis_session_id = None;
+        s.insert_task(mine).await.unwrap();
+        s.insert_task(theirs).await.unwrap();
+        // A last beat at 100, B at 5,000; both leases run until 1,000,000.
+        s.node_heartbeat("A", 100, true).await.unwrap();
+        s.node_heartbeat("B", 5_000, true).await.unwrap();
+        assert!(
+            s.claim_runnable(claim("C", 5_000, 50), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "both beat recently enough: nothing to take"
+        );
+        let claimed = s
+            .claim_runnable(claim("C", 6_000, 1_000), 10)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = claimed.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["dead-one"],
+            "A is silent: its task is C's; B's stays B's"
+        );
+        assert!(matches!(
+            s.finish_call(call_finish("A", "dead-one", claimed[0].seq))
+                .await,
+            Err(StoreError::LeaseLost(_))
+        ));
+        // A node does not count itself dead.
         assert!(s
-            .claim_expired(lease(), 5, None, 1000)
+            .claim_runnable(claim("B", 6_000, 1_000_000), 10)
             .await
             .unwrap()
             .is_empty());
-        let claimed = s.claim_expired(lease(), 5, Some("A"), 1000).await.unwrap();
-        let ids: Vec<&str> = claimed.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, ["mine"], "B's lease runs: B's task stays B's");
     }
 }
 
 #[tokio::test]
-async fn released_leases_are_claimed_at_once_and_finished_tasks_never() {
+async fn a_session_s_batches_are_claimed_one_at_a_time_in_order_parallel_ones_at_once() {
     for backend in backends().await {
         let s = backend.store.clone();
         eprintln!("on {}", backend.name);
-        s.insert_task(task("t1", "A", 1_000_000)).await.unwrap();
-        s.insert_task(task("t2", "A", 1_000_000)).await.unwrap();
-        assert_eq!(s.release_leases("A").await.unwrap(), 2);
-        let claimed = s
-            .claim_expired(
-                Lease {
-                    owner: "B".into(),
-                    until: 10,
-                },
-                5,
-                None,
-                1000,
-            )
+        // t1 held by A (running); t2, t3 wait in the store behind it; p4,
+        // parallel, does not wait.
+        let inserted = s.insert_task(task("t1", "A", 1_000_000)).await.unwrap();
+        assert!(matches!(
+            inserted,
+            Inserted::New {
+                started: true,
+                ready: true,
+                ..
+            }
+        ));
+        for id in ["t2", "t3"] {
+            let inserted = s.insert_task(task(id, "B", 1_000_000)).await.unwrap();
+            assert!(
+                matches!(
+                    inserted,
+                    Inserted::New {
+                        started: false,
+                        ready: false,
+                        ..
+                    }
+                ),
+                "{id}: {inserted:?}"
+            );
+        }
+        let mut p4 = task("p4", "A", 1_000_000);
+        p4.policy = naga_core::config::SessionPolicy::Parallel;
+        p4.started = false;
+        let inserted = s.insert_task(p4).await.unwrap();
+        assert!(matches!(
+            inserted,
+            Inserted::New {
+                started: false,
+                ready: true,
+                ..
+            }
+        ));
+        let mut rejected = task("r5", "A", 1_000_000);
+        rejected.policy = naga_core::config::SessionPolicy::Reject;
+        assert_eq!(s.insert_task(rejected).await.unwrap(), Inserted::Busy);
+
+        let ids = |rows: Vec<TaskRow>| rows.into_iter().map(|t| t.id).collect::<Vec<_>>();
+        let claimed = ids(s.claim_runnable(claim("B", 5, 0), 10).await.unwrap());
+        assert_eq!(claimed, ["p4"], "only the parallel one may run beside t1");
+        assert_eq!(
+            s.task("p4").await.unwrap().unwrap().status,
+            TaskStatus::Running
+        );
+        // t1 ends: t2 is next (and says so), t3 still waits.
+        let end = |id: &str, seq: i64, owner: &str| TaskFinish {
+            task_id: id.into(),
+            task_seq: seq,
+            owner: owner.into(),
+            last_call: None,
+            status: TaskStatus::Succeeded,
+            error: None,
+            finished_at: 6,
+            callback: None,
+            callback_id: String::new(),
+            summary: None,
+            lease_until: 1_000_000,
+        };
+        let ended = s.finish_task(end("t1", 1, "A")).await.unwrap();
+        assert!(
+            matches!(ended, Finished::Ended { woke: true, .. }),
+            "{ended:?}"
+        );
+        let claimed = ids(s.claim_runnable(claim("B", 7, 0), 10).await.unwrap());
+        assert_eq!(claimed, ["t2"]);
+        // t2 ends: t3 is next (p4 was accepted after it: t3 does not wait
+        // for it).
+        let ended = s.finish_task(end("t2", 2, "B")).await.unwrap();
+        assert!(
+            matches!(ended, Finished::Ended { woke: true, .. }),
+            "{ended:?}"
+        );
+        let claimed = ids(s.claim_runnable(claim("B", 8, 0), 10).await.unwrap());
+        assert_eq!(claimed, ["t3"]);
+        let ended = s.finish_task(end("p4", 4, "B")).await.unwrap();
+        assert!(
+            matches!(ended, Finished::Ended { woke: false, .. }),
+            "{ended:?}"
+        );
+        assert!(s
+            .claim_runnable(claim("B", 9, 0), 10)
             .await
-            .unwrap();
-        let ids: Vec<_> = claimed.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, ["t1", "t2"], "in acceptance order");
+            .unwrap()
+            .is_empty());
         assert_eq!(
             s.renew_leases("A", 2_000_000).await.unwrap(),
             0,
@@ -261,6 +352,7 @@ async fn a_callback_is_stored_as_handed_over_with_the_next_sequence() {
                 .unwrap();
             let Finished::Ended {
                 callback: Some(row),
+                ..
             } = ended
             else {
                 panic!("{id} did not end with a callback");
@@ -285,25 +377,26 @@ async fn a_claim_takes_at_most_its_limit_oldest_first_and_a_restart_lets_go_of_t
         let s = backend.store.clone();
         eprintln!("on {}", backend.name);
         for i in 0..5 {
-            s.insert_task(task(&format!("t{i}"), "A", 1_000_000))
-                .await
-                .unwrap();
+            let mut t = waiting(&format!("t{i}"));
+            t.started = true;
+            s.insert_task(t).await.unwrap();
         }
-        let lease = |owner: &str| Lease {
-            owner: owner.into(),
-            until: 2_000_000,
-        };
-        // A restarts with room for two: it takes its two oldest back…
-        let claimed = s.claim_expired(lease("A"), 5, Some("A"), 2).await.unwrap();
-        let ids: Vec<&str> = claimed.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, ["t0", "t1"]);
-        // …and lets go of the rest, which B can take at once.
+        assert!(s
+            .claim_runnable(claim("B", 5, 0), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // A restarts: it lets go of what it held…
+        assert_eq!(s.release_unheld_leases("A", i64::MIN).await.unwrap(), 5);
+        // …and a claim takes the oldest first, no more than asked.
+        let ids = |rows: Vec<TaskRow>| rows.into_iter().map(|t| t.id).collect::<Vec<_>>();
         assert_eq!(
-            s.release_unheld_leases("A", claimed[1].seq).await.unwrap(),
-            3
+            ids(s.claim_runnable(claim("A", 5, 0), 2).await.unwrap()),
+            ["t0", "t1"]
         );
-        let claimed = s.claim_expired(lease("B"), 5, None, 10).await.unwrap();
-        let ids: Vec<&str> = claimed.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, ["t2", "t3", "t4"]);
+        assert_eq!(
+            ids(s.claim_runnable(claim("B", 5, 0), 10).await.unwrap()),
+            ["t2", "t3", "t4"]
+        );
     }
 }

@@ -64,17 +64,21 @@ async fn expired_tasks_claimed_by_two_nodes_at_once_go_to_one_each() {
     for backend in backends().await {
         let (a, b) = (backend.store.clone(), backend.another_node().await);
         for i in 0..60 {
-            a.insert_task(task(&format!("t{i}"), &format!("s{}", i % 6), "dead", 10))
-                .await
-                .unwrap();
+            let mut t = task(&format!("t{i}"), &format!("s{i}"), "dead", 10);
+            t.started = true;
+            a.insert_task(t).await.unwrap();
         }
-        let lease = |owner: &str| Lease {
-            owner: owner.into(),
-            until: 10_000,
+        let claim = |owner: &str| Claim {
+            lease: Lease {
+                owner: owner.into(),
+                until: 10_000,
+            },
+            now: 100,
+            dead_before: 0,
         };
         let (got_a, got_b) = tokio::join!(
-            a.claim_expired(lease("A"), 100, None, 1000),
-            b.claim_expired(lease("B"), 100, None, 1000)
+            a.claim_runnable(claim("A"), 1000),
+            b.claim_runnable(claim("B"), 1000)
         );
         let ids = |rows: Vec<TaskRow>| rows.into_iter().map(|t| t.id).collect::<HashSet<_>>();
         let (got_a, got_b) = (ids(got_a.unwrap()), ids(got_b.unwrap()));
@@ -175,7 +179,10 @@ async fn steps_and_callbacks_from_two_nodes_get_numbers_of_their_own() {
         for e in ends {
             assert!(matches!(
                 e.await.unwrap().unwrap(),
-                Finished::Ended { callback: Some(_) }
+                Finished::Ended {
+                    callback: Some(_),
+                    ..
+                }
             ));
         }
         let stored = a.pending_callbacks().await.unwrap();

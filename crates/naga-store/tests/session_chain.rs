@@ -25,7 +25,8 @@ fn task(id: &str, session: &str, at: i64) -> NewTask {
         analysis_session_id: None,
         query: None,
         callback_url: None,
-        policy: naga_core::config::SessionPolicy::Enqueue,
+        // (Parallel: each is held by A at once, whatever else its session runs.)
+        policy: naga_core::config::SessionPolicy::Parallel,
         fingerprint: None,
         calls: "[{\"tool_name\":\"echo\"}]".into(),
         calls_count: 1,
@@ -35,7 +36,7 @@ fn task(id: &str, session: &str, at: i64) -> NewTask {
             owner: "A".into(),
             until: i64::MAX,
         },
-        started: false,
+        started: true,
         clock: None,
     }
 }
@@ -100,7 +101,9 @@ async fn a_sessions_tasks_are_listed_newest_first_page_by_page_and_counted() {
             // Uneven interleaving: s1 gets most, s3 few.
             let session = sessions[[0, 0, 1, 0, 2, 1][i as usize % 6]];
             let id = format!("t{i}");
-            let t = task(&id, session, 1_000 + i);
+            let mut t = task(&id, session, 1_000 + i);
+            // (The ones that stay unfinished wait unheld, as queued.)
+            t.started = i % 3 != 0;
             let kind = t.kind;
             let Inserted::New { seq, .. } = s.insert_task(t).await.unwrap() else {
                 panic!("new task")

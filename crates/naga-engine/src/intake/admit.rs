@@ -69,24 +69,9 @@ impl Engine {
         let policy = batch
             .policy
             .unwrap_or(self.config().scheduler.session_policy);
-        // An idle session's batch takes its slot (and a worker) now; under
-        // `reject`, a busy session's batch is refused here.
-        let reservation = match self.scheduler().reserve(session.as_str(), policy) {
-            Ok(r) => r,
-            Err(SessionBusy) => {
-                // A repeat of a known request gets its first answer, not a refusal.
-                if let Some(repeat) = self.repeated(&request_id).await? {
-                    return Ok(repeat);
-                }
-                tracing::info!(
-                    session_id = ids.0,
-                    analysis_session_id = ids.1,
-                    request_id = ids.2,
-                    "session busy and policy is reject: batch refused"
-                );
-                return Err(session_busy(session.as_str()));
-            }
-        };
+        // A free worker is taken now: a batch whose session is idle in the
+        // store is then committed as running and starts at once.
+        let worker = self.scheduler().reserve();
         // Each call's JSON as sent: the scheduler keeps them while the batch
         // waits, the store keeps them as one array.
         let calls: Vec<Box<str>> = batch.calls.into_iter().map(RawCall::into_text).collect();
@@ -130,7 +115,7 @@ impl Engine {
         // (In the request's span: its lines carry the request's ids.)
         let engine = self.clone();
         tokio::spawn(Box::pin(
-            async move { engine.commit(task, spec, reservation).await }
+            async move { engine.commit(task, spec, worker).await }
                 .instrument(tracing::Span::current()),
         ))
         .await

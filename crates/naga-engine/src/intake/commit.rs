@@ -9,7 +9,7 @@ impl Engine {
         &self,
         mut task: NewTask,
         mut spec: TaskSpec,
-        mut reservation: Option<Reservation>,
+        worker: Option<Worker>,
     ) -> Result<Scheduled, EngineError> {
         let scheduler = self.scheduler();
         let ids = (
@@ -18,34 +18,29 @@ impl Engine {
             spec.id.as_str(),
         );
         let calls = task.calls_count;
-        // A batch that holds a worker is committed as running; the
-        // reservation goes back by itself if nothing new is stored.
-        task.started = reservation.as_ref().is_some_and(Reservation::has_worker);
+        // A batch that holds a worker is committed as running if its
+        // session is idle; the worker goes back by itself otherwise.
+        task.started = worker.is_some();
         let inserted = self.store().insert_task(task).await?;
-        let response = match inserted {
+        let (response, start) = match inserted {
             Inserted::New {
                 seq,
                 started,
+                ready,
                 accepted_at,
             } => {
                 spec.seq = seq;
-                if !started {
-                    // Stored as queued: the worker goes back (the session was
-                    // busy on another node, or none was free); a session slot
-                    // held here stays held until the batch is handed over, so
-                    // that no batch of its session gets in between.
-                    reservation = reservation.and_then(Reservation::without_worker);
-                }
                 // The answer says what the row says (a repeat is answered
                 // from the row).
-                scheduled_answer(
+                let response = scheduled_answer(
                     spec.kind,
                     &spec.id,
                     spec.calls.len(),
                     accepted_at,
                     &spec.session_id,
                     spec.analysis_session_id.as_deref(),
-                )
+                );
+                (response, worker.filter(|_| started).ok_or(ready))
             }
             Inserted::Existing(first) => {
                 tracing::info!(
@@ -98,22 +93,18 @@ impl Engine {
             "batch committed"
         );
         if spec.policy == SessionPolicy::Interrupt {
-            let cancelled = scheduler.interrupt_session(&spec.session_id, spec.seq);
+            let cancelled = scheduler.interrupt_session(ids.0, spec.seq).await;
             tracing::info!(
                 session_id = ids.0,
                 request_id = ids.2,
-                queued_cancelled = cancelled.len(),
+                waiting_cancelled = cancelled,
                 "interrupt policy: earlier batches of the session cancelled"
             );
         }
         let task_id = Some(spec.id.clone());
-        // (One that starts at once is told `running` as it starts.)
-        if !reservation.as_ref().is_some_and(|r| r.has_worker()) {
-            scheduler.tell(&spec, naga_core::TaskStatus::Queued, None);
-        }
-        match reservation {
-            Some(reservation) => scheduler.submit_reserved(spec, reservation),
-            None => scheduler.submit(spec),
+        match start {
+            Ok(worker) => scheduler.start(spec, worker),
+            Err(ready) => scheduler.parked(&spec, ready),
         }
         Ok(Scheduled {
             response,

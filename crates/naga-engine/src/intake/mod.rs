@@ -17,7 +17,7 @@ use answers::*;
 use requests::*;
 
 use crate::{
-    scheduler::{Calls, Reservation, SessionBusy, TaskSpec},
+    scheduler::{Calls, TaskSpec, Worker},
     Engine, EngineError,
 };
 use naga_core::{

@@ -49,10 +49,11 @@ impl Engine {
         .await
     }
 
-    /// When this node already holds `max` batches of `kind` (queued or
-    /// running: each is in memory), a new one is refused with 429 and
-    /// `Retry-After` (memory stays bounded whatever the backlog); a repeat
-    /// of a known request id still gets its first answer.
+    /// Overload protection, when set (`max` > 0): with `max` batches of
+    /// `kind` unfinished in the store, a new one is refused with 429 and
+    /// `Retry-After`; a repeat of a known request id still gets its first
+    /// answer. (Off by default: the backlog waits in the store, not in
+    /// memory.)
     pub(super) async fn refuse_when_full(
         &self,
         kind: TaskKind,
@@ -60,7 +61,7 @@ impl Engine {
         session_id: &Option<String>,
         request_id: &Option<String>,
     ) -> Result<Option<Scheduled>, EngineError> {
-        if self.scheduler().held(kind) < max {
+        if max == 0 || !self.store().unfinished_at_least(kind, max as i64).await? {
             return Ok(None);
         }
         if let Some(id) = request_id {

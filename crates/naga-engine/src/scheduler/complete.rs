@@ -101,7 +101,11 @@ impl Inner {
             .persist("finish", spec, || self.store.finish_task(finish.clone()))
             .await;
         match finished {
-            Ok(Finished::Ended { callback }) => {
+            Ok(Finished::Ended { callback, woke }) => {
+                if woke {
+                    // The session's next batch waits in the store, ready.
+                    self.wake();
+                }
                 crate::metrics::task_completed(spec.kind, status);
                 self.tell(spec, status, error.as_deref());
                 tracing::info!(task_id = %spec.id, session_id = %spec.session_id,

@@ -1,13 +1,14 @@
-//! Interrupting a session and cancelling a task, here and on the other
-//! nodes of a shared database; waiting for a task's end.
+//! Interrupting a session and cancelling a task, here, in the store and
+//! on the other nodes of a shared database; waiting for a task's end.
 
 use super::*;
 
 impl Scheduler {
     /// Cancels every batch of a session accepted before `before` (a `seq`;
-    /// the `interrupt` policy), here and, on a shared database, on the
-    /// other nodes.
-    pub fn interrupt_session(&self, session_id: &str, before: i64) -> Vec<String> {
+    /// the `interrupt` policy): those running here and, on a shared
+    /// database, on the other nodes, and those waiting in the store.
+    /// Returns how many waiting ones it cancelled.
+    pub async fn interrupt_session(&self, session_id: &str, before: i64) -> usize {
         if self.inner.shared {
             self.inner.tell_nodes(WorkNews {
                 interrupt: Some(session_id.to_owned()),
@@ -15,7 +16,51 @@ impl Scheduler {
                 ..Default::default()
             });
         }
-        self.interrupt_here(session_id, before)
+        self.interrupt_here(session_id, before);
+        let now = self.inner.clock.now_ms();
+        let which = Unheld::SessionBefore(session_id.to_owned(), before);
+        let waiting = match self
+            .inner
+            .store
+            .claim_unheld(self.inner.claim(now), which)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                // They run, then: an interrupt is a wish, not a guarantee.
+                tracing::error!(session_id, error = %e,
+                    "interrupt: cannot claim the session's waiting batches to cancel them");
+                return 0;
+            }
+        };
+        let n = waiting.len();
+        for t in waiting {
+            tracing::info!(task_id = %t.id, session_id,
+                "interrupt: batch waiting in the store cancelled");
+            self.end_claimed(t, "interrupted by a newer batch of the session")
+                .await;
+        }
+        n
+    }
+
+    /// Ends a task claimed (not started) to cancel it.
+    async fn end_claimed(&self, t: TaskRow, reason: &str) -> Option<TaskStatus> {
+        match self.resume_spec(&t).await {
+            Ok(spec) => self.inner.cancel_unstarted(&spec, reason).await,
+            Err(EngineError::Store(e)) if !e.is_transient() => {
+                self.quarantine(t, e);
+                Some(TaskStatus::Failed)
+            }
+            Err(e) => {
+                tracing::warn!(task_id = %t.id, error = %e, "cannot read a task to cancel it");
+                let _ = self
+                    .inner
+                    .store
+                    .release_lease(&t.id, &self.inner.node_id)
+                    .await;
+                None
+            }
+        }
     }
 
     /// Ends a batch that an interrupt reached before it was handed over.
@@ -30,86 +75,24 @@ impl Scheduler {
         });
     }
 
-    pub(super) fn interrupt_here(&self, session_id: &str, before: i64) -> Vec<String> {
-        let queued: Vec<TaskSpec> = {
-            let mut state = self.inner.state.lock().unwrap();
-            state.remember_interrupt(session_id, before);
-            let State {
-                sessions,
-                running,
-                held,
-                queued: queued_ids,
-                ..
-            } = &mut *state;
-            // (A batch started at once on a shared database has no slot.)
-            // Only batches accepted before the interrupting one: one accepted
-            // after it may already be queued behind the running batch.
-            let queued: Vec<TaskSpec> = sessions
-                .get_mut(session_id)
-                .map(|slot| {
-                    let (earlier, later): (Vec<TaskSpec>, Vec<TaskSpec>) =
-                        slot.queue.drain(..).partition(|q| q.seq < before);
-                    slot.queue = later.into();
-                    earlier
-                })
-                .unwrap_or_default();
-            for q in &queued {
-                held[kind_index(q.kind)] -= 1;
-                queued_ids.remove(&q.id);
+    /// Cancels this session's batches accepted before `before` running here.
+    pub(super) fn interrupt_here(&self, session_id: &str, before: i64) {
+        let mut state = self.inner.state.lock().unwrap();
+        state.remember_interrupt(session_id, before);
+        for (id, held) in state.running.iter() {
+            if held.session == session_id && held.seq < before {
+                tracing::info!(task_id = %id, session_id, "interrupt: cancelling running batch");
+                held.token.cancel();
             }
-            for (id, held) in running.iter() {
-                if held.session == session_id && held.seq < before {
-                    tracing::info!(task_id = %id, session_id, "interrupt: cancelling running batch");
-                    held.token.cancel();
-                }
-            }
-            queued
-        };
-        let ids = queued.iter().map(|s| s.id.clone()).collect();
-        for spec in queued {
-            let inner = self.inner.clone();
-            inner.tracker.clone().spawn(async move {
-                inner
-                    .cancel_unstarted(&spec, "interrupted by a newer batch of the session")
-                    .await;
-            });
         }
-        ids
     }
 
-    /// Cancels a task: a running call stops at once, the rest is skipped.
-    /// Resolves with the task's final status.
+    /// Cancels a task: a running call stops at once, the rest is skipped;
+    /// one waiting in the store is ended there. Resolves with the task's
+    /// final status.
     pub async fn cancel(&self, task_id: &str) -> Result<TaskStatus, EngineError> {
-        enum Found {
-            Running(oneshot::Receiver<TaskStatus>),
-            Queued(TaskSpec),
-            Neither,
-        }
-        let found = {
-            let mut state = self.inner.state.lock().unwrap();
-            if let Some(Held { token, .. }) = state.running.get(task_id).cloned() {
-                let (tx, rx) = oneshot::channel();
-                state
-                    .waiters
-                    .entry(task_id.to_owned())
-                    .or_default()
-                    .push(tx);
-                token.cancel();
-                Found::Running(rx)
-            } else {
-                let hit = state.queued.remove(task_id).and_then(|session| {
-                    let slot = state.sessions.get_mut(&session)?;
-                    let pos = slot.queue.iter().position(|s| s.id == task_id)?;
-                    slot.queue.remove(pos)
-                });
-                if let Some(spec) = &hit {
-                    state.held[kind_index(spec.kind)] -= 1;
-                }
-                hit.map_or(Found::Neither, Found::Queued)
-            }
-        };
-        match found {
-            Found::Running(rx) => match tokio::time::timeout(CANCEL_WAIT, rx).await {
+        if let Some(rx) = self.cancel_here(task_id) {
+            return match tokio::time::timeout(CANCEL_WAIT, rx).await {
                 Ok(Ok(status)) => Ok(status),
                 Ok(Err(_)) => Err(EngineError::Unavailable(
                     "the server is stopping; the task will resume after restart".into(),
@@ -118,44 +101,70 @@ impl Scheduler {
                     "task `{task_id}` is being cancelled but has not ended yet (the store may be \
                      unable to write): it ends as cancelled; check it again later"
                 ))),
-            },
-            Found::Queued(spec) => {
-                tracing::info!(task_id, session_id = %spec.session_id, "queued batch cancelled");
-                self.inner
-                    .cancel_unstarted(&spec, "cancelled before it started")
-                    .await;
-                Ok(TaskStatus::Cancelled)
-            }
-            Found::Neither => {
-                let task = self.inner.store.task(task_id).await?;
-                match task {
-                    None => Err(EngineError::NotFound(format!("no task `{task_id}`"))),
-                    Some(t) if self.inner.shared && !t.status.is_terminal() => {
-                        self.cancel_elsewhere(task_id).await
-                    }
-                    Some(t) => Err(EngineError::Conflict(format!(
-                        "task `{task_id}` is {} and can no longer be cancelled",
-                        t.status
-                    ))),
-                }
-            }
+            };
         }
+        let now = self.inner.clock.now_ms();
+        let which = Unheld::Task(task_id.to_owned());
+        let claimed = self
+            .inner
+            .store
+            .claim_unheld(self.inner.claim(now), which)
+            .await?;
+        if let Some(t) = claimed.into_iter().next() {
+            tracing::info!(task_id, session_id = %t.session_id,
+                "batch nobody runs cancelled in the store");
+            let reason = match t.status {
+                TaskStatus::Running => "cancelled while the node running it was gone",
+                _ => "cancelled before it started",
+            };
+            return self.end_claimed(t, reason).await.ok_or_else(|| {
+                EngineError::Unavailable(format!(
+                    "task `{task_id}` could not be cancelled yet (the store may be unable to \
+                     write): ask again"
+                ))
+            });
+        }
+        match self.inner.store.task(task_id).await? {
+            None => Err(EngineError::NotFound(format!("no task `{task_id}`"))),
+            Some(t) if t.status.is_terminal() => Err(EngineError::Conflict(format!(
+                "task `{task_id}` is {} and can no longer be cancelled",
+                t.status
+            ))),
+            // Held by a node that runs it: this one (it is being handed
+            // over) or, on a shared database, another.
+            Some(_) => self.cancel_elsewhere(task_id).await,
+        }
+    }
+
+    /// Cancels the task if it runs here: a receiver for its final status.
+    fn cancel_here(&self, task_id: &str) -> Option<oneshot::Receiver<TaskStatus>> {
+        let mut state = self.inner.state.lock().unwrap();
+        let Held { token, .. } = state.running.get(task_id).cloned()?;
+        let (tx, rx) = oneshot::channel();
+        state
+            .waiters
+            .entry(task_id.to_owned())
+            .or_default()
+            .push(tx);
+        token.cancel();
+        Some(rx)
     }
 
     /// Cancels a task another node holds: asks every node, then waits for
     /// the task's end in the store.
     pub(super) async fn cancel_elsewhere(&self, task_id: &str) -> Result<TaskStatus, EngineError> {
-        tracing::info!(
-            task_id,
-            "task held by another node: asking the nodes to cancel it"
-        );
-        self.inner.tell_nodes(WorkNews {
-            cancel: Some(task_id.to_owned()),
-            ..Default::default()
-        });
+        tracing::info!(task_id, "task held by a node: asking it to cancel it");
+        if self.inner.shared {
+            self.inner.tell_nodes(WorkNews {
+                cancel: Some(task_id.to_owned()),
+                ..Default::default()
+            });
+        }
         let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
+            // (Handed over here meanwhile.)
+            drop(self.cancel_here(task_id));
             let task = self.inner.store.task(task_id).await?;
             let status = task.map(|t| t.status);
             if let Some(status) = status.filter(|s| s.is_terminal()) {
@@ -171,7 +180,7 @@ impl Scheduler {
     /// A receiver for the final status of a task held here.
     pub fn wait(&self, task_id: &str) -> Option<oneshot::Receiver<TaskStatus>> {
         let mut state = self.inner.state.lock().unwrap();
-        state.holds(task_id).then(|| {
+        state.running.contains_key(task_id).then(|| {
             let (tx, rx) = oneshot::channel();
             state
                 .waiters
@@ -180,5 +189,71 @@ impl Scheduler {
                 .push(tx);
             rx
         })
+    }
+}
+
+impl State {
+    /// Whether an interrupt of its session came after `spec` was accepted.
+    pub(super) fn interrupted_before(&self, spec: &TaskSpec) -> bool {
+        self.interrupted
+            .get(&spec.session_id)
+            .is_some_and(|(before, at)| spec.seq < *before && at.elapsed() < INTERRUPT_MEMORY)
+    }
+
+    pub(super) fn remember_interrupt(&mut self, session_id: &str, before: i64) {
+        let now = std::time::Instant::now();
+        if self.interrupted.len() >= 64 {
+            self.interrupted
+                .retain(|_, (_, at)| now.duration_since(*at) < INTERRUPT_MEMORY);
+        }
+        let mark = self
+            .interrupted
+            .entry(session_id.to_owned())
+            .or_insert((before, now));
+        *mark = (mark.0.max(before), now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(session: &str, seq: i64) -> TaskSpec {
+        TaskSpec {
+            id: format!("{session}-{seq}"),
+            seq,
+            kind: TaskKind::Agent,
+            session_id: session.into(),
+            analysis_session_id: None,
+            callback_url: None,
+            policy: SessionPolicy::Enqueue,
+            calls: Calls::default(),
+            done: Vec::new(),
+        }
+    }
+
+    /// An interrupt cancels the batches its session accepted before it
+    /// (`seq` below the mark), never a later one; a later interrupt can
+    /// only move the mark on, and the mark is per session.
+    #[test]
+    fn an_interrupt_reaches_only_the_batches_accepted_before_it() {
+        let mut state = State::default();
+        assert!(!state.interrupted_before(&spec("s", 1)));
+        state.remember_interrupt("s", 10);
+        assert!(state.interrupted_before(&spec("s", 9)));
+        assert!(
+            !state.interrupted_before(&spec("s", 10)),
+            "the interrupting batch itself"
+        );
+        assert!(
+            !state.interrupted_before(&spec("s", 11)),
+            "a batch accepted after it"
+        );
+        assert!(!state.interrupted_before(&spec("t", 9)), "another session");
+        // A late-arriving older interrupt does not lower the mark.
+        state.remember_interrupt("s", 5);
+        assert!(state.interrupted_before(&spec("s", 9)));
+        state.remember_interrupt("s", 20);
+        assert!(state.interrupted_before(&spec("s", 15)));
     }
 }

@@ -4,35 +4,39 @@
 //! committed as it ends, and the terminal state committed together with the
 //! callback it owes.
 //!
-//! In-memory state is only the queues and the cancel handles of tasks that
-//! are waiting or running; it is dropped as soon as a task ends.
+//! The store is the queue. A batch that can start as it is accepted (a
+//! worker free here, its session idle in the store) is committed as running
+//! and held here; any other is committed unheld and waits in the store, not
+//! in memory. Each node claims the runnable ones (its session's earliest
+//! unfinished batch, or `parallel`; nobody holding it) in groups bounded by
+//! its free workers, the earliest accepted first: a backlog of any size, a
+//! restart's tasks and a dead node's are all taken the same way. A node's
+//! memory holds only what it runs.
 //!
-//! On a database several nodes share (PostgreSQL) a session's order is the
-//! database's: a node starts each batch it holds, and a batch that is not
-//! `parallel` first waits until every batch its session accepted before it
-//! has ended, wherever that runs ([`Store::earlier_unfinished`]); woken by
-//! the ending node's `naga_work` broadcast, or a poll when one is lost.
-//! `reject` is decided as the batch is stored; `interrupt` and `cancel`
-//! reach the batch on whichever node holds it.
+//! Claims are woken, not polled: here by a batch stored ready and by an end
+//! that readies its session's next batch, and on a shared database
+//! (PostgreSQL) by the other nodes' `naga_work` news; a poll each second
+//! (shared) finds what a lost message or a dead node left. A node is dead
+//! once its heartbeat is [`DEAD_AFTER_BEATS`] beats old; its leases are
+//! fenced as before (a node that wakes from a pause cannot write).
 //!
 //! Where each part is:
-//! - this file: the scheduler's types and admission (`submit`, `reserve`:
-//!   a batch gets a slot or waits in its session's queue);
-//! - `slots`: which batch of a session runs, and the hand-over when one ends;
-//! - `run`: a worker, the task marked running, its calls in order;
+//! - this file: the scheduler's types and admission (`reserve`, `start`,
+//!   `parked`);
+//! - `queue`: claiming runnable batches from the store;
+//! - `run`: a task held here, its calls in order, its release;
 //! - `complete`: the end of a task, its summary and its callback, in one commit;
 //! - `control`: `interrupt`, `cancel` and waiting for a task's end;
-//! - `recovery`: taking tasks over (at start, and expired leases), the
-//!   leases' renewal, the drain at shutdown;
-//! - `cluster`: a session's order across the nodes of a shared database;
+//! - `leases`: the heartbeat, the leases' renewal, the start and the drain;
+//! - `cluster`: what nodes sharing a database tell each other;
 //! - `tests`: the scheduler alone, with a manual clock and gated calls.
 
 mod cluster;
 mod complete;
 mod control;
-mod recovery;
+mod leases;
+mod queue;
 mod run;
-mod slots;
 #[cfg(test)]
 mod tests;
 
@@ -53,20 +57,20 @@ use naga_core::{
     CallStatus, TaskStatus,
 };
 use naga_store::{
-    CallFinish, Channel, Finished, Lease, NewStep, Store, StoreError, TaskFinish, TaskRow,
+    CallFinish, Channel, Claim, Finished, Lease, NewStep, Store, StoreError, TaskFinish, TaskRow,
+    Unheld,
 };
 use serde_json::Value;
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-/// A batch's calls, kept as their JSON text while the batch waits: parsed,
-/// a call is several times larger, and a backlog of queued batches must
-/// not fill memory (the store has them anyway). Parsed when the batch runs.
+/// A batch's calls, kept as their JSON text (as the store keeps them);
+/// parsed when the batch runs.
 #[derive(Debug, Clone, Default)]
 pub struct Calls(Box<[Box<str>]>);
 
@@ -115,46 +119,10 @@ pub struct TaskSpec {
     pub done: Vec<Option<CallOutcome>>,
 }
 
-/// A session slot, and a worker when one was free, held for a batch about
-/// to be committed. Dropped unused (the batch was a repeat, or its commit
-/// failed), it gives both back and lets the session's next batch start.
-pub struct Reservation {
-    inner: Arc<Inner>,
-    session_id: String,
-    permit: Option<OwnedSemaphorePermit>,
-    /// The slot is still this reservation's (not yet handed to the task).
-    slot: bool,
-}
-
-impl Reservation {
-    /// Whether a worker is held: the batch is committed as running.
-    pub fn has_worker(&self) -> bool {
-        self.permit.is_some()
-    }
-
-    /// Gives the worker back and keeps the session's slot, if this holds
-    /// one (`None` otherwise: nothing is left to hand over).
-    pub fn without_worker(mut self) -> Option<Self> {
-        drop(self.permit.take());
-        self.slot.then_some(self)
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        drop(self.permit.take());
-        if self.slot {
-            let mut state = self.inner.state.lock().unwrap();
-            self.inner
-                .clone()
-                .free_slot_locked(&mut state, &self.session_id);
-        }
-    }
-}
-
-/// The session has a batch queued or running and the policy is `reject`.
-#[derive(Debug)]
-pub struct SessionBusy;
+/// A free worker of this node, taken for a batch about to be committed
+/// (it is committed as running and starts without a second write). Dropped
+/// unused, it goes back.
+pub type Worker = OwnedSemaphorePermit;
 
 #[derive(Clone)]
 pub struct Scheduler {
@@ -171,13 +139,12 @@ struct Inner {
     /// Writes an LLM summary of each finished task, when configured.
     summarizer: Option<crate::llm::LlmClient>,
     node_id: String,
-    /// Other nodes share the database: a session's order is kept there.
+    /// Other nodes share the database: they hear of runnable work.
     shared: bool,
-    /// Sessions whose batch just ended (here or, by `naga_work`, on another
-    /// node): their next batch may start.
-    turns: tokio::sync::broadcast::Sender<Arc<str>>,
     permits: Arc<Semaphore>,
     state: Mutex<State>,
+    /// Runnable batches may wait in the store (see `queue`).
+    work: queue::Work,
     /// No new task or call starts once this fires (graceful shutdown).
     draining: CancellationToken,
     /// Calls in flight are abandoned once this fires.
@@ -189,22 +156,13 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    sessions: HashMap<String, Slot>,
-    /// Tasks that hold a slot (running or about to).
+    /// Tasks held here (running, or about to).
     running: HashMap<String, Held>,
-    /// Tasks waiting in a session's queue: their session (found without
-    /// walking every queue: a backlog must not make each submit slower).
-    queued: HashMap<String, String>,
     waiters: HashMap<String, Vec<oneshot::Sender<TaskStatus>>>,
-    /// Tasks held (queued or running) per kind: agent, mcp.
+    /// Tasks held here per kind: agent, mcp.
     held: [usize; 2],
-    /// Shared database: the `seq` of each batch held here, per session. A
-    /// batch with an earlier one of its session here waits for that one's
-    /// end here, without asking the database: only a session's first batch
-    /// on a node polls.
-    session_seqs: HashMap<String, std::collections::BTreeSet<i64>>,
     /// Recent interrupts: a session's batches accepted before this `seq`
-    /// are cancelled, also one committed before the interrupt but handed
+    /// are cancelled, also one claimed before the interrupt but handed
     /// over after it (see [`Scheduler::interrupt_session`]).
     interrupted: HashMap<String, (i64, std::time::Instant)>,
 }
@@ -223,13 +181,30 @@ impl Inner {
             },
         );
     }
+
+    /// The claim this node makes now: its lease, and which other nodes
+    /// count as dead (no heartbeat for [`DEAD_AFTER_BEATS`] beats).
+    fn claim(&self, now: i64) -> Claim {
+        Claim {
+            lease: Lease {
+                owner: self.node_id.clone(),
+                until: now + self.config.lease_ms as i64,
+            },
+            now,
+            dead_before: now - (self.config.heartbeat_ms * DEAD_AFTER_BEATS) as i64,
+        }
+    }
 }
 
-/// How long an interrupt is remembered for batches committed before it
+/// A node whose heartbeat is this many beats old is dead: whichever node
+/// has room takes its tasks over.
+pub const DEAD_AFTER_BEATS: u64 = 3;
+
+/// How long an interrupt is remembered for batches claimed before it
 /// and handed over after it (that gap has no await: microseconds).
 const INTERRUPT_MEMORY: Duration = Duration::from_secs(60);
 
-/// A task that holds a slot: its session, its `seq` and its cancel handle.
+/// A task held here: its session, its `seq` and its cancel handle.
 #[derive(Clone)]
 struct Held {
     session: String,
@@ -241,9 +216,13 @@ struct Held {
 /// (on [`Channel::Work`]).
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct WorkNews {
-    /// A batch of this session ended (sent by the database on commit).
+    /// A batch of this session ended (sent by the database on commit): its
+    /// next batch may be runnable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ended: Option<String>,
+    /// A runnable batch waits in the store for a free worker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    ready: bool,
     /// Cancel this session's batches accepted before `before`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     interrupt: Option<String>,
@@ -254,21 +233,11 @@ struct WorkNews {
     cancel: Option<String>,
 }
 
-/// How often a batch waiting for its session's earlier batch on another
-/// node checks again when no word of its end arrives (at most).
-const TURN_POLL_MAX: Duration = Duration::from_secs(1);
-
 fn kind_index(kind: TaskKind) -> usize {
     match kind {
         TaskKind::Agent => 0,
         TaskKind::Mcp => 1,
     }
-}
-
-#[derive(Default)]
-struct Slot {
-    active: usize,
-    queue: VecDeque<TaskSpec>,
 }
 
 /// How long `cancel` waits for a running task to end before answering
@@ -300,7 +269,6 @@ impl Scheduler {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(config.workers.max(1))),
                 shared: store.is_shared(),
-                turns: tokio::sync::broadcast::channel(1024).0,
                 store,
                 callbacks,
                 clock,
@@ -310,6 +278,7 @@ impl Scheduler {
                 summarizer: crate::llm::LlmClient::from_config(&llm),
                 node_id,
                 state: Mutex::default(),
+                work: Default::default(),
                 draining: CancellationToken::new(),
                 stop,
                 tracker: TaskTracker::new(),
@@ -333,136 +302,48 @@ impl Scheduler {
         &self.inner.node_id
     }
 
-    /// How many tasks of `kind` this node holds (queued or running).
+    /// How many tasks of `kind` this node holds (running, or about to).
     pub fn held(&self, kind: TaskKind) -> usize {
         self.inner.state.lock().unwrap().held[kind_index(kind)]
     }
 
     /// The lease a task accepted (or claimed) now by this node gets.
     pub fn lease(&self, now: i64) -> Lease {
-        Lease {
-            owner: self.inner.node_id.clone(),
-            until: now + self.inner.config.lease_ms as i64,
-        }
+        self.inner.claim(now).lease
     }
 
-    /// Hands a committed task, whose lease this node holds, to the scheduler.
-    pub fn submit(&self, spec: TaskSpec) {
-        let mut state = self.inner.state.lock().unwrap();
-        if state.holds(&spec.id) {
-            return;
-        }
-        if state.interrupted_before(&spec) {
-            drop(state);
-            self.cancel_interrupted(spec);
-            return;
-        }
-        state.held[kind_index(spec.kind)] += 1;
-        let State {
-            sessions, queued, ..
-        } = &mut *state;
-        let slot = sessions.entry(spec.session_id.clone()).or_default();
-        // (Shared database: the batch waits for its turn there, see `start`.)
-        if spec.policy == SessionPolicy::Parallel || slot.active == 0 || self.inner.shared {
-            tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
-                analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
-                policy = spec.policy.as_str(), "batch starts");
-            slot.active += 1;
-            self.inner.clone().start_locked(&mut state, spec, None);
-        } else {
-            tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
-                analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
-                queued_behind = slot.active + slot.queue.len(),
-                "session busy: batch queued (FIFO per session)");
-            queued.insert(spec.id.clone(), spec.session_id.clone());
-            slot.queue.push_back(spec);
-        }
-    }
-
-    /// Before a batch's commit: when its session is idle (or its policy is
-    /// `parallel`) and a worker is free, takes both for it, so that it is
-    /// committed as running and starts without a second write. `None`: it
-    /// goes through [`Scheduler::submit`] after its commit, as usual.
-    ///
-    /// Under `reject` the check and the taking are one step (two batches
-    /// for an idle session at once: one gets the slot, the other
-    /// [`SessionBusy`]); the slot is taken even with no worker free.
-    pub fn reserve(
-        &self,
-        session_id: &str,
-        policy: SessionPolicy,
-    ) -> Result<Option<Reservation>, SessionBusy> {
-        if self.inner.shared {
-            // The session's state is the database's (`reject` included): it
-            // commits the batch as running only if the session is idle.
-            if policy == SessionPolicy::Interrupt || self.inner.draining.is_cancelled() {
-                return Ok(None);
-            }
-            return Ok(self
-                .inner
-                .permits
-                .clone()
-                .try_acquire_owned()
-                .ok()
-                .map(|permit| Reservation {
-                    inner: self.inner.clone(),
-                    session_id: session_id.to_owned(),
-                    permit: Some(permit),
-                    slot: false,
-                }));
-        }
-        let (parallel, reject) = match policy {
-            SessionPolicy::Enqueue => (false, false),
-            SessionPolicy::Parallel => (true, false),
-            SessionPolicy::Reject => (false, true),
-            SessionPolicy::Interrupt => return Ok(None),
-        };
-        let mut state = self.inner.state.lock().unwrap();
-        if state.busy(session_id) && !parallel {
-            return match reject {
-                true => Err(SessionBusy),
-                false => Ok(None),
-            };
-        }
+    /// A free worker for a batch about to be committed (`None`: none is
+    /// free, or the node is stopping: the batch waits in the store).
+    pub fn reserve(&self) -> Option<Worker> {
         if self.inner.draining.is_cancelled() {
-            return Ok(None);
+            return None;
         }
-        let permit = self.inner.permits.clone().try_acquire_owned().ok();
-        if permit.is_none() && !reject {
-            return Ok(None);
-        }
-        state
-            .sessions
-            .entry(session_id.to_owned())
-            .or_default()
-            .active += 1;
-        Ok(Some(Reservation {
-            inner: self.inner.clone(),
-            session_id: session_id.to_owned(),
-            permit,
-            slot: true,
-        }))
+        self.inner.permits.clone().try_acquire_owned().ok()
     }
 
-    /// Starts a batch committed with its reservation: at once when it
-    /// holds a worker (it was committed as running), else once one is free;
-    /// the session's slot it holds passes to the batch without a gap.
-    pub fn submit_reserved(&self, spec: TaskSpec, mut reservation: Reservation) {
-        let mut state = self.inner.state.lock().unwrap();
-        if state.interrupted_before(&spec) {
-            // (Unlocked first: the reservation gives its slot back.)
-            drop(state);
-            drop(reservation);
-            self.cancel_interrupted(spec);
-            return;
-        }
-        let permit = reservation.permit.take();
-        reservation.slot = false;
-        state.held[kind_index(spec.kind)] += 1;
+    /// Runs a batch committed as running, held here, on its worker.
+    pub fn start(&self, spec: TaskSpec, worker: Worker) {
         tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
             analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
-            policy = spec.policy.as_str(), committed_as_running = permit.is_some(),
-            "batch starts");
-        self.inner.clone().start_locked(&mut state, spec, permit);
+            policy = spec.policy.as_str(), "batch starts");
+        self.inner.clone().hold(spec, worker);
+    }
+
+    /// A batch committed unheld: it waits in the store. `ready`: it may run
+    /// as soon as a worker is free (here, or on another node).
+    pub fn parked(&self, spec: &TaskSpec, ready: bool) {
+        tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
+            analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
+            ready, "batch waits in the store (its session is busy, or no worker is free)");
+        self.inner.tell(spec, TaskStatus::Queued, None);
+        if ready {
+            self.inner.wake();
+            if self.inner.shared {
+                self.inner.tell_nodes(WorkNews {
+                    ready: true,
+                    ..Default::default()
+                });
+            }
+        }
     }
 }

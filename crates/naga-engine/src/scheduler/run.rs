@@ -1,25 +1,75 @@
-//! Running a task: taking a worker, marking it running, its calls in
-//! order with every call's end committed as it happens.
+//! Running a task held here: its calls in order, every call's end
+//! committed as it happens, then its release.
 
 use super::*;
+use tracing::Instrument;
 
 impl Inner {
-    /// Runs a task to its end. `None`: it did not end here (the server is
-    /// stopping, or the store failed); the store still has it as running and
-    /// a restart resumes it.
+    pub(super) fn executor(&self, kind: TaskKind) -> Option<Arc<dyn Executor>> {
+        match kind {
+            TaskKind::Agent => Some(self.agent.clone()),
+            TaskKind::Mcp => self.mcp.lock().unwrap().clone(),
+        }
+    }
+
+    /// Holds a task started here on its worker: registers its cancel
+    /// handle and spawns its run.
+    pub(super) fn hold(self: Arc<Self>, spec: TaskSpec, worker: Worker) {
+        let token = CancellationToken::new();
+        {
+            let mut state = self.state.lock().unwrap();
+            state.held[kind_index(spec.kind)] += 1;
+            state.running.insert(
+                spec.id.clone(),
+                Held {
+                    session: spec.session_id.clone(),
+                    seq: spec.seq,
+                    token: token.clone(),
+                },
+            );
+        }
+        let tracker = self.tracker.clone();
+        // Every line the task's run logs carries its ids.
+        let span = tracing::info_span!("task", task_id = %spec.id, request_id = %spec.id,
+            session_id = %spec.session_id,
+            analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""));
+        // Boxed for the reason given where a batch is committed (intake/commit.rs).
+        tracker.spawn(Box::pin(
+            async move {
+                let status = self.run(&spec, &token, worker).await;
+                self.release(&spec, status);
+            }
+            .instrument(span),
+        ));
+    }
+
+    /// Forgets a task that ran here, answers whoever waits for its end,
+    /// and lets the claimer use the worker it gave back.
+    fn release(&self, spec: &TaskSpec, status: Option<TaskStatus>) {
+        let waiters = {
+            let mut state = self.state.lock().unwrap();
+            state.running.remove(&spec.id);
+            state.held[kind_index(spec.kind)] -= 1;
+            state.waiters.remove(&spec.id)
+        };
+        if let Some(status) = status {
+            for w in waiters.into_iter().flatten() {
+                let _ = w.send(status);
+            }
+        }
+        self.worker_free();
+    }
+
+    /// Runs a task to its end on its worker. `None`: it did not end here
+    /// (the server is stopping, or the store failed); the store still has
+    /// it as running and a restart or another node resumes it.
     pub(super) async fn run(
         &self,
         spec: &TaskSpec,
         token: &CancellationToken,
-        reserved: Option<OwnedSemaphorePermit>,
+        worker: Worker,
     ) -> Option<TaskStatus> {
-        let _permit = match reserved {
-            Some(permit) => permit,
-            None => match self.start(spec, token).await {
-                Ok(permit) => permit,
-                Err(status) => return status,
-            },
-        };
+        let _worker = worker;
         self.tell(spec, TaskStatus::Running, None);
         let began = std::time::Instant::now();
         let status = self.run_calls(spec, token).await;
@@ -30,10 +80,10 @@ impl Inner {
     }
 
     /// Runs a write of `spec`'s through storage faults (a full disk, an I/O
-    /// error; see [`retry_store`]). While it waits the task keeps its slot
-    /// and its lease, so it neither stays `running` with no way to finish
-    /// nor lets its session's next batch overtake it. A task given up on is
-    /// let go of in the store, so that a later sweep resumes it.
+    /// error; see [`retry_store`]). While it waits the task keeps its
+    /// worker and its lease, so it neither stays `running` with no way to
+    /// finish nor lets its session's next batch overtake it. A task given
+    /// up on is let go of in the store, so that a later claim resumes it.
     pub(super) async fn persist<T, F, Fut>(
         &self,
         what: &str,
@@ -52,44 +102,6 @@ impl Inner {
             }
         }
         result
-    }
-
-    /// Takes a worker and marks the task running. `Err`: it does not run
-    /// here, with the status it ended with, if known.
-    pub(super) async fn start(
-        &self,
-        spec: &TaskSpec,
-        token: &CancellationToken,
-    ) -> Result<OwnedSemaphorePermit, Option<TaskStatus>> {
-        let ids = (spec.id.as_str(), spec.session_id.as_str());
-        self.wait_turn(spec, token).await?;
-        let permit = tokio::select! {
-            p = self.permits.clone().acquire_owned() => p.map_err(|_| None)?,
-            _ = self.draining.cancelled() => return Err(None),
-            _ = token.cancelled() => return Err(self.cancel_unstarted(spec, "cancelled before it started").await),
-        };
-        let now = self.clock.now_ms();
-        let started = self
-            .persist("start", spec, || {
-                self.store.start_task(&spec.id, &self.node_id, now)
-            })
-            .await;
-        match started {
-            Ok(true) => Ok(permit),
-            Ok(false) => {
-                tracing::info!(
-                    task_id = ids.0,
-                    session_id = ids.1,
-                    "task ended or is held by another node; not run here"
-                );
-                let t = self.store.task(&spec.id).await.ok().flatten();
-                Err(t.map(|t| t.status))
-            }
-            Err(e) => {
-                tracing::error!(task_id = ids.0, session_id = ids.1, error = %e, "cannot start task");
-                Err(None)
-            }
-        }
     }
 
     /// Runs the calls of a started task in order, then ends it.

@@ -101,6 +101,8 @@ async fn fixture(workers: usize) -> Fixture {
         stop,
         Default::default(),
     );
+    // (The claimer, the heartbeat: what `Engine::start` spawns.)
+    scheduler.spawn_maintenance();
     Fixture {
         scheduler,
         store,
@@ -114,6 +116,9 @@ async fn fixture(workers: usize) -> Fixture {
 impl Fixture {
     /// Stores a batch of `calls` calls held by `owner` until `until`, and
     /// its spec as the scheduler runs it.
+    /// (`started`: asked to be held by `owner`; returns whether it is, and
+    /// whether it is ready.)
+    #[allow(clippy::too_many_arguments)]
     async fn stored(
         &self,
         id: &str,
@@ -122,11 +127,17 @@ impl Fixture {
         calls: usize,
         owner: &str,
         until: i64,
-    ) -> TaskSpec {
+        started: bool,
+    ) -> (TaskSpec, bool, bool) {
         let texts: Vec<Box<str>> = (0..calls)
             .map(|i| format!("{{\"instruction\":\"{id} {i}\"}}").into_boxed_str())
             .collect();
-        let Inserted::New { seq, .. } = self
+        let Inserted::New {
+            seq,
+            started,
+            ready,
+            ..
+        } = self
             .store
             .insert_task(NewTask {
                 id: id.into(),
@@ -145,7 +156,7 @@ impl Fixture {
                     owner: owner.into(),
                     until,
                 },
-                started: false,
+                started,
                 clock: None,
             })
             .await
@@ -153,7 +164,7 @@ impl Fixture {
         else {
             panic!("{id}: not stored as new")
         };
-        TaskSpec {
+        let spec = TaskSpec {
             id: id.into(),
             seq,
             kind: TaskKind::Agent,
@@ -163,18 +174,23 @@ impl Fixture {
             policy,
             calls: Calls::new(texts),
             done: vec![None; calls],
-        }
+        };
+        (spec, started, ready)
     }
 
-    /// Submits a batch of this node's and returns the receiver of its end.
+    /// Accepts a batch as the engine does (committed as running here when
+    /// a worker is free and its session idle, else waiting in the store),
+    /// and returns what tells its end.
     async fn submit(&self, id: &str, session: &str, policy: SessionPolicy) -> Ending {
-        let spec = self.stored(id, session, policy, 1, NODE, i64::MAX).await;
-        self.scheduler.submit(spec);
-        Ending(
-            self.scheduler
-                .wait(id)
-                .expect("a held task can be waited for"),
-        )
+        let worker = self.scheduler.reserve();
+        let (spec, started, ready) = self
+            .stored(id, session, policy, 1, NODE, i64::MAX, worker.is_some())
+            .await;
+        match worker.filter(|_| started) {
+            Some(worker) => self.scheduler.start(spec, worker),
+            None => self.scheduler.parked(&spec, ready),
+        }
+        Ending(self.store.clone(), id.into())
     }
 
     /// The next call that starts.
@@ -186,14 +202,24 @@ impl Fixture {
     }
 }
 
-struct Ending(oneshot::Receiver<TaskStatus>);
+/// A task's end, as the store tells it.
+struct Ending(Store, String);
 
 impl Ending {
     async fn status(self, what: &str) -> TaskStatus {
-        tokio::time::timeout(Duration::from_secs(10), self.0)
-            .await
-            .unwrap_or_else(|_| panic!("{what} did not end within 10 s"))
-            .unwrap_or_else(|_| panic!("{what}: its end was not reported"))
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let t = self.0.task(&self.1).await.unwrap().expect("stored");
+            if t.status.is_terminal() {
+                return t.status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} did not end within 10 s (still {})",
+                t.status
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -267,11 +293,12 @@ async fn a_queued_batch_cancelled_never_runs_and_its_session_goes_on() {
 }
 
 #[tokio::test]
-async fn an_expired_lease_is_taken_over_on_the_clock_and_resumes_at_its_first_unfinished_call() {
+async fn a_dead_node_s_task_is_taken_over_on_the_clock_and_resumes_at_its_first_unfinished_call() {
     let mut f = fixture(4).await;
     let now = f.clock.now_ms();
     let lease_ms = SchedulerConfig::default().lease_ms as i64;
-    let spec = f
+    let beat = SchedulerConfig::default().heartbeat_ms;
+    let (spec, started, _) = f
         .stored(
             "t",
             "s",
@@ -279,8 +306,11 @@ async fn an_expired_lease_is_taken_over_on_the_clock_and_resumes_at_its_first_un
             2,
             "node-b",
             now + lease_ms,
+            true,
         )
         .await;
+    assert!(started, "held by node-b");
+    f.store.node_heartbeat("node-b", now, true).await.unwrap();
     // node-b ended the first call, then died.
     f.store
         .finish_call(naga_store::CallFinish {
@@ -301,16 +331,21 @@ async fn an_expired_lease_is_taken_over_on_the_clock_and_resumes_at_its_first_un
         .await
         .unwrap();
     assert_eq!(
-        f.scheduler.claim_expired().await.unwrap(),
+        f.scheduler.pull().await.unwrap(),
         0,
-        "node-b's lease still runs"
+        "node-b beats and its lease runs"
     );
-    f.clock.advance(Duration::from_millis(lease_ms as u64 + 1));
-    assert_eq!(f.scheduler.claim_expired().await.unwrap(), 1);
-    let ending = Ending(f.scheduler.wait("t").expect("taken over"));
+    // Its lease still runs, but it has been silent for three beats: the
+    // claimer's next poll takes its task.
+    f.clock
+        .advance(Duration::from_millis(beat * DEAD_AFTER_BEATS + 1));
+    assert!(now + lease_ms > f.clock.now_ms());
     assert_eq!(f.next_start("t#1").await, "t#1", "call 0 ended on node-b");
     f.executor.open("t#1");
-    assert_eq!(ending.status("t").await, TaskStatus::Succeeded);
+    assert_eq!(
+        Ending(f.store.clone(), "t".into()).status("t").await,
+        TaskStatus::Succeeded
+    );
     let calls = f.store.calls("t").await.unwrap();
     let results: Vec<Option<&str>> = calls.iter().map(|c| c.result.as_deref()).collect();
     assert!(
@@ -318,4 +353,56 @@ async fn an_expired_lease_is_taken_over_on_the_clock_and_resumes_at_its_first_un
             && results[1].is_some_and(|r| r.contains("t#1")),
         "each call's result is the one of the node that ran it: {results:?}"
     );
+}
+
+/// A backlog waits in the store, not in memory: with one worker and one
+/// session's long batch running, every later batch is stored unheld, and
+/// the node holds only what runs; they run in order once it ends.
+#[tokio::test]
+async fn a_backlog_waits_in_the_store_and_drains_in_each_session_s_order() {
+    let mut f = fixture(1).await;
+    let long = f.submit("long", "a", SessionPolicy::Enqueue).await;
+    assert_eq!(f.next_start("long").await, "long#0");
+    let mut later = Vec::new();
+    for i in 0..20 {
+        let session = if i % 2 == 0 { "a" } else { "b" };
+        let id = format!("{session}{i}");
+        later.push((
+            id.clone(),
+            f.submit(&id, session, SessionPolicy::Enqueue).await,
+        ));
+    }
+    assert_eq!(
+        f.scheduler.held(TaskKind::Agent),
+        1,
+        "only the running one is held"
+    );
+    f.executor.open("long#0");
+    assert_eq!(long.status("long").await, TaskStatus::Succeeded);
+    let mut order = Vec::new();
+    for _ in 0..20 {
+        let call = f.next_start("the backlog").await;
+        f.executor.open(&call);
+        order.push(call.trim_end_matches("#0").to_owned());
+    }
+    for (id, ending) in later {
+        assert_eq!(ending.status(&id).await, TaskStatus::Succeeded);
+    }
+    let of = |s: &str| -> Vec<usize> {
+        order
+            .iter()
+            .filter(|id| id.starts_with(s))
+            .map(|id| id[1..].parse().unwrap())
+            .collect()
+    };
+    let (a, b) = (of("a"), of("b"));
+    assert!(
+        a.windows(2).all(|w| w[0] < w[1]),
+        "session a in order: {order:?}"
+    );
+    assert!(
+        b.windows(2).all(|w| w[0] < w[1]),
+        "session b in order: {order:?}"
+    );
+    assert_eq!(a.len() + b.len(), 20);
 }

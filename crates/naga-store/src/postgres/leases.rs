@@ -31,32 +31,72 @@ pub(crate) async fn renew_leases(
     Ok(n)
 }
 
-/// Claims expired (or own) leases; rows another node is claiming at this
-/// moment are skipped (`SKIP LOCKED`), so each task goes to one node.
-pub(crate) async fn claim_expired(
+/// Who may take a task over (`$1` the claimant, `$3` now, `$4` the
+/// heartbeat before which a node is dead): nobody holds it, its lease
+/// expired, or its holder stopped beating.
+macro_rules! unheld {
+    () => {
+        "(lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < $3
+          OR lease_owner IN (SELECT id FROM nodes WHERE heartbeat_at < $4 AND id <> $1))"
+    };
+}
+
+/// Claims and starts runnable tasks (ready, unheld), the earliest first;
+/// rows another node is claiming at this moment are skipped (`SKIP
+/// LOCKED`), so each task goes to one node.
+pub(crate) async fn claim_runnable(
     pool: &PgPool,
-    lease: &Lease,
-    now: Millis,
-    own: Option<&str>,
+    claim: &Claim,
     limit: i64,
 ) -> Result<Vec<TaskRow>, StoreError> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(concat!(
         "WITH claimed AS (
-             UPDATE tasks SET lease_owner = $1, lease_expires_at = $2
+             UPDATE tasks SET lease_owner = $1, lease_expires_at = $2, status = 'running',
+                 started_at = COALESCE(started_at, $3)
              WHERE seq IN (SELECT seq FROM tasks
-                           WHERE status IN ('queued', 'running')
-                             AND (lease_owner IS NULL OR lease_expires_at IS NULL
-                                  OR lease_expires_at < $3 OR lease_owner = $4)
-                           ORDER BY seq LIMIT $5
+                           WHERE ready AND status IN ('queued', 'running') AND ",
+        unheld!(),
+        " ORDER BY seq LIMIT $5
                            FOR UPDATE SKIP LOCKED)
              RETURNING seq)
-         SELECT t.* FROM task_rows t JOIN claimed c ON c.seq = t.seq ORDER BY t.seq",
-    )
-    .bind(&lease.owner)
-    .bind(lease.until)
-    .bind(now)
-    .bind(own)
+         SELECT t.* FROM task_rows t JOIN claimed c ON c.seq = t.seq ORDER BY t.seq"
+    ))
+    .bind(&claim.lease.owner)
+    .bind(claim.lease.until)
+    .bind(claim.now)
+    .bind(claim.dead_before)
     .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Claims (without starting) unfinished tasks nobody else holds: one task,
+/// or a session's accepted before a `seq`.
+pub(crate) async fn claim_unheld(
+    pool: &PgPool,
+    claim: &Claim,
+    which: &Unheld,
+) -> Result<Vec<TaskRow>, StoreError> {
+    let (which_sql, key, before) = match which {
+        Unheld::Task(id) => ("id = $5 AND $6::BIGINT IS NULL", id, None),
+        Unheld::SessionBefore(session, before) => {
+            ("session_id = $5 AND seq < $6", session, Some(*before))
+        }
+    };
+    Ok(sqlx::query_as(&format!(
+        "WITH claimed AS (
+             UPDATE tasks SET lease_owner = $1, lease_expires_at = $2
+             WHERE {which_sql} AND status IN ('queued', 'running') AND {}
+             RETURNING seq)
+         SELECT t.* FROM task_rows t JOIN claimed c ON c.seq = t.seq ORDER BY t.seq",
+        unheld!()
+    ))
+    .bind(&claim.lease.owner)
+    .bind(claim.lease.until)
+    .bind(claim.now)
+    .bind(claim.dead_before)
+    .bind(key)
+    .bind(before)
     .fetch_all(pool)
     .await?)
 }

@@ -21,8 +21,8 @@ pub(crate) use {conversations::*, leases::*, memory::*, outbox::*, tasks::*};
 
 use crate::{
     commands::{
-        AnalysisOwners, CallFinish, DeliveryOutcome, Finished, FirstAnswer, Inserted, Lease,
-        NewMessage, NewNotification, NewStep, NewTask, TaskFinish, OUTBOXES,
+        AnalysisOwners, CallFinish, Claim, DeliveryOutcome, Finished, FirstAnswer, Inserted, Lease,
+        NewMessage, NewNotification, NewStep, NewTask, TaskFinish, Unheld, OUTBOXES,
     },
     reads::session_task_seqs,
     rows::*,

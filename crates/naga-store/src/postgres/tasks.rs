@@ -38,13 +38,12 @@ async fn try_insert_task(
     .await?;
     task.restamp();
     let task = &*task;
-    // Whether the session has unfinished batches, where that decides: a
-    // `reject` batch is refused, a batch asked to start at once waits. (The
+    // Whether the session has unfinished batches: a `reject` batch is
+    // refused, any other waits its turn (unless `parallel`). (The
     // session's row is locked: none of its batches is accepted meanwhile; a
     // session without a task has none.)
     let reject = task.policy == SessionPolicy::Reject;
-    let asks = reject || (task.started && task.policy != SessionPolicy::Parallel);
-    let busy = if asks && prev_seq.is_some() {
+    let busy = if prev_seq.is_some() {
         let (busy, known): (bool, bool) = sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM tasks WHERE session_id = $1
                             AND status IN ('queued', 'running')),
@@ -61,7 +60,8 @@ async fn try_insert_task(
     } else {
         false
     };
-    let started = task.started && !busy;
+    let ready = !busy || task.policy == SessionPolicy::Parallel;
+    let started = task.started && ready;
     if let Some(fp) = &task.fingerprint {
         let active = sqlx::query(&format!(
             "{FIRST_ANSWER} WHERE session_id = $1 AND fingerprint = $2
@@ -87,8 +87,9 @@ async fn try_insert_task(
         "WITH t AS (
              INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url,
                  policy, fingerprint, status, calls_count, calls, response, accepted_at,
-                 started_at, lease_owner, lease_expires_at, prev_seq)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                 started_at, lease_owner, lease_expires_at, prev_seq, ready)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                     $18)
              ON CONFLICT (id) DO NOTHING
              RETURNING seq)
          UPDATE sessions SET last_task_seq = t.seq, task_count = task_count + 1
@@ -109,9 +110,10 @@ async fn try_insert_task(
     .bind(&task.response)
     .bind(task.accepted_at)
     .bind(started.then_some(task.accepted_at))
-    .bind(&task.lease.owner)
-    .bind(task.lease.until)
+    .bind(started.then_some(&task.lease.owner))
+    .bind(started.then_some(task.lease.until))
     .bind(prev_seq)
+    .bind(ready)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(seq) = seq else {
@@ -131,6 +133,7 @@ async fn try_insert_task(
         Inserted::New {
             seq,
             started,
+            ready,
             accepted_at: task.accepted_at,
         },
         learned,
@@ -316,7 +319,7 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
     }
     let call = f.last_call.as_ref();
     let step = call.map(|c| &c.step);
-    let (ended, seq, body, _woke): (i64, Option<i64>, Option<String>, i64) = sqlx::query_as(
+    let (ended, seq, body, woke): (i64, Option<i64>, Option<String>, i64) = sqlx::query_as(
         "WITH ended AS (
              UPDATE tasks SET status = $2, error = $3, finished_at = $4, summary = $6,
                  lease_owner = NULL, lease_expires_at = NULL,
@@ -343,13 +346,22 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
              FROM ended CROSS JOIN LATERAL (SELECT nextval('callbacks_seq_seq') AS seq) n
              WHERE $21 IS NOT NULL
              RETURNING seq, body),
+         next AS (
+             SELECT n.seq, n.ready, n.lease_owner IS NULL AS unheld
+             FROM ended CROSS JOIN LATERAL (
+                 SELECT seq, ready, lease_owner FROM tasks t
+                 WHERE t.session_id = ended.session_id AND t.seq <> $7
+                   AND t.status IN ('queued', 'running')
+                 ORDER BY t.seq LIMIT 1) n),
          woke AS (
+             UPDATE tasks SET ready = TRUE FROM next
+             WHERE tasks.seq = next.seq AND NOT next.ready
+             RETURNING next.unheld),
+         told AS (
              SELECT pg_notify('naga_work', json_build_object('ended', ended.session_id)::text)
-             FROM ended WHERE EXISTS (
-                 SELECT 1 FROM tasks t WHERE t.session_id = ended.session_id AND t.seq > $7
-                 AND t.status IN ('queued', 'running')))
+             FROM ended WHERE EXISTS (SELECT 1 FROM next))
          SELECT (SELECT COUNT(*) FROM ended), (SELECT seq FROM cb), (SELECT body FROM cb),
-                (SELECT COUNT(*) FROM woke)",
+                (SELECT COUNT(*) FROM woke WHERE unheld) + 0 * (SELECT COUNT(*) FROM told)",
     )
     .bind(&f.task_id)
     .bind(f.status.as_str())
@@ -387,5 +399,8 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
         (Some((url, _)), Some(seq), Some(body)) => Some(f.pending_callback(url, seq, body)),
         _ => None,
     };
-    Ok(Finished::Ended { callback })
+    Ok(Finished::Ended {
+        callback,
+        woke: woke > 0,
+    })
 }

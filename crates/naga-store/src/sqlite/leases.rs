@@ -30,30 +30,91 @@ pub(crate) async fn renew_leases(
             .await
 }
 
-/// The ids of the tasks taken over (read back by the caller).
-pub(crate) async fn claim_expired(
+/// Who may take a task over (`?1` the claimant, `?3` now, `?4` the
+/// heartbeat before which a node is dead): nobody holds it, its lease
+/// expired, or its holder stopped beating.
+macro_rules! unheld {
+    () => {
+        "(lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ?3
+          OR lease_owner IN (SELECT id FROM nodes WHERE heartbeat_at < ?4 AND id <> ?1))"
+    };
+}
+
+/// The ids of the runnable tasks claimed and started (read back by the caller).
+pub(crate) async fn claim_runnable(
     writer: &Writer,
-    lease: Lease,
-    now: Millis,
-    own: Option<&str>,
+    claim: Claim,
     limit: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let own = own.map(str::to_owned);
     writer
         .write(move |c| {
-            let mut stmt = c.cached(
-                "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
-                     WHERE seq IN (SELECT seq FROM tasks
-                                   WHERE status IN ('queued', 'running')
-                                     AND (lease_owner IS NULL OR lease_expires_at IS NULL
-                                          OR lease_expires_at < ?3 OR lease_owner = ?4)
-                                   ORDER BY seq LIMIT ?5)
-                     RETURNING id",
-            )?;
+            let mut stmt = c.cached(concat!(
+                "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2, status = 'running',
+                     started_at = COALESCE(started_at, ?3)
+                 WHERE seq IN (SELECT seq FROM tasks
+                               WHERE ready = 1 AND status IN ('queued', 'running') AND ",
+                unheld!(),
+                " ORDER BY seq LIMIT ?5)
+                 RETURNING id"
+            ))?;
+            let c = &claim;
             let ids = stmt
-                .query_map(params![lease.owner, lease.until, now, own, limit], |r| {
-                    r.get(0)
-                })?
+                .query_map(
+                    params![c.lease.owner, c.lease.until, c.now, c.dead_before, limit],
+                    |r| r.get(0),
+                )?
+                .collect::<Result<_, _>>()?;
+            Ok(ids)
+        })
+        .await
+}
+
+/// The ids of the unfinished tasks claimed (not started) among one task
+/// (`task`) or a session's accepted before a `seq` (`session`).
+pub(crate) async fn claim_unheld(
+    writer: &Writer,
+    claim: Claim,
+    which: Unheld,
+) -> Result<Vec<String>, StoreError> {
+    writer
+        .write(move |c| {
+            let c0 = &claim;
+            let (sql, key, before) = match &which {
+                Unheld::Task(id) => (
+                    concat!(
+                        "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
+                         WHERE id = ?5 AND ?6 IS NULL AND status IN ('queued', 'running') AND ",
+                        unheld!(),
+                        " RETURNING id"
+                    ),
+                    id.as_str(),
+                    None,
+                ),
+                Unheld::SessionBefore(session, before) => (
+                    concat!(
+                        "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
+                         WHERE session_id = ?5 AND seq < ?6 AND status IN ('queued', 'running')
+                           AND ",
+                        unheld!(),
+                        " RETURNING id"
+                    ),
+                    session.as_str(),
+                    Some(*before),
+                ),
+            };
+            let mut stmt = c.cached(sql)?;
+            let ids = stmt
+                .query_map(
+                    params![
+                        c0.lease.owner,
+                        c0.lease.until,
+                        c0.now,
+                        c0.dead_before,
+                        key,
+                        before
+                    ],
+                    |r| r.get(0),
+                )?
                 .collect::<Result<_, _>>()?;
             Ok(ids)
         })

@@ -207,13 +207,27 @@ fn insert_task_in(
             (c.last_insert_rowid(), None)
         }
     };
+    // Whether the session has unfinished batches: a `reject` batch is
+    // refused, any other waits its turn (unless `parallel`). (A session
+    // without a task has none.)
+    let busy = prev_seq.is_some()
+        && c.cached(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE session_id = ?1
+                            AND status IN ('queued', 'running'))",
+        )?
+        .query_row(params![task.session_id], |r| r.get::<_, bool>(0))?;
+    if busy && task.policy == naga_core::config::SessionPolicy::Reject {
+        return Ok((Inserted::Busy, None));
+    }
+    let ready = !busy || task.policy == naga_core::config::SessionPolicy::Parallel;
+    let started = task.started && ready;
     let learned = claim_analysis(c, task, accepted_at, known)?;
     // The task's texts are bound in place (`execute_borrowing`).
     c.execute_borrowing(
         "INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url, policy,
              fingerprint, status, calls_count, calls, response, accepted_at, started_at,
-             lease_owner, lease_expires_at, prev_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             lease_owner, lease_expires_at, prev_seq, ready)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         &[
             task.id.as_str().into(),
             task.kind.as_str().into(),
@@ -223,15 +237,16 @@ fn insert_task_in(
             task.callback_url.as_deref().into(),
             task.policy.as_str().into(),
             task.fingerprint.as_deref().into(),
-            if task.started { "running" } else { "queued" }.into(),
+            if started { "running" } else { "queued" }.into(),
             (task.calls_count as i64).into(),
             task.calls.as_str().into(),
             task.response.as_str().into(),
             accepted_at.into(),
-            task.started.then_some(accepted_at).into(),
-            task.lease.owner.as_str().into(),
-            lease_until.into(),
+            started.then_some(accepted_at).into(),
+            started.then_some(task.lease.owner.as_str()).into(),
+            started.then_some(lease_until).into(),
             prev_seq.into(),
+            (ready as i64).into(),
         ],
     )?;
     let seq = c.last_insert_rowid();
@@ -243,7 +258,8 @@ fn insert_task_in(
     Ok((
         Inserted::New {
             seq,
-            started: task.started,
+            started,
+            ready,
             accepted_at,
         },
         learned,
@@ -335,8 +351,12 @@ fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
     if ended == 0 {
         return Ok(Finished::AlreadyEnded);
     }
+    let woke = ready_next(c, f.task_seq)?;
     let Some((url, head)) = &f.callback else {
-        return Ok(Finished::Ended { callback: None });
+        return Ok(Finished::Ended {
+            callback: None,
+            woke,
+        });
     };
     if !head.starts_with('{') || !head.ends_with("\"sequence\":") {
         // Never a body a receiver could not parse.
@@ -366,7 +386,31 @@ fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
     )?;
     Ok(Finished::Ended {
         callback: Some(f.pending_callback(url, seq, body)),
+        woke,
     })
+}
+
+/// Once a task of a session ended: the session's earliest unfinished
+/// batch becomes ready (its turn). Whether it waits unheld in the store,
+/// i.e. whether a free worker should claim it now.
+fn ready_next(c: &Db, ended_seq: i64) -> Result<bool, StoreError> {
+    let next: Option<(i64, bool, bool)> = c
+        .cached(
+            "SELECT seq, ready, lease_owner IS NULL FROM tasks
+             WHERE session_id = (SELECT session_id FROM tasks WHERE seq = ?1)
+               AND status IN ('queued', 'running')
+             ORDER BY seq LIMIT 1",
+        )?
+        .query_row(params![ended_seq], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((seq, false, unheld)) = next else {
+        return Ok(false);
+    };
+    c.cached("UPDATE tasks SET ready = 1 WHERE seq = ?1")?
+        .execute(params![seq])?;
+    Ok(unheld)
 }
 
 pub(crate) async fn insert_task(

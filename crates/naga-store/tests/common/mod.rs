@@ -70,7 +70,8 @@ pub fn echo_task(id: &str, session: &str, owner: &str, until: i64) -> naga_store
             owner: owner.into(),
             until,
         },
-        started: false,
+        // Held by `owner` (as running) when its session is idle.
+        started: true,
         clock: None,
     }
 }

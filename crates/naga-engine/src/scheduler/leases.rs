@@ -1,0 +1,166 @@
+//! A node's liveness and leases: its heartbeat, the leases it renews and
+//! lets go of, its start (what it held in its last run) and its drain.
+
+use super::*;
+
+impl Scheduler {
+    /// At start: lets go of every task this node's identity held when its
+    /// last run ended (killed or not), then claims runnable batches for its
+    /// workers, the earliest accepted first; the rest waits in the store
+    /// (order, cancel and `reject` are the store's: they hold at once).
+    pub async fn recover(&self) -> Result<usize, EngineError> {
+        let inner = &self.inner;
+        let released = inner
+            .store
+            .release_unheld_leases(&inner.node_id, i64::MIN)
+            .await?;
+        if released > 0 {
+            tracing::info!(
+                tasks = released,
+                "this node's unfinished tasks from its last run let go of, to be claimed again"
+            );
+        }
+        self.pull().await
+    }
+
+    /// The node's heartbeat (`GET /nodes`); `starting` at start-up, before
+    /// it serves. A node silent for [`DEAD_AFTER_BEATS`] beats is dead to
+    /// the others, who take its tasks over: a failure here is logged (and
+    /// the leases, fenced, keep a node that lost them from writing).
+    pub async fn record_heartbeat(&self, now: naga_core::time::Millis, starting: bool) {
+        let inner = &self.inner;
+        if let Err(e) = inner
+            .store
+            .node_heartbeat(&inner.node_id, now, starting)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record the node's heartbeat");
+        }
+    }
+
+    /// The background duties of a node: its heartbeat (every
+    /// `heartbeat_ms`), its leases renewed (every lease/3), the claimer,
+    /// and the callbacks whose node's lease expired taken over (every
+    /// lease/2); on a shared database, the other nodes' news.
+    pub fn spawn_maintenance(&self) {
+        if self.inner.shared {
+            self.spawn_listener();
+        }
+        self.spawn_claimer();
+        let lease = Duration::from_millis(self.inner.config.lease_ms.max(30));
+        let beat = Duration::from_millis(self.inner.config.heartbeat_ms.max(10));
+        let heartbeat = self.clone();
+        self.inner.tracker.spawn(async move {
+            let inner = &heartbeat.inner;
+            loop {
+                tokio::select! {
+                    _ = inner.clock.sleep(beat) => {}
+                    _ = inner.draining.cancelled() => return,
+                }
+                heartbeat
+                    .record_heartbeat(inner.clock.now_ms(), false)
+                    .await;
+            }
+        });
+        let renewer = self.clone();
+        self.inner.tracker.spawn(async move {
+            let inner = &renewer.inner;
+            loop {
+                tokio::select! {
+                    _ = inner.clock.sleep(lease / 3) => {}
+                    _ = inner.draining.cancelled() => return,
+                }
+                let until = inner.clock.now_ms() + lease.as_millis() as i64;
+                if let Err(e) = inner.store.renew_leases(&inner.node_id, until).await {
+                    tracing::error!(error = %e, "cannot renew leases");
+                }
+            }
+        });
+        let sweeper = self.clone();
+        self.inner.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = sweeper.inner.clock.sleep(lease / 2) => {}
+                    _ = sweeper.inner.draining.cancelled() => return,
+                }
+                let inner = &sweeper.inner;
+                let lease = sweeper.lease(inner.clock.now_ms());
+                match inner.callbacks.claim(lease, false).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        deliveries = n,
+                        "took over callbacks and notifications whose node's lease expired"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "cannot claim expired deliveries"),
+                }
+            }
+        });
+    }
+
+    /// Listens to the other nodes' scheduling news (shared database).
+    fn spawn_listener(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        let (store, draining) = (self.inner.store.clone(), self.inner.draining.clone());
+        self.inner.tracker.spawn(async move {
+            let mut news = match store.listen(Channel::Work).await {
+                Ok(Some(news)) => news,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e,
+                        "cannot listen to the other nodes' scheduling news: runnable work is \
+                         found by the claimer's poll");
+                    return;
+                }
+            };
+            loop {
+                let payload = tokio::select! {
+                    p = news.recv() => p,
+                    _ = draining.cancelled() => None,
+                };
+                let Some(payload) = payload else { return };
+                let Some(inner) = inner.upgrade() else { return };
+                match serde_json::from_str::<WorkNews>(&payload) {
+                    Ok(news) => inner.hear(news),
+                    Err(e) => tracing::warn!(error = %e, "unreadable scheduling news"),
+                }
+            }
+        });
+    }
+
+    /// Graceful stop: no new task or call starts; calls in flight get
+    /// `grace` to finish; then they are abandoned (their leases are let go
+    /// of by [`Scheduler::release_leases`]).
+    pub async fn drain(&self, grace: Duration) {
+        let inner = &self.inner;
+        inner.draining.cancel();
+        inner.tracker.close();
+        if tokio::time::timeout(grace, inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "grace period over: abandoning calls in flight"
+            );
+        }
+        inner.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), inner.tracker.wait()).await;
+    }
+
+    /// Lets go of every task and callback this node holds, so that the next
+    /// run or another node resumes them at once (the last step of a graceful
+    /// stop, once nothing here runs or delivers any more).
+    pub async fn release_leases(&self) {
+        let inner = &self.inner;
+        match inner.store.release_leases(&inner.node_id).await {
+            Ok(n) => tracing::info!(released = n, "leases released for the next run"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot release leases; they expire by themselves")
+            }
+        }
+        let now = inner.clock.now_ms();
+        if let Err(e) = inner.store.node_stopped(&inner.node_id, now).await {
+            tracing::warn!(error = %e, "cannot record that the node stopped");
+        }
+    }
+}

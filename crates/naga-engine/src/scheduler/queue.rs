@@ -1,0 +1,196 @@
+//! The queue is the store's: a node claims the runnable batches waiting
+//! there, as many as it has free workers, the earliest accepted first.
+
+use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Notify;
+
+/// Most batches one claim takes (one statement, one round trip).
+const CLAIM_GROUP: usize = 64;
+
+/// How often a node looks for runnable work nobody told it of (a lost
+/// message, a dead node's tasks, a lease that expired).
+const CLAIM_POLL: Duration = Duration::from_secs(1);
+
+/// Whether runnable batches may wait in the store, and the claimer's wake-up.
+#[derive(Default)]
+pub(super) struct Work {
+    /// Set when a batch is stored ready, an end readies its session's
+    /// next, another node says so, or a claim took all it asked for.
+    maybe: AtomicBool,
+    wake: Notify,
+}
+
+impl Inner {
+    /// Runnable work may wait in the store: claim it once a worker is free.
+    pub(super) fn wake(&self) {
+        self.work.maybe.store(true, Ordering::SeqCst);
+        self.work.wake.notify_one();
+    }
+
+    /// A worker went back: claim the work that may wait for one.
+    pub(super) fn worker_free(&self) {
+        if self.work.maybe.load(Ordering::SeqCst) {
+            self.work.wake.notify_one();
+        }
+    }
+}
+
+impl Scheduler {
+    /// Claims runnable batches from the store for this node's free workers
+    /// (in groups of at most [`CLAIM_GROUP`]) and starts them. Returns how
+    /// many it started.
+    pub async fn pull(&self) -> Result<usize, EngineError> {
+        let inner = &self.inner;
+        let mut started = 0;
+        loop {
+            if inner.draining.is_cancelled() {
+                return Ok(started);
+            }
+            let mut workers = Vec::new();
+            while workers.len() < CLAIM_GROUP {
+                match inner.permits.clone().try_acquire_owned() {
+                    Ok(w) => workers.push(w),
+                    Err(_) => break,
+                }
+            }
+            if workers.is_empty() {
+                // (The hint stays: the next worker to go back wakes this.)
+                return Ok(started);
+            }
+            let asked = workers.len();
+            inner.work.maybe.store(false, Ordering::SeqCst);
+            let claim = inner.claim(inner.clock.now_ms());
+            let rows = match inner.store.claim_runnable(claim, asked as i64).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    inner.work.maybe.store(true, Ordering::SeqCst);
+                    return Err(e.into());
+                }
+            };
+            let got = rows.len();
+            for (t, worker) in rows.into_iter().zip(workers.drain(..)) {
+                self.take(t, worker).await;
+            }
+            started += got;
+            if got < asked {
+                return Ok(started);
+            }
+            // All it asked for: there may be more.
+            inner.work.maybe.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Starts a claimed task on its worker (or quarantines it).
+    async fn take(&self, t: TaskRow, worker: Worker) {
+        match self.resume_spec(&t).await {
+            Ok(spec) => {
+                let resumed = spec.done.iter().filter(|d| d.is_some()).count();
+                tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
+                    analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
+                    finished_calls = resumed, calls = spec.done.len(),
+                    "batch claimed from the store: starts at its first unfinished call");
+                if self.inner.state.lock().unwrap().interrupted_before(&spec) {
+                    drop(worker);
+                    self.cancel_interrupted(spec);
+                    return;
+                }
+                self.inner.clone().hold(spec, worker);
+            }
+            Err(EngineError::Store(e)) if !e.is_transient() => self.quarantine(t, e),
+            Err(e) => {
+                // Not this task's fault: let go of it, so that a later
+                // claim takes it again.
+                tracing::warn!(task_id = %t.id, session_id = %t.session_id, error = %e,
+                    "cannot read a claimed task; it is claimed again later");
+                let _ = self
+                    .inner
+                    .store
+                    .release_lease(&t.id, &self.inner.node_id)
+                    .await;
+            }
+        }
+    }
+
+    /// Ends a task whose stored form cannot be read back (it would stop
+    /// every claim that reaches it): failed, with the reason, and its
+    /// callback sent; nothing of it runs. The other tasks go on.
+    pub(super) fn quarantine(&self, t: TaskRow, e: StoreError) {
+        tracing::error!(task_id = %t.id, session_id = %t.session_id, error = %e,
+            "stored task cannot be read back: quarantined (failed, callback sent)");
+        let reason =
+            format!("the stored task cannot be read back ({e}); it was quarantined and not run");
+        let spec = TaskSpec {
+            seq: t.seq,
+            kind: t.kind,
+            policy: SessionPolicy::Parallel,
+            id: t.id,
+            session_id: t.session_id,
+            analysis_session_id: t.analysis_session_id,
+            callback_url: t.callback_url,
+            calls: Calls::default(),
+            done: Vec::new(),
+        };
+        let inner = self.inner.clone();
+        self.inner.tracker.spawn(async move {
+            inner
+                .complete(&spec, &[], &[], TaskStatus::Failed, Some(reason), &[], None)
+                .await;
+        });
+    }
+
+    /// A stored task as the scheduler runs it: its calls, and the outcomes
+    /// of those that already ended (a task taken over resumes after them).
+    pub(super) async fn resume_spec(&self, t: &TaskRow) -> Result<TaskSpec, EngineError> {
+        let calls = self.inner.store.calls(&t.id).await?;
+        let mut payloads = Vec::with_capacity(calls.len());
+        let mut done = Vec::with_capacity(calls.len());
+        for c in calls {
+            payloads.push(c.payload.into_boxed_str());
+            let finished = c.status != CallStatus::Pending;
+            done.push(
+                c.result
+                    .filter(|_| finished)
+                    .and_then(|r| serde_json::from_str(&r).ok()),
+            );
+        }
+        Ok(TaskSpec {
+            seq: t.seq,
+            kind: t.kind,
+            policy: t.policy,
+            id: t.id.clone(),
+            session_id: t.session_id.clone(),
+            analysis_session_id: t.analysis_session_id.clone(),
+            callback_url: t.callback_url.clone(),
+            calls: Calls::new(payloads),
+            done,
+        })
+    }
+
+    /// The claimer: claims whenever work may wait and a worker is free,
+    /// and each [`CLAIM_POLL`] in case it was not told.
+    pub(super) fn spawn_claimer(&self) {
+        let scheduler = self.clone();
+        self.inner.tracker.spawn(async move {
+            let inner = &scheduler.inner;
+            loop {
+                tokio::select! {
+                    _ = inner.work.wake.notified() => {}
+                    _ = inner.clock.sleep(CLAIM_POLL) => {}
+                    _ = inner.draining.cancelled() => return,
+                }
+                match scheduler.pull().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(tasks = n, "claimed runnable batches from the store"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot claim runnable batches; trying again");
+                        tokio::select! {
+                            _ = inner.clock.sleep(Duration::from_millis(200)) => {}
+                            _ = inner.draining.cancelled() => return,
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
