@@ -59,6 +59,18 @@ impl Store {
         }
     }
 
+    /// Readies every session's earliest unfinished batch that is not (the
+    /// repair of a task's end whose node died before it readied the next:
+    /// on PostgreSQL that is a statement after the end's commit; SQLite
+    /// does both in one transaction). Returns how many waiting unheld ones
+    /// it readied.
+    pub async fn ready_heads(&self) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { .. } => Ok(0),
+            Backend::Postgres(pg) => pg.observed(postgres::ready_heads(pg)).await,
+        }
+    }
+
     /// The rows of tasks by id, in acceptance order.
     async fn rows_of(&self, ids: Vec<String>) -> Result<Vec<TaskRow>, StoreError> {
         let mut rows = Vec::with_capacity(ids.len());

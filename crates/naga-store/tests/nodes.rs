@@ -317,3 +317,60 @@ async fn postgres_is_reached_over_tls_when_the_url_asks() {
         .unwrap();
     assert!(tls, "the connection is encrypted");
 }
+
+/// A batch stored behind a session's running batch while that batch ends
+/// on another node, or two of its batches ending at once on two nodes:
+/// whichever commits last sees the other, so the session's next batch is
+/// always readied, never left waiting for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_stored_as_its_session_s_batch_ends_elsewhere_is_never_left_waiting() {
+    for backend in backends().await {
+        let (a, b) = (backend.store.clone(), backend.another_node().await);
+        let claim = |owner: &str| Claim {
+            lease: Lease {
+                owner: owner.into(),
+                until: i64::MAX,
+            },
+            now: 100,
+            dead_before: 0,
+        };
+        let end = |id: &str, seq: i64, owner: &str| TaskFinish {
+            task_id: id.into(),
+            task_seq: seq,
+            owner: owner.into(),
+            last_call: None,
+            status: TaskStatus::Succeeded,
+            error: None,
+            finished_at: 5,
+            callback: None,
+            callback_id: String::new(),
+            summary: None,
+            lease_until: i64::MAX,
+        };
+        for round in 0..40 {
+            let session = format!("race-{round}");
+            let first = format!("{session}-1");
+            let Inserted::New { seq, .. } = a
+                .insert_task(task(&first, &session, "A", i64::MAX))
+                .await
+                .unwrap()
+            else {
+                panic!("new task")
+            };
+            let mut next = task(&format!("{session}-2"), &session, "B", i64::MAX);
+            next.started = false;
+            let (ended, inserted) =
+                tokio::join!(a.finish_task(end(&first, seq, "A")), b.insert_task(next));
+            assert!(matches!(ended.unwrap(), Finished::Ended { .. }));
+            assert!(matches!(inserted.unwrap(), Inserted::New { .. }));
+            let claimed = b.claim_runnable(claim("B"), 10).await.unwrap();
+            let ids: Vec<&str> = claimed.iter().map(|t| t.id.as_str()).collect();
+            assert_eq!(
+                ids,
+                [format!("{session}-2")],
+                "{}: round {round}: the next batch was left waiting",
+                backend.name
+            );
+        }
+    }
+}

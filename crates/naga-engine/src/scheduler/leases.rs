@@ -40,8 +40,9 @@ impl Scheduler {
 
     /// The background duties of a node: its heartbeat (every
     /// `heartbeat_ms`), its leases renewed (every lease/3), the claimer,
-    /// and the callbacks whose node's lease expired taken over (every
-    /// lease/2); on a shared database, the other nodes' news.
+    /// and every lease/2 the sessions' next batches readied where a node
+    /// died before it did, and the callbacks whose node's lease expired
+    /// taken over; on a shared database, the other nodes' news.
     pub fn spawn_maintenance(&self) {
         if self.inner.shared {
             self.spawn_listener();
@@ -84,6 +85,20 @@ impl Scheduler {
                     _ = sweeper.inner.draining.cancelled() => return,
                 }
                 let inner = &sweeper.inner;
+                match inner.store.ready_heads().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(
+                            tasks = n,
+                            "batches whose turn came were readied late \
+                            (a node died between a task's end and readying the next)"
+                        );
+                        inner.wake();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot ready the sessions' next batches")
+                    }
+                }
                 let lease = sweeper.lease(inner.clock.now_ms());
                 match inner.callbacks.claim(lease, false).await {
                     Ok(0) => {}

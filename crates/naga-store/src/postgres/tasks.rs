@@ -129,6 +129,9 @@ async fn try_insert_task(
         });
     };
     tx.commit().await?;
+    // Stored behind an unfinished batch that may have ended meanwhile
+    // (see `ready_next`).
+    let ready = ready || ready_next(&pg.pool, &task.session_id).await?.is_some();
     Ok((
         Inserted::New {
             seq,
@@ -138,6 +141,56 @@ async fn try_insert_task(
         },
         learned,
     ))
+}
+
+/// Makes the session's earliest unfinished batch ready, if it is not yet
+/// (its turn came): `Some(unheld)` when it did, and then tells the nodes
+/// if the batch waits unheld for a worker.
+///
+/// Run after the commit of every task's end, and of every batch stored
+/// behind an unfinished one, each in a statement of its own: a statement
+/// sees what was committed before it began, so of two ends of a session
+/// (or an end and a new batch) committed at once, the one committed last
+/// sees the other. (The node's claimer also repairs, in case a node died
+/// between the two: `ready_heads`.)
+pub(crate) async fn ready_next(
+    pool: &PgPool,
+    session_id: &str,
+) -> Result<Option<bool>, StoreError> {
+    let readied: Option<bool> = sqlx::query_scalar(
+        "WITH r AS (
+             UPDATE tasks SET ready = TRUE
+             WHERE seq = (SELECT seq FROM tasks WHERE session_id = $1
+                            AND status IN ('queued', 'running') ORDER BY seq LIMIT 1)
+               AND NOT ready
+             RETURNING lease_owner IS NULL AS unheld),
+         told AS (
+             SELECT pg_notify('naga_work', '{\"ready\":true}') FROM r WHERE unheld)
+         SELECT unheld FROM r WHERE (SELECT COUNT(*) FROM told) >= 0",
+    )
+    .bind(session_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(readied)
+}
+
+/// Makes every session's earliest unfinished batch ready that is not: the
+/// repair of an end whose `ready_next` never ran (its node died between
+/// the two). Returns how many waiting unheld it readied.
+pub(crate) async fn ready_heads(pool: &PgPool) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "WITH r AS (
+             UPDATE tasks SET ready = TRUE
+             WHERE seq IN (SELECT DISTINCT ON (session_id) seq FROM tasks
+                           WHERE status IN ('queued', 'running')
+                           ORDER BY session_id, seq)
+               AND NOT ready
+             RETURNING lease_owner IS NULL AS unheld)
+         SELECT COUNT(*) FROM r WHERE unheld",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(n as u64)
 }
 
 /// Whether a task with this request id is stored with the same batch.
@@ -305,9 +358,8 @@ pub(crate) async fn add_step(pool: &PgPool, step: &NewStep) -> Result<StepRow, S
 /// A task's end in one statement (one round trip): the task's row ends
 /// (only while `owner` holds it unfinished) and takes its last call's step
 /// number, the step and a failed-attempt count are written, and the
-/// callback goes to the outbox with the next sequence number in its body;
-/// when the session has later batches, the nodes are told (`naga_work`,
-/// on commit) that the next may start.
+/// callback goes to the outbox with the next sequence number in its body.
+/// Then the session's next batch is readied (`ready_next`).
 pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finished, StoreError> {
     if let Some((_, head)) = &f.callback {
         if !head.starts_with('{') || !head.ends_with("\"sequence\":") {
@@ -319,8 +371,9 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
     }
     let call = f.last_call.as_ref();
     let step = call.map(|c| &c.step);
-    let (ended, seq, body, woke): (i64, Option<i64>, Option<String>, i64) = sqlx::query_as(
-        "WITH ended AS (
+    let (ended, seq, body, session): (i64, Option<i64>, Option<String>, Option<String>) =
+        sqlx::query_as(
+            "WITH ended AS (
              UPDATE tasks SET status = $2, error = $3, finished_at = $4, summary = $6,
                  lease_owner = NULL, lease_expires_at = NULL,
                  last_step_no = last_step_no + CASE WHEN $8 THEN 1 ELSE 0 END
@@ -345,49 +398,35 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
              SELECT n.seq, $20, $1, $21, $22 || n.seq || '}', 'pending', 0, $4, $4, $5, $23
              FROM ended CROSS JOIN LATERAL (SELECT nextval('callbacks_seq_seq') AS seq) n
              WHERE $21 IS NOT NULL
-             RETURNING seq, body),
-         next AS (
-             SELECT n.seq, n.ready, n.lease_owner IS NULL AS unheld
-             FROM ended CROSS JOIN LATERAL (
-                 SELECT seq, ready, lease_owner FROM tasks t
-                 WHERE t.session_id = ended.session_id AND t.seq <> $7
-                   AND t.status IN ('queued', 'running')
-                 ORDER BY t.seq LIMIT 1) n),
-         woke AS (
-             UPDATE tasks SET ready = TRUE FROM next
-             WHERE tasks.seq = next.seq AND NOT next.ready
-             RETURNING next.unheld),
-         told AS (
-             SELECT pg_notify('naga_work', json_build_object('ended', ended.session_id)::text)
-             FROM ended WHERE EXISTS (SELECT 1 FROM next))
+             RETURNING seq, body)
          SELECT (SELECT COUNT(*) FROM ended), (SELECT seq FROM cb), (SELECT body FROM cb),
-                (SELECT COUNT(*) FROM woke WHERE unheld) + 0 * (SELECT COUNT(*) FROM told)",
-    )
-    .bind(&f.task_id)
-    .bind(f.status.as_str())
-    .bind(&f.error)
-    .bind(f.finished_at)
-    .bind(&f.owner)
-    .bind(&f.summary)
-    .bind(f.task_seq)
-    .bind(call.is_some())
-    .bind(step.and_then(|s| s.call_idx))
-    .bind(step.and_then(|s| s.purpose.as_deref()))
-    .bind(step.and_then(|s| s.content.as_deref()))
-    .bind(step.and_then(|s| s.output.as_deref()))
-    .bind(step.and_then(|s| s.analysis.as_deref()))
-    .bind(step.is_some_and(|s| s.success))
-    .bind(step.and_then(|s| s.error.as_deref()))
-    .bind(step.map_or(f.finished_at, |s| s.created_at))
-    .bind(call.map(|c| c.result.as_str()))
-    .bind(call.map(|c| c.started_at))
-    .bind(step.map(NewStep::command))
-    .bind(&f.callback_id)
-    .bind(f.callback.as_ref().map(|c| c.0.as_str()))
-    .bind(f.callback.as_ref().map(|c| c.1.as_str()))
-    .bind(f.lease_until)
-    .fetch_one(pool)
-    .await?;
+                (SELECT session_id FROM ended)",
+        )
+        .bind(&f.task_id)
+        .bind(f.status.as_str())
+        .bind(&f.error)
+        .bind(f.finished_at)
+        .bind(&f.owner)
+        .bind(&f.summary)
+        .bind(f.task_seq)
+        .bind(call.is_some())
+        .bind(step.and_then(|s| s.call_idx))
+        .bind(step.and_then(|s| s.purpose.as_deref()))
+        .bind(step.and_then(|s| s.content.as_deref()))
+        .bind(step.and_then(|s| s.output.as_deref()))
+        .bind(step.and_then(|s| s.analysis.as_deref()))
+        .bind(step.is_some_and(|s| s.success))
+        .bind(step.and_then(|s| s.error.as_deref()))
+        .bind(step.map_or(f.finished_at, |s| s.created_at))
+        .bind(call.map(|c| c.result.as_str()))
+        .bind(call.map(|c| c.started_at))
+        .bind(step.map(NewStep::command))
+        .bind(&f.callback_id)
+        .bind(f.callback.as_ref().map(|c| c.0.as_str()))
+        .bind(f.callback.as_ref().map(|c| c.1.as_str()))
+        .bind(f.lease_until)
+        .fetch_one(pool)
+        .await?;
     if ended == 0 {
         // As on SQLite: a last call that cannot be recorded is a lost lease.
         return match call {
@@ -399,8 +438,10 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
         (Some((url, _)), Some(seq), Some(body)) => Some(f.pending_callback(url, seq, body)),
         _ => None,
     };
-    Ok(Finished::Ended {
-        callback,
-        woke: woke > 0,
-    })
+    // The session's next batch may be ready now (see `ready_next`).
+    let woke = match session {
+        Some(session) => ready_next(pool, &session).await?.unwrap_or(false),
+        None => false,
+    };
+    Ok(Finished::Ended { callback, woke })
 }
