@@ -86,6 +86,24 @@ pub struct Claim {
     pub lease: Lease,
     pub now: Millis,
     pub dead_before: Millis,
+    /// When given, `now` (and the lease and `dead_before` with it) is read
+    /// from it again as the claim runs: a task claimed is stamped as started
+    /// when it was, not when the claim waited for a connection (else it
+    /// could seem to start before the batch it followed ended).
+    pub clock: Option<StampClock>,
+}
+
+impl Claim {
+    /// Moves the claim's times to its clock's now (never back).
+    pub(crate) fn restamp(&mut self) {
+        if let Some(clock) = &self.clock {
+            let now = (clock.0)().max(self.now);
+            let moved = now - self.now;
+            self.now = now;
+            self.lease.until += moved;
+            self.dead_before += moved;
+        }
+    }
 }
 
 /// Which unfinished tasks, nobody else holding them, to claim without

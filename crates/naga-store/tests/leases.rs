@@ -50,6 +50,7 @@ fn claim(owner: &str, now: i64, dead_before: i64) -> Claim {
         },
         now,
         dead_before,
+        clock: None,
     }
 }
 

@@ -75,6 +75,7 @@ async fn expired_tasks_claimed_by_two_nodes_at_once_go_to_one_each() {
             },
             now: 100,
             dead_before: 0,
+            clock: None,
         };
         let (got_a, got_b) = tokio::join!(
             a.claim_runnable(claim("A"), 1000),
@@ -333,6 +334,7 @@ async fn a_batch_stored_as_its_session_s_batch_ends_elsewhere_is_never_left_wait
             },
             now: 100,
             dead_before: 0,
+            clock: None,
         };
         let end = |id: &str, seq: i64, owner: &str| TaskFinish {
             task_id: id.into(),

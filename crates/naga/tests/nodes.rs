@@ -27,11 +27,18 @@ fn node_with_lease(dir: &Path, database: &str, lease_ms: u64) -> (Node, String) 
 
 /// A node with `extra` arguments (e.g. more services).
 fn node_with(dir: &Path, database: &str, lease_ms: u64, extra: &[&str]) -> (Node, String) {
+    node_configured(dir, database, &format!("lease_ms = {lease_ms}"), extra)
+}
+
+/// A node with these `[scheduler]` settings (the rest at their defaults).
+fn node_configured(dir: &Path, database: &str, scheduler: &str, extra: &[&str]) -> (Node, String) {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("naga.toml");
     std::fs::write(
         &config,
-        format!("[scheduler]\nlease_ms = {lease_ms}\n[callbacks]\nretry_schedule_ms = [200, 400, 800, 1600]\n"),
+        format!(
+            "[scheduler]\n{scheduler}\n[callbacks]\nretry_schedule_ms = [200, 400, 800, 1600]\n"
+        ),
     )
     .unwrap();
     let (child, url) = spawn_naga(|cmd| {
@@ -142,6 +149,91 @@ async fn two_nodes_on_one_database_lose_nothing_when_one_is_killed_9() {
         );
     }
     drop(b);
+}
+
+/// Work is not kept where it was accepted: 40 one-second batches sent to
+/// a node with 2 workers, while another with 8 idles, are shared with the
+/// idle one and all called back within 10 s (2 workers alone need 20 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_sent_to_a_busy_node_are_run_by_an_idle_one_too() {
+    let Some(server) = postgres_server_if_any() else {
+        return;
+    };
+    let database = format!("{server}/naga_share_{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, url_a) = node_configured(&dir.path().join("a"), &database, "workers = 2", &[]);
+    let (_b, _) = node_configured(&dir.path().join("b"), &database, "workers = 8", &[]);
+    let receiver = Receiver::start_on(0, &[]).await;
+    let client = reqwest::Client::new();
+    let ids: Vec<String> = (0..40).map(|i| format!("share-{i}")).collect();
+    for id in &ids {
+        let batch = echo_batch(id, id, &["one second"], 1000, Some(&receiver.url()));
+        let (status, answer) = post_json(&client, &format!("{url_a}/schedule"), &batch).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "all 40 called back within 10 s",
+        || async {
+            let called: std::collections::HashSet<String> = receiver
+                .accepted()
+                .iter()
+                .filter_map(|r| r.body["task_id"].as_str().map(str::to_owned))
+                .collect();
+            ids.iter().all(|id| called.contains(id)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(receiver.accepted().len(), 40, "each called back once");
+}
+
+/// A node killed -9 at the default lease (30 s): the other notices it by
+/// its heartbeat within seconds and runs its batch on, from its first
+/// unfinished call; no call it recorded runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_batch_runs_on_elsewhere_within_seconds_at_the_defaults() {
+    let Some(server) = postgres_server_if_any() else {
+        return;
+    };
+    let database = format!("{server}/naga_dead_{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let (a, url_a) = node_configured(&dir.path().join("a"), &database, "", &[]);
+    let (_b, url_b) = node_configured(&dir.path().join("b"), &database, "", &[]);
+    let client = reqwest::Client::new();
+    let batch = echo_batch("dead", "dead-1", &["one", "two", "three"], 1500, None);
+    let (status, answer) = post_json(&client, &format!("{url_a}/schedule"), &batch).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let task = |url: String| {
+        let client = client.clone();
+        async move {
+            read(
+                client
+                    .get(format!("{url}/tasks/dead-1"))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .1
+        }
+    };
+    // A ended the first call and runs the second.
+    wait_until(Duration::from_secs(20), "A's first call ended", || async {
+        (task(url_a.clone()).await["steps_count"].as_i64() >= Some(1)).then_some(())
+    })
+    .await;
+    drop(a); // kill -9
+             // 30 s of lease left: only the heartbeat tells B that A is gone.
+    let done = wait_until(
+        Duration::from_secs(15),
+        "A's batch finished by B within 15 s of the kill",
+        || async {
+            let t = task(url_b.clone()).await;
+            (t["status"] == "succeeded").then_some(t)
+        },
+    )
+    .await;
+    assert_eq!(done["steps_count"], 3, "no recorded call ran again: {done}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -668,3 +668,49 @@ async fn while_a_secret_rotates_callbacks_carry_a_signature_for_each_key() {
     let other = "whsec_c29tZS1vdGhlci1rZXktbm90LWNvbmZpZ3VyZWQ=";
     assert!(!verify(other, &id, &ts, cb.raw.as_bytes(), &sig));
 }
+
+/// A backlog behind one session's long batch is accepted whatever its
+/// size (no 429 at the defaults) and waits in the store, not in memory:
+/// the node holds only the batch that runs. Once that ends, the backlog
+/// runs in the session's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_behind_a_long_batch_waits_in_the_store_and_runs_in_order() {
+    let app = TestApp::spawn().await;
+    let (s, r) = app
+        .post_schedule(&echo_batch("bk", "bk-long", &["long"], 2000, None))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    app.wait_for_status("bk-long", "running").await;
+    let ids: Vec<String> = (0..160).map(|i| format!("bk-{i:03}")).collect();
+    for chunk in ids.chunks(8) {
+        let batches: Vec<_> = chunk
+            .iter()
+            .map(|id| echo_batch("bk", id, &["x"], 0, None))
+            .collect();
+        let answers = futures::future::join_all(batches.iter().map(|b| app.post_schedule(b))).await;
+        for (s, r) in answers {
+            assert_eq!(s, StatusCode::OK, "{r}");
+        }
+    }
+    let (_, health) = app.get("/health").await;
+    assert_eq!(
+        health["queue"]["agent"], 1,
+        "only the long batch is held: {health}"
+    );
+    let mut ended = vec![app.wait_for_task_end("bk-long").await];
+    for id in &ids {
+        let task = app.wait_for_task_end(id).await;
+        assert_eq!(task["status"], "succeeded", "{task}");
+        ended.push(task);
+    }
+    ended.sort_by_key(|t| t["sequence"].as_i64());
+    for pair in ended.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        assert!(
+            after["started_at"].as_str() >= before["finished_at"].as_str(),
+            "{} started before {} ended:\n{before}\n{after}",
+            after["task_id"],
+            before["task_id"]
+        );
+    }
+}

@@ -192,6 +192,16 @@ impl Inner {
             },
             now,
             dead_before: now - (self.config.heartbeat_ms * DEAD_AFTER_BEATS) as i64,
+            clock: None,
+        }
+    }
+
+    /// [`Inner::claim`], stamped again as the store runs it.
+    fn claim_stamped(&self, now: i64) -> Claim {
+        let clock = self.clock.clone();
+        Claim {
+            clock: Some(naga_store::StampClock(Arc::new(move || clock.now_ms()))),
+            ..self.claim(now)
         }
     }
 }

@@ -60,7 +60,7 @@ impl Scheduler {
             }
             let asked = workers.len();
             inner.work.maybe.store(false, Ordering::SeqCst);
-            let claim = inner.claim(inner.clock.now_ms());
+            let claim = inner.claim_stamped(inner.clock.now_ms());
             let rows = match inner.store.claim_runnable(claim, asked as i64).await {
                 Ok(rows) => rows,
                 Err(e) => {

@@ -49,6 +49,9 @@ pub(crate) async fn claim_runnable(
     claim: &Claim,
     limit: i64,
 ) -> Result<Vec<TaskRow>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let mut claim = claim.clone();
+    claim.restamp();
     Ok(sqlx::query_as(concat!(
         "WITH claimed AS (
              UPDATE tasks SET lease_owner = $1, lease_expires_at = $2, status = 'running',
@@ -66,7 +69,7 @@ pub(crate) async fn claim_runnable(
     .bind(claim.now)
     .bind(claim.dead_before)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?)
 }
 

@@ -48,6 +48,9 @@ pub(crate) async fn claim_runnable(
 ) -> Result<Vec<String>, StoreError> {
     writer
         .write(move |c| {
+            // (Stamped as written: the time of this group commit.)
+            let mut claim = claim.clone();
+            claim.restamp();
             let mut stmt = c.cached(concat!(
                 "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2, status = 'running',
                      started_at = COALESCE(started_at, ?3)
