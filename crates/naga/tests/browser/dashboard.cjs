@@ -50,7 +50,8 @@ async function live(page) {
   await page.evaluate(() => { window.notReloaded = true; });
 
   // A task moves to succeeded on the page by itself.
-  await schedule(batch("b-1", "浏览器会话", "打开记事本", 1500));
+  // (Long enough for a loaded machine's page to see it running first.)
+  await schedule(batch("b-1", "浏览器会话", "打开记事本", 5000));
   await openTask(page, "浏览器会话", "b-1");
   await statusIs(page, "#task-status", "running");
   await statusIs(page, "#task-status", "succeeded");
