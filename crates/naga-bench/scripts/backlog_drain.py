@@ -16,14 +16,18 @@ LONG_S = float(sys.argv[3]) if len(sys.argv) > 3 else LOAD_S + 2
 PORT, T = 18991, 8
 data = tempfile.mkdtemp(prefix="naga-backlog-")
 proc = subprocess.Popen([naga, "serve", "--only", "agent", "--agent-addr", f"127.0.0.1:{PORT}",
-                         "--data-dir", data], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         "--data-dir", data], stdout=subprocess.DEVNULL,
+                        stderr=open(f"{data}/naga.log", "w"))
 
 
 def rss_mib():
-    with open(f"/proc/{proc.pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+    try:
+        with open(f"/proc/{proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
     return 0.0
 
 
@@ -87,8 +91,10 @@ def unfinished():
 while time.time() < start + LONG_S:
     time.sleep(0.1)
 long_end = time.time()
-while unfinished() > 0:
+while unfinished() > 0 and proc.poll() is None:
     time.sleep(0.2)
+if proc.poll() is not None:
+    sys.exit(f"naga exited ({proc.returncode}): see {data}/naga.log")
 drained = time.time() - long_end
 done.set()
 after = rss_mib()

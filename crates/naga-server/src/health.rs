@@ -21,8 +21,8 @@ pub struct Health {
     pub store: StoreHealth,
 }
 
-/// The batches this node holds (queued or running), against the most it
-/// takes (`max_queued`).
+/// The batches this node runs now (waiting ones are in the store, for any
+/// node), and the overload limit on unfinished agent batches (0: none).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Queue {
     pub agent: usize,

@@ -16,8 +16,8 @@ pub(crate) async fn insert_task(pg: &Pg, task: &mut NewTask) -> Result<Inserted,
 
 /// Four round trips for a new batch: the session's row (created or touched,
 /// and locked, so that its chain grows one task at a time; its newest task
-/// read), its analysis session (unless known), the task with the session's
-/// chain, the commit.
+/// and whether it is busy read), its analysis session (unless known), the
+/// task with the session's chain, the commit.
 async fn try_insert_task(
     pg: &Pg,
     task: &mut NewTask,
@@ -26,11 +26,21 @@ async fn try_insert_task(
     // (The time once a connection was had, then once the session's row is
     // locked: the session's batches are stored in the order of their times.)
     task.restamp();
-    let prev_seq: Option<i64> = sqlx::query_scalar(
+    // The session's row, locked (its batches are accepted one at a time),
+    // its newest task, and whether it has unfinished batches. That is read
+    // from the statement's snapshot, which may predate a batch of the
+    // session committed while this waited for the lock: a newest task this
+    // statement cannot see counts as unfinished (the batch then waits, and
+    // `ready_next` after the commit readies it if that one ended).
+    let (prev_seq, busy): (Option<i64>, bool) = sqlx::query_as(
         "INSERT INTO sessions (id, created_at, last_activity_at) VALUES ($1, $2, $2)
          ON CONFLICT (id) DO UPDATE SET last_activity_at = GREATEST(sessions.last_activity_at,
                                                                     EXCLUDED.last_activity_at)
-         RETURNING last_task_seq",
+         RETURNING last_task_seq,
+             last_task_seq IS NOT NULL
+             AND (EXISTS (SELECT 1 FROM tasks WHERE session_id = $1
+                          AND status IN ('queued', 'running'))
+                  OR NOT EXISTS (SELECT 1 FROM tasks WHERE seq = sessions.last_task_seq))",
     )
     .bind(&task.session_id)
     .bind(task.accepted_at)
@@ -38,12 +48,10 @@ async fn try_insert_task(
     .await?;
     task.restamp();
     let task = &*task;
-    // Whether the session has unfinished batches: a `reject` batch is
-    // refused, any other waits its turn (unless `parallel`). (The
-    // session's row is locked: none of its batches is accepted meanwhile; a
-    // session without a task has none.)
-    let reject = task.policy == SessionPolicy::Reject;
-    let busy = if prev_seq.is_some() {
+    // A `reject` batch is refused while the session has unfinished
+    // batches: asked again now that the lock is held (a fresh snapshot),
+    // not guessed.
+    let busy = if task.policy == SessionPolicy::Reject && busy {
         let (busy, known): (bool, bool) = sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM tasks WHERE session_id = $1
                             AND status IN ('queued', 'running')),
@@ -53,12 +61,12 @@ async fn try_insert_task(
         .bind(&task.id)
         .fetch_one(&mut *tx)
         .await?;
-        if reject && busy && !known {
+        if busy && !known {
             return Ok((Inserted::Busy, None));
         }
         busy
     } else {
-        false
+        busy
     };
     let ready = !busy || task.policy == SessionPolicy::Parallel;
     let started = task.started && ready;
