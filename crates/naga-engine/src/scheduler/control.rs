@@ -140,14 +140,8 @@ impl Scheduler {
     fn cancel_here(&self, task_id: &str) -> Option<oneshot::Receiver<TaskStatus>> {
         let mut state = self.inner.state.lock().unwrap();
         let Held { token, .. } = state.running.get(task_id).cloned()?;
-        let (tx, rx) = oneshot::channel();
-        state
-            .waiters
-            .entry(task_id.to_owned())
-            .or_default()
-            .push(tx);
         token.cancel();
-        Some(rx)
+        Some(state.waiter(task_id))
     }
 
     /// Cancels a task another node holds: asks every node, then waits for
@@ -180,19 +174,21 @@ impl Scheduler {
     /// A receiver for the final status of a task held here.
     pub fn wait(&self, task_id: &str) -> Option<oneshot::Receiver<TaskStatus>> {
         let mut state = self.inner.state.lock().unwrap();
-        state.running.contains_key(task_id).then(|| {
-            let (tx, rx) = oneshot::channel();
-            state
-                .waiters
-                .entry(task_id.to_owned())
-                .or_default()
-                .push(tx);
-            rx
-        })
+        state
+            .running
+            .contains_key(task_id)
+            .then(|| state.waiter(task_id))
     }
 }
 
 impl State {
+    /// A receiver for the final status of a task held here.
+    fn waiter(&mut self, task_id: &str) -> oneshot::Receiver<TaskStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.entry(task_id.to_owned()).or_default().push(tx);
+        rx
+    }
+
     /// Whether an interrupt of its session came after `spec` was accepted.
     pub(super) fn interrupted_before(&self, spec: &TaskSpec) -> bool {
         self.interrupted
