@@ -162,7 +162,8 @@ impl Engine {
         };
         let tasks = engine.inner.scheduler.recover().await?;
         let lease = engine.inner.scheduler.lease(engine.inner.clock.now_ms());
-        let callbacks = engine.inner.callbacks.claim(lease, true).await?;
+        // (At start: its own, and those whose lease expired.)
+        let callbacks = engine.inner.callbacks.claim(lease, true, i64::MIN).await?;
         let now = engine.inner.clock.now_ms();
         engine.inner.scheduler.record_heartbeat(now, true).await;
         engine.inner.scheduler.spawn_maintenance();

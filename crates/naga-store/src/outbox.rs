@@ -11,19 +11,27 @@ impl Store {
     /// node delivers. Oldest first, each outbox in turn. Rows of the
     /// claiming node itself are taken only through `own`: while it runs, it
     /// is delivering them (even when its heartbeat could not renew them).
+    /// Also those of a node whose heartbeat is older than `dead_before`.
     pub async fn claim_deliveries(
         &self,
         lease: Lease,
         now: Millis,
         own: Option<&str>,
+        dead_before: Millis,
     ) -> Result<Vec<CallbackRow>, StoreError> {
         match &self.backend {
             Backend::Sqlite { writer, .. } => {
-                sqlite::outbox::claim_deliveries(writer, lease, now, own).await
+                sqlite::outbox::claim_deliveries(writer, lease, now, own, dead_before).await
             }
             Backend::Postgres(pg) => {
-                pg.observed(postgres::claim_deliveries(pg, &lease, now, own))
-                    .await
+                pg.observed(postgres::claim_deliveries(
+                    pg,
+                    &lease,
+                    now,
+                    own,
+                    dead_before,
+                ))
+                .await
             }
         }
     }

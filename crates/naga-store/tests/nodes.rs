@@ -250,7 +250,7 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
         };
         // A is alive (its lease runs): nobody takes its callbacks.
         assert!(
-            b.claim_deliveries(lease("B", 1_000), 50, None)
+            b.claim_deliveries(lease("B", 1_000), 50, None, i64::MIN)
                 .await
                 .unwrap()
                 .is_empty(),
@@ -259,7 +259,7 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
         // A's heartbeat renews them with its tasks.
         a.renew_leases("A", 300).await.unwrap();
         assert!(
-            b.claim_deliveries(lease("B", 1_000), 200, None)
+            b.claim_deliveries(lease("B", 1_000), 200, None, i64::MIN)
                 .await
                 .unwrap()
                 .is_empty(),
@@ -267,7 +267,7 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
         );
         // A's own sweep never takes its own rows back from itself.
         assert!(
-            a.claim_deliveries(lease("A", 1_000), 400, None)
+            a.claim_deliveries(lease("A", 1_000), 400, None, i64::MIN)
                 .await
                 .unwrap()
                 .is_empty(),
@@ -277,8 +277,8 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
         // three, each once.
         let c = backend.another_node().await;
         let (got_b, got_c) = tokio::join!(
-            b.claim_deliveries(lease("B", 1_000), 400, None),
-            c.claim_deliveries(lease("C", 1_000), 400, None)
+            b.claim_deliveries(lease("B", 1_000), 400, None, i64::MIN),
+            c.claim_deliveries(lease("C", 1_000), 400, None, i64::MIN)
         );
         let (got_b, got_c) = (got_b.unwrap(), got_c.unwrap());
         let mut ids: Vec<&str> = got_b.iter().chain(&got_c).map(|c| c.id.as_str()).collect();
@@ -292,7 +292,7 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
         b.release_leases("B").await.unwrap();
         c.release_leases("C").await.unwrap();
         let back = a
-            .claim_deliveries(lease("A", 2_000), 500, Some("A"))
+            .claim_deliveries(lease("A", 2_000), 500, Some("A"), i64::MIN)
             .await
             .unwrap();
         assert_eq!(back.len(), 3, "{name}");

@@ -172,18 +172,20 @@ impl Callbacks {
     /// Takes over and sends the pending callbacks and UI notifications
     /// that no live node holds: with `own`, also those this node's identity
     /// held in its last run (at start); without, those whose holder's lease
-    /// expired (a node that died; the periodic sweep).
+    /// expired or whose heartbeat is older than `dead_before` (a node that
+    /// died; the periodic sweep).
     pub async fn claim(
         &self,
         lease: naga_store::Lease,
         own: bool,
+        dead_before: naga_core::time::Millis,
     ) -> Result<usize, naga_store::StoreError> {
         let now = self.inner.clock.now_ms();
         let me = own.then(|| lease.owner.clone());
         let rows = self
             .inner
             .store
-            .claim_deliveries(lease, now, me.as_deref())
+            .claim_deliveries(lease, now, me.as_deref(), dead_before)
             .await?;
         let n = rows.len();
         for row in rows {

@@ -40,9 +40,9 @@ impl Scheduler {
 
     /// The background duties of a node: its heartbeat (every
     /// `heartbeat_ms`), its leases renewed (every lease/3), the claimer,
-    /// and every lease/2 the sessions' next batches readied where a node
-    /// died before it did, and the callbacks whose node's lease expired
-    /// taken over; on a shared database, the other nodes' news.
+    /// the callbacks of a dead node (or an expired lease) taken over (every
+    /// beat), the sessions' next batches readied where a node died before
+    /// it did (every lease/2); on a shared database, the other nodes' news.
     pub fn spawn_maintenance(&self) {
         if self.inner.shared {
             self.spawn_listener();
@@ -79,32 +79,43 @@ impl Scheduler {
         });
         let sweeper = self.clone();
         self.inner.tracker.spawn(async move {
+            // Deliveries each beat (a dead node's are taken over within
+            // seconds), the sessions' next batches each lease/2.
+            let repair_every = (lease.as_millis() / 2 / beat.as_millis()).max(1);
+            let mut beats = 0u128;
             loop {
                 tokio::select! {
-                    _ = sweeper.inner.clock.sleep(lease / 2) => {}
+                    _ = sweeper.inner.clock.sleep(beat) => {}
                     _ = sweeper.inner.draining.cancelled() => return,
                 }
                 let inner = &sweeper.inner;
-                match inner.store.ready_heads().await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::warn!(
-                            tasks = n,
-                            "batches whose turn came were readied late \
-                            (a node died between a task's end and readying the next)"
-                        );
-                        inner.wake();
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot ready the sessions' next batches")
+                beats += 1;
+                if beats % repair_every == 0 {
+                    match inner.store.ready_heads().await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::warn!(
+                                tasks = n,
+                                "batches whose turn came were readied late \
+                                (a node died between a task's end and readying the next)"
+                            );
+                            inner.wake();
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot ready the sessions' next batches")
+                        }
                     }
                 }
-                let lease = sweeper.lease(inner.clock.now_ms());
-                match inner.callbacks.claim(lease, false).await {
+                let claim = inner.claim(inner.clock.now_ms());
+                match inner
+                    .callbacks
+                    .claim(claim.lease, false, claim.dead_before)
+                    .await
+                {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(
                         deliveries = n,
-                        "took over callbacks and notifications whose node's lease expired"
+                        "took over callbacks and notifications whose node died or let them expire"
                     ),
                     Err(e) => tracing::error!(error = %e, "cannot claim expired deliveries"),
                 }

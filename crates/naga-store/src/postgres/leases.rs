@@ -43,7 +43,10 @@ macro_rules! unheld {
 
 /// Claims and starts runnable tasks (ready, unheld), the earliest first;
 /// rows another node is claiming at this moment are skipped (`SKIP
-/// LOCKED`), so each task goes to one node.
+/// LOCKED`), so each task goes to one node. Started at `now`, or when the
+/// batch before it ended if that is later: the end's time is taken before
+/// its commit, and this claim's may be taken just before the end's
+/// readying commits.
 pub(crate) async fn claim_runnable(
     pool: &PgPool,
     claim: &Claim,
@@ -55,7 +58,8 @@ pub(crate) async fn claim_runnable(
     Ok(sqlx::query_as(concat!(
         "WITH claimed AS (
              UPDATE tasks SET lease_owner = $1, lease_expires_at = $2, status = 'running',
-                 started_at = COALESCE(started_at, $3)
+                 started_at = COALESCE(started_at, GREATEST($3,
+                     (SELECT p.finished_at FROM tasks p WHERE p.seq = tasks.prev_seq)))
              WHERE seq IN (SELECT seq FROM tasks
                            WHERE ready AND status IN ('queued', 'running') AND ",
         unheld!(),

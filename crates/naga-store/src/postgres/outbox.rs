@@ -10,6 +10,7 @@ pub(crate) async fn claim_deliveries(
     lease: &Lease,
     now: Millis,
     own: Option<&str>,
+    dead_before: Millis,
 ) -> Result<Vec<CallbackRow>, StoreError> {
     let mut rows = Vec::new();
     for (outbox, table) in [Outbox::Callbacks, Outbox::Notifications]
@@ -22,7 +23,9 @@ pub(crate) async fn claim_deliveries(
                            WHERE status = 'pending'
                              AND (lease_owner IS NULL OR lease_expires_at IS NULL
                                   OR (lease_expires_at < $3 AND lease_owner <> $1)
-                                  OR lease_owner = $4)
+                                  OR lease_owner = $4
+                                  OR lease_owner IN (SELECT id FROM nodes
+                                                     WHERE heartbeat_at < $5 AND id <> $1))
                            FOR UPDATE SKIP LOCKED)
              RETURNING *"
         ))
@@ -30,6 +33,7 @@ pub(crate) async fn claim_deliveries(
         .bind(lease.until)
         .bind(now)
         .bind(own)
+        .bind(dead_before)
         .fetch_all(pool)
         .await?;
         claimed.sort_by_key(|r| r.seq);

@@ -10,6 +10,7 @@ pub(crate) async fn claim_deliveries(
     lease: Lease,
     now: Millis,
     own: Option<&str>,
+    dead_before: Millis,
 ) -> Result<Vec<CallbackRow>, StoreError> {
     let own = own.map(str::to_owned);
     writer
@@ -24,27 +25,32 @@ pub(crate) async fn claim_deliveries(
                          WHERE status = 'pending'
                            AND (lease_owner IS NULL OR lease_expires_at IS NULL
                                 OR (lease_expires_at < ?3 AND lease_owner <> ?1)
-                                OR lease_owner = ?4)
+                                OR lease_owner = ?4
+                                OR lease_owner IN (SELECT id FROM nodes
+                                                   WHERE heartbeat_at < ?5 AND id <> ?1))
                          RETURNING seq, id, task_id, url, body, status, attempts, next_attempt_at,
                                    last_error, created_at, delivered_at"
                 ))?;
                 let mut claimed = stmt
-                    .query_map(params![lease.owner, lease.until, now, own], |r| {
-                        Ok(CallbackRow {
-                            outbox,
-                            seq: r.get(0)?,
-                            id: r.get(1)?,
-                            task_id: r.get(2)?,
-                            url: r.get(3)?,
-                            body: r.get(4)?,
-                            status: super::decoded(r, 5)?,
-                            attempts: r.get(6)?,
-                            next_attempt_at: r.get(7)?,
-                            last_error: r.get(8)?,
-                            created_at: r.get(9)?,
-                            delivered_at: r.get(10)?,
-                        })
-                    })?
+                    .query_map(
+                        params![lease.owner, lease.until, now, own, dead_before],
+                        |r| {
+                            Ok(CallbackRow {
+                                outbox,
+                                seq: r.get(0)?,
+                                id: r.get(1)?,
+                                task_id: r.get(2)?,
+                                url: r.get(3)?,
+                                body: r.get(4)?,
+                                status: super::decoded(r, 5)?,
+                                attempts: r.get(6)?,
+                                next_attempt_at: r.get(7)?,
+                                last_error: r.get(8)?,
+                                created_at: r.get(9)?,
+                                delivered_at: r.get(10)?,
+                            })
+                        },
+                    )?
                     .collect::<Result<Vec<_>, _>>()?;
                 claimed.sort_by_key(|r| r.seq);
                 rows.extend(claimed);
