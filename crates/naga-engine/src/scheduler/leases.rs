@@ -90,7 +90,7 @@ impl Scheduler {
                 }
                 let inner = &sweeper.inner;
                 beats += 1;
-                if beats % repair_every == 0 {
+                if beats.is_multiple_of(repair_every) {
                     match inner.store.ready_heads().await {
                         Ok(0) => {}
                         Ok(n) => {
