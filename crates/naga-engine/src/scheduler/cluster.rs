@@ -19,7 +19,7 @@ impl Inner {
 
     /// Acts on another node's scheduling news.
     pub(super) fn hear(self: &Arc<Self>, news: WorkNews) {
-        if news.ended.is_some() || news.ready {
+        if news.ready {
             self.wake();
         }
         if let (Some(session), Some(before)) = (news.interrupt, news.before) {

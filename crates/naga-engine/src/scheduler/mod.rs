@@ -226,11 +226,9 @@ struct Held {
 /// (on [`Channel::Work`]).
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct WorkNews {
-    /// A batch of this session ended (sent by the database on commit): its
-    /// next batch may be runnable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ended: Option<String>,
-    /// A runnable batch waits in the store for a free worker.
+    /// A runnable batch waits in the store for a free worker (sent by a
+    /// node that stored one it cannot run, and by the database when an
+    /// end readies a session's next batch).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     ready: bool,
     /// Cancel this session's batches accepted before `before`.
