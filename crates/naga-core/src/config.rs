@@ -249,7 +249,9 @@ pub struct CallbackConfig {
     /// `/ui_notification`), through the same outbox as callbacks. Checked
     /// against `allowed_hosts`.
     pub ui_notify_url: Option<String>,
-    /// Deliveries in flight at once.
+    /// Delivery attempts in flight at once on this node: the claimer of
+    /// due retries (and of a dead node's deliveries) takes at most this
+    /// many.
     pub concurrency: usize,
 }
 

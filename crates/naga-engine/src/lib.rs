@@ -84,6 +84,7 @@ impl Engine {
         let feed = feed::TaskFeed::default();
         let callbacks = Callbacks::new(
             store.clone(),
+            node.id().to_owned(),
             config.callbacks.clone(),
             clock.clone(),
             stop.clone(),
@@ -161,9 +162,6 @@ impl Engine {
             }),
         };
         let tasks = engine.inner.scheduler.recover().await?;
-        let lease = engine.inner.scheduler.lease(engine.inner.clock.now_ms());
-        // (At start: its own, and those whose lease expired.)
-        let callbacks = engine.inner.callbacks.claim(lease, true, i64::MIN).await?;
         let now = engine.inner.clock.now_ms();
         engine.inner.scheduler.record_heartbeat(now, true).await;
         engine.inner.scheduler.spawn_maintenance();
@@ -171,11 +169,7 @@ impl Engine {
         if engine.inner.config.runs(naga_core::config::Service::Mcp) {
             engine.inner.mcp.start_all();
         }
-        tracing::info!(
-            resumed_tasks = tasks,
-            pending_callbacks = callbacks,
-            "engine started"
-        );
+        tracing::info!(resumed_tasks = tasks, "engine started");
         Ok(engine)
     }
 

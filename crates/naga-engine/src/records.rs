@@ -74,9 +74,8 @@ impl Engine {
             });
         };
         tracing::info!(callback_id = %id, task_id = %row.task_id, "callback replay requested");
-        // Sent without its body in hand: the delivery reads it from the store.
-        row.body = String::new();
         self.callbacks().enqueue(row.clone());
+        row.body = String::new(); // (the answer shows the callback, not its body)
         Ok(Replay::Requeued(row))
     }
 

@@ -129,7 +129,7 @@ async fn one_batch(store: Store, i: usize) {
         panic!("the task ends with its callback");
     };
     store
-        .record_delivery(row.seq, DeliveryOutcome::Delivered, now)
+        .record_delivery("node", row.seq, DeliveryOutcome::Delivered, now)
         .await
         .unwrap();
 }

@@ -5,69 +5,63 @@ use crate::{commands::*, postgres, rows::*, sqlite, Backend, Store, StoreError};
 use naga_core::time::Millis;
 
 impl Store {
-    /// Takes over the pending callbacks and UI notifications of both
-    /// outboxes whose lease expired (or that have none), and those whose
-    /// lease `own` holds (a restarted node's own): what a restart or another
-    /// node delivers. Oldest first, each outbox in turn. Rows of the
-    /// claiming node itself are taken only through `own`: while it runs, it
-    /// is delivering them (even when its heartbeat could not renew them).
-    /// Also those of a node whose heartbeat is older than `dead_before`.
+    /// Claims the pending callbacks and UI notifications that are due
+    /// (`next_attempt_at` reached) and held by no live node: nobody holds
+    /// them (a failed attempt lets go of its row, to be retried by whichever
+    /// node has room when it is due), their holder's lease expired, or its
+    /// heartbeat is older than `dead_before`. At most `limit` rows, the
+    /// longest due first (callbacks before notifications). Rows the
+    /// claiming node holds itself are never taken back: it is delivering
+    /// them.
     pub async fn claim_deliveries(
         &self,
-        lease: Lease,
-        now: Millis,
-        own: Option<&str>,
-        dead_before: Millis,
+        claim: &Claim,
+        limit: i64,
     ) -> Result<Vec<CallbackRow>, StoreError> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
         match &self.backend {
             Backend::Sqlite { writer, .. } => {
-                sqlite::outbox::claim_deliveries(writer, lease, now, own, dead_before).await
+                sqlite::outbox::claim_deliveries(writer, claim.clone(), limit).await
             }
             Backend::Postgres(pg) => {
-                pg.observed(postgres::claim_deliveries(
-                    pg,
-                    &lease,
-                    now,
-                    own,
-                    dead_before,
-                ))
-                .await
+                pg.observed(postgres::claim_deliveries(pg, claim, limit))
+                    .await
             }
         }
     }
 
-    /// Records one delivery attempt of a callback.
+    /// Records one delivery attempt of a callback by the node `owner`.
     pub async fn record_delivery(
         &self,
+        owner: &str,
         seq: i64,
         outcome: DeliveryOutcome,
         now: Millis,
     ) -> Result<(), StoreError> {
-        self.record_deliveries(vec![(seq, outcome, now)]).await
+        self.record_deliveries_in(Outbox::Callbacks, owner, vec![(seq, outcome, now)])
+            .await
     }
 
-    /// Records many delivery attempts in one job (the delivery worker
-    /// batches its successes). Callbacks are addressed by `seq`, the
-    /// table's own key (the text `id` would cost an index seek more).
-    pub async fn record_deliveries(
-        &self,
-        attempts: Vec<(i64, DeliveryOutcome, Millis)>,
-    ) -> Result<(), StoreError> {
-        self.record_deliveries_in(Outbox::Callbacks, attempts).await
-    }
-
-    /// [`Store::record_deliveries`] in either outbox.
+    /// Records many delivery attempts of the node `owner` in one job (the
+    /// delivery worker batches its successes). Rows are addressed by `seq`,
+    /// the table's own key. Each row recorded is let go of (a retry waits,
+    /// held by nobody, until it is due); a row `owner` no longer holds (its
+    /// lease was taken over) is left to its new holder: fenced.
     pub async fn record_deliveries_in(
         &self,
         outbox: Outbox,
+        owner: &str,
         attempts: Vec<(i64, DeliveryOutcome, Millis)>,
     ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite { writer, .. } => {
-                sqlite::outbox::record_deliveries_in(writer, outbox, attempts).await
+                sqlite::outbox::record_deliveries_in(writer, outbox, owner.to_owned(), attempts)
+                    .await
             }
             Backend::Postgres(pg) => {
-                pg.observed(postgres::record_deliveries_in(pg, outbox, &attempts))
+                pg.observed(postgres::record_deliveries_in(pg, outbox, owner, &attempts))
                     .await
             }
         }

@@ -406,25 +406,6 @@ impl Store {
         })
     }
 
-    /// The body of a delivery of either outbox, by its `seq` (the delivery
-    /// worker keeps no body while it waits for a retry).
-    pub async fn delivery_body(
-        &self,
-        outbox: crate::Outbox,
-        seq: i64,
-    ) -> Result<Option<String>, StoreError> {
-        let sql = match outbox {
-            crate::Outbox::Callbacks => "SELECT body FROM callbacks WHERE seq = $1",
-            crate::Outbox::Notifications => "SELECT body FROM notifications WHERE seq = $1",
-        };
-        read!(self, |pool| {
-            Ok(sqlx::query_scalar(sql)
-                .bind(seq)
-                .fetch_optional(pool)
-                .await?)
-        })
-    }
-
     /// Callbacks, newest first, optionally of one status.
     pub async fn callbacks(
         &self,

@@ -4,7 +4,7 @@
 
 mod common;
 use common::backends;
-use naga_core::TaskStatus;
+use naga_core::{DeliveryStatus, TaskStatus};
 use naga_store::*;
 use std::collections::HashSet;
 
@@ -244,13 +244,23 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
             .await
             .unwrap();
         }
-        let lease = |owner: &str, until: i64| Lease {
-            owner: owner.into(),
-            until,
+        let claim = |owner: &str, now: i64, dead_before: i64| Claim {
+            lease: Lease {
+                owner: owner.into(),
+                until: now + 1_000,
+            },
+            now,
+            dead_before,
+            clock: None,
+        };
+        let claimed = |rows: Vec<CallbackRow>| -> Vec<String> {
+            let mut ids: Vec<String> = rows.into_iter().map(|c| c.id).collect();
+            ids.sort();
+            ids
         };
         // A is alive (its lease runs): nobody takes its callbacks.
         assert!(
-            b.claim_deliveries(lease("B", 1_000), 50, None, i64::MIN)
+            b.claim_deliveries(&claim("B", 50, i64::MIN), 10)
                 .await
                 .unwrap()
                 .is_empty(),
@@ -259,29 +269,29 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
         // A's heartbeat renews them with its tasks.
         a.renew_leases("A", 300).await.unwrap();
         assert!(
-            b.claim_deliveries(lease("B", 1_000), 200, None, i64::MIN)
+            b.claim_deliveries(&claim("B", 200, i64::MIN), 10)
                 .await
                 .unwrap()
                 .is_empty(),
             "{name}"
         );
-        // A's own sweep never takes its own rows back from itself.
+        // A's own claimer never takes its own rows back from itself.
         assert!(
-            a.claim_deliveries(lease("A", 1_000), 400, None, i64::MIN)
+            a.claim_deliveries(&claim("A", 400, i64::MIN), 10)
                 .await
                 .unwrap()
                 .is_empty(),
             "{name}"
         );
         // A died: after its lease, B and C (at the same moment) take all
-        // three, each once.
+        // three, each once; B has room for two only.
         let c = backend.another_node().await;
-        let (got_b, got_c) = tokio::join!(
-            b.claim_deliveries(lease("B", 1_000), 400, None, i64::MIN),
-            c.claim_deliveries(lease("C", 1_000), 400, None, i64::MIN)
-        );
+        let (by_b, by_c) = (claim("B", 400, i64::MIN), claim("C", 400, i64::MIN));
+        let (got_b, got_c) =
+            tokio::join!(b.claim_deliveries(&by_b, 2), c.claim_deliveries(&by_c, 10));
         let (got_b, got_c) = (got_b.unwrap(), got_c.unwrap());
-        let mut ids: Vec<&str> = got_b.iter().chain(&got_c).map(|c| c.id.as_str()).collect();
+        assert!(got_b.len() <= 2, "{name}: B's room");
+        let mut ids: Vec<String> = got_b.iter().chain(&got_c).map(|c| c.id.clone()).collect();
         ids.sort();
         assert_eq!(
             ids,
@@ -292,10 +302,81 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
         b.release_leases("B").await.unwrap();
         c.release_leases("C").await.unwrap();
         let back = a
-            .claim_deliveries(lease("A", 2_000), 500, Some("A"), i64::MIN)
+            .claim_deliveries(&claim("A", 500, i64::MIN), 10)
             .await
             .unwrap();
         assert_eq!(back.len(), 3, "{name}");
+        let (first, second) = (&back[0], &back[1]);
+        // A failed attempt writes the row's next due time and lets go of it:
+        // it waits in the store, and whoever has room when it is due takes it.
+        let retry = |at: i64| DeliveryOutcome::Retry {
+            error: "receiver answered 503".into(),
+            next_attempt_at: at,
+        };
+        a.record_deliveries_in(
+            Outbox::Callbacks,
+            "A",
+            vec![
+                (first.seq, retry(2_000), 600),
+                (second.seq, retry(3_000), 600),
+            ],
+        )
+        .await
+        .unwrap();
+        a.renew_leases("A", 5_000).await.unwrap();
+        assert!(
+            c.claim_deliveries(&claim("C", 1_999, i64::MIN), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}: not due yet (and A still holds the third)"
+        );
+        let due = c
+            .claim_deliveries(&claim("C", 2_000, i64::MIN), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            claimed(due),
+            [first.id.as_str()],
+            "{name}: due, held by nobody"
+        );
+        let row = c.callback(&first.id).await.unwrap().unwrap();
+        assert_eq!((row.attempts, row.next_attempt_at), (1, 2_000), "{name}");
+        // Fenced: A, which let go of it, records nothing on it any more.
+        a.record_delivery("A", first.seq, DeliveryOutcome::Delivered, 2_001)
+            .await
+            .unwrap();
+        let row = c.callback(&first.id).await.unwrap().unwrap();
+        assert_eq!(
+            row.status,
+            DeliveryStatus::Pending,
+            "{name}: A is fenced out"
+        );
+        c.record_delivery("C", first.seq, DeliveryOutcome::Delivered, 2_002)
+            .await
+            .unwrap();
+        let row = c.callback(&first.id).await.unwrap().unwrap();
+        assert_eq!(
+            (row.status, row.attempts, row.delivered_at),
+            (DeliveryStatus::Delivered, 2, Some(2_002)),
+            "{name}"
+        );
+        // A node whose heartbeat stopped loses its deliveries within beats,
+        // before their lease (A holds the third until 5_000).
+        a.node_heartbeat("A", 600, false).await.unwrap();
+        assert!(
+            b.claim_deliveries(&claim("B", 700, 600), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}: A's heartbeat is recent"
+        );
+        let taken = b.claim_deliveries(&claim("B", 700, 601), 10).await.unwrap();
+        assert_eq!(
+            claimed(taken),
+            [back[2].id.as_str()],
+            "{name}: a dead node's"
+        );
     }
 }
 

@@ -312,17 +312,90 @@ async fn a_sessions_events_reach_its_listeners_on_every_node() {
 /// Two nodes (agent servers, in this process) on one new PostgreSQL
 /// database, each with its own identity.
 async fn two_agent_nodes(name: &str) -> Option<(TestApp, TestApp)> {
+    two_agent_nodes_configured(name, |_| {}).await
+}
+
+/// [`two_agent_nodes`], A's configuration changed by `a`.
+async fn two_agent_nodes_configured(
+    name: &str,
+    a: impl FnOnce(&mut naga_core::config::Config),
+) -> Option<(TestApp, TestApp)> {
     let server = postgres_server_if_any()?;
     let database = format!("{server}/naga_{name}_{}", uuid::Uuid::new_v4().simple());
-    let node = || {
-        let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-        let mut config = test_config(&dir);
+    let config = |dir: &tempfile::TempDir| {
+        let mut config = test_config(dir);
         config.database_url = Some(database.clone());
-        TestApp::spawn_with(dir, config)
+        config
     };
-    let a = node().await;
-    let b = node().await;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config_a = config(&dir);
+    a(&mut config_a);
+    let a = TestApp::spawn_with(dir, config_a).await;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let b = TestApp::spawn_with(dir.clone(), config(&dir)).await;
     Some((a, b))
+}
+
+/// A callback's retry waits in the store as a row with its due time, let
+/// go of by the node that tried it: when it is due, a node with room sends
+/// it. Here A has one delivery permit, held by a receiver that does not
+/// answer for 20 s; B, idle, sends A's retry as soon as it is due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_retry_is_sent_by_whichever_node_has_room_when_it_is_due() {
+    let Some((a, _b)) = two_agent_nodes_configured("due_retry", |c| {
+        c.callbacks.concurrency = 1;
+        c.callbacks.timeout_ms = 20_000;
+    })
+    .await
+    else {
+        return;
+    };
+    // The first attempt is asked to come back in a second.
+    let receiver = Receiver::start_on(0, &[(503, Some(1))]).await;
+    let (status, r) = a
+        .post_schedule(&echo_batch(
+            "due-1",
+            "due-1",
+            &["x"],
+            0,
+            Some(&receiver.url()),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    wait_until(
+        Duration::from_secs(10),
+        "the first attempt (503)",
+        || async { (!receiver.all().is_empty()).then_some(()) },
+    )
+    .await;
+    // A receiver that takes the connection and never answers holds A's
+    // only permit for 20 s.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!(
+        "http://127.0.0.1:{}/agent_result_callback",
+        silent.local_addr().unwrap().port()
+    );
+    let (status, r) = a
+        .post_schedule(&echo_batch("due-2", "due-2", &["y"], 0, Some(&silent_url)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let held = tokio::time::timeout(Duration::from_secs(10), silent.accept())
+        .await
+        .expect("A's delivery to the silent receiver did not connect")
+        .unwrap();
+    let at = tokio::time::Instant::now();
+    receiver.wait_for("due-1").await;
+    let waited = at.elapsed();
+    assert!(
+        waited < Duration::from_secs(8),
+        "the retry was sent after {waited:?}: it waited for A's permit (20 s) instead of \
+         being sent by B when due"
+    );
+    let attempts: Vec<u16> = receiver.all().iter().map(|r| r.answered).collect();
+    assert_eq!(attempts, [503, 200], "each attempt once");
+    let sent = a.wait_for_callback_status("due-1", "delivered").await;
+    assert_eq!(sent["attempts"], 2, "{sent}");
+    drop(held);
 }
 
 /// One echo call that takes `delay_ms`, for `session`.

@@ -4,145 +4,111 @@
 use super::*;
 
 impl Inner {
-    pub(super) async fn deliver(&self, mut row: CallbackRow) {
-        let mut attempts = row.attempts as u32;
-        let wait = row.next_attempt_at - self.clock.now_ms();
-        if wait > 0 {
-            // The body waits in the store, not here (a retry can be hours
-            // away, and bodies can be large).
-            row.body = String::new();
-            if !self.sleep(Duration::from_millis(wait as u64)).await {
-                return;
-            }
+    /// One attempt at a due callback this node holds. Its outcome is
+    /// recorded and the row let go of: a retry waits in the store, held by
+    /// nobody, until its due time, when whichever node has room claims it
+    /// ([`Callbacks::spawn_claimer`]).
+    pub(super) async fn deliver(&self, row: CallbackRow) {
+        let permit = tokio::select! {
+            p = self.permits.acquire() => p,
+            _ = self.stop.cancelled() => return,
+        };
+        let Ok(_permit) = permit else { return };
+        if self.stop.is_cancelled() {
+            return;
         }
-        loop {
-            if row.body.is_empty() {
-                // A store that cannot be read now is asked again, as a write
-                // would be (the row stays pending and this node's meanwhile).
-                let body = retry_store(
-                    &*self.clock,
-                    &self.stop,
-                    3,
-                    || format!("read the body of callback `{}`", row.id),
-                    || self.store.delivery_body(row.outbox, row.seq),
-                )
-                .await;
-                match body {
-                    Ok(Some(body)) => row.body = body,
-                    Ok(None) => return, // gone (its conversation was deleted)
-                    Err(e) => {
-                        // Stopping, or a final error: a restart sends it again.
-                        tracing::error!(callback_id = %row.id, error = %e,
-                            "cannot read a callback's body to send it");
-                        return;
-                    }
-                }
+        let attempts = row.attempts as u32 + 1;
+        let outcome = tokio::select! {
+            outcome = self.attempt(&row) => outcome,
+            // Abandoned: the row stays pending, let go of at the stop.
+            _ = self.stop.cancelled() => return,
+        };
+        let now = self.clock.now_ms();
+        let record = match outcome {
+            Attempt::Delivered => DeliveryOutcome::Delivered,
+            Attempt::Fatal(error) => DeliveryOutcome::Dead { error },
+            Attempt::Retry { error, .. } if attempts >= self.config.max_attempts => {
+                let error = format!("{error} (gave up after {attempts} attempts)");
+                DeliveryOutcome::Dead { error }
             }
-            let permit = tokio::select! {
-                p = self.permits.acquire() => p,
-                _ = self.stop.cancelled() => return,
-            };
-            let Ok(_permit) = permit else { return };
-            if self.stop.is_cancelled() {
-                return;
-            }
-            attempts += 1;
-            let outcome = tokio::select! {
-                outcome = self.attempt(&row) => outcome,
-                // Abandoned: the row stays pending, sent again by the next run.
-                _ = self.stop.cancelled() => return,
-            };
-            let now = self.clock.now_ms();
-            let (record, delay) = match outcome {
-                Attempt::Delivered => (DeliveryOutcome::Delivered, None),
-                Attempt::Fatal(error) => (DeliveryOutcome::Dead { error }, None),
-                Attempt::Retry { error, .. } if attempts >= self.config.max_attempts => {
-                    let error = format!("{error} (gave up after {attempts} attempts)");
-                    (DeliveryOutcome::Dead { error }, None)
-                }
-                Attempt::Retry { error, retry_after } => {
-                    // The receiver's Retry-After wins over our backoff (bounded,
-                    // so that no receiver can park a callback for days).
-                    let delay = match retry_after {
-                        Some(d) => d.min(MAX_RETRY_AFTER),
-                        None => self.backoff(attempts),
-                    };
-                    let next_attempt_at = now + delay.as_millis() as i64;
-                    (
-                        DeliveryOutcome::Retry {
-                            error,
-                            next_attempt_at,
-                        },
-                        Some(delay),
-                    )
-                }
-            };
-            let (outcome, next, error) = match &record {
-                DeliveryOutcome::Delivered => ("delivered", None, None),
+            Attempt::Retry { error, retry_after } => {
+                // The receiver's Retry-After wins over our backoff (bounded,
+                // so that no receiver can park a callback for days).
+                let delay = match retry_after {
+                    Some(d) => d.min(MAX_RETRY_AFTER),
+                    None => self.backoff(attempts),
+                };
                 DeliveryOutcome::Retry {
                     error,
-                    next_attempt_at,
-                } => ("retry", Some(*next_attempt_at), Some(error.as_str())),
-                DeliveryOutcome::Dead { error } => ("dead", None, Some(error.as_str())),
+                    next_attempt_at: now + delay.as_millis() as i64,
+                }
+            }
+        };
+        let (outcome, next, error) = match &record {
+            DeliveryOutcome::Delivered => ("delivered", None, None),
+            DeliveryOutcome::Retry {
+                error,
+                next_attempt_at,
+            } => ("retry", Some(*next_attempt_at), Some(error.as_str())),
+            DeliveryOutcome::Dead { error } => ("dead", None, Some(error.as_str())),
+        };
+        crate::metrics::callback_delivery(outcome);
+        if self.feed.watched() {
+            let event = crate::feed::Event::Callback {
+                task_id: &row.task_id,
+                callback_id: &row.id,
+                outcome,
+                next_attempt_at: next.map(naga_core::time::iso),
+                error,
             };
-            crate::metrics::callback_delivery(outcome);
-            if self.feed.watched() {
-                let event = crate::feed::Event::Callback {
-                    task_id: &row.task_id,
-                    callback_id: &row.id,
-                    outcome,
-                    next_attempt_at: next.map(naga_core::time::iso),
-                    error,
-                };
-                self.feed.send(None, &event);
+            self.feed.send(None, &event);
+        }
+        match &record {
+            DeliveryOutcome::Delivered => {
+                tracing::debug!(callback_id = %row.id, task_id = %row.task_id, attempts, "callback delivered")
             }
-            match &record {
-                DeliveryOutcome::Delivered => {
-                    tracing::debug!(callback_id = %row.id, task_id = %row.task_id, attempts, "callback delivered")
-                }
-                DeliveryOutcome::Retry { error, .. } => {
-                    tracing::warn!(callback_id = %row.id, task_id = %row.task_id, attempts, %error, "callback delivery failed; will retry")
-                }
-                DeliveryOutcome::Dead { error } => {
-                    tracing::error!(callback_id = %row.id, task_id = %row.task_id, attempts, %error, "callback dead-lettered")
-                }
+            DeliveryOutcome::Retry {
+                error,
+                next_attempt_at,
+            } => {
+                tracing::warn!(callback_id = %row.id, task_id = %row.task_id, attempts, %error,
+                    next_attempt_at, "callback delivery failed; retried when due, by any node")
             }
-            if let DeliveryOutcome::Delivered = record {
-                // Recorded with others in one commit; until then the row is
-                // pending, and a crash would only send it again.
-                let _ = self.delivered.send((row.outbox, row.seq, now));
-                return;
-            }
-            let recorded = retry_store(
-                &*self.clock,
-                &self.stop,
-                3,
-                || format!("record an attempt of callback `{}`", row.id),
-                || {
-                    self.store
-                        .record_deliveries_in(row.outbox, vec![(row.seq, record.clone(), now)])
-                },
-            )
-            .await;
-            if let Err(e) = recorded {
-                // The row stays pending in the store: a restart sends it again.
-                tracing::error!(callback_id = %row.id, error = %e, "cannot record callback delivery");
-                return;
-            }
-            drop(_permit);
-            row.body = String::new();
-            match delay {
-                Some(d) if self.sleep(d).await => continue,
-                _ => return,
+            DeliveryOutcome::Dead { error } => {
+                tracing::error!(callback_id = %row.id, task_id = %row.task_id, attempts, %error, "callback dead-lettered")
             }
         }
-    }
-
-    /// Sleeps unless the server stops first; false when it stopped.
-    pub(super) async fn sleep(&self, d: Duration) -> bool {
-        tokio::select! {
-            _ = self.clock.sleep(d) => true,
-            _ = self.stop.cancelled() => false,
+        if let DeliveryOutcome::Delivered = record {
+            // Recorded with others in one commit; until then the row is
+            // pending, and a crash would only send it again.
+            let _ = self.delivered.send((row.outbox, row.seq, now));
+            return;
+        }
+        let recorded = retry_store(
+            &*self.clock,
+            &self.stop,
+            3,
+            || format!("record an attempt of callback `{}`", row.id),
+            || {
+                self.store.record_deliveries_in(
+                    row.outbox,
+                    &self.node,
+                    vec![(row.seq, record.clone(), now)],
+                )
+            },
+        )
+        .await;
+        match recorded {
+            // The row stays pending in the store, held here: sent again
+            // once this node stops (or dies) and another takes it.
+            Err(e) => {
+                tracing::error!(callback_id = %row.id, error = %e, "cannot record callback delivery")
+            }
+            Ok(()) => {
+                if let Some(due) = next {
+                    self.due_at(due);
+                }
+            }
         }
     }
 
@@ -239,6 +205,7 @@ impl Inner {
 pub(super) async fn flush_deliveries(
     clock: Arc<dyn Clock>,
     store: Store,
+    node: String,
     mut rx: mpsc::UnboundedReceiver<(Outbox, i64, i64)>,
     stop: CancellationToken,
 ) {
@@ -271,7 +238,7 @@ pub(super) async fn flush_deliveries(
                 &stop,
                 3,
                 || format!("record {} deliveries", of_outbox.len()),
-                || store.record_deliveries_in(outbox, of_outbox.clone()),
+                || store.record_deliveries_in(outbox, &node, of_outbox.clone()),
             )
             .await;
             if let Err(e) = recorded {

@@ -1,14 +1,18 @@
 //! Callbacks: the outbox delivery worker, the URL allowlist and
 //! Standard Webhooks signing.
 //!
-//! A callback row is written in the transaction that ends its task; this
-//! worker then POSTs it through one pooled keep-alive client, retrying
-//! connect errors, timeouts, 408, 429 and 5xx with exponential backoff and
-//! jitter (honouring `Retry-After`), until it is delivered or declared dead.
+//! A callback row is written in the transaction that ends its task; the
+//! node that ended it POSTs it at once through one pooled keep-alive
+//! client. Connect errors, timeouts, 408, 429 and 5xx are retried with
+//! exponential backoff and jitter (honouring `Retry-After`) until delivered
+//! or declared dead: a failed attempt writes the row's next due time and
+//! lets go of it, and the row waits in the store, not in memory. Every
+//! node's claimer takes due rows held by no live node (retries, and those
+//! of a node that died), as many as it has delivery permits free.
 //!
 //! Where each part is: this file, the worker's handle (`Callbacks`: admit a
-//! URL, enqueue a row, claim what another node let go); `deliver`, one
-//! callback's attempts and the outcomes recorded in batches; `backoff`, when
+//! URL, enqueue a row, the claimer of due rows); `deliver`, one attempt and
+//! the outcomes recorded in batches; `backoff`, when
 //! to try again; `policy`, which URLs are allowed; `resolve`, the allowlist
 //! checked again on every address a host resolves to; `sign`, Standard
 //! Webhooks signatures.
@@ -31,15 +35,31 @@ use crate::{clock::Clock, retry::retry_store};
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use hmac::{Hmac, Mac};
 use naga_core::config::CallbackConfig;
+use naga_core::time::Millis;
 use naga_store::{CallbackRow, DeliveryOutcome, Outbox, Store};
 use rand::Rng;
 use sha2::Sha256;
-use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
-use tokio::sync::{mpsc, Semaphore};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// How often the claimer looks for due deliveries when nothing woke it
+/// (retries written by other nodes, a dead node's rows).
+const CLAIM_POLL: Duration = Duration::from_secs(1);
+
+/// Most rows claimed by one statement.
+const CLAIM_GROUP: usize = 64;
 
 #[derive(Clone)]
 pub struct Callbacks {
@@ -48,6 +68,8 @@ pub struct Callbacks {
 
 struct Inner {
     store: Store,
+    /// This node: the holder of the rows it delivers.
+    node: String,
     client: reqwest::Client,
     config: CallbackConfig,
     /// The signing key, then the keys being rotated out (a signature each).
@@ -65,6 +87,15 @@ struct Inner {
     deliveries: tokio_util::task::TaskTracker,
     /// Where each attempt's outcome is told (the live task feed).
     feed: crate::feed::TaskFeed,
+    /// Deliveries handed to this node's workers and not ended yet (what
+    /// the claimer leaves room for).
+    in_flight: AtomicUsize,
+    /// The earliest due time of a retry this node wrote, not claimed yet
+    /// (`i64::MAX`: none): the claimer wakes for it, not only on its poll.
+    due: AtomicI64,
+    /// The claimer found no room: the next delivery to end wakes it.
+    starved: AtomicBool,
+    wake: Notify,
 }
 
 /// Most distinct receiver URLs kept parsed.
@@ -82,6 +113,7 @@ enum Attempt {
 impl Callbacks {
     pub fn new(
         store: Store,
+        node: String,
         config: CallbackConfig,
         clock: Arc<dyn Clock>,
         stop: CancellationToken,
@@ -110,6 +142,7 @@ impl Callbacks {
         let flusher = tokio::spawn(flush_deliveries(
             clock.clone(),
             store.clone(),
+            node.clone(),
             rx,
             stop.clone(),
         ));
@@ -117,6 +150,7 @@ impl Callbacks {
             inner: Arc::new(Inner {
                 permits: Semaphore::new(config.concurrency.max(1)),
                 store,
+                node,
                 client,
                 config,
                 keys,
@@ -127,6 +161,10 @@ impl Callbacks {
                 urls: std::sync::Mutex::default(),
                 deliveries: Default::default(),
                 feed,
+                in_flight: AtomicUsize::new(0),
+                due: AtomicI64::new(i64::MAX),
+                starved: AtomicBool::new(false),
+                wake: Notify::new(),
             }),
         })
     }
@@ -161,37 +199,103 @@ impl Callbacks {
         Ok(())
     }
 
-    /// Delivers a callback in the background until delivered or dead.
+    /// Attempts a due callback this node holds, in the background (one
+    /// attempt: a retry waits in the store until it is due).
     pub fn enqueue(&self, row: CallbackRow) {
         let inner = self.inner.clone();
-        self.inner
-            .deliveries
-            .spawn(async move { inner.deliver(row).await });
+        inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.inner.deliveries.spawn(async move {
+            let _ended = Ended(&inner);
+            inner.deliver(row).await
+        });
     }
 
-    /// Takes over and sends the pending callbacks and UI notifications
-    /// that no live node holds: with `own`, also those this node's identity
-    /// held in its last run (at start); without, those whose holder's lease
-    /// expired or whose heartbeat is older than `dead_before` (a node that
-    /// died; the periodic sweep).
-    pub async fn claim(
-        &self,
-        lease: naga_store::Lease,
-        own: bool,
-        dead_before: naga_core::time::Millis,
-    ) -> Result<usize, naga_store::StoreError> {
-        let now = self.inner.clock.now_ms();
-        let me = own.then(|| lease.owner.clone());
-        let rows = self
-            .inner
-            .store
-            .claim_deliveries(lease, now, me.as_deref(), dead_before)
-            .await?;
-        let n = rows.len();
-        for row in rows {
-            self.enqueue(row);
+    /// Starts this node's claimer of due deliveries: retries whose time
+    /// came and rows whose holder died or let its lease expire, held by no
+    /// live node, the longest due first, as many as this node has delivery
+    /// permits free (in groups of at most 64). It wakes at the due time of
+    /// a retry written here, when a delivery ends while it had no room, and
+    /// every second (what other nodes let go of); it stops with the engine.
+    /// `claims` makes this node's claim at a time (its lease, and the
+    /// heartbeat before which a node is dead).
+    pub fn spawn_claimer(&self, claims: impl Fn(Millis) -> naga_store::Claim + Send + 'static) {
+        let this = self.clone();
+        self.inner.deliveries.spawn(async move {
+            let inner = &this.inner;
+            loop {
+                let now = inner.clock.now_ms();
+                if inner.due.load(Ordering::Acquire) <= now {
+                    inner.due.store(i64::MAX, Ordering::Release);
+                }
+                let free = inner
+                    .config
+                    .concurrency
+                    .max(1)
+                    .saturating_sub(inner.in_flight.load(Ordering::Acquire));
+                let limit = free.min(CLAIM_GROUP);
+                let mut full = free == 0;
+                if limit > 0 {
+                    match inner
+                        .store
+                        .claim_deliveries(&claims(now), limit as i64)
+                        .await
+                    {
+                        Ok(rows) => {
+                            full = rows.len() == limit;
+                            if !rows.is_empty() {
+                                tracing::debug!(
+                                    deliveries = rows.len(),
+                                    "claimed due callbacks and notifications"
+                                );
+                            }
+                            for row in rows {
+                                this.enqueue(row);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot claim due deliveries")
+                        }
+                    }
+                }
+                if full {
+                    // More may be due: claim again once a delivery ends.
+                    inner.starved.store(true, Ordering::Release);
+                }
+                let wait = match inner.due.load(Ordering::Acquire) {
+                    i64::MAX => CLAIM_POLL,
+                    due => CLAIM_POLL.min(Duration::from_millis(
+                        (due - inner.clock.now_ms()).max(0) as u64,
+                    )),
+                };
+                tokio::select! {
+                    _ = inner.clock.sleep(wait) => {}
+                    _ = inner.wake.notified() => {}
+                    _ = inner.stop.cancelled() => return,
+                }
+            }
+        });
+    }
+}
+
+impl Inner {
+    /// A retry written here is due at `at`: the claimer wakes for it.
+    fn due_at(&self, at: Millis) {
+        if self.due.fetch_min(at, Ordering::AcqRel) > at {
+            self.wake.notify_one();
         }
-        Ok(n)
+    }
+}
+
+/// A delivery's end: room for the claimer.
+struct Ended<'a>(&'a Inner);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        let inner = self.0;
+        inner.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if inner.starved.swap(false, Ordering::AcqRel) {
+            inner.wake.notify_one();
+        }
     }
 }
 
@@ -250,6 +354,7 @@ mod tests {
         let store = Store::open(&url, &Default::default()).await.unwrap();
         let callbacks = Callbacks::new(
             store,
+            "node".into(),
             CallbackConfig::default(),
             Arc::new(crate::clock::SystemClock),
             CancellationToken::new(),

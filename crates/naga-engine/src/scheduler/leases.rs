@@ -4,16 +4,13 @@
 use super::*;
 
 impl Scheduler {
-    /// At start: lets go of every task this node's identity held when its
-    /// last run ended (killed or not), then claims runnable batches for its
+    /// At start: lets go of every task and delivery this node's identity
+    /// held when its last run ended (killed or not), then claims runnable batches for its
     /// workers, the earliest accepted first; the rest waits in the store
     /// (order, cancel and `reject` are the store's: they hold at once).
     pub async fn recover(&self) -> Result<usize, EngineError> {
         let inner = &self.inner;
-        let released = inner
-            .store
-            .release_unheld_leases(&inner.node_id, i64::MIN)
-            .await?;
+        let released = inner.store.release_leases(&inner.node_id).await?;
         if released > 0 {
             tracing::info!(
                 tasks = released,
@@ -39,10 +36,10 @@ impl Scheduler {
     }
 
     /// The background duties of a node: its heartbeat (every
-    /// `heartbeat_ms`), its leases renewed (every lease/3), the claimer,
-    /// the callbacks of a dead node (or an expired lease) taken over (every
-    /// beat), the sessions' next batches readied where a node died before
-    /// it did (every lease/2); on a shared database, the other nodes' news.
+    /// `heartbeat_ms`), its leases renewed (every lease/3), the claimer of
+    /// batches, the claimer of due deliveries (retries, and a dead node's),
+    /// the sessions' next batches readied where a node died before it did
+    /// (every lease/2); on a shared database, the other nodes' news.
     pub fn spawn_maintenance(&self) {
         if self.inner.shared {
             self.spawn_listener();
@@ -79,48 +76,33 @@ impl Scheduler {
         });
         let sweeper = self.clone();
         self.inner.tracker.spawn(async move {
-            // Deliveries each beat (a dead node's are taken over within
-            // seconds), the sessions' next batches each lease/2.
-            let repair_every = (lease.as_millis() / 2 / beat.as_millis()).max(1);
-            let mut beats = 0u128;
+            // The sessions' next batches each lease/2.
+            let inner = &sweeper.inner;
             loop {
                 tokio::select! {
-                    _ = sweeper.inner.clock.sleep(beat) => {}
-                    _ = sweeper.inner.draining.cancelled() => return,
+                    _ = inner.clock.sleep(lease / 2) => {}
+                    _ = inner.draining.cancelled() => return,
                 }
-                let inner = &sweeper.inner;
-                beats += 1;
-                if beats.is_multiple_of(repair_every) {
-                    match inner.store.ready_heads().await {
-                        Ok(0) => {}
-                        Ok(n) => {
-                            tracing::warn!(
-                                tasks = n,
-                                "batches whose turn came were readied late \
-                                (a node died between a task's end and readying the next)"
-                            );
-                            inner.wake();
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot ready the sessions' next batches")
-                        }
-                    }
-                }
-                let claim = inner.claim(inner.clock.now_ms());
-                match inner
-                    .callbacks
-                    .claim(claim.lease, false, claim.dead_before)
-                    .await
-                {
+                match inner.store.ready_heads().await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(
-                        deliveries = n,
-                        "took over callbacks and notifications whose node died or let them expire"
-                    ),
-                    Err(e) => tracing::error!(error = %e, "cannot claim expired deliveries"),
+                    Ok(n) => {
+                        tracing::warn!(
+                            tasks = n,
+                            "batches whose turn came were readied late \
+                            (a node died between a task's end and readying the next)"
+                        );
+                        inner.wake();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot ready the sessions' next batches")
+                    }
                 }
             }
         });
+        let claims = self.inner.clone();
+        self.inner
+            .callbacks
+            .spawn_claimer(move |now| claims.claim(now));
     }
 
     /// Listens to the other nodes' scheduling news (shared database).

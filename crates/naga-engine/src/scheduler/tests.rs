@@ -77,6 +77,7 @@ async fn fixture(workers: usize) -> Fixture {
     let stop = CancellationToken::new();
     let callbacks = Callbacks::new(
         store.clone(),
+        NODE.into(),
         Default::default(),
         clock.clone(),
         stop.clone(),

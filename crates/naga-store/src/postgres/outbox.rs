@@ -3,40 +3,42 @@
 
 use super::*;
 
-/// Claims pending outbox rows whose lease expired (or own ones), skipping
-/// rows another node is claiming at this moment.
+/// Claims due outbox rows held by no live node, the longest due first,
+/// skipping rows another node is claiming at this moment.
 pub(crate) async fn claim_deliveries(
     pool: &PgPool,
-    lease: &Lease,
-    now: Millis,
-    own: Option<&str>,
-    dead_before: Millis,
+    claim: &Claim,
+    limit: i64,
 ) -> Result<Vec<CallbackRow>, StoreError> {
     let mut rows = Vec::new();
     for (outbox, table) in [Outbox::Callbacks, Outbox::Notifications]
         .into_iter()
         .zip(OUTBOXES)
     {
+        let left = limit - rows.len() as i64;
+        if left <= 0 {
+            break;
+        }
         let mut claimed: Vec<CallbackRow> = sqlx::query_as(&format!(
             "UPDATE {table} SET lease_owner = $1, lease_expires_at = $2
              WHERE seq IN (SELECT seq FROM {table}
-                           WHERE status = 'pending'
+                           WHERE status = 'pending' AND next_attempt_at <= $3
                              AND (lease_owner IS NULL OR lease_expires_at IS NULL
                                   OR (lease_expires_at < $3 AND lease_owner <> $1)
-                                  OR lease_owner = $4
                                   OR lease_owner IN (SELECT id FROM nodes
-                                                     WHERE heartbeat_at < $5 AND id <> $1))
+                                                     WHERE heartbeat_at < $4 AND id <> $1))
+                           ORDER BY next_attempt_at LIMIT $5
                            FOR UPDATE SKIP LOCKED)
              RETURNING *"
         ))
-        .bind(&lease.owner)
-        .bind(lease.until)
-        .bind(now)
-        .bind(own)
-        .bind(dead_before)
+        .bind(&claim.lease.owner)
+        .bind(claim.lease.until)
+        .bind(claim.now)
+        .bind(claim.dead_before)
+        .bind(left)
         .fetch_all(pool)
         .await?;
-        claimed.sort_by_key(|r| r.seq);
+        claimed.sort_by_key(|r| (r.next_attempt_at, r.seq));
         for r in &mut claimed {
             r.outbox = outbox;
         }
@@ -45,10 +47,12 @@ pub(crate) async fn claim_deliveries(
     Ok(rows)
 }
 
-/// Delivery attempts of many rows in one statement.
+/// Delivery attempts of many rows in one statement, each row let go of;
+/// only rows `owner` holds.
 pub(crate) async fn record_deliveries_in(
     pool: &PgPool,
     outbox: Outbox,
+    owner: &str,
     attempts: &[(i64, DeliveryOutcome, Millis)],
 ) -> Result<(), StoreError> {
     let table = match outbox {
@@ -82,16 +86,18 @@ pub(crate) async fn record_deliveries_in(
     sqlx::query(&format!(
         "UPDATE {table} AS c SET status = d.status, attempts = c.attempts + 1,
              last_error = COALESCE(d.error, c.last_error), next_attempt_at = d.next,
-             delivered_at = COALESCE(d.delivered, c.delivered_at)
+             delivered_at = COALESCE(d.delivered, c.delivered_at),
+             lease_owner = NULL, lease_expires_at = NULL
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
               AS d(seq, status, error, next, delivered)
-         WHERE c.seq = d.seq"
+         WHERE c.seq = d.seq AND c.lease_owner = $6"
     ))
     .bind(seqs)
     .bind(statuses)
     .bind(errors)
     .bind(nexts)
     .bind(delivered)
+    .bind(owner)
     .execute(pool)
     .await?;
     Ok(())

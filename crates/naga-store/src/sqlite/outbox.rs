@@ -7,12 +7,9 @@ use rusqlite::params;
 
 pub(crate) async fn claim_deliveries(
     writer: &Writer,
-    lease: Lease,
-    now: Millis,
-    own: Option<&str>,
-    dead_before: Millis,
+    claim: Claim,
+    limit: i64,
 ) -> Result<Vec<CallbackRow>, StoreError> {
-    let own = own.map(str::to_owned);
     writer
         .write(move |c| {
             let mut rows = Vec::new();
@@ -20,20 +17,32 @@ pub(crate) async fn claim_deliveries(
                 .into_iter()
                 .zip(OUTBOXES)
             {
+                let left = limit - rows.len() as i64;
+                if left <= 0 {
+                    break;
+                }
                 let mut stmt = c.prepare(&format!(
                     "UPDATE {table} SET lease_owner = ?1, lease_expires_at = ?2
-                         WHERE status = 'pending'
-                           AND (lease_owner IS NULL OR lease_expires_at IS NULL
-                                OR (lease_expires_at < ?3 AND lease_owner <> ?1)
-                                OR lease_owner = ?4
-                                OR lease_owner IN (SELECT id FROM nodes
-                                                   WHERE heartbeat_at < ?5 AND id <> ?1))
+                         WHERE seq IN (
+                           SELECT seq FROM {table}
+                           WHERE status = 'pending' AND next_attempt_at <= ?3
+                             AND (lease_owner IS NULL OR lease_expires_at IS NULL
+                                  OR (lease_expires_at < ?3 AND lease_owner <> ?1)
+                                  OR lease_owner IN (SELECT id FROM nodes
+                                                     WHERE heartbeat_at < ?4 AND id <> ?1))
+                           ORDER BY next_attempt_at LIMIT ?5)
                          RETURNING seq, id, task_id, url, body, status, attempts, next_attempt_at,
                                    last_error, created_at, delivered_at"
                 ))?;
                 let mut claimed = stmt
                     .query_map(
-                        params![lease.owner, lease.until, now, own, dead_before],
+                        params![
+                            claim.lease.owner,
+                            claim.lease.until,
+                            claim.now,
+                            claim.dead_before,
+                            left
+                        ],
                         |r| {
                             Ok(CallbackRow {
                                 outbox,
@@ -52,7 +61,7 @@ pub(crate) async fn claim_deliveries(
                         },
                     )?
                     .collect::<Result<Vec<_>, _>>()?;
-                claimed.sort_by_key(|r| r.seq);
+                claimed.sort_by_key(|r| (r.next_attempt_at, r.seq));
                 rows.extend(claimed);
             }
             Ok(rows)
@@ -63,6 +72,7 @@ pub(crate) async fn claim_deliveries(
 pub(crate) async fn record_deliveries_in(
     writer: &Writer,
     outbox: Outbox,
+    owner: String,
     attempts: Vec<(i64, DeliveryOutcome, Millis)>,
 ) -> Result<(), StoreError> {
     writer
@@ -71,14 +81,16 @@ pub(crate) async fn record_deliveries_in(
                 Outbox::Callbacks => {
                     "UPDATE callbacks SET status = ?2, attempts = attempts + 1,
                              last_error = COALESCE(?3, last_error), next_attempt_at = ?4,
-                             delivered_at = COALESCE(?5, delivered_at)
-                         WHERE seq = ?1"
+                             delivered_at = COALESCE(?5, delivered_at),
+                             lease_owner = NULL, lease_expires_at = NULL
+                         WHERE seq = ?1 AND lease_owner = ?6"
                 }
                 Outbox::Notifications => {
                     "UPDATE notifications SET status = ?2, attempts = attempts + 1,
                              last_error = COALESCE(?3, last_error), next_attempt_at = ?4,
-                             delivered_at = COALESCE(?5, delivered_at)
-                         WHERE seq = ?1"
+                             delivered_at = COALESCE(?5, delivered_at),
+                             lease_owner = NULL, lease_expires_at = NULL
+                         WHERE seq = ?1 AND lease_owner = ?6"
                 }
             })?;
             for (seq, outcome, now) in &attempts {
@@ -91,7 +103,7 @@ pub(crate) async fn record_deliveries_in(
                     } => ("pending", Some(error), *next_attempt_at, None),
                     DeliveryOutcome::Dead { error } => ("dead", Some(error), now, None),
                 };
-                stmt.execute(params![seq, status, error, next, delivered])?;
+                stmt.execute(params![seq, status, error, next, delivered, owner])?;
             }
             Ok(())
         })
