@@ -203,7 +203,13 @@ impl Store {
             .connect_with(options)
             .await?;
         POSTGRES_MIGRATOR.run(&pool).await?;
+        let background = Background::default();
         let pg = postgres::Pg {
+            grouped: postgres::Grouped::start(
+                pool.clone(),
+                background.stop.clone(),
+                &background.tracker,
+            ),
             pool: pool.clone(),
             analysis_owners: Default::default(),
             health: Default::default(),
@@ -211,7 +217,7 @@ impl Store {
         let store = Self {
             read: ReadPool::Postgres(pool),
             backend: Backend::Postgres(pg.clone()),
-            background: Background::default(),
+            background,
         };
         store.probe_in_background(pg);
         Ok(store)

@@ -49,7 +49,7 @@ impl Store {
         let f = f.into();
         match &self.backend {
             Backend::Sqlite { writer, .. } => sqlite::tasks::finish_call(writer, f).await,
-            Backend::Postgres(pg) => pg.observed(postgres::finish_call(pg, &f)).await,
+            Backend::Postgres(pg) => pg.observed(pg.grouped.finish_call(f)).await,
         }
     }
 
@@ -72,7 +72,7 @@ impl Store {
         let finish = finish.into();
         match &self.backend {
             Backend::Sqlite { writer, .. } => sqlite::tasks::finish_task(writer, finish).await,
-            Backend::Postgres(pg) => pg.observed(postgres::finish_task(pg, &finish)).await,
+            Backend::Postgres(pg) => pg.observed(pg.grouped.finish_task(finish)).await,
         }
     }
 }

@@ -457,3 +457,133 @@ async fn a_batch_stored_as_its_session_s_batch_ends_elsewhere_is_never_left_wait
         }
     }
 }
+
+/// Many ends at once from one node (on PostgreSQL written in groups, one
+/// statement for many): each gets its own answer, a task another node
+/// holds is refused, step numbers and callback sequences stay whole, and
+/// failed attempts of one session and command are all counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_ends_at_once_each_get_their_own_answer() {
+    for backend in backends().await {
+        let (a, name) = (backend.store.clone(), backend.name);
+        let mut seqs = Vec::new();
+        for i in 0..60 {
+            let mut t = task(&format!("g{i}"), &format!("g-s{}", i % 3), "A", i64::MAX);
+            t.policy = naga_core::config::SessionPolicy::Parallel;
+            let Inserted::New { seq, started, .. } = a.insert_task(t).await.unwrap() else {
+                panic!("new task")
+            };
+            assert!(started, "{name}: parallel batches start at once");
+            seqs.push(seq);
+        }
+        let Inserted::New { seq: theirs, .. } = a
+            .insert_task(task("g-b", "g-other", "B", i64::MAX))
+            .await
+            .unwrap()
+        else {
+            panic!("new task")
+        };
+        let call = |i: usize, seq: i64, owner: &str, idx: i64| CallFinish {
+            task_seq: seq,
+            owner: owner.into(),
+            idx,
+            result: format!(r#"{{"index":{idx},"success":false}}"#),
+            started_at: 10,
+            step: NewStep {
+                task_id: if seq == theirs {
+                    "g-b".into()
+                } else {
+                    format!("g{i}")
+                },
+                call_idx: Some(idx),
+                purpose: Some("command flaky".into()),
+                content: None,
+                output: None,
+                analysis: None,
+                success: false,
+                error: Some(format!("failed {i}.{idx}")),
+                created_at: 20 + idx,
+            },
+        };
+        // Every first call ends at once, failing; one of them is B's.
+        let mut ends: Vec<_> = seqs
+            .iter()
+            .enumerate()
+            .map(|(i, &seq)| a.finish_call(call(i, seq, "A", 0)))
+            .collect();
+        ends.push(a.finish_call(call(99, theirs, "A", 0)));
+        let answers = futures::future::join_all(ends).await;
+        let (mine, b_s) = answers.split_at(60);
+        assert!(mine.iter().all(|r| r.is_ok()), "{name}: {mine:?}");
+        assert!(
+            matches!(b_s[0], Err(StoreError::LeaseLost(_))),
+            "{name}: B's task is fenced: {:?}",
+            b_s[0]
+        );
+        // Then every task ends at once with its last call and callback.
+        let finish = |i: usize, seq: i64| TaskFinish {
+            task_id: format!("g{i}"),
+            task_seq: seq,
+            owner: "A".into(),
+            last_call: Some(call(i, seq, "A", 1)),
+            status: TaskStatus::Failed,
+            error: Some("flaky".into()),
+            finished_at: 30,
+            callback: Some((
+                "http://127.0.0.1:9/cb".into(),
+                format!(r#"{{"task_id":"g{i}","sequence":"#),
+            )),
+            callback_id: format!("msg_g{i}"),
+            summary: None,
+            lease_until: 1_000,
+        };
+        let mut ends: Vec<_> = seqs
+            .iter()
+            .enumerate()
+            .map(|(i, &seq)| a.finish_task(finish(i, seq)))
+            .collect();
+        ends.push(a.finish_task(finish(0, seqs[0]))); // the same end twice
+        let answers = futures::future::join_all(ends).await;
+        let mut sequences = HashSet::new();
+        let mut already = 0;
+        for (i, answer) in answers.into_iter().enumerate() {
+            // The second end of g0 has a last call it cannot record: a
+            // lost lease, as alone.
+            let answer = match answer {
+                Err(StoreError::LeaseLost(id)) if id == "g0" => Finished::AlreadyEnded,
+                other => other.unwrap(),
+            };
+            match answer {
+                Finished::Ended {
+                    callback: Some(cb), ..
+                } => {
+                    let body: serde_json::Value = serde_json::from_str(&cb.body).unwrap();
+                    assert_eq!(body["sequence"], cb.seq, "{name}");
+                    assert_eq!(body["task_id"], cb.task_id.as_str(), "{name}");
+                    assert!(
+                        sequences.insert(cb.seq),
+                        "{name}: sequence {} twice",
+                        cb.seq
+                    );
+                }
+                Finished::Ended { callback: None, .. } => panic!("{name}: {i} without callback"),
+                _ => already += 1,
+            }
+        }
+        // (Either of the two ends of g0 may be the one that ended it.)
+        assert_eq!((sequences.len(), already), (60, 1), "{name}");
+        for i in [0, 17, 59] {
+            let t = a.task(&format!("g{i}")).await.unwrap().unwrap();
+            assert_eq!(t.status, TaskStatus::Failed, "{name}");
+            let steps = a.steps(&format!("g{i}")).await.unwrap();
+            let numbers: Vec<i64> = steps.iter().map(|s| s.step_no).collect();
+            assert_eq!(numbers, [1, 2], "{name}: g{i}'s steps");
+        }
+        for s in 0..3 {
+            let scope = MemoryScope::Session(format!("g-s{s}"));
+            let failed = a.failed_attempts(&scope, 10).await.unwrap();
+            assert_eq!(failed.len(), 1, "{name}: {failed:?}");
+            assert_eq!(failed[0].count, 40, "{name}: 20 tasks, two calls each");
+        }
+    }
+}

@@ -12,12 +12,13 @@
 //!   one in, the other waits for its commit and answers with its task.
 
 mod conversations;
+mod grouped;
 mod leases;
 mod memory;
 mod outbox;
 mod tasks;
 
-pub(crate) use {conversations::*, leases::*, memory::*, outbox::*, tasks::*};
+pub(crate) use {conversations::*, grouped::Grouped, leases::*, memory::*, outbox::*, tasks::*};
 
 use crate::{
     commands::{
@@ -42,6 +43,8 @@ pub(crate) struct Pg {
     /// Whether writes fail for a reason of the database's (as the SQLite
     /// writer keeps it): `/health` says degraded, `/ready` 503.
     pub health: std::sync::Arc<crate::health::Health>,
+    /// The ends of calls and tasks, written in groups.
+    pub grouped: Grouped,
 }
 
 impl Pg {
@@ -111,8 +114,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_storage_fault_makes_the_store_degraded_until_a_command_succeeds() {
+        let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:9/none").unwrap();
+        let (stop, tracker) = (Default::default(), Default::default());
         let pg = Pg {
-            pool: PgPool::connect_lazy("postgres://nobody@127.0.0.1:9/none").unwrap(),
+            grouped: Grouped::start(pool.clone(), stop, &tracker),
+            pool,
             analysis_owners: AnalysisOwners::default(),
             health: Default::default(),
         };

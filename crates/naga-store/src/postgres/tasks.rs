@@ -369,14 +369,7 @@ pub(crate) async fn add_step(pool: &PgPool, step: &NewStep) -> Result<StepRow, S
 /// callback goes to the outbox with the next sequence number in its body.
 /// Then the session's next batch is readied (`ready_next`).
 pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finished, StoreError> {
-    if let Some((_, head)) = &f.callback {
-        if !head.starts_with('{') || !head.ends_with("\"sequence\":") {
-            return Err(StoreError::Corrupt(format!(
-                "callback of `{}`: not an envelope's JSON up to its sequence",
-                f.task_id
-            )));
-        }
-    }
+    check_callback_head(f)?;
     let call = f.last_call.as_ref();
     let step = call.map(|c| &c.step);
     let (ended, seq, body, session): (i64, Option<i64>, Option<String>, Option<String>) =
@@ -446,10 +439,33 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
         (Some((url, _)), Some(seq), Some(body)) => Some(f.pending_callback(url, seq, body)),
         _ => None,
     };
-    // The session's next batch may be ready now (see `ready_next`).
+    // The session's next batch may be ready now (see `ready_next`). The
+    // end is committed whatever this says: if it fails, the node's repair
+    // readies it (`ready_heads`).
     let woke = match session {
-        Some(session) => ready_next(pool, &session).await?.unwrap_or(false),
+        Some(session) => match ready_next(pool, &session).await {
+            Ok(unheld) => unheld.unwrap_or(false),
+            Err(e) => {
+                tracing::warn!(error = %e, session_id = %session,
+                    "cannot ready the session's next batch now");
+                false
+            }
+        },
         None => false,
     };
     Ok(Finished::Ended { callback, woke })
+}
+
+/// A callback's head is the envelope's JSON up to its `sequence` (which
+/// the end appends).
+pub(crate) fn check_callback_head(f: &TaskFinish) -> Result<(), StoreError> {
+    match &f.callback {
+        Some((_, head)) if !head.starts_with('{') || !head.ends_with("\"sequence\":") => {
+            Err(StoreError::Corrupt(format!(
+                "callback of `{}`: not an envelope's JSON up to its sequence",
+                f.task_id
+            )))
+        }
+        _ => Ok(()),
+    }
 }

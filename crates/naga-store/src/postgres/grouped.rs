@@ -1,0 +1,404 @@
+//! Writes in groups on PostgreSQL: the ends of calls and of tasks that
+//! arrive together, from any number of batches, are written by one
+//! statement (arrays taken apart with `unnest`), one round trip and one
+//! commit for the group, as the SQLite writer's group commit does. Then the
+//! sessions whose batch ended have their next batch readied, by one more
+//! statement for the group (`ready_next`, after the commit: see there).
+//!
+//! A few writers take what is queued when they are free, so a quiet node
+//! writes each end at once and a busy one writes many at a time. A group
+//! that fails as a whole (a deadlock, a row the statement refuses) is
+//! written again one end at a time, each getting its own answer.
+
+use super::*;
+use std::{collections::HashMap, sync::Arc};
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// Writers working at once (each one group, one connection).
+const WRITERS: usize = 4;
+/// Most ends in one statement.
+const MOST: usize = 256;
+
+enum Job {
+    Call(Arc<CallFinish>, oneshot::Sender<Result<(), StoreError>>),
+    End(
+        Arc<TaskFinish>,
+        oneshot::Sender<Result<Finished, StoreError>>,
+    ),
+}
+
+impl Job {
+    fn task_seq(&self) -> i64 {
+        match self {
+            Job::Call(f, _) => f.task_seq,
+            Job::End(f, _) => f.task_seq,
+        }
+    }
+}
+
+/// The handle of a node's group writers.
+#[derive(Clone)]
+pub(crate) struct Grouped {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl Grouped {
+    /// Starts the writers on `pool`; they stop with `stop`.
+    pub fn start(pool: PgPool, stop: CancellationToken, tracker: &TaskTracker) -> Self {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..WRITERS {
+            let (rx, pool, stop) = (rx.clone(), pool.clone(), stop.clone());
+            tracker.spawn(async move {
+                // A job of a task already in the group waits for the next.
+                let mut held: Option<Job> = None;
+                loop {
+                    let group = match held.take() {
+                        // (Not waiting for the queue: another writer may be
+                        // waiting there for a job that never comes.)
+                        Some(first) => match rx.try_lock() {
+                            Ok(mut rx) => gather(&mut rx, first, &mut held),
+                            Err(_) => vec![first],
+                        },
+                        None => {
+                            let mut rx = tokio::select! {
+                                rx = rx.lock() => rx,
+                                _ = stop.cancelled() => return,
+                            };
+                            let first = tokio::select! {
+                                job = rx.recv() => job,
+                                _ = stop.cancelled() => None,
+                            };
+                            let Some(first) = first else { return };
+                            gather(&mut rx, first, &mut held)
+                        }
+                    };
+                    write_group(&pool, group).await;
+                }
+            });
+        }
+        Self { jobs }
+    }
+
+    pub async fn finish_call(&self, f: Arc<CallFinish>) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.send(Job::Call(f, tx)).map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    pub async fn finish_task(&self, f: Arc<TaskFinish>) -> Result<Finished, StoreError> {
+        check_callback_head(&f)?;
+        let (tx, rx) = oneshot::channel();
+        self.jobs.send(Job::End(f, tx)).map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+}
+
+/// A group: `first`, and what is queued behind it (at most [`MOST`]); a
+/// job of a task already in the group is `held` for the next.
+fn gather(rx: &mut mpsc::UnboundedReceiver<Job>, first: Job, held: &mut Option<Job>) -> Vec<Job> {
+    let mut seqs = std::collections::HashSet::from([first.task_seq()]);
+    let mut group = vec![first];
+    while group.len() < MOST {
+        let Ok(job) = rx.try_recv() else { break };
+        if !seqs.insert(job.task_seq()) {
+            *held = Some(job);
+            break;
+        }
+        group.push(job);
+    }
+    group
+}
+
+/// The writers stopped (the store is closing): not written.
+fn closed() -> StoreError {
+    StoreError::NotCommitted
+}
+
+/// One group: its statement, then each job's answer.
+async fn write_group(pool: &PgPool, group: Vec<Job>) {
+    if group.len() == 1 {
+        // Alone: the statements of one end (the same round trips).
+        return match group.into_iter().next() {
+            Some(Job::Call(f, tx)) => {
+                let _ = tx.send(finish_call(pool, &f).await);
+            }
+            Some(Job::End(f, tx)) => {
+                let _ = tx.send(finish_task(pool, &f).await);
+            }
+            None => {}
+        };
+    }
+    let written = match record_ends(pool, &group).await {
+        Ok(written) => written,
+        Err(e) => {
+            tracing::debug!(error = %e, ends = group.len(),
+                "a group of ends failed as a whole: written one by one");
+            for job in group {
+                match job {
+                    Job::Call(f, tx) => {
+                        let _ = tx.send(finish_call(pool, &f).await);
+                    }
+                    Job::End(f, tx) => {
+                        let _ = tx.send(finish_task(pool, &f).await);
+                    }
+                }
+            }
+            return;
+        }
+    };
+    // The sessions whose batch ended: their next batch readied.
+    let mut sessions: Vec<&str> = group
+        .iter()
+        .filter_map(|job| match job {
+            Job::End(f, _) => written.get(&f.task_seq).map(|w| w.0.as_str()),
+            Job::Call(..) => None,
+        })
+        .collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    let woke = ready_sessions(pool, &sessions).await.unwrap_or_else(|e| {
+        // Ended all the same; the node's repair readies them (`ready_heads`).
+        tracing::warn!(error = %e, "cannot ready the next batches of sessions whose batch ended");
+        HashMap::new()
+    });
+    for job in group {
+        match job {
+            Job::Call(f, tx) => {
+                let _ = tx.send(match written.contains_key(&f.task_seq) {
+                    true => Ok(()),
+                    false => Err(StoreError::LeaseLost(f.step.task_id.clone())),
+                });
+            }
+            Job::End(f, tx) => {
+                let answer = match written.get(&f.task_seq) {
+                    None => match f.last_call {
+                        // As alone: a last call that cannot be recorded is a
+                        // lost lease.
+                        Some(_) => Err(StoreError::LeaseLost(f.task_id.clone())),
+                        None => Ok(Finished::AlreadyEnded),
+                    },
+                    Some((session, callback)) => Ok(Finished::Ended {
+                        callback: match (&f.callback, callback) {
+                            (Some((url, _)), Some((seq, body))) => {
+                                Some(f.pending_callback(url, *seq, body.clone()))
+                            }
+                            _ => None,
+                        },
+                        woke: woke.get(session.as_str()).copied().unwrap_or(false),
+                    }),
+                };
+                let _ = tx.send(answer);
+            }
+        }
+    }
+}
+
+/// What the group's statement wrote, by task: its session, and its
+/// callback's `seq` and body.
+type Written = HashMap<i64, (String, Option<(i64, String)>)>;
+
+/// The ends of a group in one statement: each task's row takes its step's
+/// number (only while its holder holds it unfinished: fencing), and a
+/// task's end also ends the row and writes its callback with the next
+/// sequence number; the steps and failed-attempt counts of all of them.
+async fn record_ends(pool: &PgPool, group: &[Job]) -> Result<Written, StoreError> {
+    let mut a = Arrays::default();
+    for job in group {
+        let (call, end) = match job {
+            Job::Call(f, _) => (Some(&**f), None),
+            Job::End(f, _) => (f.last_call.as_ref(), Some(&**f)),
+        };
+        let step = call.map(|c| &c.step);
+        a.task_seq.push(job.task_seq());
+        a.task_id.push(match (end, step) {
+            (Some(e), _) => e.task_id.clone(),
+            (None, Some(s)) => s.task_id.clone(),
+            (None, None) => String::new(),
+        });
+        a.owner.push(call.map_or_else(
+            || end.map(|e| e.owner.clone()).unwrap_or_default(),
+            |c| c.owner.clone(),
+        ));
+        a.ends.push(end.is_some());
+        a.status.push(end.map(|e| e.status.as_str()));
+        a.error.push(end.and_then(|e| e.error.clone()));
+        a.finished_at.push(end.map(|e| e.finished_at));
+        a.summary.push(end.and_then(|e| e.summary.clone()));
+        a.has_call.push(call.is_some());
+        a.call_idx.push(step.and_then(|s| s.call_idx));
+        a.purpose.push(step.and_then(|s| s.purpose.clone()));
+        a.content.push(step.and_then(|s| s.content.clone()));
+        a.output.push(step.and_then(|s| s.output.clone()));
+        a.analysis.push(step.and_then(|s| s.analysis.clone()));
+        a.success.push(step.is_some_and(|s| s.success));
+        a.step_error.push(step.and_then(|s| s.error.clone()));
+        a.step_at.push(step.map(|s| s.created_at));
+        a.result.push(call.map(|c| c.result.clone()));
+        a.started_at.push(call.map(|c| c.started_at));
+        a.command.push(step.map(|s| s.command().to_owned()));
+        a.callback_id.push(end.map(|e| e.callback_id.clone()));
+        a.cb_url
+            .push(end.and_then(|e| e.callback.as_ref().map(|c| c.0.clone())));
+        a.cb_head
+            .push(end.and_then(|e| e.callback.as_ref().map(|c| c.1.clone())));
+        a.lease_until.push(end.map(|e| e.lease_until));
+    }
+    let rows: Vec<(i64, String, Option<i64>, Option<String>)> = sqlx::query_as(RECORD_ENDS)
+        .bind(a.task_seq)
+        .bind(a.task_id)
+        .bind(a.owner)
+        .bind(a.ends)
+        .bind(a.status)
+        .bind(a.error)
+        .bind(a.finished_at)
+        .bind(a.summary)
+        .bind(a.has_call)
+        .bind(a.call_idx)
+        .bind(a.purpose)
+        .bind(a.content)
+        .bind(a.output)
+        .bind(a.analysis)
+        .bind(a.success)
+        .bind(a.step_error)
+        .bind(a.step_at)
+        .bind(a.result)
+        .bind(a.started_at)
+        .bind(a.command)
+        .bind(a.callback_id)
+        .bind(a.cb_url)
+        .bind(a.cb_head)
+        .bind(a.lease_until)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, session, cb_seq, body)| (seq, (session, cb_seq.zip(body))))
+        .collect())
+}
+
+/// The group's columns, one array each.
+#[derive(Default)]
+struct Arrays {
+    task_seq: Vec<i64>,
+    task_id: Vec<String>,
+    owner: Vec<String>,
+    ends: Vec<bool>,
+    status: Vec<Option<&'static str>>,
+    error: Vec<Option<String>>,
+    finished_at: Vec<Option<i64>>,
+    summary: Vec<Option<String>>,
+    has_call: Vec<bool>,
+    call_idx: Vec<Option<i64>>,
+    purpose: Vec<Option<String>>,
+    content: Vec<Option<String>>,
+    output: Vec<Option<String>>,
+    analysis: Vec<Option<String>>,
+    success: Vec<bool>,
+    step_error: Vec<Option<String>>,
+    step_at: Vec<Option<i64>>,
+    result: Vec<Option<String>>,
+    started_at: Vec<Option<i64>>,
+    command: Vec<Option<String>>,
+    callback_id: Vec<Option<String>>,
+    cb_url: Vec<Option<String>>,
+    cb_head: Vec<Option<String>>,
+    lease_until: Vec<Option<i64>>,
+}
+
+/// The statement of [`record_ends`]. Failed attempts of one session and
+/// command in one group are counted together (a statement may change a
+/// row once), in key order (two groups lock them in the same order).
+const RECORD_ENDS: &str = "
+    WITH d AS (
+        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::text[],
+                             $6::text[], $7::bigint[], $8::text[], $9::bool[], $10::bigint[],
+                             $11::text[], $12::text[], $13::text[], $14::text[], $15::bool[],
+                             $16::text[], $17::bigint[], $18::text[], $19::bigint[], $20::text[],
+                             $21::text[], $22::text[], $23::text[], $24::bigint[])
+            AS d(task_seq, task_id, owner, ends, status, error, finished_at, summary,
+                 has_call, call_idx, purpose, content, output, analysis, success, step_error,
+                 step_at, result, started_at, command, callback_id, cb_url, cb_head,
+                 lease_until)),
+    t AS (
+        UPDATE tasks SET
+            last_step_no = tasks.last_step_no + CASE WHEN d.has_call THEN 1 ELSE 0 END,
+            status = CASE WHEN d.ends THEN d.status ELSE tasks.status END,
+            error = CASE WHEN d.ends THEN d.error ELSE tasks.error END,
+            finished_at = CASE WHEN d.ends THEN d.finished_at ELSE tasks.finished_at END,
+            summary = CASE WHEN d.ends THEN d.summary ELSE tasks.summary END,
+            lease_owner = CASE WHEN d.ends THEN NULL ELSE tasks.lease_owner END,
+            lease_expires_at = CASE WHEN d.ends THEN NULL ELSE tasks.lease_expires_at END
+        FROM d
+        WHERE tasks.seq = d.task_seq AND tasks.id = d.task_id AND tasks.lease_owner = d.owner
+          AND tasks.status IN ('queued', 'running')
+        RETURNING tasks.seq, tasks.session_id, tasks.last_step_no),
+    e AS (SELECT t.seq, t.session_id, t.last_step_no, d.* FROM t JOIN d ON d.task_seq = t.seq),
+    step AS (
+        INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
+                           output, analysis, success, error, created_at, result, started_at)
+        SELECT seq, last_step_no, task_id, session_id, call_idx, purpose, content, output,
+               analysis, success, step_error, step_at, result, started_at
+        FROM e WHERE has_call),
+    fail AS (
+        INSERT INTO failed_attempts (session_id, command, count, last_error, last_task_id,
+                                     updated_at)
+        SELECT session_id, command, COUNT(*),
+               (array_agg(step_error ORDER BY step_at DESC, seq DESC))[1],
+               (array_agg(task_id ORDER BY step_at DESC, seq DESC))[1], MAX(step_at)
+        FROM e WHERE has_call AND NOT success
+        GROUP BY session_id, command ORDER BY session_id, command
+        ON CONFLICT (session_id, command) DO UPDATE SET
+            count = failed_attempts.count + EXCLUDED.count,
+            last_error = EXCLUDED.last_error, last_task_id = EXCLUDED.last_task_id,
+            updated_at = EXCLUDED.updated_at),
+    cb AS (
+        INSERT INTO callbacks (seq, id, task_id, url, body, status, attempts, next_attempt_at,
+                               created_at, lease_owner, lease_expires_at)
+        SELECT n.cseq, n.callback_id, n.task_id, n.cb_url, n.cb_head || n.cseq || '}',
+               'pending', 0, n.finished_at, n.finished_at, n.owner, n.lease_until
+        FROM (SELECT nextval('callbacks_seq_seq') AS cseq, e.* FROM e
+              WHERE ends AND cb_url IS NOT NULL) n
+        RETURNING task_id, seq, body)
+    SELECT e.seq, e.session_id, cb.seq, cb.body FROM e LEFT JOIN cb ON cb.task_id = e.task_id";
+
+/// Readies the next batch of each session (see [`ready_next`]), in one
+/// statement: by session, whether one waiting unheld was readied.
+async fn ready_sessions(
+    pool: &PgPool,
+    sessions: &[&str],
+) -> Result<HashMap<String, bool>, StoreError> {
+    if sessions.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let readied: Result<Vec<(String, bool)>, sqlx::Error> = sqlx::query_as(
+        "WITH r AS (
+             UPDATE tasks SET ready = TRUE
+             WHERE seq IN (SELECT (SELECT seq FROM tasks WHERE session_id = s.id
+                                     AND status IN ('queued', 'running') ORDER BY seq LIMIT 1)
+                           FROM unnest($1::text[]) AS s(id))
+               AND NOT ready
+             RETURNING session_id, lease_owner IS NULL AS unheld),
+         told AS (
+             SELECT pg_notify('naga_work', '{\"ready\":true}') FROM r WHERE unheld LIMIT 1)
+         SELECT session_id, unheld FROM r WHERE (SELECT COUNT(*) FROM told) >= 0",
+    )
+    .bind(sessions)
+    .fetch_all(pool)
+    .await;
+    match readied {
+        Ok(rows) => Ok(rows.into_iter().collect()),
+        Err(_) => {
+            // (Two groups readying the same heads at once can deadlock:
+            // one at a time then.)
+            let mut woke = HashMap::new();
+            for s in sessions {
+                if let Some(unheld) = ready_next(pool, s).await? {
+                    woke.insert(s.to_string(), unheld);
+                }
+            }
+            Ok(woke)
+        }
+    }
+}
