@@ -587,3 +587,52 @@ async fn many_ends_at_once_each_get_their_own_answer() {
         }
     }
 }
+
+/// An end the database refuses (PostgreSQL takes no NUL in text) fails
+/// alone: the others written with it in a group are written all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_the_database_refuses_does_not_take_its_group_down() {
+    for backend in backends().await {
+        let (a, name) = (backend.store.clone(), backend.name);
+        let mut seqs = Vec::new();
+        for i in 0..30 {
+            let t = task(&format!("r{i}"), &format!("r-s{i}"), "A", i64::MAX);
+            let Inserted::New { seq, .. } = a.insert_task(t).await.unwrap() else {
+                panic!("new task")
+            };
+            seqs.push(seq);
+        }
+        let ends = seqs.iter().enumerate().map(|(i, &seq)| {
+            a.finish_call(CallFinish {
+                task_seq: seq,
+                owner: "A".into(),
+                idx: 0,
+                result: r#"{"index":0,"success":true}"#.into(),
+                started_at: 10,
+                step: NewStep {
+                    task_id: format!("r{i}"),
+                    call_idx: Some(0),
+                    purpose: None,
+                    content: Some(if i == 7 { "a\0b".into() } else { "ok".into() }),
+                    output: None,
+                    analysis: None,
+                    success: true,
+                    error: None,
+                    created_at: 20,
+                },
+            })
+        });
+        let answers = futures::future::join_all(ends).await;
+        for (i, answer) in answers.iter().enumerate() {
+            if i == 7 {
+                if name == "postgres" {
+                    assert!(answer.is_err(), "{name}: NUL refused");
+                }
+                continue;
+            }
+            assert!(answer.is_ok(), "{name}: r{i}: {answer:?}");
+            let steps = a.steps(&format!("r{i}")).await.unwrap();
+            assert_eq!(steps.len(), 1, "{name}: r{i}'s step written once");
+        }
+    }
+}

@@ -120,32 +120,14 @@ fn closed() -> StoreError {
 async fn write_group(pool: &PgPool, group: Vec<Job>) {
     if group.len() == 1 {
         // Alone: the statements of one end (the same round trips).
-        return match group.into_iter().next() {
-            Some(Job::Call(f, tx)) => {
-                let _ = tx.send(finish_call(pool, &f).await);
-            }
-            Some(Job::End(f, tx)) => {
-                let _ = tx.send(finish_task(pool, &f).await);
-            }
-            None => {}
-        };
+        return write_alone(pool, group).await;
     }
     let written = match record_ends(pool, &group).await {
         Ok(written) => written,
         Err(e) => {
             tracing::debug!(error = %e, ends = group.len(),
                 "a group of ends failed as a whole: written one by one");
-            for job in group {
-                match job {
-                    Job::Call(f, tx) => {
-                        let _ = tx.send(finish_call(pool, &f).await);
-                    }
-                    Job::End(f, tx) => {
-                        let _ = tx.send(finish_task(pool, &f).await);
-                    }
-                }
-            }
-            return;
+            return write_alone(pool, group).await;
         }
     };
     // The sessions whose batch ended: their next batch readied.
@@ -190,6 +172,20 @@ async fn write_group(pool: &PgPool, group: Vec<Job>) {
                     }),
                 };
                 let _ = tx.send(answer);
+            }
+        }
+    }
+}
+
+/// Each end by its own statements, each with its own answer.
+async fn write_alone(pool: &PgPool, jobs: Vec<Job>) {
+    for job in jobs {
+        match job {
+            Job::Call(f, tx) => {
+                let _ = tx.send(finish_call(pool, &f).await);
+            }
+            Job::End(f, tx) => {
+                let _ = tx.send(finish_task(pool, &f).await);
             }
         }
     }
