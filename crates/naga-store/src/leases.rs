@@ -95,26 +95,9 @@ impl Store {
         }
     }
 
-    /// Lets go of the tasks `owner` holds accepted after `after_seq` (a
-    /// restarted node that took back only the first of its own).
-    pub async fn release_unheld_leases(
-        &self,
-        owner: &str,
-        after_seq: i64,
-    ) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::leases::release_unheld_leases(writer, owner, after_seq).await
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::release_unheld_leases(pg, owner, after_seq))
-                    .await
-            }
-        }
-    }
-
-    /// Lets go of every task `owner` holds, so that the next run or another
-    /// node resumes them at once (graceful shutdown).
+    /// Lets go of every task and delivery `owner` holds, so that the next
+    /// run or another node resumes them at once (a graceful stop; and a
+    /// start, for what the node's last run held).
     pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite { writer, .. } => sqlite::leases::release_leases(writer, owner).await,

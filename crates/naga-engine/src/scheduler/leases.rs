@@ -5,9 +5,10 @@ use super::*;
 
 impl Scheduler {
     /// At start: lets go of every task and delivery this node's identity
-    /// held when its last run ended (killed or not), then claims runnable batches for its
-    /// workers, the earliest accepted first; the rest waits in the store
-    /// (order, cancel and `reject` are the store's: they hold at once).
+    /// held when its last run ended (killed or not), then claims runnable
+    /// batches for its workers, the earliest accepted first; the rest waits
+    /// in the store (order, cancel and `reject` are the store's: they hold
+    /// at once).
     pub async fn recover(&self) -> Result<usize, EngineError> {
         let inner = &self.inner;
         let released = inner.store.release_leases(&inner.node_id).await?;

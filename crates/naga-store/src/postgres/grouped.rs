@@ -202,43 +202,36 @@ type Written = HashMap<i64, (String, Option<(i64, String)>)>;
 async fn record_ends(pool: &PgPool, group: &[Job]) -> Result<Written, StoreError> {
     let mut a = Arrays::default();
     for job in group {
-        let (call, end) = match job {
-            Job::Call(f, _) => (Some(&**f), None),
-            Job::End(f, _) => (f.last_call.as_ref(), Some(&**f)),
+        // (Borrowed, not copied: a step's content and output can be large.)
+        let (call, end, task_id, owner) = match job {
+            Job::Call(f, _) => (Some(&**f), None, &f.step.task_id, &f.owner),
+            Job::End(f, _) => (f.last_call.as_ref(), Some(&**f), &f.task_id, &f.owner),
         };
         let step = call.map(|c| &c.step);
+        let callback = end.and_then(|e| e.callback.as_ref());
         a.task_seq.push(job.task_seq());
-        a.task_id.push(match (end, step) {
-            (Some(e), _) => e.task_id.clone(),
-            (None, Some(s)) => s.task_id.clone(),
-            (None, None) => String::new(),
-        });
-        a.owner.push(call.map_or_else(
-            || end.map(|e| e.owner.clone()).unwrap_or_default(),
-            |c| c.owner.clone(),
-        ));
+        a.task_id.push(task_id);
+        a.owner.push(owner);
         a.ends.push(end.is_some());
         a.status.push(end.map(|e| e.status.as_str()));
-        a.error.push(end.and_then(|e| e.error.clone()));
+        a.error.push(end.and_then(|e| e.error.as_deref()));
         a.finished_at.push(end.map(|e| e.finished_at));
-        a.summary.push(end.and_then(|e| e.summary.clone()));
+        a.summary.push(end.and_then(|e| e.summary.as_deref()));
         a.has_call.push(call.is_some());
         a.call_idx.push(step.and_then(|s| s.call_idx));
-        a.purpose.push(step.and_then(|s| s.purpose.clone()));
-        a.content.push(step.and_then(|s| s.content.clone()));
-        a.output.push(step.and_then(|s| s.output.clone()));
-        a.analysis.push(step.and_then(|s| s.analysis.clone()));
+        a.purpose.push(step.and_then(|s| s.purpose.as_deref()));
+        a.content.push(step.and_then(|s| s.content.as_deref()));
+        a.output.push(step.and_then(|s| s.output.as_deref()));
+        a.analysis.push(step.and_then(|s| s.analysis.as_deref()));
         a.success.push(step.is_some_and(|s| s.success));
-        a.step_error.push(step.and_then(|s| s.error.clone()));
+        a.step_error.push(step.and_then(|s| s.error.as_deref()));
         a.step_at.push(step.map(|s| s.created_at));
-        a.result.push(call.map(|c| c.result.clone()));
+        a.result.push(call.map(|c| c.result.as_str()));
         a.started_at.push(call.map(|c| c.started_at));
-        a.command.push(step.map(|s| s.command().to_owned()));
-        a.callback_id.push(end.map(|e| e.callback_id.clone()));
-        a.cb_url
-            .push(end.and_then(|e| e.callback.as_ref().map(|c| c.0.clone())));
-        a.cb_head
-            .push(end.and_then(|e| e.callback.as_ref().map(|c| c.1.clone())));
+        a.command.push(step.map(NewStep::command));
+        a.callback_id.push(end.map(|e| e.callback_id.as_str()));
+        a.cb_url.push(callback.map(|c| c.0.as_str()));
+        a.cb_head.push(callback.map(|c| c.1.as_str()));
         a.lease_until.push(end.map(|e| e.lease_until));
     }
     let rows: Vec<(i64, String, Option<i64>, Option<String>)> = sqlx::query_as(RECORD_ENDS)
@@ -276,30 +269,30 @@ async fn record_ends(pool: &PgPool, group: &[Job]) -> Result<Written, StoreError
 
 /// The group's columns, one array each.
 #[derive(Default)]
-struct Arrays {
+struct Arrays<'a> {
     task_seq: Vec<i64>,
-    task_id: Vec<String>,
-    owner: Vec<String>,
+    task_id: Vec<&'a str>,
+    owner: Vec<&'a str>,
     ends: Vec<bool>,
     status: Vec<Option<&'static str>>,
-    error: Vec<Option<String>>,
+    error: Vec<Option<&'a str>>,
     finished_at: Vec<Option<i64>>,
-    summary: Vec<Option<String>>,
+    summary: Vec<Option<&'a str>>,
     has_call: Vec<bool>,
     call_idx: Vec<Option<i64>>,
-    purpose: Vec<Option<String>>,
-    content: Vec<Option<String>>,
-    output: Vec<Option<String>>,
-    analysis: Vec<Option<String>>,
+    purpose: Vec<Option<&'a str>>,
+    content: Vec<Option<&'a str>>,
+    output: Vec<Option<&'a str>>,
+    analysis: Vec<Option<&'a str>>,
     success: Vec<bool>,
-    step_error: Vec<Option<String>>,
+    step_error: Vec<Option<&'a str>>,
     step_at: Vec<Option<i64>>,
-    result: Vec<Option<String>>,
+    result: Vec<Option<&'a str>>,
     started_at: Vec<Option<i64>>,
-    command: Vec<Option<String>>,
-    callback_id: Vec<Option<String>>,
-    cb_url: Vec<Option<String>>,
-    cb_head: Vec<Option<String>>,
+    command: Vec<Option<&'a str>>,
+    callback_id: Vec<Option<&'a str>>,
+    cb_url: Vec<Option<&'a str>>,
+    cb_head: Vec<Option<&'a str>>,
     lease_until: Vec<Option<i64>>,
 }
 

@@ -108,22 +108,6 @@ pub(crate) async fn claim_unheld(
     .await?)
 }
 
-pub(crate) async fn release_unheld_leases(
-    pool: &PgPool,
-    owner: &str,
-    after_seq: i64,
-) -> Result<u64, StoreError> {
-    Ok(sqlx::query(
-        "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
-         WHERE lease_owner = $1 AND seq > $2 AND status IN ('queued', 'running')",
-    )
-    .bind(owner)
-    .bind(after_seq)
-    .execute(pool)
-    .await?
-    .rows_affected())
-}
-
 pub(crate) async fn release_lease(
     pool: &PgPool,
     task_id: &str,

@@ -142,25 +142,6 @@ pub(crate) async fn release_lease(
         .await
 }
 
-pub(crate) async fn release_unheld_leases(
-    writer: &Writer,
-    owner: &str,
-    after_seq: i64,
-) -> Result<u64, StoreError> {
-    let owner = owner.to_owned();
-    writer
-        .write(move |c| {
-            let n = c
-                .cached(
-                    "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
-                         WHERE lease_owner = ?1 AND seq > ?2 AND status IN ('queued', 'running')",
-                )?
-                .execute(params![owner, after_seq])?;
-            Ok(n as u64)
-        })
-        .await
-}
-
 pub(crate) async fn release_leases(writer: &Writer, owner: &str) -> Result<u64, StoreError> {
     let owner = owner.to_owned();
     writer
