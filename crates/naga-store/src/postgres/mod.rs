@@ -29,7 +29,7 @@ use crate::{
     rows::*,
     MemoryScope, StoreError,
 };
-use naga_core::{config::SessionPolicy, time::Millis};
+use naga_core::time::Millis;
 use sqlx::{postgres::PgRow, FromRow, PgPool, Postgres, Row, Transaction};
 
 type Tx = Transaction<'static, Postgres>;

@@ -14,141 +14,118 @@ pub(crate) async fn insert_task(pg: &Pg, task: &mut NewTask) -> Result<Inserted,
     Ok(inserted)
 }
 
-/// Four round trips for a new batch: the session's row (created or touched,
-/// and locked, so that its chain grows one task at a time; its newest task
-/// and whether it is busy read), its analysis session (unless known), the
-/// task with the session's chain, the commit.
+/// A new batch in one statement, `naga_accept` (migration 0006): the
+/// session's row created or touched and locked, so that its chain grows one
+/// task at a time; its analysis session (unless known); the task with the
+/// session's chain. A batch that is not stored comes back as an error of
+/// the function's, and nothing of the statement stays; what it answers is
+/// then read.
 async fn try_insert_task(
     pg: &Pg,
     task: &mut NewTask,
 ) -> Result<(Inserted, Option<(String, String)>), StoreError> {
-    let mut tx = pg.pool.begin().await?;
-    // (The time once a connection was had, then once the session's row is
-    // locked: the session's batches are stored in the order of their times.)
-    task.restamp();
-    // The session's row, locked (its batches are accepted one at a time),
-    // its newest task, and whether it has unfinished batches. That is read
-    // from the statement's snapshot, which may predate a batch of the
-    // session committed while this waited for the lock: a newest task this
-    // statement cannot see counts as unfinished (the batch then waits, and
-    // `ready_next` after the commit readies it if that one ended).
-    let (prev_seq, busy): (Option<i64>, bool) = sqlx::query_as(
-        "INSERT INTO sessions (id, created_at, last_activity_at) VALUES ($1, $2, $2)
-         ON CONFLICT (id) DO UPDATE SET last_activity_at = GREATEST(sessions.last_activity_at,
-                                                                    EXCLUDED.last_activity_at)
-         RETURNING last_task_seq,
-             last_task_seq IS NOT NULL
-             AND (EXISTS (SELECT 1 FROM tasks WHERE session_id = $1
-                          AND status IN ('queued', 'running'))
-                  OR NOT EXISTS (SELECT 1 FROM tasks WHERE seq = sessions.last_task_seq))",
-    )
-    .bind(&task.session_id)
-    .bind(task.accepted_at)
-    .fetch_one(&mut *tx)
-    .await?;
+    let mut conn = pg.pool.acquire().await?;
+    // (The time once a connection was had; the function keeps the
+    // session's batches in the order of their times.)
     task.restamp();
     let task = &*task;
-    // A `reject` batch is refused while the session has unfinished
-    // batches: asked again now that the lock is held (a fresh snapshot),
-    // not guessed.
-    let busy = if task.policy == SessionPolicy::Reject && busy {
-        let (busy, known): (bool, bool) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM tasks WHERE session_id = $1
-                            AND status IN ('queued', 'running')),
-                    EXISTS (SELECT 1 FROM tasks WHERE id = $2)",
-        )
-        .bind(&task.session_id)
-        .bind(&task.id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if busy && !known {
-            return Ok((Inserted::Busy, None));
-        }
-        busy
-    } else {
-        busy
+    let known_owner = match &task.analysis_session_id {
+        Some(analysis) => match pg.analysis_owners.owner(analysis, &task.session_id) {
+            Some(Ok(())) => Some(task.session_id.clone()),
+            Some(Err(owner)) => Some(owner),
+            None => None,
+        },
+        None => None,
     };
-    let ready = !busy || task.policy == SessionPolicy::Parallel;
-    let started = task.started && ready;
-    if let Some(fp) = &task.fingerprint {
-        let active = sqlx::query(&format!(
-            "{FIRST_ANSWER} WHERE session_id = $1 AND fingerprint = $2
-             AND status IN ('queued', 'running') ORDER BY seq LIMIT 1"
-        ))
-        .bind(&task.session_id)
-        .bind(fp)
-        .fetch_optional(&mut *tx)
-        .await?;
-        // (A known request id answers as itself, below.)
-        if let Some(row) = active {
-            let known: Option<i64> = sqlx::query_scalar("SELECT seq FROM tasks WHERE id = $1")
-                .bind(&task.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if known.is_none() {
-                return Ok((Inserted::Duplicate(first_answer(&row)?), None));
-            }
-        }
-    }
-    let learned = claim_analysis(&mut tx, pg, task).await?;
-    let seq: Option<i64> = sqlx::query_scalar(
-        "WITH t AS (
-             INSERT INTO tasks (id, kind, session_id, analysis_session_id, query, callback_url,
-                 policy, fingerprint, status, calls_count, calls, response, accepted_at,
-                 started_at, lease_owner, lease_expires_at, prev_seq, ready)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     $18)
-             ON CONFLICT (id) DO NOTHING
-             RETURNING seq)
-         UPDATE sessions SET last_task_seq = t.seq, task_count = task_count + 1
-         FROM t WHERE sessions.id = $3
-         RETURNING t.seq",
+    let accepted: Result<(i64, bool, bool, Millis, Option<String>), sqlx::Error> = sqlx::query_as(
+        "SELECT o_seq, o_started, o_ready, o_accepted_at, o_analysis_owner
+             FROM naga_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                              $16)",
     )
     .bind(&task.id)
     .bind(task.kind.as_str())
     .bind(&task.session_id)
     .bind(&task.analysis_session_id)
+    .bind(&known_owner)
     .bind(&task.query)
     .bind(&task.callback_url)
     .bind(task.policy.as_str())
     .bind(&task.fingerprint)
-    .bind(if started { "running" } else { "queued" })
     .bind(task.calls_count as i64)
     .bind(&task.calls)
     .bind(&task.response)
     .bind(task.accepted_at)
-    .bind(started.then_some(task.accepted_at))
-    .bind(started.then_some(&task.lease.owner))
-    .bind(started.then_some(task.lease.until))
-    .bind(prev_seq)
-    .bind(ready)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(seq) = seq else {
-        // The request id is known: nothing of this transaction stays.
-        let row = sqlx::query(&format!("{FIRST_ANSWER} WHERE id = $1"))
-            .bind(&task.id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let first = first_answer(&row)?;
-        return Ok(match repeated(&mut tx, task).await? {
-            true => (Inserted::Existing(first), None),
-            false => (Inserted::Reused(first), None),
-        });
+    .bind(task.started)
+    .bind(&task.lease.owner)
+    .bind(task.lease.until)
+    .fetch_one(&mut *conn)
+    .await;
+    let (seq, started, ready, accepted_at, owner) = match accepted {
+        Ok(row) => row,
+        Err(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("NG")) => {
+            let refused = refused(&mut conn, task, e.code().as_deref(), e.message()).await?;
+            return Ok((refused, None));
+        }
+        Err(e) => return Err(e.into()),
     };
-    tx.commit().await?;
+    drop(conn);
     // Stored behind an unfinished batch that may have ended meanwhile
     // (see `ready_next`).
     let ready = ready || ready_next(&pg.pool, &task.session_id).await?.is_some();
+    let learned = match (&task.analysis_session_id, known_owner, owner) {
+        (Some(analysis), None, Some(owner)) => Some((analysis.clone(), owner)),
+        _ => None,
+    };
     Ok((
         Inserted::New {
             seq,
             started,
             ready,
-            accepted_at: task.accepted_at,
+            accepted_at,
         },
         learned,
     ))
+}
+
+/// What a batch `naga_accept` did not store answers: `code` and `message`
+/// are its error's (see migration 0006).
+async fn refused(
+    conn: &mut sqlx::PgConnection,
+    task: &NewTask,
+    code: Option<&str>,
+    message: &str,
+) -> Result<Inserted, StoreError> {
+    Ok(match code {
+        Some("NGBSY") => Inserted::Busy,
+        Some("NGANA") => {
+            return Err(StoreError::Conflict(format!(
+                "analysis_session_id `{}` belongs to session `{message}`, not `{}`",
+                task.analysis_session_id.as_deref().unwrap_or_default(),
+                task.session_id
+            )))
+        }
+        Some("NGDUP") => {
+            let seq: i64 = message.parse().map_err(|_| {
+                StoreError::Corrupt(format!("naga_accept: a duplicate's seq `{message}`"))
+            })?;
+            let row = sqlx::query(&format!("{FIRST_ANSWER} WHERE seq = $1"))
+                .bind(seq)
+                .fetch_one(&mut *conn)
+                .await?;
+            Inserted::Duplicate(first_answer(&row)?)
+        }
+        _ => {
+            let row = sqlx::query(&format!("{FIRST_ANSWER} WHERE id = $1"))
+                .bind(&task.id)
+                .fetch_one(&mut *conn)
+                .await?;
+            let first = first_answer(&row)?;
+            match repeated(conn, task).await? {
+                true => Inserted::Existing(first),
+                false => Inserted::Reused(first),
+            }
+        }
+    })
 }
 
 /// Makes the session's earliest unfinished batch ready, if it is not yet
@@ -202,60 +179,16 @@ pub(crate) async fn ready_heads(pool: &PgPool) -> Result<u64, StoreError> {
 }
 
 /// Whether a task with this request id is stored with the same batch.
-async fn repeated(tx: &mut Tx, task: &NewTask) -> Result<bool, StoreError> {
+async fn repeated(conn: &mut sqlx::PgConnection, task: &NewTask) -> Result<bool, StoreError> {
     let stored: Option<crate::commands::StoredBatch> = sqlx::query_as(concat!(
         "SELECT ",
         crate::commands::stored_batch_columns!(),
         " FROM tasks WHERE id = $1"
     ))
     .bind(&task.id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(conn)
     .await?;
     Ok(stored.is_some_and(|s| crate::commands::same_batch(&s, task)))
-}
-
-/// Records that the task's analysis session belongs to its session, or
-/// refuses it when it belongs to another (known ones are not asked again:
-/// an analysis session never changes its session).
-async fn claim_analysis(
-    tx: &mut Tx,
-    pg: &Pg,
-    task: &NewTask,
-) -> Result<Option<(String, String)>, StoreError> {
-    let Some(analysis) = &task.analysis_session_id else {
-        return Ok(None);
-    };
-    let owner = match pg.analysis_owners.owner(analysis, &task.session_id) {
-        Some(Ok(())) => return Ok(None),
-        Some(Err(owner)) => owner,
-        None => {
-            let created: Option<String> = sqlx::query_scalar(
-                "INSERT INTO analysis_sessions (id, session_id, created_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (id) DO NOTHING RETURNING session_id",
-            )
-            .bind(analysis)
-            .bind(&task.session_id)
-            .bind(task.accepted_at)
-            .fetch_optional(&mut **tx)
-            .await?;
-            match created {
-                Some(owner) => owner,
-                None => {
-                    sqlx::query_scalar("SELECT session_id FROM analysis_sessions WHERE id = $1")
-                        .bind(analysis)
-                        .fetch_one(&mut **tx)
-                        .await?
-                }
-            }
-        }
-    };
-    if owner != task.session_id {
-        return Err(StoreError::Conflict(format!(
-            "analysis_session_id `{analysis}` belongs to session `{owner}`, not `{}`",
-            task.session_id
-        )));
-    }
-    Ok(Some((analysis.clone(), owner)))
 }
 
 pub(crate) async fn start_task(
