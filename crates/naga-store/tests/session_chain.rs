@@ -373,3 +373,106 @@ async fn an_analysis_session_stays_with_the_session_that_made_it() {
         assert_eq!(s.session("s1").await.unwrap().unwrap().task_count, 2);
     }
 }
+
+/// A batch the store does not take (a `reject` batch while its session is
+/// busy, an identical batch still active, a known request id, an analysis
+/// session of another session) answers why and leaves the store as it was:
+/// no session touched or made, no analysis session, no task.
+#[tokio::test]
+async fn a_batch_that_is_not_stored_changes_nothing() {
+    for b in backends().await {
+        let s = &b.store;
+        let mut first = task("t1", "s", 100);
+        first.policy = naga_core::config::SessionPolicy::Enqueue;
+        first.fingerprint = Some("fp".into());
+        first.analysis_session_id = Some("an".into());
+        let Inserted::New { seq, .. } = s.insert_task(first.clone()).await.unwrap() else {
+            panic!("{}: the first batch is stored", b.name)
+        };
+        let before = s.session("s").await.unwrap().expect("session s");
+        let analysis = s.analysis_sessions("s").await.unwrap();
+
+        let mut rejected = task("t2", "s", 200);
+        rejected.policy = naga_core::config::SessionPolicy::Reject;
+        let answer = s.insert_task(rejected).await.unwrap();
+        assert_eq!(answer, Inserted::Busy, "{}: reject while t1 runs", b.name);
+
+        let mut same = task("t3", "s", 300);
+        same.policy = naga_core::config::SessionPolicy::Enqueue;
+        same.fingerprint = Some("fp".into());
+        match s.insert_task(same).await.unwrap() {
+            Inserted::Duplicate(a) => assert_eq!(a.id, "t1", "{}: t1 answers", b.name),
+            other => panic!("{}: an identical active batch: {other:?}", b.name),
+        }
+
+        let mut again = first.clone();
+        again.accepted_at = 400;
+        match s.insert_task(again).await.unwrap() {
+            Inserted::Existing(a) => assert_eq!(a.id, "t1", "{}", b.name),
+            other => panic!("{}: t1 sent again: {other:?}", b.name),
+        }
+        let mut reused = first.clone();
+        reused.calls = "[{\"tool_name\":\"other\"}]".into();
+        match s.insert_task(reused).await.unwrap() {
+            Inserted::Reused(a) => assert_eq!(a.id, "t1", "{}", b.name),
+            other => panic!("{}: t1's id for another batch: {other:?}", b.name),
+        }
+
+        let mut elsewhere = task("t4", "other", 500);
+        elsewhere.analysis_session_id = Some("an".into());
+        let refused = s.insert_task(elsewhere).await.unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::Conflict(m) if m.contains("belongs to session `s`")),
+            "{}: {refused:?}",
+            b.name
+        );
+
+        assert_eq!(
+            s.session("s")
+                .await
+                .unwrap()
+                .map(|r| (r.last_activity_at, r.task_count)),
+            Some((before.last_activity_at, before.task_count)),
+            "{}: session s as it was",
+            b.name
+        );
+        assert!(
+            s.session("other").await.unwrap().is_none(),
+            "{}: no session made for a refused batch",
+            b.name
+        );
+        assert_eq!(
+            s.analysis_sessions("s").await.unwrap(),
+            analysis,
+            "{}",
+            b.name
+        );
+        for id in ["t2", "t3", "t4"] {
+            assert!(
+                s.task(id).await.unwrap().is_none(),
+                "{}: {id} stored",
+                b.name
+            );
+        }
+        // The session takes its next batch after all that, behind t1.
+        let mut next = task("t5", "s", 600);
+        next.policy = naga_core::config::SessionPolicy::Enqueue;
+        let Inserted::New { ready, .. } = s.insert_task(next).await.unwrap() else {
+            panic!("{}: t5 is stored", b.name)
+        };
+        assert!(!ready, "{}: t5 waits for t1", b.name);
+        assert_eq!(
+            s.session("s").await.unwrap().unwrap().task_count,
+            before.task_count + 1,
+            "{}",
+            b.name
+        );
+        let t1 = s.task("t1").await.unwrap().unwrap();
+        assert_eq!(
+            (t1.seq, t1.status),
+            (seq, TaskStatus::Running),
+            "{}",
+            b.name
+        );
+    }
+}
