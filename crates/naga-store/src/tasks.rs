@@ -23,25 +23,6 @@ impl Store {
         }
     }
 
-    /// Marks a task running. Returns false (and changes nothing) when it has
-    /// ended, e.g. cancelled while it waited, or when `owner` no longer holds it.
-    pub async fn start_task(
-        &self,
-        task_id: &str,
-        owner: &str,
-        now: Millis,
-    ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::tasks::start_task(writer, task_id, owner, now).await
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::start_task(pg, task_id, owner, now))
-                    .await
-            }
-        }
-    }
-
     /// Records the end of one call (see `record_call`).
     /// Shared (`Arc`), so that a caller trying the write again after a
     /// storage fault hands over the same record instead of a copy.

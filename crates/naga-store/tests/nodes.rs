@@ -3,7 +3,7 @@
 //! (on PostgreSQL the scale-out case, on SQLite two processes on one file).
 
 mod common;
-use common::backends;
+use common::{backends, call_finish};
 use naga_core::{DeliveryStatus, TaskStatus};
 use naga_store::*;
 use std::collections::HashSet;
@@ -91,18 +91,24 @@ async fn expired_tasks_claimed_by_two_nodes_at_once_go_to_one_each() {
         );
         assert_eq!(got_a.len() + got_b.len(), 60, "{}", backend.name);
         // Each node holds what it claimed: the other is fenced off.
-        let held_by_a = got_a.iter().next().cloned();
-        if let Some(id) = held_by_a {
+        for (id, holder) in got_a
+            .iter()
+            .map(|id| (id, "A"))
+            .chain(got_b.iter().map(|id| (id, "B")))
+        {
+            let row = a.task(id).await.unwrap().unwrap();
+            let other = if holder == "A" { "B" } else { "A" };
+            let mut end = call_finish(other, id, row.seq);
             assert!(
-                !b.start_task(&id, "B", 200).await.unwrap(),
-                "{}",
+                matches!(
+                    a.finish_call(end.clone()).await,
+                    Err(StoreError::LeaseLost(_))
+                ),
+                "{}: {other} wrote to {id}, held by {holder}",
                 backend.name
             );
-            assert!(
-                a.start_task(&id, "A", 200).await.unwrap(),
-                "{}",
-                backend.name
-            );
+            end.owner = holder.into();
+            a.finish_call(end).await.unwrap();
         }
     }
 }

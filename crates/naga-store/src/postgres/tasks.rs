@@ -191,25 +191,6 @@ async fn repeated(conn: &mut sqlx::PgConnection, task: &NewTask) -> Result<bool,
     Ok(stored.is_some_and(|s| crate::commands::same_batch(&s, task)))
 }
 
-pub(crate) async fn start_task(
-    pool: &PgPool,
-    task_id: &str,
-    owner: &str,
-    now: Millis,
-) -> Result<bool, StoreError> {
-    let n = sqlx::query(
-        "UPDATE tasks SET status = 'running', started_at = COALESCE(started_at, $2)
-         WHERE id = $1 AND status IN ('queued', 'running') AND lease_owner = $3",
-    )
-    .bind(task_id)
-    .bind(now)
-    .bind(owner)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
-}
-
 /// The statement that records a call's end, in one round trip: the task's
 /// row takes the step's number (`last_step_no`) only while `$3` holds it
 /// unfinished (fencing: else nothing is written); a failed call also counts

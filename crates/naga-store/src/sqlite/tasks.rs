@@ -429,26 +429,6 @@ pub(crate) async fn insert_task(
     Ok(inserted)
 }
 
-pub(crate) async fn start_task(
-    writer: &Writer,
-    task_id: &str,
-    owner: &str,
-    now: Millis,
-) -> Result<bool, StoreError> {
-    let (task_id, owner) = (task_id.to_owned(), owner.to_owned());
-    writer
-        .write(move |c| {
-            let n = c
-                .cached(
-                    "UPDATE tasks SET status = 'running', started_at = COALESCE(started_at, ?2)
-                         WHERE id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?3",
-                )?
-                .execute(params![task_id, now, owner])?;
-            Ok(n == 1)
-        })
-        .await
-}
-
 pub(crate) async fn finish_call(writer: &Writer, f: Arc<CallFinish>) -> Result<(), StoreError> {
     writer.write(move |c| record_call(c, &f)).await
 }

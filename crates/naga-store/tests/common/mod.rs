@@ -75,3 +75,20 @@ pub fn echo_task(id: &str, session: &str, owner: &str, until: i64) -> naga_store
         clock: None,
     }
 }
+
+/// The end of call 0 of a task, succeeded, as `owner` records it.
+pub fn call_finish(owner: &str, task_id: &str, task_seq: i64) -> naga_store::CallFinish {
+    naga_store::CallFinish {
+        task_seq,
+        owner: owner.into(),
+        idx: 0,
+        result: "{\"success\":true}".into(),
+        started_at: 0,
+        step: naga_store::NewStep {
+            task_id: task_id.into(),
+            success: true,
+            output: Some("ok".into()),
+            ..Default::default()
+        },
+    }
+}
