@@ -1,9 +1,8 @@
 //! Tasks: a batch accepted (with its session, analysis session and calls),
-//! started, each call's end, the steps reported, and its end together with
+//! each call's end, the steps reported, and its end together with
 //! the callback it owes.
 
 use crate::{commands::*, postgres, rows::*, sqlite, Backend, Store, StoreError};
-use naga_core::time::Millis;
 use std::sync::Arc;
 
 impl Store {
