@@ -1,10 +1,11 @@
 //! Tasks on PostgreSQL: a batch accepted (its session, analysis session and
-//! calls), started, each call's end, steps, and its end with the callback it owes.
+//! calls; one statement, `naga_accept`), each call's end, steps, and its end
+//! with the callback it owes.
 
 use super::*;
 
 /// Two nodes accepting the same request id (or creating the same session
-/// or analysis session) at once need no retry: every insert below is
+/// or analysis session) at once need no retry: every insert of `naga_accept` is
 /// `ON CONFLICT`, which waits for the other's commit and then sees its row.
 pub(crate) async fn insert_task(pg: &Pg, task: &mut NewTask) -> Result<Inserted, StoreError> {
     let (inserted, learned) = try_insert_task(pg, task).await?;
