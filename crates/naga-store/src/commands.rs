@@ -52,13 +52,9 @@ impl std::fmt::Debug for StampClock {
 }
 
 impl NewTask {
-    /// Takes `accepted_at` (and moves the lease's end with it) from the
-    /// task's clock, if it has one; never earlier than before.
-    pub(crate) fn restamp(&mut self) {
-        (self.accepted_at, self.lease.until) = self.stamp();
-    }
-
-    /// `(accepted_at, lease until)` as [`NewTask::restamp`] would make them.
+    /// `(accepted_at, lease until)` to store: read from the task's clock,
+    /// if it has one (never earlier than `accepted_at`; the lease's end
+    /// moved with it), else as given.
     pub(crate) fn stamp(&self) -> (Millis, Millis) {
         match &self.clock {
             Some(clock) => {

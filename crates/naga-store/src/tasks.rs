@@ -11,14 +11,14 @@ impl Store {
     /// Also records the session and the analysis-session → session mapping;
     /// an analysis session claimed by another session is a conflict and
     /// stores nothing.
-    pub async fn insert_task(&self, mut task: NewTask) -> Result<Inserted, StoreError> {
+    pub async fn insert_task(&self, task: NewTask) -> Result<Inserted, StoreError> {
         // (On SQLite the task is stamped by the writer, as it is written.)
         match &self.backend {
             Backend::Sqlite {
                 writer,
                 analysis_owners,
             } => sqlite::tasks::insert_task(writer, analysis_owners, task).await,
-            Backend::Postgres(pg) => pg.observed(postgres::insert_task(pg, &mut task)).await,
+            Backend::Postgres(pg) => pg.observed(postgres::insert_task(pg, task)).await,
         }
     }
 

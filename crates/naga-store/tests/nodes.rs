@@ -642,3 +642,117 @@ async fn an_end_the_database_refuses_does_not_take_its_group_down() {
         }
     }
 }
+
+/// Many batches accepted at once by each of two nodes (on PostgreSQL
+/// stored in groups, one statement for many): each gets its own answer,
+/// and a batch refused in a group (a `reject` while its session is busy,
+/// an identical active batch, a known request id, another session's
+/// analysis session) leaves nothing and does not undo the others. Each
+/// session's batches keep their chain and their order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_batches_accepted_at_once_each_get_their_own_answer() {
+    use naga_core::config::SessionPolicy;
+    for backend in backends().await {
+        let (a, b, name) = (
+            backend.store.clone(),
+            backend.another_node().await,
+            backend.name,
+        );
+        // The analysis session `taken` belongs to session `owner`.
+        a.insert_task(task("first", "owner", "A", i64::MAX))
+            .await
+            .unwrap();
+        let mut owner_task = task("owner-1", "owner", "A", i64::MAX);
+        owner_task.analysis_session_id = Some("taken".into());
+        owner_task.policy = SessionPolicy::Parallel;
+        a.insert_task(owner_task).await.unwrap();
+
+        // What each batch is, and the answer it must get.
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        enum Want {
+            New,
+            Busy,
+            Duplicate,
+            Known,
+            Conflict,
+        }
+        let mut batches = Vec::new();
+        for i in 0..40 {
+            // Four sessions, ten batches each, queued in order.
+            let mut t = task(&format!("m{i}"), &format!("m-s{}", i % 4), "A", i64::MAX);
+            t.analysis_session_id = Some(format!("m-an{}", i % 4));
+            batches.push((t, Want::New));
+        }
+        for i in 0..5 {
+            let mut t = task(&format!("r{i}"), "owner", "A", i64::MAX);
+            t.policy = SessionPolicy::Reject;
+            batches.push((t, Want::Busy));
+            let mut t = task(&format!("c{i}"), &format!("c-s{i}"), "A", i64::MAX);
+            t.analysis_session_id = Some("taken".into());
+            batches.push((t, Want::Conflict));
+            batches.push((task("first", "owner", "A", i64::MAX), Want::Known));
+        }
+        let mut same = task("dup-1", "dup", "A", i64::MAX);
+        same.fingerprint = Some("fp".into());
+        a.insert_task(same.clone()).await.unwrap();
+        for i in 0..5 {
+            let mut t = same.clone();
+            t.id = format!("dup-{}", i + 2);
+            batches.push((t, Want::Duplicate));
+        }
+        // Half through each node, all at once.
+        let answers = futures::future::join_all(batches.iter().enumerate().map(|(i, (t, _))| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let t = t.clone();
+            async move { store.insert_task(t).await }
+        }))
+        .await;
+        for ((t, want), answer) in batches.iter().zip(answers) {
+            let got = match &answer {
+                Ok(Inserted::New { .. }) => Want::New,
+                Ok(Inserted::Busy) => Want::Busy,
+                Ok(Inserted::Duplicate(f)) if f.id == "dup-1" => Want::Duplicate,
+                Ok(Inserted::Existing(f)) if f.id == "first" => Want::Known,
+                Err(StoreError::Conflict(m)) if m.contains("belongs to session `owner`") => {
+                    Want::Conflict
+                }
+                other => panic!("{name}: {}: {other:?}", t.id),
+            };
+            assert_eq!(got, *want, "{name}: {}: {answer:?}", t.id);
+        }
+        for i in 0..5 {
+            for id in [format!("r{i}"), format!("c{i}"), format!("dup-{}", i + 2)] {
+                assert!(a.task(&id).await.unwrap().is_none(), "{name}: {id} stored");
+            }
+            assert!(
+                a.session(&format!("c-s{i}")).await.unwrap().is_none(),
+                "{name}: the session of a refused batch was made"
+            );
+        }
+        // Each session: ten batches, in a chain, the first ready.
+        for s in 0..4 {
+            let session = a.session(&format!("m-s{s}")).await.unwrap().unwrap();
+            assert_eq!(session.task_count, 10, "{name}: m-s{s}");
+            assert_eq!(session.active_tasks, 10, "{name}: m-s{s}");
+            assert_eq!(session.analysis_sessions, 1, "{name}: m-s{s}");
+        }
+        let listed = a
+            .tasks(&TaskFilter {
+                session_id: Some("m-s0".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 10, "{name}: m-s0 along its chain");
+        let running: Vec<_> = listed
+            .iter()
+            .filter(|t| t.status == TaskStatus::Running)
+            .collect();
+        assert_eq!(running.len(), 1, "{name}: one of m-s0 runs: {listed:?}");
+        assert!(
+            listed.iter().all(|t| t.seq >= running[0].seq),
+            "{name}: the one running is m-s0's first"
+        );
+    }
+}

@@ -26,13 +26,20 @@ enum Job {
         Arc<TaskFinish>,
         oneshot::Sender<Result<Finished, StoreError>>,
     ),
+    /// A batch to store (`accept.rs`): answered with what the database
+    /// decided, and the batch handed back. (Written apart from the ends.)
+    Accept(Box<Accept>, oneshot::Sender<AcceptAnswer>),
 }
 
+type AcceptAnswer = (Result<Accepted, StoreError>, Box<Accept>);
+
 impl Job {
-    fn task_seq(&self) -> i64 {
+    /// The task an end is of (a group holds one job per task).
+    fn task_seq(&self) -> Option<i64> {
         match self {
-            Job::Call(f, _) => f.task_seq,
-            Job::End(f, _) => f.task_seq,
+            Job::Call(f, _) => Some(f.task_seq),
+            Job::End(f, _) => Some(f.task_seq),
+            Job::Accept(..) => None,
         }
     }
 }
@@ -93,16 +100,25 @@ impl Grouped {
         self.jobs.send(Job::End(f, tx)).map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
+
+    pub async fn accept(&self, a: Accept) -> Result<(Accepted, Box<Accept>), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Accept(Box::new(a), tx))
+            .map_err(|_| closed())?;
+        let (accepted, a) = rx.await.map_err(|_| closed())?;
+        Ok((accepted?, a))
+    }
 }
 
 /// A group: `first`, and what is queued behind it (at most [`MOST`]); a
 /// job of a task already in the group is `held` for the next.
 fn gather(rx: &mut mpsc::UnboundedReceiver<Job>, first: Job, held: &mut Option<Job>) -> Vec<Job> {
-    let mut seqs = std::collections::HashSet::from([first.task_seq()]);
+    let mut seqs: std::collections::HashSet<i64> = first.task_seq().into_iter().collect();
     let mut group = vec![first];
     while group.len() < MOST {
         let Ok(job) = rx.try_recv() else { break };
-        if !seqs.insert(job.task_seq()) {
+        if job.task_seq().is_some_and(|seq| !seqs.insert(seq)) {
             *held = Some(job);
             break;
         }
@@ -116,8 +132,52 @@ fn closed() -> StoreError {
     StoreError::NotCommitted
 }
 
-/// One group: its statement, then each job's answer.
+/// One group: the batches to store by one statement, the ends by another.
 async fn write_group(pool: &PgPool, group: Vec<Job>) {
+    let (accepts, ends): (Vec<Job>, Vec<Job>) = group
+        .into_iter()
+        .partition(|job| matches!(job, Job::Accept(..)));
+    let accepts = accepts.into_iter().filter_map(|job| match job {
+        Job::Accept(a, tx) => Some((a, tx)),
+        _ => None,
+    });
+    tokio::join!(
+        write_accepts(pool, accepts.collect()),
+        write_ends(pool, ends)
+    );
+}
+
+/// Batches to store: by one statement (a lone one by its own); a group
+/// the database refuses as a whole (a deadlock between two nodes' groups)
+/// is stored again one batch at a time, each with its own answer.
+async fn write_accepts(pool: &PgPool, jobs: Vec<(Box<Accept>, oneshot::Sender<AcceptAnswer>)>) {
+    if jobs.is_empty() {
+        return;
+    }
+    if jobs.len() > 1 {
+        let batches: Vec<&Accept> = jobs.iter().map(|(a, _)| &**a).collect();
+        match accept_group(pool, &batches).await {
+            Ok(answers) => {
+                for ((a, tx), answer) in jobs.into_iter().zip(answers) {
+                    let _ = tx.send((Ok(answer), a));
+                }
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, batches = jobs.len(),
+                "a group of batches failed as a whole: stored one by one"),
+        }
+    }
+    for (a, tx) in jobs {
+        let answer = accept_one(pool, &a).await;
+        let _ = tx.send((answer, a));
+    }
+}
+
+/// Ends of calls and tasks: by one statement, then each job's answer.
+async fn write_ends(pool: &PgPool, group: Vec<Job>) {
+    if group.is_empty() {
+        return;
+    }
     if group.len() == 1 {
         // Alone: the statements of one end (the same round trips).
         return write_alone(pool, group).await;
@@ -135,7 +195,7 @@ async fn write_group(pool: &PgPool, group: Vec<Job>) {
         .iter()
         .filter_map(|job| match job {
             Job::End(f, _) => written.get(&f.task_seq).map(|w| w.0.as_str()),
-            Job::Call(..) => None,
+            Job::Call(..) | Job::Accept(..) => None,
         })
         .collect();
     sessions.sort_unstable();
@@ -173,11 +233,13 @@ async fn write_group(pool: &PgPool, group: Vec<Job>) {
                 };
                 let _ = tx.send(answer);
             }
+            // (Not among the ends: `write_group` took the batches apart.)
+            accept @ Job::Accept(..) => write_alone(pool, vec![accept]).await,
         }
     }
 }
 
-/// Each end by its own statements, each with its own answer.
+/// Each job by its own statements, each with its own answer.
 async fn write_alone(pool: &PgPool, jobs: Vec<Job>) {
     for job in jobs {
         match job {
@@ -186,6 +248,10 @@ async fn write_alone(pool: &PgPool, jobs: Vec<Job>) {
             }
             Job::End(f, tx) => {
                 let _ = tx.send(finish_task(pool, &f).await);
+            }
+            Job::Accept(a, tx) => {
+                let answer = accept_one(pool, &a).await;
+                let _ = tx.send((answer, a));
             }
         }
     }
@@ -203,13 +269,20 @@ async fn record_ends(pool: &PgPool, group: &[Job]) -> Result<Written, StoreError
     let mut a = Arrays::default();
     for job in group {
         // (Borrowed, not copied: a step's content and output can be large.)
-        let (call, end, task_id, owner) = match job {
-            Job::Call(f, _) => (Some(&**f), None, &f.step.task_id, &f.owner),
-            Job::End(f, _) => (f.last_call.as_ref(), Some(&**f), &f.task_id, &f.owner),
+        let (call, end, task_id, owner, seq) = match job {
+            Job::Call(f, _) => (Some(&**f), None, &f.step.task_id, &f.owner, f.task_seq),
+            Job::End(f, _) => (
+                f.last_call.as_ref(),
+                Some(&**f),
+                &f.task_id,
+                &f.owner,
+                f.task_seq,
+            ),
+            Job::Accept(..) => continue,
         };
         let step = call.map(|c| &c.step);
         let callback = end.and_then(|e| e.callback.as_ref());
-        a.task_seq.push(job.task_seq());
+        a.task_seq.push(seq);
         a.task_id.push(task_id);
         a.owner.push(owner);
         a.ends.push(end.is_some());

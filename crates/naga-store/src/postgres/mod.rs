@@ -11,6 +11,7 @@
 //! - two nodes accepting the same request id at once: `ON CONFLICT` lets
 //!   one in, the other waits for its commit and answers with its task.
 
+mod accept;
 mod conversations;
 mod grouped;
 mod leases;
@@ -18,7 +19,9 @@ mod memory;
 mod outbox;
 mod tasks;
 
-pub(crate) use {conversations::*, grouped::Grouped, leases::*, memory::*, outbox::*, tasks::*};
+pub(crate) use {
+    accept::*, conversations::*, grouped::Grouped, leases::*, memory::*, outbox::*, tasks::*,
+};
 
 use crate::{
     commands::{

@@ -1,133 +1,8 @@
-//! Tasks on PostgreSQL: a batch accepted (its session, analysis session and
-//! calls; one statement, `naga_accept`), each call's end, steps, and its end
-//! with the callback it owes.
+//! Tasks on PostgreSQL: the next batch of a session readied, each call's
+//! end, steps, and a task's end with the callback it owes (a batch accepted:
+//! `accept.rs`).
 
 use super::*;
-
-/// Two nodes accepting the same request id (or creating the same session
-/// or analysis session) at once need no retry: every insert of `naga_accept` is
-/// `ON CONFLICT`, which waits for the other's commit and then sees its row.
-pub(crate) async fn insert_task(pg: &Pg, task: &mut NewTask) -> Result<Inserted, StoreError> {
-    let (inserted, learned) = try_insert_task(pg, task).await?;
-    if let Some((analysis, session)) = learned {
-        pg.analysis_owners.learn(analysis, session);
-    }
-    Ok(inserted)
-}
-
-/// A new batch in one statement, `naga_accept` (migration 0006): the
-/// session's row created or touched and locked, so that its chain grows one
-/// task at a time; its analysis session (unless known); the task with the
-/// session's chain. A batch that is not stored comes back as an error of
-/// the function's, and nothing of the statement stays; what it answers is
-/// then read.
-async fn try_insert_task(
-    pg: &Pg,
-    task: &mut NewTask,
-) -> Result<(Inserted, Option<(String, String)>), StoreError> {
-    let mut conn = pg.pool.acquire().await?;
-    // (The time once a connection was had; the function keeps the
-    // session's batches in the order of their times.)
-    task.restamp();
-    let task = &*task;
-    let known_owner = match &task.analysis_session_id {
-        Some(analysis) => match pg.analysis_owners.owner(analysis, &task.session_id) {
-            Some(Ok(())) => Some(task.session_id.clone()),
-            Some(Err(owner)) => Some(owner),
-            None => None,
-        },
-        None => None,
-    };
-    let accepted: Result<(i64, bool, bool, Millis, Option<String>), sqlx::Error> = sqlx::query_as(
-        "SELECT o_seq, o_started, o_ready, o_accepted_at, o_analysis_owner
-             FROM naga_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                              $16)",
-    )
-    .bind(&task.id)
-    .bind(task.kind.as_str())
-    .bind(&task.session_id)
-    .bind(&task.analysis_session_id)
-    .bind(&known_owner)
-    .bind(&task.query)
-    .bind(&task.callback_url)
-    .bind(task.policy.as_str())
-    .bind(&task.fingerprint)
-    .bind(task.calls_count as i64)
-    .bind(&task.calls)
-    .bind(&task.response)
-    .bind(task.accepted_at)
-    .bind(task.started)
-    .bind(&task.lease.owner)
-    .bind(task.lease.until)
-    .fetch_one(&mut *conn)
-    .await;
-    let (seq, started, ready, accepted_at, owner) = match accepted {
-        Ok(row) => row,
-        Err(sqlx::Error::Database(e)) if e.code().is_some_and(|c| c.starts_with("NG")) => {
-            let refused = refused(&mut conn, task, e.code().as_deref(), e.message()).await?;
-            return Ok((refused, None));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    drop(conn);
-    // Stored behind an unfinished batch that may have ended meanwhile
-    // (see `ready_next`).
-    let ready = ready || ready_next(&pg.pool, &task.session_id).await?.is_some();
-    let learned = match (&task.analysis_session_id, known_owner, owner) {
-        (Some(analysis), None, Some(owner)) => Some((analysis.clone(), owner)),
-        _ => None,
-    };
-    Ok((
-        Inserted::New {
-            seq,
-            started,
-            ready,
-            accepted_at,
-        },
-        learned,
-    ))
-}
-
-/// What a batch `naga_accept` did not store answers: `code` and `message`
-/// are its error's (see migration 0006).
-async fn refused(
-    conn: &mut sqlx::PgConnection,
-    task: &NewTask,
-    code: Option<&str>,
-    message: &str,
-) -> Result<Inserted, StoreError> {
-    Ok(match code {
-        Some("NGBSY") => Inserted::Busy,
-        Some("NGANA") => {
-            return Err(StoreError::Conflict(format!(
-                "analysis_session_id `{}` belongs to session `{message}`, not `{}`",
-                task.analysis_session_id.as_deref().unwrap_or_default(),
-                task.session_id
-            )))
-        }
-        Some("NGDUP") => {
-            let seq: i64 = message.parse().map_err(|_| {
-                StoreError::Corrupt(format!("naga_accept: a duplicate's seq `{message}`"))
-            })?;
-            let row = sqlx::query(&format!("{FIRST_ANSWER} WHERE seq = $1"))
-                .bind(seq)
-                .fetch_one(&mut *conn)
-                .await?;
-            Inserted::Duplicate(first_answer(&row)?)
-        }
-        _ => {
-            let row = sqlx::query(&format!("{FIRST_ANSWER} WHERE id = $1"))
-                .bind(&task.id)
-                .fetch_one(&mut *conn)
-                .await?;
-            let first = first_answer(&row)?;
-            match repeated(conn, task).await? {
-                true => Inserted::Existing(first),
-                false => Inserted::Reused(first),
-            }
-        }
-    })
-}
 
 /// Makes the session's earliest unfinished batch ready, if it is not yet
 /// (its turn came): `Some(unheld)` when it did, and then tells the nodes
@@ -177,19 +52,6 @@ pub(crate) async fn ready_heads(pool: &PgPool) -> Result<u64, StoreError> {
     .fetch_one(pool)
     .await?;
     Ok(n as u64)
-}
-
-/// Whether a task with this request id is stored with the same batch.
-async fn repeated(conn: &mut sqlx::PgConnection, task: &NewTask) -> Result<bool, StoreError> {
-    let stored: Option<crate::commands::StoredBatch> = sqlx::query_as(concat!(
-        "SELECT ",
-        crate::commands::stored_batch_columns!(),
-        " FROM tasks WHERE id = $1"
-    ))
-    .bind(&task.id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(stored.is_some_and(|s| crate::commands::same_batch(&s, task)))
 }
 
 /// The statement that records a call's end, in one round trip: the task's
