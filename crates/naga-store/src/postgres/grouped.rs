@@ -1,14 +1,16 @@
-//! Writes in groups on PostgreSQL: the ends of calls and of tasks that
-//! arrive together, from any number of batches, are written by one
-//! statement (arrays taken apart with `unnest`), one round trip and one
-//! commit for the group, as the SQLite writer's group commit does. Then the
-//! sessions whose batch ended have their next batch readied, by one more
-//! statement for the group (`ready_next`, after the commit: see there).
+//! Writes in groups on PostgreSQL: the batches accepted and the ends of
+//! calls and of tasks that arrive together, from any number of batches, are
+//! written by one statement each (the accepts by `naga_accept_group`, see
+//! `accept.rs`; the ends by arrays taken apart with `unnest`), one round
+//! trip and one commit for the group, as the SQLite writer's group commit
+//! does. Then the sessions whose batch ended have their next batch
+//! readied, by one more statement for the group (`ready_next`, after the
+//! commit: see there).
 //!
 //! A few writers take what is queued when they are free, so a quiet node
-//! writes each end at once and a busy one writes many at a time. A group
-//! that fails as a whole (a deadlock, a row the statement refuses) is
-//! written again one end at a time, each getting its own answer.
+//! writes each at once and a busy one writes many at a time. A group that
+//! fails as a whole (a deadlock, a row the statement refuses) is written
+//! again one at a time, each getting its own answer.
 
 use super::*;
 use std::{collections::HashMap, sync::Arc};
@@ -17,7 +19,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// Writers working at once (each one group, one connection).
 const WRITERS: usize = 4;
-/// Most ends in one statement.
+/// Most jobs in one group.
 const MOST: usize = 256;
 
 enum Job {
