@@ -647,7 +647,8 @@ async fn an_end_the_database_refuses_does_not_take_its_group_down() {
 /// stored in groups, one statement for many): each gets its own answer,
 /// and a batch refused in a group (a `reject` while its session is busy,
 /// an identical active batch, a known request id, another session's
-/// analysis session) leaves nothing and does not undo the others. Each
+/// analysis session; on PostgreSQL a batch it cannot store, which fails its
+/// group) leaves nothing and does not undo the others. Each
 /// session's batches keep their chain and their order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_batches_accepted_at_once_each_get_their_own_answer() {
@@ -675,6 +676,9 @@ async fn many_batches_accepted_at_once_each_get_their_own_answer() {
             Duplicate,
             Known,
             Conflict,
+            /// A NUL, which PostgreSQL refuses in text (its group is then
+            /// stored one by one) and SQLite stores.
+            Nul,
         }
         let mut batches = Vec::new();
         for i in 0..40 {
@@ -692,6 +696,9 @@ async fn many_batches_accepted_at_once_each_get_their_own_answer() {
             batches.push((t, Want::Conflict));
             batches.push((task("first", "owner", "A", i64::MAX), Want::Known));
         }
+        let mut nul = task("nul", "nul", "A", i64::MAX);
+        nul.query = Some("a\0b".into());
+        batches.push((nul, Want::Nul));
         let mut same = task("dup-1", "dup", "A", i64::MAX);
         same.fingerprint = Some("fp".into());
         a.insert_task(same.clone()).await.unwrap();
@@ -709,6 +716,8 @@ async fn many_batches_accepted_at_once_each_get_their_own_answer() {
         .await;
         for ((t, want), answer) in batches.iter().zip(answers) {
             let got = match &answer {
+                Ok(Inserted::New { .. }) if t.id == "nul" && name == "sqlite" => Want::Nul,
+                Err(StoreError::Db(_)) if t.id == "nul" && name == "postgres" => Want::Nul,
                 Ok(Inserted::New { .. }) => Want::New,
                 Ok(Inserted::Busy) => Want::Busy,
                 Ok(Inserted::Duplicate(f)) if f.id == "dup-1" => Want::Duplicate,
@@ -728,6 +737,9 @@ async fn many_batches_accepted_at_once_each_get_their_own_answer() {
                 a.session(&format!("c-s{i}")).await.unwrap().is_none(),
                 "{name}: the session of a refused batch was made"
             );
+        }
+        if name == "postgres" {
+            assert!(a.task("nul").await.unwrap().is_none(), "{name}: nul stored");
         }
         // Each session: ten batches, in a chain, the first ready.
         for s in 0..4 {
