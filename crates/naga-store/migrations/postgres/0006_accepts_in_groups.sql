@@ -1,11 +1,11 @@
 -- Accepts in groups: the batches a node accepts at the same moment are
 -- stored by one statement (`naga_accept_group`), one round trip and one
 -- commit for all of them, as the ends of batches are (`grouped.rs`). One
--- batch refused in a group must not undo the others, so a batch is no
--- longer refused by raising (0006's `naga_accept`, dropped here): each
--- batch's decisions come back as a row, and what a refused batch made
--- (its session's row, its analysis session) is deleted again before the
--- statement ends. A lone batch is stored by `naga_accept_one`.
+-- batch refused in a group must not undo the others, so a batch is not
+-- refused by raising: each batch's decisions come back as a row, and what
+-- a refused batch made (its session's row, its analysis session) is
+-- deleted again before the statement ends. A lone batch is stored by
+-- `naga_accept_one`.
 --
 -- o_code: NULL when stored, else why not, with o_message:
 --   NGBSY  a `reject` batch, and the session has unfinished batches;
@@ -16,8 +16,6 @@
 -- In READ COMMITTED each statement of a (volatile) function sees what was
 -- committed before it began: every read below comes after the session's
 -- row is locked, so it sees the session's batches accepted before.
-DROP FUNCTION naga_accept(TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, TEXT,
-                          TEXT, BIGINT, BOOLEAN, TEXT, BIGINT);
 
 CREATE FUNCTION naga_accept_one(
     p_id TEXT,
