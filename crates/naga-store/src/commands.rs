@@ -102,6 +102,36 @@ impl Claim {
     }
 }
 
+/// What a node works on now, whose leases it renews: the tasks it runs
+/// and the deliveries it attempts, each by `seq`. A row held in its name
+/// that it does not work on (an accept or a claim whose answer was lost
+/// after it committed, a release that failed) is not renewed: its lease
+/// lapses and a node with room takes it.
+#[derive(Debug, Clone, Default)]
+pub struct Holding {
+    pub tasks: Vec<i64>,
+    pub callbacks: Vec<i64>,
+    pub notifications: Vec<i64>,
+}
+
+impl Holding {
+    /// The deliveries held, with their table (as [`OUTBOXES`]).
+    pub(crate) fn deliveries(&self) -> [(&'static str, &[i64]); 2] {
+        [
+            (OUTBOXES[0], &self.callbacks),
+            (OUTBOXES[1], &self.notifications),
+        ]
+    }
+
+    /// The deliveries held in `outbox`.
+    pub fn of(&mut self, outbox: Outbox) -> &mut Vec<i64> {
+        match outbox {
+            Outbox::Callbacks => &mut self.callbacks,
+            Outbox::Notifications => &mut self.notifications,
+        }
+    }
+}
+
 /// Which unfinished tasks, nobody else holding them, to claim without
 /// starting them (to cancel them).
 #[derive(Debug, Clone)]

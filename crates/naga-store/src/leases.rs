@@ -5,13 +5,23 @@ use crate::{commands::*, postgres, read, rows::*, sqlite, Backend, Store, StoreE
 use naga_core::time::Millis;
 
 impl Store {
-    /// Extends every lease `owner` holds (its heartbeat). Returns how many.
-    pub async fn renew_leases(&self, owner: &str, until: Millis) -> Result<u64, StoreError> {
+    /// Extends the leases `owner` holds on what it works on (`holding`);
+    /// any other row held in its name lapses (see [`Holding`]). Returns how
+    /// many tasks' leases it extended.
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        until: Millis,
+        holding: &Holding,
+    ) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite { writer, .. } => {
-                sqlite::leases::renew_leases(writer, owner, until).await
+                sqlite::leases::renew_leases(writer, owner, until, holding.clone()).await
             }
-            Backend::Postgres(pg) => pg.observed(postgres::renew_leases(pg, owner, until)).await,
+            Backend::Postgres(pg) => {
+                pg.observed(postgres::renew_leases(pg, owner, until, holding))
+                    .await
+            }
         }
     }
 

@@ -10,9 +10,10 @@ impl Store {
     /// them (a failed attempt lets go of its row, to be retried by whichever
     /// node has room when it is due), their holder's lease expired, or its
     /// heartbeat is older than `dead_before`. At most `limit` rows, the
-    /// longest due first (callbacks before notifications). Rows the
-    /// claiming node holds itself are never taken back: it is delivering
-    /// them.
+    /// longest due first (callbacks before notifications). A row whose
+    /// lease lapsed in the claiming node's own name is taken too (its
+    /// delivery here ended without an outcome recorded, or never began: see
+    /// [`Holding`]); the node skips those it is still delivering.
     pub async fn claim_deliveries(
         &self,
         claim: &Claim,

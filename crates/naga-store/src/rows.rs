@@ -95,7 +95,7 @@ pub struct CompressedMemoryRow {
 
 /// Which outbox a row is in: the callbacks tasks owe, or the UI
 /// notifications of follow-ups. Both are delivered the same way.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Outbox {
     #[default]
     Callbacks,

@@ -54,6 +54,97 @@ fn claim(owner: &str, now: i64, dead_before: i64) -> Claim {
     }
 }
 
+/// A node renews the leases of what it works on, named by seq: a task or a
+/// callback stored in its name that it does not name (an accept, a claim
+/// or an end whose answer it lost) lapses, and any node takes it then, the
+/// node itself too.
+#[tokio::test]
+async fn a_node_renews_only_the_leases_of_what_it_works_on() {
+    for backend in backends().await {
+        let s = backend.store.clone();
+        let name = backend.name;
+        let mut seqs = Vec::new();
+        for id in ["worked", "lost"] {
+            let new = NewTask {
+                session_id: format!("s-{id}"),
+                analysis_session_id: None,
+                callback_url: Some("http://127.0.0.1:9/cb".into()),
+                ..task(id, "A", 1_000)
+            };
+            match s.insert_task(new).await.unwrap() {
+                Inserted::New {
+                    seq, started: true, ..
+                } => seqs.push(seq),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let worked = Holding {
+            tasks: vec![seqs[0]],
+            ..Holding::default()
+        };
+        assert_eq!(
+            s.renew_leases("A", 2_000, &worked).await.unwrap(),
+            1,
+            "{name}: only the task A names"
+        );
+        let taken = s.claim_runnable(claim("B", 1_500, 0), 10).await.unwrap();
+        assert_eq!(
+            taken.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+            ["lost"],
+            "{name}: the task A does not name lapsed, B takes it; A keeps the other"
+        );
+
+        // A's end stores the callback it owes in A's name, until 3_000.
+        let ended = s
+            .finish_task(TaskFinish {
+                task_id: "worked".into(),
+                task_seq: seqs[0],
+                owner: "A".into(),
+                last_call: None,
+                status: TaskStatus::Succeeded,
+                error: None,
+                finished_at: 1_600,
+                callback: Some((
+                    "http://127.0.0.1:9/cb".into(),
+                    r#"{"task_id":"worked","sequence":"#.into(),
+                )),
+                callback_id: "msg_worked".into(),
+                summary: None,
+                lease_until: 3_000,
+            })
+            .await
+            .unwrap();
+        let Finished::Ended {
+            callback: Some(callback),
+            ..
+        } = ended
+        else {
+            panic!("{name}: {ended:?}")
+        };
+        let delivering = Holding {
+            callbacks: vec![callback.seq],
+            ..Holding::default()
+        };
+        s.renew_leases("A", 4_000, &delivering).await.unwrap();
+        assert!(
+            s.claim_deliveries(&claim("B", 3_500, 0), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}: renewed while A names it"
+        );
+        s.renew_leases("A", 9_000, &Holding::default())
+            .await
+            .unwrap();
+        let back = s.claim_deliveries(&claim("A", 4_001, 0), 10).await.unwrap();
+        assert_eq!(
+            back.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            ["msg_worked"],
+            "{name}: not named, it lapsed: even A's own claimer takes it again"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
     for backend in backends().await {
@@ -77,7 +168,11 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
             .unwrap()
             .is_empty());
         // A's renewal extends it.
-        assert_eq!(s.renew_leases("A", 2_000).await.unwrap(), 1);
+        let t1_held = Holding {
+            tasks: vec![1],
+            ..Holding::default()
+        };
+        assert_eq!(s.renew_leases("A", 2_000, &t1_held).await.unwrap(), 1);
         assert!(s
             .claim_runnable(claim("B", 1_500, 0), 1000)
             .await
@@ -273,8 +368,12 @@ async fn a_session_s_batches_are_claimed_one_at_a_time_in_order_parallel_ones_at
             .await
             .unwrap()
             .is_empty());
+        let all = Holding {
+            tasks: vec![1, 2, 3, 4],
+            ..Holding::default()
+        };
         assert_eq!(
-            s.renew_leases("A", 2_000_000).await.unwrap(),
+            s.renew_leases("A", 2_000_000, &all).await.unwrap(),
             0,
             "A holds nothing now"
         );

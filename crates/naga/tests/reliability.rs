@@ -714,3 +714,115 @@ async fn a_backlog_behind_a_long_batch_waits_in_the_store_and_runs_in_order() {
         );
     }
 }
+
+/// A batch stored as running in this node's name that nothing here runs
+/// (its accept committed but the answer was lost, as when the database's
+/// connection drops at that moment, so the node never started it) is not
+/// kept alive by the node's lease renewals: once its lease lapses, a node
+/// with room (here this one) claims it, runs it and calls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_held_in_a_live_nodes_name_that_nothing_runs_is_run_once_its_lease_lapses() {
+    let receiver = Receiver::start().await;
+    let app = app_with(|c| c.scheduler.lease_ms = 1_500).await;
+    let engine = &app.running.as_ref().unwrap().engine;
+    let now = chrono::Utc::now().timestamp_millis();
+    let call = json!({"tool_name": "echo", "service_name": "agent_server",
+                      "instruction": "orphan", "agentType": "agent"});
+    let inserted = engine
+        .store()
+        .insert_task(naga_store::NewTask {
+            id: "orphan".into(),
+            kind: naga_core::wire::TaskKind::Agent,
+            session_id: "orphans".into(),
+            analysis_session_id: None,
+            query: None,
+            callback_url: Some(receiver.url()),
+            policy: naga_core::config::SessionPolicy::Enqueue,
+            fingerprint: None,
+            calls: format!("[{call}]"),
+            calls_count: 1,
+            response: String::new(),
+            accepted_at: now,
+            lease: engine.scheduler().lease(now),
+            started: true,
+            clock: None,
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(inserted, naga_store::Inserted::New { started: true, .. }),
+        "stored as running, held by the node: {inserted:?}"
+    );
+    let (_, task) = app.get("/tasks/orphan").await;
+    assert_eq!(task["status"], "running", "{task}");
+
+    let callback = receiver.wait_for("orphan").await;
+    assert_eq!(callback.body["status"], "succeeded", "{}", callback.raw);
+    let task = app.wait_for_task_end("orphan").await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+}
+
+/// Likewise a callback stored in this node's name that no delivery here
+/// attempts (its task's end committed but the answer was lost): once its
+/// lease lapses it is claimed and delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_held_in_a_live_nodes_name_that_nothing_sends_is_sent_once_its_lease_lapses() {
+    let receiver = Receiver::start().await;
+    let app = app_with(|c| c.scheduler.lease_ms = 1_500).await;
+    let engine = &app.running.as_ref().unwrap().engine;
+    let store = engine.store();
+    let now = chrono::Utc::now().timestamp_millis();
+    let lease = engine.scheduler().lease(now);
+    let inserted = store
+        .insert_task(naga_store::NewTask {
+            id: "unsent".into(),
+            kind: naga_core::wire::TaskKind::Agent,
+            session_id: "unsent".into(),
+            analysis_session_id: None,
+            query: None,
+            callback_url: Some(receiver.url()),
+            policy: naga_core::config::SessionPolicy::Enqueue,
+            fingerprint: None,
+            calls: "[]".into(),
+            calls_count: 0,
+            response: String::new(),
+            accepted_at: now,
+            lease: lease.clone(),
+            started: true,
+            clock: None,
+        })
+        .await
+        .unwrap();
+    let naga_store::Inserted::New { seq, .. } = inserted else {
+        panic!("stored: {inserted:?}")
+    };
+    store
+        .finish_task(naga_store::TaskFinish {
+            task_id: "unsent".into(),
+            task_seq: seq,
+            owner: lease.owner.clone(),
+            last_call: None,
+            status: naga_core::TaskStatus::Succeeded,
+            error: None,
+            finished_at: now,
+            callback: Some((
+                receiver.url(),
+                r#"{"task_id":"unsent","status":"succeeded","sequence":"#.into(),
+            )),
+            callback_id: "msg_unsent".into(),
+            summary: None,
+            lease_until: lease.until,
+        })
+        .await
+        .unwrap();
+    let (_, pending) = app.get("/callbacks?status=pending").await;
+    assert!(
+        pending["callbacks"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["task_id"] == "unsent")),
+        "stored pending, held by the node: {pending}"
+    );
+
+    let callback = receiver.wait_for("unsent").await;
+    assert_eq!(callback.body["status"], "succeeded", "{}", callback.raw);
+}

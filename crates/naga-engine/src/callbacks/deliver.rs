@@ -7,21 +7,22 @@ impl Inner {
     /// One attempt at a due callback this node holds. Its outcome is
     /// recorded and the row let go of: a retry waits in the store, held by
     /// nobody, until its due time, when whichever node has room claims it
-    /// ([`Callbacks::spawn_claimer`]).
-    pub(super) async fn deliver(&self, row: CallbackRow) {
+    /// ([`Callbacks::spawn_claimer`]). `true`: delivered, and handed to
+    /// the flusher to record (which then stops renewing its lease).
+    pub(super) async fn deliver(&self, row: CallbackRow) -> bool {
         let permit = tokio::select! {
             p = self.permits.acquire() => p,
-            _ = self.stop.cancelled() => return,
+            _ = self.stop.cancelled() => return false,
         };
-        let Ok(_permit) = permit else { return };
+        let Ok(_permit) = permit else { return false };
         if self.stop.is_cancelled() {
-            return;
+            return false;
         }
         let attempts = row.attempts as u32 + 1;
         let outcome = tokio::select! {
             outcome = self.attempt(&row) => outcome,
             // Abandoned: the row stays pending, let go of at the stop.
-            _ = self.stop.cancelled() => return,
+            _ = self.stop.cancelled() => return false,
         };
         let now = self.clock.now_ms();
         let record = match outcome {
@@ -81,8 +82,7 @@ impl Inner {
         if let DeliveryOutcome::Delivered = record {
             // Recorded with others in one commit; until then the row is
             // pending, and a crash would only send it again.
-            let _ = self.delivered.send((row.outbox, row.seq, now));
-            return;
+            return self.delivered.send((row.outbox, row.seq, now)).is_ok();
         }
         let recorded = retry_store(
             &*self.clock,
@@ -99,8 +99,9 @@ impl Inner {
         )
         .await;
         match recorded {
-            // The row stays pending in the store, held here: sent again
-            // once this node stops (or dies) and another takes it.
+            // The row stays pending in the store, in this node's name but
+            // no longer renewed: once its lease lapses a node with room
+            // takes it and sends it again.
             Err(e) => {
                 tracing::error!(callback_id = %row.id, error = %e, "cannot record callback delivery")
             }
@@ -110,6 +111,7 @@ impl Inner {
                 }
             }
         }
+        false
     }
 
     pub(super) fn backoff(&self, attempt: u32) -> Duration {
@@ -207,6 +209,7 @@ pub(super) async fn flush_deliveries(
     store: Store,
     node: String,
     mut rx: mpsc::UnboundedReceiver<(Outbox, i64, i64)>,
+    held: Arc<Held>,
     stop: CancellationToken,
 ) {
     loop {
@@ -242,8 +245,11 @@ pub(super) async fn flush_deliveries(
             )
             .await;
             if let Err(e) = recorded {
-                tracing::error!(error = %e, "cannot record deliveries; those are sent again after a restart");
+                tracing::error!(error = %e,
+                    "cannot record deliveries; those are sent again once their leases lapse");
             }
+            let keys: Vec<_> = of_outbox.iter().map(|&(seq, ..)| (outbox, seq)).collect();
+            held.let_go(&keys);
         }
     }
 }

@@ -90,6 +90,9 @@ struct Inner {
     /// Deliveries handed to this node's workers and not ended yet (what
     /// the claimer leaves room for).
     in_flight: AtomicUsize,
+    /// The rows this node attempts, or whose delivery it is recording:
+    /// the only ones whose leases it renews (see [`naga_store::Holding`]).
+    held: Arc<Held>,
     /// The earliest due time of a retry this node wrote, not claimed yet
     /// (`i64::MAX`: none): the claimer wakes for it, not only on its poll.
     due: AtomicI64,
@@ -139,11 +142,13 @@ impl Callbacks {
             .build()
             .map_err(|e| format!("cannot build the callback HTTP client: {e}"))?;
         let (delivered, rx) = mpsc::unbounded_channel();
+        let held = Arc::new(Held::default());
         let flusher = tokio::spawn(flush_deliveries(
             clock.clone(),
             store.clone(),
             node.clone(),
             rx,
+            held.clone(),
             stop.clone(),
         ));
         Ok(Self {
@@ -162,6 +167,7 @@ impl Callbacks {
                 deliveries: Default::default(),
                 feed,
                 in_flight: AtomicUsize::new(0),
+                held,
                 due: AtomicI64::new(i64::MAX),
                 starved: AtomicBool::new(false),
                 wake: Notify::new(),
@@ -204,10 +210,40 @@ impl Callbacks {
     pub fn enqueue(&self, row: CallbackRow) {
         let inner = self.inner.clone();
         inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        let key = (row.outbox, row.seq);
+        inner.held.hold(key);
         self.inner.deliveries.spawn(async move {
             let _ended = Ended(&inner);
-            inner.deliver(row).await
+            if !inner.deliver(row).await {
+                inner.held.let_go(&[key]);
+            }
         });
+    }
+
+    /// [`Callbacks::enqueue`], unless this node is delivering the row
+    /// already (claimed again because its lease lapsed meanwhile: the
+    /// claim renewed it).
+    fn enqueue_unless_held(&self, row: CallbackRow) {
+        if self
+            .inner
+            .held
+            .0
+            .lock()
+            .unwrap()
+            .contains(&(row.outbox, row.seq))
+        {
+            tracing::debug!(callback_id = %row.id, "claimed again while delivered here: left to that delivery");
+            return;
+        }
+        self.enqueue(row);
+    }
+
+    /// The deliveries this node works on, added to `holding` (their leases
+    /// are renewed with its tasks').
+    pub fn holding(&self, holding: &mut naga_store::Holding) {
+        for &(outbox, seq) in self.inner.held.0.lock().unwrap().iter() {
+            holding.of(outbox).push(seq);
+        }
     }
 
     /// Starts this node's claimer of due deliveries: retries whose time
@@ -249,7 +285,7 @@ impl Callbacks {
                                 );
                             }
                             for row in rows {
-                                this.enqueue(row);
+                                this.enqueue_unless_held(row);
                             }
                         }
                         Err(e) => {
@@ -282,6 +318,23 @@ impl Inner {
     fn due_at(&self, at: Millis) {
         if self.due.fetch_min(at, Ordering::AcqRel) > at {
             self.wake.notify_one();
+        }
+    }
+}
+
+/// The rows a node attempts or records (see `Inner::held`).
+#[derive(Default)]
+struct Held(std::sync::Mutex<std::collections::HashSet<(Outbox, i64)>>);
+
+impl Held {
+    fn hold(&self, key: (Outbox, i64)) {
+        self.0.lock().unwrap().insert(key);
+    }
+
+    fn let_go(&self, keys: &[(Outbox, i64)]) {
+        let mut held = self.0.lock().unwrap();
+        for key in keys {
+            held.remove(key);
         }
     }
 }

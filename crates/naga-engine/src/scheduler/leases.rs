@@ -37,7 +37,8 @@ impl Scheduler {
     }
 
     /// The background duties of a node: its heartbeat (every
-    /// `heartbeat_ms`), its leases renewed (every lease/3), the claimer of
+    /// `heartbeat_ms`), the leases of what it works on renewed (every
+    /// lease/3; see [`naga_store::Holding`]), the claimer of
     /// batches, the claimer of due deliveries (retries, and a dead node's),
     /// the sessions' next batches readied where a node died before it did
     /// (every lease/2); on a shared database, the other nodes' news.
@@ -70,7 +71,12 @@ impl Scheduler {
                     _ = inner.draining.cancelled() => return,
                 }
                 let until = inner.clock.now_ms() + lease.as_millis() as i64;
-                if let Err(e) = inner.store.renew_leases(&inner.node_id, until).await {
+                let holding = inner.holding();
+                if let Err(e) = inner
+                    .store
+                    .renew_leases(&inner.node_id, until, &holding)
+                    .await
+                {
                     tracing::error!(error = %e, "cannot renew leases");
                 }
             }
@@ -171,5 +177,22 @@ impl Scheduler {
         if let Err(e) = inner.store.node_stopped(&inner.node_id, now).await {
             tracing::warn!(error = %e, "cannot record that the node stopped");
         }
+    }
+}
+
+impl Inner {
+    /// What this node works on: the tasks held here and the deliveries
+    /// under way. Only their leases are renewed: a row in this node's name
+    /// that nothing here works on (its accept or claim answered with an
+    /// error after it committed) lapses, and a node with room takes it.
+    fn holding(&self) -> Holding {
+        let mut holding = Holding {
+            tasks: (self.state.lock().unwrap().running.values())
+                .map(|held| held.seq)
+                .collect(),
+            ..Holding::default()
+        };
+        self.callbacks.holding(&mut holding);
+        holding
     }
 }

@@ -57,8 +57,8 @@ use naga_core::{
     CallStatus, TaskStatus,
 };
 use naga_store::{
-    CallFinish, Channel, Claim, Finished, Lease, NewStep, Store, StoreError, TaskFinish, TaskRow,
-    Unheld,
+    CallFinish, Channel, Claim, Finished, Holding, Lease, NewStep, Store, StoreError, TaskFinish,
+    TaskRow, Unheld,
 };
 use serde_json::Value;
 use std::{

@@ -81,8 +81,16 @@ impl Scheduler {
         }
     }
 
-    /// Starts a claimed task on its worker (or quarantines it).
+    /// Starts a claimed task on its worker (or quarantines it). A task
+    /// that runs here already (claimed again because its lease lapsed
+    /// while the store could not renew it; the claim renewed it) is left
+    /// to that run.
     async fn take(&self, t: TaskRow, worker: Worker) {
+        if self.inner.state.lock().unwrap().running.contains_key(&t.id) {
+            tracing::warn!(task_id = %t.id, session_id = %t.session_id,
+                "claimed again while it runs here (its lease lapsed): left to that run");
+            return;
+        }
         match self.resume_spec(&t).await {
             Ok(spec) => {
                 let resumed = spec.done.iter().filter(|d| d.is_some()).count();

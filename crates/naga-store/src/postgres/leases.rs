@@ -7,23 +7,27 @@ pub(crate) async fn renew_leases(
     pool: &PgPool,
     owner: &str,
     until: Millis,
+    holding: &Holding,
 ) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
     let n = sqlx::query(
         "UPDATE tasks SET lease_expires_at = $2
-         WHERE lease_owner = $1 AND status IN ('queued', 'running')",
+         WHERE seq = ANY($3) AND lease_owner = $1 AND status IN ('queued', 'running')",
     )
     .bind(owner)
     .bind(until)
+    .bind(&holding.tasks)
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    for outbox in OUTBOXES {
+    for (outbox, seqs) in holding.deliveries() {
         sqlx::query(&format!(
-            "UPDATE {outbox} SET lease_expires_at = $2 WHERE lease_owner = $1 AND status = 'pending'"
+            "UPDATE {outbox} SET lease_expires_at = $2
+             WHERE seq = ANY($3) AND lease_owner = $1 AND status = 'pending'"
         ))
         .bind(owner)
         .bind(until)
+        .bind(seqs)
         .execute(&mut *tx)
         .await?;
     }

@@ -25,8 +25,9 @@ pub(crate) use {
 
 use crate::{
     commands::{
-        AnalysisOwners, CallFinish, Claim, DeliveryOutcome, Finished, FirstAnswer, Inserted, Lease,
-        NewMessage, NewNotification, NewStep, NewTask, TaskFinish, Unheld, OUTBOXES,
+        AnalysisOwners, CallFinish, Claim, DeliveryOutcome, Finished, FirstAnswer, Holding,
+        Inserted, Lease, NewMessage, NewNotification, NewStep, NewTask, TaskFinish, Unheld,
+        OUTBOXES,
     },
     reads::session_task_seqs,
     rows::*,

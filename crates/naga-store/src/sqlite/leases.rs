@@ -9,25 +9,35 @@ pub(crate) async fn renew_leases(
     writer: &Writer,
     owner: &str,
     until: Millis,
+    holding: Holding,
 ) -> Result<u64, StoreError> {
     let owner = owner.to_owned();
     writer
-            .write(move |c| {
-                let n = c
-                    .cached(
-                        "UPDATE tasks SET lease_expires_at = ?2
-                         WHERE lease_owner = ?1 AND status IN ('queued', 'running')",
-                    )?
-                    .execute(params![owner, until])?;
-                for outbox in OUTBOXES {
-                    c.execute(
-                        &format!("UPDATE {outbox} SET lease_expires_at = ?2 WHERE lease_owner = ?1 AND status = 'pending'"),
-                        params![owner, until],
-                    )?;
+        .write(move |c| {
+            let mut renewed = 0;
+            let mut task = c.cached(
+                "UPDATE tasks SET lease_expires_at = ?2
+                 WHERE seq = ?3 AND lease_owner = ?1 AND status IN ('queued', 'running')",
+            )?;
+            for seq in &holding.tasks {
+                renewed += task.execute(params![owner, until, seq])? as u64;
+            }
+            drop(task);
+            for (outbox, seqs) in holding.deliveries() {
+                if seqs.is_empty() {
+                    continue;
                 }
-                Ok(n as u64)
-            })
-            .await
+                let mut row = c.prepare(&format!(
+                    "UPDATE {outbox} SET lease_expires_at = ?2
+                     WHERE seq = ?3 AND lease_owner = ?1 AND status = 'pending'"
+                ))?;
+                for seq in seqs {
+                    row.execute(params![owner, until, seq])?;
+                }
+            }
+            Ok(renewed)
+        })
+        .await
 }
 
 /// Who may take a task over (`?1` the claimant, `?3` now, `?4` the

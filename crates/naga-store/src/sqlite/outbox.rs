@@ -27,7 +27,7 @@ pub(crate) async fn claim_deliveries(
                            SELECT seq FROM {table}
                            WHERE status = 'pending' AND next_attempt_at <= ?3
                              AND (lease_owner IS NULL OR lease_expires_at IS NULL
-                                  OR (lease_expires_at < ?3 AND lease_owner <> ?1)
+                                  OR lease_expires_at < ?3
                                   OR lease_owner IN (SELECT id FROM nodes
                                                      WHERE heartbeat_at < ?4 AND id <> ?1))
                            ORDER BY next_attempt_at LIMIT ?5)
