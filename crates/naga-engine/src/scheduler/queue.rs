@@ -71,8 +71,8 @@ impl Scheduler {
             let got = rows.len();
             // (Each reads its calls: at once, not one after the other.)
             let takes = rows.into_iter().zip(workers.drain(..));
-            futures::future::join_all(takes.map(|(t, worker)| self.take(t, worker))).await;
-            started += got;
+            let took = futures::future::join_all(takes.map(|(t, worker)| self.take(t, worker)));
+            started += took.await.into_iter().filter(|&taken| taken).count();
             if got < asked {
                 return Ok(started);
             }
@@ -81,15 +81,15 @@ impl Scheduler {
         }
     }
 
-    /// Starts a claimed task on its worker (or quarantines it). A task
-    /// that runs here already (claimed again because its lease lapsed
-    /// while the store could not renew it; the claim renewed it) is left
-    /// to that run.
-    async fn take(&self, t: TaskRow, worker: Worker) {
+    /// Starts a claimed task on its worker (or quarantines it); `false`
+    /// when it left it alone: a task that runs here already (claimed again
+    /// because its lease lapsed while the store could not renew it; the
+    /// claim renewed it) is left to that run.
+    async fn take(&self, t: TaskRow, worker: Worker) -> bool {
         if self.inner.state.lock().unwrap().running.contains_key(&t.id) {
             tracing::warn!(task_id = %t.id, session_id = %t.session_id,
                 "claimed again while it runs here (its lease lapsed): left to that run");
-            return;
+            return false;
         }
         match self.resume_spec(&t).await {
             Ok(spec) => {
@@ -101,7 +101,7 @@ impl Scheduler {
                 if self.inner.state.lock().unwrap().interrupted_before(&spec) {
                     drop(worker);
                     self.cancel_interrupted(spec);
-                    return;
+                    return true;
                 }
                 self.inner.clone().hold(spec, worker);
             }
@@ -118,6 +118,7 @@ impl Scheduler {
                     .await;
             }
         }
+        true
     }
 
     /// Ends a task whose stored form cannot be read back (it would stop

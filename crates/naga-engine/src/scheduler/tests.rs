@@ -407,3 +407,37 @@ async fn a_backlog_waits_in_the_store_and_drains_in_each_session_s_order() {
     );
     assert_eq!(a.len() + b.len(), 20);
 }
+
+/// A task running here whose lease lapsed (the store could not renew it in
+/// time) is claimable again, by this node's claimer too: it is left to the
+/// run it has, and its call does not start a second time.
+#[tokio::test]
+async fn a_task_claimed_again_while_it_runs_here_does_not_run_twice() {
+    let mut f = fixture(4).await;
+    let now = f.clock.now_ms();
+    let worker = f.scheduler.reserve().expect("a free worker");
+    let (spec, started, _) = f
+        .stored("t", "s", SessionPolicy::Enqueue, 1, NODE, now + 100, true)
+        .await;
+    assert!(started, "held here");
+    f.scheduler.start(spec, worker);
+    assert_eq!(f.next_start("t#0").await, "t#0");
+    // Its lease lapses before any renewal (every lease/3) comes.
+    f.clock.advance(Duration::from_millis(200));
+    assert_eq!(
+        f.scheduler.pull().await.unwrap(),
+        0,
+        "claimed again (its lease lapsed) but not started again"
+    );
+    assert_eq!(f.scheduler.held(TaskKind::Agent), 1, "held once");
+    f.executor.open("t#0");
+    assert_eq!(
+        Ending(f.store.clone(), "t".into()).status("t").await,
+        TaskStatus::Succeeded
+    );
+    assert!(
+        f.started.try_recv().is_err(),
+        "t#0 started once: {:?}",
+        f.started.try_recv()
+    );
+}
