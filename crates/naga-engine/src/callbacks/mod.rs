@@ -400,6 +400,141 @@ mod tests {
         assert!(ok("2606:4700::1111", &["hooks.example"]));
     }
 
+    /// A row this node delivers is renewed by name while it is under way
+    /// and let go of once its outcome is recorded; claimed again meanwhile
+    /// (its lease lapsed before a renewal), it is not sent a second time.
+    #[tokio::test]
+    async fn a_row_claimed_again_while_it_is_delivered_here_is_not_sent_twice() {
+        use naga_store::{Finished, Holding, Inserted, Lease, NewTask, TaskFinish};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("naga.db").display());
+        let store = Store::open(&url, &Default::default()).await.unwrap();
+        // A receiver that answers each request only when the test says so.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver = format!("http://{}/cb", listener.local_addr().unwrap());
+        let (arrived, mut requests) = mpsc::unbounded_channel();
+        let answer = Arc::new(Notify::new());
+        let answers = answer.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (arrived, answer) = (arrived.clone(), answers.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    let _ = arrived.send(());
+                    answer.notified().await;
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        let stop = CancellationToken::new();
+        let callbacks = Callbacks::new(
+            store.clone(),
+            "node".into(),
+            CallbackConfig::default(),
+            Arc::new(crate::clock::SystemClock),
+            stop.clone(),
+            Default::default(),
+        )
+        .unwrap();
+        let lease = Lease {
+            owner: "node".into(),
+            until: i64::MAX,
+        };
+        let Inserted::New { seq, .. } = store
+            .insert_task(NewTask {
+                id: "t".into(),
+                kind: naga_core::wire::TaskKind::Agent,
+                session_id: "s".into(),
+                analysis_session_id: None,
+                query: None,
+                callback_url: Some(receiver.clone()),
+                policy: Default::default(),
+                fingerprint: None,
+                calls: "[]".into(),
+                calls_count: 0,
+                response: String::new(),
+                accepted_at: 0,
+                lease: lease.clone(),
+                started: true,
+                clock: None,
+            })
+            .await
+            .unwrap()
+        else {
+            panic!("stored")
+        };
+        let ended = store
+            .finish_task(TaskFinish {
+                task_id: "t".into(),
+                task_seq: seq,
+                owner: "node".into(),
+                last_call: None,
+                status: naga_core::TaskStatus::Succeeded,
+                error: None,
+                finished_at: 1,
+                callback: Some((receiver, r#"{"task_id":"t","sequence":"#.into())),
+                callback_id: "msg_t".into(),
+                summary: None,
+                lease_until: 2,
+            })
+            .await
+            .unwrap();
+        let Finished::Ended {
+            callback: Some(row),
+            ..
+        } = ended
+        else {
+            panic!("{ended:?}")
+        };
+        let held = |callbacks: &Callbacks| {
+            let mut holding = Holding::default();
+            callbacks.holding(&mut holding);
+            holding.callbacks
+        };
+
+        callbacks.enqueue(row.clone());
+        tokio::time::timeout(Duration::from_secs(10), requests.recv())
+            .await
+            .expect("the delivery reached the receiver within 10 s");
+        assert_eq!(held(&callbacks), [row.seq], "renewed while under way");
+        // Its lease (until 2) lapsed: this node's own claim takes it again.
+        let claim = naga_store::Claim {
+            lease: Lease {
+                owner: "node".into(),
+                until: 1_000,
+            },
+            now: 10,
+            dead_before: 0,
+            clock: None,
+        };
+        let again = store.claim_deliveries(&claim, 10).await.unwrap();
+        assert_eq!(again.len(), 1, "claimable again: its lease lapsed");
+        callbacks.enqueue_unless_held(again[0].clone());
+        assert_eq!(
+            callbacks.inner.in_flight.load(Ordering::Acquire),
+            1,
+            "left to the delivery under way"
+        );
+
+        answer.notify_one();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !held(&callbacks).is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the delivery was not let go of within 10 s of its answer"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let row = store.callback("msg_t").await.unwrap().unwrap();
+        assert_eq!(row.status, naga_core::DeliveryStatus::Delivered);
+        assert!(requests.try_recv().is_err(), "sent once");
+        stop.cancel();
+    }
+
     #[tokio::test]
     async fn only_the_allowlist_admits_a_url_also_once_known() {
         let dir = tempfile::tempdir().unwrap();
