@@ -6,7 +6,7 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use common::*;
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::{collections::HashSet, sync::Arc};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -715,6 +715,42 @@ async fn a_backlog_behind_a_long_batch_waits_in_the_store_and_runs_in_order() {
     }
 }
 
+/// Stores a batch of `calls` (a JSON array) as running, held by this
+/// node, straight in its store: as an accept that committed and whose
+/// answer was lost leaves it (nothing here runs it). Returns its seq.
+async fn stored_held_here(app: &TestApp, id: &str, calls: &[Value], callback: &str) -> i64 {
+    let engine = &app.running.as_ref().unwrap().engine;
+    let now = chrono::Utc::now().timestamp_millis();
+    let calls_text: Vec<String> = calls.iter().map(Value::to_string).collect();
+    let inserted = engine
+        .store()
+        .insert_task(naga_store::NewTask {
+            id: id.into(),
+            kind: naga_core::wire::TaskKind::Agent,
+            session_id: format!("s-{id}"),
+            analysis_session_id: None,
+            query: None,
+            callback_url: Some(callback.into()),
+            policy: naga_core::config::SessionPolicy::Enqueue,
+            fingerprint: None,
+            calls: format!("[{}]", calls_text.join(",")),
+            calls_count: calls.len(),
+            response: String::new(),
+            accepted_at: now,
+            lease: engine.scheduler().lease(now),
+            started: true,
+            clock: None,
+        })
+        .await
+        .unwrap();
+    match inserted {
+        naga_store::Inserted::New {
+            seq, started: true, ..
+        } => seq,
+        other => panic!("{id}: not stored as running here: {other:?}"),
+    }
+}
+
 /// A batch stored as running in this node's name that nothing here runs
 /// (its accept committed but the answer was lost, as when the database's
 /// connection drops at that moment, so the node never started it) is not
@@ -724,35 +760,9 @@ async fn a_backlog_behind_a_long_batch_waits_in_the_store_and_runs_in_order() {
 async fn a_batch_held_in_a_live_nodes_name_that_nothing_runs_is_run_once_its_lease_lapses() {
     let receiver = Receiver::start().await;
     let app = app_with(|c| c.scheduler.lease_ms = 1_500).await;
-    let engine = &app.running.as_ref().unwrap().engine;
-    let now = chrono::Utc::now().timestamp_millis();
     let call = json!({"tool_name": "echo", "service_name": "agent_server",
                       "instruction": "orphan", "agentType": "agent"});
-    let inserted = engine
-        .store()
-        .insert_task(naga_store::NewTask {
-            id: "orphan".into(),
-            kind: naga_core::wire::TaskKind::Agent,
-            session_id: "orphans".into(),
-            analysis_session_id: None,
-            query: None,
-            callback_url: Some(receiver.url()),
-            policy: naga_core::config::SessionPolicy::Enqueue,
-            fingerprint: None,
-            calls: format!("[{call}]"),
-            calls_count: 1,
-            response: String::new(),
-            accepted_at: now,
-            lease: engine.scheduler().lease(now),
-            started: true,
-            clock: None,
-        })
-        .await
-        .unwrap();
-    assert!(
-        matches!(inserted, naga_store::Inserted::New { started: true, .. }),
-        "stored as running, held by the node: {inserted:?}"
-    );
+    stored_held_here(&app, "orphan", &[call], &receiver.url()).await;
     let (_, task) = app.get("/tasks/orphan").await;
     assert_eq!(task["status"], "running", "{task}");
 
@@ -769,34 +779,12 @@ async fn a_batch_held_in_a_live_nodes_name_that_nothing_runs_is_run_once_its_lea
 async fn a_callback_held_in_a_live_nodes_name_that_nothing_sends_is_sent_once_its_lease_lapses() {
     let receiver = Receiver::start().await;
     let app = app_with(|c| c.scheduler.lease_ms = 1_500).await;
+    let seq = stored_held_here(&app, "unsent", &[], &receiver.url()).await;
     let engine = &app.running.as_ref().unwrap().engine;
-    let store = engine.store();
     let now = chrono::Utc::now().timestamp_millis();
     let lease = engine.scheduler().lease(now);
-    let inserted = store
-        .insert_task(naga_store::NewTask {
-            id: "unsent".into(),
-            kind: naga_core::wire::TaskKind::Agent,
-            session_id: "unsent".into(),
-            analysis_session_id: None,
-            query: None,
-            callback_url: Some(receiver.url()),
-            policy: naga_core::config::SessionPolicy::Enqueue,
-            fingerprint: None,
-            calls: "[]".into(),
-            calls_count: 0,
-            response: String::new(),
-            accepted_at: now,
-            lease: lease.clone(),
-            started: true,
-            clock: None,
-        })
-        .await
-        .unwrap();
-    let naga_store::Inserted::New { seq, .. } = inserted else {
-        panic!("stored: {inserted:?}")
-    };
-    store
+    engine
+        .store()
         .finish_task(naga_store::TaskFinish {
             task_id: "unsent".into(),
             task_seq: seq,
