@@ -209,7 +209,7 @@ pub(super) async fn flush_deliveries(
     store: Store,
     node: String,
     mut rx: mpsc::UnboundedReceiver<(Outbox, i64, i64)>,
-    held: Arc<Held>,
+    under_way: Arc<UnderWay>,
     stop: CancellationToken,
 ) {
     loop {
@@ -249,7 +249,7 @@ pub(super) async fn flush_deliveries(
                     "cannot record deliveries; those are sent again once their leases lapse");
             }
             let keys: Vec<_> = of_outbox.iter().map(|&(seq, ..)| (outbox, seq)).collect();
-            held.let_go(&keys);
+            under_way.let_go(&keys);
         }
     }
 }

@@ -92,7 +92,7 @@ struct Inner {
     in_flight: AtomicUsize,
     /// The rows this node attempts, or whose delivery it is recording:
     /// the only ones whose leases it renews (see [`naga_store::Holding`]).
-    held: Arc<Held>,
+    under_way: Arc<UnderWay>,
     /// The earliest due time of a retry this node wrote, not claimed yet
     /// (`i64::MAX`: none): the claimer wakes for it, not only on its poll.
     due: AtomicI64,
@@ -142,13 +142,13 @@ impl Callbacks {
             .build()
             .map_err(|e| format!("cannot build the callback HTTP client: {e}"))?;
         let (delivered, rx) = mpsc::unbounded_channel();
-        let held = Arc::new(Held::default());
+        let under_way = Arc::new(UnderWay::default());
         let flusher = tokio::spawn(flush_deliveries(
             clock.clone(),
             store.clone(),
             node.clone(),
             rx,
-            held.clone(),
+            under_way.clone(),
             stop.clone(),
         ));
         Ok(Self {
@@ -167,7 +167,7 @@ impl Callbacks {
                 deliveries: Default::default(),
                 feed,
                 in_flight: AtomicUsize::new(0),
-                held,
+                under_way,
                 due: AtomicI64::new(i64::MAX),
                 starved: AtomicBool::new(false),
                 wake: Notify::new(),
@@ -211,11 +211,11 @@ impl Callbacks {
         let inner = self.inner.clone();
         inner.in_flight.fetch_add(1, Ordering::AcqRel);
         let key = (row.outbox, row.seq);
-        inner.held.hold(key);
+        inner.under_way.hold(key);
         self.inner.deliveries.spawn(async move {
             let _ended = Ended(&inner);
             if !inner.deliver(row).await {
-                inner.held.let_go(&[key]);
+                inner.under_way.let_go(&[key]);
             }
         });
     }
@@ -223,15 +223,8 @@ impl Callbacks {
     /// [`Callbacks::enqueue`], unless this node is delivering the row
     /// already (claimed again because its lease lapsed meanwhile: the
     /// claim renewed it).
-    fn enqueue_unless_held(&self, row: CallbackRow) {
-        if self
-            .inner
-            .held
-            .0
-            .lock()
-            .unwrap()
-            .contains(&(row.outbox, row.seq))
-        {
+    fn enqueue_unless_under_way(&self, row: CallbackRow) {
+        if self.inner.under_way.contains((row.outbox, row.seq)) {
             tracing::debug!(callback_id = %row.id, "claimed again while delivered here: left to that delivery");
             return;
         }
@@ -241,9 +234,7 @@ impl Callbacks {
     /// The deliveries this node works on, added to `holding` (their leases
     /// are renewed with its tasks').
     pub fn holding(&self, holding: &mut naga_store::Holding) {
-        for &(outbox, seq) in self.inner.held.0.lock().unwrap().iter() {
-            holding.of(outbox).push(seq);
-        }
+        self.inner.under_way.fill(holding);
     }
 
     /// Starts this node's claimer of due deliveries: retries whose time
@@ -285,7 +276,7 @@ impl Callbacks {
                                 );
                             }
                             for row in rows {
-                                this.enqueue_unless_held(row);
+                                this.enqueue_unless_under_way(row);
                             }
                         }
                         Err(e) => {
@@ -322,19 +313,30 @@ impl Inner {
     }
 }
 
-/// The rows a node attempts or records (see `Inner::held`).
+/// The rows a node attempts or records (see `Inner::under_way`).
 #[derive(Default)]
-struct Held(std::sync::Mutex<std::collections::HashSet<(Outbox, i64)>>);
+struct UnderWay(std::sync::Mutex<std::collections::HashSet<(Outbox, i64)>>);
 
-impl Held {
+impl UnderWay {
     fn hold(&self, key: (Outbox, i64)) {
         self.0.lock().unwrap().insert(key);
     }
 
     fn let_go(&self, keys: &[(Outbox, i64)]) {
-        let mut held = self.0.lock().unwrap();
+        let mut under_way = self.0.lock().unwrap();
         for key in keys {
-            held.remove(key);
+            under_way.remove(key);
+        }
+    }
+
+    fn contains(&self, key: (Outbox, i64)) -> bool {
+        self.0.lock().unwrap().contains(&key)
+    }
+
+    /// Adds the rows under way to `holding`.
+    fn fill(&self, holding: &mut naga_store::Holding) {
+        for &(outbox, seq) in self.0.lock().unwrap().iter() {
+            holding.of(outbox).push(seq);
         }
     }
 }
@@ -513,7 +515,7 @@ mod tests {
         };
         let again = store.claim_deliveries(&claim, 10).await.unwrap();
         assert_eq!(again.len(), 1, "claimable again: its lease lapsed");
-        callbacks.enqueue_unless_held(again[0].clone());
+        callbacks.enqueue_unless_under_way(again[0].clone());
         assert_eq!(
             callbacks.inner.in_flight.load(Ordering::Acquire),
             1,
