@@ -12,14 +12,14 @@ impl Store {
         &self,
         owner: &str,
         until: Millis,
-        holding: &Holding,
+        holding: Holding,
     ) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite { writer, .. } => {
-                sqlite::leases::renew_leases(writer, owner, until, holding.clone()).await
+                sqlite::leases::renew_leases(writer, owner, until, holding).await
             }
             Backend::Postgres(pg) => {
-                pg.observed(postgres::renew_leases(pg, owner, until, holding))
+                pg.observed(postgres::renew_leases(pg, owner, until, &holding))
                     .await
             }
         }

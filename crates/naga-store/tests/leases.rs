@@ -83,7 +83,7 @@ async fn a_node_renews_only_the_leases_of_what_it_works_on() {
             ..Holding::default()
         };
         assert_eq!(
-            s.renew_leases("A", 2_000, &worked).await.unwrap(),
+            s.renew_leases("A", 2_000, worked).await.unwrap(),
             1,
             "{name}: only the task A names"
         );
@@ -125,7 +125,7 @@ async fn a_node_renews_only_the_leases_of_what_it_works_on() {
             callbacks: vec![callback.seq],
             ..Holding::default()
         };
-        s.renew_leases("A", 4_000, &delivering).await.unwrap();
+        s.renew_leases("A", 4_000, delivering).await.unwrap();
         assert!(
             s.claim_deliveries(&claim("B", 3_500, 0), 10)
                 .await
@@ -133,7 +133,7 @@ async fn a_node_renews_only_the_leases_of_what_it_works_on() {
                 .is_empty(),
             "{name}: renewed while A names it"
         );
-        s.renew_leases("A", 9_000, &Holding::default())
+        s.renew_leases("A", 9_000, Holding::default())
             .await
             .unwrap();
         let back = s.claim_deliveries(&claim("A", 4_001, 0), 10).await.unwrap();
@@ -172,7 +172,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
             tasks: vec![1],
             ..Holding::default()
         };
-        assert_eq!(s.renew_leases("A", 2_000, &t1_held).await.unwrap(), 1);
+        assert_eq!(s.renew_leases("A", 2_000, t1_held).await.unwrap(), 1);
         assert!(s
             .claim_runnable(claim("B", 1_500, 0), 1000)
             .await
@@ -373,7 +373,7 @@ async fn a_session_s_batches_are_claimed_one_at_a_time_in_order_parallel_ones_at
             ..Holding::default()
         };
         assert_eq!(
-            s.renew_leases("A", 2_000_000, &all).await.unwrap(),
+            s.renew_leases("A", 2_000_000, all).await.unwrap(),
             0,
             "A holds nothing now"
         );

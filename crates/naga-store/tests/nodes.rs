@@ -278,7 +278,7 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
             let row = a.callback(&format!("msg_cb-{i}")).await.unwrap().unwrap();
             delivering.callbacks.push(row.seq);
         }
-        a.renew_leases("A", 300, &delivering).await.unwrap();
+        a.renew_leases("A", 300, delivering).await.unwrap();
         assert!(
             b.claim_deliveries(&claim("B", 200, i64::MIN), 10)
                 .await
@@ -330,7 +330,7 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
             callbacks: vec![back[2].seq],
             ..Holding::default()
         };
-        a.renew_leases("A", 5_000, &third).await.unwrap();
+        a.renew_leases("A", 5_000, third).await.unwrap();
         assert!(
             c.claim_deliveries(&claim("C", 1_999, i64::MIN), 10)
                 .await

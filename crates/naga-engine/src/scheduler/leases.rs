@@ -71,10 +71,9 @@ impl Scheduler {
                     _ = inner.draining.cancelled() => return,
                 }
                 let until = inner.clock.now_ms() + lease.as_millis() as i64;
-                let holding = inner.holding();
                 if let Err(e) = inner
                     .store
-                    .renew_leases(&inner.node_id, until, &holding)
+                    .renew_leases(&inner.node_id, until, inner.holding())
                     .await
                 {
                     tracing::error!(error = %e, "cannot renew leases");

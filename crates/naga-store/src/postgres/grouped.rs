@@ -23,24 +23,37 @@ const WRITERS: usize = 4;
 const MOST: usize = 256;
 
 enum Job {
-    Call(Arc<CallFinish>, oneshot::Sender<Result<(), StoreError>>),
-    End(
-        Arc<TaskFinish>,
-        oneshot::Sender<Result<Finished, StoreError>>,
-    ),
+    End(End),
     /// A batch to store (`accept.rs`): answered with what the database
     /// decided, and the batch handed back. (Written apart from the ends.)
     Accept(Box<Accept>, oneshot::Sender<AcceptAnswer>),
 }
 
+/// The end of a call, or of a task (a group holds one per task).
+enum End {
+    Call(Arc<CallFinish>, oneshot::Sender<Result<(), StoreError>>),
+    Task(
+        Arc<TaskFinish>,
+        oneshot::Sender<Result<Finished, StoreError>>,
+    ),
+}
+
 type AcceptAnswer = (Result<Accepted, StoreError>, Box<Accept>);
 
+impl End {
+    fn task_seq(&self) -> i64 {
+        match self {
+            End::Call(f, _) => f.task_seq,
+            End::Task(f, _) => f.task_seq,
+        }
+    }
+}
+
 impl Job {
-    /// The task an end is of (a group holds one job per task).
+    /// The task an end is of (none for a batch to store).
     fn task_seq(&self) -> Option<i64> {
         match self {
-            Job::Call(f, _) => Some(f.task_seq),
-            Job::End(f, _) => Some(f.task_seq),
+            Job::End(end) => Some(end.task_seq()),
             Job::Accept(..) => None,
         }
     }
@@ -92,14 +105,18 @@ impl Grouped {
 
     pub async fn finish_call(&self, f: Arc<CallFinish>) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.jobs.send(Job::Call(f, tx)).map_err(|_| closed())?;
+        self.jobs
+            .send(Job::End(End::Call(f, tx)))
+            .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
 
     pub async fn finish_task(&self, f: Arc<TaskFinish>) -> Result<Finished, StoreError> {
         check_callback_head(&f)?;
         let (tx, rx) = oneshot::channel();
-        self.jobs.send(Job::End(f, tx)).map_err(|_| closed())?;
+        self.jobs
+            .send(Job::End(End::Task(f, tx)))
+            .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
 
@@ -136,26 +153,20 @@ fn closed() -> StoreError {
 
 /// One group: the batches to store by one statement, the ends by another.
 async fn write_group(pool: &PgPool, group: Vec<Job>) {
-    let (accepts, ends): (Vec<Job>, Vec<Job>) = group
-        .into_iter()
-        .partition(|job| matches!(job, Job::Accept(..)));
-    let accepts = accepts.into_iter().filter_map(|job| match job {
-        Job::Accept(a, tx) => Some((a, tx)),
-        _ => None,
-    });
-    tokio::join!(
-        write_accepts(pool, accepts.collect()),
-        write_ends(pool, ends)
-    );
+    let (mut accepts, mut ends) = (Vec::new(), Vec::new());
+    for job in group {
+        match job {
+            Job::Accept(a, tx) => accepts.push((a, tx)),
+            Job::End(end) => ends.push(end),
+        }
+    }
+    tokio::join!(write_accepts(pool, accepts), write_ends(pool, ends));
 }
 
 /// Batches to store: by one statement (a lone one by its own); a group
 /// the database refuses as a whole (a deadlock between two nodes' groups)
 /// is stored again one batch at a time, each with its own answer.
 async fn write_accepts(pool: &PgPool, jobs: Vec<(Box<Accept>, oneshot::Sender<AcceptAnswer>)>) {
-    if jobs.is_empty() {
-        return;
-    }
     if jobs.len() > 1 {
         let batches: Vec<&Accept> = jobs.iter().map(|(a, _)| &**a).collect();
         match accept_group(pool, &batches).await {
@@ -175,12 +186,9 @@ async fn write_accepts(pool: &PgPool, jobs: Vec<(Box<Accept>, oneshot::Sender<Ac
     }
 }
 
-/// Ends of calls and tasks: by one statement, then each job's answer.
-async fn write_ends(pool: &PgPool, group: Vec<Job>) {
-    if group.is_empty() {
-        return;
-    }
-    if group.len() == 1 {
+/// Ends of calls and tasks: by one statement, then each one's answer.
+async fn write_ends(pool: &PgPool, group: Vec<End>) {
+    if group.len() <= 1 {
         // Alone: the statements of one end (the same round trips).
         return write_alone(pool, group).await;
     }
@@ -195,9 +203,9 @@ async fn write_ends(pool: &PgPool, group: Vec<Job>) {
     // The sessions whose batch ended: their next batch readied.
     let mut sessions: Vec<&str> = group
         .iter()
-        .filter_map(|job| match job {
-            Job::End(f, _) => written.get(&f.task_seq).map(|w| w.0.as_str()),
-            Job::Call(..) | Job::Accept(..) => None,
+        .filter_map(|end| match end {
+            End::Task(f, _) => written.get(&f.task_seq).map(|w| w.0.as_str()),
+            End::Call(..) => None,
         })
         .collect();
     sessions.sort_unstable();
@@ -207,15 +215,15 @@ async fn write_ends(pool: &PgPool, group: Vec<Job>) {
         tracing::warn!(error = %e, "cannot ready the next batches of sessions whose batch ended");
         HashMap::new()
     });
-    for job in group {
-        match job {
-            Job::Call(f, tx) => {
+    for end in group {
+        match end {
+            End::Call(f, tx) => {
                 let _ = tx.send(match written.contains_key(&f.task_seq) {
                     true => Ok(()),
                     false => Err(StoreError::LeaseLost(f.step.task_id.clone())),
                 });
             }
-            Job::End(f, tx) => {
+            End::Task(f, tx) => {
                 let answer = match written.get(&f.task_seq) {
                     None => match f.last_call {
                         // As alone: a last call that cannot be recorded is a
@@ -235,25 +243,19 @@ async fn write_ends(pool: &PgPool, group: Vec<Job>) {
                 };
                 let _ = tx.send(answer);
             }
-            // (Not among the ends: `write_group` took the batches apart.)
-            accept @ Job::Accept(..) => write_alone(pool, vec![accept]).await,
         }
     }
 }
 
-/// Each job by its own statements, each with its own answer.
-async fn write_alone(pool: &PgPool, jobs: Vec<Job>) {
-    for job in jobs {
-        match job {
-            Job::Call(f, tx) => {
+/// Each end by its own statements, each with its own answer.
+async fn write_alone(pool: &PgPool, ends: Vec<End>) {
+    for end in ends {
+        match end {
+            End::Call(f, tx) => {
                 let _ = tx.send(finish_call(pool, &f).await);
             }
-            Job::End(f, tx) => {
+            End::Task(f, tx) => {
                 let _ = tx.send(finish_task(pool, &f).await);
-            }
-            Job::Accept(a, tx) => {
-                let answer = accept_one(pool, &a).await;
-                let _ = tx.send((answer, a));
             }
         }
     }
@@ -267,20 +269,19 @@ type Written = HashMap<i64, (String, Option<(i64, String)>)>;
 /// number (only while its holder holds it unfinished: fencing), and a
 /// task's end also ends the row and writes its callback with the next
 /// sequence number; the steps and failed-attempt counts of all of them.
-async fn record_ends(pool: &PgPool, group: &[Job]) -> Result<Written, StoreError> {
+async fn record_ends(pool: &PgPool, group: &[End]) -> Result<Written, StoreError> {
     let mut a = Arrays::default();
     for job in group {
         // (Borrowed, not copied: a step's content and output can be large.)
         let (call, end, task_id, owner, seq) = match job {
-            Job::Call(f, _) => (Some(&**f), None, &f.step.task_id, &f.owner, f.task_seq),
-            Job::End(f, _) => (
+            End::Call(f, _) => (Some(&**f), None, &f.step.task_id, &f.owner, f.task_seq),
+            End::Task(f, _) => (
                 f.last_call.as_ref(),
                 Some(&**f),
                 &f.task_id,
                 &f.owner,
                 f.task_seq,
             ),
-            Job::Accept(..) => continue,
         };
         let step = call.map(|c| &c.step);
         let callback = end.and_then(|e| e.callback.as_ref());

@@ -63,8 +63,7 @@ async function live(page) {
   // Cancel stops a running task.
   await schedule(batch("b-2", "浏览器会话", "等很久", 60000));
   await openTask(page, "浏览器会话", "b-2");
-  await step("b-2 shown running", () =>
-    page.waitForSelector('#task-status [data-status="running"]', WAIT));
+  await statusIs(page, "#task-status", "running");
   await page.click("#cancel");
   await statusIs(page, "#task-status", "cancelled");
 
