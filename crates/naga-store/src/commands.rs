@@ -75,13 +75,18 @@ pub struct Lease {
 }
 
 /// A claim of tasks by a node: the lease it takes (`lease.owner` the node),
-/// the time, and the heartbeat before which another node counts as dead
-/// (the tasks it holds are taken over as if their leases had expired).
+/// the time, the heartbeat before which another node counts as dead (the
+/// tasks it holds are taken over as if their leases had expired), and the
+/// time before which a lease counts as lapsed. A node that cannot tell
+/// whether the others could beat and renew (it was itself cut off from the
+/// store until a moment ago) judges nobody dead and no lease lapsed:
+/// `dead_before` and `lapsed_before` are `Millis::MIN` (see [`Claim::unheld_only`]).
 #[derive(Debug, Clone)]
 pub struct Claim {
     pub lease: Lease,
     pub now: Millis,
     pub dead_before: Millis,
+    pub lapsed_before: Millis,
     /// When given, `now` (and the lease and `dead_before` with it) is read
     /// from it again as the claim runs: a task claimed is stamped as started
     /// when it was, not when the claim waited for a connection (else it
@@ -97,8 +102,17 @@ impl Claim {
             let moved = now - self.now;
             self.now = now;
             self.lease.until += moved;
-            self.dead_before += moved;
+            self.dead_before = self.dead_before.saturating_add(moved);
+            self.lapsed_before = self.lapsed_before.saturating_add(moved);
         }
+    }
+
+    /// This claim takes only rows nobody holds: no holder is judged dead
+    /// and no lease lapsed (what a node claims while it cannot tell).
+    pub fn unheld_only(mut self) -> Self {
+        self.dead_before = Millis::MIN;
+        self.lapsed_before = Millis::MIN;
+        self
     }
 }
 

@@ -49,6 +49,7 @@ fn claim(owner: &str, now: i64, dead_before: i64) -> Claim {
             until: now + 1_000_000,
         },
         now,
+        lapsed_before: now,
         dead_before,
         clock: None,
     }

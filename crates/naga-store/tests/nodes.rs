@@ -74,6 +74,7 @@ async fn expired_tasks_claimed_by_two_nodes_at_once_go_to_one_each() {
                 until: 10_000,
             },
             now: 100,
+            lapsed_before: 100,
             dead_before: 0,
             clock: None,
         };
@@ -256,6 +257,7 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
                 until: now + 1_000,
             },
             now,
+            lapsed_before: now,
             dead_before,
             clock: None,
         };
@@ -421,6 +423,7 @@ async fn a_batch_stored_as_its_session_s_batch_ends_elsewhere_is_never_left_wait
                 until: i64::MAX,
             },
             now: 100,
+            lapsed_before: 100,
             dead_before: 0,
             clock: None,
         };

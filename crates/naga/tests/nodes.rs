@@ -857,3 +857,91 @@ async fn a_postgresql_outage_is_seen_at_once_by_every_node_and_ridden_out() {
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
+
+/// A PostgreSQL outage longer than the nodes' death window and their
+/// leases (heartbeat 250 ms: dead after 750 ms; leases of 6 s; a 7 s
+/// outage) under load: when the database returns, both nodes' heartbeats
+/// and leases look stale, yet neither takes the other's work: no call's
+/// end is recorded twice, no callback reaches the receiver twice, and
+/// everything ends well within a lease of the database's return (nothing
+/// waits out a lease a live node holds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_outage_longer_than_the_leases_runs_nothing_twice() {
+    if postgres_server_if_any().is_none() {
+        return;
+    }
+    let pg = OwnPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = "heartbeat_ms = 250\nlease_ms = 6000\nworkers = 8";
+    let (_a, url_a) = node_configured(&dir.path().join("a"), &pg.url, scheduler, &[]);
+    let (_b, url_b) = node_configured(&dir.path().join("b"), &pg.url, scheduler, &[]);
+    let receiver = Receiver::start().await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let ids: Vec<String> = (0..48).map(|i| format!("outage-twice-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let url = if i % 2 == 0 { &url_a } else { &url_b };
+        let session = format!("outage-twice-s{}", i % 16);
+        let batch = echo_batch(&session, id, &["1", "2", "3"], 300, Some(&receiver.url()));
+        let (status, answer) = post_json(&client, &format!("{url}/schedule"), &batch).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    // Mid-run: both nodes run calls when the database goes.
+    wait_until(Duration::from_secs(20), "a first callback", || async {
+        (!receiver.all().is_empty()).then_some(())
+    })
+    .await;
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    pg.start_again();
+    let back = std::time::Instant::now();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let called: std::collections::HashSet<String> = receiver
+            .accepted()
+            .iter()
+            .filter_map(|r| r.body["task_id"].as_str().map(str::to_owned))
+            .collect();
+        if ids.iter().all(|id| called.contains(id)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not called back within 40 s of the database's return: {:?}",
+            ids.iter()
+                .filter(|id| !called.contains(*id))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ended_after = back.elapsed();
+    for id in &ids {
+        let (status, task) = read(
+            client
+                .get(format!("{url_a}/tasks/{id}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{task}");
+        assert_eq!(task["status"], "succeeded", "{task}");
+        assert_eq!(task["steps_count"], 3, "{id}: a call's end recorded twice: {task}");
+    }
+    let mut sent: HashMap<String, usize> = HashMap::new();
+    for r in receiver.all() {
+        let id = r.headers["webhook-id"].to_str().unwrap().to_owned();
+        *sent.entry(id).or_default() += 1;
+    }
+    let twice: Vec<_> = sent.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "callbacks sent more than once: {twice:?}");
+    // 16 sessions of three batches of ~1 s each on 16 workers: ~3 s of
+    // work in all; a lease waited out would add 6 s.
+    assert!(
+        ended_after < Duration::from_secs(5),
+        "everything ended {ended_after:?} after the database returned"
+    );
+}

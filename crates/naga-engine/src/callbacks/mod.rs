@@ -510,6 +510,7 @@ mod tests {
                 until: 1_000,
             },
             now: 10,
+            lapsed_before: 10,
             dead_before: 0,
             clock: None,
         };

@@ -2,6 +2,7 @@
 //! lets go of, its start (what it held in its last run) and its drain.
 
 use super::*;
+use naga_core::time::Millis;
 
 impl Scheduler {
     /// At start: lets go of every task and delivery this node's identity
@@ -25,14 +26,24 @@ impl Scheduler {
     /// it serves. A node silent for [`DEAD_AFTER_BEATS`] beats is dead to
     /// the others, who take its tasks over: a failure here is logged (and
     /// the leases, fenced, keep a node that lost them from writing).
-    pub async fn record_heartbeat(&self, now: naga_core::time::Millis, starting: bool) {
+    pub async fn record_heartbeat(&self, now: Millis, starting: bool) {
         let inner = &self.inner;
-        if let Err(e) = inner
+        match inner
             .store
             .node_heartbeat(&inner.node_id, now, starting)
             .await
         {
-            tracing::warn!(error = %e, "cannot record the node's heartbeat");
+            Ok(()) => {
+                if inner.contact.beat_ok(now) {
+                    tracing::info!(node_id = %inner.node_id,
+                        "in touch with the store again: leases renewed at once; other nodes' \
+                         work is judged after three beats");
+                }
+            }
+            Err(e) => {
+                inner.contact.beat_failed();
+                tracing::warn!(error = %e, "cannot record the node's heartbeat");
+            }
         }
     }
 
@@ -64,19 +75,25 @@ impl Scheduler {
         });
         let renewer = self.clone();
         self.inner.tracker.spawn(async move {
+            // Every lease/3; each beat while renewals fail; at once when
+            // the store is in touch again (its leases may have lapsed
+            // during an outage: renewed before another node judges them).
             let inner = &renewer.inner;
+            let mut failed = false;
             loop {
                 tokio::select! {
-                    _ = inner.clock.sleep(lease / 3) => {}
+                    _ = inner.clock.sleep(if failed { beat } else { lease / 3 }) => {}
+                    _ = inner.contact.regained.notified() => {}
                     _ = inner.draining.cancelled() => return,
                 }
                 let until = inner.clock.now_ms() + lease.as_millis() as i64;
-                if let Err(e) = inner
+                let renewed = inner
                     .store
                     .renew_leases(&inner.node_id, until, inner.holding())
-                    .await
-                {
-                    tracing::error!(error = %e, "cannot renew leases");
+                    .await;
+                failed = renewed.is_err();
+                if let Err(e) = renewed {
+                    tracing::error!(error = %e, "cannot renew leases; trying again next beat");
                 }
             }
         });
@@ -193,5 +210,59 @@ impl Inner {
         };
         self.callbacks.holding(&mut holding);
         holding
+    }
+}
+
+/// Whether this node has been in steady touch with the store, as its own
+/// heartbeats show: a chain of beats that each committed, stamped at most
+/// two beats apart. A beat that failed, or a gap (a write that waited out
+/// an outage), starts the chain again.
+///
+/// Why it matters: when the store comes back after an outage every node's
+/// heartbeat is stale and leases may have lapsed, though the nodes live
+/// and still run their tasks. A node judges another dead, or a lease
+/// lapsed, only once its own chain is [`DEAD_AFTER_BEATS`] beats long:
+/// by then every live node has beaten and renewed its leases (at once
+/// when it is in touch again), so what still looks dead is.
+pub(super) struct Contact {
+    beat: i64,
+    /// (the chain's first beat, its last), `None` after a failed beat.
+    chain: Mutex<Option<(Millis, Millis)>>,
+    /// A chain started anew: the node's leases are renewed at once.
+    pub(super) regained: tokio::sync::Notify,
+}
+
+impl Contact {
+    pub(super) fn new(heartbeat_ms: u64) -> Self {
+        Self {
+            beat: heartbeat_ms.max(10) as i64,
+            chain: Mutex::new(None),
+            regained: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// A heartbeat stamped `at` committed; `true` when it starts a chain.
+    pub(super) fn beat_ok(&self, at: Millis) -> bool {
+        let mut chain = self.chain.lock().unwrap();
+        let since = match *chain {
+            Some((since, last)) if at - last <= 2 * self.beat => Some(since),
+            _ => None,
+        };
+        *chain = Some((since.unwrap_or(at), at));
+        if since.is_none() {
+            self.regained.notify_one();
+        }
+        since.is_none()
+    }
+
+    /// A heartbeat failed: the chain is broken.
+    pub(super) fn beat_failed(&self) {
+        *self.chain.lock().unwrap() = None;
+    }
+
+    /// Whether the chain began by `before` and still holds at `now`.
+    pub(super) fn steady_since(&self, before: Millis, now: Millis) -> bool {
+        matches!(*self.chain.lock().unwrap(),
+            Some((since, last)) if since <= before && now - last <= 2 * self.beat)
     }
 }

@@ -152,6 +152,8 @@ struct Inner {
     tracker: TaskTracker,
     /// Where a task's changes are told as they happen (`GET /events`).
     feed: TaskFeed,
+    /// Since when this node has been in steady touch with the store.
+    contact: leases::Contact,
 }
 
 #[derive(Default)]
@@ -182,17 +184,28 @@ impl Inner {
         );
     }
 
-    /// The claim this node makes now: its lease, and which other nodes
-    /// count as dead (no heartbeat for [`DEAD_AFTER_BEATS`] beats).
+    /// The claim this node makes now: its lease, which other nodes count
+    /// as dead (no heartbeat for [`DEAD_AFTER_BEATS`] beats) and which
+    /// leases as lapsed. Only a node in steady touch with the store for
+    /// that long can tell a dead node from one that was cut off with it
+    /// (a database outage stales every node's heartbeat and lets leases
+    /// lapse): until then it takes only what nobody holds (see
+    /// [`leases::Contact`]).
     fn claim(&self, now: i64) -> Claim {
-        Claim {
+        let dead_before = now - (self.config.heartbeat_ms * DEAD_AFTER_BEATS) as i64;
+        let claim = Claim {
             lease: Lease {
                 owner: self.node_id.clone(),
                 until: now + self.config.lease_ms as i64,
             },
             now,
-            dead_before: now - (self.config.heartbeat_ms * DEAD_AFTER_BEATS) as i64,
+            dead_before,
+            lapsed_before: now,
             clock: None,
+        };
+        match self.contact.steady_since(dead_before, now) {
+            true => claim,
+            false => claim.unheld_only(),
         }
     }
 
@@ -275,6 +288,7 @@ impl Scheduler {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                contact: leases::Contact::new(config.heartbeat_ms),
                 permits: Arc::new(Semaphore::new(config.workers.max(1))),
                 shared: store.is_shared(),
                 store,

@@ -331,16 +331,20 @@ async fn a_dead_node_s_task_is_taken_over_on_the_clock_and_resumes_at_its_first_
         })
         .await
         .unwrap();
+    f.scheduler.record_heartbeat(now, true).await;
     assert_eq!(
         f.scheduler.pull().await.unwrap(),
         0,
         "node-b beats and its lease runs"
     );
-    // Its lease still runs, but it has been silent for three beats: the
-    // claimer's next poll takes its task.
-    f.clock
-        .advance(Duration::from_millis(beat * DEAD_AFTER_BEATS + 1));
+    // Its lease still runs, but it has been silent for three beats while
+    // this node beat: the claimer's next poll takes its task.
+    for _ in 0..=DEAD_AFTER_BEATS {
+        f.clock.advance(Duration::from_millis(beat));
+        f.scheduler.record_heartbeat(f.clock.now_ms(), false).await;
+    }
     assert!(now + lease_ms > f.clock.now_ms());
+    assert_eq!(f.scheduler.pull().await.unwrap(), 1, "node-b is dead: taken");
     assert_eq!(f.next_start("t#1").await, "t#1", "call 0 ended on node-b");
     f.executor.open("t#1");
     assert_eq!(
@@ -439,5 +443,60 @@ async fn a_task_claimed_again_while_it_runs_here_does_not_run_twice() {
         f.started.try_recv().is_err(),
         "t#0 started once: {:?}",
         f.started.try_recv()
+    );
+}
+
+/// After an outage of the store every node's heartbeat is stale and
+/// leases have lapsed, though the nodes live: a node back in touch takes
+/// nothing another node holds until its own heartbeats have run steadily
+/// for three beats, by when a live holder has beaten again (and renewed);
+/// a holder still silent then is dead, and its task is taken.
+#[tokio::test]
+async fn back_from_an_outage_a_node_judges_no_other_until_it_has_beaten_steadily() {
+    let mut f = fixture(4).await;
+    let now = f.clock.now_ms();
+    let beat = SchedulerConfig::default().heartbeat_ms;
+    for (id, holder) in [("b-task", "node-b"), ("c-task", "node-c")] {
+        let (_, started, _) = f
+            .stored(id, id, SessionPolicy::Enqueue, 1, holder, now + 1_000, true)
+            .await;
+        assert!(started, "held by {holder}");
+        f.store.node_heartbeat(holder, now, true).await.unwrap();
+    }
+    f.scheduler.record_heartbeat(now, true).await;
+    // The store is out for far longer than the leases and three beats.
+    f.clock.advance(Duration::from_millis(beat * 10));
+    let back = f.clock.now_ms();
+    f.scheduler.record_heartbeat(back, false).await;
+    assert_eq!(
+        f.scheduler.pull().await.unwrap(),
+        0,
+        "just back: node-b and node-c may live, cut off as this node was"
+    );
+    // node-b beats (and renews) again; node-c stays silent.
+    for i in 1..=DEAD_AFTER_BEATS {
+        f.clock.advance(Duration::from_millis(beat));
+        let at = f.clock.now_ms();
+        f.store.node_heartbeat("node-b", at, false).await.unwrap();
+        let renew = naga_store::Holding {
+            tasks: vec![f.store.task("b-task").await.unwrap().unwrap().seq],
+            ..Default::default()
+        };
+        let until = at + (beat * 10) as i64;
+        f.store.renew_leases("node-b", until, renew).await.unwrap();
+        f.scheduler.record_heartbeat(at, false).await;
+        if i < DEAD_AFTER_BEATS {
+            assert_eq!(f.scheduler.pull().await.unwrap(), 0, "beat {i}: too early to judge");
+        }
+    }
+    // (This claim, or the claimer's poll as the clock moved.)
+    f.scheduler.pull().await.unwrap();
+    assert_eq!(f.next_start("c-task#0").await, "c-task#0", "node-c is dead: taken");
+    let nodes = f.store.nodes(10).await.unwrap();
+    let held = |id: &str| nodes.iter().find(|n| n.id == id).map(|n| n.tasks);
+    assert_eq!(
+        (held("node-b"), held(NODE)),
+        (Some(1), Some(1)),
+        "node-b lives: its task stays with it"
     );
 }

@@ -35,15 +35,19 @@ pub(crate) async fn renew_leases(
     Ok(n)
 }
 
-/// Who may take a task over (`$1` the claimant, `$3` now, `$4` the
-/// heartbeat before which a node is dead): nobody holds it, its lease
-/// expired, or its holder stopped beating.
+/// Who may take a task over (`$1` the claimant, `$4` the heartbeat before
+/// which a node is dead, `$lapsed` the time before which a lease lapsed):
+/// nobody holds it, its lease lapsed, or its holder stopped beating.
 macro_rules! unheld {
-    () => {
-        "(lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < $3
-          OR lease_owner IN (SELECT id FROM nodes WHERE heartbeat_at < $4 AND id <> $1))"
+    ($lapsed:literal) => {
+        concat!(
+            "(lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ",
+            $lapsed,
+            " OR lease_owner IN (SELECT id FROM nodes WHERE heartbeat_at < $4 AND id <> $1))"
+        )
     };
 }
+pub(crate) use unheld;
 
 /// Claims and starts runnable tasks (ready, unheld), the earliest first;
 /// rows another node is claiming at this moment are skipped (`SKIP
@@ -66,7 +70,7 @@ pub(crate) async fn claim_runnable(
                      (SELECT p.finished_at FROM tasks p WHERE p.seq = tasks.prev_seq)))
              WHERE seq IN (SELECT seq FROM tasks
                            WHERE ready AND status IN ('queued', 'running') AND ",
-        unheld!(),
+        unheld!("$6"),
         " ORDER BY seq LIMIT $5
                            FOR UPDATE SKIP LOCKED)
              RETURNING seq)
@@ -77,6 +81,7 @@ pub(crate) async fn claim_runnable(
     .bind(claim.now)
     .bind(claim.dead_before)
     .bind(limit)
+    .bind(claim.lapsed_before)
     .fetch_all(&mut *conn)
     .await?)
 }
@@ -100,7 +105,7 @@ pub(crate) async fn claim_unheld(
              WHERE {which_sql} AND status IN ('queued', 'running') AND {}
              RETURNING seq)
          SELECT t.* FROM task_rows t JOIN claimed c ON c.seq = t.seq ORDER BY t.seq",
-        unheld!()
+        unheld!("$7")
     ))
     .bind(&claim.lease.owner)
     .bind(claim.lease.until)
@@ -108,6 +113,7 @@ pub(crate) async fn claim_unheld(
     .bind(claim.dead_before)
     .bind(key)
     .bind(before)
+    .bind(claim.lapsed_before)
     .fetch_all(pool)
     .await?)
 }

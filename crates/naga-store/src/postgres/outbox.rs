@@ -23,19 +23,18 @@ pub(crate) async fn claim_deliveries(
             "UPDATE {table} SET lease_owner = $1, lease_expires_at = $2
              WHERE seq IN (SELECT seq FROM {table}
                            WHERE status = 'pending' AND next_attempt_at <= $3
-                             AND (lease_owner IS NULL OR lease_expires_at IS NULL
-                                  OR lease_expires_at < $3
-                                  OR lease_owner IN (SELECT id FROM nodes
-                                                     WHERE heartbeat_at < $4 AND id <> $1))
+                             AND {}
                            ORDER BY next_attempt_at LIMIT $5
                            FOR UPDATE SKIP LOCKED)
-             RETURNING *"
+             RETURNING *",
+            super::leases::unheld!("$6")
         ))
         .bind(&claim.lease.owner)
         .bind(claim.lease.until)
         .bind(claim.now)
         .bind(claim.dead_before)
         .bind(left)
+        .bind(claim.lapsed_before)
         .fetch_all(pool)
         .await?;
         claimed.sort_by_key(|r| (r.next_attempt_at, r.seq));

@@ -40,15 +40,19 @@ pub(crate) async fn renew_leases(
         .await
 }
 
-/// Who may take a task over (`?1` the claimant, `?3` now, `?4` the
-/// heartbeat before which a node is dead): nobody holds it, its lease
-/// expired, or its holder stopped beating.
+/// Who may take a task over (`?1` the claimant, `?4` the heartbeat before
+/// which a node is dead, `$lapsed` the time before which a lease lapsed):
+/// nobody holds it, its lease lapsed, or its holder stopped beating.
 macro_rules! unheld {
-    () => {
-        "(lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ?3
-          OR lease_owner IN (SELECT id FROM nodes WHERE heartbeat_at < ?4 AND id <> ?1))"
+    ($lapsed:literal) => {
+        concat!(
+            "(lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ",
+            $lapsed,
+            " OR lease_owner IN (SELECT id FROM nodes WHERE heartbeat_at < ?4 AND id <> ?1))"
+        )
     };
 }
+pub(crate) use unheld;
 
 /// The ids of the runnable tasks claimed and started (read back by the caller).
 pub(crate) async fn claim_runnable(
@@ -66,14 +70,21 @@ pub(crate) async fn claim_runnable(
                      started_at = COALESCE(started_at, ?3)
                  WHERE seq IN (SELECT seq FROM tasks
                                WHERE ready = 1 AND status IN ('queued', 'running') AND ",
-                unheld!(),
+                unheld!("?6"),
                 " ORDER BY seq LIMIT ?5)
                  RETURNING id"
             ))?;
             let c = &claim;
             let ids = stmt
                 .query_map(
-                    params![c.lease.owner, c.lease.until, c.now, c.dead_before, limit],
+                    params![
+                        c.lease.owner,
+                        c.lease.until,
+                        c.now,
+                        c.dead_before,
+                        limit,
+                        c.lapsed_before
+                    ],
                     |r| r.get(0),
                 )?
                 .collect::<Result<_, _>>()?;
@@ -97,7 +108,7 @@ pub(crate) async fn claim_unheld(
                     concat!(
                         "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
                          WHERE id = ?5 AND ?6 IS NULL AND status IN ('queued', 'running') AND ",
-                        unheld!(),
+                        unheld!("?7"),
                         " RETURNING id"
                     ),
                     id.as_str(),
@@ -108,7 +119,7 @@ pub(crate) async fn claim_unheld(
                         "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
                          WHERE session_id = ?5 AND seq < ?6 AND status IN ('queued', 'running')
                            AND ",
-                        unheld!(),
+                        unheld!("?7"),
                         " RETURNING id"
                     ),
                     session.as_str(),
@@ -124,7 +135,8 @@ pub(crate) async fn claim_unheld(
                         c0.now,
                         c0.dead_before,
                         key,
-                        before
+                        before,
+                        c0.lapsed_before
                     ],
                     |r| r.get(0),
                 )?

@@ -26,13 +26,11 @@ pub(crate) async fn claim_deliveries(
                          WHERE seq IN (
                            SELECT seq FROM {table}
                            WHERE status = 'pending' AND next_attempt_at <= ?3
-                             AND (lease_owner IS NULL OR lease_expires_at IS NULL
-                                  OR lease_expires_at < ?3
-                                  OR lease_owner IN (SELECT id FROM nodes
-                                                     WHERE heartbeat_at < ?4 AND id <> ?1))
+                             AND {}
                            ORDER BY next_attempt_at LIMIT ?5)
                          RETURNING seq, id, task_id, url, body, status, attempts, next_attempt_at,
-                                   last_error, created_at, delivered_at"
+                                   last_error, created_at, delivered_at",
+                    super::leases::unheld!("?6")
                 ))?;
                 let mut claimed = stmt
                     .query_map(
@@ -41,7 +39,8 @@ pub(crate) async fn claim_deliveries(
                             claim.lease.until,
                             claim.now,
                             claim.dead_before,
-                            left
+                            left,
+                            claim.lapsed_before
                         ],
                         |r| {
                             Ok(CallbackRow {
