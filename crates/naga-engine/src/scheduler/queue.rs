@@ -154,14 +154,32 @@ impl Scheduler {
         let calls = self.inner.store.calls(&t.id).await?;
         let mut payloads = Vec::with_capacity(calls.len());
         let mut done = Vec::with_capacity(calls.len());
-        for c in calls {
+        for (index, c) in calls.into_iter().enumerate() {
             payloads.push(c.payload.into_boxed_str());
-            let finished = c.status != CallStatus::Pending;
-            done.push(
-                c.result
-                    .filter(|_| finished)
-                    .and_then(|r| serde_json::from_str(&r).ok()),
-            );
+            if c.status == CallStatus::Pending {
+                done.push(None);
+                continue;
+            }
+            // A call that ended never runs again: an end that cannot be
+            // read back is damage (the task is quarantined), not "not run".
+            let outcome = c.result.as_deref().map(serde_json::from_str::<CallOutcome>);
+            match outcome {
+                Some(Ok(outcome)) => done.push(Some(outcome)),
+                Some(Err(e)) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "the stored result of call {index} of task `{}` cannot be read back: {e}",
+                        t.id
+                    ))
+                    .into())
+                }
+                None => {
+                    return Err(StoreError::Corrupt(format!(
+                        "call {index} of task `{}` ended without a stored result",
+                        t.id
+                    ))
+                    .into())
+                }
+            }
         }
         Ok(TaskSpec {
             seq: t.seq,

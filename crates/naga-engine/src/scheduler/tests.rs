@@ -500,3 +500,50 @@ async fn back_from_an_outage_a_node_judges_no_other_until_it_has_beaten_steadily
         "node-b lives: its task stays with it"
     );
 }
+
+/// A call that ended is never run again, even when its stored result
+/// cannot be read back: the task is quarantined (failed, with the reason)
+/// instead of resuming as if that call had not run.
+#[tokio::test]
+async fn a_finished_call_whose_result_cannot_be_read_is_not_run_again() {
+    let mut f = fixture(4).await;
+    let now = f.clock.now_ms();
+    let (spec, started, _) = f
+        .stored("t", "s", SessionPolicy::Enqueue, 2, "node-b", now + 1_000, true)
+        .await;
+    assert!(started, "held by node-b");
+    f.store
+        .finish_call(naga_store::CallFinish {
+            task_seq: spec.seq,
+            owner: "node-b".into(),
+            idx: 0,
+            result: "{\"success\": tru".into(),
+            started_at: now,
+            step: NewStep {
+                task_id: "t".into(),
+                call_idx: Some(0),
+                success: true,
+                output: Some("t#0 on node-b".into()),
+                created_at: now,
+                ..Default::default()
+            },
+        })
+        .await
+        .unwrap();
+    // node-b let its lease lapse (stopped) before its second call.
+    f.store.release_lease("t", "node-b").await.unwrap();
+    f.scheduler.record_heartbeat(now, true).await;
+    f.scheduler.pull().await.unwrap();
+    let status = Ending(f.store.clone(), "t".into()).status("t").await;
+    assert_eq!(status, TaskStatus::Failed, "quarantined");
+    let task = f.store.task("t").await.unwrap().unwrap();
+    assert!(
+        task.error.as_deref().is_some_and(|e| e.contains("cannot be read back")),
+        "{:?}",
+        task.error
+    );
+    assert!(
+        f.started.try_recv().is_err(),
+        "no call of the task ran again on this node"
+    );
+}
