@@ -73,6 +73,7 @@ impl Gateway {
                             "description": "naga session: its calls run one at a time, in order"},
                     },
                     "required": ["instruction"],
+                    "additionalProperties": false,
                 });
                 Tool::new(a.name(), a.description(), object(schema))
             })
@@ -80,21 +81,32 @@ impl Gateway {
     }
 
     /// The call a tool call becomes, and the kind of task that runs it.
+    /// The tool called is what runs: its arguments are checked against its
+    /// `inputSchema` (-32602 when they do not fit), and none of them can
+    /// name another agent, service or tool.
     pub(crate) async fn call_of(
         &self,
         name: &str,
         mut args: JsonObject,
     ) -> Result<(TaskKind, CallPayload, Option<String>), McpError> {
-        if let Some(agent) = self.engine.agents().iter().find(|a| a.name() == name) {
+        let agents = self.engine.agents();
+        if let Some(agent) = agents.iter().find(|a| a.name() == name) {
+            if let Err(why) = agent.available() {
+                return Err(McpError::invalid_params(
+                    format!("tool `{name}` is not available on this server: {why}"),
+                    None,
+                ));
+            }
+            check_agent_arguments(name, &args)?;
             let session = match args.remove("session_id") {
                 Some(Value::String(s)) => Some(s),
                 _ => None,
             };
             let mut call = CallPayload::new();
+            call.extend(args);
             call.insert("agentType".into(), json!("agent"));
             call.insert("tool_name".into(), json!(agent.name()));
             call.insert("service_name".into(), json!("agent_server"));
-            call.extend(args);
             return Ok((TaskKind::Agent, call, session));
         }
         let unknown = || {
@@ -105,17 +117,16 @@ impl Gateway {
         };
         let (service, tool) = name.split_once(SEPARATOR).ok_or_else(unknown)?;
         let (tools, _) = self.engine.mcp().tools().await;
-        if !tools
+        let listed = tools
             .iter()
-            .any(|t| t["service"] == service && t["name"] == tool)
-        {
-            return Err(unknown());
-        }
+            .find(|t| t["service"] == service && t["name"] == tool)
+            .ok_or_else(unknown)?;
+        check_tool_arguments(name, &listed["input_schema"], &args)?;
         let mut call = CallPayload::new();
+        call.extend(args);
         call.insert("agentType".into(), json!("mcp"));
         call.insert("service_name".into(), json!(service));
         call.insert("tool_name".into(), json!(tool));
-        call.extend(args);
         Ok((TaskKind::Mcp, call, None))
     }
 
@@ -215,6 +226,55 @@ impl Gateway {
 }
 
 /// What a call came to, as an MCP tool result.
+/// The arguments of one of naga's agents, against its `inputSchema`
+/// ([`Gateway::agent_tools`]): an object with a string `instruction`, an
+/// object `parameters` and a string `session_id`, nothing else.
+fn check_agent_arguments(name: &str, args: &JsonObject) -> Result<(), McpError> {
+    let bad = |why: String| McpError::invalid_params(format!("tool `{name}`: {why}"), None);
+    if !matches!(args.get("instruction"), Some(Value::String(_))) {
+        return Err(bad("`instruction` (a string) is required".into()));
+    }
+    for (key, value) in args {
+        let fits = match key.as_str() {
+            "instruction" | "session_id" => value.is_string(),
+            "parameters" => value.is_object(),
+            _ => {
+                return Err(bad(format!(
+                    "unknown argument `{key}` (the tool's inputSchema allows instruction, \
+                 parameters and session_id)"
+                )))
+            }
+        };
+        if !fits {
+            let want = if key == "parameters" {
+                "an object"
+            } else {
+                "a string"
+            };
+            return Err(bad(format!("`{key}` must be {want}")));
+        }
+    }
+    Ok(())
+}
+
+/// The arguments of an MCP server's tool: its schema's `required` ones are
+/// there (the server checks the rest), and none is a field naga routes a
+/// call by (they would name another service or tool).
+fn check_tool_arguments(name: &str, schema: &Value, args: &JsonObject) -> Result<(), McpError> {
+    let bad = |why: String| McpError::invalid_params(format!("tool `{name}`: {why}"), None);
+    if let Some(key) = (naga_engine::mcp::CONTROL_FIELDS.iter()).find(|k| args.contains_key(**k)) {
+        return Err(bad(format!("`{key}` is not an argument of this tool")));
+    }
+    let required = schema["required"].as_array().into_iter().flatten();
+    match required
+        .filter_map(Value::as_str)
+        .find(|k| !args.contains_key(*k))
+    {
+        Some(missing) => Err(bad(format!("the required argument `{missing}` is missing"))),
+        None => Ok(()),
+    }
+}
+
 fn tool_result(outcome: &CallOutcome) -> CallToolResult {
     let text = |v: &Value| match v {
         Value::String(s) => s.clone(),

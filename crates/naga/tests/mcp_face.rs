@@ -191,3 +191,44 @@ async fn with_a_token_the_mcp_face_takes_it_as_a_bearer_token() {
         "{tools}"
     );
 }
+
+/// The tool called is the agent that runs: arguments naming another agent
+/// (`tool_name`, `task_type`, `agentType`) are refused by the tool's
+/// `inputSchema` (-32602) and nothing runs; a missing `instruction` is
+/// -32602 too; an agent tools/list does not list cannot be called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_call_runs_the_tool_called_and_only_with_its_schema_s_arguments() {
+    let app = TestApp::spawn().await;
+    let mcp = format!("{}/mcp", app.agent);
+    let cmd = python("mcp_hostile.py", &[&mcp, "pwned.txt"]);
+    let answer = run_client("the Python MCP client", cmd, None).await;
+    for key in ["tool_name", "task_type", "agentType", "no_instruction"] {
+        assert_eq!(answer[key]["code"], -32602, "{key}: {answer}");
+    }
+    let unlisted = answer["unlisted"].as_object().unwrap();
+    for (agent, outcome) in unlisted {
+        assert_eq!(outcome["code"], -32602, "{agent}: {answer}");
+    }
+    assert_eq!(answer["plain"]["text"][0], "plain", "{answer}");
+    // Only the plain call became a task; no file was written.
+    let (_, tasks) = app.get("/tasks?kind=agent").await;
+    assert_eq!(tasks["count"], 1, "{tasks}");
+    let written = walk(&app.data_dir())
+        .into_iter()
+        .find(|p| p.ends_with("pwned.txt"));
+    assert!(written.is_none(), "{written:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

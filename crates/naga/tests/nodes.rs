@@ -929,7 +929,10 @@ async fn a_postgresql_outage_longer_than_the_leases_runs_nothing_twice() {
         .await;
         assert_eq!(status, StatusCode::OK, "{task}");
         assert_eq!(task["status"], "succeeded", "{task}");
-        assert_eq!(task["steps_count"], 3, "{id}: a call's end recorded twice: {task}");
+        assert_eq!(
+            task["steps_count"], 3,
+            "{id}: a call's end recorded twice: {task}"
+        );
     }
     let mut sent: HashMap<String, usize> = HashMap::new();
     for r in receiver.all() {

@@ -344,7 +344,11 @@ async fn a_dead_node_s_task_is_taken_over_on_the_clock_and_resumes_at_its_first_
         f.scheduler.record_heartbeat(f.clock.now_ms(), false).await;
     }
     assert!(now + lease_ms > f.clock.now_ms());
-    assert_eq!(f.scheduler.pull().await.unwrap(), 1, "node-b is dead: taken");
+    assert_eq!(
+        f.scheduler.pull().await.unwrap(),
+        1,
+        "node-b is dead: taken"
+    );
     assert_eq!(f.next_start("t#1").await, "t#1", "call 0 ended on node-b");
     f.executor.open("t#1");
     assert_eq!(
@@ -486,12 +490,20 @@ async fn back_from_an_outage_a_node_judges_no_other_until_it_has_beaten_steadily
         f.store.renew_leases("node-b", until, renew).await.unwrap();
         f.scheduler.record_heartbeat(at, false).await;
         if i < DEAD_AFTER_BEATS {
-            assert_eq!(f.scheduler.pull().await.unwrap(), 0, "beat {i}: too early to judge");
+            assert_eq!(
+                f.scheduler.pull().await.unwrap(),
+                0,
+                "beat {i}: too early to judge"
+            );
         }
     }
     // (This claim, or the claimer's poll as the clock moved.)
     f.scheduler.pull().await.unwrap();
-    assert_eq!(f.next_start("c-task#0").await, "c-task#0", "node-c is dead: taken");
+    assert_eq!(
+        f.next_start("c-task#0").await,
+        "c-task#0",
+        "node-c is dead: taken"
+    );
     let nodes = f.store.nodes(10).await.unwrap();
     let held = |id: &str| nodes.iter().find(|n| n.id == id).map(|n| n.tasks);
     assert_eq!(
@@ -509,7 +521,15 @@ async fn a_finished_call_whose_result_cannot_be_read_is_not_run_again() {
     let mut f = fixture(4).await;
     let now = f.clock.now_ms();
     let (spec, started, _) = f
-        .stored("t", "s", SessionPolicy::Enqueue, 2, "node-b", now + 1_000, true)
+        .stored(
+            "t",
+            "s",
+            SessionPolicy::Enqueue,
+            2,
+            "node-b",
+            now + 1_000,
+            true,
+        )
         .await;
     assert!(started, "held by node-b");
     f.store
@@ -538,7 +558,9 @@ async fn a_finished_call_whose_result_cannot_be_read_is_not_run_again() {
     assert_eq!(status, TaskStatus::Failed, "quarantined");
     let task = f.store.task("t").await.unwrap().unwrap();
     assert!(
-        task.error.as_deref().is_some_and(|e| e.contains("cannot be read back")),
+        task.error
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot be read back")),
         "{:?}",
         task.error
     );
