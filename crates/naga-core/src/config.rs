@@ -341,6 +341,12 @@ pub struct McpConfig {
     pub max_queued: usize,
     /// One tool call's limit; past it the call fails and the batch goes on.
     pub call_timeout_ms: u64,
+    /// Most live sessions of naga's own MCP face (`/mcp`): past it the
+    /// least recently used one is closed (its client's next request gets
+    /// 404 and initializes again, as the transport says).
+    pub max_sessions: usize,
+    /// A session of naga's MCP face with no request for this long is closed.
+    pub session_idle_ms: u64,
 }
 
 impl Default for McpConfig {
@@ -349,6 +355,8 @@ impl Default for McpConfig {
             config: None,
             max_queued: 0,
             call_timeout_ms: 60_000,
+            max_sessions: 256,
+            session_idle_ms: 60_000,
         }
     }
 }

@@ -26,11 +26,10 @@ use rmcp::{
         TaskStatus as McpTaskStatus, Tool, UpdateTaskParams,
     },
     service::RequestContext,
-    transport::streamable_http_server::{
-        session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
-    },
+    transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService},
     ErrorData as McpError, RoleServer, ServerHandler,
 };
+use crate::gateway_sessions::BoundedSessions;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -439,7 +438,7 @@ impl ServerHandler for Gateway {
 }
 
 /// The streamable-HTTP service at `/mcp`.
-pub type McpService = StreamableHttpService<Gateway, LocalSessionManager>;
+pub type McpService = StreamableHttpService<Gateway, BoundedSessions>;
 
 pub fn service(engine: &Engine) -> McpService {
     let mut config = StreamableHttpServerConfig::default()
@@ -450,10 +449,15 @@ pub fn service(engine: &Engine) -> McpService {
     if engine.config().auth.token.is_some() {
         config = config.disable_allowed_hosts();
     }
+    let mcp = &engine.config().mcp;
+    let sessions = BoundedSessions::new(
+        mcp.max_sessions,
+        std::time::Duration::from_millis(mcp.session_idle_ms.max(1)),
+    );
     let engine = engine.clone();
     StreamableHttpService::new(
         move || Ok(Gateway::new(engine.clone())),
-        Default::default(),
+        Arc::new(sessions),
         config,
     )
 }

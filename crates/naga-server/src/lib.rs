@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod gateway;
 mod gateway_legacy;
+mod gateway_sessions;
 mod guard;
 mod health;
 mod listener;

@@ -28,6 +28,7 @@ impl Scheduler {
     /// the leases, fenced, keep a node that lost them from writing).
     pub async fn record_heartbeat(&self, now: Millis, starting: bool) {
         let inner = &self.inner;
+        inner.contact.beat_begins();
         match inner
             .store
             .node_heartbeat(&inner.node_id, now, starting)
@@ -214,9 +215,10 @@ impl Inner {
 }
 
 /// Whether this node has been in steady touch with the store, as its own
-/// heartbeats show: a chain of beats that each committed, stamped at most
-/// two beats apart. A beat that failed, or a gap (a write that waited out
-/// an outage), starts the chain again.
+/// heartbeats show: a chain of beats that each committed promptly (within
+/// a beat, in real time). A beat that failed, or one that took longer (a
+/// write that waited out an outage), starts the chain again; so does a
+/// beat under way for longer than that.
 ///
 /// Why it matters: when the store comes back after an outage every node's
 /// heartbeat is stale and leases may have lapsed, though the nodes live
@@ -225,44 +227,55 @@ impl Inner {
 /// by then every live node has beaten and renewed its leases (at once
 /// when it is in touch again), so what still looks dead is.
 pub(super) struct Contact {
-    beat: i64,
-    /// (the chain's first beat, its last), `None` after a failed beat.
-    chain: Mutex<Option<(Millis, Millis)>>,
+    beat: Duration,
+    state: Mutex<ContactState>,
     /// A chain started anew: the node's leases are renewed at once.
     pub(super) regained: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct ContactState {
+    /// The stamp of the chain's first beat; `None` after a failed one.
+    since: Option<Millis>,
+    /// When the beat under way began (real time).
+    beating: Option<std::time::Instant>,
 }
 
 impl Contact {
     pub(super) fn new(heartbeat_ms: u64) -> Self {
         Self {
-            beat: heartbeat_ms.max(10) as i64,
-            chain: Mutex::new(None),
+            beat: Duration::from_millis(heartbeat_ms.max(10)),
+            state: Mutex::default(),
             regained: tokio::sync::Notify::new(),
         }
     }
 
-    /// A heartbeat stamped `at` committed; `true` when it starts a chain.
+    /// A heartbeat is being written.
+    pub(super) fn beat_begins(&self) {
+        self.state.lock().unwrap().beating = Some(std::time::Instant::now());
+    }
+
+    /// The heartbeat stamped `at` committed; `true` when it starts a chain.
     pub(super) fn beat_ok(&self, at: Millis) -> bool {
-        let mut chain = self.chain.lock().unwrap();
-        let since = match *chain {
-            Some((since, last)) if at - last <= 2 * self.beat => Some(since),
-            _ => None,
-        };
-        *chain = Some((since.unwrap_or(at), at));
-        if since.is_none() {
+        let mut state = self.state.lock().unwrap();
+        let prompt = (state.beating.take()).is_none_or(|began| began.elapsed() <= self.beat);
+        let anew = state.since.is_none() || !prompt;
+        if anew {
+            state.since = Some(at);
             self.regained.notify_one();
         }
-        since.is_none()
+        anew
     }
 
     /// A heartbeat failed: the chain is broken.
     pub(super) fn beat_failed(&self) {
-        *self.chain.lock().unwrap() = None;
+        *self.state.lock().unwrap() = ContactState::default();
     }
 
-    /// Whether the chain began by `before` and still holds at `now`.
-    pub(super) fn steady_since(&self, before: Millis, now: Millis) -> bool {
-        matches!(*self.chain.lock().unwrap(),
-            Some((since, last)) if since <= before && now - last <= 2 * self.beat)
+    /// Whether the chain began by `before` and no beat is overdue now.
+    pub(super) fn steady_since(&self, before: Millis) -> bool {
+        let state = self.state.lock().unwrap();
+        let overdue = (state.beating).is_some_and(|began| began.elapsed() > self.beat);
+        !overdue && state.since.is_some_and(|since| since <= before)
     }
 }

@@ -203,7 +203,7 @@ impl Inner {
             lapsed_before: now,
             clock: None,
         };
-        match self.contact.steady_since(dead_before, now) {
+        match self.contact.steady_since(dead_before) {
             true => claim,
             false => claim.unheld_only(),
         }

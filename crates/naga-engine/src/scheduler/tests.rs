@@ -468,7 +468,9 @@ async fn back_from_an_outage_a_node_judges_no_other_until_it_has_beaten_steadily
         f.store.node_heartbeat(holder, now, true).await.unwrap();
     }
     f.scheduler.record_heartbeat(now, true).await;
-    // The store is out for far longer than the leases and three beats.
+    // The store is out for far longer than the leases and three beats
+    // (this node's beats fail meanwhile).
+    f.scheduler.inner.contact.beat_failed();
     f.clock.advance(Duration::from_millis(beat * 10));
     let back = f.clock.now_ms();
     f.scheduler.record_heartbeat(back, false).await;
