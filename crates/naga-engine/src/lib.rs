@@ -132,7 +132,9 @@ impl Engine {
             agent_executor.clone(),
             config.llm.clone(),
             node.id().to_owned(),
-            stop.clone(),
+            // (Its own: its drain abandons calls in flight, while callback
+            // attempts in flight still get the rest of the grace period.)
+            stop.child_token(),
             feed.clone(),
         );
         let mcp_path = config.mcp_config_path();
@@ -209,16 +211,22 @@ impl Engine {
     }
 
     /// Graceful stop: calls in flight get `grace` to finish, nothing new
-    /// starts, the rest is released for the next run; callback deliveries
-    /// stop (pending ones stay in the outbox); the store closes after its
-    /// last commit.
+    /// starts, the rest is released for the next run; callback attempts in
+    /// flight finish within what is left of `grace` and are recorded, no
+    /// new one starts (pending ones stay in the outbox); the store closes
+    /// after its last commit.
     ///
     /// Every background task (deliveries, listeners, heartbeats, sweeps)
     /// ends on one signal, this engine's stop; leases are let go of only
     /// once nothing here runs or delivers any more (another node may take
     /// them at once).
     pub async fn shutdown(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
         self.inner.scheduler.drain(grace).await;
+        // The callbacks of tasks that ended meanwhile, and attempts in
+        // flight, get what is left of the grace period.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.inner.callbacks.drain(left).await;
         self.inner.stop.cancel();
         self.inner.callbacks.close().await;
         let background = &self.inner.background;

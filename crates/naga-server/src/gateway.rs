@@ -11,6 +11,7 @@
 //! the request's `_meta["io.naga/session_id"]`, else the MCP session (older
 //! protocol versions), else the call's own task (nothing to wait behind).
 
+use crate::gateway_sessions::BoundedSessions;
 use axum::http::request::Parts;
 use naga_core::{
     time::iso,
@@ -29,7 +30,6 @@ use rmcp::{
     transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService},
     ErrorData as McpError, RoleServer, ServerHandler,
 };
-use crate::gateway_sessions::BoundedSessions;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 

@@ -232,3 +232,68 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// naga's MCP face keeps at most `[mcp] max_sessions` sessions: a client
+/// that initializes past the bound closes the least recently used one,
+/// whose next request gets 404 (its client initializes again); the others
+/// go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_sessions_are_bounded_and_the_least_recently_used_makes_room() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.mcp.max_sessions = 3;
+    let app = TestApp::spawn_with(dir, config).await;
+    let mcp = format!("{}/mcp", app.agent);
+    let post = |session: Option<String>, body: Value| {
+        let mut req = app
+            .client
+            .post(&mcp)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", EXPERIMENTAL)
+            .json(&body);
+        if let Some(s) = session {
+            req = req.header("mcp-session-id", s);
+        }
+        req.send()
+    };
+    let initialize = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": EXPERIMENTAL, "capabilities": {},
+                   "clientInfo": {"name": "bounded", "version": "1"}}});
+    let list = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let resp = post(None, initialize.clone()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let id = resp.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let resp = post(Some(id.clone()), initialized.clone()).await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        sessions.push(id);
+    }
+    // The first is used again: the second is now the least recently used.
+    let resp = post(Some(sessions[0].clone()), list.clone()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = post(None, initialize.clone()).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "a fourth session is made room for"
+    );
+    let fourth = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let resp = post(Some(sessions[1].clone()), list.clone()).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::NOT_FOUND,
+        "the least recently used was closed"
+    );
+    for id in [&sessions[0], &sessions[2], &fourth] {
+        let resp = post(Some(id.clone()), list.clone()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{id} goes on");
+    }
+}

@@ -3,6 +3,7 @@
 mod common;
 use common::*;
 use reqwest::StatusCode;
+use serde_json::Value;
 use std::{collections::HashMap, path::Path, process::Child, time::Duration};
 
 /// A node process, killed when dropped (also when the test fails).
@@ -947,4 +948,102 @@ async fn a_postgresql_outage_longer_than_the_leases_runs_nothing_twice() {
         ended_after < Duration::from_secs(5),
         "everything ended {ended_after:?} after the database returned"
     );
+}
+
+/// A receiver that takes `delay` to answer each callback (200), counting
+/// what it got by `webhook-id`.
+async fn slow_receiver(
+    delay: Duration,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+) {
+    use axum::{routing::post, Router};
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    let app = Router::new().route(
+        "/cb",
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::Json<Value>| {
+                let seen = seen.clone();
+                async move {
+                    let id = headers["webhook-id"]
+                        .to_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    seen.lock().unwrap().push((id, body.0));
+                    tokio::time::sleep(delay).await;
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cb", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+/// SIGTERM while a callback's attempt is in flight: the attempt finishes
+/// within the grace period and is recorded before the node lets go of its
+/// leases, so the node that takes over does not send it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_callback_attempt_in_flight_finish_and_it_is_not_sent_again() {
+    let Some(server) = postgres_server_if_any() else {
+        return;
+    };
+    let database = format!("{server}/naga_stop_cb_{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, url_a) = node_with_lease(&dir.path().join("a"), &database, 60_000);
+    let (receiver, got) = slow_receiver(Duration::from_millis(1_500)).await;
+    let client = reqwest::Client::new();
+    let batch = echo_batch("stop-cb", "stop-cb-1", &["x"], 0, Some(&receiver));
+    let (status, answer) = post_json(&client, &format!("{url_a}/schedule"), &batch).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    wait_until(
+        Duration::from_secs(10),
+        "the callback reached the receiver",
+        || async { (!got.lock().unwrap().is_empty()).then_some(()) },
+    )
+    .await;
+    let (status, took) = terminate_within(&mut a, GRACE + Duration::from_secs(2)).await;
+    assert!(status.success(), "exits 0 after SIGTERM: {status}");
+    assert!(
+        took >= Duration::from_millis(500),
+        "stopped in {took:?}: the attempt in flight was not waited for"
+    );
+
+    // B takes over whatever A left; a later batch's callback comes first
+    // to show B runs and delivers.
+    let (_b, url_b) = node_with_lease(&dir.path().join("b"), &database, 60_000);
+    let later = echo_batch("stop-cb-later", "stop-cb-2", &["y"], 0, Some(&receiver));
+    let (status, answer) = post_json(&client, &format!("{url_b}/schedule"), &later).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    wait_until(
+        Duration::from_secs(15),
+        "B delivered a callback",
+        || async {
+            let got = got.lock().unwrap();
+            got.iter()
+                .any(|(_, body)| body["task_id"] == "stop-cb-2")
+                .then_some(())
+        },
+    )
+    .await;
+    let (_, callbacks) = read(
+        client
+            .get(format!("{url_b}/callbacks?limit=10"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let first: Vec<_> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, body)| body["task_id"] == "stop-cb-1")
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(first.len(), 1, "sent {} times: {callbacks}", first.len());
 }

@@ -10,12 +10,14 @@ impl Inner {
     /// ([`Callbacks::spawn_claimer`]). `true`: delivered, and handed to
     /// the flusher to record (which then stops renewing its lease).
     pub(super) async fn deliver(&self, row: CallbackRow) -> bool {
+        // Once draining, nothing new starts (the row stays pending, let go
+        // of at the stop); an attempt under way goes on until `stop`.
         let permit = tokio::select! {
             p = self.permits.acquire() => p,
-            _ = self.stop.cancelled() => return false,
+            _ = self.draining.cancelled() => return false,
         };
         let Ok(_permit) = permit else { return false };
-        if self.stop.is_cancelled() {
+        if self.draining.is_cancelled() {
             return false;
         }
         let attempts = row.attempts as u32 + 1;

@@ -76,6 +76,11 @@ struct Inner {
     keys: Vec<Vec<u8>>,
     clock: Arc<dyn Clock>,
     permits: Semaphore,
+    /// No new attempt starts once this fires (a graceful stop); attempts
+    /// in flight finish (or time out) and are recorded.
+    draining: CancellationToken,
+    /// Attempts still in flight are abandoned once this fires (their rows
+    /// stay pending).
     stop: CancellationToken,
     /// Successful deliveries, recorded in batches by the flusher.
     delivered: mpsc::UnboundedSender<(Outbox, i64, i64)>,
@@ -154,6 +159,7 @@ impl Callbacks {
         Ok(Self {
             inner: Arc::new(Inner {
                 permits: Semaphore::new(config.concurrency.max(1)),
+                draining: CancellationToken::new(),
                 store,
                 node,
                 client,
@@ -175,9 +181,27 @@ impl Callbacks {
         })
     }
 
+    /// The first step of a graceful stop: no new attempt starts, and the
+    /// attempts in flight get until `within` to end and be recorded (a
+    /// receiver that got a callback is not sent it again by the node that
+    /// takes the row over). `true` when none was left in flight.
+    pub async fn drain(&self, within: Duration) -> bool {
+        let inner = &self.inner;
+        inner.draining.cancel();
+        inner.deliveries.close();
+        let drained = (tokio::time::timeout(within, inner.deliveries.wait()).await).is_ok();
+        if !drained {
+            tracing::warn!(
+                deliveries = inner.in_flight.load(Ordering::Acquire),
+                "grace period over: callback attempts still in flight are abandoned"
+            );
+        }
+        drained
+    }
+
     /// Waits, once the server stops, for the deliveries under way to end
-    /// (an attempt in flight is abandoned: its row stays pending) and for
-    /// the last delivery records.
+    /// (an attempt still in flight is abandoned: its row stays pending) and
+    /// for the last delivery records.
     pub async fn close(&self) {
         let deliveries = &self.inner.deliveries;
         deliveries.close();
@@ -297,7 +321,7 @@ impl Callbacks {
                 tokio::select! {
                     _ = inner.clock.sleep(wait) => {}
                     _ = inner.wake.notified() => {}
-                    _ = inner.stop.cancelled() => return,
+                    _ = inner.draining.cancelled() => return,
                 }
             }
         });
