@@ -48,6 +48,18 @@ impl CallOutcome {
             other => other.to_string(),
         })
     }
+
+    /// The result as upstream's computer-control answers carry it: always a
+    /// string, a failure as the JSON text upstream's agent returns
+    /// (`{"success": false, "error", "message"}`).
+    pub fn upstream_text(&self) -> String {
+        self.text().unwrap_or_else(|| {
+            let error = self.error.as_deref().unwrap_or("failed");
+            serde_json::json!({"success": false, "error": error,
+                               "message": format!("任务处理失败: {error}")})
+            .to_string()
+        })
+    }
 }
 
 /// One step an agent reports while a call runs.

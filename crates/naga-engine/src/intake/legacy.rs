@@ -71,15 +71,21 @@ impl Engine {
             })
             .collect();
         // Upstream's `results` are each call's result ({success, result,
-        // error, task_type, instruction}: `result` null when it failed, the
-        // instruction as the object its analyzer made, `{"instruction"}`);
-        // naga's whole entries are `calls`.
+        // error, task_type, instruction}: `result` a string, what upstream's
+        // agent returned, also when it failed; the instruction as the
+        // object its analyzer made, `{"instruction"}`); naga's whole
+        // entries are `calls`.
         let results: Vec<Value> = entries
             .iter()
             .map(|e| {
                 let mut r = e["result"].clone();
                 if let Some(r) = r.as_object_mut() {
-                    r.entry("result").or_insert(Value::Null);
+                    let outcome = crate::agents::CallOutcome {
+                        success: r["success"].as_bool().unwrap_or(false),
+                        result: r.get("result").cloned(),
+                        error: r.get("error").and_then(Value::as_str).map(str::to_owned),
+                    };
+                    r.insert("result".into(), outcome.upstream_text().into());
                     let text = r.get("instruction").cloned().unwrap_or(Value::Null);
                     r.insert("instruction".into(), json!({ "instruction": text }));
                 }

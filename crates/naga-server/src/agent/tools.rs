@@ -9,7 +9,7 @@ use axum::extract::State;
 use naga_engine::{
     agents::{
         file_edit::{ToolError, TOOLS},
-        Agent, CallContext, FileEditToolkit,
+        Agent, CallContext, CallOutcome, FileEditToolkit,
     },
     Engine,
 };
@@ -344,7 +344,9 @@ pub async fn cc_availability(State(engine): State<Engine>) -> axum::Json<CcAvail
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CcOutcome {
     pub success: bool,
-    pub result: Option<Value>,
+    /// What the agent returned, as a string (upstream's type), a failure
+    /// as the JSON text upstream's agent returns.
+    pub result: String,
     pub error: Option<String>,
     /// The instruction as sent.
     pub instruction: Value,
@@ -380,10 +382,11 @@ pub async fn cc_execute(
     }
     let cc = engine.computer_control();
     if let Err(why) = cc.available() {
+        let outcome = CallOutcome::failed(format!("computer_control is not available: {why}"));
         return Ok(axum::Json(CcOutcome {
             success: false,
-            result: None,
-            error: Some(format!("computer_control is not available: {why}")),
+            result: outcome.upstream_text(),
+            error: outcome.error,
             instruction,
             code: Some("computer_control_unavailable"),
         }));
@@ -397,7 +400,7 @@ pub async fn cc_execute(
     let outcome = cc.run(&call, &ctx).await;
     Ok(axum::Json(CcOutcome {
         success: outcome.success,
-        result: outcome.result,
+        result: outcome.upstream_text(),
         error: outcome.error,
         instruction,
         code: None,
