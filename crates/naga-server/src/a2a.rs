@@ -305,7 +305,7 @@ async fn accept(engine: &Engine, params: &Value) -> Rpc<String> {
         None => None,
     };
     let scheduled = engine
-        .schedule_agent(AgentScheduleRequest {
+        .schedule_agent_push(AgentScheduleRequest {
             query: Some("A2A SendMessage".into()),
             agent_calls: Some(vec![RawCall::from_payload(&call)]),
             session_id: text(&message["contextId"]).map(str::to_owned),

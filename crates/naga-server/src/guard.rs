@@ -119,10 +119,20 @@ impl Guard {
             // No Host at all (HTTP/1.0): not a browser's request.
             return true;
         };
-        let name = match host.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or_default(),
-            None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+        // `host[:port]` and nothing else (RFC 9110 §7.2): user info
+        // (`127.0.0.1:80@evil.com` names evil.com) or a port that is not
+        // a number is refused, not read past.
+        let Ok(authority) = host.parse::<axum::http::uri::Authority>() else {
+            return false;
         };
+        if authority.as_str().contains('@')
+            || (authority.as_str().rsplit_once(':'))
+                .is_some_and(|(_, p)| !p.ends_with(']') && authority.port().is_none())
+        {
+            return false;
+        }
+        let name = authority.host();
+        let name = (name.strip_prefix('[').and_then(|v6| v6.strip_suffix(']'))).unwrap_or(name);
         let localhost = name.len() >= 9
             && name.as_bytes()[name.len() - 9..].eq_ignore_ascii_case(b"localhost")
             && (name.len() == 9 || name.as_bytes()[name.len() - 10] == b'.');

@@ -207,7 +207,15 @@ async fn a_rebinding_host_and_a_cross_site_form_are_refused() {
     let client = reqwest::Client::new();
     // A DNS-rebinding page reaches naga under its own name.
     let port = app.agent.rsplit(':').next().unwrap().to_owned();
-    for host in ["evil.example", "evil.example:80", "naga.attacker.test"] {
+    for host in [
+        "evil.example",
+        "evil.example:80",
+        "naga.attacker.test",
+        // An authority with user info names evil.com, not 127.0.0.1.
+        "127.0.0.1:80@evil.com",
+        "localhost:80@evil.com",
+        "127.0.0.1:8x",
+    ] {
         let (status, body) = read(
             client
                 .get(format!("{}/tasks", app.agent))
@@ -420,4 +428,33 @@ async fn callbacks_received_must_be_signed_recently_with_a_configured_key() {
     assert_eq!(stale.status(), 401);
     let other = "whsec_c29tZS1vdGhlci1rZXktbm90LWNvbmZpZ3VyZWQ=";
     assert_eq!(post(other, "msg_other", 0).await.unwrap().status(), 401);
+}
+
+/// What makes a callback an A2A push (its URL's `#a2a-push` fragment) is
+/// naga's own: a client's `callback_url` carrying it is refused (400,
+/// nothing stored), so a plain callback never becomes a push.
+#[tokio::test]
+async fn a_client_cannot_mark_its_callback_as_an_a2a_push() {
+    let app = app_with(|_| {}).await;
+    for fragment in ["#a2a-push", "#a2a-push=tok-1"] {
+        let url = format!("http://127.0.0.1:9/cb{fragment}");
+        let (status, body) = app
+            .post_schedule(&echo_batch("marked", "marked-1", &["x"], 0, Some(&url)))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{fragment}: {body}");
+        assert!(body.to_string().contains("a2a-push"), "{body}");
+    }
+    let (status, _) = app.get("/tasks/marked-1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing stored");
+    // The same URL without the marker is a plain callback.
+    let (status, body) = app
+        .post_schedule(&echo_batch(
+            "marked",
+            "marked-1",
+            &["x"],
+            0,
+            Some("http://127.0.0.1:9/cb"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -23,6 +23,13 @@ impl Engine {
             validate_id("analysis_session_id", a).map_err(invalid)?;
         }
         if let Some(url) = &batch.callback_url {
+            if !batch.push && crate::callbacks::a2a::push_of(url).is_some() {
+                return Err(EngineError::Invalid(
+                    "callback_url: the fragment `#a2a-push` is naga's own (A2A push \
+                     notifications): leave it out"
+                        .into(),
+                ));
+            }
             self.callbacks().admit(url).map_err(EngineError::Invalid)?;
         }
         if batch.calls.len() > MAX_CALLS {

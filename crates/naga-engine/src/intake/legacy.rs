@@ -51,6 +51,7 @@ impl Engine {
                 callback_url: None,
                 policy: None,
                 fingerprint: None,
+                push: false,
             })
             .await?;
         let task_id = scheduled.task_id.unwrap_or_default();

@@ -47,6 +47,10 @@ pub struct Batch {
     pub policy: Option<SessionPolicy>,
     /// What makes an identical batch still active answer instead (MCP).
     pub fingerprint: Option<String>,
+    /// The callback is an A2A push (its URL carries the marker that
+    /// [`crate::callbacks::a2a::push_url`] sets): only the A2A face says
+    /// so; a client's `callback_url` carrying the marker is refused.
+    pub push: bool,
 }
 
 /// The answer to `/schedule`: the JSON to send, and what this request did.

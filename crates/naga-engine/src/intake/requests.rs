@@ -17,7 +17,24 @@ impl Engine {
             &req.analysis_session_id,
             &req.request_id,
         );
-        let scheduled = self.schedule_agent_batch(req).instrument(span).await;
+        let scheduled = self.schedule_agent_batch(req, false).instrument(span).await;
+        crate::metrics::schedule_request(TaskKind::Agent, outcome_label(&scheduled));
+        scheduled
+    }
+
+    /// An A2A message as an agent batch whose `callback_url` is its push
+    /// config, marked by [`crate::callbacks::a2a::push_url`] (the A2A face).
+    pub async fn schedule_agent_push(
+        &self,
+        req: AgentScheduleRequest,
+    ) -> Result<Scheduled, EngineError> {
+        let span = request_span(
+            "agent",
+            &req.session_id,
+            &req.analysis_session_id,
+            &req.request_id,
+        );
+        let scheduled = self.schedule_agent_batch(req, true).instrument(span).await;
         crate::metrics::schedule_request(TaskKind::Agent, outcome_label(&scheduled));
         scheduled
     }
@@ -25,6 +42,7 @@ impl Engine {
     async fn schedule_agent_batch(
         &self,
         req: AgentScheduleRequest,
+        push: bool,
     ) -> Result<Scheduled, EngineError> {
         if req.agent_calls.as_ref().is_some_and(|c| !c.is_empty()) {
             let max = self.config().scheduler.max_queued;
@@ -45,6 +63,7 @@ impl Engine {
             callback_url: req.callback_url,
             policy: req.multitask_strategy,
             fingerprint: None,
+            push,
         })
         .await
     }
@@ -143,6 +162,7 @@ impl Engine {
             callback_url: req.callback_url,
             policy: req.multitask_strategy,
             fingerprint: Some(fingerprint),
+            push: false,
         })
         .await
     }
