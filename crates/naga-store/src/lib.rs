@@ -161,11 +161,17 @@ impl Store {
         let mut conn = options.connect().await?;
         MIGRATOR.run(&mut conn).await?;
         sqlx::Connection::close(conn).await?;
+        // Every reader is opened now and kept: opening one later needs
+        // file descriptors, which slow clients may hold every one of.
+        let readers = config.read_connections.max(1);
         let read = SqlitePoolOptions::new()
-            .max_connections(config.read_connections.max(1))
-            .min_connections(1)
+            .max_connections(readers)
+            .min_connections(readers)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options.read_only(true))
             .await?;
+        open_readers(&read, readers).await?;
         let writer = sqlite::writer(url, config)?;
         let store = Self {
             read: ReadPool::Sqlite(read),
@@ -420,3 +426,13 @@ const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often a node asks PostgreSQL whether it answers.
 const PG_PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Opens `n` connections of `pool` at once (a pool opens its
+/// `min_connections` in the background): held together, then handed back.
+async fn open_readers(pool: &sqlx::SqlitePool, n: u32) -> Result<(), StoreError> {
+    let mut held = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        held.push(pool.acquire().await?);
+    }
+    Ok(())
+}
