@@ -61,6 +61,27 @@ impl StoreError {
         code.is_some_and(|c| DAMAGE_CODES.contains(&(c & 0xff)))
     }
 
+    /// Whether the database could not be reached at all (a connection
+    /// refused or lost, no connection within the pool's wait): nothing of
+    /// the command was decided, and the next command would fare the same.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Self::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed)
+        )
+    }
+
+    /// The same unreachable database, as an error of its own (to answer
+    /// each of several commands one statement carried).
+    pub(crate) fn unreachable_again(&self) -> Option<Self> {
+        self.is_unreachable().then(|| {
+            Self::Db(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                self.to_string(),
+            )))
+        })
+    }
+
     /// Whether the write may succeed when tried again: the disk was full,
     /// an I/O failed, the database was locked. A fault of the storage, not
     /// of the request: callers retry it with backoff and clients get 503.

@@ -219,6 +219,7 @@ impl Store {
             pool: pool.clone(),
             analysis_owners: Default::default(),
             health: Default::default(),
+            unreachable: Default::default(),
         };
         let store = Self {
             read: ReadPool::Postgres(pool),
@@ -247,10 +248,14 @@ impl Store {
                 };
                 match result {
                     Ok(r) => pg.observe(&r.map_err(StoreError::from)),
-                    Err(_) => pg.health.record(Some(format!(
-                        "PostgreSQL did not answer within {} ms",
-                        PG_ACQUIRE_TIMEOUT.as_millis()
-                    ))),
+                    Err(_) => {
+                        pg.unreachable
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        pg.health.record(Some(format!(
+                            "PostgreSQL did not answer within {} ms",
+                            PG_ACQUIRE_TIMEOUT.as_millis()
+                        )))
+                    }
                 }
             }
         });

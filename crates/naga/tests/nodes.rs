@@ -1047,3 +1047,71 @@ async fn sigterm_lets_a_callback_attempt_in_flight_finish_and_it_is_not_sent_aga
         .collect();
     assert_eq!(first.len(), 1, "sent {} times: {callbacks}", first.len());
 }
+
+/// Under load, a schedule sent while PostgreSQL is down is refused (503)
+/// about as fast as on an idle node: a group of batches that cannot reach
+/// the database is refused as a whole, not tried again one by one, and
+/// once a node knows the database is unreachable it refuses at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_a_schedule_during_an_outage_is_refused_within_seconds() {
+    if postgres_server_if_any().is_none() {
+        return;
+    }
+    let pg = OwnPostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, url_a) = node(&dir.path().join("a"), &pg.url);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let stopped = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+    // 16 clients, each sending batches one after the other.
+    let senders: Vec<_> = (0..16)
+        .map(|c| {
+            let (client, url, stopped) = (client.clone(), url_a.clone(), stopped.clone());
+            tokio::spawn(async move {
+                let mut slowest = Duration::ZERO;
+                for i in 0.. {
+                    let batch = echo_batch(
+                        &format!("load-{c}"),
+                        &format!("load-{c}-{i}"),
+                        &["x"],
+                        0,
+                        None,
+                    );
+                    let sent = std::time::Instant::now();
+                    let resp = client
+                        .post(format!("{url}/schedule"))
+                        .json(&batch)
+                        .send()
+                        .await;
+                    let took = sent.elapsed();
+                    let since_stop = stopped.lock().unwrap().map(|at| at.elapsed());
+                    match since_stop {
+                        Some(since) if since > Duration::from_secs(6) => return slowest,
+                        // Sent at least 1 s after the stop (the first answers
+                        // are those of batches already on their way).
+                        Some(since) if since > took + Duration::from_secs(1) => {
+                            let resp = resp.expect("an answer, not a hang");
+                            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+                            slowest = slowest.max(took);
+                        }
+                        _ => {}
+                    }
+                }
+                slowest
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.stop();
+    *stopped.lock().unwrap() = Some(std::time::Instant::now());
+    let mut slowest = Duration::ZERO;
+    for s in senders {
+        slowest = slowest.max(s.await.unwrap());
+    }
+    assert!(
+        slowest < Duration::from_secs(3),
+        "a schedule during the outage was answered after {slowest:?}"
+    );
+}

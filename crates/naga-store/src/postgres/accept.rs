@@ -37,6 +37,9 @@ pub(crate) struct Accepted {
 /// that one ended meanwhile (`ready_next`); a refused one reads what it
 /// answers.
 pub(crate) async fn insert_task(pg: &Pg, task: NewTask) -> Result<Inserted, StoreError> {
+    if let Some(e) = pg.known_unreachable() {
+        return Err(e);
+    }
     let known_owner = match &task.analysis_session_id {
         Some(analysis) => match pg.analysis_owners.owner(analysis, &task.session_id) {
             Some(Ok(())) => Some(task.session_id.clone()),

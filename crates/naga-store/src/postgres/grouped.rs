@@ -176,6 +176,13 @@ async fn write_accepts(pool: &PgPool, jobs: Vec<(Box<Accept>, oneshot::Sender<Ac
                 }
                 return;
             }
+            // Unreachable: one by one would wait for a connection each.
+            Err(e) if e.is_unreachable() => {
+                for (a, tx) in jobs {
+                    let _ = tx.send((Err(e.unreachable_again().unwrap_or(closed())), a));
+                }
+                return;
+            }
             Err(e) => tracing::debug!(error = %e, batches = jobs.len(),
                 "a group of batches failed as a whole: stored one by one"),
         }
@@ -194,6 +201,17 @@ async fn write_ends(pool: &PgPool, group: Vec<End>) {
     }
     let written = match record_ends(pool, &group).await {
         Ok(written) => written,
+        // Unreachable: one by one would wait for a connection each.
+        Err(e) if e.is_unreachable() => {
+            for end in group {
+                let again = || e.unreachable_again().unwrap_or(closed());
+                match end {
+                    End::Call(_, tx) => drop(tx.send(Err(again()))),
+                    End::Task(_, tx) => drop(tx.send(Err(again()))),
+                }
+            }
+            return;
+        }
         Err(e) => {
             tracing::debug!(error = %e, ends = group.len(),
                 "a group of ends failed as a whole: written one by one");

@@ -49,17 +49,42 @@ pub(crate) struct Pg {
     pub health: std::sync::Arc<crate::health::Health>,
     /// The ends of calls and tasks, written in groups.
     pub grouped: Grouped,
+    /// The last command (or the probe) found the database unreachable:
+    /// a batch is refused at once (503) rather than after the pool's wait,
+    /// until a command or the probe (every second) reaches it again.
+    pub unreachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Pg {
     /// Notes how a command ended: a storage fault starts (or continues) a
     /// failing period, a success ends it.
     pub fn observe<T>(&self, result: &Result<T, StoreError>) {
+        use std::sync::atomic::Ordering;
         match result {
-            Ok(_) => self.health.record(None),
-            Err(e) if e.is_transient() => self.health.record(Some(e.to_string())),
+            Ok(_) => {
+                self.unreachable.store(false, Ordering::Relaxed);
+                self.health.record(None)
+            }
+            Err(e) if e.is_transient() => {
+                if e.is_unreachable() {
+                    self.unreachable.store(true, Ordering::Relaxed);
+                }
+                self.health.record(Some(e.to_string()))
+            }
             Err(_) => {}
         }
+    }
+
+    /// The database was unreachable a moment ago: an error saying so.
+    pub fn known_unreachable(&self) -> Option<StoreError> {
+        let down = self.unreachable.load(std::sync::atomic::Ordering::Relaxed);
+        down.then(|| {
+            let fault = self.health.fault().map(|f| f.error).unwrap_or_default();
+            StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                format!("PostgreSQL is unreachable: {fault}"),
+            )))
+        })
     }
 }
 
