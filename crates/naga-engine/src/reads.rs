@@ -168,4 +168,8 @@ impl Reads<'_> {
     ) -> R<Vec<CallbackRow>> {
         self.0.callbacks(status, limit).await
     }
+
+    pub async fn callbacks_of_task(&self, task_id: &str) -> R<Vec<CallbackRow>> {
+        self.0.callbacks_of_task(task_id).await
+    }
 }

@@ -18,6 +18,8 @@ pub struct ListQuery {
     status: Option<String>,
     /// 1..=1000, default 100.
     limit: Option<i64>,
+    /// Only the callbacks of this task (however many are newer).
+    task_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -27,7 +29,7 @@ pub struct CallbackList {
     pub callbacks: Vec<views::Callback>,
 }
 
-/// `GET /callbacks?status=pending|delivered|dead`, newest first.
+/// `GET /callbacks?status=pending|delivered|dead&task_id=`, newest first.
 #[utoipa::path(get, path = "/callbacks", tag = "callbacks", params(ListQuery),
     responses((status = 200, description = "Callbacks, newest first", body = CallbackList)))]
 pub async fn list(
@@ -47,7 +49,15 @@ pub async fn list(
         },
     };
     let limit = crate::agent::page_limit(q.limit)?;
-    let rows = engine.reads().callbacks(status, limit).await?;
+    let rows = match q.task_id.as_deref() {
+        Some(task) => {
+            let mut rows = engine.reads().callbacks_of_task(task).await?;
+            rows.retain(|r| status.is_none_or(|s| r.status == s));
+            rows.truncate(limit as usize);
+            rows
+        }
+        None => engine.reads().callbacks(status, limit).await?,
+    };
     Ok(axum::Json(CallbackList {
         success: true,
         count: rows.len(),

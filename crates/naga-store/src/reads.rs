@@ -422,6 +422,19 @@ impl Store {
         })
     }
 
+    /// The callbacks of a task (one, or none: a replay delivers the same
+    /// row again), newest first.
+    pub async fn callbacks_of_task(&self, task_id: &str) -> Result<Vec<CallbackRow>, StoreError> {
+        read!(self, |pool| {
+            Ok(
+                sqlx::query_as("SELECT * FROM callbacks WHERE task_id = $1 ORDER BY seq DESC")
+                    .bind(task_id)
+                    .fetch_all(pool)
+                    .await?,
+            )
+        })
+    }
+
     /// Callbacks still to deliver, oldest first: what a restart sends.
     pub async fn pending_callbacks(&self) -> Result<Vec<CallbackRow>, StoreError> {
         read!(self, |pool| {

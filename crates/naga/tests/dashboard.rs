@@ -220,3 +220,49 @@ async fn every_node_shows_every_node_with_its_heartbeat_and_what_it_holds() {
         );
     }
 }
+
+/// Old work stays in view: with 150 newer sessions and 600 newer callbacks,
+/// the dashboard pages its lists ("more") and shows an old task's dead
+/// callback, with its Replay button (it found the callback among the 500
+/// newest before, and so said "not sent yet").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_work_stays_in_view_lists_page_and_a_callback_is_found_by_its_task() {
+    let app = TestApp::spawn().await;
+    // The first delivery is refused for good (400): old-1's callback is dead.
+    let receiver = Receiver::start_on(0, &[(400, None)]).await;
+    let (status, body) = app
+        .post_schedule(&echo_batch(
+            "old-session",
+            "old-1",
+            &["x"],
+            0,
+            Some(&receiver.url()),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.wait_for_callback_status("old-1", "dead").await;
+    let app = &app;
+    for chunk in 0..12 {
+        let posts = (0..50).map(|i| {
+            let n = chunk * 50 + i;
+            let batch = echo_batch(
+                &format!("newer-{}", n % 150),
+                &format!("newer-{n}"),
+                &["y"],
+                0,
+                Some(&receiver.url()),
+            );
+            async move { app.post_schedule(&batch).await }
+        });
+        for (status, body) in futures::future::join_all(posts).await {
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    wait_until(
+        Duration::from_secs(60),
+        "600 newer callbacks delivered",
+        || async { (receiver.accepted().len() >= 600).then_some(()) },
+    )
+    .await;
+    browse(&app, "paged", "").await;
+}

@@ -33,8 +33,31 @@ function el(tag, attrs = {}, ...children) {
 const status = (s) => el("span", { class: `status ${s}`, "data-status": s }, s);
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 
+// Lists come a page at a time: "more" shows the next page (and a refresh
+// reads again as many as are shown).
+const PAGE = 100;
+
+// The first `count` items of a list route, in requests of at most 1,000.
+async function firstItems(path, key, count) {
+  const items = [];
+  const sep = path.includes("?") ? "&" : "?";
+  for (let offset = 0; offset < count; offset += 1000) {
+    const limit = Math.min(1000, count - offset);
+    const page = (await api(`${path}${sep}limit=${limit}&offset=${offset}`))[key];
+    items.push(...page);
+    if (page.length < limit) break;
+  }
+  return items;
+}
+
+// A "more" entry at the end of a list when it may go on.
+function more(id, shown, count, onclick) {
+  return shown < count ? [] : [el("li", { class: "more", id, onclick }, `more (${shown} shown)`)];
+}
+
 async function loadSessions() {
-  const { sessions } = await api("/sessions?limit=100");
+  state.sessionCount ??= PAGE;
+  const sessions = await firstItems("/sessions", "sessions", state.sessionCount);
   const list = $("sessions");
   list.replaceChildren(
     ...sessions.map((s) =>
@@ -46,6 +69,10 @@ async function loadSessions() {
       el("span", { class: "id", title: s.session_id }, s.session_id),
       el("span", { class: "muted" }, `${s.active_tasks}/${s.task_count}`)),
     ),
+    ...more("more-sessions", sessions.length, state.sessionCount, () => {
+      state.sessionCount += PAGE;
+      loadSessions().catch(console.error);
+    }),
   );
   if (!state.session && sessions.length) selectSession(sessions[0].session_id);
 }
@@ -53,6 +80,7 @@ async function loadSessions() {
 async function selectSession(id) {
   const changed = state.session !== id;
   state.session = id;
+  if (changed) state.taskCount = PAGE;
   if (changed) loadChat().catch(console.error);
   for (const li of $("sessions").children) li.classList.toggle("selected", li.dataset.session === id);
   $("tasks-title").textContent = `Tasks · ${id}`;
@@ -61,7 +89,9 @@ async function selectSession(id) {
 
 async function loadTasks() {
   if (!state.session) return;
-  const { tasks } = await api(`/tasks?session_id=${encodeURIComponent(state.session)}&limit=100`);
+  state.taskCount ??= PAGE;
+  const path = `/tasks?session_id=${encodeURIComponent(state.session)}`;
+  const tasks = await firstItems(path, "tasks", state.taskCount);
   $("tasks").replaceChildren(
     ...tasks.map((t) =>
       el("li", {
@@ -72,6 +102,10 @@ async function loadTasks() {
       el("span", { class: "id", title: t.task_id }, `${t.kind} · ${t.task_id}`),
       status(t.status)),
     ),
+    ...more("more-tasks", tasks.length, state.taskCount, () => {
+      state.taskCount += PAGE;
+      loadTasks().catch(console.error);
+    }),
   );
 }
 
@@ -85,9 +119,9 @@ async function loadTask() {
   if (!state.task) return;
   const [t, cbs] = await Promise.all([
     api(`/tasks/${encodeURIComponent(state.task)}`),
-    api("/callbacks?limit=500"),
+    api(`/callbacks?task_id=${encodeURIComponent(state.task)}&limit=1`),
   ]);
-  const callback = cbs.callbacks.find((c) => c.task_id === t.task_id);
+  const callback = cbs.callbacks[0];
   const active = t.status === "queued" || t.status === "running";
   const box = $("task");
   box.replaceChildren(

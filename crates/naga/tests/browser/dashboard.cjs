@@ -85,6 +85,19 @@ async function live(page) {
   if (overflow > 0) throw new Error(`at a phone's width the page is ${overflow}px too wide`);
 }
 
+// Old work stays in view: the lists are paged ("more"), and a task's
+// callback is found by its task however many callbacks are newer.
+async function paged(page) {
+  await page.goto(`${base}/ui`);
+  await step("the sessions list offers more", () => page.waitForSelector("#more-sessions", WAIT));
+  const shown = await page.$$eval("#sessions li[data-session]", (l) => l.length);
+  if (shown !== 100) throw new Error(`${shown} sessions on the first page, not 100`);
+  await page.click("#more-sessions");
+  await openTask(page, "old-session", "old-1");
+  await statusIs(page, "#callback-status", "dead");
+  await step("a dead callback offers Replay", () => page.waitForSelector("#replay", WAIT));
+}
+
 async function chat(page) {
   await page.goto(`${base}/ui`);
   await step("the chat panel is ready", () => page.waitForSelector("#chat-title:has-text('dashboard-')", WAIT));
@@ -130,7 +143,7 @@ async function token(page) {
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     page.on("pageerror", (e) => { failed ??= new Error(`script error on the page: ${e.message}`); });
-    await ({ live, token, chat })[scenario](page);
+    await ({ live, token, chat, paged })[scenario](page);
   } catch (e) {
     failed ??= e;
   } finally {
