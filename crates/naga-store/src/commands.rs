@@ -368,6 +368,7 @@ impl TaskFinish {
             last_error: None,
             created_at: self.finished_at,
             delivered_at: None,
+            body_len: 0,
         }
     }
 }

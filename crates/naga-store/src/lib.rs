@@ -125,6 +125,17 @@ macro_rules! read {
 }
 pub(crate) use read;
 
+/// The columns of an outbox row without its body (which may be megabytes):
+/// what a listing shows, and what a claim takes (the body is read as the
+/// attempt starts), with the body's length.
+macro_rules! callback_without_body {
+    () => {
+        "seq, id, task_id, url, '' AS body, status, attempts, next_attempt_at, last_error, \
+         created_at, delivered_at, CAST(LENGTH(body) AS BIGINT) AS body_len"
+    };
+}
+pub(crate) use callback_without_body;
+
 /// Writes failing for a reason of the storage's, since `since_ms`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoreFault {

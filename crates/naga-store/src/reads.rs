@@ -413,7 +413,11 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<CallbackRow>, StoreError> {
         read!(self, |pool| {
-            let mut q = QueryBuilder::new("SELECT * FROM callbacks");
+            let mut q = QueryBuilder::new(concat!(
+                "SELECT ",
+                crate::callback_without_body!(),
+                " FROM callbacks"
+            ));
             if let Some(s) = status {
                 q.push(" WHERE status = ").push_bind(s.as_str());
             }
@@ -426,12 +430,33 @@ impl Store {
     /// row again), newest first.
     pub async fn callbacks_of_task(&self, task_id: &str) -> Result<Vec<CallbackRow>, StoreError> {
         read!(self, |pool| {
-            Ok(
-                sqlx::query_as("SELECT * FROM callbacks WHERE task_id = $1 ORDER BY seq DESC")
-                    .bind(task_id)
-                    .fetch_all(pool)
-                    .await?,
-            )
+            Ok(sqlx::query_as(concat!(
+                "SELECT ",
+                crate::callback_without_body!(),
+                " FROM callbacks WHERE task_id = $1 ORDER BY seq DESC"
+            ))
+            .bind(task_id)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// The body of an outbox row, read as its delivery starts.
+    pub async fn callback_body(
+        &self,
+        outbox: Outbox,
+        seq: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let table = match outbox {
+            Outbox::Callbacks => "callbacks",
+            Outbox::Notifications => "notifications",
+        };
+        read!(self, |pool| {
+            let sql = format!("SELECT body FROM {table} WHERE seq = $1");
+            Ok(sqlx::query_scalar(&sql)
+                .bind(seq)
+                .fetch_optional(pool)
+                .await?)
         })
     }
 

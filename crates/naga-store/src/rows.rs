@@ -111,6 +111,8 @@ pub struct CallbackRow {
     pub id: String,
     pub task_id: String,
     pub url: String,
+    /// Empty when the row was read without it (listed, or claimed: a
+    /// delivery reads it as its attempt starts, [`CallbackRow::body_len`]).
     pub body: String,
     pub status: DeliveryStatus,
     pub attempts: i64,
@@ -118,6 +120,9 @@ pub struct CallbackRow {
     pub last_error: Option<String>,
     pub created_at: Millis,
     pub delivered_at: Option<Millis>,
+    /// The body's length in bytes when it was left out (0 otherwise).
+    #[sqlx(default)]
+    pub body_len: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -264,5 +264,5 @@ async fn old_work_stays_in_view_lists_page_and_a_callback_is_found_by_its_task()
         || async { (receiver.accepted().len() >= 600).then_some(()) },
     )
     .await;
-    browse(&app, "paged", "").await;
+    browse(app, "paged", "").await;
 }

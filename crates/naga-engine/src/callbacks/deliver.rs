@@ -9,7 +9,7 @@ impl Inner {
     /// nobody, until its due time, when whichever node has room claims it
     /// ([`Callbacks::spawn_claimer`]). `true`: delivered, and handed to
     /// the flusher to record (which then stops renewing its lease).
-    pub(super) async fn deliver(&self, row: CallbackRow) -> bool {
+    pub(super) async fn deliver(&self, mut row: CallbackRow) -> bool {
         // Once draining, nothing new starts (the row stays pending, let go
         // of at the stop); an attempt under way goes on until `stop`.
         let permit = tokio::select! {
@@ -20,12 +20,23 @@ impl Inner {
         if self.draining.is_cancelled() {
             return false;
         }
+        // A claimed row comes without its body: read as the attempt starts,
+        // within the bytes that attempts may hold at once.
+        let bytes = match row.body.is_empty() {
+            true => match self.read_body(&mut row).await {
+                Some(permit) => Some(permit),
+                None => return false,
+            },
+            false => None,
+        };
+        let body = std::mem::take(&mut row.body);
         let attempts = row.attempts as u32 + 1;
         let outcome = tokio::select! {
-            outcome = self.attempt(&row) => outcome,
+            outcome = self.attempt(&row, body) => outcome,
             // Abandoned: the row stays pending, let go of at the stop.
             _ = self.stop.cancelled() => return false,
         };
+        drop(bytes);
         let now = self.clock.now_ms();
         let record = match outcome {
             Attempt::Delivered => DeliveryOutcome::Delivered,
@@ -116,6 +127,29 @@ impl Inner {
         false
     }
 
+    /// Reads the body of a claimed row, once the bytes it takes are free
+    /// among [`BODY_BYTES`]; `None`: not now (stopping, or the store could
+    /// not read it: the row lapses and is claimed again).
+    async fn read_body(&self, row: &mut CallbackRow) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let kib = (row.body_len.max(0) as u64 / 1024).clamp(1, BODY_BYTES as u64 / 1024) as u32;
+        let permit = tokio::select! {
+            p = self.body_bytes.acquire_many(kib) => p.ok()?,
+            _ = self.draining.cancelled() => return None,
+        };
+        match self.store.callback_body(row.outbox, row.seq).await {
+            Ok(Some(body)) => {
+                row.body = body;
+                Some(permit)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(callback_id = %row.id, error = %e,
+                    "cannot read a callback's body; it is claimed again once its lease lapses");
+                None
+            }
+        }
+    }
+
     pub(super) fn backoff(&self, attempt: u32) -> Duration {
         let c = &self.config;
         let jitter = rand::rng().random();
@@ -151,7 +185,7 @@ impl Inner {
         }
     }
 
-    pub(super) async fn attempt(&self, row: &CallbackRow) -> Attempt {
+    pub(super) async fn attempt(&self, row: &CallbackRow, body: String) -> Attempt {
         let timestamp = self.clock.now().timestamp();
         let url = match self.url(&row.url) {
             Ok(url) => url,
@@ -170,11 +204,12 @@ impl Inner {
             let signatures: Vec<String> = self
                 .keys
                 .iter()
-                .map(|key| sign(key, &row.id, timestamp, &row.body))
+                .map(|key| sign(key, &row.id, timestamp, &body))
                 .collect();
             req = req.header("webhook-signature", signatures.join(" "));
         }
-        match req.body(row.body.clone()).send().await {
+        // (The body moves into the request: no copy of megabytes.)
+        match req.body(body).send().await {
             Err(e) if refused_address(&e).is_some() => {
                 Attempt::Fatal(refused_address(&e).unwrap_or_default())
             }

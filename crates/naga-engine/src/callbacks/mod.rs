@@ -61,6 +61,11 @@ const CLAIM_POLL: Duration = Duration::from_secs(1);
 /// Most rows claimed by one statement.
 const CLAIM_GROUP: usize = 64;
 
+/// The bodies claimed attempts may hold at once (bytes): a claim takes
+/// rows without their bodies, and each attempt reads its own within this,
+/// so retries of many large callbacks do not hold them all at once.
+const BODY_BYTES: usize = 16 << 20;
+
 #[derive(Clone)]
 pub struct Callbacks {
     inner: Arc<Inner>,
@@ -76,6 +81,8 @@ struct Inner {
     keys: Vec<Vec<u8>>,
     clock: Arc<dyn Clock>,
     permits: Semaphore,
+    /// [`BODY_BYTES`], in KiB.
+    body_bytes: Semaphore,
     /// No new attempt starts once this fires (a graceful stop); attempts
     /// in flight finish (or time out) and are recorded.
     draining: CancellationToken,
@@ -159,6 +166,7 @@ impl Callbacks {
         Ok(Self {
             inner: Arc::new(Inner {
                 permits: Semaphore::new(config.concurrency.max(1)),
+                body_bytes: Semaphore::new(BODY_BYTES / 1024),
                 draining: CancellationToken::new(),
                 store,
                 node,

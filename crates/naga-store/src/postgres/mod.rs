@@ -150,6 +150,7 @@ mod tests {
             pool,
             analysis_owners: AnalysisOwners::default(),
             health: Default::default(),
+            unreachable: Default::default(),
         };
         assert!(pg.health.fault().is_none());
         pg.observe::<()>(&Err(StoreError::Conflict("a request's own fault".into())));

@@ -26,8 +26,9 @@ pub(crate) async fn claim_deliveries(
                              AND {}
                            ORDER BY next_attempt_at LIMIT $5
                            FOR UPDATE SKIP LOCKED)
-             RETURNING *",
-            super::leases::unheld!("$6")
+             RETURNING {}",
+            super::leases::unheld!("$6"),
+            crate::callback_without_body!()
         ))
         .bind(&claim.lease.owner)
         .bind(claim.lease.until)

@@ -44,6 +44,7 @@ fn insert_notification(
         last_error: None,
         created_at: now,
         delivered_at: None,
+        body_len: 0,
     })
 }
 

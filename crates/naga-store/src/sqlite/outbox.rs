@@ -28,9 +28,9 @@ pub(crate) async fn claim_deliveries(
                            WHERE status = 'pending' AND next_attempt_at <= ?3
                              AND {}
                            ORDER BY next_attempt_at LIMIT ?5)
-                         RETURNING seq, id, task_id, url, body, status, attempts, next_attempt_at,
-                                   last_error, created_at, delivered_at",
-                    super::leases::unheld!("?6")
+                         RETURNING {}",
+                    super::leases::unheld!("?6"),
+                    crate::callback_without_body!()
                 ))?;
                 let mut claimed = stmt
                     .query_map(
@@ -56,6 +56,7 @@ pub(crate) async fn claim_deliveries(
                                 last_error: r.get(8)?,
                                 created_at: r.get(9)?,
                                 delivered_at: r.get(10)?,
+                                body_len: r.get(11)?,
                             })
                         },
                     )?
