@@ -203,9 +203,11 @@ impl Store {
         use sqlx::migrate::MigrateDatabase;
         if !sqlx::Postgres::database_exists(url).await? {
             // Created if missing, as the SQLite file is; two nodes starting
-            // at once: one creates it, the other finds it (42P04).
+            // at once: one creates it, the other finds it (42P04), or
+            // meets the first's row in the catalogue (23505).
             match sqlx::Postgres::create_database(url).await {
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+                Err(sqlx::Error::Database(e))
+                    if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
                 other => other?,
             }
             tracing::info!("created the PostgreSQL database");
