@@ -100,11 +100,14 @@ impl Scheduler {
         });
         let sweeper = self.clone();
         self.inner.tracker.spawn(async move {
-            // The sessions' next batches each lease/2.
+            // The sessions' next batches each lease/2, and at once when the
+            // store is in touch again (an end that committed just before an
+            // outage may not have readied its session's next batch).
             let inner = &sweeper.inner;
             loop {
                 tokio::select! {
                     _ = inner.clock.sleep(lease / 2) => {}
+                    _ = inner.contact.repair.notified() => {}
                     _ = inner.draining.cancelled() => return,
                 }
                 match inner.store.ready_heads().await {
@@ -231,6 +234,9 @@ pub(super) struct Contact {
     state: Mutex<ContactState>,
     /// A chain started anew: the node's leases are renewed at once.
     pub(super) regained: tokio::sync::Notify,
+    /// The same, for the repair of sessions whose next batch an end could
+    /// not ready while the store was out: it runs at once.
+    pub(super) repair: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -247,6 +253,7 @@ impl Contact {
             beat: Duration::from_millis(heartbeat_ms.max(10)),
             state: Mutex::default(),
             regained: tokio::sync::Notify::new(),
+            repair: tokio::sync::Notify::new(),
         }
     }
 
@@ -263,6 +270,7 @@ impl Contact {
         if anew {
             state.since = Some(at);
             self.regained.notify_one();
+            self.repair.notify_one();
         }
         anew
     }

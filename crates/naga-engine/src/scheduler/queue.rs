@@ -108,14 +108,27 @@ impl Scheduler {
             Err(EngineError::Store(e)) if !e.is_transient() => self.quarantine(t, e),
             Err(e) => {
                 // Not this task's fault: let go of it, so that a later
-                // claim takes it again.
+                // claim takes it again (tried for as long as the store
+                // cannot write: else it would wait out its lease).
                 tracing::warn!(task_id = %t.id, session_id = %t.session_id, error = %e,
-                    "cannot read a claimed task; it is claimed again later");
-                let _ = self
-                    .inner
-                    .store
-                    .release_lease(&t.id, &self.inner.node_id)
+                    "cannot read a claimed task; it is let go of and claimed again");
+                drop(worker);
+                let inner = self.inner.clone();
+                self.inner.tracker.spawn(async move {
+                    let released = retry_store(
+                        &*inner.clock,
+                        &inner.stop,
+                        3,
+                        || format!("let go of task `{}`", t.id),
+                        || inner.store.release_lease(&t.id, &inner.node_id),
+                    )
                     .await;
+                    match released {
+                        Ok(()) => inner.wake(),
+                        Err(e) => tracing::error!(task_id = %t.id, error = %e,
+                            "cannot let go of a claimed task: it is claimed again once its lease lapses"),
+                    }
+                });
             }
         }
         true
