@@ -101,39 +101,9 @@ async fn two_nodes_on_one_database_lose_nothing_when_one_is_killed_9() {
     drop(a); // kill -9
 
     // B takes over A's batches and callbacks once A's lease has expired.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let called: std::collections::HashSet<String> = receiver
-            .accepted()
-            .iter()
-            .filter_map(|r| r.body["task_id"].as_str().map(str::to_owned))
-            .collect();
-        if ids.iter().all(|id| called.contains(id)) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not called back: {:?}",
-            ids.iter()
-                .filter(|id| !called.contains(*id))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for id in &ids {
-        let (status, task) = read(
-            client
-                .get(format!("{url_b}/tasks/{id}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{task}");
-        assert_eq!(task["status"], "succeeded", "{task}");
-        // Each call's end recorded once: a finished call never ran again.
-        assert_eq!(task["steps_count"], 3, "{id}: {task}");
-    }
+    all_called_back(&receiver, &ids, Duration::from_secs(60)).await;
+    // Each call's end recorded once: a finished call never ran again.
+    each_succeeded_once(&client, &url_b, &ids, 3).await;
     // A callback delivered more than once (an attempt refused, or a
     // delivery whose record died with A) keeps its webhook-id.
     let mut webhook_ids: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
@@ -400,6 +370,48 @@ async fn a_callback_retry_is_sent_by_whichever_node_has_room_when_it_is_due() {
 }
 
 /// One echo call that takes `delay_ms`, for `session`.
+/// Waits until `receiver` accepted a callback of every task of `ids`.
+async fn all_called_back(receiver: &Receiver, ids: &[String], within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let called: std::collections::HashSet<String> = receiver
+            .accepted()
+            .iter()
+            .filter_map(|r| r.body["task_id"].as_str().map(str::to_owned))
+            .collect();
+        let missing: Vec<_> = ids.iter().filter(|id| !called.contains(*id)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not called back within {within:?}: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every task of `ids` succeeded with each of its `calls` calls' ends
+/// recorded once (a finished call never ran again), as `url` reads them.
+async fn each_succeeded_once(client: &reqwest::Client, url: &str, ids: &[String], calls: u64) {
+    for id in ids {
+        let (status, task) = read(
+            client
+                .get(format!("{url}/tasks/{id}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{task}");
+        assert_eq!(task["status"], "succeeded", "{task}");
+        assert_eq!(
+            task["steps_count"], calls,
+            "{id}: a call's end recorded twice: {task}"
+        );
+    }
+}
+
 fn slow_batch(session: &str, id: &str, delay_ms: u64, policy: Option<&str>) -> serde_json::Value {
     let mut batch = echo_batch(session, id, &[id], delay_ms, None);
     if let Some(policy) = policy {
@@ -899,42 +911,9 @@ async fn a_postgresql_outage_longer_than_the_leases_runs_nothing_twice() {
     pg.start_again();
     let back = std::time::Instant::now();
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    loop {
-        let called: std::collections::HashSet<String> = receiver
-            .accepted()
-            .iter()
-            .filter_map(|r| r.body["task_id"].as_str().map(str::to_owned))
-            .collect();
-        if ids.iter().all(|id| called.contains(id)) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not called back within 40 s of the database's return: {:?}",
-            ids.iter()
-                .filter(|id| !called.contains(*id))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    all_called_back(&receiver, &ids, Duration::from_secs(40)).await;
     let ended_after = back.elapsed();
-    for id in &ids {
-        let (status, task) = read(
-            client
-                .get(format!("{url_a}/tasks/{id}"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{task}");
-        assert_eq!(task["status"], "succeeded", "{task}");
-        assert_eq!(
-            task["steps_count"], 3,
-            "{id}: a call's end recorded twice: {task}"
-        );
-    }
+    each_succeeded_once(&client, &url_a, &ids, 3).await;
     let mut sent: HashMap<String, usize> = HashMap::new();
     for r in receiver.all() {
         let id = r.headers["webhook-id"].to_str().unwrap().to_owned();
@@ -1110,8 +1089,11 @@ async fn under_load_a_schedule_during_an_outage_is_refused_within_seconds() {
     for s in senders {
         slowest = slowest.max(s.await.unwrap());
     }
+    // (Idle, a node answers in ~2 s: the pool's wait for a connection. The
+    // bound leaves room for a loaded CI machine; before, under this load,
+    // answers took 5-7 s and more.)
     assert!(
-        slowest < Duration::from_secs(3),
+        slowest < Duration::from_secs(4),
         "a schedule during the outage was answered after {slowest:?}"
     );
 }

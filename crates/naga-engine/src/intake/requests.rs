@@ -11,15 +11,7 @@ impl Engine {
         &self,
         req: AgentScheduleRequest,
     ) -> Result<Scheduled, EngineError> {
-        let span = request_span(
-            "agent",
-            &req.session_id,
-            &req.analysis_session_id,
-            &req.request_id,
-        );
-        let scheduled = self.schedule_agent_batch(req, false).instrument(span).await;
-        crate::metrics::schedule_request(TaskKind::Agent, outcome_label(&scheduled));
-        scheduled
+        self.schedule_agent_traced(req, false).await
     }
 
     /// An A2A message as an agent batch whose `callback_url` is its push
@@ -28,13 +20,22 @@ impl Engine {
         &self,
         req: AgentScheduleRequest,
     ) -> Result<Scheduled, EngineError> {
+        self.schedule_agent_traced(req, true).await
+    }
+
+    /// An agent batch, in a span with its ids, counted by outcome.
+    async fn schedule_agent_traced(
+        &self,
+        req: AgentScheduleRequest,
+        push: bool,
+    ) -> Result<Scheduled, EngineError> {
         let span = request_span(
             "agent",
             &req.session_id,
             &req.analysis_session_id,
             &req.request_id,
         );
-        let scheduled = self.schedule_agent_batch(req, true).instrument(span).await;
+        let scheduled = self.schedule_agent_batch(req, push).instrument(span).await;
         crate::metrics::schedule_request(TaskKind::Agent, outcome_label(&scheduled));
         scheduled
     }
