@@ -67,8 +67,26 @@ impl StoreError {
     pub fn is_unreachable(&self) -> bool {
         matches!(
             self,
-            Self::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed)
+            Self::Db(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    // (A server going down or coming up may answer a new
+                    // connection with bytes that are not its protocol.)
+                    | sqlx::Error::Protocol(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::WorkerCrashed
+            )
         )
+    }
+
+    /// Whether what is stored cannot be read back (damaged, or not what
+    /// it should be): trying again will not help. What a task is
+    /// quarantined for; any other failure to read it is tried again.
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self,
+            Self::Corrupt(_) | Self::Db(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_))
+        ) || self.is_damage()
     }
 
     /// The same unreachable database, as an error of its own (to answer
@@ -100,9 +118,7 @@ impl StoreError {
                         .is_some_and(|c| TRANSIENT_CODES.contains(&(c & 0xff))),
                 }
             }
-            Self::Db(
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed,
-            ) => true,
+            Self::Db(_) if self.is_unreachable() => true,
             _ => false,
         }
     }
@@ -111,6 +127,21 @@ impl StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server going down or coming up can answer a new connection with
+    /// bytes that are not its protocol: the database is unreachable, not
+    /// the task damaged (a task read so was quarantined as unreadable).
+    #[test]
+    fn a_garbled_connection_is_unreachable_not_unreadable() {
+        let garbled = StoreError::Db(sqlx::Error::Protocol(
+            "unexpected response from SSLRequest: 0x00".into(),
+        ));
+        assert!(garbled.is_unreachable() && garbled.is_transient());
+        assert!(!garbled.is_unreadable());
+        let corrupt = StoreError::Corrupt("calls are not an array".into());
+        assert!(corrupt.is_unreadable() && !corrupt.is_transient());
+        assert!(!StoreError::Conflict("a request's own".into()).is_unreadable());
+    }
 
     #[test]
     fn a_damaged_file_is_damage_not_transient() {

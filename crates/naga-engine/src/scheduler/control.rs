@@ -47,7 +47,7 @@ impl Scheduler {
     async fn end_claimed(&self, t: TaskRow, reason: &str) -> Option<TaskStatus> {
         match self.resume_spec(&t).await {
             Ok(spec) => self.inner.cancel_unstarted(&spec, reason).await,
-            Err(EngineError::Store(e)) if !e.is_transient() => {
+            Err(EngineError::Store(e)) if e.is_unreadable() => {
                 self.quarantine(t, e);
                 Some(TaskStatus::Failed)
             }

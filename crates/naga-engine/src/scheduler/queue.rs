@@ -105,7 +105,7 @@ impl Scheduler {
                 }
                 self.inner.clone().hold(spec, worker);
             }
-            Err(EngineError::Store(e)) if !e.is_transient() => self.quarantine(t, e),
+            Err(EngineError::Store(e)) if e.is_unreadable() => self.quarantine(t, e),
             Err(e) => {
                 // Not this task's fault: let go of it, so that a later
                 // claim takes it again (tried for as long as the store
