@@ -22,9 +22,9 @@ use naga_engine::{agents::CallOutcome, Engine, EngineError};
 use rmcp::{
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
-        CreateTaskResult, DetailedTask, GetTaskParams, GetTaskResult, JsonObject, ListToolsResult,
-        PaginatedRequestParams, ServerCapabilities, ServerConfig, Task, TaskPayload,
-        TaskStatus as McpTaskStatus, Tool, UpdateTaskParams,
+        CreateTaskResult, DetailedTask, GetTaskParams, GetTaskResult, Implementation, JsonObject,
+        ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Task,
+        TaskPayload, TaskStatus as McpTaskStatus, Tool, UpdateTaskParams,
     },
     service::RequestContext,
     transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService},
@@ -337,6 +337,7 @@ impl ServerHandler for Gateway {
                 .enable_tasks()
                 .build(),
         )
+        .with_server_info(Implementation::new("naga", env!("CARGO_PKG_VERSION")))
         .with_instructions(
             "naga: every tool call is a durable task (committed before the answer, resumed \
              after a crash). Declare the io.modelcontextprotocol/tasks extension to get the task \

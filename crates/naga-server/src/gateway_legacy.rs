@@ -146,6 +146,15 @@ fn mcp_error(e: rmcp::ErrorData) -> (i64, String) {
     (i64::from(e.code.0), e.message.to_string())
 }
 
+/// 2025-11-25 answers a task id it does not know with -32602 (invalid
+/// params), where the Tasks extension says -32002 (resource not found).
+fn unknown_task(e: rmcp::ErrorData) -> (i64, String) {
+    match mcp_error(e) {
+        (-32002, message) => (-32602, message),
+        other => other,
+    }
+}
+
 fn task_id(params: &Value) -> Result<&str, (i64, String)> {
     params["taskId"]
         .as_str()
@@ -154,7 +163,7 @@ fn task_id(params: &Value) -> Result<&str, (i64, String)> {
 
 /// A task in 2025-11-25's shape.
 async fn shape(gateway: &Gateway, id: &str) -> Result<(Value, TaskPayload), (i64, String)> {
-    let detailed = gateway.detailed(id).await.map_err(mcp_error)?;
+    let detailed = gateway.detailed(id).await.map_err(unknown_task)?;
     let task = &detailed.task;
     let status = match detailed.status() {
         McpTaskStatus::Working => "working",

@@ -297,3 +297,58 @@ async fn mcp_sessions_are_bounded_and_the_least_recently_used_makes_room() {
         assert_eq!(resp.status(), StatusCode::OK, "{id} goes on");
     }
 }
+
+/// naga's MCP face names itself: `serverInfo` is naga and its version, not
+/// the SDK it is built with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_face_names_itself_naga_in_server_info() {
+    let app = TestApp::spawn().await;
+    let resp = app
+        .client
+        .post(format!("{}/mcp", app.agent))
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": EXPERIMENTAL, "capabilities": {},
+                       "clientInfo": {"name": "names", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    // A JSON body, or an SSE event carrying it (after a priming one).
+    let json = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .find(|d| !d.trim().is_empty())
+        .unwrap_or(&text);
+    let answer: Value = serde_json::from_str(json.trim()).unwrap();
+    let info = &answer["result"]["serverInfo"];
+    assert_eq!(info["name"], "naga", "{answer}");
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"), "{answer}");
+}
+
+/// On 2025-11-25, `tasks/get` and `tasks/result` of a task id the server
+/// does not know answer -32602 (invalid params), as that version says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_2025_11_25_an_unknown_task_id_is_invalid_params() {
+    let app = TestApp::spawn().await;
+    for method in ["tasks/get", "tasks/result"] {
+        let resp = app
+            .client
+            .post(format!("{}/mcp", app.agent))
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", EXPERIMENTAL)
+            .json(
+                &serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": method,
+                "params": {"taskId": "no-such-task"}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let (_, answer) = read(resp).await;
+        assert_eq!(answer["error"]["code"], -32602, "{method}: {answer}");
+        assert_eq!(answer["id"], 7, "{answer}");
+    }
+}
