@@ -289,6 +289,20 @@ async fn accept(engine: &Engine, params: &Value) -> Rpc<String> {
     if !message.is_object() {
         return Err(RpcError(INVALID_PARAMS, "`message` is required".into()));
     }
+    // A Message requires both (A2A): nothing is created without them.
+    if text(&message["messageId"]).is_none() {
+        return Err(RpcError(
+            INVALID_PARAMS,
+            "`message.messageId` is required".into(),
+        ));
+    }
+    let roles = ["ROLE_USER", "ROLE_AGENT", "user", "agent"];
+    if !message["role"].as_str().is_some_and(|r| roles.contains(&r)) {
+        return Err(RpcError(
+            INVALID_PARAMS,
+            "`message.role` is required: ROLE_USER or ROLE_AGENT".into(),
+        ));
+    }
     if text(&message["taskId"]).is_some() {
         return Err(RpcError(
             UNSUPPORTED,

@@ -282,3 +282,41 @@ async fn the_http_json_binding_serves_the_same_tasks() {
         "{body}"
     );
 }
+
+/// A message needs its `messageId` and its `role`: one without either is
+/// -32602 on JSON-RPC (400 on HTTP+JSON), and no task is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_without_its_id_or_role_is_refused_and_creates_nothing() {
+    let app = TestApp::spawn().await;
+    let part = serde_json::json!([{"text": "你好"}]);
+    let incomplete = [
+        serde_json::json!({"role": "ROLE_USER", "parts": part, "contextId": "a2a-bad"}),
+        serde_json::json!({"messageId": "a2a-bad-1", "parts": part, "contextId": "a2a-bad"}),
+        serde_json::json!({"messageId": "a2a-bad-2", "role": "ROLE_NOBODY", "parts": part}),
+    ];
+    for message in &incomplete {
+        let rpc = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+            "params": {"message": message}});
+        let resp = app
+            .client
+            .post(format!("{}/a2a", app.agent))
+            .header("a2a-version", "1.0")
+            .json(&rpc)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], -32602, "{message}: {body}");
+        let rest = app
+            .client
+            .post(format!("{}/a2a/rest/message:send", app.agent))
+            .header("a2a-version", "1.0")
+            .json(&serde_json::json!({"message": message}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rest.status(), StatusCode::BAD_REQUEST, "{message}");
+    }
+    let (_, tasks) = app.get("/tasks").await;
+    assert_eq!(tasks["count"], 0, "nothing created: {tasks}");
+}
