@@ -142,9 +142,7 @@ pub async fn jsonrpc(State(state): State<AgentState>, Json(request): Json<Value>
     tracing::debug!(%method, ok = answer.is_ok(), "A2A request");
     Json(match answer {
         Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
-        Err(RpcError(code, message)) => {
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
-        }
+        Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": rpc_error(e)}),
     })
     .into_response()
 }
@@ -458,9 +456,30 @@ async fn list_tasks(engine: &Engine, params: &Value) -> Rpc<Value> {
 // The HTTP+JSON binding (`/a2a/rest`): the same operations, the protocol's
 // JSON as bodies, errors as `google.rpc.Status` with A2A's reason.
 
+/// The `google.rpc.ErrorInfo` an A2A error carries (in the JSON-RPC
+/// error's `data`, in the HTTP+JSON error's `details`).
+fn error_info(reason: &str) -> Value {
+    json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
+           "domain": "a2a-protocol.org"})
+}
+
+/// A JSON-RPC error, with its `ErrorInfo` as `data`.
+fn rpc_error(RpcError(code, message): RpcError) -> Value {
+    let (_, _, reason) = error_kind(code);
+    json!({"code": code, "message": message, "data": [error_info(reason)]})
+}
+
 /// An error of the HTTP+JSON binding.
 fn rest_error(RpcError(code, message): RpcError) -> Response {
-    let (status, name, reason) = match code {
+    let (status, name, reason) = error_kind(code);
+    let body = json!({"error": {"code": status.as_u16(), "status": name, "message": message,
+        "details": [error_info(reason)]}});
+    (status, Json(body)).into_response()
+}
+
+/// An error's HTTP status, `google.rpc.Code` name and A2A reason.
+fn error_kind(code: i64) -> (StatusCode, &'static str, &'static str) {
+    match code {
         TASK_NOT_FOUND => (StatusCode::NOT_FOUND, "NOT_FOUND", "TASK_NOT_FOUND"),
         TASK_NOT_CANCELABLE => (
             StatusCode::BAD_REQUEST,
@@ -488,11 +507,7 @@ fn rest_error(RpcError(code, message): RpcError) -> Response {
             "INTERNAL",
             "INTERNAL_ERROR",
         ),
-    };
-    let body = json!({"error": {"code": status.as_u16(), "status": name, "message": message,
-        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
-                     "domain": "a2a-protocol.org"}]}});
-    (status, Json(body)).into_response()
+    }
 }
 
 fn rest(answer: Rpc<Value>) -> Response {

@@ -320,3 +320,31 @@ async fn a_message_without_its_id_or_role_is_refused_and_creates_nothing() {
     let (_, tasks) = app.get("/tasks").await;
     assert_eq!(tasks["count"], 0, "nothing created: {tasks}");
 }
+
+/// A JSON-RPC A2A error carries its `google.rpc.ErrorInfo` in `data`, as
+/// the HTTP+JSON binding's carries it in `details`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_rpc_error_carries_its_error_info() {
+    let app = TestApp::spawn().await;
+    let rpc = serde_json::json!({"jsonrpc": "2.0", "id": "g", "method": "GetTask",
+        "params": {"id": "no-such-task"}});
+    let body: Value = app
+        .client
+        .post(format!("{}/a2a", app.agent))
+        .header("a2a-version", "1.0")
+        .json(&rpc)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["error"]["code"], -32001, "{body}");
+    let info = &body["error"]["data"][0];
+    assert_eq!(
+        info["@type"], "type.googleapis.com/google.rpc.ErrorInfo",
+        "{body}"
+    );
+    assert_eq!(info["reason"], "TASK_NOT_FOUND", "{body}");
+    assert_eq!(info["domain"], "a2a-protocol.org", "{body}");
+}
