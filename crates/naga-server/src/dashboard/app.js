@@ -90,8 +90,10 @@ async function selectSession(id) {
 async function loadTasks() {
   if (!state.session) return;
   state.taskCount ??= PAGE;
-  const path = `/tasks?session_id=${encodeURIComponent(state.session)}`;
+  const session = state.session;
+  const path = `/tasks?session_id=${encodeURIComponent(session)}`;
   const tasks = await firstItems(path, "tasks", state.taskCount);
+  if (session !== state.session) return;
   $("tasks").replaceChildren(
     ...tasks.map((t) =>
       el("li", {
@@ -117,10 +119,13 @@ async function selectTask(id) {
 
 async function loadTask() {
   if (!state.task) return;
+  const id = state.task;
   const [t, cbs] = await Promise.all([
-    api(`/tasks/${encodeURIComponent(state.task)}`),
-    api(`/callbacks?task_id=${encodeURIComponent(state.task)}&limit=1`),
+    api(`/tasks/${encodeURIComponent(id)}`),
+    api(`/callbacks?task_id=${encodeURIComponent(id)}&limit=1`),
   ]);
+  // Another task was selected meanwhile: its own load shows it.
+  if (id !== state.task) return;
   const callback = cbs.callbacks[0];
   const active = t.status === "queued" || t.status === "running";
   const box = $("task");
