@@ -39,11 +39,6 @@ impl BoundedSessions {
         }
     }
 
-    /// How many sessions live now.
-    pub fn len(&self) -> usize {
-        self.used.lock().unwrap().len()
-    }
-
     fn touch(&self, id: &SessionId) {
         if let Some(at) = self.used.lock().unwrap().get_mut(id) {
             *at = Instant::now();

@@ -297,15 +297,7 @@ async fn a_message_without_its_id_or_role_is_refused_and_creates_nothing() {
     for message in &incomplete {
         let rpc = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
             "params": {"message": message}});
-        let resp = app
-            .client
-            .post(format!("{}/a2a", app.agent))
-            .header("a2a-version", "1.0")
-            .json(&rpc)
-            .send()
-            .await
-            .unwrap();
-        let body: Value = resp.json().await.unwrap();
+        let body = json_rpc(&app, &rpc).await;
         assert_eq!(body["error"]["code"], -32602, "{message}: {body}");
         let rest = app
             .client
@@ -328,17 +320,7 @@ async fn a_json_rpc_error_carries_its_error_info() {
     let app = TestApp::spawn().await;
     let rpc = serde_json::json!({"jsonrpc": "2.0", "id": "g", "method": "GetTask",
         "params": {"id": "no-such-task"}});
-    let body: Value = app
-        .client
-        .post(format!("{}/a2a", app.agent))
-        .header("a2a-version", "1.0")
-        .json(&rpc)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json_rpc(&app, &rpc).await;
     assert_eq!(body["error"]["code"], -32001, "{body}");
     let info = &body["error"]["data"][0];
     assert_eq!(
@@ -347,4 +329,17 @@ async fn a_json_rpc_error_carries_its_error_info() {
     );
     assert_eq!(info["reason"], "TASK_NOT_FOUND", "{body}");
     assert_eq!(info["domain"], "a2a-protocol.org", "{body}");
+}
+
+/// A JSON-RPC request to naga's A2A face (version 1.0); its answer.
+async fn json_rpc(app: &TestApp, rpc: &Value) -> Value {
+    let resp = app
+        .client
+        .post(format!("{}/a2a", app.agent))
+        .header("a2a-version", "1.0")
+        .json(rpc)
+        .send()
+        .await
+        .unwrap();
+    resp.json().await.unwrap()
 }
