@@ -1,11 +1,13 @@
 //! naga as an MCP server (`/mcp` on the agent server, streamable HTTP, on
 //! rmcp's server side): naga's agents and every tool of the configured MCP
 //! servers are its tools. A call is a naga task, committed before the
-//! answer: with a client that declares the Tasks extension
+//! answer: to a 2026-07-28 request that declares the Tasks extension
 //! (`io.modelcontextprotocol/tasks`) the answer is the task (`resultType:
 //! "task"`), which `tasks/get` reads back from the store (so it survives a
 //! restart and any node of a PostgreSQL deployment answers it) and
-//! `tasks/cancel` stops; without it, the answer waits for the task's end.
+//! `tasks/cancel` stops; 2025-11-25's `params.task` gets that version's
+//! task (`gateway_legacy`); any other call's answer waits for the task's end
+//! and is the tool's result.
 //!
 //! A call's session: the tool's `session_id` argument (naga's agents), else
 //! the request's `_meta["io.naga/session_id"]`, else the MCP session (older
@@ -23,8 +25,8 @@ use rmcp::{
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
         CreateTaskResult, DetailedTask, GetTaskParams, GetTaskResult, Implementation, JsonObject,
-        ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Task,
-        TaskPayload, TaskStatus as McpTaskStatus, Tool, UpdateTaskParams,
+        ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
+        Task, TaskPayload, TaskStatus as McpTaskStatus, Tool, UpdateTaskParams,
     },
     service::RequestContext,
     transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService},
@@ -329,6 +331,20 @@ fn session_of(explicit: Option<String>, ctx: &RequestContext<RoleServer>) -> Opt
         })
 }
 
+/// Whether a `tools/call` is answered with its task: only on 2026-07-28,
+/// whose requests each declare the Tasks extension in their own `_meta`. A
+/// session that negotiated an older version at `initialize` asks for a task
+/// with `params.task` (2025-11-25's experimental tasks, answered in front of
+/// rmcp), or not at all; its capabilities declared at `initialize` do not
+/// change what a plain `tools/call` answers: the tool's result.
+fn asks_for_a_task(context: &RequestContext<RoleServer>) -> bool {
+    let meta = &context.meta;
+    meta.protocol_version() == Some(ProtocolVersion::V_2026_07_28)
+        && meta
+            .client_capabilities()
+            .is_some_and(|c| c.supports_tasks())
+}
+
 impl ServerHandler for Gateway {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
@@ -340,8 +356,9 @@ impl ServerHandler for Gateway {
         .with_server_info(Implementation::new("naga", env!("CARGO_PKG_VERSION")))
         .with_instructions(
             "naga: every tool call is a durable task (committed before the answer, resumed \
-             after a crash). Declare the io.modelcontextprotocol/tasks extension to get the task \
-             at once and poll it with tasks/get.",
+             after a crash). On 2026-07-28, declare the io.modelcontextprotocol/tasks extension \
+             in a request's _meta to get its task at once and poll it with tasks/get; on \
+             2025-11-25, send params.task.",
         )
     }
 
@@ -379,9 +396,7 @@ impl ServerHandler for Gateway {
         let task_id = self.schedule(kind, &call, session.clone(), &name).await?;
         tracing::info!(task_id = %task_id, session_id = ?session, tool = %name,
             "MCP tools/call accepted as a task");
-        let as_task = context
-            .client_capabilities()
-            .is_some_and(|c| c.supports_tasks());
+        let as_task = asks_for_a_task(&context);
         if as_task {
             let task = self.detailed(&task_id).await?.task;
             return Ok(CallToolResponse::Task(CreateTaskResult::new(task)));
