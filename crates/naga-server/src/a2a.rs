@@ -10,7 +10,7 @@
 //!
 //! A message's call: its text parts are the instruction, a data part the
 //! agent's parameters; `metadata.skill` names the agent (else `[agents]
-//! default_agent`). Its `messageId` is the task's request id: sent again,
+//! default_agent`), one the card advertises. Its `messageId` is the task's request id: sent again,
 //! it answers the same task.
 
 use crate::agent::AgentState;
@@ -245,17 +245,8 @@ fn call_of(engine: &Engine, message: &Value, metadata: &Value) -> Rpc<CallPayloa
             "the message has no text part and no data part: say what to do".into(),
         ));
     }
-    let skill = text(&message["metadata"]["skill"])
-        .or_else(|| text(&metadata["skill"]))
-        .unwrap_or(&engine.config().agents.default_agent)
-        .to_owned();
-    if !engine.agents().iter().any(|a| a.name() == skill) {
-        let names: Vec<&str> = engine.agents().iter().map(|a| a.name()).collect();
-        return Err(RpcError(
-            INVALID_PARAMS,
-            format!("no skill `{skill}`: naga's are [{}]", names.join(", ")),
-        ));
-    }
+    let named = text(&message["metadata"]["skill"]).or_else(|| text(&metadata["skill"]));
+    let skill = skill_of(engine, named)?;
     let mut call = CallPayload::new();
     call.insert("agentType".into(), json!("agent"));
     call.insert("tool_name".into(), json!(skill));
@@ -265,6 +256,37 @@ fn call_of(engine: &Engine, message: &Value, metadata: &Value) -> Rpc<CallPayloa
         call.insert("parameters".into(), integral(Value::Object(p)));
     }
     Ok(call)
+}
+
+/// The skill a message runs on: the one its `metadata.skill` names, else
+/// `[agents] default_agent`; either must be one the card advertises (an
+/// agent available here), else -32602 naming those that are.
+fn skill_of(engine: &Engine, named: Option<&str>) -> Rpc<String> {
+    let default = &engine.config().agents.default_agent;
+    let name = named.unwrap_or(default);
+    let agents = engine.agents();
+    let why = match agents.iter().find(|a| a.name() == name) {
+        Some(agent) => match agent.available() {
+            Ok(()) => return Ok(name.to_owned()),
+            Err(why) => format!("`{name}` is not available on this server ({why})"),
+        },
+        None => format!("no skill `{name}`"),
+    };
+    let advertised: Vec<&str> = (agents.iter())
+        .filter(|a| a.available().is_ok())
+        .map(|a| a.name())
+        .collect();
+    let whose = match named {
+        Some(_) => String::new(),
+        None => " (the message names no skill in metadata.skill: this is the default)".into(),
+    };
+    Err(RpcError(
+        INVALID_PARAMS,
+        format!(
+            "{why}{whose}; name one of the card's skills in metadata.skill: [{}]",
+            advertised.join(", ")
+        ),
+    ))
 }
 
 /// Protocol-buffer JSON has only doubles: a whole number (`3000.0`) is

@@ -7,6 +7,7 @@ mod common;
 use common::{peers::*, *};
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::sync::Arc;
 
 const TOKEN: &str = "a2a-token-0123456789abcdef";
 
@@ -342,4 +343,38 @@ async fn json_rpc(app: &TestApp, rpc: &Value) -> Value {
         .await
         .unwrap();
     resp.json().await.unwrap()
+}
+
+/// A message runs on a skill the card advertises: one that names none runs
+/// `[agents] default_agent` when that is advertised; when it is not (here
+/// `computer_control`, on a display that does not exist) the message is
+/// refused with -32602 naming the card's skills, and nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_without_a_skill_runs_an_advertised_one_or_is_refused_naming_them() {
+    // nextest runs each test in a process of its own: this display is ours.
+    std::env::set_var("DISPLAY", ":4242");
+    let app = TestApp::spawn().await;
+    let send = |id: &str| {
+        serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "SendMessage",
+            "params": {"message": {"messageId": id, "role": "ROLE_USER",
+                "parts": [{"text": "你好"}]}}})
+    };
+    let body = json_rpc(&app, &send("no-skill-1")).await;
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("computer_control"), "{body}");
+    assert!(
+        message.contains("echo"),
+        "the card's skills are named: {body}"
+    );
+    let (_, tasks) = app.get("/tasks").await;
+    assert_eq!(tasks["count"], 0, "nothing created: {tasks}");
+
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.agents.default_agent = "echo".into();
+    let app = TestApp::spawn_with(dir, config).await;
+    let body = json_rpc(&app, &send("no-skill-2")).await;
+    let task = &body["result"]["task"];
+    assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{body}");
 }
