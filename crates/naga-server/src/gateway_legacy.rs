@@ -7,11 +7,14 @@
 //! of a 2025-11-25 client is told the `tasks` capability. Everything else
 //! goes to rmcp.
 
-use crate::gateway::{Gateway, McpService};
+use crate::{
+    gateway::{Gateway, McpService},
+    jsonrpc,
+};
 use axum::{
     body::Body,
     extract::Request,
-    http::{header, HeaderMap, Method},
+    http::{header, HeaderMap, Method, StatusCode},
     response::{IntoResponse, Response},
 };
 use naga_store::TaskFilter;
@@ -34,14 +37,19 @@ pub async fn serve(gateway: Gateway, service: McpService, request: Request) -> R
     }
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, crate::MAX_BODY_BYTES).await else {
-        return crate::ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "an MCP message is at most 1 MiB",
-        )
-        .into_response();
+        let too_large = jsonrpc::Invalid {
+            id: Value::Null,
+            code: jsonrpc::INVALID_REQUEST,
+            message: "an MCP message is at most 1 MiB".into(),
+        };
+        return too_large.answer(StatusCode::PAYLOAD_TOO_LARGE);
     };
-    let message: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    // Nothing that is not a JSON-RPC message reaches rmcp (which would
+    // answer it in plain text).
+    let message = match jsonrpc::parse(&bytes) {
+        Ok((_, message)) => message,
+        Err(invalid) => return invalid.answer(StatusCode::BAD_REQUEST),
+    };
     let method = message["method"].as_str().unwrap_or_default();
     let params = &message["params"];
     // A 2026-07-28 request says its version in `_meta`; one of 2025-11-25

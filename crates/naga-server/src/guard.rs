@@ -31,6 +31,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use tower::Layer;
     let checked = axum::middleware::from_fn_with_state(Guard::new(config), check).layer(router);
+    let checked = axum::middleware::from_fn(crate::faces::in_protocol_shape).layer(checked);
     match cors(config) {
         Some(cors) => {
             crate::listener::accept(listener, cors.layer(checked), &config.http, stop).await

@@ -378,3 +378,137 @@ async fn a_message_without_a_skill_runs_an_advertised_one_or_is_refused_naming_t
     let task = &body["result"]["task"];
     assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{body}");
 }
+
+/// POSTs `body` to `path` with `content_type` (and A2A 1.0, and MCP's
+/// Accept); the status, and the answer, which must be JSON.
+async fn raw(app: &TestApp, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let resp = app
+        .client
+        .post(format!("{}{path}", app.agent))
+        .header("a2a-version", "1.0")
+        .header("content-type", content_type)
+        .header("accept", "application/json, text/event-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{path} answered {status} without JSON: {text}"));
+    (status, json)
+}
+
+/// What is not a JSON-RPC request gets JSON-RPC's error, and is not
+/// executed; a notification (no `id`) is neither executed nor answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_rpc_envelope_is_checked_before_anything_runs() {
+    let app = TestApp::spawn().await;
+    let message = |id: &str| {
+        serde_json::json!({"message": {"messageId": id, "role": "ROLE_USER",
+            "parts": [{"text": "你好"}], "metadata": {"skill": "echo"}}})
+    };
+    let json = "application/json";
+    let cases: Vec<(Vec<u8>, i64)> = vec![
+        (b"{\"jsonrpc\": \"2.0\", \"method\"".to_vec(), -32700),
+        (
+            serde_json::to_vec(&serde_json::json!({"jsonrpc": "1.0", "id": 1,
+            "method": "SendMessage", "params": message("env-1")}))
+            .unwrap(),
+            -32600,
+        ),
+        (
+            serde_json::to_vec(&serde_json::json!({"jsonrpc": "2.0", "id": 2,
+            "params": message("env-2")}))
+            .unwrap(),
+            -32600,
+        ),
+        (
+            serde_json::to_vec(&serde_json::json!({"jsonrpc": "2.0", "id": {"bad": 1},
+            "method": "SendMessage", "params": message("env-3")}))
+            .unwrap(),
+            -32600,
+        ),
+        (
+            serde_json::to_vec(&serde_json::json!([{"jsonrpc": "2.0", "id": 4,
+            "method": "SendMessage", "params": message("env-4")}]))
+            .unwrap(),
+            -32600,
+        ),
+        (("[".repeat(100) + &"]".repeat(100)).into_bytes(), -32600),
+    ];
+    for (body, code) in cases {
+        let shown = String::from_utf8_lossy(&body)
+            .chars()
+            .take(80)
+            .collect::<String>();
+        let (status, answer) = raw(&app, "/a2a", json, body).await;
+        assert_eq!(status, 200, "{shown}: {answer}");
+        assert_eq!(answer["jsonrpc"], "2.0", "{shown}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{shown}: {answer}");
+    }
+    // The transport's refusals are JSON-RPC errors too.
+    let (status, answer) = raw(&app, "/a2a", "text/plain", b"{}".to_vec()).await;
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (415, &serde_json::json!(-32600)),
+        "{answer}"
+    );
+    // A notification: not answered, not executed.
+    let note = serde_json::json!({"jsonrpc": "2.0", "method": "SendMessage",
+        "params": message("env-note")});
+    let resp = app
+        .client
+        .post(format!("{}/a2a", app.agent))
+        .header("a2a-version", "1.0")
+        .json(&note)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(resp.text().await.unwrap(), "");
+    // Then a request that is one runs: it is the only task there is.
+    let sent = json_rpc(
+        &app,
+        &serde_json::json!({"jsonrpc": "2.0", "id": 9,
+        "method": "SendMessage", "params": message("env-ok")}),
+    )
+    .await;
+    assert_eq!(
+        sent["result"]["task"]["status"]["state"], "TASK_STATE_COMPLETED",
+        "{sent}"
+    );
+    let (_, tasks) = app.get("/tasks").await;
+    assert_eq!(tasks["count"], 1, "only the valid request ran: {tasks}");
+}
+
+/// The HTTP+JSON binding answers bad bodies with its own error shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_json_binding_answers_bad_bodies_in_its_error_shape() {
+    let app = TestApp::spawn().await;
+    let path = "/a2a/rest/message:send";
+    let deep = ("[".repeat(100) + &"]".repeat(100)).into_bytes();
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("application/json", b"{\"message\": ".to_vec(), 400),
+        ("text/plain", b"{}".to_vec(), 415),
+        ("application/json", deep, 422),
+    ];
+    for (content_type, body, want) in cases {
+        let (status, answer) = raw(&app, path, content_type, body).await;
+        assert_eq!(status, want, "{answer}");
+        assert_eq!(answer["error"]["code"], want, "{answer}");
+        assert!(answer["error"]["status"].is_string(), "{answer}");
+        assert!(answer["error"]["message"].is_string(), "{answer}");
+    }
+    let (status, answer) = raw(
+        &app,
+        "/a2a/rest/no-such-route",
+        "application/json",
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["error"]["status"], "NOT_FOUND", "{answer}");
+    let (_, tasks) = app.get("/tasks").await;
+    assert_eq!(tasks["count"], 0, "nothing created: {tasks}");
+}

@@ -352,3 +352,71 @@ async fn on_2025_11_25_an_unknown_task_id_is_invalid_params() {
         assert_eq!(answer["id"], 7, "{answer}");
     }
 }
+
+/// What is not a JSON-RPC message, or what the transport refuses, is
+/// answered on `/mcp` as a JSON-RPC error (never plain text), and reaches
+/// no tool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_on_mcp_get_json_rpc_errors() {
+    let app = TestApp::spawn().await;
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"instruction": "x"}}});
+    let mut batch = serde_json::to_vec(&serde_json::json!([call])).unwrap();
+    let deep = ("[".repeat(100) + &"]".repeat(100)).into_bytes();
+    let cases: Vec<(&str, &str, Vec<u8>, u16, i64)> = vec![
+        (
+            "application/json",
+            "application/json, text/event-stream",
+            b"{bad".to_vec(),
+            400,
+            -32700,
+        ),
+        (
+            "application/json",
+            "application/json, text/event-stream",
+            std::mem::take(&mut batch),
+            400,
+            -32600,
+        ),
+        (
+            "application/json",
+            "application/json, text/event-stream",
+            deep,
+            400,
+            -32600,
+        ),
+        (
+            "text/plain",
+            "application/json, text/event-stream",
+            b"{}".to_vec(),
+            415,
+            -32600,
+        ),
+        (
+            "application/json",
+            "text/html",
+            serde_json::to_vec(&call).unwrap(),
+            406,
+            -32600,
+        ),
+    ];
+    for (content_type, accept, body, status, code) in cases {
+        let resp = app
+            .client
+            .post(format!("{}/mcp", app.agent))
+            .header("content-type", content_type)
+            .header("accept", accept)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{content_type} {accept}");
+        let text = resp.text().await.unwrap();
+        let answer: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status} without JSON: {text}"));
+        assert_eq!(answer["jsonrpc"], "2.0", "{answer}");
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+    }
+    let (_, tasks) = app.get("/tasks").await;
+    assert_eq!(tasks["count"], 0, "no tool ran: {tasks}");
+}

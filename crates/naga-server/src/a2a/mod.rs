@@ -13,9 +13,12 @@
 //! default_agent`), one the card advertises. Its `messageId` is the task's request id: sent again,
 //! it answers the same task.
 
-use crate::agent::AgentState;
+use crate::{
+    agent::AgentState,
+    jsonrpc::{self, Message},
+};
 use axum::{
-    extract::{Path, Query, State},
+    extract::State,
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -27,8 +30,11 @@ use naga_core::{
 };
 use naga_engine::{agents::CallOutcome, callbacks::a2a, Engine, EngineError};
 use naga_store::{TaskFilter, TaskRow};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::{convert::Infallible, time::Duration};
+
+mod rest;
+pub use rest::*;
 
 pub const PROTOCOL_VERSION: &str = "1.0";
 
@@ -100,29 +106,64 @@ pub async fn agent_card(State(state): State<AgentState>, headers: HeaderMap) -> 
     request_body(content = Object, description = "A JSON-RPC 2.0 request of A2A 1.0"),
     responses((status = 200, description = "The JSON-RPC answer (JSON, or server-sent events \
         for the streaming methods)", body = Object)))]
-pub async fn jsonrpc(State(state): State<AgentState>, Json(request): Json<Value>) -> Response {
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let method = request["method"].as_str().unwrap_or_default().to_owned();
-    let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
-    let engine = &state.engine;
-    let answer = match method.as_str() {
-        "SendMessage" => send_message(engine, &params).await,
-        "GetTask" => get_task(engine, &params).await,
-        "ListTasks" => list_tasks(engine, &params).await,
-        "CancelTask" => cancel_task(engine, &params).await,
-        "SendStreamingMessage" => match accept(engine, &params).await {
-            Ok(task_id) => return stream(engine.clone(), Some(id), task_id),
-            Err(e) => Err(e),
-        },
-        "SubscribeToTask" => match text(&params["id"]) {
-            Some(task_id) => match find(engine, task_id).await {
-                Ok(_) => return stream(engine.clone(), Some(id), task_id.to_owned()),
-                Err(e) => Err(e),
-            },
-            None => Err(RpcError(INVALID_PARAMS, "`id` is required".into())),
-        },
-        "GetTaskPushNotificationConfig" => push_config(engine, &params).await,
-        "ListTaskPushNotificationConfigs" => match push_config(engine, &params).await {
+pub async fn jsonrpc(State(state): State<AgentState>, body: Bytes) -> Response {
+    let (id, method, params) = match jsonrpc::parse(&body) {
+        Ok((Message::Request { id, method, params }, _)) => (id, method, params),
+        // Never executed, never answered (JSON-RPC 2.0 §4.1).
+        Ok((Message::Notification, _)) => return StatusCode::NO_CONTENT.into_response(),
+        Ok((Message::Response, _)) => {
+            let why = "naga's A2A face sends no requests: there is nothing to answer";
+            let error = json!({"code": jsonrpc::INVALID_REQUEST, "message": why});
+            return jsonrpc::answer(StatusCode::OK, &Value::Null, Err(error));
+        }
+        Err(invalid) => return invalid.answer(StatusCode::OK),
+    };
+    let answer = match params.is_object() {
+        true => dispatch(&state.engine, &id, &method, &params).await,
+        false => Err(RpcError(
+            INVALID_PARAMS,
+            "`params` must be an object".into(),
+        )),
+    };
+    match answer {
+        Ok(Answer::Result(result)) => jsonrpc::answer(StatusCode::OK, &id, Ok(result)),
+        Ok(Answer::Stream(response)) => response,
+        Err(e) => {
+            tracing::debug!(%method, code = e.0, "A2A request refused");
+            jsonrpc::answer(StatusCode::OK, &id, Err(rpc_error(e)))
+        }
+    }
+}
+
+/// What a JSON-RPC method answers: a result, or an event stream.
+enum Answer {
+    Result(Value),
+    Stream(Response),
+}
+
+async fn dispatch(engine: &Engine, id: &Value, method: &str, params: &Value) -> Rpc<Answer> {
+    let result = match method {
+        "SendMessage" => send_message(engine, params).await,
+        "GetTask" => get_task(engine, params).await,
+        "ListTasks" => list_tasks(engine, params).await,
+        "CancelTask" => cancel_task(engine, params).await,
+        "SendStreamingMessage" => {
+            let task_id = accept(engine, params).await?;
+            return Ok(Answer::Stream(stream(
+                engine.clone(),
+                Some(id.clone()),
+                task_id,
+            )));
+        }
+        "SubscribeToTask" => {
+            let task_id = text(&params["id"])
+                .ok_or_else(|| RpcError(INVALID_PARAMS, "`id` is required".into()))?;
+            find(engine, task_id).await?;
+            let stream = stream(engine.clone(), Some(id.clone()), task_id.to_owned());
+            return Ok(Answer::Stream(stream));
+        }
+        "GetTaskPushNotificationConfig" => push_config(engine, params).await,
+        "ListTaskPushNotificationConfigs" => match push_config(engine, params).await {
             Ok(config) => Ok(json!({"configs": [config]})),
             Err(RpcError(TASK_NOT_FOUND, _)) if text(&params["taskId"]).is_some() => {
                 find(engine, text(&params["taskId"]).unwrap_or_default())
@@ -139,12 +180,7 @@ pub async fn jsonrpc(State(state): State<AgentState>, Json(request): Json<Value>
         )),
         other => Err(RpcError(METHOD_NOT_FOUND, format!("no method `{other}`"))),
     };
-    tracing::debug!(%method, ok = answer.is_ok(), "A2A request");
-    Json(match answer {
-        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
-        Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": rpc_error(e)}),
-    })
-    .into_response()
+    result.map(Answer::Result)
 }
 
 /// One server-sent event: a JSON-RPC result (`id` given), or the
@@ -475,9 +511,6 @@ async fn list_tasks(engine: &Engine, params: &Value) -> Rpc<Value> {
     )
 }
 
-// The HTTP+JSON binding (`/a2a/rest`): the same operations, the protocol's
-// JSON as bodies, errors as `google.rpc.Status` with A2A's reason.
-
 /// The `google.rpc.ErrorInfo` an A2A error carries (in the JSON-RPC
 /// error's `data`, in the HTTP+JSON error's `details`).
 fn error_info(reason: &str) -> Value {
@@ -489,14 +522,6 @@ fn error_info(reason: &str) -> Value {
 fn rpc_error(RpcError(code, message): RpcError) -> Value {
     let (_, _, reason) = error_kind(code);
     json!({"code": code, "message": message, "data": [error_info(reason)]})
-}
-
-/// An error of the HTTP+JSON binding.
-fn rest_error(RpcError(code, message): RpcError) -> Response {
-    let (status, name, reason) = error_kind(code);
-    let body = json!({"error": {"code": status.as_u16(), "status": name, "message": message,
-        "details": [error_info(reason)]}});
-    (status, Json(body)).into_response()
 }
 
 /// An error's HTTP status, `google.rpc.Code` name and A2A reason.
@@ -530,108 +555,4 @@ fn error_kind(code: i64) -> (StatusCode, &'static str, &'static str) {
             "INTERNAL_ERROR",
         ),
     }
-}
-
-fn rest(answer: Rpc<Value>) -> Response {
-    match answer {
-        Ok(body) => Json(body).into_response(),
-        Err(e) => rest_error(e),
-    }
-}
-
-/// `POST /a2a/rest/message:send`.
-#[utoipa::path(post, path = "/a2a/rest/message:send", tag = "a2a",
-    request_body(content = Object, description = "A2A's SendMessageRequest"),
-    responses((status = 200, description = "A2A's SendMessageResponse (the task)", body = Object)))]
-pub async fn rest_send(State(state): State<AgentState>, Json(body): Json<Value>) -> Response {
-    rest(send_message(&state.engine, &body).await)
-}
-
-/// `POST /a2a/rest/message:stream`: server-sent `StreamResponse`s.
-#[utoipa::path(post, path = "/a2a/rest/message:stream", tag = "a2a",
-    request_body(content = Object, description = "A2A's SendMessageRequest"),
-    responses((status = 200, description = "Server-sent StreamResponses, to the task's end",
-        body = String, content_type = "text/event-stream")))]
-pub async fn rest_stream(State(state): State<AgentState>, Json(body): Json<Value>) -> Response {
-    match accept(&state.engine, &body).await {
-        Ok(task_id) => stream(state.engine.clone(), None, task_id),
-        Err(e) => rest_error(e),
-    }
-}
-
-/// `GET /a2a/rest/tasks?contextId=&pageSize=&pageToken=`.
-#[utoipa::path(get, path = "/a2a/rest/tasks", tag = "a2a",
-    params(("contextId" = Option<String>, Query), ("pageSize" = Option<i64>, Query),
-        ("pageToken" = Option<String>, Query)),
-    responses((status = 200, description = "A2A's ListTasksResponse", body = Object)))]
-pub async fn rest_list(
-    State(state): State<AgentState>,
-    Query(query): Query<std::collections::HashMap<String, String>>,
-) -> Response {
-    let mut params = Map::new();
-    for (k, v) in query {
-        let value = match (k.as_str(), v.parse::<i64>()) {
-            ("pageSize", Ok(n)) => json!(n),
-            _ => json!(v),
-        };
-        params.insert(k, value);
-    }
-    rest(list_tasks(&state.engine, &Value::Object(params)).await)
-}
-
-/// `GET /a2a/rest/tasks/{id}` (the task) and `GET /a2a/rest/tasks/{id}:subscribe`
-/// (server-sent `StreamResponse`s to its end).
-#[utoipa::path(get, path = "/a2a/rest/tasks/{id}", tag = "a2a", params(("id" = String, Path)),
-    responses((status = 200, description = "A2A's Task (`{id}:subscribe`: server-sent \
-        StreamResponses)", body = Object)))]
-pub async fn rest_task(State(state): State<AgentState>, Path(id): Path<String>) -> Response {
-    let engine = &state.engine;
-    match id.strip_suffix(":subscribe") {
-        Some(task_id) => match find(engine, task_id).await {
-            Ok(_) => stream(engine.clone(), None, task_id.to_owned()),
-            Err(e) => rest_error(e),
-        },
-        None => rest(get_task(engine, &json!({"id": id})).await),
-    }
-}
-
-/// `POST /a2a/rest/tasks/{id}:cancel`.
-#[utoipa::path(post, path = "/a2a/rest/tasks/{id}", tag = "a2a", params(("id" = String, Path)),
-    responses((status = 200, description = "A2A's Task, cancelled (`{id}:cancel`)", body = Object)))]
-pub async fn rest_cancel(State(state): State<AgentState>, Path(id): Path<String>) -> Response {
-    match id.strip_suffix(":cancel") {
-        Some(task_id) => rest(cancel_task(&state.engine, &json!({"id": task_id})).await),
-        None => rest_error(RpcError(
-            METHOD_NOT_FOUND,
-            format!("no operation on `{id}`"),
-        )),
-    }
-}
-
-/// `GET /a2a/rest/tasks/{id}/pushNotificationConfigs`.
-#[utoipa::path(get, path = "/a2a/rest/tasks/{id}/pushNotificationConfigs", tag = "a2a",
-    params(("id" = String, Path)),
-    responses((status = 200, description = "A2A's ListTaskPushNotificationConfigsResponse",
-        body = Object)))]
-pub async fn rest_push_configs(
-    State(state): State<AgentState>,
-    Path(id): Path<String>,
-) -> Response {
-    let engine = &state.engine;
-    rest(match push_config(engine, &json!({"taskId": id})).await {
-        Ok(config) => Ok(json!({"configs": [config]})),
-        Err(RpcError(TASK_NOT_FOUND, _)) => find(engine, &id).await.map(|_| json!({"configs": []})),
-        Err(e) => Err(e),
-    })
-}
-
-/// `GET /a2a/rest/tasks/{id}/pushNotificationConfigs/{config}`.
-#[utoipa::path(get, path = "/a2a/rest/tasks/{id}/pushNotificationConfigs/{config}", tag = "a2a",
-    params(("id" = String, Path), ("config" = String, Path)),
-    responses((status = 200, description = "A2A's TaskPushNotificationConfig", body = Object)))]
-pub async fn rest_push_config(
-    State(state): State<AgentState>,
-    Path((id, _config)): Path<(String, String)>,
-) -> Response {
-    rest(push_config(&state.engine, &json!({"taskId": id})).await)
 }

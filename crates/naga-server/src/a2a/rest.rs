@@ -1,0 +1,126 @@
+//! A2A's HTTP+JSON binding (`/a2a/rest`): the same operations as the
+//! JSON-RPC one, the protocol's JSON as bodies, errors as `google.rpc.Status`
+//! with A2A's reason.
+
+use super::{
+    accept, cancel_task, error_info, error_kind, find, get_task, list_tasks, push_config,
+    send_message, stream, Rpc, RpcError, METHOD_NOT_FOUND, TASK_NOT_FOUND,
+};
+use crate::{agent::AgentState, extract::Json};
+use axum::{
+    extract::{Path, Query, State},
+    response::{IntoResponse, Response},
+};
+use serde_json::{json, Map, Value};
+
+/// An error of the HTTP+JSON binding.
+fn rest_error(RpcError(code, message): RpcError) -> Response {
+    let (status, name, reason) = error_kind(code);
+    let body = json!({"error": {"code": status.as_u16(), "status": name, "message": message,
+        "details": [error_info(reason)]}});
+    (status, axum::Json(body)).into_response()
+}
+
+fn rest(answer: Rpc<Value>) -> Response {
+    match answer {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(e) => rest_error(e),
+    }
+}
+
+/// `POST /a2a/rest/message:send`.
+#[utoipa::path(post, path = "/a2a/rest/message:send", tag = "a2a",
+    request_body(content = Object, description = "A2A's SendMessageRequest"),
+    responses((status = 200, description = "A2A's SendMessageResponse (the task)", body = Object)))]
+pub async fn rest_send(State(state): State<AgentState>, Json(body): Json<Value>) -> Response {
+    rest(send_message(&state.engine, &body).await)
+}
+
+/// `POST /a2a/rest/message:stream`: server-sent `StreamResponse`s.
+#[utoipa::path(post, path = "/a2a/rest/message:stream", tag = "a2a",
+    request_body(content = Object, description = "A2A's SendMessageRequest"),
+    responses((status = 200, description = "Server-sent StreamResponses, to the task's end",
+        body = String, content_type = "text/event-stream")))]
+pub async fn rest_stream(State(state): State<AgentState>, Json(body): Json<Value>) -> Response {
+    match accept(&state.engine, &body).await {
+        Ok(task_id) => stream(state.engine.clone(), None, task_id),
+        Err(e) => rest_error(e),
+    }
+}
+
+/// `GET /a2a/rest/tasks?contextId=&pageSize=&pageToken=`.
+#[utoipa::path(get, path = "/a2a/rest/tasks", tag = "a2a",
+    params(("contextId" = Option<String>, Query), ("pageSize" = Option<i64>, Query),
+        ("pageToken" = Option<String>, Query)),
+    responses((status = 200, description = "A2A's ListTasksResponse", body = Object)))]
+pub async fn rest_list(
+    State(state): State<AgentState>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let mut params = Map::new();
+    for (k, v) in query {
+        let value = match (k.as_str(), v.parse::<i64>()) {
+            ("pageSize", Ok(n)) => json!(n),
+            _ => json!(v),
+        };
+        params.insert(k, value);
+    }
+    rest(list_tasks(&state.engine, &Value::Object(params)).await)
+}
+
+/// `GET /a2a/rest/tasks/{id}` (the task) and `GET /a2a/rest/tasks/{id}:subscribe`
+/// (server-sent `StreamResponse`s to its end).
+#[utoipa::path(get, path = "/a2a/rest/tasks/{id}", tag = "a2a", params(("id" = String, Path)),
+    responses((status = 200, description = "A2A's Task (`{id}:subscribe`: server-sent \
+        StreamResponses)", body = Object)))]
+pub async fn rest_task(State(state): State<AgentState>, Path(id): Path<String>) -> Response {
+    let engine = &state.engine;
+    match id.strip_suffix(":subscribe") {
+        Some(task_id) => match find(engine, task_id).await {
+            Ok(_) => stream(engine.clone(), None, task_id.to_owned()),
+            Err(e) => rest_error(e),
+        },
+        None => rest(get_task(engine, &json!({"id": id})).await),
+    }
+}
+
+/// `POST /a2a/rest/tasks/{id}:cancel`.
+#[utoipa::path(post, path = "/a2a/rest/tasks/{id}", tag = "a2a", params(("id" = String, Path)),
+    responses((status = 200, description = "A2A's Task, cancelled (`{id}:cancel`)", body = Object)))]
+pub async fn rest_cancel(State(state): State<AgentState>, Path(id): Path<String>) -> Response {
+    match id.strip_suffix(":cancel") {
+        Some(task_id) => rest(cancel_task(&state.engine, &json!({"id": task_id})).await),
+        None => rest_error(RpcError(
+            METHOD_NOT_FOUND,
+            format!("no operation on `{id}`"),
+        )),
+    }
+}
+
+/// `GET /a2a/rest/tasks/{id}/pushNotificationConfigs`.
+#[utoipa::path(get, path = "/a2a/rest/tasks/{id}/pushNotificationConfigs", tag = "a2a",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "A2A's ListTaskPushNotificationConfigsResponse",
+        body = Object)))]
+pub async fn rest_push_configs(
+    State(state): State<AgentState>,
+    Path(id): Path<String>,
+) -> Response {
+    let engine = &state.engine;
+    rest(match push_config(engine, &json!({"taskId": id})).await {
+        Ok(config) => Ok(json!({"configs": [config]})),
+        Err(RpcError(TASK_NOT_FOUND, _)) => find(engine, &id).await.map(|_| json!({"configs": []})),
+        Err(e) => Err(e),
+    })
+}
+
+/// `GET /a2a/rest/tasks/{id}/pushNotificationConfigs/{config}`.
+#[utoipa::path(get, path = "/a2a/rest/tasks/{id}/pushNotificationConfigs/{config}", tag = "a2a",
+    params(("id" = String, Path), ("config" = String, Path)),
+    responses((status = 200, description = "A2A's TaskPushNotificationConfig", body = Object)))]
+pub async fn rest_push_config(
+    State(state): State<AgentState>,
+    Path((id, _config)): Path<(String, String)>,
+) -> Response {
+    rest(push_config(&state.engine, &json!({"taskId": id})).await)
+}
