@@ -232,6 +232,7 @@ async fn a_push_notification_comes_through_the_outbox_signed_and_verifies() {
     let (_, config) = read(
         app.client
             .post(format!("{}/a2a", app.agent))
+            .header("a2a-version", "1.0")
             .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1,
                 "method": "GetTaskPushNotificationConfig", "params": {"taskId": "a2a-p1"}}))
             .send()
@@ -273,6 +274,7 @@ async fn the_http_json_binding_serves_the_same_tasks() {
     let missing = app
         .client
         .get(format!("{}/a2a/rest/tasks/nope", app.agent))
+        .header("a2a-version", "1.0")
         .send()
         .await
         .unwrap();
@@ -511,4 +513,87 @@ async fn the_http_json_binding_answers_bad_bodies_in_its_error_shape() {
     assert_eq!(answer["error"]["status"], "NOT_FOUND", "{answer}");
     let (_, tasks) = app.get("/tasks").await;
     assert_eq!(tasks["count"], 0, "nothing created: {tasks}");
+}
+
+/// naga speaks A2A 1.0: a request in another version (`A2A-Version`, a
+/// header or a query parameter; none means 0.3) is VersionNotSupportedError
+/// (-32009, 400 on HTTP+JSON), on both bindings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_a_version_naga_does_not_speak_is_refused() {
+    let app = TestApp::spawn().await;
+    let get = serde_json::json!({"jsonrpc": "2.0", "id": "v", "method": "GetTask",
+        "params": {"id": "no-such-task"}});
+    for version in [Some("9.9"), Some("0.5"), Some("2.0"), None] {
+        let mut rpc = app.client.post(format!("{}/a2a", app.agent)).json(&get);
+        let mut rest = app
+            .client
+            .get(format!("{}/a2a/rest/tasks/no-such-task", app.agent));
+        if let Some(v) = version {
+            rpc = rpc.header("a2a-version", v);
+            rest = rest.header("a2a-version", v);
+        }
+        let answer: Value = rpc.send().await.unwrap().json().await.unwrap();
+        assert_eq!(answer["error"]["code"], -32009, "{version:?}: {answer}");
+        assert_eq!(
+            answer["error"]["data"][0]["reason"], "VERSION_NOT_SUPPORTED",
+            "{answer}"
+        );
+        let resp = rest.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{version:?}");
+        let answer: Value = resp.json().await.unwrap();
+        assert_eq!(
+            answer["error"]["details"][0]["reason"], "VERSION_NOT_SUPPORTED",
+            "{answer}"
+        );
+    }
+    // 1.0, as a header, a patch version, or a query parameter, is served.
+    let answer = json_rpc(&app, &get).await;
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    for url in [
+        format!("{}/a2a/rest/tasks/no-such-task?A2A-Version=1.0", app.agent),
+        format!(
+            "{}/a2a/rest/tasks/no-such-task?A2A-Version=1.0.2",
+            app.agent
+        ),
+    ] {
+        let resp = app.client.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{url}");
+    }
+}
+
+/// A task that ended has nothing to stream: SubscribeToTask answers
+/// UnsupportedOperationError (-32004; 400 on HTTP+JSON).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_to_a_task_that_ended_is_unsupported() {
+    let app = TestApp::spawn().await;
+    let sent = json_rpc(
+        &app,
+        &serde_json::json!({"jsonrpc": "2.0", "id": 1,
+        "method": "SendMessage", "params": {"message": {"messageId": "sub-ended",
+        "role": "ROLE_USER", "parts": [{"text": "x"}], "metadata": {"skill": "echo"}}}}),
+    )
+    .await;
+    let task = &sent["result"]["task"];
+    assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{sent}");
+    let id = task["id"].as_str().unwrap();
+    let answer = json_rpc(
+        &app,
+        &serde_json::json!({"jsonrpc": "2.0", "id": 2,
+        "method": "SubscribeToTask", "params": {"id": id}}),
+    )
+    .await;
+    assert_eq!(answer["error"]["code"], -32004, "{answer}");
+    let resp = app
+        .client
+        .get(format!("{}/a2a/rest/tasks/{id}:subscribe", app.agent))
+        .header("a2a-version", "1.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(
+        answer["error"]["details"][0]["reason"], "UNSUPPORTED_OPERATION",
+        "{answer}"
+    );
 }

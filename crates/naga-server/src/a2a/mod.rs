@@ -18,7 +18,7 @@ use crate::{
     jsonrpc::{self, Message},
 };
 use axum::{
-    extract::State,
+    extract::{FromRequest, Request, State},
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -34,6 +34,7 @@ use serde_json::{json, Value};
 use std::{convert::Infallible, time::Duration};
 
 mod rest;
+use rest::rest_error;
 pub use rest::*;
 
 pub const PROTOCOL_VERSION: &str = "1.0";
@@ -43,6 +44,7 @@ const TASK_NOT_FOUND: i64 = -32001;
 const TASK_NOT_CANCELABLE: i64 = -32002;
 const PUSH_NOT_SUPPORTED: i64 = -32003;
 const UNSUPPORTED: i64 = -32004;
+const VERSION_NOT_SUPPORTED: i64 = -32009;
 const INVALID_PARAMS: i64 = -32602;
 const METHOD_NOT_FOUND: i64 = -32601;
 const INTERNAL: i64 = -32603;
@@ -106,7 +108,12 @@ pub async fn agent_card(State(state): State<AgentState>, headers: HeaderMap) -> 
     request_body(content = Object, description = "A JSON-RPC 2.0 request of A2A 1.0"),
     responses((status = 200, description = "The JSON-RPC answer (JSON, or server-sent events \
         for the streaming methods)", body = Object)))]
-pub async fn jsonrpc(State(state): State<AgentState>, body: Bytes) -> Response {
+pub async fn jsonrpc(State(state): State<AgentState>, request: Request) -> Response {
+    let refused = version_refused(&request);
+    let body = match Bytes::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
     let (id, method, params) = match jsonrpc::parse(&body) {
         Ok((Message::Request { id, method, params }, _)) => (id, method, params),
         // Never executed, never answered (JSON-RPC 2.0 §4.1).
@@ -118,9 +125,10 @@ pub async fn jsonrpc(State(state): State<AgentState>, body: Bytes) -> Response {
         }
         Err(invalid) => return invalid.answer(StatusCode::OK),
     };
-    let answer = match params.is_object() {
-        true => dispatch(&state.engine, &id, &method, &params).await,
-        false => Err(RpcError(
+    let answer = match (refused, params.is_object()) {
+        (Some(refused), _) => Err(refused),
+        (None, true) => dispatch(&state.engine, &id, &method, &params).await,
+        (None, false) => Err(RpcError(
             INVALID_PARAMS,
             "`params` must be an object".into(),
         )),
@@ -132,6 +140,51 @@ pub async fn jsonrpc(State(state): State<AgentState>, body: Bytes) -> Response {
             tracing::debug!(%method, code = e.0, "A2A request refused");
             jsonrpc::answer(StatusCode::OK, &id, Err(rpc_error(e)))
         }
+    }
+}
+
+/// The version a request speaks (`A2A-Version`, as a header or a query
+/// parameter; none is 0.3, A2A 1.0 §3.6.1): naga speaks 1.0 (its patch
+/// versions too), and refuses any other with VersionNotSupportedError.
+fn version_refused(request: &Request) -> Option<RpcError> {
+    let header = request
+        .headers()
+        .get("a2a-version")
+        .map(|v| v.to_str().unwrap_or("?").trim().to_owned());
+    let query = || {
+        let query = request.uri().query()?;
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k.eq_ignore_ascii_case("A2A-Version"))
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let asked = header.or_else(query).filter(|v| !v.is_empty());
+    let version = asked.as_deref().unwrap_or("0.3");
+    let spoken = version == PROTOCOL_VERSION
+        || version
+            .strip_prefix("1.0.")
+            .is_some_and(|patch| patch.parse::<u32>().is_ok());
+    match spoken {
+        true => None,
+        false => Some(RpcError(
+            VERSION_NOT_SUPPORTED,
+            format!(
+                "A2A version {version}{} is not supported: naga speaks {PROTOCOL_VERSION} \
+                 (send `A2A-Version: {PROTOCOL_VERSION}`)",
+                if asked.is_none() {
+                    " (no A2A-Version header)"
+                } else {
+                    ""
+                }
+            ),
+        )),
+    }
+}
+
+/// The HTTP+JSON binding's routes speak only the versions naga speaks.
+pub async fn versioned(request: Request, next: axum::middleware::Next) -> Response {
+    match version_refused(&request) {
+        Some(refused) if request.uri().path().starts_with("/a2a/rest") => rest_error(refused),
+        _ => next.run(request).await,
     }
 }
 
@@ -158,7 +211,7 @@ async fn dispatch(engine: &Engine, id: &Value, method: &str, params: &Value) -> 
         "SubscribeToTask" => {
             let task_id = text(&params["id"])
                 .ok_or_else(|| RpcError(INVALID_PARAMS, "`id` is required".into()))?;
-            find(engine, task_id).await?;
+            subscribable(&find(engine, task_id).await?)?;
             let stream = stream(engine.clone(), Some(id.clone()), task_id.to_owned());
             return Ok(Answer::Stream(stream));
         }
@@ -407,6 +460,21 @@ async fn send_message(engine: &Engine, params: &Value) -> Rpc<Value> {
     Ok(json!({"task": task_json(engine, &find(engine, &task_id).await?).await?}))
 }
 
+/// A task can be subscribed to until it ended (A2A 1.0 §3.1.6: a task in
+/// a terminal state is UnsupportedOperationError).
+fn subscribable(task: &TaskRow) -> Rpc<()> {
+    match task.status.is_terminal() {
+        false => Ok(()),
+        true => Err(RpcError(
+            UNSUPPORTED,
+            format!(
+                "task `{}` is {}: it has no updates to stream (GetTask reads it)",
+                task.id, task.status
+            ),
+        )),
+    }
+}
+
 async fn find(engine: &Engine, id: &str) -> Rpc<TaskRow> {
     engine
         .reads()
@@ -524,35 +592,22 @@ fn rpc_error(RpcError(code, message): RpcError) -> Value {
     json!({"code": code, "message": message, "data": [error_info(reason)]})
 }
 
-/// An error's HTTP status, `google.rpc.Code` name and A2A reason.
+/// An error's HTTP status, `google.rpc.Code` name and A2A reason (A2A
+/// 1.0 §5.4's table).
 fn error_kind(code: i64) -> (StatusCode, &'static str, &'static str) {
+    use StatusCode as S;
     match code {
-        TASK_NOT_FOUND => (StatusCode::NOT_FOUND, "NOT_FOUND", "TASK_NOT_FOUND"),
-        TASK_NOT_CANCELABLE => (
-            StatusCode::BAD_REQUEST,
-            "FAILED_PRECONDITION",
-            "TASK_NOT_CANCELABLE",
-        ),
+        TASK_NOT_FOUND => (S::NOT_FOUND, "NOT_FOUND", "TASK_NOT_FOUND"),
+        TASK_NOT_CANCELABLE => (S::CONFLICT, "FAILED_PRECONDITION", "TASK_NOT_CANCELABLE"),
         PUSH_NOT_SUPPORTED => (
-            StatusCode::BAD_REQUEST,
-            "FAILED_PRECONDITION",
+            S::BAD_REQUEST,
+            "UNIMPLEMENTED",
             "PUSH_NOTIFICATION_NOT_SUPPORTED",
         ),
-        UNSUPPORTED => (
-            StatusCode::BAD_REQUEST,
-            "FAILED_PRECONDITION",
-            "UNSUPPORTED_OPERATION",
-        ),
-        INVALID_PARAMS => (
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            "INVALID_PARAMS",
-        ),
-        METHOD_NOT_FOUND => (StatusCode::NOT_FOUND, "NOT_FOUND", "METHOD_NOT_FOUND"),
-        _ => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            "INTERNAL_ERROR",
-        ),
+        UNSUPPORTED => (S::BAD_REQUEST, "UNIMPLEMENTED", "UNSUPPORTED_OPERATION"),
+        VERSION_NOT_SUPPORTED => (S::BAD_REQUEST, "UNIMPLEMENTED", "VERSION_NOT_SUPPORTED"),
+        INVALID_PARAMS => (S::BAD_REQUEST, "INVALID_ARGUMENT", "INVALID_PARAMS"),
+        METHOD_NOT_FOUND => (S::NOT_FOUND, "NOT_FOUND", "METHOD_NOT_FOUND"),
+        _ => (S::INTERNAL_SERVER_ERROR, "INTERNAL", "INTERNAL_ERROR"),
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{
     accept, cancel_task, error_info, error_kind, find, get_task, list_tasks, push_config,
-    send_message, stream, Rpc, RpcError, METHOD_NOT_FOUND, TASK_NOT_FOUND,
+    send_message, stream, subscribable, Rpc, RpcError, METHOD_NOT_FOUND, TASK_NOT_FOUND,
 };
 use crate::{agent::AgentState, extract::Json};
 use axum::{
@@ -14,7 +14,7 @@ use axum::{
 use serde_json::{json, Map, Value};
 
 /// An error of the HTTP+JSON binding.
-fn rest_error(RpcError(code, message): RpcError) -> Response {
+pub(super) fn rest_error(RpcError(code, message): RpcError) -> Response {
     let (status, name, reason) = error_kind(code);
     let body = json!({"error": {"code": status.as_u16(), "status": name, "message": message,
         "details": [error_info(reason)]}});
@@ -76,8 +76,8 @@ pub async fn rest_list(
 pub async fn rest_task(State(state): State<AgentState>, Path(id): Path<String>) -> Response {
     let engine = &state.engine;
     match id.strip_suffix(":subscribe") {
-        Some(task_id) => match find(engine, task_id).await {
-            Ok(_) => stream(engine.clone(), None, task_id.to_owned()),
+        Some(task_id) => match find(engine, task_id).await.and_then(|t| subscribable(&t)) {
+            Ok(()) => stream(engine.clone(), None, task_id.to_owned()),
             Err(e) => rest_error(e),
         },
         None => rest(get_task(engine, &json!({"id": id})).await),

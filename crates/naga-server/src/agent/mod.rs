@@ -35,6 +35,18 @@ pub fn router(state: AgentState) -> Router {
     router.with_state(state)
 }
 
+/// A2A's HTTP+JSON binding: only for the A2A versions naga speaks.
+fn a2a_rest() -> OpenApiRouter<AgentState> {
+    OpenApiRouter::new()
+        .routes(routes!(crate::a2a::rest_send))
+        .routes(routes!(crate::a2a::rest_stream))
+        .routes(routes!(crate::a2a::rest_list))
+        .routes(routes!(crate::a2a::rest_task, crate::a2a::rest_cancel))
+        .routes(routes!(crate::a2a::rest_push_configs))
+        .routes(routes!(crate::a2a::rest_push_config))
+        .route_layer(axum::middleware::from_fn(crate::a2a::versioned))
+}
+
 /// Every route of the agent server, with its OpenAPI description.
 pub fn routes() -> OpenApiRouter<AgentState> {
     OpenApiRouter::new()
@@ -51,12 +63,7 @@ pub fn routes() -> OpenApiRouter<AgentState> {
         .routes(routes!(mcp))
         .routes(routes!(crate::a2a::agent_card))
         .routes(routes!(crate::a2a::jsonrpc))
-        .routes(routes!(crate::a2a::rest_send))
-        .routes(routes!(crate::a2a::rest_stream))
-        .routes(routes!(crate::a2a::rest_list))
-        .routes(routes!(crate::a2a::rest_task, crate::a2a::rest_cancel))
-        .routes(routes!(crate::a2a::rest_push_configs))
-        .routes(routes!(crate::a2a::rest_push_config))
+        .merge(a2a_rest())
         .routes(routes!(chat::send))
         .routes(routes!(chat::history))
         .routes(routes!(tasks::list))
