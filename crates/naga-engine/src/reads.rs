@@ -80,6 +80,11 @@ impl Reads<'_> {
         self.0.tasks(filter).await
     }
 
+    /// How many tasks `filter` selects, whatever its page.
+    pub async fn count_tasks(&self, filter: &TaskFilter) -> R<i64> {
+        self.0.count_tasks(filter).await
+    }
+
     /// Tasks of one kind by state: `[all, queued or running, succeeded,
     /// failed or timed out]`.
     pub async fn task_counts(&self, kind: TaskKind) -> R<[i64; 4]> {

@@ -17,9 +17,52 @@ pub enum MemoryScope {
 pub struct TaskFilter {
     pub session_id: Option<String>,
     pub status: Option<TaskStatus>,
+    /// Any of these statuses (beside `status`); empty: any.
+    pub statuses: Vec<TaskStatus>,
+    /// Only tasks whose status last changed at or after this time (their end,
+    /// else their start, else their acceptance).
+    pub updated_after: Option<naga_core::time::Millis>,
     pub kind: Option<TaskKind>,
     pub limit: i64,
     pub offset: i64,
+}
+
+/// `FROM … WHERE …` of the tasks `filter` selects (`t` the task).
+fn push_task_filter<'q, DB: Database>(
+    q: &mut QueryBuilder<'q, DB>,
+    filter: &'q TaskFilter,
+    pg: bool,
+) where
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    if let Some(s) = &filter.session_id {
+        push_session_task_seqs(q, s);
+        // (`CROSS JOIN … ON` is SQLite's way to fix the join order.)
+        q.push(if pg { " AS c JOIN" } else { " AS c CROSS JOIN" });
+        q.push(" task_rows t ON t.seq = c.seq WHERE 1 = 1");
+    } else {
+        q.push("task_rows t WHERE 1 = 1");
+    }
+    if let Some(s) = filter.status {
+        q.push(" AND t.status = ").push_bind(s.as_str());
+    }
+    if !filter.statuses.is_empty() {
+        q.push(" AND t.status IN (");
+        let mut each = q.separated(", ");
+        for s in &filter.statuses {
+            each.push_bind(s.as_str());
+        }
+        q.push(")");
+    }
+    if let Some(after) = filter.updated_after {
+        q.push(" AND COALESCE(t.finished_at, t.started_at, t.accepted_at) >= ")
+            .push_bind(after);
+    }
+    if let Some(k) = filter.kind {
+        q.push(" AND t.kind = ").push_bind(k.as_str());
+    }
 }
 
 /// The seqs of a session's tasks, newest first, as a subquery: its chain,
@@ -136,20 +179,7 @@ impl Store {
     pub async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRow>, StoreError> {
         read!(self, |pool, pg| {
             let mut q = QueryBuilder::new("SELECT t.* FROM ");
-            if let Some(s) = &filter.session_id {
-                push_session_task_seqs(&mut q, s);
-                // (`CROSS JOIN … ON` is SQLite's way to fix the join order.)
-                q.push(if pg { " AS c JOIN" } else { " AS c CROSS JOIN" });
-                q.push(" task_rows t ON t.seq = c.seq WHERE 1 = 1");
-            } else {
-                q.push("task_rows t WHERE 1 = 1");
-            }
-            if let Some(s) = filter.status {
-                q.push(" AND t.status = ").push_bind(s.as_str());
-            }
-            if let Some(k) = filter.kind {
-                q.push(" AND t.kind = ").push_bind(k.as_str());
-            }
+            push_task_filter(&mut q, filter, pg);
             // (PostgreSQL keeps no order of a join unless asked.)
             if filter.session_id.is_none() || pg {
                 q.push(" ORDER BY t.seq DESC");
@@ -159,6 +189,15 @@ impl Store {
                 .push(" OFFSET ")
                 .push_bind(filter.offset);
             Ok(q.build_query_as().fetch_all(pool).await?)
+        })
+    }
+
+    /// How many tasks `filter` selects, whatever its page.
+    pub async fn count_tasks(&self, filter: &TaskFilter) -> Result<i64, StoreError> {
+        read!(self, |pool, pg| {
+            let mut q = QueryBuilder::new("SELECT COUNT(*) FROM ");
+            push_task_filter(&mut q, filter, pg);
+            Ok(q.build_query_scalar().fetch_one(pool).await?)
         })
     }
 

@@ -140,6 +140,7 @@ async fn a_sessions_tasks_are_listed_newest_first_page_by_page_and_counted() {
                             kind: None,
                             limit: 4,
                             offset: page * 4,
+                            ..Default::default()
                         })
                         .await
                         .unwrap();

@@ -597,3 +597,83 @@ async fn subscribing_to_a_task_that_ended_is_unsupported() {
         "{answer}"
     );
 }
+
+/// ListTasks filters by state and status time, counts what it selects,
+/// leaves artifacts out unless asked, gives back the message each task was
+/// sent with, and refuses parameters out of range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_tasks_filters_counts_and_checks_its_parameters() {
+    let app = TestApp::spawn().await;
+    let rpc = |method: &str, params: Value| serde_json::json!({"jsonrpc": "2.0", "id": method, "method": method, "params": params});
+    let send = |id: &str, delay: u64| {
+        rpc(
+            "SendMessage",
+            serde_json::json!({"message": {"messageId": id, "role": "ROLE_USER",
+            "contextId": "lt", "parts": [{"text": format!("说 {id}")}, {"data": {"delay_ms": delay}}],
+            "metadata": {"skill": "echo"}}, "configuration": {"returnImmediately": delay > 0}}),
+        )
+    };
+    for (id, delay) in [("lt-1", 0), ("lt-2", 0), ("lt-3", 60_000)] {
+        let sent = json_rpc(&app, &send(id, delay)).await;
+        assert!(sent["result"]["task"].is_object(), "{sent}");
+    }
+    let cancelled = json_rpc(&app, &rpc("CancelTask", serde_json::json!({"id": "lt-3"}))).await;
+    assert_eq!(
+        cancelled["result"]["status"]["state"], "TASK_STATE_CANCELED",
+        "{cancelled}"
+    );
+    let list = |params: Value| {
+        let request = rpc("ListTasks", params);
+        let app = &app;
+        async move { json_rpc(app, &request).await }
+    };
+
+    let done = list(serde_json::json!({"contextId": "lt", "status": "TASK_STATE_COMPLETED"})).await;
+    let tasks = done["result"]["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(tasks.len(), 2, "{done}");
+    assert_eq!(done["result"]["totalSize"], 2, "{done}");
+    assert!(
+        tasks.iter().all(|t| t.get("artifacts").is_none()),
+        "left out unless asked: {done}"
+    );
+    let with = list(
+        serde_json::json!({"contextId": "lt", "includeArtifacts": true,
+        "status": "TASK_STATE_COMPLETED", "historyLength": 1}),
+    )
+    .await;
+    let first = &with["result"]["tasks"][0];
+    assert_eq!(
+        first["artifacts"][0]["parts"][0]["text"], "说 lt-2",
+        "{with}"
+    );
+    assert_eq!(first["history"][0]["parts"][0]["text"], "说 lt-2", "{with}");
+    assert_eq!(first["history"][0]["role"], "ROLE_USER", "{with}");
+
+    let page = list(serde_json::json!({"contextId": "lt", "pageSize": 1})).await;
+    assert_eq!(
+        page["result"]["tasks"].as_array().map(Vec::len),
+        Some(1),
+        "{page}"
+    );
+    assert_eq!(page["result"]["totalSize"], 3, "{page}");
+    assert_eq!(page["result"]["nextPageToken"], "1", "{page}");
+    let later = list(serde_json::json!({"contextId": "lt",
+        "statusTimestampAfter": "2999-01-01T00:00:00Z"}))
+    .await;
+    assert_eq!(later["result"]["totalSize"], 0, "{later}");
+
+    for bad in [
+        serde_json::json!({"pageSize": 0}),
+        serde_json::json!({"pageSize": -1}),
+        serde_json::json!({"pageSize": 150}),
+        serde_json::json!({"historyLength": -1}),
+        serde_json::json!({"status": "TASK_STATE_BOGUS"}),
+        serde_json::json!({"statusTimestampAfter": "yesterday"}),
+    ] {
+        let answer = list(bad.clone()).await;
+        assert_eq!(answer["error"]["code"], -32602, "{bad}: {answer}");
+    }
+}

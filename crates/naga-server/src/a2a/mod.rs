@@ -29,11 +29,13 @@ use naga_core::{
     TaskStatus,
 };
 use naga_engine::{agents::CallOutcome, callbacks::a2a, Engine, EngineError};
-use naga_store::{TaskFilter, TaskRow};
+use naga_store::TaskRow;
 use serde_json::{json, Value};
 use std::{convert::Infallible, time::Duration};
 
+mod list;
 mod rest;
+use list::list_tasks;
 use rest::rest_error;
 pub use rest::*;
 
@@ -486,6 +488,16 @@ async fn find(engine: &Engine, id: &str) -> Rpc<TaskRow> {
 
 /// A naga task as an A2A task, read from the store.
 async fn task_json(engine: &Engine, task: &TaskRow) -> Rpc<Value> {
+    task_json_with(engine, task, None).await
+}
+
+/// [`task_json`], with at most `history_length` messages of its history
+/// (the message it was sent with; none asked: all).
+async fn task_json_with(
+    engine: &Engine,
+    task: &TaskRow,
+    history_length: Option<usize>,
+) -> Rpc<Value> {
     let calls = engine.reads().calls(&task.id).await.map_err(internal)?;
     let outcomes: Vec<CallOutcome> = calls
         .iter()
@@ -496,14 +508,34 @@ async fn task_json(engine: &Engine, task: &TaskRow) -> Rpc<Value> {
         .finished_at
         .or(task.started_at)
         .unwrap_or(task.accepted_at);
-    Ok(a2a::task_json(
+    let mut json = a2a::task_json(
         &task.id,
         &task.session_id,
         task.status,
         updated,
         task.error.as_deref(),
         &outcomes,
-    ))
+    );
+    let history: Vec<Value> = (calls.first().map(|c| sent_message(task, &c.payload)))
+        .into_iter()
+        .take(history_length.unwrap_or(usize::MAX))
+        .collect();
+    if !history.is_empty() {
+        json["history"] = json!(history);
+    }
+    Ok(json)
+}
+
+/// The message a task was sent with, read back from its call: its text the
+/// instruction, its data part the parameters, its id the task's.
+fn sent_message(task: &TaskRow, payload: &str) -> Value {
+    let call: Value = serde_json::from_str(payload).unwrap_or_default();
+    let mut parts = vec![json!({"text": call["instruction"].as_str().unwrap_or_default()})];
+    if call["parameters"].is_object() {
+        parts.push(json!({"data": call["parameters"]}));
+    }
+    json!({"messageId": task.id, "contextId": task.session_id, "taskId": task.id,
+           "role": "ROLE_USER", "parts": parts})
 }
 
 /// The push config a task was sent with (naga keeps one per task: the one
@@ -529,7 +561,8 @@ async fn push_config(engine: &Engine, params: &Value) -> Rpc<Value> {
 async fn get_task(engine: &Engine, params: &Value) -> Rpc<Value> {
     let id =
         text(&params["id"]).ok_or_else(|| RpcError(INVALID_PARAMS, "`id` is required".into()))?;
-    task_json(engine, &find(engine, id).await?).await
+    let history_length = list::history_length(params)?;
+    task_json_with(engine, &find(engine, id).await?, history_length).await
 }
 
 async fn cancel_task(engine: &Engine, params: &Value) -> Rpc<Value> {
@@ -542,41 +575,6 @@ async fn cancel_task(engine: &Engine, params: &Value) -> Rpc<Value> {
         Err(e) => return Err(internal(e)),
     }
     task_json(engine, &find(engine, id).await?).await
-}
-
-/// `ListTasks` by `contextId`, newest first; `pageToken` is the offset.
-async fn list_tasks(engine: &Engine, params: &Value) -> Rpc<Value> {
-    let page_size = params["pageSize"].as_i64().unwrap_or(50).clamp(1, 100);
-    let offset = match text(&params["pageToken"]) {
-        None => 0,
-        Some(t) => t
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| RpcError(INVALID_PARAMS, format!("unknown pageToken `{t}`")))?,
-    };
-    let filter = TaskFilter {
-        session_id: text(&params["contextId"]).map(str::to_owned),
-        limit: page_size + 1,
-        offset,
-        ..Default::default()
-    };
-    let mut rows = engine.reads().tasks(&filter).await.map_err(internal)?;
-    let more = rows.len() as i64 > page_size;
-    rows.truncate(page_size as usize);
-    let mut tasks = Vec::with_capacity(rows.len());
-    for row in &rows {
-        tasks.push(task_json(engine, row).await?);
-    }
-    let next = if more {
-        (offset + page_size).to_string()
-    } else {
-        String::new()
-    };
-    Ok(
-        json!({"tasks": tasks, "nextPageToken": next, "pageSize": page_size,
-              "totalSize": offset + rows.len() as i64 + i64::from(more)}),
-    )
 }
 
 /// The `google.rpc.ErrorInfo` an A2A error carries (in the JSON-RPC

@@ -42,6 +42,7 @@ impl ListQuery {
             kind,
             limit: page_limit(self.limit)?,
             offset: self.offset.unwrap_or(0).max(0),
+            ..Default::default()
         })
     }
 }
