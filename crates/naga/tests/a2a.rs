@@ -596,6 +596,21 @@ async fn subscribing_to_a_task_that_ended_is_unsupported() {
         answer["error"]["details"][0]["reason"], "UNSUPPORTED_OPERATION",
         "{answer}"
     );
+    // A2A 1.0 §11.3.2 names POST for it.
+    let resp = app
+        .client
+        .post(format!("{}/a2a/rest/tasks/{id}:subscribe", app.agent))
+        .header("a2a-version", "1.0")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(
+        answer["error"]["details"][0]["reason"], "UNSUPPORTED_OPERATION",
+        "{answer}"
+    );
 }
 
 /// ListTasks filters by state and status time, counts what it selects,

@@ -76,18 +76,29 @@ pub async fn rest_list(
 pub async fn rest_task(State(state): State<AgentState>, Path(id): Path<String>) -> Response {
     let engine = &state.engine;
     match id.strip_suffix(":subscribe") {
-        Some(task_id) => match find(engine, task_id).await.and_then(|t| subscribable(&t)) {
-            Ok(()) => stream(engine.clone(), None, task_id.to_owned()),
-            Err(e) => rest_error(e),
-        },
+        Some(task_id) => subscribe(engine, task_id).await,
         None => rest(get_task(engine, &json!({"id": id})).await),
     }
 }
 
-/// `POST /a2a/rest/tasks/{id}:cancel`.
+/// Server-sent `StreamResponse`s of a task to its end; one that ended is
+/// UnsupportedOperationError.
+async fn subscribe(engine: &naga_engine::Engine, task_id: &str) -> Response {
+    match find(engine, task_id).await.and_then(|t| subscribable(&t)) {
+        Ok(()) => stream(engine.clone(), None, task_id.to_owned()),
+        Err(e) => rest_error(e),
+    }
+}
+
+/// `POST /a2a/rest/tasks/{id}:cancel`, and `POST …/{id}:subscribe` (A2A 1.0
+/// §11.3.2; `GET` is taken too).
 #[utoipa::path(post, path = "/a2a/rest/tasks/{id}", tag = "a2a", params(("id" = String, Path)),
-    responses((status = 200, description = "A2A's Task, cancelled (`{id}:cancel`)", body = Object)))]
+    responses((status = 200, description = "A2A's Task, cancelled (`{id}:cancel`), or \
+        server-sent StreamResponses (`{id}:subscribe`)", body = Object)))]
 pub async fn rest_cancel(State(state): State<AgentState>, Path(id): Path<String>) -> Response {
+    if let Some(task_id) = id.strip_suffix(":subscribe") {
+        return subscribe(&state.engine, task_id).await;
+    }
     match id.strip_suffix(":cancel") {
         Some(task_id) => rest(cancel_task(&state.engine, &json!({"id": task_id})).await),
         None => rest_error(RpcError(
