@@ -86,7 +86,7 @@ fn json_rpc_error(status: StatusCode, message: &str) -> Value {
         true => crate::jsonrpc::INTERNAL_ERROR,
         false => crate::jsonrpc::INVALID_REQUEST,
     };
-    json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}})
+    crate::jsonrpc::body(&Value::Null, Err(json!({"code": code, "message": message})))
 }
 
 /// An HTTP+JSON A2A error: `google.rpc.Status` with the status's code.

@@ -183,15 +183,11 @@ impl Gateway {
             .await
             .map_err(internal)?
             .ok_or_else(|| McpError::resource_not_found(format!("no task `{task_id}`"), None))?;
-        let updated = task
-            .finished_at
-            .or(task.started_at)
-            .unwrap_or(task.accepted_at);
         let mut base = Task::new(
             task.id.clone(),
             McpTaskStatus::Working,
             iso(task.accepted_at),
-            iso(updated),
+            iso(task.updated_at()),
         )
         .with_poll_interval_ms(POLL_INTERVAL_MS);
         base.ttl_ms = None;

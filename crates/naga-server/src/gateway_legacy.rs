@@ -46,12 +46,12 @@ pub async fn serve(gateway: Gateway, service: McpService, request: Request) -> R
     };
     // Nothing that is not a JSON-RPC message reaches rmcp (which would
     // answer it in plain text).
-    let message = match jsonrpc::parse(&bytes) {
-        Ok((_, message)) => message,
+    let (id, method, params) = match jsonrpc::parse(&bytes) {
+        Ok(jsonrpc::Message::Request { id, method, params }) => (id, method, params),
+        Ok(_) => return forward(service, Request::from_parts(parts, Body::from(bytes))).await,
         Err(invalid) => return invalid.answer(StatusCode::BAD_REQUEST),
     };
-    let method = message["method"].as_str().unwrap_or_default();
-    let params = &message["params"];
+    let params = &params;
     // A 2026-07-28 request says its version in `_meta`; one of 2025-11-25
     // in the header (after `initialize`).
     let modern = params["_meta"]
@@ -62,8 +62,7 @@ pub async fn serve(gateway: Gateway, service: McpService, request: Request) -> R
             .headers
             .get("mcp-protocol-version")
             .is_some_and(|v| v.as_bytes() == VERSION.as_bytes());
-    let id = message.get("id").cloned().unwrap_or(Value::Null);
-    let answer = match method {
+    let answer = match method.as_str() {
         "initialize" if params["protocolVersion"] == VERSION => {
             let response = forward(service, Request::from_parts(parts, Body::from(bytes))).await;
             return patched(response, |result| {
@@ -92,17 +91,8 @@ pub async fn serve(gateway: Gateway, service: McpService, request: Request) -> R
         "tasks/list" if legacy => list(&gateway, params).await,
         _ => return forward(service, Request::from_parts(parts, Body::from(bytes))).await,
     };
-    let body = match answer {
-        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
-        Err((code, message)) => {
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
-        }
-    };
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    let answer = answer.map_err(|(code, message)| json!({"code": code, "message": message}));
+    jsonrpc::answer(StatusCode::OK, &id, answer)
 }
 
 async fn forward(service: McpService, request: Request) -> Response {

@@ -57,8 +57,8 @@ impl Invalid {
 /// that is a string or a number when present, a string `method` (or, with
 /// an `id` and no method, a `result` or an `error`: a response), `params`
 /// an object or an array. A batch is refused: neither A2A nor MCP (since
-/// 2025-06-18) has them. The message, and the JSON object it is.
-pub fn parse(body: &[u8]) -> Result<(Message, Value), Invalid> {
+/// 2025-06-18) has them.
+pub fn parse(body: &[u8]) -> Result<Message, Invalid> {
     let null = Value::Null;
     if json_too_deep(body, MAX_JSON_DEPTH) {
         let why = format!("the message is nested deeper than {MAX_JSON_DEPTH} levels");
@@ -66,47 +66,34 @@ pub fn parse(body: &[u8]) -> Result<(Message, Value), Invalid> {
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Invalid::new(&null, PARSE_ERROR, format!("Invalid JSON payload: {e}")))?;
-    let message = match &value {
-        Value::Object(m) => m,
-        Value::Array(_) => {
-            return Err(Invalid::new(
-                &null,
-                INVALID_REQUEST,
-                "batches are not supported",
-            ))
-        }
-        _ => {
-            let why = "a JSON-RPC message is a JSON object";
-            return Err(Invalid::new(&null, INVALID_REQUEST, why));
-        }
+    let why = match value {
+        Value::Object(message) => return classify(message),
+        Value::Array(_) => "batches are not supported",
+        _ => "a JSON-RPC message is a JSON object",
     };
-    let id = match message.get("id") {
-        None => None,
-        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id.clone()),
-        Some(_) => {
-            let why = "`id` must be a string or a number";
-            return Err(Invalid::new(&null, INVALID_REQUEST, why));
-        }
-    };
-    Ok((classify(message, id)?, value))
+    Err(Invalid::new(&null, INVALID_REQUEST, why))
 }
 
-fn classify(message: &Map<String, Value>, id: Option<Value>) -> Result<Message, Invalid> {
+fn classify(mut message: Map<String, Value>) -> Result<Message, Invalid> {
+    let id = match message.remove("id") {
+        None => None,
+        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id),
+        Some(_) => {
+            let why = "`id` must be a string or a number";
+            return Err(Invalid::new(&Value::Null, INVALID_REQUEST, why));
+        }
+    };
     let answer_id = id.clone().unwrap_or(Value::Null);
     let invalid = |why: &str| Err(Invalid::new(&answer_id, INVALID_REQUEST, why));
     if message.get("jsonrpc") != Some(&json!("2.0")) {
         return invalid("`jsonrpc` must be \"2.0\"");
     }
-    let params = message.get("params").cloned().unwrap_or_else(|| json!({}));
+    let params = message.remove("params").unwrap_or_else(|| json!({}));
     if !params.is_object() && !params.is_array() {
         return invalid("`params` must be an object or an array");
     }
-    match (message.get("method"), id) {
-        (Some(Value::String(method)), Some(id)) => Ok(Message::Request {
-            id,
-            method: method.clone(),
-            params,
-        }),
+    match (message.remove("method"), id) {
+        (Some(Value::String(method)), Some(id)) => Ok(Message::Request { id, method, params }),
         (Some(Value::String(_)), None) => Ok(Message::Notification),
         (Some(_), _) => invalid("`method` must be a string"),
         (None, Some(_)) if message.contains_key("result") || message.contains_key("error") => {
@@ -116,12 +103,17 @@ fn classify(message: &Map<String, Value>, id: Option<Value>) -> Result<Message, 
     }
 }
 
-/// A JSON-RPC answer to request `id`: its result, or its error object.
-pub fn answer(status: StatusCode, id: &Value, outcome: Result<Value, Value>) -> Response {
-    let body = match outcome {
+/// The JSON-RPC answer to request `id`: its result, or its error object.
+pub fn body(id: &Value, outcome: Result<Value, Value>) -> Value {
+    match outcome {
         Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
         Err(error) => json!({"jsonrpc": "2.0", "id": id, "error": error}),
-    };
+    }
+}
+
+/// [`body`] as an HTTP answer with `status`.
+pub fn answer(status: StatusCode, id: &Value, outcome: Result<Value, Value>) -> Response {
+    let body = body(id, outcome);
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -164,11 +156,11 @@ mod tests {
         );
         let deep = "[".repeat(100) + &"]".repeat(100);
         assert_eq!(code(&deep), INVALID_REQUEST);
-        let (ok, _) = parse(br#"{"jsonrpc":"2.0","id":"x","method":"m"}"#).unwrap();
+        let ok = parse(br#"{"jsonrpc":"2.0","id":"x","method":"m"}"#).unwrap();
         assert!(matches!(ok, Message::Request { .. }));
-        let (note, _) = parse(br#"{"jsonrpc":"2.0","method":"m"}"#).unwrap();
+        let note = parse(br#"{"jsonrpc":"2.0","method":"m"}"#).unwrap();
         assert!(matches!(note, Message::Notification));
-        let (response, _) = parse(br#"{"jsonrpc":"2.0","id":3,"result":{}}"#).unwrap();
+        let response = parse(br#"{"jsonrpc":"2.0","id":3,"result":{}}"#).unwrap();
         assert!(matches!(response, Message::Response));
     }
 }

@@ -19,8 +19,8 @@ pub struct TaskFilter {
     pub status: Option<TaskStatus>,
     /// Any of these statuses (beside `status`); empty: any.
     pub statuses: Vec<TaskStatus>,
-    /// Only tasks whose status last changed at or after this time (their end,
-    /// else their start, else their acceptance).
+    /// Only tasks whose status last changed at or after this time
+    /// ([`crate::TaskRow::updated_at`]).
     pub updated_after: Option<naga_core::time::Millis>,
     pub kind: Option<TaskKind>,
     pub limit: i64,

@@ -28,6 +28,16 @@ pub struct TaskRow {
     pub finished_at: Option<Millis>,
 }
 
+impl TaskRow {
+    /// When its status last changed: its end, else its start, else its
+    /// acceptance (what `TaskFilter::updated_after` compares).
+    pub fn updated_at(&self) -> Millis {
+        self.finished_at
+            .or(self.started_at)
+            .unwrap_or(self.accepted_at)
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CallRow {
     pub task_id: String,

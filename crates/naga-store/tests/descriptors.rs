@@ -2,8 +2,10 @@
 //! still reads: its reader connections are opened at start and kept, so a
 //! read never needs a descriptor of its own.
 
+mod common;
+
 use naga_core::config::StoreConfig;
-use naga_store::{Lease, NewTask, Store};
+use naga_store::Store;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_go_on_when_every_file_descriptor_is_taken() {
@@ -11,26 +13,7 @@ async fn reads_go_on_when_every_file_descriptor_is_taken() {
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let store = Store::open(&url, &StoreConfig::default()).await.unwrap();
     store
-        .insert_task(NewTask {
-            id: "t".into(),
-            kind: naga_core::wire::TaskKind::Agent,
-            session_id: "s".into(),
-            analysis_session_id: None,
-            query: None,
-            callback_url: None,
-            policy: naga_core::config::SessionPolicy::Enqueue,
-            fingerprint: None,
-            calls: "[{\"tool_name\":\"echo\"}]".into(),
-            calls_count: 1,
-            response: "{}".into(),
-            accepted_at: 1,
-            lease: Lease {
-                owner: "A".into(),
-                until: i64::MAX,
-            },
-            started: true,
-            clock: None,
-        })
+        .insert_task(common::echo_task("t", "s", "A", i64::MAX))
         .await
         .unwrap();
 

@@ -271,15 +271,9 @@ async fn the_http_json_binding_serves_the_same_tasks() {
         "{cancelled}"
     );
     // An unknown task is A2A's TaskNotFound, not a bare 404.
-    let missing = app
-        .client
-        .get(format!("{}/a2a/rest/tasks/nope", app.agent))
-        .header("a2a-version", "1.0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    let body: Value = missing.json().await.unwrap();
+    let (status, body) =
+        rest_answer(app.client.get(format!("{}/a2a/rest/tasks/nope", app.agent))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         body["error"]["details"][0]["reason"], "TASK_NOT_FOUND",
         "{body}"
@@ -583,34 +577,25 @@ async fn subscribing_to_a_task_that_ended_is_unsupported() {
     )
     .await;
     assert_eq!(answer["error"]["code"], -32004, "{answer}");
-    let resp = app
-        .client
-        .get(format!("{}/a2a/rest/tasks/{id}:subscribe", app.agent))
-        .header("a2a-version", "1.0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let answer: Value = resp.json().await.unwrap();
-    assert_eq!(
-        answer["error"]["details"][0]["reason"], "UNSUPPORTED_OPERATION",
-        "{answer}"
-    );
-    // A2A 1.0 §11.3.2 names POST for it.
-    let resp = app
-        .client
-        .post(format!("{}/a2a/rest/tasks/{id}:subscribe", app.agent))
-        .header("a2a-version", "1.0")
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let answer: Value = resp.json().await.unwrap();
-    assert_eq!(
-        answer["error"]["details"][0]["reason"], "UNSUPPORTED_OPERATION",
-        "{answer}"
-    );
+    let url = format!("{}/a2a/rest/tasks/{id}:subscribe", app.agent);
+    // A2A 1.0 §11.3.2 names POST for it; GET is taken too.
+    for request in [
+        app.client.get(&url),
+        app.client.post(&url).json(&serde_json::json!({})),
+    ] {
+        let (status, answer) = rest_answer(request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            answer["error"]["details"][0]["reason"], "UNSUPPORTED_OPERATION",
+            "{answer}"
+        );
+    }
+}
+
+/// An HTTP+JSON request sent in A2A 1.0: the status, and the JSON answer.
+async fn rest_answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = request.header("a2a-version", "1.0").send().await.unwrap();
+    (resp.status(), resp.json().await.unwrap())
 }
 
 /// ListTasks filters by state and status time, counts what it selects,

@@ -10,8 +10,8 @@
 //!
 //! A message's call: its text parts are the instruction, a data part the
 //! agent's parameters; `metadata.skill` names the agent (else `[agents]
-//! default_agent`), one the card advertises. Its `messageId` is the task's request id: sent again,
-//! it answers the same task.
+//! default_agent`), one the card advertises. Its `messageId` is the task's
+//! request id: sent again, it answers the same task.
 
 use crate::{
     agent::AgentState,
@@ -117,10 +117,10 @@ pub async fn jsonrpc(State(state): State<AgentState>, request: Request) -> Respo
         Err(rejection) => return rejection.into_response(),
     };
     let (id, method, params) = match jsonrpc::parse(&body) {
-        Ok((Message::Request { id, method, params }, _)) => (id, method, params),
+        Ok(Message::Request { id, method, params }) => (id, method, params),
         // Never executed, never answered (JSON-RPC 2.0 §4.1).
-        Ok((Message::Notification, _)) => return StatusCode::NO_CONTENT.into_response(),
-        Ok((Message::Response, _)) => {
+        Ok(Message::Notification) => return StatusCode::NO_CONTENT.into_response(),
+        Ok(Message::Response) => {
             let why = "naga's A2A face sends no requests: there is nothing to answer";
             let error = json!({"code": jsonrpc::INVALID_REQUEST, "message": why});
             return jsonrpc::answer(StatusCode::OK, &Value::Null, Err(error));
@@ -185,8 +185,8 @@ fn version_refused(request: &Request) -> Option<RpcError> {
 /// The HTTP+JSON binding's routes speak only the versions naga speaks.
 pub async fn versioned(request: Request, next: axum::middleware::Next) -> Response {
     match version_refused(&request) {
-        Some(refused) if request.uri().path().starts_with("/a2a/rest") => rest_error(refused),
-        _ => next.run(request).await,
+        Some(refused) => rest_error(refused),
+        None => next.run(request).await,
     }
 }
 
@@ -242,7 +242,7 @@ async fn dispatch(engine: &Engine, id: &Value, method: &str, params: &Value) -> 
 /// `StreamResponse` itself (HTTP+JSON).
 fn event(id: &Option<Value>, result: Value) -> Bytes {
     let answer = match id {
-        Some(id) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Some(id) => jsonrpc::body(id, Ok(result)),
         None => result,
     };
     Bytes::from(format!("data: {answer}\n\n"))
@@ -504,15 +504,11 @@ async fn task_json_with(
         .filter_map(|c| serde_json::from_str(c.result.as_deref()?).ok())
         .collect();
     let outcomes: Vec<&CallOutcome> = outcomes.iter().collect();
-    let updated = task
-        .finished_at
-        .or(task.started_at)
-        .unwrap_or(task.accepted_at);
     let mut json = a2a::task_json(
         &task.id,
         &task.session_id,
         task.status,
-        updated,
+        task.updated_at(),
         task.error.as_deref(),
         &outcomes,
     );
