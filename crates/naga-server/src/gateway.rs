@@ -449,6 +449,40 @@ impl ServerHandler for Gateway {
     }
 }
 
+/// Where `/mcp`'s protected-resource metadata is (RFC 9728 §3.1: the
+/// resource's path after the well-known one), and the root's.
+pub const MCP_RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource/mcp";
+pub const RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";
+
+/// `GET /.well-known/oauth-protected-resource/mcp`: the RFC 9728 metadata of
+/// `/mcp`. naga takes a static bearer token (`[auth] token`) that no
+/// authorization server issues: the metadata names none, only the header
+/// that carries the token, so a client that starts with OAuth learns there
+/// is no flow to run and that an `Authorization: Bearer` header is what it
+/// needs.
+#[utoipa::path(get, path = "/.well-known/oauth-protected-resource/mcp", tag = "mcp",
+    security(()),
+    responses((status = 200, description = "RFC 9728 protected-resource metadata", body = Object)))]
+pub async fn mcp_resource_metadata(headers: axum::http::HeaderMap) -> axum::Json<Value> {
+    let origin = crate::agent::origin(&headers);
+    axum::Json(json!({
+        "resource": format!("{origin}/mcp"),
+        "resource_name": "naga",
+        "bearer_methods_supported": ["header"],
+        "resource_documentation": format!("{origin}/openapi.json"),
+        "naga_token": "a static bearer token, naga's [auth] token, issued by no \
+                       authorization server: send `Authorization: Bearer <token>`",
+    }))
+}
+
+/// `GET /.well-known/oauth-protected-resource`: the same (clients that try
+/// the root after the resource's path find it there too).
+#[utoipa::path(get, path = "/.well-known/oauth-protected-resource", tag = "mcp", security(()),
+    responses((status = 200, description = "RFC 9728 protected-resource metadata", body = Object)))]
+pub async fn resource_metadata(headers: axum::http::HeaderMap) -> axum::Json<Value> {
+    mcp_resource_metadata(headers).await
+}
+
 /// The streamable-HTTP service at `/mcp`.
 pub type McpService = StreamableHttpService<Gateway, BoundedSessions>;
 

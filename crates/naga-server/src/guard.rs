@@ -59,7 +59,14 @@ struct Inner {
 /// Routes a request reaches without the token (and the dashboard's page,
 /// which holds no data: `dashboard::ROUTES`). The A2A agent card is how a
 /// client learns that it needs the token.
-const OPEN_ROUTES: [&str; 2] = ["/health", "/.well-known/agent-card.json"];
+/// The protected-resource metadata of `/mcp` (RFC 9728) is how an MCP
+/// client learns what token it needs.
+const OPEN_ROUTES: [&str; 4] = [
+    "/health",
+    "/.well-known/agent-card.json",
+    crate::gateway::RESOURCE_METADATA,
+    crate::gateway::MCP_RESOURCE_METADATA,
+];
 
 /// Routes authenticated by a Standard Webhooks signature when a callback
 /// secret is configured (naga's own agent and MCP servers sign them; the
@@ -217,7 +224,7 @@ pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Resp
         .into_response();
         refused
             .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            .insert(header::WWW_AUTHENTICATE, challenge(&req));
         return refused;
     }
     let changes = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
@@ -231,6 +238,18 @@ pub async fn check(State(guard): State<Guard>, req: Request, next: Next) -> Resp
         .into_response();
     }
     next.run(req).await
+}
+
+/// `WWW-Authenticate` of a 401: a bearer token, and on `/mcp` where its
+/// metadata is (RFC 9728 §5.1, which MCP clients follow).
+fn challenge(req: &Request) -> HeaderValue {
+    if req.uri().path() != "/mcp" {
+        return HeaderValue::from_static("Bearer");
+    }
+    let origin = crate::agent::origin(req.headers());
+    let metadata = format!("{origin}{}", crate::gateway::MCP_RESOURCE_METADATA);
+    HeaderValue::from_str(&format!("Bearer resource_metadata=\"{metadata}\""))
+        .unwrap_or(HeaderValue::from_static("Bearer"))
 }
 
 fn is_json(req: &Request) -> bool {

@@ -126,3 +126,32 @@ async fn every_applicable_mcp_conformance_scenario_passes() {
     }
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
+
+/// Behind `[auth] token`, the Inspector gets in with the header docs/api.md
+/// names (`--header "Authorization: Bearer <token>"`), and prints `echo`'s
+/// text as without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_token_the_mcp_inspector_gets_in_with_its_header() {
+    const TOKEN: &str = "judges-token-0123456789";
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.auth.token = Some(TOKEN.into());
+    let app = TestApp::spawn_with(dir, config).await;
+    let mcp = format!("{}/mcp", app.agent);
+    let header = format!("Authorization: Bearer {TOKEN}");
+    let called = inspector(
+        &mcp,
+        &[
+            "--header",
+            &header,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "echo",
+            "--tool-arg",
+            "instruction=带着令牌",
+        ],
+    )
+    .await;
+    assert_eq!(called["content"][0]["text"], "带着令牌", "{called}");
+}

@@ -185,6 +185,34 @@ async fn with_a_token_the_mcp_face_takes_it_as_a_bearer_token() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // The refusal names /mcp's RFC 9728 metadata, open to all: a bearer
+    // token in the header, and no authorization server to get one from.
+    let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+    let metadata = format!("{}/.well-known/oauth-protected-resource/mcp", app.agent);
+    assert_eq!(
+        challenge,
+        format!("Bearer resource_metadata=\"{metadata}\"")
+    );
+    for url in [
+        metadata.clone(),
+        format!("{}/.well-known/oauth-protected-resource", app.agent),
+    ] {
+        let (status, document) = read(app.client.get(&url).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{url}");
+        assert_eq!(
+            document["resource"],
+            format!("{}/mcp", app.agent),
+            "{document}"
+        );
+        assert_eq!(
+            document["bearer_methods_supported"],
+            serde_json::json!(["header"])
+        );
+        assert!(
+            document.get("authorization_servers").is_none(),
+            "{document}"
+        );
+    }
     let tools = ts_client(&format!("{}/mcp", app.agent), &["tools"], Some(TOKEN)).await;
     assert!(
         tools["tools"].as_array().unwrap().contains(&"echo".into()),

@@ -34,6 +34,8 @@ const AGENT: &[&str] = &[
     "GET /mcp",
     "POST /mcp",
     "DELETE /mcp",
+    "GET /.well-known/oauth-protected-resource",
+    "GET /.well-known/oauth-protected-resource/mcp",
     "POST /ui/chat",
     "GET /ui/chat/{id}",
     "GET /tasks",

@@ -64,10 +64,7 @@ fn internal(e: impl std::fmt::Display) -> RpcError {
     responses((status = 200, description = "The A2A agent card", body = Object)))]
 pub async fn agent_card(State(state): State<AgentState>, headers: HeaderMap) -> Json<Value> {
     let engine = &state.engine;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1:8001");
+    let origin = crate::agent::origin(&headers);
     let skills: Vec<Value> = engine
         .agents()
         .iter()
@@ -85,9 +82,9 @@ pub async fn agent_card(State(state): State<AgentState>, headers: HeaderMap) -> 
                         resumed after a crash.",
         "version": env!("CARGO_PKG_VERSION"),
         "supportedInterfaces": [
-            {"url": format!("http://{host}/a2a"),
+            {"url": format!("{origin}/a2a"),
              "protocolBinding": "JSONRPC", "protocolVersion": PROTOCOL_VERSION},
-            {"url": format!("http://{host}/a2a/rest"),
+            {"url": format!("{origin}/a2a/rest"),
              "protocolBinding": "HTTP+JSON", "protocolVersion": PROTOCOL_VERSION},
         ],
         "capabilities": {"streaming": true, "pushNotifications": true},

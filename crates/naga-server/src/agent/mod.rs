@@ -61,6 +61,8 @@ pub fn routes() -> OpenApiRouter<AgentState> {
         .routes(routes!(crate::dashboard::script))
         .routes(routes!(crate::dashboard::style))
         .routes(routes!(mcp))
+        .routes(routes!(crate::gateway::resource_metadata))
+        .routes(routes!(crate::gateway::mcp_resource_metadata))
         .routes(routes!(crate::a2a::agent_card))
         .routes(routes!(crate::a2a::jsonrpc))
         .merge(a2a_rest())
@@ -102,6 +104,16 @@ async fn openapi() -> axum::response::Response {
     static DOC: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| crate::openapi::document(routes(), "naga agent server"));
     crate::openapi::serve(&DOC)
+}
+
+/// `http://<Host>`: where a client reached this server (what the A2A card
+/// and the MCP resource metadata name).
+pub(crate) fn origin(headers: &axum::http::HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:8001");
+    format!("http://{host}")
 }
 
 /// `/mcp`: naga as an MCP server (streamable HTTP: JSON-RPC in `POST`,
