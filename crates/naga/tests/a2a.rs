@@ -185,13 +185,19 @@ async fn a_push_notification_comes_through_the_outbox_signed_and_verifies() {
             "0",
             &push,
             "push-token-1",
+            "push-credentials-1",
         ],
         None,
     )
     .await;
     assert_eq!(sent["id"], "a2a-p1", "{sent}");
-    let got = receiver.wait_for("a2a-p1").await;
+    // The body is the task's StreamResponse: `{"task": …}`, nothing else.
+    let got = receiver
+        .wait_for_body(|b| b["task"]["id"] == "a2a-p1")
+        .await;
     assert_eq!(got.headers["x-a2a-notification-token"], "push-token-1");
+    // The config's authentication is what the delivery authenticates with.
+    assert_eq!(got.headers["authorization"], "Bearer push-credentials-1");
     let attempts: Vec<_> = receiver
         .all()
         .into_iter()

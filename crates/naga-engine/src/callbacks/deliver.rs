@@ -191,15 +191,14 @@ impl Inner {
             Ok(url) => url,
             Err(e) => return Attempt::Fatal(e),
         };
-        let mut req = self
+        let req = self
             .client
             .post(url)
             .header("content-type", "application/json")
             .header("webhook-id", &row.id)
             .header("webhook-timestamp", timestamp.to_string());
-        if let Some(Some(token)) = super::a2a::push_of(&row.url) {
-            req = req.header(super::a2a::TOKEN_HEADER, token);
-        }
+        // An A2A push: what is signed and sent is the task's StreamResponse.
+        let (mut req, body) = super::a2a::as_push(req, &row.url, body);
         if !self.keys.is_empty() {
             let signatures: Vec<String> = self
                 .keys

@@ -419,13 +419,7 @@ async fn accept(engine: &Engine, params: &Value) -> Rpc<String> {
         ));
     }
     let call = call_of(engine, message, &params["metadata"])?;
-    let push = &params["configuration"]["taskPushNotificationConfig"];
-    let callback_url = match text(&push["url"]) {
-        Some(url) => Some(
-            a2a::push_url(url, text(&push["token"])).map_err(|e| RpcError(INVALID_PARAMS, e))?,
-        ),
-        None => None,
-    };
+    let callback_url = push_url_of(&params["configuration"]["taskPushNotificationConfig"])?;
     let scheduled = engine
         .schedule_agent_push(AgentScheduleRequest {
             query: Some("A2A SendMessage".into()),
@@ -446,6 +440,29 @@ async fn accept(engine: &Engine, params: &Value) -> Rpc<String> {
         .ok_or_else(|| internal("the message was not scheduled"))?;
     tracing::info!(task_id = %task_id, "A2A message accepted as a task");
     Ok(task_id)
+}
+
+/// The callback URL a push config (`TaskPushNotificationConfig`) makes:
+/// its `url`, marked with its `token` and `authentication`.
+fn push_url_of(push: &Value) -> Rpc<Option<String>> {
+    let Some(url) = text(&push["url"]) else {
+        return Ok(None);
+    };
+    let auth = &push["authentication"];
+    let authentication = match (auth.is_null(), text(&auth["scheme"])) {
+        (true, _) => None,
+        (false, Some(scheme)) => Some(a2a::Authentication {
+            scheme,
+            credentials: auth["credentials"].as_str().unwrap_or_default(),
+        }),
+        (false, None) => {
+            let why = "a push config's `authentication` needs its `scheme` (e.g. Bearer)";
+            return Err(RpcError(INVALID_PARAMS, why.into()));
+        }
+    };
+    a2a::push_url(url, text(&push["token"]), authentication)
+        .map(Some)
+        .map_err(|e| RpcError(INVALID_PARAMS, e))
 }
 
 async fn send_message(engine: &Engine, params: &Value) -> Rpc<Value> {
@@ -547,6 +564,11 @@ async fn push_config(engine: &Engine, params: &Value) -> Rpc<Value> {
     let mut config = json!({"id": "default", "taskId": task_id, "url": a2a::public_url(url)});
     if let Some(t) = token {
         config["token"] = json!(t);
+    }
+    // Its scheme, not its credentials: a secret is given, never shown.
+    if let Some(authorization) = a2a::push_authorization(url) {
+        let scheme = authorization.split(' ').next().unwrap_or_default();
+        config["authentication"] = json!({"scheme": scheme});
     }
     Ok(config)
 }

@@ -3,7 +3,7 @@ PyPI, installed by .ci/run into target/test-peers/venv), over the JSON-RPC
 binding the agent card names. Run by tests/a2a.rs:
 
     python a2a_client.py <agent-url> card
-    python a2a_client.py <agent-url> send <context-id> <message-id> <text> <delay-ms> [<push-url> <push-token>]
+    python a2a_client.py <agent-url> send <context-id> <message-id> <text> <delay-ms> [<push-url> <push-token> [<push-bearer-credentials>]]
     python a2a_client.py <agent-url> stream <context-id> <message-id> <text> <delay-ms>
     python a2a_client.py <agent-url> wait <task-id>        (polls until it ended)
     python a2a_client.py <agent-url> list <context-id>
@@ -30,6 +30,7 @@ from a2a.types.a2a_pb2 import (
     Role,
     SendMessageConfiguration,
     SendMessageRequest,
+    AuthenticationInfo,
     TaskPushNotificationConfig,
     TaskState,
 )
@@ -70,8 +71,12 @@ async def main(base: str, command: str, *args: str) -> None:
             message.metadata.update({"skill": "echo"})
             request = SendMessageRequest(message=message)
             if push:
+                push_config = TaskPushNotificationConfig(url=push[0], token=push[1])
+                if len(push) > 2:
+                    push_config.authentication.CopyFrom(
+                        AuthenticationInfo(scheme="Bearer", credentials=push[2]))
                 request.configuration.CopyFrom(SendMessageConfiguration(
-                    task_push_notification_config=TaskPushNotificationConfig(url=push[0], token=push[1])))
+                    task_push_notification_config=push_config))
             events = [
                 json_format.MessageToDict(event)
                 async for event in client.send_message(request)
