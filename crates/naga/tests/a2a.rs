@@ -683,3 +683,53 @@ async fn list_tasks_filters_counts_and_checks_its_parameters() {
         assert_eq!(answer["error"]["code"], -32602, "{bad}: {answer}");
     }
 }
+
+/// ProtoJSON readers take a field by its proto name as well as by its JSON
+/// name (`message_id` as `messageId`): so does naga, on both bindings; a
+/// data part's own keys are the sender's and stay as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_are_read_by_their_proto_names_too() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start_on(0, &[]).await;
+    let sent = json_rpc(
+        &app,
+        &serde_json::json!({"jsonrpc": "2.0", "id": 1,
+        "method": "SendMessage", "params": {
+            "message": {"message_id": "proto-1", "context_id": "proto", "role": "ROLE_USER",
+                "parts": [{"text": "原名"}, {"data": {"delay_ms": 0}}],
+                "metadata": {"skill": "echo"}},
+            "configuration": {"return_immediately": false,
+                "task_push_notification_config": {"url": receiver.url(), "token": "tok-p"}}}}),
+    )
+    .await;
+    let task = &sent["result"]["task"];
+    assert_eq!(task["id"], "proto-1", "{sent}");
+    assert_eq!(task["contextId"], "proto", "{sent}");
+    assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{sent}");
+    assert_eq!(
+        task["history"][0]["parts"][1]["data"]["delay_ms"], 0,
+        "{sent}"
+    );
+    let configs = json_rpc(
+        &app,
+        &serde_json::json!({"jsonrpc": "2.0", "id": 2,
+        "method": "ListTaskPushNotificationConfigs", "params": {"task_id": "proto-1"}}),
+    )
+    .await;
+    assert_eq!(
+        configs["result"]["configs"][0]["url"],
+        receiver.url().as_str(),
+        "{configs}"
+    );
+    let (status, listed) = rest_answer(app.client.get(format!(
+        "{}/a2a/rest/tasks?context_id=proto&include_artifacts=true",
+        app.agent
+    )))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["totalSize"], 1, "{listed}");
+    assert_eq!(
+        listed["tasks"][0]["artifacts"][0]["parts"][0]["text"], "原名",
+        "{listed}"
+    );
+}

@@ -124,6 +124,7 @@ pub async fn jsonrpc(State(state): State<AgentState>, request: Request) -> Respo
         }
         Err(invalid) => return invalid.answer(StatusCode::OK),
     };
+    let params = json_names(params);
     let answer = match (refused, params.is_object()) {
         (Some(refused), _) => Err(refused),
         (None, true) => dispatch(&state.engine, &id, &method, &params).await,
@@ -140,6 +141,46 @@ pub async fn jsonrpc(State(state): State<AgentState>, request: Request) -> Respo
             jsonrpc::answer(StatusCode::OK, &id, Err(rpc_error(e)))
         }
     }
+}
+
+/// A request's JSON with every field by its JSON name: ProtoJSON readers
+/// accept a field by its proto name (`task_id`) as well as by its JSON name
+/// (`taskId`), and naga reads the JSON names. Free-form values (`metadata`,
+/// a data part's `data`) are the sender's own and stay as they are.
+fn json_names(value: Value) -> Value {
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, value)| {
+                    let value = match key.as_str() {
+                        "metadata" | "data" => value,
+                        _ => json_names(value),
+                    };
+                    (lower_camel(key), value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(json_names).collect()),
+        other => other,
+    }
+}
+
+/// `task_id` → `taskId` (a name without `_` as it is).
+fn lower_camel(name: String) -> String {
+    if !name.contains('_') {
+        return name;
+    }
+    let mut words = name.split('_');
+    let mut camel = words.next().unwrap_or_default().to_owned();
+    for word in words {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            camel.extend(first.to_uppercase());
+            camel.push_str(chars.as_str());
+        }
+    }
+    camel
 }
 
 /// The version a request speaks (`A2A-Version`, as a header or a query

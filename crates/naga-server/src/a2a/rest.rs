@@ -3,8 +3,9 @@
 //! with A2A's reason.
 
 use super::{
-    accept, cancel_task, error_info, error_kind, find, get_task, list_tasks, push_config,
-    send_message, stream, subscribable, Rpc, RpcError, METHOD_NOT_FOUND, TASK_NOT_FOUND,
+    accept, cancel_task, error_info, error_kind, find, get_task, json_names, list_tasks,
+    push_config, send_message, stream, subscribable, Rpc, RpcError, METHOD_NOT_FOUND,
+    TASK_NOT_FOUND,
 };
 use crate::{agent::AgentState, extract::Json};
 use axum::{
@@ -33,7 +34,7 @@ fn rest(answer: Rpc<Value>) -> Response {
     request_body(content = Object, description = "A2A's SendMessageRequest"),
     responses((status = 200, description = "A2A's SendMessageResponse (the task)", body = Object)))]
 pub async fn rest_send(State(state): State<AgentState>, Json(body): Json<Value>) -> Response {
-    rest(send_message(&state.engine, &body).await)
+    rest(send_message(&state.engine, &json_names(body)).await)
 }
 
 /// `POST /a2a/rest/message:stream`: server-sent `StreamResponse`s.
@@ -42,7 +43,7 @@ pub async fn rest_send(State(state): State<AgentState>, Json(body): Json<Value>)
     responses((status = 200, description = "Server-sent StreamResponses, to the task's end",
         body = String, content_type = "text/event-stream")))]
 pub async fn rest_stream(State(state): State<AgentState>, Json(body): Json<Value>) -> Response {
-    match accept(&state.engine, &body).await {
+    match accept(&state.engine, &json_names(body)).await {
         Ok(task_id) => stream(state.engine.clone(), None, task_id),
         Err(e) => rest_error(e),
     }
@@ -57,15 +58,9 @@ pub async fn rest_list(
     State(state): State<AgentState>,
     Query(query): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let mut params = Map::new();
-    for (k, v) in query {
-        let value = match (k.as_str(), v.parse::<i64>()) {
-            ("pageSize", Ok(n)) => json!(n),
-            _ => json!(v),
-        };
-        params.insert(k, value);
-    }
-    rest(list_tasks(&state.engine, &Value::Object(params)).await)
+    // (Numbers and flags come as text: ListTasks reads them so.)
+    let params: Map<String, Value> = query.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    rest(list_tasks(&state.engine, &json_names(Value::Object(params))).await)
 }
 
 /// `GET /a2a/rest/tasks/{id}` (the task) and `GET /a2a/rest/tasks/{id}:subscribe`
