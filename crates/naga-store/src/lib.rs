@@ -223,16 +223,18 @@ impl Store {
             .await?;
         POSTGRES_MIGRATOR.run(&pool).await?;
         let background = Background::default();
+        let unreachable = std::sync::Arc::<std::sync::atomic::AtomicBool>::default();
         let pg = postgres::Pg {
             grouped: postgres::Grouped::start(
                 pool.clone(),
+                unreachable.clone(),
                 background.stop.clone(),
                 &background.tracker,
             ),
             pool: pool.clone(),
             analysis_owners: Default::default(),
             health: Default::default(),
-            unreachable: Default::default(),
+            unreachable,
         };
         let store = Self {
             read: ReadPool::Postgres(pool),

@@ -13,7 +13,13 @@
 //! again one at a time, each getting its own answer.
 
 use super::*;
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -66,12 +72,19 @@ pub(crate) struct Grouped {
 }
 
 impl Grouped {
-    /// Starts the writers on `pool`; they stop with `stop`.
-    pub fn start(pool: PgPool, stop: CancellationToken, tracker: &TaskTracker) -> Self {
+    /// Starts the writers on `pool`; they stop with `stop`. `unreachable`
+    /// is [`Pg::unreachable`]: while it is set, batches are refused at once.
+    pub fn start(
+        pool: PgPool,
+        unreachable: Arc<AtomicBool>,
+        stop: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..WRITERS {
             let (rx, pool, stop) = (rx.clone(), pool.clone(), stop.clone());
+            let unreachable = unreachable.clone();
             tracker.spawn(async move {
                 // A job of a task already in the group waits for the next.
                 let mut held: Option<Job> = None;
@@ -96,7 +109,7 @@ impl Grouped {
                             gather(&mut rx, first, &mut held)
                         }
                     };
-                    write_group(&pool, group).await;
+                    write_group(&pool, &unreachable, group).await;
                 }
             });
         }
@@ -152,12 +165,23 @@ fn closed() -> StoreError {
 }
 
 /// One group: the batches to store by one statement, the ends by another.
-async fn write_group(pool: &PgPool, group: Vec<Job>) {
+/// Batches queued while a group found the database unreachable are
+/// refused at once, not after another wait for a connection: a client
+/// waits for its answer, a task's end is retried by the scheduler anyway.
+async fn write_group(pool: &PgPool, unreachable: &AtomicBool, group: Vec<Job>) {
     let (mut accepts, mut ends) = (Vec::new(), Vec::new());
     for job in group {
         match job {
             Job::Accept(a, tx) => accepts.push((a, tx)),
             Job::End(end) => ends.push(end),
+        }
+    }
+    if !accepts.is_empty() && unreachable.load(Ordering::Relaxed) {
+        for (a, tx) in accepts.drain(..) {
+            let _ = tx.send((
+                Err(unreachable_error("a group a moment ago could not reach it")),
+                a,
+            ));
         }
     }
     tokio::join!(write_accepts(pool, accepts), write_ends(pool, ends));

@@ -80,12 +80,18 @@ impl Pg {
         let down = self.unreachable.load(std::sync::atomic::Ordering::Relaxed);
         down.then(|| {
             let fault = self.health.fault().map(|f| f.error).unwrap_or_default();
-            StoreError::Db(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::NotConnected,
-                format!("PostgreSQL is unreachable: {fault}"),
-            )))
+            unreachable_error(&fault)
         })
     }
+}
+
+/// What a command refused because the database was unreachable a moment
+/// ago answers: unreachable (503), never a request's fault.
+pub(crate) fn unreachable_error(fault: &str) -> StoreError {
+    StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        format!("PostgreSQL is unreachable: {fault}"),
+    )))
 }
 
 impl Pg {
@@ -146,7 +152,7 @@ mod tests {
         let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:9/none").unwrap();
         let (stop, tracker) = (Default::default(), Default::default());
         let pg = Pg {
-            grouped: Grouped::start(pool.clone(), stop, &tracker),
+            grouped: Grouped::start(pool.clone(), Default::default(), stop, &tracker),
             pool,
             analysis_owners: AnalysisOwners::default(),
             health: Default::default(),
