@@ -8,8 +8,8 @@ use crate::Engine;
 use naga_core::{time::Millis, wire::TaskKind, DeliveryStatus};
 use naga_store::{
     CallRow, CallbackRow, CompressedMemoryRow, ConversationRow, Counts, FailedAttemptRow,
-    KeyFactRow, MemoryScope, MessageRow, NodeRow, SessionRow, StepRow, Store, StoreError,
-    StoreFault, TaskFilter, TaskRow,
+    KeyFactRow, MemoryScope, MessageRow, NodeRow, PushConfigRow, SessionRow, StepRow, Store,
+    StoreError, StoreFault, TaskFilter, TaskRow,
 };
 
 /// The store's queries (see the module's note).
@@ -54,6 +54,11 @@ impl Reads<'_> {
     /// What the integrity check found damaged, if anything.
     pub fn damage(&self) -> Option<String> {
         self.0.damage()
+    }
+
+    /// A task's A2A push configs besides the one it was sent with.
+    pub async fn push_configs(&self, task_id: &str) -> R<Vec<PushConfigRow>> {
+        self.0.push_configs(task_id).await
     }
 
     pub async fn counts(&self) -> R<Counts> {

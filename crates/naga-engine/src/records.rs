@@ -3,9 +3,11 @@
 //! server keeps, and the callbacks an operator replays. Each change is
 //! logged here, with its ids, once.
 
-use crate::Engine;
+use crate::{Engine, EngineError};
 use naga_core::time::Millis;
-use naga_store::{CallbackRow, MemoryScope, NewMessage, NewStep, StepRow, StoreError};
+use naga_store::{
+    CallbackRow, MemoryScope, NewMessage, NewStep, PushConfigRow, StepRow, StoreError,
+};
 
 /// What became of a request to deliver a callback again.
 pub enum Replay {
@@ -96,5 +98,41 @@ impl Engine {
             self.callbacks().enqueue(row);
         }
         Ok(ids)
+    }
+}
+
+impl Engine {
+    /// Keeps an A2A push config of a task (see `naga_store::push_configs`),
+    /// its URL checked against `[callbacks] allowed_hosts` as a batch's
+    /// callback is. `Ok(false)`: there is no such task.
+    pub async fn add_push_config(&self, config: PushConfigRow) -> Result<bool, EngineError> {
+        self.callbacks()
+            .admit(&config.url)
+            .map_err(EngineError::Invalid)?;
+        let (task_id, id) = (config.task_id.clone(), config.id.clone());
+        let added = self.store().add_push_config(config).await?;
+        if added {
+            tracing::info!(task_id = %task_id, push_config_id = %id, "A2A push config set");
+        }
+        Ok(added)
+    }
+
+    /// Deletes an A2A push config of a task: `false`, it had none of that
+    /// id. `sent_with`: the config is the one the task was sent with (its
+    /// callback, which its end then no longer writes).
+    pub async fn delete_push_config(
+        &self,
+        task_id: &str,
+        id: &str,
+        sent_with: bool,
+    ) -> Result<bool, StoreError> {
+        let deleted = match sent_with {
+            true => self.store().drop_callback(task_id).await?,
+            false => self.store().delete_push_config(task_id, id).await?,
+        };
+        if deleted {
+            tracing::info!(task_id = %task_id, push_config_id = %id, "A2A push config deleted");
+        }
+        Ok(deleted)
     }
 }

@@ -29,6 +29,7 @@ mod leases;
 mod memory;
 mod outbox;
 mod postgres;
+mod push_configs;
 mod reads;
 mod rows;
 mod sqlite;
@@ -36,6 +37,7 @@ mod tasks;
 
 pub use commands::*;
 pub use error::StoreError;
+pub use push_configs::{NewPush, PushConfigRow};
 pub use reads::{Counts, Gauges, MemoryScope, TaskFilter};
 pub use rows::*;
 /// rusqlite's error types, for callers that build or match them.

@@ -733,3 +733,93 @@ async fn fields_are_read_by_their_proto_names_too() {
         "{listed}"
     );
 }
+
+/// Push configs created, listed and deleted while a task runs, over one
+/// binding with the official client: at the end, exactly the configs left
+/// push (the one the task was sent with deleted too); one created after
+/// the end is kept and pushes nothing.
+async fn push_configs_over(binding: &str, ctx: &str) {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let url = receiver.url();
+    let over = |args: Vec<String>| {
+        let agent = app.agent.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            a2a_over(binding, &agent, &args, None).await
+        }
+    };
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let (t1, t2) = (format!("{ctx}-1"), format!("{ctx}-2"));
+    // Answered at once (the client polls), while it works for 6 s (each
+    // client run below takes a moment).
+    let sent = over(s(&["send", ctx, &t1, "先配置", "6000", &url, "tok-sent"])).await;
+    assert_eq!(sent["status"]["state"], "TASK_STATE_WORKING", "{sent}");
+    let later = over(s(&["push-create", &t1, "later", &url, "tok-later"])).await;
+    assert_eq!(later["id"], "later", "{later}");
+    assert_eq!(later["url"], url.as_str(), "{later}");
+    over(s(&["push-create", &t1, "gone", &url, "tok-gone"])).await;
+    over(s(&["push-delete", &t1, "gone"])).await;
+    over(s(&["push-delete", &t1, "default"])).await;
+    let listed = over(s(&["push-list", &t1])).await;
+    let (_, task) = app.get(&format!("/tasks/{t1}")).await;
+    assert_eq!(
+        task["status"], "running",
+        "configs changed before the end: {task}"
+    );
+    let ids: Vec<&Value> = listed["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["id"])
+        .collect();
+    assert_eq!(ids, ["later"], "{listed}");
+    let done = over(s(&["wait", &t1])).await;
+    assert_eq!(done["status"]["state"], "TASK_STATE_COMPLETED", "{done}");
+    // Created after the end: kept, shown, and nothing left to push.
+    over(s(&["push-create", &t1, "too-late", &url, "tok-too-late"])).await;
+    let kept = over(s(&["push-get", &t1, "too-late"])).await;
+    assert_eq!(kept["token"], "tok-too-late", "{kept}");
+    // A later task's push, once delivered, says the first one's are all
+    // written: the pass that writes a push writes every one due.
+    over(s(&["send", ctx, &t2, "再来", "3000"])).await;
+    over(s(&["push-create", &t2, "after", &url, "tok-after"])).await;
+    let after = receiver
+        .wait_for_body(|b| b["task"]["id"] == t2.as_str())
+        .await;
+    assert_eq!(after.headers["x-a2a-notification-token"], "tok-after");
+    let pushed = receiver
+        .wait_for_body(|b| b["task"]["id"] == t1.as_str())
+        .await;
+    assert_eq!(pushed.headers["x-a2a-notification-token"], "tok-later");
+    assert_eq!(
+        pushed.body["task"]["status"]["state"], "TASK_STATE_COMPLETED",
+        "exactly a StreamResponse: {}",
+        pushed.raw
+    );
+    assert_eq!(pushed.body.as_object().unwrap().len(), 1, "{}", pushed.raw);
+    let (_, callbacks) = app.get(&format!("/callbacks?task_id={t1}")).await;
+    let urls = callbacks["callbacks"].as_array().unwrap();
+    assert_eq!(urls.len(), 1, "only `later` pushed: {callbacks}");
+    let tokens: Vec<_> = receiver
+        .all()
+        .iter()
+        .map(|r| {
+            r.headers["x-a2a-notification-token"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_configs_created_later_push_at_the_end_deleted_ones_do_not() {
+    push_configs_over("JSONRPC", "a2a-configs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_configs_over_the_http_json_binding() {
+    push_configs_over("HTTP+JSON", "a2a-rest-configs").await;
+}

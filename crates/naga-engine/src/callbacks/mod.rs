@@ -21,6 +21,7 @@ pub mod a2a;
 mod backoff;
 mod deliver;
 mod policy;
+mod pushes;
 mod resolve;
 mod sign;
 
@@ -293,6 +294,10 @@ impl Callbacks {
                     .saturating_sub(inner.in_flight.load(Ordering::Acquire));
                 let limit = free.min(CLAIM_GROUP);
                 let mut full = free == 0;
+                // Pushes of configs whose task ended: claimed just below.
+                if let Err(e) = pushes::write_due_pushes(&inner.store, now).await {
+                    tracing::warn!(error = %e, "cannot write the due A2A pushes");
+                }
                 if limit > 0 {
                     match inner
                         .store

@@ -6,7 +6,8 @@
 //! scheme when `[auth] token` is set. Streaming (`SendStreamingMessage`,
 //! `SubscribeToTask`) follows the task to its end. A push notification
 //! config given with the message makes the task's callback an A2A push
-//! (`naga_engine::callbacks::a2a`): it goes through the outbox, signed.
+//! (`naga_engine::callbacks::a2a`): it goes through the outbox, signed;
+//! configs created later (`push`) are pushed the same way at the end.
 //!
 //! A message's call: its text parts are the instruction, a data part the
 //! agent's parameters; `metadata.skill` names the agent (else `[agents]
@@ -34,6 +35,7 @@ use serde_json::{json, Value};
 use std::{convert::Infallible, time::Duration};
 
 mod list;
+mod push;
 mod rest;
 use list::list_tasks;
 use rest::rest_error;
@@ -255,22 +257,10 @@ async fn dispatch(engine: &Engine, id: &Value, method: &str, params: &Value) -> 
             let stream = stream(engine.clone(), Some(id.clone()), task_id.to_owned());
             return Ok(Answer::Stream(stream));
         }
-        "GetTaskPushNotificationConfig" => push_config(engine, params).await,
-        "ListTaskPushNotificationConfigs" => match push_config(engine, params).await {
-            Ok(config) => Ok(json!({"configs": [config]})),
-            Err(RpcError(TASK_NOT_FOUND, _)) if text(&params["taskId"]).is_some() => {
-                find(engine, text(&params["taskId"]).unwrap_or_default())
-                    .await
-                    .map(|_| json!({"configs": []}))
-            }
-            Err(e) => Err(e),
-        },
-        m if m.contains("PushNotificationConfig") => Err(RpcError(
-            PUSH_NOT_SUPPORTED,
-            "a push notification config is given with the message \
-             (SendMessage's configuration.taskPushNotificationConfig)"
-                .into(),
-        )),
+        "CreateTaskPushNotificationConfig" => push::create_push_config(engine, params).await,
+        "GetTaskPushNotificationConfig" => push::get_push_config(engine, params).await,
+        "ListTaskPushNotificationConfigs" => push::list_push_configs(engine, params).await,
+        "DeleteTaskPushNotificationConfig" => push::delete_push_config(engine, params).await,
         other => Err(RpcError(METHOD_NOT_FOUND, format!("no method `{other}`"))),
     };
     result.map(Answer::Result)
@@ -460,7 +450,7 @@ async fn accept(engine: &Engine, params: &Value) -> Rpc<String> {
         ));
     }
     let call = call_of(engine, message, &params["metadata"])?;
-    let callback_url = push_url_of(&params["configuration"]["taskPushNotificationConfig"])?;
+    let callback_url = push::push_url_of(&params["configuration"]["taskPushNotificationConfig"])?;
     let scheduled = engine
         .schedule_agent_push(AgentScheduleRequest {
             query: Some("A2A SendMessage".into()),
@@ -481,29 +471,6 @@ async fn accept(engine: &Engine, params: &Value) -> Rpc<String> {
         .ok_or_else(|| internal("the message was not scheduled"))?;
     tracing::info!(task_id = %task_id, "A2A message accepted as a task");
     Ok(task_id)
-}
-
-/// The callback URL a push config (`TaskPushNotificationConfig`) makes:
-/// its `url`, marked with its `token` and `authentication`.
-fn push_url_of(push: &Value) -> Rpc<Option<String>> {
-    let Some(url) = text(&push["url"]) else {
-        return Ok(None);
-    };
-    let auth = &push["authentication"];
-    let authentication = match (auth.is_null(), text(&auth["scheme"])) {
-        (true, _) => None,
-        (false, Some(scheme)) => Some(a2a::Authentication {
-            scheme,
-            credentials: auth["credentials"].as_str().unwrap_or_default(),
-        }),
-        (false, None) => {
-            let why = "a push config's `authentication` needs its `scheme` (e.g. Bearer)";
-            return Err(RpcError(INVALID_PARAMS, why.into()));
-        }
-    };
-    a2a::push_url(url, text(&push["token"]), authentication)
-        .map(Some)
-        .map_err(|e| RpcError(INVALID_PARAMS, e))
 }
 
 async fn send_message(engine: &Engine, params: &Value) -> Rpc<Value> {
@@ -587,31 +554,6 @@ fn sent_message(task: &TaskRow, payload: &str) -> Value {
     }
     json!({"messageId": task.id, "contextId": task.session_id, "taskId": task.id,
            "role": "ROLE_USER", "parts": parts})
-}
-
-/// The push config a task was sent with (naga keeps one per task: the one
-/// of `SendMessage`), as A2A shows it.
-async fn push_config(engine: &Engine, params: &Value) -> Rpc<Value> {
-    let task_id = text(&params["taskId"])
-        .ok_or_else(|| RpcError(INVALID_PARAMS, "`taskId` is required".into()))?;
-    let task = find(engine, task_id).await?;
-    let url = task.callback_url.as_deref().unwrap_or_default();
-    let Some(token) = a2a::push_of(url) else {
-        return Err(RpcError(
-            TASK_NOT_FOUND,
-            format!("task `{task_id}` has no push notification config"),
-        ));
-    };
-    let mut config = json!({"id": "default", "taskId": task_id, "url": a2a::public_url(url)});
-    if let Some(t) = token {
-        config["token"] = json!(t);
-    }
-    // Its scheme, not its credentials: a secret is given, never shown.
-    if let Some(authorization) = a2a::push_authorization(url) {
-        let scheme = authorization.split(' ').next().unwrap_or_default();
-        config["authentication"] = json!({"scheme": scheme});
-    }
-    Ok(config)
 }
 
 async fn get_task(engine: &Engine, params: &Value) -> Rpc<Value> {

@@ -4,8 +4,8 @@
 
 use super::{
     accept, cancel_task, error_info, error_kind, find, get_task, json_names, list_tasks,
-    push_config, send_message, stream, subscribable, Rpc, RpcError, METHOD_NOT_FOUND,
-    TASK_NOT_FOUND,
+    push::{create_push_config, delete_push_config, get_push_config, list_push_configs},
+    send_message, stream, subscribable, Rpc, RpcError, INVALID_PARAMS, METHOD_NOT_FOUND,
 };
 use crate::{agent::AgentState, extract::Json};
 use axum::{
@@ -112,12 +112,29 @@ pub async fn rest_push_configs(
     State(state): State<AgentState>,
     Path(id): Path<String>,
 ) -> Response {
-    let engine = &state.engine;
-    rest(match push_config(engine, &json!({"taskId": id})).await {
-        Ok(config) => Ok(json!({"configs": [config]})),
-        Err(RpcError(TASK_NOT_FOUND, _)) => find(engine, &id).await.map(|_| json!({"configs": []})),
-        Err(e) => Err(e),
-    })
+    rest(list_push_configs(&state.engine, &json!({"taskId": id})).await)
+}
+
+/// `POST /a2a/rest/tasks/{id}/pushNotificationConfigs`: the body a
+/// `TaskPushNotificationConfig` (its task the path's).
+#[utoipa::path(post, path = "/a2a/rest/tasks/{id}/pushNotificationConfigs", tag = "a2a",
+    params(("id" = String, Path)), request_body = Object,
+    responses((status = 200, description = "A2A's TaskPushNotificationConfig, as kept",
+        body = Object)))]
+pub async fn rest_create_push_config(
+    State(state): State<AgentState>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut params = json_names(body);
+    if !params.is_object() {
+        return rest_error(RpcError(
+            INVALID_PARAMS,
+            "the body is a TaskPushNotificationConfig object".into(),
+        ));
+    }
+    params["taskId"] = json!(id);
+    rest(create_push_config(&state.engine, &params).await)
 }
 
 /// `GET /a2a/rest/tasks/{id}/pushNotificationConfigs/{config}`.
@@ -126,7 +143,18 @@ pub async fn rest_push_configs(
     responses((status = 200, description = "A2A's TaskPushNotificationConfig", body = Object)))]
 pub async fn rest_push_config(
     State(state): State<AgentState>,
-    Path((id, _config)): Path<(String, String)>,
+    Path((id, config)): Path<(String, String)>,
 ) -> Response {
-    rest(push_config(&state.engine, &json!({"taskId": id})).await)
+    rest(get_push_config(&state.engine, &json!({"taskId": id, "id": config})).await)
+}
+
+/// `DELETE /a2a/rest/tasks/{id}/pushNotificationConfigs/{config}`: `{}`.
+#[utoipa::path(delete, path = "/a2a/rest/tasks/{id}/pushNotificationConfigs/{config}",
+    tag = "a2a", params(("id" = String, Path), ("config" = String, Path)),
+    responses((status = 200, description = "Deleted (also when there was none)", body = Object)))]
+pub async fn rest_delete_push_config(
+    State(state): State<AgentState>,
+    Path((id, config)): Path<(String, String)>,
+) -> Response {
+    rest(delete_push_config(&state.engine, &json!({"taskId": id, "id": config})).await)
 }

@@ -42,8 +42,14 @@ fn a2a_rest() -> OpenApiRouter<AgentState> {
         .routes(routes!(crate::a2a::rest_stream))
         .routes(routes!(crate::a2a::rest_list))
         .routes(routes!(crate::a2a::rest_task, crate::a2a::rest_cancel))
-        .routes(routes!(crate::a2a::rest_push_configs))
-        .routes(routes!(crate::a2a::rest_push_config))
+        .routes(routes!(
+            crate::a2a::rest_push_configs,
+            crate::a2a::rest_create_push_config
+        ))
+        .routes(routes!(
+            crate::a2a::rest_push_config,
+            crate::a2a::rest_delete_push_config
+        ))
         .route_layer(axum::middleware::from_fn(crate::a2a::versioned))
 }
 

@@ -440,8 +440,9 @@ const RECORD_ENDS: &str = "
         FROM d
         WHERE tasks.seq = d.task_seq AND tasks.id = d.task_id AND tasks.lease_owner = d.owner
           AND tasks.status IN ('queued', 'running')
-        RETURNING tasks.seq, tasks.session_id, tasks.last_step_no),
-    e AS (SELECT t.seq, t.session_id, t.last_step_no, d.* FROM t JOIN d ON d.task_seq = t.seq),
+        RETURNING tasks.seq, tasks.session_id, tasks.last_step_no, tasks.callback_url),
+    e AS (SELECT t.seq, t.session_id, t.last_step_no, t.callback_url AS kept_url, d.*
+          FROM t JOIN d ON d.task_seq = t.seq),
     step AS (
         INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
                            output, analysis, success, error, created_at, result, started_at)
@@ -466,7 +467,7 @@ const RECORD_ENDS: &str = "
         SELECT n.cseq, n.callback_id, n.task_id, n.cb_url, n.cb_head || n.cseq || '}',
                'pending', 0, n.finished_at, n.finished_at, n.owner, n.lease_until
         FROM (SELECT nextval('callbacks_seq_seq') AS cseq, e.* FROM e
-              WHERE ends AND cb_url IS NOT NULL) n
+              WHERE ends AND cb_url IS NOT NULL AND kept_url IS NOT NULL) n
         RETURNING task_id, seq, body)
     SELECT e.seq, e.session_id, cb.seq, cb.body FROM e LEFT JOIN cb ON cb.task_id = e.task_id";
 

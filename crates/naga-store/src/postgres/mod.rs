@@ -17,10 +17,12 @@ mod grouped;
 mod leases;
 mod memory;
 mod outbox;
+mod push_configs;
 mod tasks;
 
 pub(crate) use {
-    accept::*, conversations::*, grouped::Grouped, leases::*, memory::*, outbox::*, tasks::*,
+    accept::*, conversations::*, grouped::Grouped, leases::*, memory::*, outbox::*,
+    push_configs::*, tasks::*,
 };
 
 use crate::{

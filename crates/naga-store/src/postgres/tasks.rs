@@ -156,7 +156,7 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
                  lease_owner = NULL, lease_expires_at = NULL,
                  last_step_no = last_step_no + CASE WHEN $8 THEN 1 ELSE 0 END
              WHERE seq = $7 AND id = $1 AND status IN ('queued', 'running') AND lease_owner = $5
-             RETURNING session_id, last_step_no),
+             RETURNING session_id, last_step_no, callback_url),
          step AS (
              INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
                                 output, analysis, success, error, created_at, result, started_at)
@@ -175,7 +175,7 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
                                     next_attempt_at, created_at, lease_owner, lease_expires_at)
              SELECT n.seq, $20, $1, $21, $22 || n.seq || '}', 'pending', 0, $4, $4, $5, $23
              FROM ended CROSS JOIN LATERAL (SELECT nextval('callbacks_seq_seq') AS seq) n
-             WHERE $21 IS NOT NULL
+             WHERE $21 IS NOT NULL AND ended.callback_url IS NOT NULL
              RETURNING seq, body)
          SELECT (SELECT COUNT(*) FROM ended), (SELECT seq FROM cb), (SELECT body FROM cb),
                 (SELECT session_id FROM ended)",

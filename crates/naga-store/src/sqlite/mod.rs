@@ -9,6 +9,7 @@ pub(crate) mod conversations;
 pub(crate) mod leases;
 pub(crate) mod memory;
 pub(crate) mod outbox;
+pub(crate) mod push_configs;
 pub(crate) mod stmts;
 pub(crate) mod tasks;
 pub(crate) mod wal_vfs;

@@ -352,7 +352,8 @@ fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
         return Ok(Finished::AlreadyEnded);
     }
     let woke = ready_next(c, f.task_seq)?;
-    let Some((url, head)) = &f.callback else {
+    let kept = f.callback.is_some() && kept_callback(c, f.task_seq)?;
+    let Some((url, head)) = f.callback.as_ref().filter(|_| kept) else {
         return Ok(Finished::Ended {
             callback: None,
             woke,
@@ -388,6 +389,15 @@ fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
         callback: Some(f.pending_callback(url, seq, body)),
         woke,
     })
+}
+
+/// Whether the task still has the callback it was sent with (a client
+/// may drop it while it runs: an A2A push config deleted).
+fn kept_callback(c: &Db, seq: i64) -> Result<bool, StoreError> {
+    Ok(
+        c.cached("SELECT callback_url IS NOT NULL FROM tasks WHERE seq = ?1")?
+            .query_row(params![seq], |r| r.get(0))?,
+    )
 }
 
 /// Once a task of a session ended: the session's earliest unfinished

@@ -8,6 +8,10 @@ binding the agent card names. Run by tests/a2a.rs:
     python a2a_client.py <agent-url> wait <task-id>        (polls until it ended)
     python a2a_client.py <agent-url> list <context-id>
     python a2a_client.py <agent-url> cancel <task-id>
+    python a2a_client.py <agent-url> push-create <task-id> <config-id> <url> <token>
+    python a2a_client.py <agent-url> push-get <task-id> <config-id>
+    python a2a_client.py <agent-url> push-list <task-id>
+    python a2a_client.py <agent-url> push-delete <task-id> <config-id>
 
 With NAGA_TOKEN set, every request carries it as a bearer token; with
 A2A_BINDING=HTTP+JSON the client takes that interface of the card instead
@@ -23,7 +27,10 @@ import httpx
 from a2a.client import ClientConfig, create_client
 from a2a.types.a2a_pb2 import (
     CancelTaskRequest,
+    DeleteTaskPushNotificationConfigRequest,
+    GetTaskPushNotificationConfigRequest,
     GetTaskRequest,
+    ListTaskPushNotificationConfigsRequest,
     ListTasksRequest,
     Message,
     Part,
@@ -97,6 +104,20 @@ async def main(base: str, command: str, *args: str) -> None:
             out(await client.list_tasks(ListTasksRequest(context_id=args[0])))
         elif command == "cancel":
             out(await client.cancel_task(CancelTaskRequest(id=args[0])))
+        elif command == "push-create":
+            task_id, config_id, url, token = args
+            config = TaskPushNotificationConfig(task_id=task_id, id=config_id, url=url, token=token)
+            out(await client.create_task_push_notification_config(config))
+        elif command == "push-get":
+            request = GetTaskPushNotificationConfigRequest(task_id=args[0], id=args[1])
+            out(await client.get_task_push_notification_config(request))
+        elif command == "push-list":
+            request = ListTaskPushNotificationConfigsRequest(task_id=args[0])
+            out(await client.list_task_push_notification_configs(request))
+        elif command == "push-delete":
+            request = DeleteTaskPushNotificationConfigRequest(task_id=args[0], id=args[1])
+            await client.delete_task_push_notification_config(request)
+            print("{}")
         else:
             raise SystemExit(f"unknown command {command}")
 
