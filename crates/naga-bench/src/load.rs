@@ -24,7 +24,7 @@ pub(crate) fn batch(i: usize, args: &Args, callback: Option<&str>, run: &str) ->
                         "instruction": format!("step {c}"), "agentType": "agent"})
         })
         .collect();
-    let session = format!("bench_session_{}", i % 1000);
+    let session = format!("bench_session_{}", i % args.sessions.max(1));
     json!({"query": format!("批量Agent任务执行 ({} 个)", calls.len()), "agent_calls": calls,
            "session_id": session, "analysis_session_id": format!("analysis_{session}_1703123456"),
            "request_id": request_id(args.ids, run, i), "callback_url": callback})

@@ -56,6 +56,15 @@ struct Args {
     /// Calls per batch.
     #[arg(long, default_value_t = 2)]
     calls: usize,
+    /// Sessions the batches are spread over, round robin: 1,000 is many
+    /// shallow ones (~20 batches queued each at 20,000), 97 a few deep ones
+    /// (~200 each: a conversation scheduling batch after batch).
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// Only the end-to-end runs of naga (no accept runs, no bare ceiling):
+    /// to compare builds or backends, alternated, in less time.
+    #[arg(long)]
+    end_to_end_only: bool,
     /// `[store] synchronous` of naga: normal or full.
     #[arg(long, default_value = "normal")]
     synchronous: String,
@@ -118,6 +127,9 @@ fn main() -> anyhow::Result<()> {
 
 /// One round: the four runs, each on a fresh server (and database).
 async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::Result<Value> {
+    if args.end_to_end_only {
+        return end_to_end_round(args, receiver, cb, r).await;
+    }
     let c = args.concurrency;
     eprintln!(
         "round {r}: accept, bare axum, {} requests, {c} clients",
@@ -161,7 +173,72 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
         let cpu = cpu_per(s.child.id(), &before, args.batches);
         (rate, lost, l, rss_mib(s.child.id()), cpu)
     };
-    let postgres = match &args.postgres {
+    let postgres = postgres_round(args, receiver, cb, r, e2e).await?;
+    Ok(json!({
+        "postgres": postgres,
+        "accept": {
+            "bare_rps": bare.rps(), "naga_rps": accept.rps(), "ratio": accept.rps() / bare.rps(),
+            "bare_p50_ms": bare.percentile(0.5), "bare_p99_ms": bare.percentile(0.99),
+            "naga_p50_ms": accept.percentile(0.5), "naga_p99_ms": accept.percentile(0.99),
+            "naga_errors": accept.errors, "naga_rss_mib": accept_rss,
+            // CPU during the run (the accepted batches also run meanwhile).
+            "naga_cpu_us_per_request": accept_cpu.0, "naga_writer_cpu_us_per_request": accept_cpu.1,
+            // The bare server's, and the load client's (this process) under each.
+            "bare_cpu_us_per_request": bare_cpu,
+            "client_cpu_us_per_request_bare": bare.client_cpu_us_per_request,
+            "client_cpu_us_per_request_naga": accept.client_cpu_us_per_request,
+        },
+        "end_to_end": {
+            "ceiling_batches_per_s": ceiling, "ceiling_lost": ceiling_lost,
+            "naga_batches_per_s": e2e, "ratio": e2e / ceiling, "naga_lost_callbacks": lost,
+            "naga_p99_ms": e2e_load.percentile(0.99), "naga_errors": e2e_load.errors,
+            "naga_rss_mib_after": rss,
+            "naga_cpu_us_per_batch": e2e_cpu.0, "naga_writer_cpu_us_per_batch": e2e_cpu.1,
+        },
+    }))
+}
+
+/// One round of naga's end-to-end runs only (`--end-to-end-only`).
+async fn end_to_end_round(
+    args: &Args,
+    receiver: &Receiver,
+    cb: &str,
+    r: usize,
+) -> anyhow::Result<Value> {
+    eprintln!(
+        "round {r}: end to end, naga, {} batches of {} echo calls over {} sessions",
+        args.batches, args.calls, args.sessions
+    );
+    let dir = tempfile::tempdir()?;
+    let s = spawn_naga(args, dir.path())?;
+    let before = thread_cpu_us(s.child.id());
+    let (e2e, lost, l) = drain(&s.url, args, receiver, cb, &format!("e2e{r}")).await;
+    let cpu = cpu_per(s.child.id(), &before, args.batches);
+    let rss = rss_mib(s.child.id());
+    drop(s);
+    let postgres = postgres_round(args, receiver, cb, r, e2e).await?;
+    Ok(json!({
+        "postgres": postgres,
+        "accept": {},
+        "end_to_end": {
+            "naga_batches_per_s": e2e, "naga_lost_callbacks": lost,
+            "naga_p99_ms": l.percentile(0.99), "naga_errors": l.errors,
+            "naga_rss_mib_after": rss,
+            "naga_cpu_us_per_batch": cpu.0, "naga_writer_cpu_us_per_batch": cpu.1,
+        },
+    }))
+}
+
+/// The round's PostgreSQL runs (one node, then two), when asked for;
+/// `e2e` is the round's SQLite figure the ratios compare with.
+async fn postgres_round(
+    args: &Args,
+    receiver: &Receiver,
+    cb: &str,
+    r: usize,
+    e2e: f64,
+) -> anyhow::Result<Value> {
+    Ok(match &args.postgres {
         None => Value::Null,
         Some(server) => {
             let mut drained = Vec::new();
@@ -191,29 +268,7 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
                 "two_nodes_to_sqlite": two / e2e, "one_node_to_sqlite": one / e2e,
             })
         }
-    };
-    Ok(json!({
-        "postgres": postgres,
-        "accept": {
-            "bare_rps": bare.rps(), "naga_rps": accept.rps(), "ratio": accept.rps() / bare.rps(),
-            "bare_p50_ms": bare.percentile(0.5), "bare_p99_ms": bare.percentile(0.99),
-            "naga_p50_ms": accept.percentile(0.5), "naga_p99_ms": accept.percentile(0.99),
-            "naga_errors": accept.errors, "naga_rss_mib": accept_rss,
-            // CPU during the run (the accepted batches also run meanwhile).
-            "naga_cpu_us_per_request": accept_cpu.0, "naga_writer_cpu_us_per_request": accept_cpu.1,
-            // The bare server's, and the load client's (this process) under each.
-            "bare_cpu_us_per_request": bare_cpu,
-            "client_cpu_us_per_request_bare": bare.client_cpu_us_per_request,
-            "client_cpu_us_per_request_naga": accept.client_cpu_us_per_request,
-        },
-        "end_to_end": {
-            "ceiling_batches_per_s": ceiling, "ceiling_lost": ceiling_lost,
-            "naga_batches_per_s": e2e, "ratio": e2e / ceiling, "naga_lost_callbacks": lost,
-            "naga_p99_ms": e2e_load.percentile(0.99), "naga_errors": e2e_load.errors,
-            "naga_rss_mib_after": rss,
-            "naga_cpu_us_per_batch": e2e_cpu.0, "naga_writer_cpu_us_per_batch": e2e_cpu.1,
-        },
-    }))
+    })
 }
 
 /// Per field of `section`: the median over rounds, except counts of
@@ -257,7 +312,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let results = json!({
         "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
         "concurrency": args.concurrency, "requests": args.requests, "batches": args.batches,
-        "calls_per_batch": args.calls, "synchronous": args.synchronous,
+        "calls_per_batch": args.calls, "sessions": args.sessions,
+        "synchronous": args.synchronous,
         "ids": args.ids.to_possible_value().map(|v| v.get_name().to_owned()),
         "rounds": rounds,
         // Medians over the rounds (losses and errors summed, memory the largest).
@@ -267,6 +323,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     if args.json {
         println!("{results}");
+        return Ok(());
+    }
+    if args.end_to_end_only {
+        print_end_to_end(&results);
         return Ok(());
     }
     let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
@@ -357,4 +417,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The figures of `--end-to-end-only`: each round's, then the medians.
+fn print_end_to_end(results: &Value) {
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let line = |what: &str, e: &Value, p: &Value| {
+        let mut out = format!(
+            "{what:<9} sqlite {:>6.0} batches/s, lost {}, RSS {:.1} MiB, {:.0} µs CPU per batch",
+            f(&e["naga_batches_per_s"]),
+            e["naga_lost_callbacks"],
+            f(&e["naga_rss_mib_after"]),
+            f(&e["naga_cpu_us_per_batch"])
+        );
+        if !p.is_null() {
+            out.push_str(&format!(
+                ";  postgres 1 node {:>6.0} ({:.2}×), 2 nodes {:>6.0} ({:.2}×), lost {} / {}",
+                f(&p["one_node_batches_per_s"]),
+                f(&p["one_node_to_sqlite"]),
+                f(&p["two_nodes_batches_per_s"]),
+                f(&p["two_nodes_to_sqlite"]),
+                p["one_node_lost_callbacks"],
+                p["two_nodes_lost_callbacks"]
+            ));
+        }
+        println!("{out}");
+    };
+    let rounds = results["rounds"].as_array().cloned().unwrap_or_default();
+    for (i, r) in rounds.iter().enumerate() {
+        line(&format!("round {}", i + 1), &r["end_to_end"], &r["postgres"]);
+    }
+    line("median", &results["end_to_end"], &results["postgres"]);
 }

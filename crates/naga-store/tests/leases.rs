@@ -15,7 +15,8 @@ fn task(id: &str, owner: &str, until: i64) -> NewTask {
         session_id: "s".into(),
         analysis_session_id: Some("analysis_s_1".into()),
         query: None,
-        callback_url: None,
+        // Its end may owe a callback (as a batch sent with one).
+        callback_url: Some("http://127.0.0.1:9/cb".into()),
         policy: naga_core::config::SessionPolicy::Enqueue,
         fingerprint: None,
         calls: "[{\"tool_name\":\"echo\"}]".into(),

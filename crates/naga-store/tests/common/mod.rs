@@ -59,7 +59,8 @@ pub fn echo_task(id: &str, session: &str, owner: &str, until: i64) -> naga_store
         session_id: session.into(),
         analysis_session_id: Some(format!("analysis_{session}")),
         query: None,
-        callback_url: None,
+        // Its end may owe a callback (as a batch sent with one).
+        callback_url: Some("http://127.0.0.1:9/cb".into()),
         policy: naga_core::config::SessionPolicy::Enqueue,
         fingerprint: None,
         calls: "[{\"tool_name\":\"echo\"}]".into(),
