@@ -445,7 +445,11 @@ fn print_end_to_end(results: &Value) {
     };
     let rounds = results["rounds"].as_array().cloned().unwrap_or_default();
     for (i, r) in rounds.iter().enumerate() {
-        line(&format!("round {}", i + 1), &r["end_to_end"], &r["postgres"]);
+        line(
+            &format!("round {}", i + 1),
+            &r["end_to_end"],
+            &r["postgres"],
+        );
     }
     line("median", &results["end_to_end"], &results["postgres"]);
 }

@@ -118,6 +118,7 @@ async fn one_batch(store: Store, i: usize) {
             callback_id: cb,
             summary: Some(r#"{"current_status":"succeeded: 2 of 2 calls succeeded","failed_attempts":[],"key_findings":["echo: step 0 → step 0","echo: step 1 → step 1"],"method":"deterministic","next_steps":[]}"#.into()),
             lease_until: 1_000_000,
+            take_next: false,
         })
         .await
         .unwrap();

@@ -264,15 +264,23 @@ pub struct TaskFinish {
     /// The callback is held by `owner` until then (renewed with its task
     /// leases): if the node dies, another delivers it after that.
     pub lease_until: Millis,
+    /// `owner` starts the session's next batch at once, on the worker this
+    /// end frees, when it waits unheld: the end claims it (held until
+    /// `lease_until`, running) and answers it as [`Finished::Ended`]'s
+    /// `next`, with no claim of its own.
+    pub take_next: bool,
 }
 
 #[derive(Debug, Clone)]
 pub enum Finished {
     /// `woke`: the session's next batch, waiting unheld in the store,
     /// became ready with this end (a free worker may claim it now).
+    /// `next`: the session's next batch, claimed for `owner` by this end
+    /// (asked with `take_next`); it is not `woke` then.
     Ended {
         callback: Option<CallbackRow>,
         woke: bool,
+        next: Option<TaskRow>,
     },
     AlreadyEnded,
 }

@@ -113,6 +113,7 @@ async fn a_node_renews_only_the_leases_of_what_it_works_on() {
                 callback_id: "msg_worked".into(),
                 summary: None,
                 lease_until: 3_000,
+                take_next: false,
             })
             .await
             .unwrap();
@@ -203,6 +204,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_off() {
             callback_id: "msg_1".into(),
             summary: None,
             lease_until: 1_000_000,
+            take_next: false,
         };
         assert!(matches!(
             s.finish_task(end("A")).await.unwrap(),
@@ -343,6 +345,7 @@ async fn a_session_s_batches_are_claimed_one_at_a_time_in_order_parallel_ones_at
             callback_id: String::new(),
             summary: None,
             lease_until: 1_000_000,
+            take_next: false,
         };
         let ended = s.finish_task(end("t1", 1, "A")).await.unwrap();
         assert!(
@@ -437,6 +440,7 @@ async fn a_callback_is_stored_as_handed_over_with_the_next_sequence() {
                     callback_id: format!("msg_{id}"),
                     summary: None,
                     lease_until: 1_000_000,
+                    take_next: false,
                 })
                 .await
                 .unwrap();
@@ -487,6 +491,89 @@ async fn a_claim_takes_at_most_its_limit_oldest_first_and_a_restart_lets_go_of_t
         assert_eq!(
             ids(s.claim_runnable(claim("B", 5, 0), 10).await.unwrap()),
             ["t2", "t3", "t4"]
+        );
+    }
+}
+
+/// A's end of a session's batch, asking (or not) to take the next one.
+fn end_of(id: &str, seq: i64, take_next: bool) -> TaskFinish {
+    TaskFinish {
+        task_id: id.into(),
+        task_seq: seq,
+        owner: "A".into(),
+        last_call: None,
+        status: TaskStatus::Succeeded,
+        error: None,
+        finished_at: 2_000,
+        callback: None,
+        callback_id: format!("msg_{id}"),
+        summary: None,
+        lease_until: 50_000,
+        take_next,
+    }
+}
+
+#[tokio::test]
+async fn an_end_hands_its_session_s_next_batch_to_its_node_when_asked() {
+    for backend in backends().await {
+        let (s, name) = (backend.store.clone(), backend.name);
+        let mut seqs = Vec::new();
+        // One session: the first held by A (running), three waiting unheld.
+        for (i, id) in ["h1", "h2", "h3", "h4"].into_iter().enumerate() {
+            let new = NewTask {
+                started: i == 0,
+                ..task(id, "A", 1_000_000)
+            };
+            match s.insert_task(new).await.unwrap() {
+                Inserted::New { seq, .. } => seqs.push(seq),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        // Asked: the next one is A's at once, running, and nobody is told.
+        let Finished::Ended { woke, next, .. } =
+            s.finish_task(end_of("h1", seqs[0], true)).await.unwrap()
+        else {
+            panic!("{name}: h1 did not end")
+        };
+        let next = next.unwrap_or_else(|| panic!("{name}: h2 was not handed over"));
+        assert_eq!((next.id.as_str(), woke), ("h2", false), "{name}");
+        let row = s.task("h2").await.unwrap().unwrap();
+        assert_eq!(row.status, TaskStatus::Running, "{name}");
+        assert!(
+            s.claim_runnable(claim("B", 3_000, 0), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}: B finds nothing to claim, h2 is A's and h3 not ready"
+        );
+        // Not asked: readied and told, left to any node's claim.
+        let Finished::Ended { woke, next, .. } =
+            s.finish_task(end_of("h2", seqs[1], false)).await.unwrap()
+        else {
+            panic!("{name}: h2 did not end")
+        };
+        assert!(woke && next.is_none(), "{name}: h3 readied, not taken");
+        let taken = s.claim_runnable(claim("B", 3_000, 0), 10).await.unwrap();
+        assert_eq!(
+            taken.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+            ["h3"],
+            "{name}"
+        );
+        // A next batch held by another node (here h4, claimed to be
+        // cancelled by B) is never taken by an end.
+        s.claim_unheld(claim("B", 3_000, 0), Unheld::Task("h4".into()))
+            .await
+            .unwrap();
+        let b_end = TaskFinish {
+            owner: "B".into(),
+            ..end_of("h3", seqs[2], true)
+        };
+        let Finished::Ended { next, .. } = s.finish_task(b_end).await.unwrap() else {
+            panic!("{name}: h3 did not end")
+        };
+        assert!(
+            next.is_none(),
+            "{name}: h4 is B's already, claimed not to run"
         );
     }
 }

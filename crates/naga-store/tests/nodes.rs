@@ -181,6 +181,7 @@ async fn steps_and_callbacks_from_two_nodes_get_numbers_of_their_own() {
                 callback_id: format!("msg_{id}"),
                 summary: None,
                 lease_until: 1_000_000,
+                take_next: false,
             };
             ends.push(tokio::spawn(async move { store.finish_task(finish).await }));
         }
@@ -213,6 +214,7 @@ async fn steps_and_callbacks_from_two_nodes_get_numbers_of_their_own() {
             callback_id: "msg_busy".into(),
             summary: None,
             lease_until: 1_000_000,
+            take_next: false,
         };
         let (by_b, by_a) = tokio::join!(b.finish_task(end("B")), a.finish_task(end("A")));
         assert!(matches!(by_b.unwrap(), Finished::AlreadyEnded));
@@ -247,6 +249,7 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
                 callback_id: format!("msg_{id}"),
                 summary: None,
                 lease_until: 100,
+                take_next: false,
             })
             .await
             .unwrap();
@@ -439,6 +442,7 @@ async fn a_batch_stored_as_its_session_s_batch_ends_elsewhere_is_never_left_wait
             callback_id: String::new(),
             summary: None,
             lease_until: i64::MAX,
+            take_next: false,
         };
         for round in 0..40 {
             let session = format!("race-{round}");
@@ -546,6 +550,7 @@ async fn many_ends_at_once_each_get_their_own_answer() {
             callback_id: format!("msg_g{i}"),
             summary: None,
             lease_until: 1_000,
+            take_next: false,
         };
         let mut ends: Vec<_> = seqs
             .iter()

@@ -34,6 +34,7 @@ fn end(task_id: &str, seq: i64, callback: bool) -> TaskFinish {
         callback_id: format!("msg_{task_id}"),
         summary: None,
         lease_until: 1_000_000,
+        take_next: false,
     }
 }
 

@@ -68,6 +68,7 @@ async fn finish(s: &Store, id: &str, seq: i64, status: TaskStatus) {
             callback_id: String::new(),
             summary: Some(format!("{{\"task\":\"{id}\"}}")),
             lease_until: 1_000_000,
+            take_next: false,
         })
         .await
         .unwrap();

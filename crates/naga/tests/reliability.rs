@@ -800,6 +800,7 @@ async fn a_callback_held_in_a_live_nodes_name_that_nothing_sends_is_sent_once_it
             callback_id: "msg_unsent".into(),
             summary: None,
             lease_until: lease.until,
+            take_next: false,
         })
         .await
         .unwrap();

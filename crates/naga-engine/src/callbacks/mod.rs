@@ -519,6 +519,7 @@ mod tests {
                 callback_id: "msg_t".into(),
                 summary: None,
                 lease_until: 2,
+                take_next: false,
             })
             .await
             .unwrap();

@@ -2,20 +2,44 @@
 
 use super::*;
 
+/// How a task ends: its status and error, and whether its worker goes on
+/// to the session's next batch (see [`TaskFinish::take_next`]).
+pub(super) struct Ending {
+    pub status: TaskStatus,
+    pub error: Option<String>,
+    pub take_next: bool,
+}
+
+impl Ending {
+    /// An end on no worker of its own (a batch cancelled before it ran,
+    /// one quarantined): the session's next batch is claimed as usual.
+    pub fn without_next(status: TaskStatus, error: Option<String>) -> Self {
+        Self {
+            status,
+            error,
+            take_next: false,
+        }
+    }
+}
+
 impl Inner {
     /// Ends the task: terminal state, summary and callback in one commit,
-    /// then hands the callback to the delivery worker.
-    #[allow(clippy::too_many_arguments)]
+    /// then hands the callback to the delivery worker. A session's next
+    /// batch claimed by the end waits in `handed` for this task's worker.
     pub(super) async fn complete(
         &self,
         spec: &TaskSpec,
         calls: &[CallPayload],
         commands: &[String],
-        status: TaskStatus,
-        error: Option<String>,
+        ending: Ending,
         outcomes: &[Option<CallOutcome>],
         last_call: Option<CallFinish>,
     ) -> Option<TaskStatus> {
+        let Ending {
+            status,
+            error,
+            take_next,
+        } = ending;
         let executor = self.executor(spec.kind);
         let now = self.clock.now_ms();
         let outcome = |i: usize| outcomes.get(i).and_then(Option::as_ref);
@@ -95,16 +119,30 @@ impl Inner {
             callback,
             summary: Some(summary.to_json()),
             lease_until: now + self.config.lease_ms as i64,
+            take_next: take_next && !self.draining.is_cancelled(),
         };
         let finish = Arc::new(finish);
         let finished = self
             .persist("finish", spec, || self.store.finish_task(finish.clone()))
             .await;
         match finished {
-            Ok(Finished::Ended { callback, woke }) => {
+            Ok(Finished::Ended {
+                callback,
+                woke,
+                next,
+            }) => {
                 if woke {
                     // The session's next batch waits in the store, ready.
                     self.wake();
+                }
+                if let Some(next) = next {
+                    tracing::info!(task_id = %next.id, session_id = %next.session_id,
+                        after = %spec.id, "the session's next batch, claimed by this end: starts on its worker");
+                    self.state
+                        .lock()
+                        .unwrap()
+                        .handed
+                        .insert(spec.id.clone(), next);
                 }
                 crate::metrics::task_completed(spec.kind, status);
                 self.tell(spec, status, error.as_deref());

@@ -206,12 +206,14 @@ impl Inner {
     /// that nothing here works on (its accept or claim answered with an
     /// error after it committed) lapses, and a node with room takes it.
     fn holding(&self) -> Holding {
+        let state = self.state.lock().unwrap();
+        let running = state.running.values().map(|held| held.seq);
+        let handed = state.handed.values().map(|t| t.seq);
         let mut holding = Holding {
-            tasks: (self.state.lock().unwrap().running.values())
-                .map(|held| held.seq)
-                .collect(),
+            tasks: running.chain(handed).collect(),
             ..Holding::default()
         };
+        drop(state);
         self.callbacks.holding(&mut holding);
         holding
     }

@@ -160,6 +160,9 @@ struct Inner {
 struct State {
     /// Tasks held here (running, or about to).
     running: HashMap<String, Held>,
+    /// A session's next batch, claimed by the end of the task (the key)
+    /// whose worker starts it next (see `run::hold`).
+    handed: HashMap<String, TaskRow>,
     waiters: HashMap<String, Vec<oneshot::Sender<TaskStatus>>>,
     /// Tasks held here per kind: agent, mcp.
     held: [usize; 2],

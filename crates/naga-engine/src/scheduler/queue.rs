@@ -1,6 +1,7 @@
 //! The queue is the store's: a node claims the runnable batches waiting
 //! there, as many as it has free workers, the earliest accepted first.
 
+use super::complete::Ending;
 use super::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
@@ -85,7 +86,7 @@ impl Scheduler {
     /// when it left it alone: a task that runs here already (claimed again
     /// because its lease lapsed while the store could not renew it; the
     /// claim renewed it) is left to that run.
-    async fn take(&self, t: TaskRow, worker: Worker) -> bool {
+    pub(super) async fn take(&self, t: TaskRow, worker: Worker) -> bool {
         if self.inner.state.lock().unwrap().running.contains_key(&t.id) {
             tracing::warn!(task_id = %t.id, session_id = %t.session_id,
                 "claimed again while it runs here (its lease lapsed): left to that run");
@@ -156,7 +157,14 @@ impl Scheduler {
         let inner = self.inner.clone();
         self.inner.tracker.spawn(async move {
             inner
-                .complete(&spec, &[], &[], TaskStatus::Failed, Some(reason), &[], None)
+                .complete(
+                    &spec,
+                    &[],
+                    &[],
+                    Ending::without_next(TaskStatus::Failed, Some(reason)),
+                    &[],
+                    None,
+                )
                 .await;
         });
     }

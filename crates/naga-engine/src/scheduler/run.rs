@@ -1,6 +1,7 @@
 //! Running a task held here: its calls in order, every call's end
 //! committed as it happens, then its release.
 
+use super::complete::Ending;
 use super::*;
 use tracing::Instrument;
 
@@ -36,8 +37,18 @@ impl Inner {
         // Boxed for the reason given where a batch is committed (intake/commit.rs).
         tracker.spawn(Box::pin(
             async move {
-                let status = self.run(&spec, &token, worker).await;
+                let (status, worker) = self.run(&spec, &token, worker).await;
+                let next = self.state.lock().unwrap().handed.remove(&spec.id);
                 self.release(&spec, status);
+                match next {
+                    // The session's next batch, claimed by this end: it
+                    // starts on this worker, with no claim of its own.
+                    Some(next) => {
+                        let scheduler = Scheduler { inner: self };
+                        scheduler.take(next, worker).await;
+                    }
+                    None => drop(worker),
+                }
             }
             .instrument(span),
         ));
@@ -60,23 +71,23 @@ impl Inner {
         self.worker_free();
     }
 
-    /// Runs a task to its end on its worker. `None`: it did not end here
-    /// (the server is stopping, or the store failed); the store still has
-    /// it as running and a restart or another node resumes it.
+    /// Runs a task to its end on its worker, and gives the worker back.
+    /// `None`: it did not end here (the server is stopping, or the store
+    /// failed); the store still has it as running and a restart or another
+    /// node resumes it.
     pub(super) async fn run(
         &self,
         spec: &TaskSpec,
         token: &CancellationToken,
         worker: Worker,
-    ) -> Option<TaskStatus> {
-        let _worker = worker;
+    ) -> (Option<TaskStatus>, Worker) {
         self.tell(spec, TaskStatus::Running, None);
         let began = std::time::Instant::now();
         let status = self.run_calls(spec, token).await;
         if status.is_some() {
             crate::metrics::task_duration(spec.kind, began.elapsed());
         }
-        status
+        (status, worker)
     }
 
     /// Runs a write of `spec`'s through storage faults (a full disk, an I/O
@@ -125,13 +136,17 @@ impl Inner {
                     ))
                 })
                 .collect();
+            let ending = Ending {
+                status: TaskStatus::Failed,
+                error: Some("no MCP executor".into()),
+                take_next: true,
+            };
             return self
                 .complete(
                     spec,
                     &calls,
                     &self.commands(spec.kind, &calls),
-                    TaskStatus::Failed,
-                    Some("no MCP executor".into()),
+                    ending,
                     &outcomes,
                     None,
                 )
@@ -267,10 +282,13 @@ impl Inner {
                 }
             }
         };
-        self.complete(
-            spec, &calls, &commands, status, error, &outcomes, final_call,
-        )
-        .await
+        let ending = Ending {
+            status,
+            error,
+            take_next: true,
+        };
+        self.complete(spec, &calls, &commands, ending, &outcomes, final_call)
+            .await
     }
 
     /// The record of a call's end.
@@ -328,8 +346,7 @@ impl Inner {
                 spec,
                 &calls,
                 &self.commands(spec.kind, &calls),
-                TaskStatus::Cancelled,
-                Some(reason.to_owned()),
+                Ending::without_next(TaskStatus::Cancelled, Some(reason.to_owned())),
                 &spec.done,
                 None,
             )

@@ -243,16 +243,15 @@ async fn write_ends(pool: &PgPool, group: Vec<End>) {
         }
     };
     // The sessions whose batch ended: their next batch readied.
-    let mut sessions: Vec<&str> = group
+    let ends: Vec<&TaskFinish> = group
         .iter()
         .filter_map(|end| match end {
-            End::Task(f, _) => written.get(&f.task_seq).map(|w| w.0.as_str()),
+            End::Task(f, _) => Some(&**f),
             End::Call(..) => None,
         })
         .collect();
-    sessions.sort_unstable();
-    sessions.dedup();
-    let woke = ready_sessions(pool, &sessions).await.unwrap_or_else(|e| {
+    let session_of = |f: &TaskFinish| written.get(&f.task_seq).map(|w| w.0.clone());
+    let mut readied = ready_sessions(pool, &ends, session_of).await.unwrap_or_else(|e| {
         // Ended all the same; the node's repair readies them (`ready_heads`).
         tracing::warn!(error = %e, "cannot ready the next batches of sessions whose batch ended");
         HashMap::new()
@@ -273,15 +272,27 @@ async fn write_ends(pool: &PgPool, group: Vec<End>) {
                         Some(_) => Err(StoreError::LeaseLost(f.task_id.clone())),
                         None => Ok(Finished::AlreadyEnded),
                     },
-                    Some((session, callback)) => Ok(Finished::Ended {
-                        callback: match (&f.callback, callback) {
-                            (Some((url, _)), Some((seq, body))) => {
-                                Some(f.pending_callback(url, *seq, body.clone()))
+                    Some((session, callback)) => {
+                        // (A session's readied head is told once, and
+                        // handed to the end that asked for it.)
+                        let r = readied.get_mut(session.as_str());
+                        let (woke, next) = match r {
+                            Some(r) => {
+                                (std::mem::take(&mut r.woke), r.next.take_if(|_| f.take_next))
                             }
-                            _ => None,
-                        },
-                        woke: woke.get(session.as_str()).copied().unwrap_or(false),
-                    }),
+                            None => (false, None),
+                        };
+                        Ok(Finished::Ended {
+                            callback: match (&f.callback, callback) {
+                                (Some((url, _)), Some((seq, body))) => {
+                                    Some(f.pending_callback(url, *seq, body.clone()))
+                                }
+                                _ => None,
+                            },
+                            woke,
+                            next,
+                        })
+                    }
                 };
                 let _ = tx.send(answer);
             }
@@ -471,42 +482,115 @@ const RECORD_ENDS: &str = "
         RETURNING task_id, seq, body)
     SELECT e.seq, e.session_id, cb.seq, cb.body FROM e LEFT JOIN cb ON cb.task_id = e.task_id";
 
+/// What readying a session's next batch came to.
+#[derive(Debug, Default)]
+pub(crate) struct Readied {
+    /// It waits unheld: a free worker should claim it now.
+    pub woke: bool,
+    /// It was claimed for the ending node (its end asked `take_next`).
+    pub next: Option<TaskRow>,
+}
+
 /// Readies the next batch of each session (see [`ready_next`]), in one
-/// statement: by session, whether one waiting unheld was readied.
-async fn ready_sessions(
+/// statement; one waiting unheld is claimed at once, running, for the
+/// node whose end asked for it (`take_next`) instead of told to all.
+pub(crate) async fn ready_sessions(
     pool: &PgPool,
-    sessions: &[&str],
-) -> Result<HashMap<String, bool>, StoreError> {
-    if sessions.is_empty() {
+    ends: &[&TaskFinish],
+    session_of: impl Fn(&TaskFinish) -> Option<String>,
+) -> Result<HashMap<String, Readied>, StoreError> {
+    let mut by_session: HashMap<String, &TaskFinish> = HashMap::new();
+    for f in ends {
+        if let Some(session) = session_of(f) {
+            let kept = by_session.entry(session).or_insert(f);
+            if f.take_next && !kept.take_next {
+                *kept = f;
+            }
+        }
+    }
+    if by_session.is_empty() {
         return Ok(HashMap::new());
     }
-    let readied: Result<Vec<(String, bool)>, sqlx::Error> = sqlx::query_as(
-        "WITH r AS (
-             UPDATE tasks SET ready = TRUE
-             WHERE seq IN (SELECT (SELECT seq FROM tasks WHERE session_id = s.id
-                                     AND status IN ('queued', 'running') ORDER BY seq LIMIT 1)
-                           FROM unnest($1::text[]) AS s(id))
-               AND NOT ready
-             RETURNING session_id, lease_owner IS NULL AS unheld),
-         told AS (
-             SELECT pg_notify('naga_work', '{\"ready\":true}') FROM r WHERE unheld LIMIT 1)
-         SELECT session_id, unheld FROM r WHERE (SELECT COUNT(*) FROM told) >= 0",
-    )
-    .bind(sessions)
-    .fetch_all(pool)
-    .await;
-    match readied {
-        Ok(rows) => Ok(rows.into_iter().collect()),
+    let mut sessions: Vec<(&String, &&TaskFinish)> = by_session.iter().collect();
+    sessions.sort_unstable_by_key(|(s, _)| s.as_str());
+    match ready_heads_of(pool, &sessions).await {
+        Ok(readied) => Ok(readied),
+        // (Two groups readying the same heads at once can deadlock: one at
+        // a time then.)
         Err(_) => {
-            // (Two groups readying the same heads at once can deadlock:
-            // one at a time then.)
-            let mut woke = HashMap::new();
-            for s in sessions {
-                if let Some(unheld) = ready_next(pool, s).await? {
-                    woke.insert(s.to_string(), unheld);
-                }
+            let mut readied = HashMap::new();
+            for one in sessions.chunks(1) {
+                readied.extend(ready_heads_of(pool, one).await?);
             }
-            Ok(woke)
+            Ok(readied)
         }
     }
 }
+
+/// [`ready_sessions`]' statement, then the rows of the batches it claimed.
+async fn ready_heads_of(
+    pool: &PgPool,
+    sessions: &[(&String, &&TaskFinish)],
+) -> Result<HashMap<String, Readied>, StoreError> {
+    let ids: Vec<&str> = sessions.iter().map(|(s, _)| s.as_str()).collect();
+    let take: Vec<bool> = sessions.iter().map(|(_, f)| f.take_next).collect();
+    let owner: Vec<&str> = sessions.iter().map(|(_, f)| f.owner.as_str()).collect();
+    let until: Vec<i64> = sessions.iter().map(|(_, f)| f.lease_until).collect();
+    let at: Vec<i64> = sessions.iter().map(|(_, f)| f.finished_at).collect();
+    let rows: Vec<(String, bool, bool, i64)> = sqlx::query_as(READY_HEADS)
+        .bind(&ids)
+        .bind(&take)
+        .bind(&owner)
+        .bind(&until)
+        .bind(&at)
+        .fetch_all(pool)
+        .await?;
+    let taken: Vec<i64> = rows.iter().filter(|r| r.2).map(|r| r.3).collect();
+    let mut next: HashMap<i64, TaskRow> = match taken.is_empty() {
+        true => HashMap::new(),
+        false => sqlx::query_as::<_, TaskRow>("SELECT * FROM task_rows WHERE seq = ANY($1)")
+            .bind(&taken)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|t| (t.seq, t))
+            .collect(),
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(session, woke, taken, seq)| {
+            let next = if taken { next.remove(&seq) } else { None };
+            (session, Readied { woke, next })
+        })
+        .collect())
+}
+
+/// Each session's earliest unfinished batch, when not ready: readied, and
+/// claimed (running, leased) for the ending node that asked, when it
+/// waits unheld; other nodes are told of one left unheld.
+const READY_HEADS: &str = "
+    WITH s AS (
+        SELECT * FROM unnest($1::text[], $2::bool[], $3::text[], $4::bigint[], $5::bigint[])
+            AS s(id, take, owner, until, at)),
+    heads AS (
+        SELECT t.seq, t.lease_owner IS NULL AS unheld, s.take, s.owner, s.until, s.at
+        FROM s JOIN tasks t ON t.seq = (SELECT seq FROM tasks WHERE session_id = s.id
+                                          AND status IN ('queued', 'running')
+                                        ORDER BY seq LIMIT 1)
+        WHERE NOT t.ready
+        ORDER BY t.seq
+        FOR UPDATE OF t),
+    r AS (
+        UPDATE tasks SET ready = TRUE,
+            lease_owner = CASE WHEN h.unheld AND h.take THEN h.owner ELSE tasks.lease_owner END,
+            lease_expires_at = CASE WHEN h.unheld AND h.take THEN h.until
+                                    ELSE tasks.lease_expires_at END,
+            status = CASE WHEN h.unheld AND h.take THEN 'running' ELSE tasks.status END,
+            started_at = CASE WHEN h.unheld AND h.take THEN COALESCE(tasks.started_at, h.at)
+                              ELSE tasks.started_at END
+        FROM heads h WHERE tasks.seq = h.seq
+        RETURNING tasks.session_id, h.unheld AND NOT h.take AS woke,
+                  h.unheld AND h.take AS taken, tasks.seq),
+    told AS (
+        SELECT pg_notify('naga_work', '{\"ready\":true}') FROM r WHERE woke LIMIT 1)
+    SELECT session_id, woke, taken, seq FROM r WHERE (SELECT COUNT(*) FROM told) >= 0";

@@ -21,8 +21,14 @@ mod push_configs;
 mod tasks;
 
 pub(crate) use {
-    accept::*, conversations::*, grouped::Grouped, leases::*, memory::*, outbox::*,
-    push_configs::*, tasks::*,
+    accept::*,
+    conversations::*,
+    grouped::{ready_sessions, Grouped},
+    leases::*,
+    memory::*,
+    outbox::*,
+    push_configs::*,
+    tasks::*,
 };
 
 use crate::{

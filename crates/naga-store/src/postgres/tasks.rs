@@ -216,21 +216,31 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
         (Some((url, _)), Some(seq), Some(body)) => Some(f.pending_callback(url, seq, body)),
         _ => None,
     };
-    // The session's next batch may be ready now (see `ready_next`). The
-    // end is committed whatever this says: if it fails, the node's repair
-    // readies it (`ready_heads`).
-    let woke = match session {
-        Some(session) => match ready_next(pool, &session).await {
-            Ok(unheld) => unheld.unwrap_or(false),
-            Err(e) => {
-                tracing::warn!(error = %e, session_id = %session,
-                    "cannot ready the session's next batch now");
-                false
-            }
-        },
-        None => false,
+    // The session's next batch may be ready now (see `ready_next`; taken
+    // at once when the end asks). The end is committed whatever this
+    // says: if it fails, the node's repair readies it (`ready_heads`).
+    let Some(session) = session else {
+        return Ok(Finished::Ended {
+            callback,
+            woke: false,
+            next: None,
+        });
     };
-    Ok(Finished::Ended { callback, woke })
+    let readied = ready_sessions(pool, &[f], |_| Some(session.clone())).await;
+    let (woke, next) = match readied.map(|mut r| r.remove(&session)) {
+        Ok(Some(r)) => (r.woke, r.next),
+        Ok(None) => (false, None),
+        Err(e) => {
+            tracing::warn!(error = %e, session_id = %session,
+                "cannot ready the session's next batch now");
+            (false, None)
+        }
+    };
+    Ok(Finished::Ended {
+        callback,
+        woke,
+        next,
+    })
 }
 
 /// A callback's head is the envelope's JSON up to its `sequence` (which

@@ -330,7 +330,9 @@ fn record_call(c: &Db, f: &CallFinish) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
+/// A task's end (see `Store::finish_task`), and the seq of the session's
+/// next batch when the end claimed it for `f.owner` (`take_next`).
+fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<(Finished, Option<i64>), StoreError> {
     if let Some(call) = &f.last_call {
         record_call(c, call)?;
     }
@@ -349,15 +351,21 @@ fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
         ],
     )?;
     if ended == 0 {
-        return Ok(Finished::AlreadyEnded);
+        return Ok((Finished::AlreadyEnded, None));
     }
-    let woke = ready_next(c, f.task_seq)?;
+    let next = ready_next(c, f.task_seq, f.take_next.then_some(f))?;
+    let (woke, taken) = (next == Next::Woke, next.taken());
     let kept = f.callback.is_some() && kept_callback(c, f.task_seq)?;
     let Some((url, head)) = f.callback.as_ref().filter(|_| kept) else {
-        return Ok(Finished::Ended {
-            callback: None,
-            woke,
-        });
+        let callback = None;
+        return Ok((
+            Finished::Ended {
+                callback,
+                woke,
+                next: None,
+            },
+            taken,
+        ));
     };
     if !head.starts_with('{') || !head.ends_with("\"sequence\":") {
         // Never a body a receiver could not parse.
@@ -385,10 +393,15 @@ fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
             f.lease_until.into(),
         ],
     )?;
-    Ok(Finished::Ended {
-        callback: Some(f.pending_callback(url, seq, body)),
-        woke,
-    })
+    let callback = Some(f.pending_callback(url, seq, body));
+    Ok((
+        Finished::Ended {
+            callback,
+            woke,
+            next: None,
+        },
+        taken,
+    ))
 }
 
 /// Whether the task still has the callback it was sent with (a client
@@ -400,10 +413,30 @@ fn kept_callback(c: &Db, seq: i64) -> Result<bool, StoreError> {
     )
 }
 
+/// What an end did to its session's next batch.
+#[derive(Debug, PartialEq)]
+enum Next {
+    /// None waits, or it was ready or held already.
+    Nothing,
+    /// Readied, waiting unheld: a free worker should claim it now.
+    Woke,
+    /// Readied and claimed for the ending node (this seq).
+    Taken(i64),
+}
+
+impl Next {
+    fn taken(&self) -> Option<i64> {
+        match self {
+            Next::Taken(seq) => Some(*seq),
+            _ => None,
+        }
+    }
+}
+
 /// Once a task of a session ended: the session's earliest unfinished
-/// batch becomes ready (its turn). Whether it waits unheld in the store,
-/// i.e. whether a free worker should claim it now.
-fn ready_next(c: &Db, ended_seq: i64) -> Result<bool, StoreError> {
+/// batch becomes ready (its turn). When it waits unheld and `take` (the
+/// end) asks for it, it is claimed for the ending node at once, running.
+fn ready_next(c: &Db, ended_seq: i64, take: Option<&TaskFinish>) -> Result<Next, StoreError> {
     let next: Option<(i64, bool, bool)> = c
         .cached(
             "SELECT seq, ready, lease_owner IS NULL FROM tasks
@@ -416,11 +449,24 @@ fn ready_next(c: &Db, ended_seq: i64) -> Result<bool, StoreError> {
         })
         .optional()?;
     let Some((seq, false, unheld)) = next else {
-        return Ok(false);
+        return Ok(Next::Nothing);
     };
-    c.cached("UPDATE tasks SET ready = 1 WHERE seq = ?1")?
-        .execute(params![seq])?;
-    Ok(unheld)
+    match (unheld, take) {
+        (true, Some(f)) => {
+            c.cached(
+                "UPDATE tasks SET ready = 1, lease_owner = ?2, lease_expires_at = ?3,
+                     status = 'running', started_at = COALESCE(started_at, ?4)
+                 WHERE seq = ?1",
+            )?
+            .execute(params![seq, f.owner, f.lease_until, f.finished_at])?;
+            Ok(Next::Taken(seq))
+        }
+        (unheld, _) => {
+            c.cached("UPDATE tasks SET ready = 1 WHERE seq = ?1")?
+                .execute(params![seq])?;
+            Ok(if unheld { Next::Woke } else { Next::Nothing })
+        }
+    }
 }
 
 pub(crate) async fn insert_task(
@@ -456,9 +502,11 @@ pub(crate) async fn add_step(writer: &Writer, step: NewStep) -> Result<StepRow, 
         .await
 }
 
+/// A task's end (see `Store::finish_task`), and the seq of the session's
+/// next batch when the end claimed it (`take_next`).
 pub(crate) async fn finish_task(
     writer: &Writer,
     finish: Arc<TaskFinish>,
-) -> Result<Finished, StoreError> {
+) -> Result<(Finished, Option<i64>), StoreError> {
     writer.write(move |c| finish_task_in(c, &finish)).await
 }
