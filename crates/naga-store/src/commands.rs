@@ -280,7 +280,7 @@ pub enum Finished {
     Ended {
         callback: Option<CallbackRow>,
         woke: bool,
-        next: Option<TaskRow>,
+        next: Option<Box<TaskRow>>,
     },
     AlreadyEnded,
 }

@@ -54,7 +54,7 @@ impl Store {
             Backend::Sqlite { writer, .. } => {
                 let (mut finished, taken) = sqlite::tasks::finish_task(writer, finish).await?;
                 if let (Finished::Ended { next, .. }, Some(seq)) = (&mut finished, taken) {
-                    *next = self.task_by_seq(seq).await?;
+                    *next = self.task_by_seq(seq).await?.map(Box::new);
                 }
                 Ok(finished)
             }

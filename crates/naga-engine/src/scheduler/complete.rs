@@ -142,7 +142,7 @@ impl Inner {
                         .lock()
                         .unwrap()
                         .handed
-                        .insert(spec.id.clone(), next);
+                        .insert(spec.id.clone(), *next);
                 }
                 crate::metrics::task_completed(spec.kind, status);
                 self.tell(spec, status, error.as_deref());

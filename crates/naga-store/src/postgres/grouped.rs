@@ -488,7 +488,7 @@ pub(crate) struct Readied {
     /// It waits unheld: a free worker should claim it now.
     pub woke: bool,
     /// It was claimed for the ending node (its end asked `take_next`).
-    pub next: Option<TaskRow>,
+    pub next: Option<Box<TaskRow>>,
 }
 
 /// Readies the next batch of each session (see [`ready_next`]), in one
@@ -560,7 +560,13 @@ async fn ready_heads_of(
         .into_iter()
         .map(|(session, woke, taken, seq)| {
             let next = if taken { next.remove(&seq) } else { None };
-            (session, Readied { woke, next })
+            (
+                session,
+                Readied {
+                    woke,
+                    next: next.map(Box::new),
+                },
+            )
         })
         .collect())
 }
