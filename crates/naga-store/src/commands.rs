@@ -280,7 +280,7 @@ pub enum Finished {
     Ended {
         callback: Option<CallbackRow>,
         woke: bool,
-        next: Option<Box<TaskRow>>,
+        next: Option<Box<HandedTask>>,
     },
     AlreadyEnded,
 }

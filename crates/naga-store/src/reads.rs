@@ -157,16 +157,6 @@ impl Store {
         })
     }
 
-    /// A task by its `seq` (the store's key).
-    pub(crate) async fn task_by_seq(&self, seq: i64) -> Result<Option<TaskRow>, StoreError> {
-        read!(self, |pool| {
-            Ok(sqlx::query_as("SELECT * FROM task_rows WHERE seq = $1")
-                .bind(seq)
-                .fetch_optional(pool)
-                .await?)
-        })
-    }
-
     /// Whether at least `n` tasks of `kind` have not ended (queued or
     /// running, on any node): reads no more than `n` of them.
     pub async fn unfinished_at_least(&self, kind: TaskKind, n: i64) -> Result<bool, StoreError> {

@@ -28,6 +28,15 @@ pub struct TaskRow {
     pub finished_at: Option<Millis>,
 }
 
+/// A batch an end claimed for its node (`TaskFinish::take_next`): its row
+/// and its calls as stored (a JSON array), read in the same transaction.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HandedTask {
+    #[sqlx(flatten)]
+    pub task: TaskRow,
+    pub calls: String,
+}
+
 impl TaskRow {
     /// When its status last changed: its end, else its start, else its
     /// acceptance (what `TaskFilter::updated_after` compares).

@@ -51,13 +51,7 @@ impl Store {
     ) -> Result<Finished, StoreError> {
         let finish = finish.into();
         match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                let (mut finished, taken) = sqlite::tasks::finish_task(writer, finish).await?;
-                if let (Finished::Ended { next, .. }, Some(seq)) = (&mut finished, taken) {
-                    *next = self.task_by_seq(seq).await?.map(Box::new);
-                }
-                Ok(finished)
-            }
+            Backend::Sqlite { writer, .. } => sqlite::tasks::finish_task(writer, finish).await,
             Backend::Postgres(pg) => pg.observed(pg.grouped.finish_task(finish)).await,
         }
     }

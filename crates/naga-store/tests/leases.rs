@@ -536,7 +536,12 @@ async fn an_end_hands_its_session_s_next_batch_to_its_node_when_asked() {
             panic!("{name}: h1 did not end")
         };
         let next = next.unwrap_or_else(|| panic!("{name}: h2 was not handed over"));
-        assert_eq!((next.id.as_str(), woke), ("h2", false), "{name}");
+        assert_eq!((next.task.id.as_str(), woke), ("h2", false), "{name}");
+        assert_eq!(
+            next.calls, "[{\"tool_name\":\"echo\"}]",
+            "{name}: its calls as stored"
+        );
+        assert_eq!(next.task.steps_count, 0, "{name}");
         let row = s.task("h2").await.unwrap().unwrap();
         assert_eq!(row.status, TaskStatus::Running, "{name}");
         assert!(

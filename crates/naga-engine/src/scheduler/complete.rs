@@ -136,7 +136,7 @@ impl Inner {
                     self.wake();
                 }
                 if let Some(next) = next {
-                    tracing::info!(task_id = %next.id, session_id = %next.session_id,
+                    tracing::info!(task_id = %next.task.id, session_id = %next.task.session_id,
                         after = %spec.id, "the session's next batch, claimed by this end: starts on its worker");
                     self.state
                         .lock()

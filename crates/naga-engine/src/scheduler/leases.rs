@@ -208,7 +208,7 @@ impl Inner {
     fn holding(&self) -> Holding {
         let state = self.state.lock().unwrap();
         let running = state.running.values().map(|held| held.seq);
-        let handed = state.handed.values().map(|t| t.seq);
+        let handed = state.handed.values().map(|h| h.task.seq);
         let mut holding = Holding {
             tasks: running.chain(handed).collect(),
             ..Holding::default()

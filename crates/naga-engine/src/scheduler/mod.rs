@@ -57,8 +57,8 @@ use naga_core::{
     CallStatus, TaskStatus,
 };
 use naga_store::{
-    CallFinish, Channel, Claim, Finished, Holding, Lease, NewStep, Store, StoreError, TaskFinish,
-    TaskRow, Unheld,
+    CallFinish, Channel, Claim, Finished, HandedTask, Holding, Lease, NewStep, Store, StoreError,
+    TaskFinish, TaskRow, Unheld,
 };
 use serde_json::Value;
 use std::{
@@ -162,7 +162,7 @@ struct State {
     running: HashMap<String, Held>,
     /// A session's next batch, claimed by the end of the task (the key)
     /// whose worker starts it next (see `run::hold`).
-    handed: HashMap<String, TaskRow>,
+    handed: HashMap<String, HandedTask>,
     waiters: HashMap<String, Vec<oneshot::Sender<TaskStatus>>>,
     /// Tasks held here per kind: agent, mcp.
     held: [usize; 2],

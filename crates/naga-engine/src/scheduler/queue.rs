@@ -99,12 +99,7 @@ impl Scheduler {
                     analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
                     finished_calls = resumed, calls = spec.done.len(),
                     "batch claimed from the store: starts at its first unfinished call");
-                if self.inner.state.lock().unwrap().interrupted_before(&spec) {
-                    drop(worker);
-                    self.cancel_interrupted(spec);
-                    return true;
-                }
-                self.inner.clone().hold(spec, worker);
+                self.start_claimed(spec, worker);
             }
             Err(EngineError::Store(e)) if e.is_unreadable() => self.quarantine(t, e),
             Err(e) => {
@@ -133,6 +128,46 @@ impl Scheduler {
             }
         }
         true
+    }
+
+    /// Starts a batch an end claimed for this node on its worker (see
+    /// [`TaskFinish::take_next`]): one that never ran is started from the
+    /// row and calls the end read, with no read of its own; any other as a
+    /// claimed one.
+    pub(super) async fn take_handed(&self, next: HandedTask, worker: Worker) {
+        let calls: Option<Vec<&serde_json::value::RawValue>> =
+            serde_json::from_str(&next.calls).ok();
+        let t = next.task;
+        let (Some(calls), 0) = (calls, t.steps_count) else {
+            self.take(t, worker).await;
+            return;
+        };
+        let spec = TaskSpec {
+            seq: t.seq,
+            kind: t.kind,
+            policy: t.policy,
+            done: vec![None; calls.len()],
+            calls: Calls::new(calls.iter().map(|c| c.get().into()).collect()),
+            id: t.id,
+            session_id: t.session_id,
+            analysis_session_id: t.analysis_session_id,
+            callback_url: t.callback_url,
+        };
+        tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
+            analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
+            calls = spec.done.len(), "batch handed over by its session's previous end: starts");
+        self.start_claimed(spec, worker);
+    }
+
+    /// Holds a claimed task's spec on its worker, unless an interrupt of
+    /// its session came first (then it is cancelled).
+    fn start_claimed(&self, spec: TaskSpec, worker: Worker) {
+        if self.inner.state.lock().unwrap().interrupted_before(&spec) {
+            drop(worker);
+            self.cancel_interrupted(spec);
+            return;
+        }
+        self.inner.clone().hold(spec, worker);
     }
 
     /// Ends a task whose stored form cannot be read back (it would stop

@@ -43,10 +43,7 @@ impl Inner {
                 match next {
                     // The session's next batch, claimed by this end: it
                     // starts on this worker, with no claim of its own.
-                    Some(next) => {
-                        let scheduler = Scheduler { inner: self };
-                        scheduler.take(next, worker).await;
-                    }
+                    Some(next) => Scheduler { inner: self }.take_handed(next, worker).await,
                     None => drop(worker),
                 }
             }

@@ -488,7 +488,7 @@ pub(crate) struct Readied {
     /// It waits unheld: a free worker should claim it now.
     pub woke: bool,
     /// It was claimed for the ending node (its end asked `take_next`).
-    pub next: Option<Box<TaskRow>>,
+    pub next: Option<Box<HandedTask>>,
 }
 
 /// Readies the next batch of each session (see [`ready_next`]), in one
@@ -546,14 +546,14 @@ async fn ready_heads_of(
         .fetch_all(pool)
         .await?;
     let taken: Vec<i64> = rows.iter().filter(|r| r.2).map(|r| r.3).collect();
-    let mut next: HashMap<i64, TaskRow> = match taken.is_empty() {
+    let mut next: HashMap<i64, HandedTask> = match taken.is_empty() {
         true => HashMap::new(),
-        false => sqlx::query_as::<_, TaskRow>("SELECT * FROM task_rows WHERE seq = ANY($1)")
+        false => sqlx::query_as::<_, HandedTask>("SELECT * FROM task_rows WHERE seq = ANY($1)")
             .bind(&taken)
             .fetch_all(pool)
             .await?
             .into_iter()
-            .map(|t| (t.seq, t))
+            .map(|t| (t.task.seq, t))
             .collect(),
     };
     Ok(rows

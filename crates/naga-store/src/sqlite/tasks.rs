@@ -330,9 +330,8 @@ fn record_call(c: &Db, f: &CallFinish) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A task's end (see `Store::finish_task`), and the seq of the session's
-/// next batch when the end claimed it for `f.owner` (`take_next`).
-fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<(Finished, Option<i64>), StoreError> {
+/// A task's end (see `Store::finish_task`).
+fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
     if let Some(call) = &f.last_call {
         record_call(c, call)?;
     }
@@ -351,21 +350,22 @@ fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<(Finished, Option<i64>), Sto
         ],
     )?;
     if ended == 0 {
-        return Ok((Finished::AlreadyEnded, None));
+        return Ok(Finished::AlreadyEnded);
     }
-    let next = ready_next(c, f.task_seq, f.take_next.then_some(f))?;
-    let (woke, taken) = (next == Next::Woke, next.taken());
+    let readied = ready_next(c, f.task_seq, f.take_next.then_some(f))?;
+    let woke = readied == Next::Woke;
+    let next = match readied {
+        Next::Taken(seq) => Some(Box::new(handed(c, seq)?)),
+        _ => None,
+    };
     let kept = f.callback.is_some() && kept_callback(c, f.task_seq)?;
     let Some((url, head)) = f.callback.as_ref().filter(|_| kept) else {
         let callback = None;
-        return Ok((
-            Finished::Ended {
-                callback,
-                woke,
-                next: None,
-            },
-            taken,
-        ));
+        return Ok(Finished::Ended {
+            callback,
+            woke,
+            next,
+        });
     };
     if !head.starts_with('{') || !head.ends_with("\"sequence\":") {
         // Never a body a receiver could not parse.
@@ -394,14 +394,11 @@ fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<(Finished, Option<i64>), Sto
         ],
     )?;
     let callback = Some(f.pending_callback(url, seq, body));
-    Ok((
-        Finished::Ended {
-            callback,
-            woke,
-            next: None,
-        },
-        taken,
-    ))
+    Ok(Finished::Ended {
+        callback,
+        woke,
+        next,
+    })
 }
 
 /// Whether the task still has the callback it was sent with (a client
@@ -424,13 +421,54 @@ enum Next {
     Taken(i64),
 }
 
-impl Next {
-    fn taken(&self) -> Option<i64> {
-        match self {
-            Next::Taken(seq) => Some(*seq),
-            _ => None,
-        }
+/// A batch an end claimed (see [`HandedTask`]), read on the writer's own
+/// connection: no read of the pool, whose page cache every commit voids.
+fn handed(c: &Db, seq: i64) -> Result<HandedTask, StoreError> {
+    fn stored<T: TryFrom<String>>(r: &rusqlite::Row, i: usize) -> rusqlite::Result<T>
+    where
+        T::Error: std::error::Error + Send + Sync + 'static,
+    {
+        T::try_from(r.get::<_, String>(i)?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })
     }
+    let mut stmt = c.cached(
+        "SELECT seq, id, kind, session_id, analysis_session_id, query, callback_url, policy,
+                fingerprint, status, error, calls_count, response, accepted_at, started_at,
+                finished_at, calls, (SELECT COUNT(*) FROM steps WHERE task_seq = ?1)
+         FROM tasks WHERE seq = ?1",
+    )?;
+    let handed = stmt.query_row(params![seq], |r| {
+        let task = TaskRow {
+            seq: r.get(0)?,
+            id: r.get(1)?,
+            kind: stored(r, 2)?,
+            session_id: r.get(3)?,
+            analysis_session_id: r.get(4)?,
+            query: r.get(5)?,
+            callback_url: r.get(6)?,
+            policy: stored(r, 7)?,
+            fingerprint: r.get(8)?,
+            status: stored(r, 9)?,
+            error: r.get(10)?,
+            calls_count: r.get(11)?,
+            steps_count: r.get(17)?,
+            response: r.get(12)?,
+            accepted_at: r.get(13)?,
+            started_at: r.get(14)?,
+            finished_at: r.get(15)?,
+        };
+        Ok(HandedTask {
+            task,
+            calls: r.get(16)?,
+        })
+    });
+    handed.map_err(|e| match e {
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+            StoreError::Corrupt(format!("task seq {seq} cannot be read back: {e}"))
+        }
+        e => e.into(),
+    })
 }
 
 /// Once a task of a session ended: the session's earliest unfinished
@@ -502,11 +540,9 @@ pub(crate) async fn add_step(writer: &Writer, step: NewStep) -> Result<StepRow, 
         .await
 }
 
-/// A task's end (see `Store::finish_task`), and the seq of the session's
-/// next batch when the end claimed it (`take_next`).
 pub(crate) async fn finish_task(
     writer: &Writer,
     finish: Arc<TaskFinish>,
-) -> Result<(Finished, Option<i64>), StoreError> {
+) -> Result<Finished, StoreError> {
     writer.write(move |c| finish_task_in(c, &finish)).await
 }
