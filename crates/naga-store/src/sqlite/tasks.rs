@@ -2,7 +2,7 @@
 
 use super::{stmts::Db, writer::Writer};
 use crate::{commands::*, rows::*, StoreError};
-use naga_core::time::Millis;
+use naga_core::{time::Millis, TaskStatus};
 use rusqlite::{params, OptionalExtension};
 use std::sync::Arc;
 
@@ -352,11 +352,10 @@ fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
     if ended == 0 {
         return Ok(Finished::AlreadyEnded);
     }
-    let readied = ready_next(c, f.task_seq, f.take_next.then_some(f))?;
-    let woke = readied == Next::Woke;
-    let next = match readied {
-        Next::Taken(seq) => Some(Box::new(handed(c, seq)?)),
-        _ => None,
+    let (woke, next) = match ready_next(c, f.task_seq, f.take_next.then_some(f))? {
+        Next::Nothing => (false, None),
+        Next::Woke => (true, None),
+        Next::Taken(handed) => (false, Some(handed)),
     };
     let kept = f.callback.is_some() && kept_callback(c, f.task_seq)?;
     let Some((url, head)) = f.callback.as_ref().filter(|_| kept) else {
@@ -411,14 +410,13 @@ fn kept_callback(c: &Db, seq: i64) -> Result<bool, StoreError> {
 }
 
 /// What an end did to its session's next batch.
-#[derive(Debug, PartialEq)]
 enum Next {
     /// None waits, or it was ready or held already.
     Nothing,
     /// Readied, waiting unheld: a free worker should claim it now.
     Woke,
-    /// Readied and claimed for the ending node (this seq).
-    Taken(i64),
+    /// Readied and claimed for the ending node (read as it was claimed).
+    Taken(Box<HandedTask>),
 }
 
 /// A batch an end claimed (see [`HandedTask`]), read on the writer's own
@@ -489,17 +487,29 @@ fn ready_next(c: &Db, ended_seq: i64, take: Option<&TaskFinish>) -> Result<Next,
     let Some((seq, false, unheld)) = next else {
         return Ok(Next::Nothing);
     };
-    match (unheld, take) {
-        (true, Some(f)) => {
+    // (One that cannot be read back is left to a claim, which quarantines
+    // it: the end itself commits.)
+    let readable = match (unheld, take) {
+        (true, Some(_)) => match handed(c, seq) {
+            Ok(h) => Some(h),
+            Err(StoreError::Corrupt(_)) => None,
+            Err(e) => return Err(e),
+        },
+        _ => None,
+    };
+    match (readable, take) {
+        (Some(mut h), Some(f)) => {
             c.cached(
                 "UPDATE tasks SET ready = 1, lease_owner = ?2, lease_expires_at = ?3,
                      status = 'running', started_at = COALESCE(started_at, ?4)
                  WHERE seq = ?1",
             )?
             .execute(params![seq, f.owner, f.lease_until, f.finished_at])?;
-            Ok(Next::Taken(seq))
+            h.task.status = TaskStatus::Running;
+            h.task.started_at = h.task.started_at.or(Some(f.finished_at));
+            Ok(Next::Taken(Box::new(h)))
         }
-        (unheld, _) => {
+        _ => {
             c.cached("UPDATE tasks SET ready = 1 WHERE seq = ?1")?
                 .execute(params![seq])?;
             Ok(if unheld { Next::Woke } else { Next::Nothing })
