@@ -254,13 +254,17 @@ async fn postgres_round(
                     .map(|n| spawn_naga_on(args, &dir.path().join(n.to_string()), Some(&database)))
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let urls: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
+                let before = pg_counters(&database);
                 let (rate, lost, _) =
                     drain_spread(&urls, args, receiver, cb, &format!("pg{nodes}n{r}")).await;
                 let rss: f64 = servers.iter().filter_map(|s| rss_mib(s.child.id())).sum();
-                drained.push((rate, lost, rss));
+                let per_batch = pg_per_batch(&database, &before, args.batches);
+                drained.push((rate, lost, rss, per_batch));
             }
-            let ((one, lost_one, _), (two, lost_two, rss_two)) = (drained[0], drained[1]);
+            let (one, lost_one, _, ref per_one) = drained[0];
+            let (two, lost_two, rss_two, ref per_two) = drained[1];
             json!({
+                "one_node_per_batch": per_one, "two_nodes_per_batch": per_two,
                 "one_node_batches_per_s": one, "one_node_lost_callbacks": lost_one,
                 "two_nodes_batches_per_s": two, "two_nodes_lost_callbacks": lost_two,
                 "two_nodes_rss_mib_after": rss_two,
@@ -452,4 +456,58 @@ fn print_end_to_end(results: &Value) {
         );
     }
     line("median", &results["end_to_end"], &results["postgres"]);
+}
+
+/// PostgreSQL's counters of `database` (commits, index and sequential
+/// scans, and statements when `pg_stat_statements` is loaded), read with
+/// `psql`; empty when it cannot say.
+fn pg_counters(database: &str) -> BTreeMap<String, f64> {
+    let (server, name) = database.rsplit_once('/').unwrap_or_default();
+    let sql = format!(
+        "SELECT 'commits', xact_commit FROM pg_stat_database WHERE datname = '{name}' UNION ALL
+         SELECT 'index_scans', COALESCE(SUM(idx_scan), 0) FROM pg_stat_user_tables UNION ALL
+         SELECT 'seq_scans', COALESCE(SUM(seq_scan), 0) FROM pg_stat_user_tables UNION ALL
+         SELECT 'rows_updated', COALESCE(SUM(n_tup_upd), 0) FROM pg_stat_user_tables"
+    );
+    let mut counters = BTreeMap::new();
+    let read = |url: &str, sql: &str| {
+        Command::new("psql")
+            .args([url, "-AtF", "\t", "-c", sql])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let statements = format!(
+        "SELECT 'statements', COALESCE(SUM(calls), 0) FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '{name}')"
+    );
+    let out = read(database, &sql) + &read(&format!("{server}/postgres"), &statements);
+    for line in out.lines() {
+        if let Some((k, v)) = line.split_once('\t') {
+            if let Ok(v) = v.parse() {
+                counters.insert(k.to_owned(), v);
+            }
+        }
+    }
+    counters
+}
+
+/// The counters' growth since `before`, per batch.
+fn pg_per_batch(database: &str, before: &BTreeMap<String, f64>, batches: usize) -> Value {
+    // (A backend's counters reach the shared ones within a second.)
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = pg_counters(database);
+    let per: serde_json::Map<String, Value> = after
+        .iter()
+        .map(|(k, v)| {
+            let grown = v - before.get(k).copied().unwrap_or(0.0);
+            (
+                k.clone(),
+                json!((grown / batches as f64 * 100.0).round() / 100.0),
+            )
+        })
+        .collect();
+    Value::Object(per)
 }
