@@ -17,8 +17,11 @@ if ! { [ -f "$dir/data/postmaster.pid" ] && "${as[@]}" "$bin/pg_ctl" -D "$dir/da
     rm -rf "$dir" && mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres "$dir"
     "${as[@]}" "$bin/initdb" -D "$dir/data" -U naga --auth=trust -E UTF8 --no-locale >/dev/null
-    # Only where it listens: every other setting is the default.
+    # Where it listens, and pg_stat_statements (naga-bench counts the
+    # statements per batch): every other setting is the default.
     "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir" >/dev/null
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir \
+            -c shared_preload_libraries=pg_stat_statements" >/dev/null
+    psql "postgres://naga@127.0.0.1:$port/postgres" -qc "CREATE EXTENSION pg_stat_statements" >/dev/null
 fi
 echo "postgres://naga@127.0.0.1:$port"

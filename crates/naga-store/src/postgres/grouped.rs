@@ -527,7 +527,8 @@ pub(crate) async fn ready_sessions(
     }
 }
 
-/// [`ready_sessions`]' statement, then the rows of the batches it claimed.
+/// [`ready_sessions`]' statement: the heads readied, those claimed with
+/// their rows and calls (one round trip).
 async fn ready_heads_of(
     pool: &PgPool,
     sessions: &[(&String, &&TaskFinish)],
@@ -537,7 +538,7 @@ async fn ready_heads_of(
     let owner: Vec<&str> = sessions.iter().map(|(_, f)| f.owner.as_str()).collect();
     let until: Vec<i64> = sessions.iter().map(|(_, f)| f.lease_until).collect();
     let at: Vec<i64> = sessions.iter().map(|(_, f)| f.finished_at).collect();
-    let rows: Vec<(String, bool, bool, i64)> = sqlx::query_as(READY_HEADS)
+    let rows: Vec<ReadyRow> = sqlx::query_as(READY_HEADS)
         .bind(&ids)
         .bind(&take)
         .bind(&owner)
@@ -545,30 +546,23 @@ async fn ready_heads_of(
         .bind(&at)
         .fetch_all(pool)
         .await?;
-    let taken: Vec<i64> = rows.iter().filter(|r| r.2).map(|r| r.3).collect();
-    let mut next: HashMap<i64, HandedTask> = match taken.is_empty() {
-        true => HashMap::new(),
-        false => sqlx::query_as::<_, HandedTask>("SELECT * FROM task_rows WHERE seq = ANY($1)")
-            .bind(&taken)
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(|t| (t.task.seq, t))
-            .collect(),
-    };
     Ok(rows
         .into_iter()
-        .map(|(session, woke, taken, seq)| {
-            let next = if taken { next.remove(&seq) } else { None };
-            (
-                session,
-                Readied {
-                    woke,
-                    next: next.map(Box::new),
-                },
-            )
+        .map(|r| {
+            let session = r.handed.task.session_id.clone();
+            let next = r.taken.then(|| Box::new(r.handed));
+            (session, Readied { woke: r.woke, next })
         })
         .collect())
+}
+
+/// A head [`READY_HEADS`] readied: as it is now, with its calls.
+#[derive(sqlx::FromRow)]
+struct ReadyRow {
+    woke: bool,
+    taken: bool,
+    #[sqlx(flatten)]
+    handed: HandedTask,
 }
 
 /// Each session's earliest unfinished batch, when not ready: readied, and
@@ -595,8 +589,8 @@ const READY_HEADS: &str = "
             started_at = CASE WHEN h.unheld AND h.take THEN COALESCE(tasks.started_at, h.at)
                               ELSE tasks.started_at END
         FROM heads h WHERE tasks.seq = h.seq
-        RETURNING tasks.session_id, h.unheld AND NOT h.take AS woke,
-                  h.unheld AND h.take AS taken, tasks.seq),
+        RETURNING tasks.*, h.unheld AND NOT h.take AS woke, h.unheld AND h.take AS taken,
+                  (SELECT COUNT(*) FROM steps WHERE task_seq = tasks.seq) AS steps_count),
     told AS (
         SELECT pg_notify('naga_work', '{\"ready\":true}') FROM r WHERE woke LIMIT 1)
-    SELECT session_id, woke, taken, seq FROM r WHERE (SELECT COUNT(*) FROM told) >= 0";
+    SELECT * FROM r WHERE (SELECT COUNT(*) FROM told) >= 0";
