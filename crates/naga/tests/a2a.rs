@@ -751,9 +751,9 @@ async fn push_configs_over(binding: &str, ctx: &str) {
     };
     let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     let (t1, t2) = (format!("{ctx}-1"), format!("{ctx}-2"));
-    // Answered at once (the client polls), while it works for 6 s (each
-    // client run below takes a moment).
-    let sent = over(s(&["send", ctx, &t1, "先配置", "6000", &url, "tok-sent"])).await;
+    // Answered at once (the client polls), while it works for a minute:
+    // it ends when it is cancelled below.
+    let sent = over(s(&["send", ctx, &t1, "先配置", "60000", &url, "tok-sent"])).await;
     assert_eq!(sent["status"]["state"], "TASK_STATE_WORKING", "{sent}");
     let later = over(s(&["push-create", &t1, "later", &url, "tok-later"])).await;
     assert_eq!(later["id"], "later", "{later}");
@@ -774,16 +774,18 @@ async fn push_configs_over(binding: &str, ctx: &str) {
         .map(|c| &c["id"])
         .collect();
     assert_eq!(ids, ["later"], "{listed}");
+    over(s(&["cancel", &t1])).await;
     let done = over(s(&["wait", &t1])).await;
-    assert_eq!(done["status"]["state"], "TASK_STATE_COMPLETED", "{done}");
+    assert_eq!(done["status"]["state"], "TASK_STATE_CANCELED", "{done}");
     // Created after the end: kept, shown, and nothing left to push.
     over(s(&["push-create", &t1, "too-late", &url, "tok-too-late"])).await;
     let kept = over(s(&["push-get", &t1, "too-late"])).await;
     assert_eq!(kept["token"], "tok-too-late", "{kept}");
     // A later task's push, once delivered, says the first one's are all
     // written: the pass that writes a push writes every one due.
-    over(s(&["send", ctx, &t2, "再来", "3000"])).await;
+    over(s(&["send", ctx, &t2, "再来", "60000"])).await;
     over(s(&["push-create", &t2, "after", &url, "tok-after"])).await;
+    over(s(&["cancel", &t2])).await;
     let after = receiver
         .wait_for_body(|b| b["task"]["id"] == t2.as_str())
         .await;
@@ -793,7 +795,7 @@ async fn push_configs_over(binding: &str, ctx: &str) {
         .await;
     assert_eq!(pushed.headers["x-a2a-notification-token"], "tok-later");
     assert_eq!(
-        pushed.body["task"]["status"]["state"], "TASK_STATE_COMPLETED",
+        pushed.body["task"]["status"]["state"], "TASK_STATE_CANCELED",
         "exactly a StreamResponse: {}",
         pushed.raw
     );
