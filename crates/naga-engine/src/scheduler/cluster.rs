@@ -1,8 +1,9 @@
 //! What the nodes of a shared database tell each other (`naga_work`):
 //! runnable work in the store, interrupts and cancels.
 
-use super::*;
-
+use super::{Inner, Scheduler, WorkNews};
+use naga_store::Channel;
+use std::sync::Arc;
 impl Inner {
     /// Tells the other nodes of a shared database (in the background: the
     /// news is a wake-up; what it asks is also found by polling or is lost

@@ -1,7 +1,14 @@
 //! Ending a task: terminal state, summary and callback in one commit.
 
-use super::*;
-
+use super::{Inner, TaskSpec};
+use crate::{agents::CallOutcome, memory};
+use naga_core::{
+    time::iso,
+    wire::{CallPayload, CallbackEnvelope},
+    TaskStatus,
+};
+use naga_store::{CallFinish, Finished, StoreError, TaskFinish};
+use std::sync::Arc;
 /// How a task ends: its status and error, and whether its worker goes on
 /// to the session's next batch (see [`TaskFinish::take_next`]).
 pub(super) struct Ending {

@@ -1,8 +1,12 @@
 //! Interrupting a session and cancelling a task, here, in the store and
 //! on the other nodes of a shared database; waiting for a task's end.
 
-use super::*;
-
+use super::{Held, Scheduler, State, TaskSpec, WorkNews, CANCEL_WAIT, INTERRUPT_MEMORY};
+use crate::EngineError;
+use naga_core::TaskStatus;
+use naga_store::{TaskRow, Unheld};
+use std::time::Duration;
+use tokio::sync::oneshot;
 impl Scheduler {
     /// Cancels every batch of a session accepted before `before` (a `seq`;
     /// the `interrupt` policy): those running here and, on a shared
@@ -213,6 +217,8 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::Calls;
+    use naga_core::{config::SessionPolicy, wire::TaskKind};
 
     fn spec(session: &str, seq: i64) -> TaskSpec {
         TaskSpec {

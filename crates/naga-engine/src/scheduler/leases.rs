@@ -1,8 +1,14 @@
 //! A node's liveness and leases: its heartbeat, the leases it renews and
 //! lets go of, its start (what it held in its last run) and its drain.
 
-use super::*;
+use super::{Inner, Scheduler, WorkNews};
+use crate::EngineError;
 use naga_core::time::Millis;
+use naga_store::{Channel, Holding};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 impl Scheduler {
     /// At start: lets go of every task and delivery this node's identity

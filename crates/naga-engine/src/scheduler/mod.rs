@@ -41,26 +41,18 @@ mod run;
 mod tests;
 
 use crate::{
-    agents::{CallContext, CallOutcome},
+    agents::CallOutcome,
     callbacks::Callbacks,
     clock::Clock,
     executor::Executor,
     feed::{Event, TaskFeed},
-    memory,
-    retry::retry_store,
-    EngineError,
 };
 use naga_core::{
     config::{SchedulerConfig, SessionPolicy},
-    time::iso,
-    wire::{CallPayload, CallbackEnvelope, TaskKind},
-    CallStatus, TaskStatus,
+    wire::{CallPayload, TaskKind},
+    TaskStatus,
 };
-use naga_store::{
-    CallFinish, Channel, Claim, Finished, HandedTask, Holding, Lease, NewStep, Store, StoreError,
-    TaskFinish, TaskRow, Unheld,
-};
-use serde_json::Value;
+use naga_store::{Claim, HandedTask, Lease, Store};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},

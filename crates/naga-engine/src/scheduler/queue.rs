@@ -2,8 +2,12 @@
 //! there, as many as it has free workers, the earliest accepted first.
 
 use super::complete::Ending;
-use super::*;
+use super::{Calls, Inner, Scheduler, TaskSpec, Worker};
+use crate::{agents::CallOutcome, retry::retry_store, EngineError};
+use naga_core::{config::SessionPolicy, CallStatus, TaskStatus};
+use naga_store::{HandedTask, StoreError, TaskRow};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Most batches one claim takes (one statement, one round trip).

@@ -2,7 +2,21 @@
 //! committed as it happens, then its release.
 
 use super::complete::Ending;
-use super::*;
+use super::{kind_index, Held, Inner, Interrupted, Scheduler, TaskSpec, Worker};
+use crate::{
+    agents::{CallContext, CallOutcome},
+    executor::Executor,
+    feed::Event,
+    retry::retry_store,
+};
+use naga_core::{
+    wire::{CallPayload, TaskKind},
+    TaskStatus,
+};
+use naga_store::{CallFinish, NewStep, StoreError};
+use serde_json::Value;
+use std::{sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 impl Inner {

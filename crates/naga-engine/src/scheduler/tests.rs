@@ -3,10 +3,13 @@
 //! end only when the test lets them (no server, no agent).
 
 use super::*;
-use crate::{agents::CallOutcome, clock::ManualClock};
+use crate::{
+    agents::{CallContext, CallOutcome},
+    clock::ManualClock,
+};
 use futures::future::BoxFuture;
 use naga_core::{config::StoreConfig, wire::RawJson};
-use naga_store::{Inserted, NewTask};
+use naga_store::{Inserted, NewStep, NewTask};
 use tokio::sync::{mpsc, Notify};
 
 /// Each call reports `task_id#index` when it starts, then waits until the
