@@ -1,7 +1,7 @@
 //! When a failed delivery is tried again: the configured schedule, else
 //! exponential backoff, both with jitter.
 
-use super::*;
+use std::time::Duration;
 
 /// The wait before retry number `attempt` (1-based) on a schedule: its
 /// `attempt`th wait (the last one past its end), within ±10% by `jitter`

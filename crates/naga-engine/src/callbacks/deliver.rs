@@ -1,7 +1,16 @@
 //! Delivering one callback: its attempts until delivered or dead, and the
 //! outcomes recorded in batches.
 
-use super::*;
+use super::{
+    address_allowed, backoff_delay, check_url, refused_address, scheduled_delay, sign, Attempt,
+    Inner, UnderWay, BODY_BYTES, MAX_RETRY_AFTER,
+};
+use crate::{clock::Clock, retry::retry_store};
+use naga_store::{CallbackRow, DeliveryOutcome, Outbox, Store};
+use rand::Rng;
+use std::{net::IpAddr, sync::Arc, time::Duration};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 impl Inner {
     /// One attempt at a due callback this node holds. Its outcome is

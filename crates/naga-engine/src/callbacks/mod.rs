@@ -32,17 +32,12 @@ pub use sign::{parse_secret, secret_from_token, sign};
 use deliver::flush_deliveries;
 use resolve::{refused_address, CheckedResolver};
 
-use crate::{clock::Clock, retry::retry_store};
-use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
-use hmac::{Hmac, Mac};
+use crate::clock::Clock;
 use naga_core::config::CallbackConfig;
 use naga_core::time::Millis;
-use naga_store::{CallbackRow, DeliveryOutcome, Outbox, Store};
-use rand::Rng;
-use sha2::Sha256;
+use naga_store::{CallbackRow, Outbox, Store};
 use std::{
     collections::HashMap,
-    net::IpAddr,
     sync::{
         atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering},
         Arc,

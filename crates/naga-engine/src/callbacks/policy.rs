@@ -1,7 +1,7 @@
 //! Which callback URLs naga sends to: the allowlist, checked on the URL
 //! and again on every address its host resolves to.
 
-use super::*;
+use std::net::IpAddr;
 
 /// Checks a `callback_url` against `[callbacks] allowed_hosts`.
 pub fn check_url(raw: &str, allowed: &[String]) -> Result<url::Url, String> {

@@ -2,7 +2,8 @@
 //! the allowlist as they are resolved, so that a name cannot point naga at
 //! an address the allowlist refuses.
 
-use super::*;
+use super::address_allowed;
+use std::sync::Arc;
 
 /// A host name that resolves to no address a callback may go to.
 #[derive(Debug)]

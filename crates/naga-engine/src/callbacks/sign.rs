@@ -1,6 +1,8 @@
 //! Standard Webhooks signing: the secret's forms and the signature.
 
-use super::*;
+use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 /// A Standard Webhooks signing key from `whsec_<base64>`.
 pub fn parse_secret(secret: &str) -> Result<Vec<u8>, String> {
