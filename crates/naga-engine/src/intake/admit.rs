@@ -1,7 +1,22 @@
 //! Admitting a batch: its session's policy applied, then committed and
 //! handed to the scheduler, or answered as a batch already known.
 
-use super::*;
+use super::{
+    answers::{noun, with_kind_fields},
+    requests::check_timeouts,
+    Batch, Outcome, Scheduled, MAX_CALLS,
+};
+use crate::{
+    scheduler::{Calls, TaskSpec},
+    Engine, EngineError,
+};
+use naga_core::{
+    ids::{new_request_id, validate_id},
+    time::iso,
+    wire::{RawCall, ScheduleResponse, TaskKind},
+    SessionId,
+};
+use naga_store::NewTask;
 use tracing::Instrument;
 
 impl Engine {

@@ -1,7 +1,12 @@
 //! What `/schedule` answers: the first answer of a batch, stored and
 //! rebuilt, in the agent or the MCP server's shape.
 
-use super::*;
+use naga_core::{
+    time::{iso, Millis},
+    wire::{ScheduleResponse, TaskKind},
+};
+use naga_store::FirstAnswer;
+use serde_json::{json, Value};
 
 /// The answer to an accepted batch: a function of what its task's row
 /// keeps, so that a repeat is answered byte for byte from the row and the

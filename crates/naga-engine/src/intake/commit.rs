@@ -1,7 +1,17 @@
 //! Committing a batch: the task, its calls, session and analysis session
 //! in one write, stamped as it is written.
 
-use super::*;
+use super::{
+    answers::{first_answer, scheduled_answer},
+    requests::session_busy,
+    Outcome, Scheduled,
+};
+use crate::{
+    scheduler::{TaskSpec, Worker},
+    Engine, EngineError,
+};
+use naga_core::config::SessionPolicy;
+use naga_store::{Inserted, NewTask};
 
 impl Engine {
     /// Commits a validated batch and hands it to the scheduler.

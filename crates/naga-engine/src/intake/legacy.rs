@@ -1,7 +1,14 @@
 //! `POST /analyze_and_execute`, kept for compatibility: the instructions
 //! of a conversation's messages run at once, answered when they end.
 
-use super::*;
+use super::Batch;
+use crate::{Engine, EngineError};
+use naga_core::{
+    time::iso,
+    wire::{CallPayload, RawCall, TaskKind},
+    SessionId,
+};
+use serde_json::{json, Value};
 
 impl Engine {
     /// The legacy synchronous `POST /analyze_and_execute`: user messages that
@@ -102,6 +109,7 @@ impl Engine {
     }
 }
 
+/// The instruction after `执行Agent任务:` (or its full-width colon).
 pub(super) fn legacy_instruction(content: &str) -> Option<String> {
     let marker = "执行Agent任务";
     let at = content.find(marker)? + marker.len();

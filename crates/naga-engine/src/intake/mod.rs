@@ -13,24 +13,10 @@ mod commit;
 mod legacy;
 mod requests;
 
-use answers::*;
-use requests::*;
-
-use crate::{
-    scheduler::{Calls, TaskSpec, Worker},
-    Engine, EngineError,
-};
 use naga_core::{
     config::SessionPolicy,
-    ids::{new_request_id, validate_id},
-    time::{iso, Millis},
-    wire::{
-        AgentScheduleRequest, CallPayload, McpScheduleRequest, RawCall, ScheduleResponse, TaskKind,
-    },
-    SessionId,
+    wire::{RawCall, TaskKind},
 };
-use naga_store::{FirstAnswer, Inserted, NewTask};
-use serde_json::{json, Value};
 
 /// Most calls in one batch.
 pub const MAX_CALLS: usize = 1000;

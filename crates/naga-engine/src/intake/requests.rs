@@ -2,7 +2,10 @@
 //! server's calls and the MCP server's, each checked, a repeated request id
 //! answered as the first time, a full node refused.
 
-use super::*;
+use super::{answers::first_answer, Batch, Outcome, Scheduled};
+use crate::{Engine, EngineError};
+use naga_core::wire::{AgentScheduleRequest, CallPayload, McpScheduleRequest, RawCall, TaskKind};
+use serde_json::Value;
 use tracing::Instrument;
 
 impl Engine {
@@ -182,9 +185,6 @@ impl Engine {
     }
 }
 
-/// A call's own `timeout_ms`, when it has one, must be a positive whole
-/// number of milliseconds (a string or a negative number would otherwise
-/// be ignored without a word). Only calls whose text names it are parsed.
 /// The span of a schedule request: every line it logs carries its ids (as
 /// the client sent them; a missing one is empty).
 fn request_span(
@@ -215,6 +215,9 @@ fn outcome_label(scheduled: &Result<Scheduled, EngineError>) -> &'static str {
     }
 }
 
+/// A call's own `timeout_ms`, when it has one, must be a positive whole
+/// number of milliseconds (a string or a negative number would otherwise
+/// be ignored without a word). Only calls whose text names it are parsed.
 pub(super) fn check_timeouts(list: &str, calls: &[RawCall]) -> Result<(), EngineError> {
     for (i, call) in calls.iter().enumerate() {
         if !call.get().contains("\"timeout_ms\"") {
@@ -233,7 +236,6 @@ pub(super) fn check_timeouts(list: &str, calls: &[RawCall]) -> Result<(), Engine
     Ok(())
 }
 
-/// The instruction after `执行Agent任务:` (or its full-width colon).
 /// The refusal of a `reject` batch whose session is busy.
 pub(super) fn session_busy(session: &str) -> EngineError {
     EngineError::Conflict(format!(
