@@ -10,7 +10,13 @@
 //! or analysis session) at once need no retry: every insert is
 //! `ON CONFLICT`, which waits for the other's commit and then sees its row.
 
-use super::*;
+use super::{first_answer, ready_next, Pg, FIRST_ANSWER};
+use crate::{
+    commands::{Inserted, NewTask},
+    StoreError,
+};
+use naga_core::time::Millis;
+use sqlx::{FromRow, PgPool, Row};
 
 /// A batch to store, as the group writers take it: the node's answer for
 /// its analysis session's owner, if it knows it.

@@ -1,7 +1,13 @@
 //! The API server's conversations on PostgreSQL: messages, dispatches and
 //! the callbacks it received.
 
-use super::*;
+use super::{touch_session, Tx};
+use crate::{
+    commands::{NewMessage, NewNotification},
+    rows::{CallbackRow, DispatchRow, InboxRow, Outbox},
+    StoreError,
+};
+use sqlx::{FromRow, PgPool};
 
 async fn insert_message(tx: &mut Tx, m: &NewMessage) -> Result<i64, StoreError> {
     touch_session(tx, &m.session_id, m.created_at).await?;

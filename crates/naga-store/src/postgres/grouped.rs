@@ -12,7 +12,16 @@
 //! fails as a whole (a deadlock, a row the statement refuses) is written
 //! again one at a time, each getting its own answer.
 
-use super::*;
+use super::{
+    accept_group, accept_one, check_callback_head, finish_call, finish_task, unreachable_error,
+    Accept, Accepted,
+};
+use crate::{
+    commands::{CallFinish, Finished, NewStep, TaskFinish},
+    rows::HandedTask,
+    StoreError,
+};
+use sqlx::PgPool;
 use std::{
     collections::HashMap,
     sync::{

@@ -1,7 +1,13 @@
 //! Leases on PostgreSQL: renewed by their holder, taken over once expired,
 //! let go of at shutdown.
 
-use super::*;
+use crate::{
+    commands::{Claim, Holding, Unheld, OUTBOXES},
+    rows::TaskRow,
+    StoreError,
+};
+use naga_core::time::Millis;
+use sqlx::PgPool;
 
 pub(crate) async fn renew_leases(
     pool: &PgPool,

@@ -1,6 +1,8 @@
 //! Task memory on PostgreSQL: LLM summaries added, memory forgotten.
 
-use super::*;
+use crate::{reads::session_task_seqs, MemoryScope, StoreError};
+use naga_core::time::Millis;
+use sqlx::PgPool;
 
 pub(crate) async fn add_compressed_memory(
     pool: &PgPool,

@@ -32,17 +32,11 @@ pub(crate) use {
 };
 
 use crate::{
-    commands::{
-        AnalysisOwners, CallFinish, Claim, DeliveryOutcome, Finished, FirstAnswer, Holding,
-        Inserted, Lease, NewMessage, NewNotification, NewStep, NewTask, TaskFinish, Unheld,
-        OUTBOXES,
-    },
-    reads::session_task_seqs,
-    rows::*,
-    MemoryScope, StoreError,
+    commands::{AnalysisOwners, FirstAnswer},
+    StoreError,
 };
 use naga_core::time::Millis;
-use sqlx::{postgres::PgRow, FromRow, PgPool, Postgres, Row, Transaction};
+use sqlx::{postgres::PgRow, PgPool, Postgres, Row, Transaction};
 
 type Tx = Transaction<'static, Postgres>;
 

@@ -1,7 +1,13 @@
 //! The callback outbox on PostgreSQL: deliveries claimed, their outcomes,
 //! replays and redrives.
 
-use super::*;
+use crate::{
+    commands::{Claim, DeliveryOutcome, Lease, OUTBOXES},
+    rows::{CallbackRow, Outbox},
+    StoreError,
+};
+use naga_core::time::Millis;
+use sqlx::PgPool;
 
 /// Claims due outbox rows held by no live node, the longest due first,
 /// skipping rows another node is claiming at this moment.

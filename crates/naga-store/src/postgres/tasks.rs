@@ -2,7 +2,13 @@
 //! end, steps, and a task's end with the callback it owes (a batch accepted:
 //! `accept.rs`).
 
-use super::*;
+use super::ready_sessions;
+use crate::{
+    commands::{CallFinish, Finished, NewStep, TaskFinish},
+    rows::StepRow,
+    StoreError,
+};
+use sqlx::PgPool;
 
 /// Makes the session's earliest unfinished batch ready, if it is not yet
 /// (its turn came): `Some(unheld)` when it did, and then tells the nodes
