@@ -165,14 +165,7 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
         "round {r}: end to end, naga, {} batches of {} echo calls",
         args.batches, args.calls
     );
-    let dir = tempfile::tempdir()?;
-    let (e2e, lost, e2e_load, rss, e2e_cpu) = {
-        let s = spawn_naga(args, dir.path())?;
-        let before = thread_cpu_us(s.child.id());
-        let (rate, lost, l) = drain(&s.url, args, receiver, cb, &format!("e2e{r}")).await;
-        let cpu = cpu_per(s.child.id(), &before, args.batches);
-        (rate, lost, l, rss_mib(s.child.id()), cpu)
-    };
+    let (e2e, lost, e2e_load, rss, e2e_cpu) = naga_end_to_end(args, receiver, cb, r).await?;
     let postgres = postgres_round(args, receiver, cb, r, e2e).await?;
     Ok(json!({
         "postgres": postgres,
@@ -198,6 +191,25 @@ async fn round(args: &Args, receiver: &Receiver, cb: &str, r: usize) -> anyhow::
     }))
 }
 
+/// What naga's end-to-end run on SQLite gave: batches/s, callbacks lost,
+/// the load, RSS after, and CPU per batch (naga's, its writer's).
+type EndToEnd = (f64, usize, Load, Option<f64>, (f64, f64));
+
+/// naga's end-to-end run on SQLite: a fresh node drains the batches.
+async fn naga_end_to_end(
+    args: &Args,
+    receiver: &Receiver,
+    cb: &str,
+    r: usize,
+) -> anyhow::Result<EndToEnd> {
+    let dir = tempfile::tempdir()?;
+    let s = spawn_naga(args, dir.path())?;
+    let before = thread_cpu_us(s.child.id());
+    let (rate, lost, l) = drain(&s.url, args, receiver, cb, &format!("e2e{r}")).await;
+    let cpu = cpu_per(s.child.id(), &before, args.batches);
+    Ok((rate, lost, l, rss_mib(s.child.id()), cpu))
+}
+
 /// One round of naga's end-to-end runs only (`--end-to-end-only`).
 async fn end_to_end_round(
     args: &Args,
@@ -209,13 +221,7 @@ async fn end_to_end_round(
         "round {r}: end to end, naga, {} batches of {} echo calls over {} sessions",
         args.batches, args.calls, args.sessions
     );
-    let dir = tempfile::tempdir()?;
-    let s = spawn_naga(args, dir.path())?;
-    let before = thread_cpu_us(s.child.id());
-    let (e2e, lost, l) = drain(&s.url, args, receiver, cb, &format!("e2e{r}")).await;
-    let cpu = cpu_per(s.child.id(), &before, args.batches);
-    let rss = rss_mib(s.child.id());
-    drop(s);
+    let (e2e, lost, l, rss, cpu) = naga_end_to_end(args, receiver, cb, r).await?;
     let postgres = postgres_round(args, receiver, cb, r, e2e).await?;
     Ok(json!({
         "postgres": postgres,

@@ -498,18 +498,9 @@ async fn a_claim_takes_at_most_its_limit_oldest_first_and_a_restart_lets_go_of_t
 /// A's end of a session's batch, asking (or not) to take the next one.
 fn end_of(id: &str, seq: i64, take_next: bool) -> TaskFinish {
     TaskFinish {
-        task_id: id.into(),
-        task_seq: seq,
-        owner: "A".into(),
-        last_call: None,
-        status: TaskStatus::Succeeded,
-        error: None,
-        finished_at: 2_000,
-        callback: None,
-        callback_id: format!("msg_{id}"),
-        summary: None,
         lease_until: 50_000,
         take_next,
+        ..common::task_end(id, seq)
     }
 }
 

@@ -6,7 +6,6 @@
 mod common;
 use common::{backends, echo_task};
 
-use naga_core::TaskStatus;
 use naga_store::*;
 
 fn config(task_id: &str, id: &str) -> PushConfigRow {
@@ -20,21 +19,11 @@ fn config(task_id: &str, id: &str) -> PushConfigRow {
 
 fn end(task_id: &str, seq: i64, callback: bool) -> TaskFinish {
     TaskFinish {
-        task_id: task_id.into(),
-        task_seq: seq,
-        owner: "A".into(),
-        last_call: None,
-        status: TaskStatus::Succeeded,
-        error: None,
-        finished_at: 2_000,
         callback: callback.then(|| {
             let head = format!(r#"{{"task_id":"{task_id}","sequence":"#);
             ("http://127.0.0.1:9/sent".to_owned(), head)
         }),
-        callback_id: format!("msg_{task_id}"),
-        summary: None,
-        lease_until: 1_000_000,
-        take_next: false,
+        ..common::task_end(task_id, seq)
     }
 }
 

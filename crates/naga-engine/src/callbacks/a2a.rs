@@ -14,6 +14,7 @@ use naga_core::{
     time::{iso, Millis},
     TaskStatus,
 };
+use naga_store::{CallRow, TaskRow};
 use serde_json::{json, Value};
 
 const MARKER: &str = "a2a-push";
@@ -187,6 +188,24 @@ pub fn task_json(
     }
     json!({"id": id, "contextId": session_id, "status": state, "artifacts": artifacts,
            "metadata": {"naga_status": status}})
+}
+
+/// A stored task as an A2A task ([`task_json`]): the stored outcomes of
+/// its calls (`calls`, as the store reads them) its artifacts.
+pub fn stored_task_json(task: &TaskRow, calls: &[CallRow]) -> Value {
+    let outcomes: Vec<CallOutcome> = calls
+        .iter()
+        .filter_map(|c| serde_json::from_str(c.result.as_deref()?).ok())
+        .collect();
+    let outcomes: Vec<&CallOutcome> = outcomes.iter().collect();
+    task_json(
+        &task.id,
+        &task.session_id,
+        task.status,
+        task.updated_at(),
+        task.error.as_deref(),
+        &outcomes,
+    )
 }
 
 #[cfg(test)]

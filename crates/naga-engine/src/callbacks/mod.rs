@@ -277,6 +277,7 @@ impl Callbacks {
         let this = self.clone();
         self.inner.deliveries.spawn(async move {
             let inner = &this.inner;
+            let mut pushes_at = Millis::MIN;
             loop {
                 let now = inner.clock.now_ms();
                 if inner.due.load(Ordering::Acquire) <= now {
@@ -289,9 +290,13 @@ impl Callbacks {
                     .saturating_sub(inner.in_flight.load(Ordering::Acquire));
                 let limit = free.min(CLAIM_GROUP);
                 let mut full = free == 0;
-                // Pushes of configs whose task ended: claimed just below.
-                if let Err(e) = pushes::write_due_pushes(&inner.store, now).await {
-                    tracing::warn!(error = %e, "cannot write the due A2A pushes");
+                // Pushes of configs whose task ended, looked for once a
+                // poll (not on every wake-up under load): claimed below.
+                if now.saturating_sub(pushes_at) >= CLAIM_POLL.as_millis() as Millis {
+                    pushes_at = now;
+                    if let Err(e) = pushes::write_due_pushes(&inner.store, now).await {
+                        tracing::warn!(error = %e, "cannot write the due A2A pushes");
+                    }
                 }
                 if limit > 0 {
                     match inner

@@ -4,7 +4,6 @@
 //! where it is delivered, retried and replayed like any callback.
 
 use super::a2a;
-use crate::agents::CallOutcome;
 use naga_core::{time::iso, time::Millis, wire::CallbackEnvelope, TaskStatus};
 use naga_store::{NewPush, Store, StoreError};
 
@@ -42,20 +41,8 @@ async fn push_head(store: &Store, task_id: &str) -> Result<Option<String>, Store
         return Ok(None);
     };
     let calls = store.calls(task_id).await?;
-    let outcomes: Vec<CallOutcome> = calls
-        .iter()
-        .filter_map(|c| serde_json::from_str(c.result.as_deref()?).ok())
-        .collect();
-    let outcomes: Vec<&CallOutcome> = outcomes.iter().collect();
+    let a2a_task = a2a::stored_task_json(&task, &calls);
     let at = task.updated_at();
-    let a2a_task = a2a::task_json(
-        &task.id,
-        &task.session_id,
-        task.status,
-        at,
-        task.error.as_deref(),
-        &outcomes,
-    );
     let envelope = CallbackEnvelope {
         task_id: task.id.clone(),
         request_id: task.id.clone(),

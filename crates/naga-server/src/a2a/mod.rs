@@ -29,7 +29,7 @@ use naga_core::{
     wire::{AgentScheduleRequest, CallPayload, RawCall},
     TaskStatus,
 };
-use naga_engine::{agents::CallOutcome, callbacks::a2a, Engine, EngineError};
+use naga_engine::{callbacks::a2a, Engine, EngineError};
 use naga_store::TaskRow;
 use serde_json::{json, Value};
 use std::{convert::Infallible, time::Duration};
@@ -46,7 +46,6 @@ pub const PROTOCOL_VERSION: &str = "1.0";
 /// A2A's JSON-RPC error codes.
 const TASK_NOT_FOUND: i64 = -32001;
 const TASK_NOT_CANCELABLE: i64 = -32002;
-const PUSH_NOT_SUPPORTED: i64 = -32003;
 const UNSUPPORTED: i64 = -32004;
 const VERSION_NOT_SUPPORTED: i64 = -32009;
 const INVALID_PARAMS: i64 = -32602;
@@ -521,19 +520,7 @@ async fn task_json_with(
     history_length: Option<usize>,
 ) -> Rpc<Value> {
     let calls = engine.reads().calls(&task.id).await.map_err(internal)?;
-    let outcomes: Vec<CallOutcome> = calls
-        .iter()
-        .filter_map(|c| serde_json::from_str(c.result.as_deref()?).ok())
-        .collect();
-    let outcomes: Vec<&CallOutcome> = outcomes.iter().collect();
-    let mut json = a2a::task_json(
-        &task.id,
-        &task.session_id,
-        task.status,
-        task.updated_at(),
-        task.error.as_deref(),
-        &outcomes,
-    );
+    let mut json = a2a::stored_task_json(task, &calls);
     let history: Vec<Value> = (calls.first().map(|c| sent_message(task, &c.payload)))
         .into_iter()
         .take(history_length.unwrap_or(usize::MAX))
@@ -595,11 +582,6 @@ fn error_kind(code: i64) -> (StatusCode, &'static str, &'static str) {
     match code {
         TASK_NOT_FOUND => (S::NOT_FOUND, "NOT_FOUND", "TASK_NOT_FOUND"),
         TASK_NOT_CANCELABLE => (S::CONFLICT, "FAILED_PRECONDITION", "TASK_NOT_CANCELABLE"),
-        PUSH_NOT_SUPPORTED => (
-            S::BAD_REQUEST,
-            "UNIMPLEMENTED",
-            "PUSH_NOTIFICATION_NOT_SUPPORTED",
-        ),
         UNSUPPORTED => (S::BAD_REQUEST, "UNIMPLEMENTED", "UNSUPPORTED_OPERATION"),
         VERSION_NOT_SUPPORTED => (S::BAD_REQUEST, "UNIMPLEMENTED", "VERSION_NOT_SUPPORTED"),
         INVALID_PARAMS => (S::BAD_REQUEST, "INVALID_ARGUMENT", "INVALID_PARAMS"),

@@ -1,6 +1,6 @@
 //! Tasks on SQLite: each command one job of the group-commit writer.
 
-use super::{stmts::Db, writer::Writer};
+use super::{decoded, stmts::Db, writer::Writer};
 use crate::{commands::*, rows::*, StoreError};
 use naga_core::{time::Millis, TaskStatus};
 use rusqlite::{params, OptionalExtension};
@@ -357,8 +357,7 @@ fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
         Next::Woke => (true, None),
         Next::Taken(handed) => (false, Some(handed)),
     };
-    let kept = f.callback.is_some() && kept_callback(c, f.task_seq)?;
-    let Some((url, head)) = f.callback.as_ref().filter(|_| kept) else {
+    let Some((url, head)) = &f.callback else {
         let callback = None;
         return Ok(Finished::Ended {
             callback,
@@ -377,10 +376,13 @@ fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
         .cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM callbacks")?
         .query_row([], |r| r.get(0))?;
     let body = format!("{head}{seq}}}");
-    c.execute_borrowing(
+    // Only while the task still has the callback it was sent with (a
+    // client may drop it while it runs: an A2A push config deleted).
+    let written = c.execute_borrowing(
         "INSERT INTO callbacks (seq, id, task_id, url, body, status, attempts, next_attempt_at,
                                 created_at, lease_owner, lease_expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7, ?8)",
+         SELECT ?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6, ?7, ?8 FROM tasks
+         WHERE seq = ?9 AND callback_url IS NOT NULL",
         &[
             seq.into(),
             f.callback_id.as_str().into(),
@@ -390,23 +392,15 @@ fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
             f.finished_at.into(),
             f.owner.as_str().into(),
             f.lease_until.into(),
+            f.task_seq.into(),
         ],
     )?;
-    let callback = Some(f.pending_callback(url, seq, body));
+    let callback = (written > 0).then(|| f.pending_callback(url, seq, body));
     Ok(Finished::Ended {
         callback,
         woke,
         next,
     })
-}
-
-/// Whether the task still has the callback it was sent with (a client
-/// may drop it while it runs: an A2A push config deleted).
-fn kept_callback(c: &Db, seq: i64) -> Result<bool, StoreError> {
-    Ok(
-        c.cached("SELECT callback_url IS NOT NULL FROM tasks WHERE seq = ?1")?
-            .query_row(params![seq], |r| r.get(0))?,
-    )
 }
 
 /// What an end did to its session's next batch.
@@ -422,14 +416,6 @@ enum Next {
 /// A batch an end claimed (see [`HandedTask`]), read on the writer's own
 /// connection: no read of the pool, whose page cache every commit voids.
 fn handed(c: &Db, seq: i64) -> Result<HandedTask, StoreError> {
-    fn stored<T: TryFrom<String>>(r: &rusqlite::Row, i: usize) -> rusqlite::Result<T>
-    where
-        T::Error: std::error::Error + Send + Sync + 'static,
-    {
-        T::try_from(r.get::<_, String>(i)?).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-        })
-    }
     let mut stmt = c.cached(
         "SELECT seq, id, kind, session_id, analysis_session_id, query, callback_url, policy,
                 fingerprint, status, error, calls_count, response, accepted_at, started_at,
@@ -440,14 +426,14 @@ fn handed(c: &Db, seq: i64) -> Result<HandedTask, StoreError> {
         let task = TaskRow {
             seq: r.get(0)?,
             id: r.get(1)?,
-            kind: stored(r, 2)?,
+            kind: decoded(r, 2)?,
             session_id: r.get(3)?,
             analysis_session_id: r.get(4)?,
             query: r.get(5)?,
             callback_url: r.get(6)?,
-            policy: stored(r, 7)?,
+            policy: decoded(r, 7)?,
             fingerprint: r.get(8)?,
-            status: stored(r, 9)?,
+            status: decoded(r, 9)?,
             error: r.get(10)?,
             calls_count: r.get(11)?,
             steps_count: r.get(17)?,

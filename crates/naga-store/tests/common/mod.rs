@@ -93,3 +93,22 @@ pub fn call_finish(owner: &str, task_id: &str, task_seq: i64) -> naga_store::Cal
         },
     }
 }
+
+/// A's end of task `id` (`seq`) at 2_000: succeeded, with no last call and
+/// no callback, its callback lease until 1_000_000.
+pub fn task_end(id: &str, seq: i64) -> naga_store::TaskFinish {
+    naga_store::TaskFinish {
+        task_id: id.into(),
+        task_seq: seq,
+        owner: "A".into(),
+        last_call: None,
+        status: naga_core::TaskStatus::Succeeded,
+        error: None,
+        finished_at: 2_000,
+        callback: None,
+        callback_id: format!("msg_{id}"),
+        summary: None,
+        lease_until: 1_000_000,
+        take_next: false,
+    }
+}
