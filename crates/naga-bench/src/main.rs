@@ -17,6 +17,7 @@
 //!
 //! Every server is a child process on loopback; naga is the release binary
 //! next to this one, on a fresh database in a temporary folder.
+#![forbid(unsafe_code)]
 
 mod baseline;
 mod children;

@@ -1,5 +1,6 @@
 //! Domain types of naga shared by every layer: identifiers, task states, the
 //! wire contracts of DESIGN.md and the configuration model. No I/O lives here.
+#![forbid(unsafe_code)]
 
 pub mod analysis;
 pub mod config;

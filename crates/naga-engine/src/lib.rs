@@ -1,6 +1,7 @@
 //! naga's engine: accepting batches (`/schedule`), scheduling and running
 //! them, agents, callback delivery and task memory. HTTP lives in
 //! naga-server; storage in naga-store.
+#![forbid(unsafe_code)]
 
 pub mod agents;
 pub mod assistant;

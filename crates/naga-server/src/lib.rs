@@ -1,5 +1,6 @@
 //! naga's HTTP services: one axum router per service, sharing one engine.
 //! Handlers are thin: parse, call the engine, map the result.
+#![forbid(unsafe_code)]
 
 mod a2a;
 pub mod agent;

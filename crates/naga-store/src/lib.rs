@@ -19,6 +19,8 @@
 //! backend in a `match`; a PostgreSQL outcome also feeds the write health
 //! (`health`).
 
+// Only the SQLite writer (`sqlite::stmts`, `sqlite::wal_vfs`) is unsafe.
+#![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod commands;

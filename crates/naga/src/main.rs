@@ -1,6 +1,9 @@
 //! `naga`: the server (`naga serve`) and a small client for it.
 //! Data goes to stdout, everything else (logs, errors) to stderr.
 
+// Unsafe only where the allocator and the open-files limit are reached.
+#![deny(unsafe_code)]
+
 mod cli;
 mod config;
 
@@ -135,6 +138,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
 /// a second returns them (90 MiB), at no cost naga-bench can tell apart;
 /// purging at every free (`MIMALLOC_PURGE_DELAY=0`) returned as much but
 /// cost 10–15% more CPU per batch (BENCHMARKS.md, session 14).
+#[allow(unsafe_code)]
 fn return_freed_memory(engine: &naga_engine::Engine) {
     let stopping = engine.stopping().clone();
     engine.spawn_background(async move {
@@ -156,6 +160,7 @@ fn return_freed_memory(engine: &naga_engine::Engine) {
 /// heaps are per thread, and a worker that freed a burst of large bodies
 /// and then idles kept their pages (an idle node held 455 MiB after 60
 /// callbacks of ~0.9 MB had failed, until later requests woke its threads).
+#[allow(unsafe_code)]
 fn return_this_threads_freed_memory() {
     use std::{cell::Cell, time::Instant};
     thread_local! {
@@ -187,6 +192,7 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
 /// file: a soft limit of 1,024 is reached by a thousand idle clients) and
 /// says so.
 #[cfg(unix)]
+#[allow(unsafe_code)]
 fn raise_open_files_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

@@ -10,8 +10,10 @@ pub(crate) mod leases;
 pub(crate) mod memory;
 pub(crate) mod outbox;
 pub(crate) mod push_configs;
+#[allow(unsafe_code)]
 pub(crate) mod stmts;
 pub(crate) mod tasks;
+#[allow(unsafe_code)]
 pub(crate) mod wal_vfs;
 pub(crate) mod writer;
 

@@ -2,14 +2,25 @@
 //! (`{"action", "target", …}`, as the analyzer's prompt produces them):
 //! `open` (an app configured by name; never a shell string), `type`
 //! (Unicode included), `hotkey` (`ctrl+d`, `Return`, `alt+F4`), `click`,
-//! `move`, `scroll`, `screenshot` (PNG under the data dir). Input goes
-//! through XTest (enigo); screenshots through x11rb's GetImage and png.
+//! `move`, `scroll`, `screenshot` (PNG under the data dir). The display
+//! itself is `x11.rs` (the `desktop` feature, on by default); a build
+//! without it links no X11 library and reports the agent unavailable.
 //!
 //! There is one desktop: one lock makes sure two sessions never act on it
 //! at the same time.
 
+#[cfg(not(feature = "desktop"))]
+mod headless;
+#[cfg(feature = "desktop")]
+mod x11;
+
+#[cfg(not(feature = "desktop"))]
+use self::headless as display;
+#[cfg(feature = "desktop")]
+use self::x11 as display;
+
 use super::{parameters, Agent, CallContext, CallOutcome, StepNote};
-use enigo::{Axis, Button, Coordinate, Direction, Enigo, Key, Keyboard, Mouse, Settings};
+use display::{check_hotkey, connect, display, perform, screenshot, Connection};
 use futures::future::BoxFuture;
 use naga_core::wire::CallPayload;
 use serde::Serialize;
@@ -33,7 +44,7 @@ pub struct ComputerControl {
     desktop: Arc<tokio::sync::Mutex<()>>,
     /// One input connection, kept open between actions (made again after
     /// an error).
-    input: Arc<std::sync::Mutex<Option<Enigo>>>,
+    input: Arc<std::sync::Mutex<Option<Connection>>>,
     planner: Option<Planner>,
 }
 
@@ -186,60 +197,35 @@ impl ComputerControl {
             }
             "type" => {
                 let text = text_arg(&["text", "target"]).ok_or("`type` needs `text`")?;
-                self.input(move |e| {
-                    e.text(&text).map_err(|e| format!("typing failed: {e}"))?;
-                    Ok(json!({"typed": text.chars().count()}))
-                })
-                .await
+                let typed = text.chars().count();
+                self.input(Input::Type(text)).await?;
+                Ok(json!({"typed": typed}))
             }
             "hotkey" | "key" | "press" => {
                 let combo = text_arg(&["keys", "key", "target"])
                     .ok_or("`hotkey` needs `keys`, e.g. `ctrl+d`")?;
-                let keys = parse_hotkey(&combo)?;
-                self.input(move |e| {
-                    press(e, &keys).map_err(|e| format!("pressing `{combo}` failed: {e}"))?;
-                    Ok(json!({"pressed": combo}))
-                })
-                .await
+                check_hotkey(&combo)?;
+                self.input(Input::Hotkey(combo.clone())).await?;
+                Ok(json!({"pressed": combo}))
             }
             "click" | "move" => {
                 let (x, y) = (coordinate(params, "x")?, coordinate(params, "y")?);
-                let button = match params
-                    .get("button")
-                    .and_then(Value::as_str)
-                    .unwrap_or("left")
-                {
-                    "left" => Button::Left,
-                    "right" => Button::Right,
-                    "middle" => Button::Middle,
-                    other => {
-                        return Err(format!("unknown button `{other}`: left, right or middle"))
-                    }
-                };
+                let button = pointer_button(params)?;
                 let click = action == "click";
-                self.input(move |e| {
-                    e.move_mouse(x, y, Coordinate::Abs)
-                        .map_err(|e| format!("moving failed: {e}"))?;
-                    if click {
-                        e.button(button, Direction::Click)
-                            .map_err(|e| format!("clicking failed: {e}"))?;
-                    }
-                    Ok(json!({"x": x, "y": y, "clicked": click}))
+                self.input(Input::Pointer {
+                    x,
+                    y,
+                    button,
+                    click,
                 })
-                .await
+                .await?;
+                Ok(json!({"x": x, "y": y, "clicked": click}))
             }
             "scroll" => {
                 let amount = params.get("amount").and_then(Value::as_i64).unwrap_or(3) as i32;
-                let axis = match params.get("axis").and_then(Value::as_str) {
-                    Some("horizontal") => Axis::Horizontal,
-                    _ => Axis::Vertical,
-                };
-                self.input(move |e| {
-                    e.scroll(amount, axis)
-                        .map_err(|e| format!("scrolling failed: {e}"))?;
-                    Ok(json!({"scrolled": amount}))
-                })
-                .await
+                let horizontal = params.get("axis").and_then(Value::as_str) == Some("horizontal");
+                self.input(Input::Scroll { amount, horizontal }).await?;
+                Ok(json!({"scrolled": amount}))
             }
             "screenshot" => {
                 let dir = self.screenshots.clone();
@@ -286,25 +272,48 @@ impl ComputerControl {
 }
 
 impl ComputerControl {
-    /// Runs input on the kept connection, off the async threads.
-    async fn input(
-        &self,
-        f: impl FnOnce(&mut Enigo) -> Result<Value, String> + Send + 'static,
-    ) -> Result<Value, String> {
-        let input = self.input.clone();
-        blocking(move || {
-            let mut slot = input.lock().unwrap_or_else(|p| p.into_inner());
+    /// Sends one input action on the kept connection, off the async threads.
+    async fn input(&self, input: Input) -> Result<(), String> {
+        let slot = self.input.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
             if slot.is_none() {
-                *slot = Some(enigo()?);
+                *slot = Some(connect()?);
             }
-            let result = f(slot.as_mut().expect("just made"));
+            let result = perform(slot.as_mut().expect("just made"), &input);
             if result.is_err() {
                 *slot = None; // a broken connection is made again next time
             }
             result
         })
         .await
+        .map_err(|e| format!("desktop action stopped: {e}"))?
     }
+}
+
+/// One input action, as the call's parameters name it.
+#[cfg_attr(not(feature = "desktop"), allow(dead_code))]
+pub(super) enum Input {
+    Type(String),
+    Hotkey(String),
+    Pointer {
+        x: i32,
+        y: i32,
+        button: PointerButton,
+        click: bool,
+    },
+    Scroll {
+        amount: i32,
+        horizontal: bool,
+    },
+}
+
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "desktop"), allow(dead_code))]
+pub(super) enum PointerButton {
+    Left,
+    Right,
+    Middle,
 }
 
 async fn blocking(
@@ -322,22 +331,17 @@ fn first_object(text: &str) -> Option<Map<String, Value>> {
     serde_json::from_str(text.get(start..=end)?).ok()
 }
 
-/// Checks that an X display answers.
-fn display() -> Result<(), String> {
-    let name = std::env::var("DISPLAY").unwrap_or_default();
-    if name.is_empty() {
-        return Err(
-            "no display: DISPLAY is not set (start naga inside an X11 session or under Xvfb)"
-                .into(),
-        );
+fn pointer_button(params: &Map<String, Value>) -> Result<PointerButton, String> {
+    match params
+        .get("button")
+        .and_then(Value::as_str)
+        .unwrap_or("left")
+    {
+        "left" => Ok(PointerButton::Left),
+        "right" => Ok(PointerButton::Right),
+        "middle" => Ok(PointerButton::Middle),
+        other => Err(format!("unknown button `{other}`: left, right or middle")),
     }
-    x11rb::connect(Some(&name))
-        .map(|_| ())
-        .map_err(|e| format!("no display: cannot connect to X display `{name}`: {e}"))
-}
-
-fn enigo() -> Result<Enigo, String> {
-    Enigo::new(&Settings::default()).map_err(|e| format!("cannot open the display for input: {e}"))
 }
 
 fn coordinate(params: &Map<String, Value>, key: &str) -> Result<i32, String> {
@@ -346,123 +350,6 @@ fn coordinate(params: &Map<String, Value>, key: &str) -> Result<i32, String> {
         .and_then(Value::as_i64)
         .map(|v| v as i32)
         .ok_or_else(|| format!("`{key}` (an integer pixel coordinate) is required"))
-}
-
-/// `ctrl+shift+t`, `Return`, `alt+F4` → keys to hold, then the last to press.
-pub fn parse_hotkey(combo: &str) -> Result<Vec<Key>, String> {
-    let keys = combo
-        .split('+')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(|k| key(k).ok_or_else(|| format!("unknown key `{k}` in `{combo}`")))
-        .collect::<Result<Vec<_>, _>>()?;
-    if keys.is_empty() {
-        return Err(format!("no key in `{combo}`"));
-    }
-    Ok(keys)
-}
-
-fn key(name: &str) -> Option<Key> {
-    let lower = name.to_ascii_lowercase();
-    Some(match lower.as_str() {
-        "ctrl" | "control" => Key::Control,
-        "alt" => Key::Alt,
-        "shift" => Key::Shift,
-        "super" | "win" | "meta" | "cmd" => Key::Meta,
-        "return" | "enter" => Key::Return,
-        "tab" => Key::Tab,
-        "esc" | "escape" => Key::Escape,
-        "backspace" => Key::Backspace,
-        "delete" | "del" => Key::Delete,
-        "space" => Key::Space,
-        "up" => Key::UpArrow,
-        "down" => Key::DownArrow,
-        "left" => Key::LeftArrow,
-        "right" => Key::RightArrow,
-        "home" => Key::Home,
-        "end" => Key::End,
-        "pageup" => Key::PageUp,
-        "pagedown" => Key::PageDown,
-        f if f.starts_with('f')
-            && f.len() > 1
-            && f[1..].parse::<u8>().is_ok_and(|n| (1..=12).contains(&n)) =>
-        {
-            [
-                Key::F1,
-                Key::F2,
-                Key::F3,
-                Key::F4,
-                Key::F5,
-                Key::F6,
-                Key::F7,
-                Key::F8,
-                Key::F9,
-                Key::F10,
-                Key::F11,
-                Key::F12,
-            ][f[1..].parse::<usize>().ok()? - 1]
-        }
-        _ => {
-            let mut chars = name.chars();
-            let c = chars.next()?;
-            if chars.next().is_some() {
-                return None;
-            }
-            Key::Unicode(c.to_ascii_lowercase())
-        }
-    })
-}
-
-/// Holds every key but the last, clicks the last, releases in reverse.
-fn press(e: &mut Enigo, keys: &[Key]) -> Result<(), enigo::InputError> {
-    let (last, held) = keys.split_last().expect("at least one key");
-    for k in held {
-        e.key(*k, Direction::Press)?;
-    }
-    let result = e.key(*last, Direction::Click);
-    for k in held.iter().rev() {
-        e.key(*k, Direction::Release)?;
-    }
-    result
-}
-
-/// The whole screen as a PNG under `dir`.
-fn screenshot(dir: &std::path::Path) -> Result<Value, String> {
-    use x11rb::connection::Connection;
-    use x11rb::protocol::xproto::{ConnectionExt, ImageFormat};
-    let (conn, screen_num) = x11rb::connect(None).map_err(|e| format!("no display: {e}"))?;
-    let screen = &conn.setup().roots[screen_num];
-    let (w, h) = (screen.width_in_pixels, screen.height_in_pixels);
-    let image = conn
-        .get_image(ImageFormat::Z_PIXMAP, screen.root, 0, 0, w, h, !0)
-        .map_err(|e| format!("screenshot failed: {e}"))?
-        .reply()
-        .map_err(|e| format!("screenshot failed: {e}"))?;
-    if image.depth != 24 && image.depth != 32 {
-        return Err(format!("screenshot: unsupported depth {}", image.depth));
-    }
-    // 32 bits per pixel, BGRX → RGB.
-    let rgb: Vec<u8> = image
-        .data
-        .chunks_exact(4)
-        .flat_map(|p| [p[2], p[1], p[0]])
-        .collect();
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-    let path = dir.join(format!(
-        "screenshot-{}.png",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
-    ));
-    let file = std::fs::File::create(&path)
-        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    encoder
-        .write_header()
-        .and_then(|mut wr| wr.write_image_data(&rgb))
-        .map_err(|e| format!("cannot encode the screenshot: {e}"))?;
-    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    Ok(json!({"path": path.display().to_string(), "width": w, "height": h, "bytes": bytes}))
 }
 
 impl Agent for ComputerControl {
@@ -541,17 +428,5 @@ mod tests {
         assert!(ok.exists(), "the configured app ran");
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert!(!pwned.exists(), "nothing of a call's text ran");
-    }
-
-    #[test]
-    fn hotkeys_parse() {
-        assert_eq!(
-            parse_hotkey("ctrl+d").unwrap(),
-            vec![Key::Control, Key::Unicode('d')]
-        );
-        assert_eq!(parse_hotkey("alt+F4").unwrap(), vec![Key::Alt, Key::F4]);
-        assert_eq!(parse_hotkey("Return").unwrap(), vec![Key::Return]);
-        assert!(parse_hotkey("ctrl+nope").is_err());
-        assert!(parse_hotkey("").is_err());
     }
 }
