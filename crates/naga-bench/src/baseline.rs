@@ -2,7 +2,8 @@
 //! the seed's response (and, for the ceiling, POSTs a callback per request),
 //! and the callback receiver.
 
-use crate::*;
+use axum::{extract::State, routing::post, Json, Router};
+use serde_json::{json, Value};
 
 /// What the baseline parses: the same request naga gets.
 #[derive(serde::Deserialize)]

@@ -1,7 +1,12 @@
 //! The servers under test as child processes, and what they cost: CPU per
 //! thread and resident memory, read from /proc.
 
-use crate::*;
+use crate::Args;
+use anyhow::{bail, Context};
+use std::{
+    collections::BTreeMap,
+    process::{Child, Command, Stdio},
+};
 
 pub(crate) struct Server {
     pub(crate) child: Child,

@@ -1,7 +1,19 @@
 //! The load: `/schedule` bodies made before the clock starts, sent by
 //! keep-alive clients, and the receiver that counts the callbacks.
 
-use crate::*;
+use crate::children::{cpu_per, thread_cpu_us};
+use crate::{Args, Ids};
+use axum::{extract::State, routing::post, Json, Router};
+use serde_json::{json, Value};
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+use tokio::sync::Notify;
 
 /// The request id of batch `i` of a run: `{run}-` (the receiver counts a
 /// run's callbacks by it) and then the batch's number, or a UUID's text made

@@ -23,24 +23,13 @@ mod baseline;
 mod children;
 mod load;
 
-use baseline::*;
-use children::*;
-use load::*;
+use baseline::{baseline_server, receiver_server};
+use children::{cpu_per, rss_mib, spawn_baseline, spawn_naga, spawn_naga_on, thread_cpu_us};
+use load::{drain, drain_spread, load, Load, Receiver};
 
-use anyhow::{bail, Context};
-use axum::{extract::State, routing::post, Json, Router};
 use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
-use std::{
-    collections::{BTreeMap, HashSet},
-    process::{Child, Command, Stdio},
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
-    time::{Duration, Instant},
-};
-use tokio::sync::Notify;
+use std::{collections::BTreeMap, process::Command, time::Duration};
 
 #[derive(Parser, Clone)]
 #[command(about = "naga benchmarks: bare axum baselines vs naga, in one run")]

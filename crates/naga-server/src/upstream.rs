@@ -5,7 +5,9 @@
 //! `running`, `completed` and `failed`.
 
 use naga_core::{config::SessionPolicy, time::Millis, wire::TaskKind, TaskStatus};
-use naga_store::*;
+use naga_store::{
+    CompressedMemoryRow, Counts, FailedAttemptRow, KeyFactRow, SessionRow, StepRow, TaskRow,
+};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -9,7 +9,10 @@ use naga_core::{
     CallStatus, DeliveryStatus, TaskStatus,
 };
 use naga_engine::callbacks::a2a::public_url;
-use naga_store::*;
+use naga_store::{
+    CallRow, CallbackRow, CompressedMemoryRow, FailedAttemptRow, KeyFactRow, SessionRow, StepRow,
+    TaskRow,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};

@@ -8,7 +8,9 @@ use naga_core::{
     wire::{raw_json, CallbackEnvelope, TaskKind},
     TaskStatus,
 };
-use naga_store::*;
+use naga_store::{
+    CallFinish, DeliveryOutcome, Finished, Inserted, Lease, NewStep, NewTask, Store, TaskFinish,
+};
 use std::time::Instant;
 
 #[global_allocator]

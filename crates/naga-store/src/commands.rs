@@ -3,7 +3,7 @@
 //! command answers. Both backends take these (`sqlite/`, `postgres/`); the
 //! rows read back are in `rows.rs`.
 
-use crate::rows::*;
+use crate::rows::{CallbackRow, HandedTask, Outbox, StepRow, TaskRow};
 use naga_core::{config::SessionPolicy, time::Millis, wire::TaskKind, DeliveryStatus, TaskStatus};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

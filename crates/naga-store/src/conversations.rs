@@ -1,7 +1,12 @@
 //! The API server's data: conversation messages, the analyzer's
 //! dispatches, and the inbox of callbacks received.
 
-use crate::{commands::*, postgres, read, rows::*, sqlite, Backend, Outbox, Store, StoreError};
+use crate::{
+    commands::{NewMessage, NewNotification},
+    postgres, read,
+    rows::{CallbackRow, ConversationRow, DispatchRow, InboxRow, MessageRow},
+    sqlite, Backend, Outbox, Store, StoreError,
+};
 use naga_core::time::Millis;
 
 impl Store {

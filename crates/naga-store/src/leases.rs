@@ -1,7 +1,12 @@
 //! Leases: which node holds a task or a pending callback, renewed by its
 //! holder, taken over once expired, let go of at shutdown.
 
-use crate::{commands::*, postgres, read, rows::*, sqlite, Backend, Store, StoreError};
+use crate::{
+    commands::{Claim, Holding, Unheld},
+    postgres, read,
+    rows::{NodeRow, TaskRow},
+    sqlite, Backend, Store, StoreError,
+};
 use naga_core::time::Millis;
 
 impl Store {

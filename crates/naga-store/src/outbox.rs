@@ -1,7 +1,12 @@
 //! The callback outbox: deliveries claimed by a node, each attempt's
 //! outcome, replays and redrives of dead callbacks.
 
-use crate::{commands::*, postgres, rows::*, sqlite, Backend, Store, StoreError};
+use crate::{
+    commands::{Claim, DeliveryOutcome, Lease},
+    postgres,
+    rows::{CallbackRow, Outbox},
+    sqlite, Backend, Store, StoreError,
+};
 use naga_core::time::Millis;
 
 impl Store {

@@ -1,7 +1,14 @@
 //! Queries, written once for both backends ([`read!`]). On SQLite they read
 //! through the pool and never wait for the writer.
 
-use crate::{read, rows::*, Store, StoreError};
+use crate::{
+    read,
+    rows::{
+        CallRow, CallbackRow, CompressedMemoryRow, FailedAttemptRow, KeyFactRow, Outbox,
+        SessionRow, StepRow, TaskRow,
+    },
+    Store, StoreError,
+};
 use naga_core::{wire::TaskKind, CallStatus, DeliveryStatus, TaskStatus};
 use sqlx::{Database, QueryBuilder};
 

@@ -2,7 +2,12 @@
 //! each call's end, the steps reported, and its end together with
 //! the callback it owes.
 
-use crate::{commands::*, postgres, rows::*, sqlite, Backend, Store, StoreError};
+use crate::{
+    commands::{CallFinish, Finished, Inserted, NewStep, NewTask, TaskFinish},
+    postgres,
+    rows::StepRow,
+    sqlite, Backend, Store, StoreError,
+};
 use std::sync::Arc;
 
 impl Store {

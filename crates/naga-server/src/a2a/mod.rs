@@ -36,10 +36,9 @@ use std::{convert::Infallible, time::Duration};
 
 mod list;
 mod push;
-mod rest;
+pub mod rest;
 use list::list_tasks;
 use rest::rest_error;
-pub use rest::*;
 
 pub const PROTOCOL_VERSION: &str = "1.0";
 

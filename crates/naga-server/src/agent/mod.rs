@@ -38,17 +38,20 @@ pub fn router(state: AgentState) -> Router {
 /// A2A's HTTP+JSON binding: only for the A2A versions naga speaks.
 fn a2a_rest() -> OpenApiRouter<AgentState> {
     OpenApiRouter::new()
-        .routes(routes!(crate::a2a::rest_send))
-        .routes(routes!(crate::a2a::rest_stream))
-        .routes(routes!(crate::a2a::rest_list))
-        .routes(routes!(crate::a2a::rest_task, crate::a2a::rest_cancel))
+        .routes(routes!(crate::a2a::rest::rest_send))
+        .routes(routes!(crate::a2a::rest::rest_stream))
+        .routes(routes!(crate::a2a::rest::rest_list))
         .routes(routes!(
-            crate::a2a::rest_push_configs,
-            crate::a2a::rest_create_push_config
+            crate::a2a::rest::rest_task,
+            crate::a2a::rest::rest_cancel
         ))
         .routes(routes!(
-            crate::a2a::rest_push_config,
-            crate::a2a::rest_delete_push_config
+            crate::a2a::rest::rest_push_configs,
+            crate::a2a::rest::rest_create_push_config
+        ))
+        .routes(routes!(
+            crate::a2a::rest::rest_push_config,
+            crate::a2a::rest::rest_delete_push_config
         ))
         .route_layer(axum::middleware::from_fn(crate::a2a::versioned))
 }

@@ -21,14 +21,19 @@ mod push_configs;
 mod tasks;
 
 pub(crate) use {
-    accept::*,
-    conversations::*,
+    accept::{accept_group, accept_one, insert_task, Accept, Accepted},
+    conversations::{
+        add_dispatch, add_message, answer_callback, delete_conversation, receive_callback,
+    },
     grouped::{ready_sessions, Grouped},
-    leases::*,
-    memory::*,
-    outbox::*,
-    push_configs::*,
-    tasks::*,
+    leases::{
+        claim_runnable, claim_unheld, node_heartbeat, node_stopped, release_lease, release_leases,
+        renew_leases,
+    },
+    memory::{add_compressed_memory, clear_memory},
+    outbox::{claim_deliveries, record_deliveries_in, redrive_dead, requeue_callback},
+    push_configs::{add_push_config, delete_push_config, drop_callback, enqueue_push},
+    tasks::{add_step, check_callback_head, finish_call, finish_task, ready_heads, ready_next},
 };
 
 use crate::{

@@ -2,7 +2,11 @@
 //! callbacks it received and the follow-ups it answered them with.
 
 use super::{stmts::Db, tasks::touch_session, writer::Writer};
-use crate::{commands::*, rows::*, Outbox, StoreError};
+use crate::{
+    commands::{notification_body, NewMessage, NewNotification},
+    rows::{CallbackRow, DispatchRow, InboxRow},
+    Outbox, StoreError,
+};
 use naga_core::DeliveryStatus;
 use rusqlite::params;
 

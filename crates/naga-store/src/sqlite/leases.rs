@@ -1,7 +1,10 @@
 //! Leases on SQLite.
 
 use super::writer::Writer;
-use crate::{commands::*, StoreError};
+use crate::{
+    commands::{Claim, Holding, Unheld, OUTBOXES},
+    StoreError,
+};
 use naga_core::time::Millis;
 use rusqlite::params;
 

@@ -1,7 +1,11 @@
 //! The callback outbox on SQLite.
 
 use super::writer::Writer;
-use crate::{commands::*, rows::*, StoreError};
+use crate::{
+    commands::{Claim, DeliveryOutcome, Lease, OUTBOXES},
+    rows::{CallbackRow, Outbox},
+    StoreError,
+};
 use naga_core::time::Millis;
 use rusqlite::params;
 

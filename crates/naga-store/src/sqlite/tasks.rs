@@ -1,7 +1,14 @@
 //! Tasks on SQLite: each command one job of the group-commit writer.
 
 use super::{decoded, stmts::Db, writer::Writer};
-use crate::{commands::*, rows::*, StoreError};
+use crate::{
+    commands::{
+        same_batch, stored_batch_columns, AnalysisOwners, CallFinish, Finished, FirstAnswer,
+        Inserted, NewStep, NewTask, StoredBatch, TaskFinish,
+    },
+    rows::{HandedTask, StepRow, TaskRow},
+    StoreError,
+};
 use naga_core::{time::Millis, TaskStatus};
 use rusqlite::{params, OptionalExtension};
 use std::sync::Arc;
