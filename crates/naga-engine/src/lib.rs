@@ -24,6 +24,17 @@ pub mod scheduler;
 pub use error::EngineError;
 pub use intake::{Batch, Outcome, Scheduled};
 pub use naga_store::backup;
+
+/// The store's rows and commands the engine hands out or takes: the servers
+/// reach the store only through the engine (naga-server does not depend on
+/// naga-store).
+pub mod rows {
+    pub use naga_store::{
+        CallRow, CallbackRow, CompressedMemoryRow, Counts, FailedAttemptRow, KeyFactRow,
+        MemoryScope, MessageRow, NewMessage, NewStep, PushConfigRow, SessionRow, StepRow,
+        StoreError, TaskFilter, TaskRow,
+    };
+}
 pub use reads::Reads;
 pub use records::Replay;
 
@@ -179,7 +190,13 @@ impl Engine {
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+    /// The store itself, for tests that stage what a crash leaves behind;
+    /// only with the `test-support` feature (a dev-dependency's).
+    #[cfg(feature = "test-support")]
+    pub fn store_for_tests(&self) -> &Store {
         &self.inner.store
     }
     pub fn scheduler(&self) -> &Scheduler {

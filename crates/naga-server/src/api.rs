@@ -2,9 +2,9 @@
 //! Conversations, the callbacks of the agent and MCP servers, and the
 //! events pushed to the UI.
 
+use crate::extract::page_limit;
 use crate::views::{Page, Removed};
 use crate::{
-    agent::page_limit,
     error::ApiResult,
     extract::{Json, Path, Query, Text},
     ApiError,
@@ -20,18 +20,14 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use naga_core::time::iso;
-use naga_engine::assistant::{Assistant, WebhookHeaders};
+use naga_engine::assistant::WebhookHeaders;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::{collections::BTreeMap, convert::Infallible, time::Duration};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-#[derive(Clone)]
-pub struct ApiState {
-    pub engine: naga_engine::Engine,
-    pub assistant: Assistant,
-}
+pub use crate::state::ApiState;
 
 pub fn router(state: ApiState) -> Router {
     let (router, _) = routes().split_for_parts();
@@ -355,8 +351,8 @@ pub(crate) struct Message {
     created_at: String,
 }
 
-impl From<&naga_store::MessageRow> for Message {
-    fn from(m: &naga_store::MessageRow) -> Self {
+impl From<&naga_engine::rows::MessageRow> for Message {
+    fn from(m: &naga_engine::rows::MessageRow) -> Self {
         Self {
             id: m.id,
             role: m.role.clone(),

@@ -48,7 +48,7 @@ pub async fn list(
             }
         },
     };
-    let limit = crate::agent::page_limit(q.limit)?;
+    let limit = crate::extract::page_limit(q.limit)?;
     let rows = match q.task_id.as_deref() {
         Some(task) => {
             let mut rows = engine.reads().callbacks_of_task(task).await?;
@@ -132,7 +132,7 @@ pub async fn redrive(
                 )
             })?,
     };
-    let limit = crate::agent::page_limit(q.limit)?;
+    let limit = crate::extract::page_limit(q.limit)?;
     let ids = engine.redrive_dead_callbacks(since, limit).await?;
     Ok(axum::Json(Redriven {
         success: true,

@@ -7,8 +7,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use naga_core::wire::ErrorBody;
+use naga_engine::rows::StoreError;
 use naga_engine::EngineError;
-use naga_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -104,3 +104,24 @@ pub struct Query<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
+
+/// `http://<Host>`: where a client reached this server (what the A2A card
+/// and the MCP resource metadata name).
+pub(crate) fn origin(headers: &axum::http::HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:8001");
+    format!("http://{host}")
+}
+
+/// `limit` of a listing: 1..=1000, default 100.
+pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit.unwrap_or(100) {
+        n @ 1..=1000 => Ok(n),
+        n => Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and 1000, not {n}"),
+        )),
+    }
+}

@@ -464,7 +464,7 @@ pub const RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";
     security(()),
     responses((status = 200, description = "RFC 9728 protected-resource metadata", body = Object)))]
 pub async fn mcp_resource_metadata(headers: axum::http::HeaderMap) -> axum::Json<Value> {
-    let origin = crate::agent::origin(&headers);
+    let origin = crate::extract::origin(&headers);
     axum::Json(json!({
         "resource": format!("{origin}/mcp"),
         "resource_name": "naga",

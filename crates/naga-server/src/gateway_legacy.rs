@@ -17,7 +17,7 @@ use axum::{
     http::{header, HeaderMap, Method, StatusCode},
     response::{IntoResponse, Response},
 };
-use naga_store::TaskFilter;
+use naga_engine::rows::TaskFilter;
 use rmcp::model::{TaskPayload, TaskStatus as McpTaskStatus};
 use serde_json::{json, Value};
 use tower::ServiceExt;

@@ -246,7 +246,7 @@ fn challenge(req: &Request) -> HeaderValue {
     if req.uri().path() != "/mcp" {
         return HeaderValue::from_static("Bearer");
     }
-    let origin = crate::agent::origin(req.headers());
+    let origin = crate::extract::origin(req.headers());
     let metadata = format!("{origin}{}", crate::gateway::MCP_RESOURCE_METADATA);
     HeaderValue::from_str(&format!("Bearer resource_metadata=\"{metadata}\""))
         .unwrap_or(HeaderValue::from_static("Bearer"))

@@ -19,6 +19,7 @@ mod jsonrpc;
 mod listener;
 pub mod mcp;
 mod openapi;
+mod state;
 mod ui;
 mod upstream;
 mod views;

@@ -175,7 +175,7 @@ async fn get_one(
 /// Upstream's MCP task fields, from the task and its calls: `id`,
 /// `tool_calls`, `result` (`{success, results, message}` once it ended,
 /// else null) and `message`; and its `success`.
-fn upstream_fields(task: &naga_store::TaskRow, calls: &[views::Call]) -> (bool, McpFields) {
+fn upstream_fields(task: &naga_engine::rows::TaskRow, calls: &[views::Call]) -> (bool, McpFields) {
     let tool_calls: Vec<Value> = calls.iter().map(|c| c.call.clone()).collect();
     let ended = task.status.is_terminal();
     let message = match (&task.error, ended) {

@@ -4,15 +4,15 @@
 //! routes through which tool results and follow-ups reach the UI.
 
 use crate::{
-    api::ApiState,
     error::ApiResult,
     extract::{Json, Query},
+    state::ApiState,
     views::Removed,
     ApiError,
 };
 use axum::extract::State;
 use naga_core::{time::iso, SessionId};
-use naga_store::NewMessage;
+use naga_engine::rows::NewMessage;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};

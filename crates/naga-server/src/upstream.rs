@@ -5,7 +5,7 @@
 //! `running`, `completed` and `failed`.
 
 use naga_core::{config::SessionPolicy, time::Millis, wire::TaskKind, TaskStatus};
-use naga_store::{
+use naga_engine::rows::{
     CompressedMemoryRow, Counts, FailedAttemptRow, KeyFactRow, SessionRow, StepRow, TaskRow,
 };
 use serde::Serialize;

@@ -9,7 +9,7 @@ use naga_core::{
     CallStatus, DeliveryStatus, TaskStatus,
 };
 use naga_engine::callbacks::a2a::public_url;
-use naga_store::{
+use naga_engine::rows::{
     CallRow, CallbackRow, CompressedMemoryRow, FailedAttemptRow, KeyFactRow, SessionRow, StepRow,
     TaskRow,
 };

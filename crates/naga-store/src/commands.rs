@@ -441,3 +441,14 @@ pub(crate) fn notification_body(reply: &NewMessage, message_id: i64) -> String {
     })
     .to_string()
 }
+
+/// A push to write to the outbox: `head` is the envelope's JSON up to its
+/// sequence (as a task's end writes it), `callback_id` the webhook id.
+#[derive(Debug, Clone)]
+pub struct NewPush {
+    pub task_id: String,
+    pub config_id: String,
+    pub callback_id: String,
+    pub head: String,
+    pub now: Millis,
+}

@@ -39,7 +39,6 @@ mod tasks;
 
 pub use commands::*;
 pub use error::StoreError;
-pub use push_configs::{NewPush, PushConfigRow};
 pub use reads::{Counts, Gauges, MemoryScope, TaskFilter};
 pub use rows::*;
 /// rusqlite's error types, for callers that build or match them.

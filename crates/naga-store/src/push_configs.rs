@@ -7,29 +7,9 @@
 //! transaction that marks the config pushed ([`Store::enqueue_push`]), so a
 //! push is neither lost (the config stays due until then) nor doubled.
 
-use crate::{postgres, read, sqlite, Backend, Store, StoreError};
-use naga_core::time::Millis;
-
-/// A push config of a task (its URL as naga keeps it: token and
-/// authentication in the fragment).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct PushConfigRow {
-    pub task_id: String,
-    pub id: String,
-    pub url: String,
-    pub created_at: Millis,
-}
-
-/// A push to write to the outbox: `head` is the envelope's JSON up to its
-/// sequence (as a task's end writes it), `callback_id` the webhook id.
-#[derive(Debug, Clone)]
-pub struct NewPush {
-    pub task_id: String,
-    pub config_id: String,
-    pub callback_id: String,
-    pub head: String,
-    pub now: Millis,
-}
+use crate::{
+    commands::NewPush, postgres, read, rows::PushConfigRow, sqlite, Backend, Store, StoreError,
+};
 
 impl Store {
     /// Keeps a push config of a task (replacing one of the same id). A

@@ -196,3 +196,13 @@ pub struct NodeRow {
     /// Pending callbacks whose lease it holds.
     pub callbacks: i64,
 }
+
+/// A push config of a task (its URL as naga keeps it: token and
+/// authentication in the fragment).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PushConfigRow {
+    pub task_id: String,
+    pub id: String,
+    pub url: String,
+    pub created_at: Millis,
+}

@@ -723,7 +723,7 @@ async fn stored_held_here(app: &TestApp, id: &str, calls: &[Value], callback: &s
     let now = chrono::Utc::now().timestamp_millis();
     let calls_text: Vec<String> = calls.iter().map(Value::to_string).collect();
     let inserted = engine
-        .store()
+        .store_for_tests()
         .insert_task(naga_store::NewTask {
             id: id.into(),
             kind: naga_core::wire::TaskKind::Agent,
@@ -784,7 +784,7 @@ async fn a_callback_held_in_a_live_nodes_name_that_nothing_sends_is_sent_once_it
     let now = chrono::Utc::now().timestamp_millis();
     let lease = engine.scheduler().lease(now);
     engine
-        .store()
+        .store_for_tests()
         .finish_task(naga_store::TaskFinish {
             task_id: "unsent".into(),
             task_seq: seq,

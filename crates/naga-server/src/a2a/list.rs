@@ -4,8 +4,8 @@
 
 use super::{internal, task_json_with, text, Rpc, RpcError, INVALID_PARAMS};
 use naga_core::TaskStatus;
+use naga_engine::rows::TaskFilter;
 use naga_engine::Engine;
-use naga_store::TaskFilter;
 use serde_json::{json, Value};
 
 const DEFAULT_PAGE: i64 = 50;

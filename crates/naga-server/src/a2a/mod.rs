@@ -15,8 +15,8 @@
 //! request id: sent again, it answers the same task.
 
 use crate::{
-    agent::AgentState,
     jsonrpc::{self, Message},
+    state::AgentState,
 };
 use axum::{
     extract::{FromRequest, Request, State},
@@ -29,8 +29,8 @@ use naga_core::{
     wire::{AgentScheduleRequest, CallPayload, RawCall},
     TaskStatus,
 };
+use naga_engine::rows::TaskRow;
 use naga_engine::{callbacks::a2a, Engine, EngineError};
-use naga_store::TaskRow;
 use serde_json::{json, Value};
 use std::{convert::Infallible, time::Duration};
 
@@ -64,7 +64,7 @@ fn internal(e: impl std::fmt::Display) -> RpcError {
     responses((status = 200, description = "The A2A agent card", body = Object)))]
 pub async fn agent_card(State(state): State<AgentState>, headers: HeaderMap) -> Json<Value> {
     let engine = &state.engine;
-    let origin = crate::agent::origin(&headers);
+    let origin = crate::extract::origin(&headers);
     let skills: Vec<Value> = engine
         .agents()
         .iter()

@@ -6,8 +6,8 @@
 //! Deleting a config before the end stops its push.
 
 use super::{find, internal, text, Rpc, RpcError, INVALID_PARAMS, TASK_NOT_FOUND};
+use naga_engine::rows::PushConfigRow;
 use naga_engine::{callbacks::a2a, Engine, EngineError};
-use naga_store::PushConfigRow;
 use serde_json::{json, Value};
 
 /// The id of the config a task was sent with.

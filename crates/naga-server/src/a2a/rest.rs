@@ -7,7 +7,7 @@ use super::{
     push::{create_push_config, delete_push_config, get_push_config, list_push_configs},
     send_message, stream, subscribable, Rpc, RpcError, INVALID_PARAMS, METHOD_NOT_FOUND,
 };
-use crate::{agent::AgentState, extract::Json};
+use crate::{extract::Json, state::AgentState};
 use axum::{
     extract::{Path, Query, State},
     response::{IntoResponse, Response},

@@ -1,6 +1,7 @@
 //! Sessions and memory: key facts, failed attempts, summaries.
 
-use super::tasks::{find_task, page_limit, ListQuery};
+use super::tasks::{find_task, ListQuery};
+use crate::extract::page_limit;
 use crate::upstream;
 use crate::{
     error::ApiResult,
@@ -9,8 +10,8 @@ use crate::{
     ApiError,
 };
 use axum::extract::State;
+use naga_engine::rows::{MemoryScope, SessionRow, TaskFilter};
 use naga_engine::Engine;
-use naga_store::{MemoryScope, SessionRow, TaskFilter};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;

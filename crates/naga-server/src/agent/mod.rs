@@ -8,27 +8,10 @@ mod schedule;
 pub(crate) mod tasks;
 mod tools;
 
-use axum::{extract::FromRef, Router};
-use naga_engine::{assistant::Assistant, Engine};
+use axum::Router;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub use tasks::page_limit;
-
-/// What the agent server's handlers read: the engine, and the API server's
-/// assistant when it runs in this process (the dashboard's chat panel).
-#[derive(Clone)]
-pub struct AgentState {
-    pub engine: Engine,
-    pub assistant: Option<Assistant>,
-    /// naga as an MCP server (`/mcp`).
-    pub mcp: crate::gateway::McpService,
-}
-
-impl FromRef<AgentState> for Engine {
-    fn from_ref(state: &AgentState) -> Engine {
-        state.engine.clone()
-    }
-}
+pub use crate::state::AgentState;
 
 pub fn router(state: AgentState) -> Router {
     let (router, _) = routes().split_for_parts();
@@ -113,16 +96,6 @@ async fn openapi() -> axum::response::Response {
     static DOC: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| crate::openapi::document(routes(), "naga agent server"));
     crate::openapi::serve(&DOC)
-}
-
-/// `http://<Host>`: where a client reached this server (what the A2A card
-/// and the MCP resource metadata name).
-pub(crate) fn origin(headers: &axum::http::HeaderMap) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1:8001");
-    format!("http://{host}")
 }
 
 /// `/mcp`: naga as an MCP server (streamable HTTP: JSON-RPC in `POST`,

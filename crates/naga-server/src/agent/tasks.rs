@@ -1,3 +1,4 @@
+use crate::extract::page_limit;
 use crate::{
     error::ApiResult,
     extract::{Json, Path, Query},
@@ -5,8 +6,8 @@ use crate::{
 };
 use axum::extract::State;
 use naga_core::{wire::TaskKind, TaskStatus};
+use naga_engine::rows::{NewStep, TaskFilter, TaskRow};
 use naga_engine::Engine;
-use naga_store::{NewStep, TaskFilter, TaskRow};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -44,17 +45,6 @@ impl ListQuery {
             offset: self.offset.unwrap_or(0).max(0),
             ..Default::default()
         })
-    }
-}
-
-/// `limit` of a listing: 1..=1000, default 100.
-pub fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
-    match limit.unwrap_or(100) {
-        n @ 1..=1000 => Ok(n),
-        n => Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and 1000, not {n}"),
-        )),
     }
 }
 
@@ -137,7 +127,7 @@ pub async fn task_detail(engine: &Engine, task: &TaskRow) -> ApiResult<TaskDetai
     // is still shown, with the reason in place of its calls.
     let (calls, calls_error) = match engine.reads().calls(id).await {
         Ok(calls) => (calls, None),
-        Err(naga_store::StoreError::Corrupt(e)) => (Vec::new(), Some(e)),
+        Err(naga_engine::rows::StoreError::Corrupt(e)) => (Vec::new(), Some(e)),
         Err(e) => return Err(e.into()),
     };
     let steps = engine.reads().steps(id).await?;

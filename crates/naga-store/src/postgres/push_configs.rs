@@ -1,6 +1,6 @@
 //! A2A push configs on PostgreSQL (see `crate::push_configs`).
 
-use crate::{NewPush, PushConfigRow, StoreError};
+use crate::{commands::NewPush, rows::PushConfigRow, StoreError};
 use sqlx::PgPool;
 
 pub(crate) async fn add_push_config(pool: &PgPool, p: &PushConfigRow) -> Result<bool, StoreError> {

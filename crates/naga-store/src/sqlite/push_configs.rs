@@ -1,7 +1,7 @@
 //! A2A push configs on SQLite (see `crate::push_configs`).
 
 use super::{stmts::Db, writer::Writer};
-use crate::{NewPush, PushConfigRow, StoreError};
+use crate::{commands::NewPush, rows::PushConfigRow, StoreError};
 use rusqlite::{params, OptionalExtension};
 
 fn add(c: &Db, p: &PushConfigRow) -> Result<bool, StoreError> {
