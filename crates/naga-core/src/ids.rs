@@ -1,4 +1,4 @@
-//! Identifiers of the unified session management (DESIGN.md, "Identifiers").
+//! Identifiers of the unified session management (docs/design.md, "Identifiers").
 
 use std::fmt;
 

@@ -1,5 +1,5 @@
 //! Domain types of naga shared by every layer: identifiers, task states, the
-//! wire contracts of DESIGN.md and the configuration model. No I/O lives here.
+//! wire contracts of docs/design.md and the configuration model. No I/O lives here.
 #![forbid(unsafe_code)]
 
 pub mod analysis;

@@ -1,4 +1,4 @@
-//! Task and call states (DESIGN.md, "Store and scheduler semantics").
+//! Task and call states (docs/design.md, "Store and scheduler semantics").
 
 use serde::{Deserialize, Serialize};
 use std::{fmt, str::FromStr};

@@ -1,4 +1,4 @@
-//! Wire contracts of DESIGN.md: the JSON that clients and callback receivers
+//! Wire contracts of docs/design.md: the JSON that clients and callback receivers
 //! see. Field names are NagaAgent's and must not change.
 
 use crate::config::SessionPolicy;

@@ -1,4 +1,4 @@
-//! The API server (default 127.0.0.1:8000): DESIGN.md's API section.
+//! The API server (default 127.0.0.1:8000): docs/design.md's API section.
 //! Conversations, the callbacks of the agent and MCP servers, and the
 //! events pushed to the UI.
 

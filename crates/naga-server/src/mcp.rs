@@ -1,4 +1,4 @@
-//! The MCP server (default 127.0.0.1:8003): DESIGN.md's MCP section. The
+//! The MCP server (default 127.0.0.1:8003): docs/design.md's MCP section. The
 //! same scheduler, store and outbox as the agent server; MCP tool calls.
 
 use crate::{

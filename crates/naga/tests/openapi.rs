@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
-/// Every route of each service, as the contract (DESIGN.md, upstream's
+/// Every route of each service, as the contract (docs/design.md, upstream's
 /// clients, docs/api.md) has them: a route missing from a document fails.
 const AGENT: &[&str] = &[
     "GET /health",

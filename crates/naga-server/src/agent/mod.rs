@@ -1,4 +1,4 @@
-//! The agent server (default 127.0.0.1:8001): DESIGN.md's agent section.
+//! The agent server (default 127.0.0.1:8001): docs/design.md's agent section.
 
 mod chat;
 mod events;
