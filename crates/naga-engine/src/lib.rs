@@ -108,31 +108,7 @@ impl Engine {
                 .admit(url)
                 .map_err(|e| EngineError::Invalid(format!("[callbacks] ui_notify_url: {e}")))?;
         }
-        let root = config.file_edit_root();
-        let file_edit = Arc::new(FileEditToolkit::new(root.clone()).map_err(|e| {
-            EngineError::Unavailable(format!(
-                "cannot create the file_edit root `{}`: {e}",
-                root.display()
-            ))
-        })?);
-        let cc = &config.agents.computer_control;
-        let planner = cc.vision_model.as_deref().and_then(|model| {
-            Some(agents::Planner {
-                llm: llm::LlmClient::from_config(&config.llm)?.with_model(model),
-                max_steps: cc.max_steps,
-                max_time: Duration::from_secs(cc.max_seconds),
-            })
-        });
-        let computer_control = Arc::new(ComputerControl::new(
-            cc.apps.clone(),
-            config.data_dir.join("screenshots"),
-            planner,
-        ));
-        let agents = AgentRegistry::default()
-            .with(Arc::new(Echo))
-            .with(file_edit.clone())
-            .with(computer_control.clone())
-            .with_default(&config.agents.default_agent);
+        let (agents, file_edit, computer_control) = agents_of(&config)?;
         let agent_executor: Arc<dyn Executor> = Arc::new(AgentExecutor {
             agents: agents.clone(),
         });
@@ -321,4 +297,37 @@ pub fn own_services_client(config: &Config) -> reqwest::Client {
         .default_headers(headers)
         .build()
         .unwrap_or_default()
+}
+
+/// The agents of `[agents]`: file_edit in its root, computer_control (with
+/// a planner when a vision model is configured) and echo.
+fn agents_of(
+    config: &Config,
+) -> Result<(AgentRegistry, Arc<FileEditToolkit>, Arc<ComputerControl>), EngineError> {
+    let root = config.file_edit_root();
+    let file_edit = Arc::new(FileEditToolkit::new(root.clone()).map_err(|e| {
+        EngineError::Unavailable(format!(
+            "cannot create the file_edit root `{}`: {e}",
+            root.display()
+        ))
+    })?);
+    let cc = &config.agents.computer_control;
+    let planner = cc.vision_model.as_deref().and_then(|model| {
+        Some(agents::Planner {
+            llm: llm::LlmClient::from_config(&config.llm)?.with_model(model),
+            max_steps: cc.max_steps,
+            max_time: Duration::from_secs(cc.max_seconds),
+        })
+    });
+    let computer_control = Arc::new(ComputerControl::new(
+        cc.apps.clone(),
+        config.data_dir.join("screenshots"),
+        planner,
+    ));
+    let agents = AgentRegistry::default()
+        .with(Arc::new(Echo))
+        .with(file_edit.clone())
+        .with(computer_control.clone())
+        .with_default(&config.agents.default_agent);
+    Ok((agents, file_edit, computer_control))
 }

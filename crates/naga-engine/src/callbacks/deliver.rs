@@ -47,65 +47,19 @@ impl Inner {
         };
         drop(bytes);
         let now = self.clock.now_ms();
-        let record = match outcome {
-            Attempt::Delivered => DeliveryOutcome::Delivered,
-            Attempt::Fatal(error) => DeliveryOutcome::Dead { error },
-            Attempt::Retry { error, .. } if attempts >= self.config.max_attempts => {
-                let error = format!("{error} (gave up after {attempts} attempts)");
-                DeliveryOutcome::Dead { error }
-            }
-            Attempt::Retry { error, retry_after } => {
-                // The receiver's Retry-After wins over our backoff (bounded,
-                // so that no receiver can park a callback for days).
-                let delay = match retry_after {
-                    Some(d) => d.min(MAX_RETRY_AFTER),
-                    None => self.backoff(attempts),
-                };
-                DeliveryOutcome::Retry {
-                    error,
-                    next_attempt_at: now + delay.as_millis() as i64,
-                }
-            }
-        };
-        let (outcome, next, error) = match &record {
-            DeliveryOutcome::Delivered => ("delivered", None, None),
-            DeliveryOutcome::Retry {
-                error,
-                next_attempt_at,
-            } => ("retry", Some(*next_attempt_at), Some(error.as_str())),
-            DeliveryOutcome::Dead { error } => ("dead", None, Some(error.as_str())),
-        };
-        crate::metrics::callback_delivery(outcome);
-        if self.feed.watched() {
-            let event = crate::feed::Event::Callback {
-                task_id: &row.task_id,
-                callback_id: &row.id,
-                outcome,
-                next_attempt_at: next.map(naga_core::time::iso),
-                error,
-            };
-            self.feed.send(None, &event);
-        }
-        match &record {
-            DeliveryOutcome::Delivered => {
-                tracing::debug!(callback_id = %row.id, task_id = %row.task_id, attempts, "callback delivered")
-            }
-            DeliveryOutcome::Retry {
-                error,
-                next_attempt_at,
-            } => {
-                tracing::warn!(callback_id = %row.id, task_id = %row.task_id, attempts, %error,
-                    next_attempt_at, "callback delivery failed; retried when due, by any node")
-            }
-            DeliveryOutcome::Dead { error } => {
-                tracing::error!(callback_id = %row.id, task_id = %row.task_id, attempts, %error, "callback dead-lettered")
-            }
-        }
+        let record = self.outcome_of(outcome, attempts, now);
+        self.report(&row, &record, attempts);
         if let DeliveryOutcome::Delivered = record {
             // Recorded with others in one commit; until then the row is
             // pending, and a crash would only send it again.
             return self.delivered.send((row.outbox, row.seq, now)).is_ok();
         }
+        let next = match &record {
+            DeliveryOutcome::Retry {
+                next_attempt_at, ..
+            } => Some(*next_attempt_at),
+            _ => None,
+        };
         let recorded = retry_store(
             &*self.clock,
             &self.stop,
@@ -134,6 +88,69 @@ impl Inner {
             }
         }
         false
+    }
+
+    /// What an attempt makes of its callback: delivered, retried when due,
+    /// or dead (fatal, or its last attempt).
+    fn outcome_of(&self, attempt: Attempt, attempts: u32, now: i64) -> DeliveryOutcome {
+        match attempt {
+            Attempt::Delivered => DeliveryOutcome::Delivered,
+            Attempt::Fatal(error) => DeliveryOutcome::Dead { error },
+            Attempt::Retry { error, .. } if attempts >= self.config.max_attempts => {
+                let error = format!("{error} (gave up after {attempts} attempts)");
+                DeliveryOutcome::Dead { error }
+            }
+            Attempt::Retry { error, retry_after } => {
+                // The receiver's Retry-After wins over our backoff (bounded,
+                // so that no receiver can park a callback for days).
+                let delay = match retry_after {
+                    Some(d) => d.min(MAX_RETRY_AFTER),
+                    None => self.backoff(attempts),
+                };
+                DeliveryOutcome::Retry {
+                    error,
+                    next_attempt_at: now + delay.as_millis() as i64,
+                }
+            }
+        }
+    }
+
+    /// An attempt's outcome told: metrics, the live feed, the log.
+    fn report(&self, row: &CallbackRow, record: &DeliveryOutcome, attempts: u32) {
+        let (outcome, next, error) = match record {
+            DeliveryOutcome::Delivered => ("delivered", None, None),
+            DeliveryOutcome::Retry {
+                error,
+                next_attempt_at,
+            } => ("retry", Some(*next_attempt_at), Some(error.as_str())),
+            DeliveryOutcome::Dead { error } => ("dead", None, Some(error.as_str())),
+        };
+        crate::metrics::callback_delivery(outcome);
+        if self.feed.watched() {
+            let event = crate::feed::Event::Callback {
+                task_id: &row.task_id,
+                callback_id: &row.id,
+                outcome,
+                next_attempt_at: next.map(naga_core::time::iso),
+                error,
+            };
+            self.feed.send(None, &event);
+        }
+        match record {
+            DeliveryOutcome::Delivered => {
+                tracing::debug!(callback_id = %row.id, task_id = %row.task_id, attempts, "callback delivered")
+            }
+            DeliveryOutcome::Retry {
+                error,
+                next_attempt_at,
+            } => {
+                tracing::warn!(callback_id = %row.id, task_id = %row.task_id, attempts, %error,
+                    next_attempt_at, "callback delivery failed; retried when due, by any node")
+            }
+            DeliveryOutcome::Dead { error } => {
+                tracing::error!(callback_id = %row.id, task_id = %row.task_id, attempts, %error, "callback dead-lettered")
+            }
+        }
     }
 
     /// Reads the body of a claimed row, once the bytes it takes are free

@@ -22,18 +22,47 @@ use tracing::Instrument;
 impl Engine {
     /// Validates, commits and schedules a batch; answers before any call runs.
     pub async fn accept(&self, batch: Batch) -> Result<Scheduled, EngineError> {
+        let (request_id, session) = self.check(&batch)?;
+        let now = self.clock().now_ms();
+        if batch.calls.is_empty() {
+            return Ok(no_tasks(batch, request_id, session, now));
+        }
+        // A free worker is taken now: a batch whose session is idle in the
+        // store is then committed as running and starts at once.
+        let worker = self.scheduler().reserve();
+        let (task, spec) = self.stored(batch, request_id, session, now);
+        // Commit and hand over in a task of its own: a client that hangs up
+        // mid-request must not leave a committed batch that nobody runs.
+        // (Boxed: the task then holds a pointer, not a 2 KB future that tokio
+        // copies into its cell and again when the task's stage changes.)
+        // (In the request's span: its lines carry the request's ids.)
+        let engine = self.clone();
+        tokio::spawn(Box::pin(
+            async move { engine.commit(task, spec, worker).await }
+                .instrument(tracing::Span::current()),
+        ))
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("the batch could not be committed: {e}")))?
+    }
+
+    /// A batch's ids, callback URL, size and timeouts checked: its request
+    /// id (made when it has none) and its session.
+    fn check(&self, batch: &Batch) -> Result<(String, SessionId), EngineError> {
         let invalid = |e: naga_core::IdError| EngineError::Invalid(e.to_string());
-        let request_id = match batch.request_id {
+        let request_id = match &batch.request_id {
             Some(r) => {
-                validate_id("request_id", &r).map_err(invalid)?;
-                r
+                validate_id("request_id", r).map_err(invalid)?;
+                r.clone()
             }
             None => new_request_id(),
         };
         // Upstream takes a batch without a session: it runs in a session of
         // its own, named after its request id (so a repeat finds it).
-        let session = SessionId::parse(batch.session_id.unwrap_or_else(|| request_id.clone()))
-            .map_err(invalid)?;
+        let session = batch
+            .session_id
+            .clone()
+            .unwrap_or_else(|| request_id.clone());
+        let session = SessionId::parse(session).map_err(invalid)?;
         if let Some(a) = &batch.analysis_session_id {
             validate_id("analysis_session_id", a).map_err(invalid)?;
         }
@@ -53,47 +82,21 @@ impl Engine {
                 batch.calls.len()
             )));
         }
-        let noun = noun(batch.kind);
-        let list = match batch.kind {
-            TaskKind::Agent => "agent_calls",
-            TaskKind::Mcp => "tool_calls",
-        };
-        check_timeouts(list, &batch.calls)?;
-        let now = self.clock().now_ms();
-        let ids = (
-            session.as_str(),
-            batch.analysis_session_id.as_deref().unwrap_or(""),
-            request_id.as_str(),
-        );
-        if batch.calls.is_empty() {
-            tracing::info!(
-                session_id = ids.0,
-                analysis_session_id = ids.1,
-                request_id = ids.2,
-                "empty {list}: nothing scheduled"
-            );
-            // Upstream names the (empty) batch by its request id all the same.
-            let response = ScheduleResponse {
-                success: true,
-                status: "no_tasks".into(),
-                task_id: Some(request_id.clone()),
-                message: format!("没有需要执行的{noun} (empty {list})"),
-                accepted_at: iso(now),
-                session_id: session.into_string(),
-                analysis_session_id: batch.analysis_session_id,
-            };
-            return Ok(Scheduled {
-                response: with_kind_fields(batch.kind, &request_id, &response),
-                outcome: Outcome::NoTasks,
-                task_id: Some(request_id),
-            });
-        }
+        check_timeouts(list_name(batch.kind), &batch.calls)?;
+        Ok((request_id, session))
+    }
+
+    /// The row a batch is stored as, and what the scheduler runs it from.
+    fn stored(
+        &self,
+        batch: Batch,
+        request_id: String,
+        session: SessionId,
+        now: i64,
+    ) -> (NewTask, TaskSpec) {
         let policy = batch
             .policy
             .unwrap_or(self.config().scheduler.session_policy);
-        // A free worker is taken now: a batch whose session is idle in the
-        // store is then committed as running and starts at once.
-        let worker = self.scheduler().reserve();
         // Each call's JSON as sent: the scheduler keeps them while the batch
         // waits, the store keeps them as one array.
         let calls: Vec<Box<str>> = batch.calls.into_iter().map(RawCall::into_text).collect();
@@ -130,17 +133,40 @@ impl Engine {
             done: vec![None; calls.len()],
             calls: Calls::new(calls),
         };
-        // Commit and hand over in a task of its own: a client that hangs up
-        // mid-request must not leave a committed batch that nobody runs.
-        // (Boxed: the task then holds a pointer, not a 2 KB future that tokio
-        // copies into its cell and again when the task's stage changes.)
-        // (In the request's span: its lines carry the request's ids.)
-        let engine = self.clone();
-        tokio::spawn(Box::pin(
-            async move { engine.commit(task, spec, worker).await }
-                .instrument(tracing::Span::current()),
-        ))
-        .await
-        .map_err(|e| EngineError::Unavailable(format!("the batch could not be committed: {e}")))?
+        (task, spec)
+    }
+}
+
+/// The name of a kind's list of calls in its request.
+fn list_name(kind: TaskKind) -> &'static str {
+    match kind {
+        TaskKind::Agent => "agent_calls",
+        TaskKind::Mcp => "tool_calls",
+    }
+}
+
+/// The answer to a batch without calls: nothing is stored.
+fn no_tasks(batch: Batch, request_id: String, session: SessionId, now: i64) -> Scheduled {
+    let list = list_name(batch.kind);
+    tracing::info!(
+        session_id = session.as_str(),
+        analysis_session_id = batch.analysis_session_id.as_deref().unwrap_or(""),
+        request_id = request_id.as_str(),
+        "empty {list}: nothing scheduled"
+    );
+    // Upstream names the (empty) batch by its request id all the same.
+    let response = ScheduleResponse {
+        success: true,
+        status: "no_tasks".into(),
+        task_id: Some(request_id.clone()),
+        message: format!("没有需要执行的{} (empty {list})", noun(batch.kind)),
+        accepted_at: iso(now),
+        session_id: session.into_string(),
+        analysis_session_id: batch.analysis_session_id,
+    };
+    Scheduled {
+        response: with_kind_fields(batch.kind, &request_id, &response),
+        outcome: Outcome::NoTasks,
+        task_id: Some(request_id),
     }
 }

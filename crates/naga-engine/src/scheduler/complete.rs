@@ -1,14 +1,15 @@
 //! Ending a task: terminal state, summary and callback in one commit.
 
 use super::{Inner, TaskSpec};
-use crate::{agents::CallOutcome, memory};
+use crate::{agents::CallOutcome, callbacks::a2a, memory};
 use naga_core::{
     time::iso,
-    wire::{CallPayload, CallbackEnvelope},
+    wire::{raw_json, CallPayload, CallbackEnvelope, RawJson},
     TaskStatus,
 };
-use naga_store::{CallFinish, Finished, StoreError, TaskFinish};
+use naga_store::{CallFinish, CallbackRow, Finished, HandedTask, StoreError, TaskFinish};
 use std::sync::Arc;
+
 /// How a task ends: its status and error, and whether its worker goes on
 /// to the session's next batch (see [`TaskFinish::take_next`]).
 pub(super) struct Ending {
@@ -47,69 +48,22 @@ impl Inner {
             error,
             take_next,
         } = ending;
-        let executor = self.executor(spec.kind);
         let now = self.clock.now_ms();
-        let outcome = |i: usize| outcomes.get(i).and_then(Option::as_ref);
         let summaries: Vec<_> = commands
             .iter()
             .enumerate()
             .map(|(i, command)| memory::CallSummary {
                 command,
-                outcome: outcome(i),
+                outcome: outcomes.get(i).and_then(Option::as_ref),
             })
             .collect();
         let summary = memory::summarize(status, error.as_deref(), &summaries);
-        let success = status == TaskStatus::Succeeded;
-        let mut count = itoa::Buffer::new();
-        let message = match &error {
-            Some(e) => naga_core::ids::concat(&[status.as_str(), ": ", e]),
-            None => naga_core::ids::concat(&[
-                status.as_str(),
-                ": ",
-                count.format(calls.len()),
-                " calls",
-            ]),
+        let end = End {
+            status,
+            error: error.as_deref(),
+            now,
         };
-        // The result entries only go into a callback.
-        let callback = spec.callback_url.clone().map(|url| {
-            let results: Vec<naga_core::wire::RawJson> = match &executor {
-                Some(e) => calls
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, call)| Some(e.result_entry(i, call, outcome(i)?)))
-                    .collect(),
-                None => Vec::new(),
-            };
-            let result = executor
-                .as_ref()
-                .and_then(|e| e.envelope_result(success, &results, &message));
-            let envelope = CallbackEnvelope {
-                task_id: spec.id.clone(),
-                request_id: spec.id.clone(),
-                kind: spec.kind,
-                session_id: spec.session_id.clone(),
-                analysis_session_id: spec.analysis_session_id.clone(),
-                status: status.as_str().to_owned(),
-                success,
-                error: error.clone(),
-                results,
-                completed_at: iso(now),
-                result,
-                task: crate::callbacks::a2a::push_of(&url).map(|_| {
-                    let outcomes: Vec<_> = outcomes.iter().flatten().collect();
-                    naga_core::wire::raw_json(&crate::callbacks::a2a::task_json(
-                        &spec.id,
-                        &spec.session_id,
-                        status,
-                        now,
-                        error.as_deref(),
-                        &outcomes,
-                    ))
-                }),
-                sequence: 0,
-            };
-            (url, envelope.json_head())
-        });
+        let callback = self.callback_of(spec, calls, outcomes, &end);
         let finish = TaskFinish {
             task_id: spec.id.clone(),
             task_seq: spec.seq,
@@ -138,62 +92,8 @@ impl Inner {
                 woke,
                 next,
             }) => {
-                if woke {
-                    // The session's next batch waits in the store, ready.
-                    self.wake();
-                }
-                if let Some(next) = next {
-                    tracing::info!(task_id = %next.task.id, session_id = %next.task.session_id,
-                        after = %spec.id, "the session's next batch, claimed by this end: starts on its worker");
-                    self.state
-                        .lock()
-                        .unwrap()
-                        .handed
-                        .insert(spec.id.clone(), *next);
-                }
-                crate::metrics::task_completed(spec.kind, status);
-                self.tell(spec, status, error.as_deref());
-                tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
-                    analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
-                    status = status.as_str(), error = error.as_deref().unwrap_or(""),
-                    callback = callback.is_some(), "task finished");
-                if let Some(row) = callback {
-                    self.callbacks.enqueue(row);
-                }
-                if let Some(llm) = self.summarizer.clone() {
-                    let (store, clock, id) =
-                        (self.store.clone(), self.clock.clone(), spec.id.clone());
-                    let steps: Vec<String> = commands
-                        .iter()
-                        .zip(outcomes)
-                        .map(|(c, o)| match o {
-                            Some(o) => format!(
-                                "{c} → {}",
-                                o.text().or(o.error.clone()).unwrap_or_default()
-                            ),
-                            None => format!("{c} → not run"),
-                        })
-                        .collect();
-                    let draining = self.draining.clone();
-                    self.tracker.spawn(async move {
-                        let compressed = tokio::select! {
-                            v = memory::compress_with_llm(&llm, &summary, &steps) => v,
-                            // Not worth a wait at shutdown (the task's own
-                            // summary is stored already).
-                            _ = draining.cancelled() => None,
-                        };
-                        if let Some(v) = compressed {
-                            let _ = store
-                                .add_compressed_memory(
-                                    &id,
-                                    memory::LLM,
-                                    v.to_string(),
-                                    clock.now_ms(),
-                                )
-                                .await;
-                        }
-                    });
-                }
+                self.ended(spec, &end, callback, woke, next.map(|n| *n));
+                self.compress_later(spec, commands, outcomes, summary);
                 Some(status)
             }
             Ok(Finished::AlreadyEnded) => {
@@ -211,4 +111,147 @@ impl Inner {
             }
         }
     }
+
+    /// The task's callback, when it has a URL: the URL and the envelope's
+    /// JSON up to its sequence (which the store writes).
+    fn callback_of(
+        &self,
+        spec: &TaskSpec,
+        calls: &[CallPayload],
+        outcomes: &[Option<CallOutcome>],
+        end: &End<'_>,
+    ) -> Option<(String, String)> {
+        let url = spec.callback_url.clone()?;
+        let executor = self.executor(spec.kind);
+        let outcome = |i: usize| outcomes.get(i).and_then(Option::as_ref);
+        let success = end.status == TaskStatus::Succeeded;
+        let mut count = itoa::Buffer::new();
+        let message = match end.error {
+            Some(e) => naga_core::ids::concat(&[end.status.as_str(), ": ", e]),
+            None => naga_core::ids::concat(&[
+                end.status.as_str(),
+                ": ",
+                count.format(calls.len()),
+                " calls",
+            ]),
+        };
+        let results: Vec<RawJson> = match &executor {
+            Some(e) => calls
+                .iter()
+                .enumerate()
+                .filter_map(|(i, call)| Some(e.result_entry(i, call, outcome(i)?)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let result = executor
+            .as_ref()
+            .and_then(|e| e.envelope_result(success, &results, &message));
+        // A callback to an A2A push config also carries the A2A task.
+        let task = a2a::push_of(&url).map(|_| {
+            let outcomes: Vec<_> = outcomes.iter().flatten().collect();
+            let task = a2a::task_json(
+                &spec.id,
+                &spec.session_id,
+                end.status,
+                end.now,
+                end.error,
+                &outcomes,
+            );
+            raw_json(&task)
+        });
+        let envelope = CallbackEnvelope {
+            task_id: spec.id.clone(),
+            request_id: spec.id.clone(),
+            kind: spec.kind,
+            session_id: spec.session_id.clone(),
+            analysis_session_id: spec.analysis_session_id.clone(),
+            status: end.status.as_str().to_owned(),
+            success,
+            error: end.error.map(str::to_owned),
+            results,
+            completed_at: iso(end.now),
+            result,
+            task,
+            sequence: 0,
+        };
+        Some((url, envelope.json_head()))
+    }
+
+    /// After the end's commit: the session's next batch kept for this
+    /// worker (or the claimer woken for it), watchers told, the callback
+    /// handed to delivery.
+    fn ended(
+        &self,
+        spec: &TaskSpec,
+        end: &End<'_>,
+        callback: Option<CallbackRow>,
+        woke: bool,
+        next: Option<HandedTask>,
+    ) {
+        if woke {
+            // The session's next batch waits in the store, ready.
+            self.wake();
+        }
+        if let Some(next) = next {
+            tracing::info!(task_id = %next.task.id, session_id = %next.task.session_id,
+                after = %spec.id, "the session's next batch, claimed by this end: starts on its worker");
+            self.state
+                .lock()
+                .unwrap()
+                .handed
+                .insert(spec.id.clone(), next);
+        }
+        crate::metrics::task_completed(spec.kind, end.status);
+        self.tell(spec, end.status, end.error);
+        tracing::info!(task_id = %spec.id, session_id = %spec.session_id,
+            analysis_session_id = spec.analysis_session_id.as_deref().unwrap_or(""),
+            status = end.status.as_str(), error = end.error.unwrap_or(""),
+            callback = callback.is_some(), "task finished");
+        if let Some(row) = callback {
+            self.callbacks.enqueue(row);
+        }
+    }
+
+    /// With an LLM configured: the task's memory compressed by it, in the
+    /// background (the task's own summary is stored already).
+    fn compress_later(
+        &self,
+        spec: &TaskSpec,
+        commands: &[String],
+        outcomes: &[Option<CallOutcome>],
+        summary: memory::Summary,
+    ) {
+        let Some(llm) = self.summarizer.clone() else {
+            return;
+        };
+        let (store, clock, id) = (self.store.clone(), self.clock.clone(), spec.id.clone());
+        let steps: Vec<String> = commands
+            .iter()
+            .zip(outcomes)
+            .map(|(c, o)| match o {
+                Some(o) => format!("{c} → {}", o.text().or(o.error.clone()).unwrap_or_default()),
+                None => format!("{c} → not run"),
+            })
+            .collect();
+        let draining = self.draining.clone();
+        self.tracker.spawn(async move {
+            let compressed = tokio::select! {
+                v = memory::compress_with_llm(&llm, &summary, &steps) => v,
+                // Not worth a wait at shutdown.
+                _ = draining.cancelled() => None,
+            };
+            if let Some(v) = compressed {
+                let _ = store
+                    .add_compressed_memory(&id, memory::LLM, v.to_string(), clock.now_ms())
+                    .await;
+            }
+        });
+    }
+}
+
+/// A task's end, as its callback and log lines tell it.
+struct End<'a> {
+    status: TaskStatus,
+    error: Option<&'a str>,
+    now: i64,
 }

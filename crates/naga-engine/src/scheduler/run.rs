@@ -133,35 +133,8 @@ impl Inner {
         token: &CancellationToken,
     ) -> Option<TaskStatus> {
         let calls = spec.calls.parse();
-        let ids = (
-            spec.id.as_str(),
-            spec.session_id.as_str(),
-            spec.analysis_session_id.as_deref().unwrap_or(""),
-        );
         let Some(executor) = self.executor(spec.kind) else {
-            let outcomes: Vec<_> = calls
-                .iter()
-                .map(|_| {
-                    Some(CallOutcome::failed(
-                        "this server has no MCP executor configured",
-                    ))
-                })
-                .collect();
-            let ending = Ending {
-                status: TaskStatus::Failed,
-                error: Some("no MCP executor".into()),
-                take_next: true,
-            };
-            return self
-                .complete(
-                    spec,
-                    &calls,
-                    &self.commands(spec.kind, &calls),
-                    ending,
-                    &outcomes,
-                    None,
-                )
-                .await;
+            return self.fail_without_executor(spec, &calls).await;
         };
         let commands: Vec<String> = calls.iter().map(|c| executor.command(c)).collect();
         let deadline =
@@ -179,79 +152,21 @@ impl Inner {
                 break;
             }
             if self.draining.is_cancelled() {
-                tracing::info!(
-                    task_id = ids.0,
-                    session_id = ids.1,
-                    index,
-                    "server stopping: the rest of the batch resumes after restart"
-                );
+                tracing::info!(task_id = %spec.id, session_id = %spec.session_id, index,
+                    "server stopping: the rest of the batch resumes after restart");
                 return None;
             }
-            let ctx = CallContext {
-                task_id: spec.id.clone(),
-                session_id: spec.session_id.clone(),
-                index,
-                steps: Some(crate::agents::StepLog {
-                    store: self.store.clone(),
-                    clock: self.clock.clone(),
-                }),
-            };
-            let call_ms = call
-                .get("timeout_ms")
-                .and_then(Value::as_u64)
-                .unwrap_or(self.config.call_timeout_ms);
-            let call_deadline = tokio::time::Instant::now() + Duration::from_millis(call_ms);
             let started_at = self.clock.now_ms();
-            let began = std::time::Instant::now();
-            tracing::debug!(task_id = ids.0, session_id = ids.1, index, "call starts");
-            // The call is polled first: one that ends at its first poll (an
-            // in-process agent, mostly) then sets no timer and registers no
-            // cancel waiter. (Nothing starts once draining: checked above.)
-            let result = tokio::select! {
-                biased;
-                o = executor.run(call, &ctx) => Ok(o),
-                _ = self.stop.cancelled() => Err(Interrupted::Stopping),
-                _ = token.cancelled() => Err(Interrupted::Cancelled),
-                _ = tokio::time::sleep_until(deadline.min(call_deadline)) => Err(Interrupted::TimedOut(
-                    if deadline <= call_deadline {
-                        format!("task timed out after {} ms", self.config.task_timeout_ms)
-                    } else {
-                        format!("call {index} timed out after {call_ms} ms")
-                    })),
+            let run = CallRun {
+                spec,
+                executor: &*executor,
+                call,
+                index,
+                token,
+                deadline,
             };
-            crate::metrics::call_duration(executor.agent(call), began.elapsed());
-            let outcome = match result {
-                Ok(o) => o,
-                Err(Interrupted::Stopping) => {
-                    tracing::info!(
-                        task_id = ids.0,
-                        session_id = ids.1,
-                        index,
-                        "server stopping: call abandoned, resumes after restart"
-                    );
-                    return None;
-                }
-                Err(Interrupted::Cancelled) => {
-                    end = Some((
-                        TaskStatus::Cancelled,
-                        format!("cancelled while call {index} was running"),
-                    ));
-                    CallOutcome::failed("cancelled while running")
-                }
-                Err(Interrupted::TimedOut(why)) => {
-                    end = Some((TaskStatus::TimedOut, why.clone()));
-                    CallOutcome::failed(why)
-                }
-            };
-            if self.feed.watched() {
-                let event = Event::Call {
-                    task_id: &spec.id,
-                    session_id: &spec.session_id,
-                    index,
-                    success: outcome.success,
-                };
-                self.feed.send(Some(&spec.session_id), &event);
-            }
+            let (outcome, ends) = self.run_call(run).await?;
+            end = ends;
             let finish = self.call_finish(spec, &commands[index], index, &outcome, started_at);
             outcomes[index] = Some(outcome);
             if end.is_some() || index + 1 == calls.len() {
@@ -259,39 +174,13 @@ impl Inner {
                 final_call = Some(finish);
                 break;
             }
-            let finish = Arc::new(finish);
-            let recorded = self
-                .persist("record call", spec, || {
-                    self.store.finish_call(finish.clone())
-                })
-                .await;
-            if let Err(e) = recorded {
-                if let StoreError::LeaseLost(_) = e {
-                    tracing::warn!(
-                        task_id = ids.0,
-                        session_id = ids.1,
-                        index,
-                        "lease lost: another node continues this task"
-                    );
-                    return None;
-                }
-                tracing::error!(task_id = ids.0, session_id = ids.1, index, error = %e, "cannot record call; task resumes after restart");
+            if !self.record_call(spec, index, finish).await {
                 return None;
             }
         }
         let (status, error) = match end {
             Some((s, e)) => (s, Some(e)),
-            None => {
-                let failed = outcomes.iter().flatten().filter(|o| !o.success).count();
-                if failed == 0 {
-                    (TaskStatus::Succeeded, None)
-                } else {
-                    (
-                        TaskStatus::Failed,
-                        Some(format!("{failed} of {} calls failed", calls.len())),
-                    )
-                }
-            }
+            None => status_of(&outcomes),
         };
         let ending = Ending {
             status,
@@ -300,6 +189,134 @@ impl Inner {
         };
         self.complete(spec, &calls, &commands, ending, &outcomes, final_call)
             .await
+    }
+
+    /// Ends a task whose kind has no executor here: every call failed.
+    async fn fail_without_executor(
+        &self,
+        spec: &TaskSpec,
+        calls: &[CallPayload],
+    ) -> Option<TaskStatus> {
+        let outcomes: Vec<_> = calls
+            .iter()
+            .map(|_| {
+                Some(CallOutcome::failed(
+                    "this server has no MCP executor configured",
+                ))
+            })
+            .collect();
+        let ending = Ending {
+            status: TaskStatus::Failed,
+            error: Some("no MCP executor".into()),
+            take_next: true,
+        };
+        let commands = self.commands(spec.kind, calls);
+        self.complete(spec, calls, &commands, ending, &outcomes, None)
+            .await
+    }
+
+    /// Runs one call within its own and its task's deadline. `None`: the
+    /// server is stopping (the call resumes after restart); otherwise the
+    /// outcome, and how the task ends with it when it does (cancelled,
+    /// timed out).
+    async fn run_call(
+        &self,
+        run: CallRun<'_>,
+    ) -> Option<(CallOutcome, Option<(TaskStatus, String)>)> {
+        let CallRun {
+            spec,
+            executor,
+            call,
+            index,
+            token,
+            deadline,
+        } = run;
+        let ctx = CallContext {
+            task_id: spec.id.clone(),
+            session_id: spec.session_id.clone(),
+            index,
+            steps: Some(crate::agents::StepLog {
+                store: self.store.clone(),
+                clock: self.clock.clone(),
+            }),
+        };
+        let call_ms = call
+            .get("timeout_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(self.config.call_timeout_ms);
+        let call_deadline = tokio::time::Instant::now() + Duration::from_millis(call_ms);
+        let began = std::time::Instant::now();
+        tracing::debug!(task_id = %spec.id, session_id = %spec.session_id, index, "call starts");
+        // The call is polled first: one that ends at its first poll (an
+        // in-process agent, mostly) then sets no timer and registers no
+        // cancel waiter. (Nothing starts once draining: checked before.)
+        let result = tokio::select! {
+            biased;
+            o = executor.run(call, &ctx) => Ok(o),
+            _ = self.stop.cancelled() => Err(Interrupted::Stopping),
+            _ = token.cancelled() => Err(Interrupted::Cancelled),
+            _ = tokio::time::sleep_until(deadline.min(call_deadline)) => Err(Interrupted::TimedOut(
+                if deadline <= call_deadline {
+                    format!("task timed out after {} ms", self.config.task_timeout_ms)
+                } else {
+                    format!("call {index} timed out after {call_ms} ms")
+                })),
+        };
+        crate::metrics::call_duration(executor.agent(call), began.elapsed());
+        let (outcome, end) = match result {
+            Ok(o) => (o, None),
+            Err(Interrupted::Stopping) => {
+                tracing::info!(task_id = %spec.id, session_id = %spec.session_id, index,
+                    "server stopping: call abandoned, resumes after restart");
+                return None;
+            }
+            Err(Interrupted::Cancelled) => (
+                CallOutcome::failed("cancelled while running"),
+                Some((
+                    TaskStatus::Cancelled,
+                    format!("cancelled while call {index} was running"),
+                )),
+            ),
+            Err(Interrupted::TimedOut(why)) => (
+                CallOutcome::failed(why.clone()),
+                Some((TaskStatus::TimedOut, why)),
+            ),
+        };
+        if self.feed.watched() {
+            let event = Event::Call {
+                task_id: &spec.id,
+                session_id: &spec.session_id,
+                index,
+                success: outcome.success,
+            };
+            self.feed.send(Some(&spec.session_id), &event);
+        }
+        Some((outcome, end))
+    }
+
+    /// Commits a call's end that does not end its task. `false`: the task
+    /// stops here (its lease was lost, or the store cannot take it: it
+    /// resumes after restart).
+    async fn record_call(&self, spec: &TaskSpec, index: usize, finish: CallFinish) -> bool {
+        let finish = Arc::new(finish);
+        let recorded = self
+            .persist("record call", spec, || {
+                self.store.finish_call(finish.clone())
+            })
+            .await;
+        match recorded {
+            Ok(_) => true,
+            Err(StoreError::LeaseLost(_)) => {
+                tracing::warn!(task_id = %spec.id, session_id = %spec.session_id, index,
+                    "lease lost: another node continues this task");
+                false
+            }
+            Err(e) => {
+                tracing::error!(task_id = %spec.id, session_id = %spec.session_id, index, error = %e,
+                    "cannot record call; task resumes after restart");
+                false
+            }
+        }
     }
 
     /// The record of a call's end.
@@ -370,5 +387,27 @@ impl Inner {
             }
         }
         status
+    }
+}
+
+/// One call to run, with what it runs within.
+struct CallRun<'a> {
+    spec: &'a TaskSpec,
+    executor: &'a dyn Executor,
+    call: &'a CallPayload,
+    index: usize,
+    token: &'a CancellationToken,
+    deadline: tokio::time::Instant,
+}
+
+/// How a task whose calls all ran ends: succeeded, or failed naming how
+/// many of its calls failed.
+fn status_of(outcomes: &[Option<CallOutcome>]) -> (TaskStatus, Option<String>) {
+    let failed = outcomes.iter().flatten().filter(|o| !o.success).count();
+    if failed == 0 {
+        (TaskStatus::Succeeded, None)
+    } else {
+        let why = format!("{failed} of {} calls failed", outcomes.len());
+        (TaskStatus::Failed, Some(why))
     }
 }

@@ -149,15 +149,10 @@ fn claim_analysis(
 /// The task, and the analysis-session mapping its commit makes known.
 type TaskInserted = (Inserted, Option<(String, String)>);
 
-/// `stamp`: the task's `(accepted_at, lease until)` as stored (see
-/// [`NewTask::clock`]).
-fn insert_task_in(
-    c: &Db,
-    task: &NewTask,
-    stamp: (Millis, Millis),
-    known: &AnalysisOwners,
-) -> Result<TaskInserted, StoreError> {
-    let (accepted_at, lease_until) = stamp;
+/// A batch the store knows already: its request id's (the same batch, or
+/// another one under that id), or an identical one still active in its
+/// session (`fingerprint`).
+fn known_batch(c: &Db, task: &NewTask) -> Result<Option<Inserted>, StoreError> {
     let existing = c
         .cached(concat!(
             "SELECT ",
@@ -176,10 +171,10 @@ fn insert_task_in(
             .query_row(params![task.id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?;
-        return Ok(match same_batch(&stored, task) {
-            true => (Inserted::Existing(first), None),
-            false => (Inserted::Reused(first), None),
-        });
+        return Ok(Some(match same_batch(&stored, task) {
+            true => Inserted::Existing(first),
+            false => Inserted::Reused(first),
+        }));
     }
     if let Some(fp) = &task.fingerprint {
         let active = c
@@ -193,8 +188,23 @@ fn insert_task_in(
             .query_row(params![task.session_id, fp], first_answer)
             .optional()?;
         if let Some(first) = active {
-            return Ok((Inserted::Duplicate(first), None));
+            return Ok(Some(Inserted::Duplicate(first)));
         }
+    }
+    Ok(None)
+}
+
+/// `stamp`: the task's `(accepted_at, lease until)` as stored (see
+/// [`NewTask::clock`]).
+fn insert_task_in(
+    c: &Db,
+    task: &NewTask,
+    stamp: (Millis, Millis),
+    known: &AnalysisOwners,
+) -> Result<TaskInserted, StoreError> {
+    let (accepted_at, lease_until) = stamp;
+    if let Some(known) = known_batch(c, task)? {
+        return Ok((known, None));
     }
     // The session exists before its task (foreign key); the task joins the
     // end of its session's chain, and the session's row then points at it
