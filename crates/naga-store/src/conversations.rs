@@ -2,20 +2,18 @@
 //! dispatches, and the inbox of callbacks received.
 
 use crate::{
+    backend::{on_backend, Commands},
     commands::{NewMessage, NewNotification},
-    postgres, read,
+    read,
     rows::{CallbackRow, ConversationRow, DispatchRow, InboxRow, MessageRow},
-    sqlite, Backend, Outbox, Store, StoreError,
+    Outbox, Store, StoreError,
 };
 use naga_core::time::Millis;
 
 impl Store {
     /// Appends a message to its conversation; returns its id.
     pub async fn add_message(&self, m: NewMessage) -> Result<i64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => sqlite::conversations::add_message(writer, m).await,
-            Backend::Postgres(pg) => pg.observed(postgres::add_message(pg, &m)).await,
-        }
+        on_backend!(self, |b| b.add_message(m).await)
     }
 
     /// The last `limit` messages of a conversation, oldest first.
@@ -59,26 +57,13 @@ impl Store {
     /// Forgets a conversation's messages and what was received for it.
     /// Its tasks stay (they are the agent server's history).
     pub async fn delete_conversation(&self, session_id: &str) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::conversations::delete_conversation(writer, session_id).await
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::delete_conversation(pg, Some(session_id)))
-                    .await
-            }
-        }
+        on_backend!(self, |b| b.delete_conversation(Some(session_id)).await)
     }
 
     /// Forgets every conversation (as [`Store::delete_conversation`]);
     /// returns how many there were.
     pub async fn delete_all_conversations(&self) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::conversations::delete_all_conversations(writer).await
-            }
-            Backend::Postgres(pg) => pg.observed(postgres::delete_conversation(pg, None)).await,
-        }
+        on_backend!(self, |b| b.delete_conversation(None).await)
     }
 
     /// Messages of every conversation written at or after `since`: the
@@ -117,10 +102,7 @@ impl Store {
     }
 
     pub async fn add_dispatch(&self, d: DispatchRow) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => sqlite::conversations::add_dispatch(writer, d).await,
-            Backend::Postgres(pg) => pg.observed(postgres::add_dispatch(pg, &d)).await,
-        }
+        on_backend!(self, |b| b.add_dispatch(d).await)
     }
 
     pub async fn dispatch(&self, request_id: &str) -> Result<Option<DispatchRow>, StoreError> {
@@ -137,12 +119,7 @@ impl Store {
     /// Records a received callback. False when its key was seen before
     /// (a redelivery): nothing changes then.
     pub async fn receive_callback(&self, row: InboxRow) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::conversations::receive_callback(writer, row).await
-            }
-            Backend::Postgres(pg) => pg.observed(postgres::receive_callback(pg, &row)).await,
-        }
+        on_backend!(self, |b| b.receive_callback(row).await)
     }
 
     /// Received callbacks still waiting for their follow-up, oldest first.
@@ -164,15 +141,7 @@ impl Store {
         reply: NewMessage,
         notify: Option<NewNotification>,
     ) -> Result<Option<(i64, Option<CallbackRow>)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::conversations::answer_callback(writer, key, reply, notify).await
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::answer_callback(pg, key, &reply, notify.as_ref()))
-                    .await
-            }
-        }
+        on_backend!(self, |b| b.answer_callback(key, reply, notify).await)
     }
 
     /// UI notifications still to deliver, oldest first (after a restart).

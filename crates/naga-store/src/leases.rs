@@ -2,10 +2,11 @@
 //! holder, taken over once expired, let go of at shutdown.
 
 use crate::{
+    backend::{on_backend, Commands},
     commands::{Claim, Holding, Unheld},
-    postgres, read,
+    read,
     rows::{NodeRow, TaskRow},
-    sqlite, Backend, Store, StoreError,
+    Store, StoreError,
 };
 use naga_core::time::Millis;
 
@@ -19,15 +20,7 @@ impl Store {
         until: Millis,
         holding: Holding,
     ) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::leases::renew_leases(writer, owner, until, holding).await
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::renew_leases(pg, owner, until, &holding))
-                    .await
-            }
-        }
+        on_backend!(self, |b| b.renew_leases(owner, until, holding).await)
     }
 
     /// Claims and starts (as running, held by `claim.lease`) up to `limit`
@@ -42,16 +35,7 @@ impl Store {
         claim: Claim,
         limit: i64,
     ) -> Result<Vec<TaskRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                let ids = sqlite::leases::claim_runnable(writer, claim, limit).await?;
-                self.rows_of(ids).await
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::claim_runnable(pg, &claim, limit))
-                    .await
-            }
-        }
+        on_backend!(self, |b| b.claim_runnable(claim, limit).await)
     }
 
     /// Claims, without starting them, the unfinished tasks of `which` that
@@ -62,16 +46,7 @@ impl Store {
         claim: Claim,
         which: Unheld,
     ) -> Result<Vec<TaskRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                let ids = sqlite::leases::claim_unheld(writer, claim, which).await?;
-                self.rows_of(ids).await
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::claim_unheld(pg, &claim, &which))
-                    .await
-            }
-        }
+        on_backend!(self, |b| b.claim_unheld(claim, which).await)
     }
 
     /// Readies every session's earliest unfinished batch that is not (the
@@ -80,44 +55,20 @@ impl Store {
     /// does both in one transaction). Returns how many waiting unheld ones
     /// it readied.
     pub async fn ready_heads(&self) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { .. } => Ok(0),
-            Backend::Postgres(pg) => pg.observed(postgres::ready_heads(pg)).await,
-        }
-    }
-
-    /// The rows of tasks by id, in acceptance order.
-    async fn rows_of(&self, ids: Vec<String>) -> Result<Vec<TaskRow>, StoreError> {
-        let mut rows = Vec::with_capacity(ids.len());
-        for id in ids {
-            rows.extend(self.task(&id).await?);
-        }
-        rows.sort_by_key(|r| r.seq);
-        Ok(rows)
+        on_backend!(self, |b| b.ready_heads().await)
     }
 
     /// Lets go of one task `owner` holds (one it cannot run now), so that
     /// the next sweep claims it again.
     pub async fn release_lease(&self, task_id: &str, owner: &str) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::leases::release_lease(writer, task_id, owner).await
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::release_lease(pg, task_id, owner))
-                    .await
-            }
-        }
+        on_backend!(self, |b| b.release_lease(task_id, owner).await)
     }
 
     /// Lets go of every task and delivery `owner` holds, so that the next
     /// run or another node resumes them at once (a graceful stop; and a
     /// start, for what the node's last run held).
     pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => sqlite::leases::release_leases(writer, owner).await,
-            Backend::Postgres(pg) => pg.observed(postgres::release_leases(pg, owner)).await,
-        }
+        on_backend!(self, |b| b.release_leases(owner).await)
     }
 
     /// A node's heartbeat, as it renews its leases (`starting`: its first
@@ -129,23 +80,12 @@ impl Store {
         now: Millis,
         starting: bool,
     ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::leases::node_heartbeat(writer, id, now, starting).await
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::node_heartbeat(pg, id, now, starting))
-                    .await
-            }
-        }
+        on_backend!(self, |b| b.node_heartbeat(id, now, starting).await)
     }
 
     /// A node stopped cleanly (after letting go of its leases).
     pub async fn node_stopped(&self, id: &str, now: Millis) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => sqlite::leases::node_stopped(writer, id, now).await,
-            Backend::Postgres(pg) => pg.observed(postgres::node_stopped(pg, id, now)).await,
-        }
+        on_backend!(self, |b| b.node_stopped(id, now).await)
     }
 
     /// The nodes that ran on this store, last heard from first, each with

@@ -13,16 +13,19 @@
 //!   command is one transaction of its own, safe against the same command
 //!   from another node at the same moment.
 //!
-//! A command's data (what it writes, what it answers) is in `commands`, the
-//! rows read back in `rows`; queries are written once for both backends
-//! (`reads`, through [`read!`]). Each entity's `Store` method picks the
-//! backend in a `match`; a PostgreSQL outcome also feeds the write health
-//! (`health`).
+//! The commands every backend implements are declared once, in
+//! `backend::Commands` (one signature each, the same rows back); each
+//! entity's `Store` method runs its command on the store's backend
+//! (`on_backend!`). A command's data (what it writes, what it answers) is in
+//! `commands`, the rows read back in `rows`; queries are written once for
+//! both backends (`reads`, through [`read!`]). A PostgreSQL outcome also
+//! feeds the write health (`health`).
 
 // Only the SQLite writer (`sqlite::stmts`, `sqlite::wal_vfs`) is unsafe.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod backend;
 mod commands;
 mod conversations;
 mod error;
@@ -44,6 +47,7 @@ pub use rows::*;
 /// rusqlite's error types, for callers that build or match them.
 pub use rusqlite::{ffi::Error as SqliteFfiError, Error as SqliteError};
 
+use backend::{on_backend, Commands};
 use naga_core::config::{StoreConfig, Synchronous};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -98,13 +102,10 @@ enum ReadPool {
     Postgres(PgPool),
 }
 
-/// Where commands go.
+/// Where commands go: a backend implementing [`backend::Commands`].
 #[derive(Clone)]
 enum Backend {
-    Sqlite {
-        writer: sqlite::writer::Writer,
-        analysis_owners: commands::AnalysisOwners,
-    },
+    Sqlite(sqlite::Sqlite),
     Postgres(postgres::Pg),
 }
 
@@ -113,8 +114,9 @@ enum Backend {
 /// named) telling whether it is PostgreSQL, for the few queries whose SQL
 /// differs. Placeholders are `$1, $2…`, which both take.
 macro_rules! read {
-    ($store:expr, |$pool:ident $(, $pg:ident)?| $body:expr) => {
-        match &$store.read {
+    // On a read pool itself (`read!(on_pool &store.read, |pool| …)`).
+    (on_pool $read:expr, |$pool:ident $(, $pg:ident)?| $body:expr) => {
+        match $read {
             $crate::ReadPool::Sqlite($pool) => {
                 $(let $pg = false;)?
                 $body
@@ -124,6 +126,9 @@ macro_rules! read {
                 $body
             }
         }
+    };
+    ($store:expr, |$pool:ident $(, $pg:ident)?| $body:expr) => {
+        $crate::read!(on_pool &$store.read, |$pool $(, $pg)?| $body)
     };
 }
 pub(crate) use read;
@@ -187,12 +192,14 @@ impl Store {
             .await?;
         open_readers(&read, readers).await?;
         let writer = sqlite::writer(url, config)?;
+        let read = ReadPool::Sqlite(read);
         let store = Self {
-            read: ReadPool::Sqlite(read),
-            backend: Backend::Sqlite {
+            backend: Backend::Sqlite(sqlite::Sqlite {
                 writer,
                 analysis_owners: Default::default(),
-            },
+                read: read.clone(),
+            }),
+            read,
             background: Background::default(),
         };
         store.check_integrity_in_background();
@@ -352,11 +359,10 @@ impl Store {
     /// shown by [`Store::damage`] (and `/health`); start-up does not wait
     /// for it (it takes seconds on a large store).
     fn check_integrity_in_background(&self) {
-        let (ReadPool::Sqlite(read), Backend::Sqlite { writer, .. }) = (&self.read, &self.backend)
-        else {
+        let (ReadPool::Sqlite(read), Backend::Sqlite(sqlite)) = (&self.read, &self.backend) else {
             return;
         };
-        let (read, health) = (read.clone(), writer.health_handle());
+        let (read, health) = (read.clone(), sqlite.writer.health_handle());
         let stop = self.background.stop.clone();
         self.background.tracker.spawn(async move {
             let check = sqlx::query_as("PRAGMA quick_check(20)").fetch_all(&read);
@@ -380,18 +386,12 @@ impl Store {
 
     /// Damage the integrity check found in the store's file, if any.
     pub fn damage(&self) -> Option<String> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => writer.health().damage(),
-            Backend::Postgres(_) => None,
-        }
+        on_backend!(self, |b| b.damage())
     }
 
     /// Why writes are failing now (a full disk, an I/O error), if they are.
     pub fn write_fault(&self) -> Option<StoreFault> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => writer.health().fault(),
-            Backend::Postgres(pg) => pg.health.fault(),
-        }
+        on_backend!(self, |b| b.write_fault())
     }
 
     /// Stops the store's background tasks, waits until every write handed
@@ -400,9 +400,7 @@ impl Store {
         self.background.stop.cancel();
         self.background.tracker.close();
         self.background.tracker.wait().await;
-        if let Backend::Sqlite { writer, .. } = &self.backend {
-            writer.close().await;
-        }
+        on_backend!(self, |b| b.close().await);
         read!(self, |pool| pool.close().await)
     }
 }

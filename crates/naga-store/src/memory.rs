@@ -1,6 +1,9 @@
 //! Task memory: summaries added (an LLM's), memory forgotten by scope.
 
-use crate::{postgres, sqlite, Backend, Store, StoreError};
+use crate::{
+    backend::{on_backend, Commands},
+    Store, StoreError,
+};
 use naga_core::time::Millis;
 
 impl Store {
@@ -12,25 +15,14 @@ impl Store {
         summary: String,
         now: Millis,
     ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::memory::add_compressed_memory(writer, task_id, method, summary, now).await
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::add_compressed_memory(
-                    pg, task_id, method, &summary, now,
-                ))
-                .await
-            }
-        }
+        on_backend!(self, |b| b
+            .add_compressed_memory(task_id, method, summary, now)
+            .await)
     }
 
     /// Forgets memory (key facts, failed attempts, summaries) of a scope.
     /// Tasks and their steps stay: they are history, not memory.
     pub async fn clear_memory(&self, scope: crate::MemoryScope) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => sqlite::memory::clear_memory(writer, scope).await,
-            Backend::Postgres(pg) => pg.observed(postgres::clear_memory(pg, &scope)).await,
-        }
+        on_backend!(self, |b| b.clear_memory(scope).await)
     }
 }

@@ -2,10 +2,10 @@
 //! outcome, replays and redrives of dead callbacks.
 
 use crate::{
+    backend::{on_backend, Commands},
     commands::{Claim, DeliveryOutcome, Lease},
-    postgres,
     rows::{CallbackRow, Outbox},
-    sqlite, Backend, Store, StoreError,
+    Store, StoreError,
 };
 use naga_core::time::Millis;
 
@@ -27,15 +27,7 @@ impl Store {
         if limit <= 0 {
             return Ok(Vec::new());
         }
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::outbox::claim_deliveries(writer, claim.clone(), limit).await
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::claim_deliveries(pg, claim, limit))
-                    .await
-            }
-        }
+        on_backend!(self, |b| b.claim_deliveries(claim, limit).await)
     }
 
     /// Records one delivery attempt of a callback by the node `owner`.
@@ -61,16 +53,9 @@ impl Store {
         owner: &str,
         attempts: Vec<(i64, DeliveryOutcome, Millis)>,
     ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::outbox::record_deliveries_in(writer, outbox, owner.to_owned(), attempts)
-                    .await
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::record_deliveries_in(pg, outbox, owner, &attempts))
-                    .await
-            }
-        }
+        on_backend!(self, |b| b
+            .record_deliveries_in(outbox, owner, attempts)
+            .await)
     }
 
     /// Puts a callback that is not pending back in the outbox to be
@@ -85,18 +70,7 @@ impl Store {
         lease: &Lease,
         now: Millis,
     ) -> Result<Option<CallbackRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                match sqlite::outbox::requeue_callback(writer, id, lease, now).await? {
-                    true => self.callback(id).await,
-                    false => Ok(None),
-                }
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::requeue_callback(pg, id, lease, now))
-                    .await
-            }
-        }
+        on_backend!(self, |b| b.requeue_callback(id, lease, now).await)
     }
 
     /// Puts back in the outbox, as first deliveries, at most `limit` dead
@@ -109,20 +83,6 @@ impl Store {
         lease: &Lease,
         now: Millis,
     ) -> Result<Vec<CallbackRow>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                let ids = sqlite::outbox::redrive_dead(writer, since, limit, lease, now).await?;
-                let mut rows = Vec::with_capacity(ids.len());
-                for id in ids {
-                    rows.extend(self.callback(&id).await?);
-                }
-                rows.sort_by_key(|r| r.seq);
-                Ok(rows)
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::redrive_dead(pg, since, limit, lease, now))
-                    .await
-            }
-        }
+        on_backend!(self, |b| b.redrive_dead(since, limit, lease, now).await)
     }
 }

@@ -8,7 +8,11 @@
 //! push is neither lost (the config stays due until then) nor doubled.
 
 use crate::{
-    commands::NewPush, postgres, read, rows::PushConfigRow, sqlite, Backend, Store, StoreError,
+    backend::{on_backend, Commands},
+    commands::NewPush,
+    read,
+    rows::PushConfigRow,
+    Store, StoreError,
 };
 
 impl Store {
@@ -16,37 +20,18 @@ impl Store {
     /// task that ended already has no update left to push: the config is
     /// kept as pushed. `false`: there is no such task.
     pub async fn add_push_config(&self, config: PushConfigRow) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::push_configs::add_push_config(writer, config).await
-            }
-            Backend::Postgres(pg) => pg.observed(postgres::add_push_config(pg, &config)).await,
-        }
+        on_backend!(self, |b| b.add_push_config(config).await)
     }
 
     /// Deletes a push config of a task; `false`: it had none of that id.
     pub async fn delete_push_config(&self, task_id: &str, id: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                let (task_id, id) = (task_id.to_owned(), id.to_owned());
-                sqlite::push_configs::delete_push_config(writer, task_id, id).await
-            }
-            Backend::Postgres(pg) => {
-                pg.observed(postgres::delete_push_config(pg, task_id, id))
-                    .await
-            }
-        }
+        on_backend!(self, |b| b.delete_push_config(task_id, id).await)
     }
 
     /// Drops the callback a task was sent with: its end, if still to come,
     /// writes none. `false`: the task had none.
     pub async fn drop_callback(&self, task_id: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::push_configs::drop_callback(writer, task_id.to_owned()).await
-            }
-            Backend::Postgres(pg) => pg.observed(postgres::drop_callback(pg, task_id)).await,
-        }
+        on_backend!(self, |b| b.drop_callback(task_id).await)
     }
 
     /// A task's push configs (besides its `callback_url`), oldest first.
@@ -89,11 +74,6 @@ impl Store {
                 push.task_id
             )));
         }
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => {
-                sqlite::push_configs::enqueue_push(writer, push).await
-            }
-            Backend::Postgres(pg) => pg.observed(postgres::enqueue_push(pg, &push)).await,
-        }
+        on_backend!(self, |b| b.enqueue_push(push).await)
     }
 }

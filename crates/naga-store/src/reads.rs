@@ -7,7 +7,7 @@ use crate::{
         CallRow, CallbackRow, CompressedMemoryRow, FailedAttemptRow, KeyFactRow, Outbox,
         SessionRow, StepRow, TaskRow,
     },
-    Store, StoreError,
+    ReadPool, Store, StoreError,
 };
 use naga_core::{wire::TaskKind, CallStatus, DeliveryStatus, TaskStatus};
 use sqlx::{Database, QueryBuilder};
@@ -156,12 +156,7 @@ impl MemoryScope {
 
 impl Store {
     pub async fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
-        read!(self, |pool| {
-            Ok(sqlx::query_as("SELECT * FROM task_rows WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?)
-        })
+        task_row(&self.read, id).await
     }
 
     /// Whether at least `n` tasks of `kind` have not ended (queued or
@@ -444,12 +439,7 @@ impl Store {
     }
 
     pub async fn callback(&self, id: &str) -> Result<Option<CallbackRow>, StoreError> {
-        read!(self, |pool| {
-            Ok(sqlx::query_as("SELECT * FROM callbacks WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?)
-        })
+        callback_row(&self.read, id).await
     }
 
     /// Callbacks, newest first, optionally of one status.
@@ -578,4 +568,28 @@ struct CallEnd {
     result: Option<String>,
     started_at: Option<i64>,
     created_at: Option<i64>,
+}
+
+/// A task's row by id (also what SQLite's claims read back).
+pub(crate) async fn task_row(read: &ReadPool, id: &str) -> Result<Option<TaskRow>, StoreError> {
+    read!(on_pool read, |pool| {
+        Ok(sqlx::query_as("SELECT * FROM task_rows WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?)
+    })
+}
+
+/// A callback's row by id, body included (also what SQLite's redrives read
+/// back).
+pub(crate) async fn callback_row(
+    read: &ReadPool,
+    id: &str,
+) -> Result<Option<CallbackRow>, StoreError> {
+    read!(on_pool read, |pool| {
+        Ok(sqlx::query_as("SELECT * FROM callbacks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?)
+    })
 }

@@ -3,10 +3,10 @@
 //! the callback it owes.
 
 use crate::{
+    backend::{on_backend, Commands},
     commands::{CallFinish, Finished, Inserted, NewStep, NewTask, TaskFinish},
-    postgres,
     rows::StepRow,
-    sqlite, Backend, Store, StoreError,
+    Store, StoreError,
 };
 use std::sync::Arc;
 
@@ -18,13 +18,7 @@ impl Store {
     /// stores nothing.
     pub async fn insert_task(&self, task: NewTask) -> Result<Inserted, StoreError> {
         // (On SQLite the task is stamped by the writer, as it is written.)
-        match &self.backend {
-            Backend::Sqlite {
-                writer,
-                analysis_owners,
-            } => sqlite::tasks::insert_task(writer, analysis_owners, task).await,
-            Backend::Postgres(pg) => pg.observed(postgres::insert_task(pg, task)).await,
-        }
+        on_backend!(self, |b| b.insert_task(task).await)
     }
 
     /// Records the end of one call (see `record_call`).
@@ -32,18 +26,12 @@ impl Store {
     /// storage fault hands over the same record instead of a copy.
     pub async fn finish_call(&self, f: impl Into<Arc<CallFinish>>) -> Result<(), StoreError> {
         let f = f.into();
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => sqlite::tasks::finish_call(writer, f).await,
-            Backend::Postgres(pg) => pg.observed(pg.grouped.finish_call(f)).await,
-        }
+        on_backend!(self, |b| b.finish_call(f).await)
     }
 
     /// Records a step reported through `POST /tasks/{id}/steps`.
     pub async fn add_step(&self, step: NewStep) -> Result<StepRow, StoreError> {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => sqlite::tasks::add_step(writer, step).await,
-            Backend::Postgres(pg) => pg.observed(postgres::add_step(pg, &step)).await,
-        }
+        on_backend!(self, |b| b.add_step(step).await)
     }
 
     /// Ends a task, and in the same transaction writes its callback to the
@@ -55,9 +43,6 @@ impl Store {
         finish: impl Into<Arc<TaskFinish>>,
     ) -> Result<Finished, StoreError> {
         let finish = finish.into();
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => sqlite::tasks::finish_task(writer, finish).await,
-            Backend::Postgres(pg) => pg.observed(pg.grouped.finish_task(finish)).await,
-        }
+        on_backend!(self, |b| b.finish_task(finish).await)
     }
 }

@@ -12,6 +12,7 @@
 //!   one in, the other waits for its commit and answers with its task.
 
 mod accept;
+mod backend;
 mod conversations;
 mod grouped;
 mod leases;

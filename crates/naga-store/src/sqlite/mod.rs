@@ -5,6 +5,7 @@
 //! beside it (WAL). Its commands, one file an entity as on PostgreSQL:
 //! `tasks`, `leases`, `outbox`, `memory`, `conversations`.
 
+mod backend;
 pub(crate) mod conversations;
 pub(crate) mod leases;
 pub(crate) mod memory;
@@ -16,6 +17,8 @@ pub(crate) mod tasks;
 #[allow(unsafe_code)]
 pub(crate) mod wal_vfs;
 pub(crate) mod writer;
+
+pub(crate) use backend::Sqlite;
 
 use crate::StoreError;
 use naga_core::config::{StoreConfig, Synchronous};
