@@ -1,6 +1,7 @@
 //! Leases: which node holds a task or a pending callback, renewed by its
 //! holder, taken over once expired, let go of at shutdown.
 
+use crate::sql::unfinished;
 use crate::{
     backend::{on_backend, Commands},
     commands::{Claim, Holding, Unheld},
@@ -102,11 +103,13 @@ impl Store {
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            let tasks = sqlx::query_as(
+            let tasks = sqlx::query_as(concat!(
                 "SELECT lease_owner, COUNT(*) FROM tasks
-                     WHERE status IN ('queued', 'running') AND lease_owner IS NOT NULL
-                     GROUP BY lease_owner",
-            )
+                     WHERE ",
+                unfinished!(),
+                " AND lease_owner IS NOT NULL
+                     GROUP BY lease_owner"
+            ))
             .fetch_all(pool)
             .await?;
             let callbacks = sqlx::query_as(

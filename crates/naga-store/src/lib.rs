@@ -37,6 +37,7 @@ mod postgres;
 mod push_configs;
 mod reads;
 mod rows;
+mod sql;
 mod sqlite;
 mod tasks;
 
@@ -232,6 +233,7 @@ impl Store {
             .connect_with(options)
             .await?;
         POSTGRES_MIGRATOR.run(&pool).await?;
+        postgres::define_functions(&pool).await?;
         let background = Background::default();
         let unreachable = std::sync::Arc::<std::sync::atomic::AtomicBool>::default();
         let pg = postgres::Pg {

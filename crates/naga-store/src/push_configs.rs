@@ -7,6 +7,7 @@
 //! transaction that marks the config pushed ([`Store::enqueue_push`]), so a
 //! push is neither lost (the config stays due until then) nor doubled.
 
+use crate::sql::ended;
 use crate::{
     backend::{on_backend, Commands},
     commands::NewPush,
@@ -51,12 +52,14 @@ impl Store {
     /// outbox yet, at most `limit`.
     pub async fn due_pushes(&self, limit: i64) -> Result<Vec<PushConfigRow>, StoreError> {
         read!(self, |pool| {
-            Ok(sqlx::query_as(
+            Ok(sqlx::query_as(concat!(
                 "SELECT p.task_id, p.id, p.url, p.created_at FROM push_configs p
                  JOIN tasks t ON t.id = p.task_id
-                 WHERE NOT p.pushed AND t.status NOT IN ('queued', 'running')
-                 LIMIT $1",
-            )
+                 WHERE NOT p.pushed AND ",
+                ended!("t"),
+                "
+                 LIMIT $1"
+            ))
             .bind(limit)
             .fetch_all(pool)
             .await?)

@@ -1,6 +1,7 @@
 //! Queries, written once for both backends ([`read!`]). On SQLite they read
 //! through the pool and never wait for the writer.
 
+use crate::sql::unfinished;
 use crate::{
     read,
     rows::{
@@ -163,10 +164,12 @@ impl Store {
     /// running, on any node): reads no more than `n` of them.
     pub async fn unfinished_at_least(&self, kind: TaskKind, n: i64) -> Result<bool, StoreError> {
         read!(self, |pool| {
-            let count: i64 = sqlx::query_scalar(
+            let count: i64 = sqlx::query_scalar(concat!(
                 "SELECT COUNT(*) FROM (SELECT 1 FROM tasks
-                     WHERE status IN ('queued', 'running') AND kind = $1 LIMIT $2) u",
-            )
+                     WHERE ",
+                unfinished!(),
+                " AND kind = $1 LIMIT $2) u"
+            ))
             .bind(kind.as_str())
             .bind(n)
             .fetch_one(pool)
@@ -291,15 +294,16 @@ impl Store {
     }
 
     /// A session with its counts: its tasks (counted as they are accepted),
-    /// its unfinished ones (found through the index of unfinished tasks).    /// (`INDEXED BY` is SQLite's; PostgreSQL picks its partial index of
+    /// its unfinished ones (found through the index of unfinished tasks).
+    /// (`INDEXED BY` is SQLite's; PostgreSQL picks its partial index of
     /// unfinished tasks by session.)
     fn session_select(pg: bool) -> String {
         format!(
-            "SELECT s.id, s.created_at, s.last_activity_at, s.task_count,
+            concat!("SELECT s.id, s.created_at, s.last_activity_at, s.task_count,
                 (SELECT COUNT(*) FROM tasks t {}
-                 WHERE t.status IN ('queued', 'running') AND t.session_id = s.id) AS active_tasks,
+                 WHERE ", unfinished!("t"), " AND t.session_id = s.id) AS active_tasks,
                 (SELECT COUNT(*) FROM analysis_sessions a WHERE a.session_id = s.id) AS analysis_sessions
-             FROM sessions s",
+             FROM sessions s"),
             if pg { "" } else { "INDEXED BY tasks_unfinished" }
         )
     }
@@ -401,13 +405,15 @@ impl Store {
     /// failed or timed out]`.
     pub async fn task_counts(&self, kind: TaskKind) -> Result<[i64; 4], StoreError> {
         read!(self, |pool| {
-            let (all, active, done, failed): (i64, i64, i64, i64) = sqlx::query_as(
+            let (all, active, done, failed): (i64, i64, i64, i64) = sqlx::query_as(concat!(
                 "SELECT COUNT(*),
-                        COUNT(*) FILTER (WHERE status IN ('queued', 'running')),
+                        COUNT(*) FILTER (WHERE ",
+                unfinished!(),
+                "),
                     COUNT(*) FILTER (WHERE status = 'succeeded'),
                     COUNT(*) FILTER (WHERE status IN ('failed', 'timed_out'))
-                 FROM tasks WHERE kind = $1",
-            )
+                 FROM tasks WHERE kind = $1"
+            ))
             .bind(kind.as_str())
             .fetch_one(pool)
             .await?;
@@ -512,13 +518,17 @@ impl Store {
     /// index's condition is stated as it is written, so that SQLite uses it.)
     pub async fn gauges(&self) -> Result<Gauges, StoreError> {
         read!(self, |pool| {
-            Ok(sqlx::query_as(
-                "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')
+            Ok(sqlx::query_as(concat!(
+                "SELECT (SELECT COUNT(*) FROM tasks WHERE ",
+                unfinished!(),
+                "
                                                      AND status = 'queued') AS queued_tasks,
-                        (SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')
+                        (SELECT COUNT(*) FROM tasks WHERE ",
+                unfinished!(),
+                "
                                                      AND status = 'running') AS running_tasks,
-                        (SELECT COUNT(*) FROM callbacks WHERE status = 'dead') AS dead_callbacks",
-            )
+                        (SELECT COUNT(*) FROM callbacks WHERE status = 'dead') AS dead_callbacks"
+            ))
             .fetch_one(pool)
             .await?)
         })
@@ -528,12 +538,12 @@ impl Store {
     pub async fn counts(&self) -> Result<Counts, StoreError> {
         read!(self, |pool| {
             Ok(sqlx::query_as(
-                "SELECT (SELECT COUNT(*) FROM sessions) AS sessions,
+                concat!("SELECT (SELECT COUNT(*) FROM sessions) AS sessions,
                         (SELECT COUNT(*) FROM tasks) AS tasks,
-                        (SELECT COUNT(*) FROM tasks WHERE status IN ('queued', 'running')) AS active_tasks,
+                        (SELECT COUNT(*) FROM tasks WHERE ", unfinished!(), ") AS active_tasks,
                         (SELECT COUNT(*) FROM steps) AS steps,
                         (SELECT COUNT(*) FROM callbacks WHERE status = 'pending') AS pending_callbacks,
-                        (SELECT COUNT(*) FROM callbacks WHERE status = 'dead') AS dead_callbacks",
+                        (SELECT COUNT(*) FROM callbacks WHERE status = 'dead') AS dead_callbacks"),
             )
             .fetch_one(pool)
             .await?)

@@ -1,14 +1,19 @@
 //! A node's liveness and leases: its heartbeat, the leases it renews and
 //! lets go of, its start (what it held in its last run) and its drain.
 
-use super::{Inner, Scheduler, WorkNews};
+use super::{queue::CLAIM_POLL, Inner, Scheduler, WorkNews};
 use crate::EngineError;
 use naga_core::time::Millis;
 use naga_store::{Channel, Holding};
 use std::{
+    future::Future,
     sync::{Arc, Mutex},
     time::Duration,
 };
+use tokio::sync::Notify;
+
+/// Which notification of the node's also starts a periodic duty's round.
+type Nudge = fn(&Inner) -> &Notify;
 
 impl Scheduler {
     /// At start: lets go of every task and delivery this node's identity
@@ -54,88 +59,119 @@ impl Scheduler {
         }
     }
 
-    /// The background duties of a node: its heartbeat (every
-    /// `heartbeat_ms`), the leases of what it works on renewed (every
-    /// lease/3; see [`naga_store::Holding`]), the claimer of
-    /// batches, the claimer of due deliveries (retries, and a dead node's),
-    /// the sessions' next batches readied where a node died before it did
-    /// (every lease/2); on a shared database, the other nodes' news.
+    /// The background duties of a node, all started here: its heartbeat
+    /// (every `heartbeat_ms`), the leases of what it works on renewed
+    /// (every lease/3; see [`naga_store::Holding`]), the claimer of
+    /// batches (when told, and each [`CLAIM_POLL`]), the sessions' next
+    /// batches readied where a node died before it did (every lease/2), the
+    /// claimer of due deliveries (retries, and a dead node's); on a shared
+    /// database, the other nodes' news.
     pub fn spawn_maintenance(&self) {
         if self.inner.shared {
             self.spawn_listener();
         }
-        self.spawn_claimer();
         let lease = Duration::from_millis(self.inner.config.lease_ms.max(30));
         let beat = Duration::from_millis(self.inner.config.heartbeat_ms.max(10));
-        let heartbeat = self.clone();
-        self.inner.tracker.spawn(async move {
-            let inner = &heartbeat.inner;
-            loop {
-                tokio::select! {
-                    _ = inner.clock.sleep(beat) => {}
-                    _ = inner.draining.cancelled() => return,
-                }
-                heartbeat
-                    .record_heartbeat(inner.clock.now_ms(), false)
-                    .await;
+        self.spawn_every(beat, None, move |s| async move {
+            s.record_heartbeat(s.inner.clock.now_ms(), false).await;
+            beat
+        });
+        // Each beat while renewals fail; at once when the store is in touch
+        // again (its leases may have lapsed during an outage: renewed
+        // before another node judges them).
+        let regained: Nudge = |inner| &inner.contact.regained;
+        self.spawn_every(lease / 3, Some(regained), move |s| async move {
+            match s.renew_leases(lease).await {
+                true => lease / 3,
+                false => beat,
             }
         });
-        let renewer = self.clone();
-        self.inner.tracker.spawn(async move {
-            // Every lease/3; each beat while renewals fail; at once when
-            // the store is in touch again (its leases may have lapsed
-            // during an outage: renewed before another node judges them).
-            let inner = &renewer.inner;
-            let mut failed = false;
-            loop {
-                tokio::select! {
-                    _ = inner.clock.sleep(if failed { beat } else { lease / 3 }) => {}
-                    _ = inner.contact.regained.notified() => {}
-                    _ = inner.draining.cancelled() => return,
-                }
-                let until = inner.clock.now_ms() + lease.as_millis() as i64;
-                let renewed = inner
-                    .store
-                    .renew_leases(&inner.node_id, until, inner.holding())
-                    .await;
-                failed = renewed.is_err();
-                if let Err(e) = renewed {
-                    tracing::error!(error = %e, "cannot renew leases; trying again next beat");
+        let told: Nudge = |inner| &inner.work.wake;
+        self.spawn_every(CLAIM_POLL, Some(told), |s| async move {
+            match s.pull().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(tasks = n, "claimed runnable batches from the store"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim runnable batches; trying again");
+                    return Duration::from_millis(200);
                 }
             }
+            CLAIM_POLL
         });
-        let sweeper = self.clone();
-        self.inner.tracker.spawn(async move {
-            // The sessions' next batches each lease/2, and at once when the
-            // store is in touch again (an end that committed just before an
-            // outage may not have readied its session's next batch).
-            let inner = &sweeper.inner;
-            loop {
-                tokio::select! {
-                    _ = inner.clock.sleep(lease / 2) => {}
-                    _ = inner.contact.repair.notified() => {}
-                    _ = inner.draining.cancelled() => return,
-                }
-                match inner.store.ready_heads().await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::warn!(
-                            tasks = n,
-                            "batches whose turn came were readied late \
-                            (a node died between a task's end and readying the next)"
-                        );
-                        inner.wake();
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot ready the sessions' next batches")
-                    }
-                }
-            }
+        // At once when the store is in touch again too: an end that
+        // committed just before an outage may not have readied its
+        // session's next batch.
+        let repair: Nudge = |inner| &inner.contact.repair;
+        self.spawn_every(lease / 2, Some(repair), move |s| async move {
+            s.ready_late_heads().await;
+            lease / 2
         });
         let claims = self.inner.clone();
         self.inner
             .callbacks
             .spawn_claimer(move |now| claims.claim(now));
+    }
+
+    /// Runs `round` as one of the node's periodic duties until it drains:
+    /// first after `first`, then after what the last round answered, or at
+    /// once when `nudge`'s notification fires.
+    fn spawn_every<R, F>(&self, first: Duration, nudge: Option<Nudge>, mut round: R)
+    where
+        R: FnMut(Scheduler) -> F + Send + 'static,
+        F: Future<Output = Duration> + Send,
+    {
+        let scheduler = self.clone();
+        self.inner.tracker.spawn(async move {
+            let mut wait = first;
+            loop {
+                let inner = &scheduler.inner;
+                let nudged = async {
+                    match nudge {
+                        Some(nudge) => nudge(inner).notified().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = inner.clock.sleep(wait) => {}
+                    _ = nudged => {}
+                    _ = inner.draining.cancelled() => return,
+                }
+                wait = round(scheduler.clone()).await;
+            }
+        });
+    }
+
+    /// Renews the leases of what this node works on, for `lease` from now.
+    /// `false`: the store did not take it.
+    async fn renew_leases(&self, lease: Duration) -> bool {
+        let inner = &self.inner;
+        let until = inner.clock.now_ms() + lease.as_millis() as i64;
+        let renewed = inner
+            .store
+            .renew_leases(&inner.node_id, until, inner.holding())
+            .await;
+        if let Err(e) = &renewed {
+            tracing::error!(error = %e, "cannot renew leases; trying again next beat");
+        }
+        renewed.is_ok()
+    }
+
+    /// Readies the sessions' next batches whose turn came while no end
+    /// readied them (a node died between a task's end and that).
+    async fn ready_late_heads(&self) {
+        let inner = &self.inner;
+        match inner.store.ready_heads().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(
+                    tasks = n,
+                    "batches whose turn came were readied late \
+                    (a node died between a task's end and readying the next)"
+                );
+                inner.wake();
+            }
+            Err(e) => tracing::error!(error = %e, "cannot ready the sessions' next batches"),
+        }
     }
 
     /// Listens to the other nodes' scheduling news (shared database).

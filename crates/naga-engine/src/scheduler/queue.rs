@@ -15,7 +15,7 @@ const CLAIM_GROUP: usize = 64;
 
 /// How often a node looks for runnable work nobody told it of (a lost
 /// message, a dead node's tasks, a lease that expired).
-const CLAIM_POLL: Duration = Duration::from_secs(1);
+pub(super) const CLAIM_POLL: Duration = Duration::from_secs(1);
 
 /// Whether runnable batches may wait in the store, and the claimer's wake-up.
 #[derive(Default)]
@@ -23,7 +23,7 @@ pub(super) struct Work {
     /// Set when a batch is stored ready, an end readies its session's
     /// next, another node says so, or a claim took all it asked for.
     maybe: AtomicBool,
-    wake: Notify,
+    pub(super) wake: Notify,
 }
 
 impl Inner {
@@ -252,32 +252,5 @@ impl Scheduler {
             calls: Calls::new(payloads),
             done,
         })
-    }
-
-    /// The claimer: claims whenever work may wait and a worker is free,
-    /// and each [`CLAIM_POLL`] in case it was not told.
-    pub(super) fn spawn_claimer(&self) {
-        let scheduler = self.clone();
-        self.inner.tracker.spawn(async move {
-            let inner = &scheduler.inner;
-            loop {
-                tokio::select! {
-                    _ = inner.work.wake.notified() => {}
-                    _ = inner.clock.sleep(CLAIM_POLL) => {}
-                    _ = inner.draining.cancelled() => return,
-                }
-                match scheduler.pull().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(tasks = n, "claimed runnable batches from the store"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot claim runnable batches; trying again");
-                        tokio::select! {
-                            _ = inner.clock.sleep(Duration::from_millis(200)) => {}
-                            _ = inner.draining.cancelled() => return,
-                        }
-                    }
-                }
-            }
-        });
     }
 }

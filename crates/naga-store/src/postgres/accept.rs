@@ -1,7 +1,7 @@
 //! A batch accepted on PostgreSQL: its session's row locked (made if
 //! missing) so that the session's chain grows one task at a time, its
 //! analysis session (unless known), the task with the session's chain, all
-//! decided in the database (migration `0006_accepts_in_groups.sql`). The
+//! decided in the database (`functions.sql`, applied at every start). The
 //! batches a node accepts at the same moment are stored by one statement,
 //! one round trip and one commit for all (the group writers of
 //! `grouped.rs`); a lone one by a statement of its own.
@@ -213,7 +213,7 @@ struct Columns<'a> {
     lease_until: Vec<i64>,
 }
 
-/// What a batch the database did not store answers (see migration 0006).
+/// What a batch the database did not store answers (see `functions.sql`).
 async fn refused(pool: &PgPool, task: &NewTask, a: Accepted) -> Result<Inserted, StoreError> {
     let message = a.message.unwrap_or_default();
     Ok(match a.code.as_deref() {

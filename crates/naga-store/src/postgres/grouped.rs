@@ -16,6 +16,7 @@ use super::{
     accept_group, accept_one, check_callback_head, finish_call, finish_task, unreachable_error,
     Accept, Accepted,
 };
+use crate::sql::unfinished;
 use crate::{
     commands::{CallFinish, Finished, NewStep, TaskFinish},
     rows::HandedTask,
@@ -437,7 +438,8 @@ struct Arrays<'a> {
 /// The statement of [`record_ends`]. Failed attempts of one session and
 /// command in one group are counted together (a statement may change a
 /// row once), in key order (two groups lock them in the same order).
-const RECORD_ENDS: &str = "
+const RECORD_ENDS: &str = concat!(
+    "
     WITH d AS (
         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bool[], $5::text[],
                              $6::text[], $7::bigint[], $8::text[], $9::bool[], $10::bigint[],
@@ -459,7 +461,9 @@ const RECORD_ENDS: &str = "
             lease_expires_at = CASE WHEN d.ends THEN NULL ELSE tasks.lease_expires_at END
         FROM d
         WHERE tasks.seq = d.task_seq AND tasks.id = d.task_id AND tasks.lease_owner = d.owner
-          AND tasks.status IN ('queued', 'running')
+          AND ",
+    unfinished!("tasks"),
+    "
         RETURNING tasks.seq, tasks.session_id, tasks.last_step_no, tasks.callback_url),
     e AS (SELECT t.seq, t.session_id, t.last_step_no, t.callback_url AS kept_url, d.*
           FROM t JOIN d ON d.task_seq = t.seq),
@@ -489,7 +493,8 @@ const RECORD_ENDS: &str = "
         FROM (SELECT nextval('callbacks_seq_seq') AS cseq, e.* FROM e
               WHERE ends AND cb_url IS NOT NULL AND kept_url IS NOT NULL) n
         RETURNING task_id, seq, body)
-    SELECT e.seq, e.session_id, cb.seq, cb.body FROM e LEFT JOIN cb ON cb.task_id = e.task_id";
+    SELECT e.seq, e.session_id, cb.seq, cb.body FROM e LEFT JOIN cb ON cb.task_id = e.task_id"
+);
 
 /// What readying a session's next batch came to.
 #[derive(Debug, Default)]
@@ -577,14 +582,17 @@ struct ReadyRow {
 /// Each session's earliest unfinished batch, when not ready: readied, and
 /// claimed (running, leased) for the ending node that asked, when it
 /// waits unheld; other nodes are told of one left unheld.
-const READY_HEADS: &str = "
+const READY_HEADS: &str = concat!(
+    "
     WITH s AS (
         SELECT * FROM unnest($1::text[], $2::bool[], $3::text[], $4::bigint[], $5::bigint[])
             AS s(id, take, owner, until, at)),
     heads AS (
         SELECT t.seq, t.lease_owner IS NULL AS unheld, s.take, s.owner, s.until, s.at
         FROM s JOIN tasks t ON t.seq = (SELECT seq FROM tasks WHERE session_id = s.id
-                                          AND status IN ('queued', 'running')
+                                          AND ",
+    unfinished!(),
+    "
                                         ORDER BY seq LIMIT 1)
         WHERE NOT t.ready
         ORDER BY t.seq
@@ -602,4 +610,5 @@ const READY_HEADS: &str = "
                   (SELECT COUNT(*) FROM steps WHERE task_seq = tasks.seq) AS steps_count),
     told AS (
         SELECT pg_notify('naga_work', '{\"ready\":true}') FROM r WHERE woke LIMIT 1)
-    SELECT * FROM r WHERE (SELECT COUNT(*) FROM told) >= 0";
+    SELECT * FROM r WHERE (SELECT COUNT(*) FROM told) >= 0"
+);

@@ -1,6 +1,7 @@
 //! Leases on PostgreSQL: renewed by their holder, taken over once expired,
 //! let go of at shutdown.
 
+use crate::sql::{unfinished, unheld};
 use crate::{
     commands::{Claim, Holding, Unheld, OUTBOXES},
     rows::TaskRow,
@@ -16,10 +17,11 @@ pub(crate) async fn renew_leases(
     holding: &Holding,
 ) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
-    let n = sqlx::query(
+    let n = sqlx::query(concat!(
         "UPDATE tasks SET lease_expires_at = $2
-         WHERE seq = ANY($3) AND lease_owner = $1 AND status IN ('queued', 'running')",
-    )
+         WHERE seq = ANY($3) AND lease_owner = $1 AND ",
+        unfinished!()
+    ))
     .bind(owner)
     .bind(until)
     .bind(&holding.tasks)
@@ -41,20 +43,6 @@ pub(crate) async fn renew_leases(
     Ok(n)
 }
 
-/// Who may take a task over (`$1` the claimant, `$4` the heartbeat before
-/// which a node is dead, `$lapsed` the time before which a lease lapsed):
-/// nobody holds it, its lease lapsed, or its holder stopped beating.
-macro_rules! unheld {
-    ($lapsed:literal) => {
-        concat!(
-            "(lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ",
-            $lapsed,
-            " OR lease_owner IN (SELECT id FROM nodes WHERE heartbeat_at < $4 AND id <> $1))"
-        )
-    };
-}
-pub(crate) use unheld;
-
 /// Claims and starts runnable tasks (ready, unheld), the earliest first;
 /// rows another node is claiming at this moment are skipped (`SKIP
 /// LOCKED`), so each task goes to one node. Started at `now`, or when the
@@ -70,13 +58,17 @@ pub(crate) async fn claim_runnable(
     let mut claim = claim.clone();
     claim.restamp();
     Ok(sqlx::query_as(concat!(
-        "WITH claimed AS (
+        concat!(
+            "WITH claimed AS (
              UPDATE tasks SET lease_owner = $1, lease_expires_at = $2, status = 'running',
                  started_at = COALESCE(started_at, GREATEST($3,
                      (SELECT p.finished_at FROM tasks p WHERE p.seq = tasks.prev_seq)))
              WHERE seq IN (SELECT seq FROM tasks
-                           WHERE ready AND status IN ('queued', 'running') AND ",
-        unheld!("$6"),
+                           WHERE ready AND ",
+            unfinished!(),
+            " AND "
+        ),
+        unheld!("$", "$6"),
         " ORDER BY seq LIMIT $5
                            FOR UPDATE SKIP LOCKED)
              RETURNING seq)
@@ -106,12 +98,18 @@ pub(crate) async fn claim_unheld(
         }
     };
     Ok(sqlx::query_as(&format!(
-        "WITH claimed AS (
+        concat!(
+            "WITH claimed AS (
              UPDATE tasks SET lease_owner = $1, lease_expires_at = $2
-             WHERE {which_sql} AND status IN ('queued', 'running') AND {}
+             WHERE {which_sql} AND ",
+            unfinished!(),
+            " AND ",
+            unheld!("$", "$7"),
+            "
              RETURNING seq)
-         SELECT t.* FROM task_rows t JOIN claimed c ON c.seq = t.seq ORDER BY t.seq",
-        unheld!("$7")
+         SELECT t.* FROM task_rows t JOIN claimed c ON c.seq = t.seq ORDER BY t.seq"
+        ),
+        which_sql = which_sql
     ))
     .bind(&claim.lease.owner)
     .bind(claim.lease.until)
@@ -129,10 +127,11 @@ pub(crate) async fn release_lease(
     task_id: &str,
     owner: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    sqlx::query(concat!(
         "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND lease_owner = $2 AND status IN ('queued', 'running')",
-    )
+         WHERE id = $1 AND lease_owner = $2 AND ",
+        unfinished!()
+    ))
     .bind(task_id)
     .bind(owner)
     .execute(pool)
@@ -142,10 +141,11 @@ pub(crate) async fn release_lease(
 
 pub(crate) async fn release_leases(pool: &PgPool, owner: &str) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
-    let n = sqlx::query(
+    let n = sqlx::query(concat!(
         "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
-         WHERE lease_owner = $1 AND status IN ('queued', 'running')",
-    )
+         WHERE lease_owner = $1 AND ",
+        unfinished!()
+    ))
     .bind(owner)
     .execute(&mut *tx)
     .await?

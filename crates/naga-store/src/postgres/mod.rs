@@ -46,6 +46,21 @@ use sqlx::{postgres::PgRow, PgPool, Postgres, Row, Transaction};
 
 type Tx = Transaction<'static, Postgres>;
 
+/// The accept rules (`functions.sql`): applied at every start, after the
+/// migrations; nodes starting together take turns (an advisory lock held
+/// until the transaction ends).
+pub(crate) async fn define_functions(pool: &PgPool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('naga_functions'))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(include_str!("functions.sql"))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The PostgreSQL backend: its pool, and the analysis sessions known to be
 /// committed with their session (as the SQLite writer keeps them).
 #[derive(Clone)]

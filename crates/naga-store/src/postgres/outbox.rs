@@ -33,7 +33,7 @@ pub(crate) async fn claim_deliveries(
                            ORDER BY next_attempt_at LIMIT $5
                            FOR UPDATE SKIP LOCKED)
              RETURNING {}",
-            super::leases::unheld!("$6"),
+            crate::sql::unheld!("$", "$6"),
             crate::callback_without_body!()
         ))
         .bind(&claim.lease.owner)

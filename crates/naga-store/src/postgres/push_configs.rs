@@ -1,17 +1,20 @@
 //! A2A push configs on PostgreSQL (see `crate::push_configs`).
 
+use crate::sql::ended;
 use crate::{commands::NewPush, rows::PushConfigRow, StoreError};
 use sqlx::PgPool;
 
 pub(crate) async fn add_push_config(pool: &PgPool, p: &PushConfigRow) -> Result<bool, StoreError> {
     // Pushed already when its task has ended: no update is left. (A task
     // ending meanwhile leaves it due: the claimer pushes it.)
-    let added = sqlx::query(
+    let added = sqlx::query(concat!(
         "INSERT INTO push_configs (task_id, id, url, created_at, pushed)
-         SELECT id, $2, $3, $4, status NOT IN ('queued', 'running') FROM tasks WHERE id = $1
+         SELECT id, $2, $3, $4, ",
+        ended!(),
+        " FROM tasks WHERE id = $1
          ON CONFLICT (task_id, id) DO UPDATE SET url = EXCLUDED.url,
-             created_at = EXCLUDED.created_at, pushed = EXCLUDED.pushed",
-    )
+             created_at = EXCLUDED.created_at, pushed = EXCLUDED.pushed"
+    ))
     .bind(&p.task_id)
     .bind(&p.id)
     .bind(&p.url)

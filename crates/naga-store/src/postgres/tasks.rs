@@ -3,6 +3,7 @@
 //! `accept.rs`).
 
 use super::ready_sessions;
+use crate::sql::unfinished;
 use crate::{
     commands::{CallFinish, Finished, NewStep, TaskFinish},
     rows::StepRow,
@@ -24,17 +25,19 @@ pub(crate) async fn ready_next(
     pool: &PgPool,
     session_id: &str,
 ) -> Result<Option<bool>, StoreError> {
-    let readied: Option<bool> = sqlx::query_scalar(
+    let readied: Option<bool> = sqlx::query_scalar(concat!(
         "WITH r AS (
              UPDATE tasks SET ready = TRUE
              WHERE seq = (SELECT seq FROM tasks WHERE session_id = $1
-                            AND status IN ('queued', 'running') ORDER BY seq LIMIT 1)
+                            AND ",
+        unfinished!(),
+        " ORDER BY seq LIMIT 1)
                AND NOT ready
              RETURNING lease_owner IS NULL AS unheld),
          told AS (
              SELECT pg_notify('naga_work', '{\"ready\":true}') FROM r WHERE unheld)
-         SELECT unheld FROM r WHERE (SELECT COUNT(*) FROM told) >= 0",
-    )
+         SELECT unheld FROM r WHERE (SELECT COUNT(*) FROM told) >= 0"
+    ))
     .bind(session_id)
     .fetch_optional(pool)
     .await?;
@@ -45,16 +48,18 @@ pub(crate) async fn ready_next(
 /// repair of an end whose `ready_next` never ran (its node died between
 /// the two). Returns how many waiting unheld it readied.
 pub(crate) async fn ready_heads(pool: &PgPool) -> Result<u64, StoreError> {
-    let n: i64 = sqlx::query_scalar(
+    let n: i64 = sqlx::query_scalar(concat!(
         "WITH r AS (
              UPDATE tasks SET ready = TRUE
              WHERE seq IN (SELECT DISTINCT ON (session_id) seq FROM tasks
-                           WHERE status IN ('queued', 'running')
+                           WHERE ",
+        unfinished!(),
+        "
                            ORDER BY session_id, seq)
                AND NOT ready
              RETURNING lease_owner IS NULL AS unheld)
-         SELECT COUNT(*) FROM r WHERE unheld",
-    )
+         SELECT COUNT(*) FROM r WHERE unheld"
+    ))
     .fetch_one(pool)
     .await?;
     Ok(n as u64)
@@ -64,10 +69,10 @@ pub(crate) async fn ready_heads(pool: &PgPool) -> Result<u64, StoreError> {
 /// row takes the step's number (`last_step_no`) only while `$3` holds it
 /// unfinished (fencing: else nothing is written); a failed call also counts
 /// in memory's failed attempts. Returns the step's number.
-const RECORD_CALL: &str = "
+const RECORD_CALL: &str = concat!("
     WITH t AS (
         UPDATE tasks SET last_step_no = last_step_no + 1
-        WHERE seq = $1 AND id = $2 AND lease_owner = $3 AND status IN ('queued', 'running')
+        WHERE seq = $1 AND id = $2 AND lease_owner = $3 AND ", unfinished!(), "
         RETURNING session_id, last_step_no),
     s AS (
         INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
@@ -81,7 +86,7 @@ const RECORD_CALL: &str = "
         ON CONFLICT (session_id, command) DO UPDATE SET count = failed_attempts.count + 1,
             last_error = EXCLUDED.last_error, last_task_id = EXCLUDED.last_task_id,
             updated_at = EXCLUDED.updated_at)
-    SELECT step_no FROM s";
+    SELECT step_no FROM s");
 
 pub(crate) async fn finish_call(pool: &PgPool, f: &CallFinish) -> Result<(), StoreError> {
     let step = &f.step;
@@ -156,12 +161,14 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
     let call = f.last_call.as_ref();
     let step = call.map(|c| &c.step);
     let (ended, seq, body, session): (i64, Option<i64>, Option<String>, Option<String>) =
-        sqlx::query_as(
+        sqlx::query_as(concat!(
             "WITH ended AS (
              UPDATE tasks SET status = $2, error = $3, finished_at = $4, summary = $6,
                  lease_owner = NULL, lease_expires_at = NULL,
                  last_step_no = last_step_no + CASE WHEN $8 THEN 1 ELSE 0 END
-             WHERE seq = $7 AND id = $1 AND status IN ('queued', 'running') AND lease_owner = $5
+             WHERE seq = $7 AND id = $1 AND ",
+            unfinished!(),
+            " AND lease_owner = $5
              RETURNING session_id, last_step_no, callback_url),
          step AS (
              INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
@@ -184,8 +191,8 @@ pub(crate) async fn finish_task(pool: &PgPool, f: &TaskFinish) -> Result<Finishe
              WHERE $21 IS NOT NULL AND ended.callback_url IS NOT NULL
              RETURNING seq, body)
          SELECT (SELECT COUNT(*) FROM ended), (SELECT seq FROM cb), (SELECT body FROM cb),
-                (SELECT session_id FROM ended)",
-        )
+                (SELECT session_id FROM ended)"
+        ))
         .bind(&f.task_id)
         .bind(f.status.as_str())
         .bind(&f.error)

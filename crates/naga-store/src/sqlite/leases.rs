@@ -1,6 +1,7 @@
 //! Leases on SQLite.
 
 use super::writer::Writer;
+use crate::sql::{unfinished, unheld};
 use crate::{
     commands::{Claim, Holding, Unheld, OUTBOXES},
     StoreError,
@@ -18,10 +19,11 @@ pub(crate) async fn renew_leases(
     writer
         .write(move |c| {
             let mut renewed = 0;
-            let mut task = c.cached(
+            let mut task = c.cached(concat!(
                 "UPDATE tasks SET lease_expires_at = ?2
-                 WHERE seq = ?3 AND lease_owner = ?1 AND status IN ('queued', 'running')",
-            )?;
+                 WHERE seq = ?3 AND lease_owner = ?1 AND ",
+                unfinished!()
+            ))?;
             for seq in &holding.tasks {
                 renewed += task.execute(params![owner, until, seq])? as u64;
             }
@@ -43,20 +45,6 @@ pub(crate) async fn renew_leases(
         .await
 }
 
-/// Who may take a task over (`?1` the claimant, `?4` the heartbeat before
-/// which a node is dead, `$lapsed` the time before which a lease lapsed):
-/// nobody holds it, its lease lapsed, or its holder stopped beating.
-macro_rules! unheld {
-    ($lapsed:literal) => {
-        concat!(
-            "(lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < ",
-            $lapsed,
-            " OR lease_owner IN (SELECT id FROM nodes WHERE heartbeat_at < ?4 AND id <> ?1))"
-        )
-    };
-}
-pub(crate) use unheld;
-
 /// The ids of the runnable tasks claimed and started (read back by the caller).
 pub(crate) async fn claim_runnable(
     writer: &Writer,
@@ -69,11 +57,15 @@ pub(crate) async fn claim_runnable(
             let mut claim = claim.clone();
             claim.restamp();
             let mut stmt = c.cached(concat!(
-                "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2, status = 'running',
+                concat!(
+                    "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2, status = 'running',
                      started_at = COALESCE(started_at, ?3)
                  WHERE seq IN (SELECT seq FROM tasks
-                               WHERE ready = 1 AND status IN ('queued', 'running') AND ",
-                unheld!("?6"),
+                               WHERE ready = 1 AND ",
+                    unfinished!(),
+                    " AND "
+                ),
+                unheld!("?", "?6"),
                 " ORDER BY seq LIMIT ?5)
                  RETURNING id"
             ))?;
@@ -109,9 +101,13 @@ pub(crate) async fn claim_unheld(
             let (sql, key, before) = match &which {
                 Unheld::Task(id) => (
                     concat!(
-                        "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
-                         WHERE id = ?5 AND ?6 IS NULL AND status IN ('queued', 'running') AND ",
-                        unheld!("?7"),
+                        concat!(
+                            "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
+                         WHERE id = ?5 AND ?6 IS NULL AND ",
+                            unfinished!(),
+                            " AND "
+                        ),
+                        unheld!("?", "?7"),
                         " RETURNING id"
                     ),
                     id.as_str(),
@@ -119,10 +115,14 @@ pub(crate) async fn claim_unheld(
                 ),
                 Unheld::SessionBefore(session, before) => (
                     concat!(
-                        "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
-                         WHERE session_id = ?5 AND seq < ?6 AND status IN ('queued', 'running')
-                           AND ",
-                        unheld!("?7"),
+                        concat!(
+                            "UPDATE tasks SET lease_owner = ?1, lease_expires_at = ?2
+                         WHERE session_id = ?5 AND seq < ?6 AND ",
+                            unfinished!(),
+                            "
+                           AND "
+                        ),
+                        unheld!("?", "?7"),
                         " RETURNING id"
                     ),
                     session.as_str(),
@@ -157,10 +157,11 @@ pub(crate) async fn release_lease(
     let (task_id, owner) = (task_id.to_owned(), owner.to_owned());
     writer
         .write(move |c| {
-            c.cached(
+            c.cached(concat!(
                 "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
-                     WHERE id = ?1 AND lease_owner = ?2 AND status IN ('queued', 'running')",
-            )?
+                     WHERE id = ?1 AND lease_owner = ?2 AND ",
+                unfinished!()
+            ))?
             .execute(params![task_id, owner])?;
             Ok(())
         })
@@ -173,8 +174,8 @@ pub(crate) async fn release_leases(writer: &Writer, owner: &str) -> Result<u64, 
             .write(move |c| {
                 let n = c
                     .cached(
-                        "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
-                         WHERE lease_owner = ?1 AND status IN ('queued', 'running')",
+                        concat!("UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
+                         WHERE lease_owner = ?1 AND ", unfinished!()),
                     )?
                     .execute(params![owner])?;
                 for outbox in OUTBOXES {

@@ -33,7 +33,7 @@ pub(crate) async fn claim_deliveries(
                              AND {}
                            ORDER BY next_attempt_at LIMIT ?5)
                          RETURNING {}",
-                    super::leases::unheld!("?6"),
+                    crate::sql::unheld!("?", "?6"),
                     crate::callback_without_body!()
                 ))?;
                 let mut claimed = stmt

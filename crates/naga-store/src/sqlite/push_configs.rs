@@ -1,18 +1,21 @@
 //! A2A push configs on SQLite (see `crate::push_configs`).
 
 use super::{stmts::Db, writer::Writer};
+use crate::sql::ended;
 use crate::{commands::NewPush, rows::PushConfigRow, StoreError};
 use rusqlite::{params, OptionalExtension};
 
 fn add(c: &Db, p: &PushConfigRow) -> Result<bool, StoreError> {
     // Pushed already when its task has ended: no update is left.
     let added = c
-        .cached(
+        .cached(concat!(
             "INSERT INTO push_configs (task_id, id, url, created_at, pushed)
-             SELECT id, ?2, ?3, ?4, status NOT IN ('queued', 'running') FROM tasks WHERE id = ?1
+             SELECT id, ?2, ?3, ?4, ",
+            ended!(),
+            " FROM tasks WHERE id = ?1
              ON CONFLICT (task_id, id) DO UPDATE SET url = excluded.url,
-                 created_at = excluded.created_at, pushed = excluded.pushed",
-        )?
+                 created_at = excluded.created_at, pushed = excluded.pushed"
+        ))?
         .execute(params![p.task_id, p.id, p.url, p.created_at])?;
     Ok(added > 0)
 }

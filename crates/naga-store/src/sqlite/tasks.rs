@@ -1,6 +1,7 @@
 //! Tasks on SQLite: each command one job of the group-commit writer.
 
 use super::{decoded, stmts::Db, writer::Writer};
+use crate::sql::unfinished;
 use crate::{
     commands::{
         same_batch, stored_batch_columns, AnalysisOwners, CallFinish, Finished, FirstAnswer,
@@ -181,9 +182,13 @@ fn known_batch(c: &Db, task: &NewTask) -> Result<Option<Inserted>, StoreError> {
             .cached(concat!(
                 "SELECT ",
                 first_answer_columns!(),
-                " FROM tasks
-                 WHERE session_id = ?1 AND fingerprint = ?2 AND status IN ('queued', 'running')
+                concat!(
+                    " FROM tasks
+                 WHERE session_id = ?1 AND fingerprint = ?2 AND ",
+                    unfinished!(),
+                    "
                  ORDER BY seq LIMIT 1"
+                )
             ))?
             .query_row(params![task.session_id, fp], first_answer)
             .optional()?;
@@ -228,10 +233,12 @@ fn insert_task_in(
     // refused, any other waits its turn (unless `parallel`). (A session
     // without a task has none.)
     let busy = prev_seq.is_some()
-        && c.cached(
+        && c.cached(concat!(
             "SELECT EXISTS (SELECT 1 FROM tasks WHERE session_id = ?1
-                            AND status IN ('queued', 'running'))",
-        )?
+                            AND ",
+            unfinished!(),
+            ")"
+        ))?
         .query_row(params![task.session_id], |r| r.get::<_, bool>(0))?;
     if busy && task.policy == naga_core::config::SessionPolicy::Reject {
         return Ok((Inserted::Busy, None));
@@ -297,13 +304,17 @@ fn record_call(c: &Db, f: &CallFinish) -> Result<(), StoreError> {
     let step = &f.step;
     // The step's texts are bound in place (`execute_borrowing`).
     let inserted = c.execute_borrowing(
-        "INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
+        concat!(
+            "INSERT INTO steps (task_seq, step_no, task_id, session_id, call_idx, purpose, content,
                             output, analysis, success, error, created_at, result, started_at)
          VALUES (?1, (SELECT COALESCE(MAX(step_no), 0) + 1 FROM steps WHERE task_seq = ?1), ?2,
                  (SELECT session_id FROM tasks
                   WHERE seq = ?1 AND id = ?2 AND lease_owner = ?3
-                    AND status IN ('queued', 'running')),
-                 ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    AND ",
+            unfinished!(),
+            "),
+                 ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ),
         &[
             f.task_seq.into(),
             step.task_id.as_str().into(),
@@ -353,9 +364,13 @@ fn finish_task_in(c: &Db, f: &TaskFinish) -> Result<Finished, StoreError> {
         record_call(c, call)?;
     }
     let ended = c.execute_borrowing(
-        "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4, summary = ?6,
+        concat!(
+            "UPDATE tasks SET status = ?2, error = ?3, finished_at = ?4, summary = ?6,
              lease_owner = NULL, lease_expires_at = NULL
-         WHERE seq = ?7 AND id = ?1 AND status IN ('queued', 'running') AND lease_owner = ?5",
+         WHERE seq = ?7 AND id = ?1 AND ",
+            unfinished!(),
+            " AND lease_owner = ?5"
+        ),
         &[
             f.task_id.as_str().into(),
             f.status.as_str().into(),
@@ -477,12 +492,14 @@ fn handed(c: &Db, seq: i64) -> Result<HandedTask, StoreError> {
 /// end) asks for it, it is claimed for the ending node at once, running.
 fn ready_next(c: &Db, ended_seq: i64, take: Option<&TaskFinish>) -> Result<Next, StoreError> {
     let next: Option<(i64, bool, bool)> = c
-        .cached(
+        .cached(concat!(
             "SELECT seq, ready, lease_owner IS NULL FROM tasks
              WHERE session_id = (SELECT session_id FROM tasks WHERE seq = ?1)
-               AND status IN ('queued', 'running')
-             ORDER BY seq LIMIT 1",
-        )?
+               AND ",
+            unfinished!(),
+            "
+             ORDER BY seq LIMIT 1"
+        ))?
         .query_row(params![ended_seq], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
