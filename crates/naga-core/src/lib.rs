@@ -12,4 +12,6 @@ pub mod time;
 pub mod wire;
 
 pub use ids::{IdError, SessionId};
-pub use status::{CallStatus, DeliveryStatus, TaskStatus, UnknownStored};
+pub use status::{
+    CallStatus, DeliveryStatus, InboxStatus, MessageKind, MessageRole, TaskStatus, UnknownStored,
+};

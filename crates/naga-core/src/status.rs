@@ -184,6 +184,72 @@ impl fmt::Display for DeliveryStatus {
     }
 }
 
+/// Who wrote a conversation's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageRole {
+    User,
+    Assistant,
+}
+
+impl MessageRole {
+    pub const ALL: [MessageRole; 2] = [Self::User, Self::Assistant];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Assistant => "assistant",
+        }
+    }
+}
+
+stored_enum!(MessageRole, "message role");
+
+/// How a conversation's message came: a chat turn, a follow-up to a
+/// callback, or saved by the UI from a tool conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Chat,
+    Followup,
+    Tool,
+}
+
+impl MessageKind {
+    pub const ALL: [MessageKind; 3] = [Self::Chat, Self::Followup, Self::Tool];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Followup => "followup",
+            Self::Tool => "tool",
+        }
+    }
+}
+
+stored_enum!(MessageKind, "message kind");
+
+/// A received callback: waiting for its follow-up, or answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InboxStatus {
+    Pending,
+    Done,
+}
+
+impl InboxStatus {
+    pub const ALL: [InboxStatus; 2] = [Self::Pending, Self::Done];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Done => "done",
+        }
+    }
+}
+
+stored_enum!(InboxStatus, "inbox status");
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -355,9 +355,9 @@ impl From<&naga_engine::rows::MessageRow> for Message {
     fn from(m: &naga_engine::rows::MessageRow) -> Self {
         Self {
             id: m.id,
-            role: m.role.clone(),
+            role: m.role.as_str().to_owned(),
             content: m.content.clone(),
-            kind: m.kind.clone(),
+            kind: m.kind.as_str().to_owned(),
             task_id: m.task_id.clone(),
             created_at: iso(m.created_at),
         }

@@ -11,7 +11,7 @@ use crate::{
     ApiError,
 };
 use axum::extract::State;
-use naga_core::{time::iso, SessionId};
+use naga_core::{time::iso, MessageKind, MessageRole, SessionId};
 use naga_engine::rows::NewMessage;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -170,7 +170,7 @@ pub async fn log_load(
     let messages: Vec<LogMessage> = rows
         .iter()
         .map(|m| LogMessage {
-            role: m.role.clone(),
+            role: m.role.as_str().to_owned(),
             content: m.content.clone(),
             session_id: m.session_id.clone(),
             created_at: iso(m.created_at),
@@ -273,8 +273,8 @@ pub async fn save_tool_conversation(
     let session_id = session_of(&body)?;
     let now = s.engine.clock().now_ms();
     for (role, key) in [
-        ("user", "user_message"),
-        ("assistant", "assistant_response"),
+        (MessageRole::User, "user_message"),
+        (MessageRole::Assistant, "assistant_response"),
     ] {
         let Some(content) = body
             .get(key)
@@ -286,9 +286,9 @@ pub async fn save_tool_conversation(
         s.engine
             .add_message(NewMessage {
                 session_id: session_id.clone(),
-                role: role.into(),
+                role,
                 content: content.to_owned(),
-                kind: "tool",
+                kind: MessageKind::Tool,
                 task_id: None,
                 created_at: now,
             })

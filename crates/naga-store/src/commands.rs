@@ -4,7 +4,10 @@
 //! rows read back are in `rows.rs`.
 
 use crate::rows::{CallbackRow, HandedTask, Outbox, StepRow, TaskRow};
-use naga_core::{config::SessionPolicy, time::Millis, wire::TaskKind, DeliveryStatus, TaskStatus};
+use naga_core::{
+    config::SessionPolicy, time::Millis, wire::TaskKind, DeliveryStatus, MessageKind, MessageRole,
+    TaskStatus,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -417,9 +420,9 @@ pub(crate) fn same_batch(stored: &StoredBatch, task: &NewTask) -> bool {
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub session_id: String,
-    pub role: String,
+    pub role: MessageRole,
     pub content: String,
-    pub kind: &'static str,
+    pub kind: MessageKind,
     pub task_id: Option<String>,
     pub created_at: Millis,
 }

@@ -214,7 +214,7 @@ impl Store {
     /// [`StoreError::Corrupt`].
     pub async fn calls(&self, task_id: &str) -> Result<Vec<CallRow>, StoreError> {
         read!(self, |pool| {
-            let task: Option<(i64, String, String)> =
+            let task: Option<(i64, TaskStatus, String)> =
                 sqlx::query_as("SELECT seq, status, calls FROM tasks WHERE id = $1")
                     .bind(task_id)
                     .fetch_optional(pool)
@@ -251,7 +251,7 @@ impl Store {
             for row in rows {
                 ends.entry(row.call_idx).or_insert(row);
             }
-            let unfinished = matches!(status.as_str(), "queued" | "running");
+            let unfinished = !status.is_terminal();
             Ok(payloads
                 .into_iter()
                 .enumerate()

@@ -4,7 +4,8 @@
 //! error, never a default.
 
 use naga_core::{
-    config::SessionPolicy, time::Millis, wire::TaskKind, CallStatus, DeliveryStatus, TaskStatus,
+    config::SessionPolicy, time::Millis, wire::TaskKind, CallStatus, DeliveryStatus, InboxStatus,
+    MessageKind, MessageRole, TaskStatus,
 };
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -148,9 +149,9 @@ pub struct CallbackRow {
 pub struct MessageRow {
     pub id: i64,
     pub session_id: String,
-    pub role: String,
+    pub role: MessageRole,
     pub content: String,
-    pub kind: String,
+    pub kind: MessageKind,
     pub task_id: Option<String>,
     pub created_at: Millis,
 }
@@ -168,7 +169,7 @@ pub struct DispatchRow {
     pub request_id: String,
     pub session_id: String,
     pub analysis_session_id: String,
-    pub kind: String,
+    pub kind: TaskKind,
     pub user_message: String,
     pub created_at: Millis,
 }
@@ -179,7 +180,7 @@ pub struct InboxRow {
     pub task_id: String,
     pub session_id: String,
     pub body: String,
-    pub status: String,
+    pub status: InboxStatus,
     pub reply_message_id: Option<i64>,
     pub received_at: Millis,
 }

@@ -6,7 +6,10 @@
 use super::{Assistant, HISTORY};
 use crate::llm::ChatMessage;
 use naga_core::{
-    analysis::parse_tool_calls, ids::analysis_session_id, wire::CallPayload, SessionId,
+    analysis::parse_tool_calls,
+    ids::analysis_session_id,
+    wire::{CallPayload, TaskKind},
+    SessionId,
 };
 use naga_store::DispatchRow;
 use serde_json::{json, Value};
@@ -70,7 +73,7 @@ impl Assistant {
             .map_err(|e| e.to_string())?;
         let history: Vec<String> = history
             .iter()
-            .map(|m| format!("{}: {}", m.role, m.content))
+            .map(|m| format!("{}: {}", m.role.as_str(), m.content))
             .collect();
         let (mcp_tools, agents) = tokio::join!(self.mcp_tools(), self.agents());
         let prompt = self
@@ -103,7 +106,7 @@ impl Assistant {
         let links = &self.inner.links;
         let batches = [
             (
-                "mcp",
+                TaskKind::Mcp,
                 parsed.mcp,
                 &links.mcp,
                 "tool_calls",
@@ -111,7 +114,7 @@ impl Assistant {
                 "tool_result_callback",
             ),
             (
-                "agent",
+                TaskKind::Agent,
                 parsed.agent,
                 &links.agent,
                 "agent_calls",
@@ -145,7 +148,7 @@ impl Assistant {
         session_id: &str,
         analysis_id: &str,
         user_message: &str,
-        kind: &str,
+        kind: TaskKind,
         calls: Vec<CallPayload>,
         server: &str,
         list: &str,
@@ -157,7 +160,7 @@ impl Assistant {
             request_id: request_id.clone(),
             session_id: session_id.to_owned(),
             analysis_session_id: analysis_id.to_owned(),
-            kind: kind.to_owned(),
+            kind,
             user_message: user_message.to_owned(),
             created_at: self.now(),
         };
@@ -180,6 +183,7 @@ impl Assistant {
             .json(&payload)
             .send()
             .await;
+        let kind = kind.as_str();
         match sent {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(session_id, analysis_session_id = analysis_id, request_id = %request_id, kind, "batch dispatched")

@@ -14,7 +14,7 @@ use crate::{
     llm::{ChatMessage, LlmClient, LlmError},
     Engine, EngineError,
 };
-use naga_core::{ids::new_request_id, time::iso, SessionId};
+use naga_core::{ids::new_request_id, time::iso, InboxStatus, MessageKind, MessageRole, SessionId};
 use naga_store::{InboxRow, MessageRow, NewMessage, NewNotification};
 use serde_json::{json, Value};
 use std::{
@@ -251,14 +251,19 @@ impl Assistant {
         Ok((message.to_owned(), session))
     }
 
-    async fn save(&self, session: &str, role: &str, content: &str) -> Result<i64, EngineError> {
+    async fn save(
+        &self,
+        session: &str,
+        role: MessageRole,
+        content: &str,
+    ) -> Result<i64, EngineError> {
         Ok(self
             .store()
             .add_message(NewMessage {
                 session_id: session.to_owned(),
-                role: role.to_owned(),
+                role,
                 content: content.to_owned(),
-                kind: "chat",
+                kind: MessageKind::Chat,
                 task_id: None,
                 created_at: self.now(),
             })
@@ -272,7 +277,7 @@ impl Assistant {
         prompt.extend(
             history
                 .iter()
-                .map(|m| ChatMessage::new(&m.role, &m.content)),
+                .map(|m| ChatMessage::new(m.role.as_str(), &m.content)),
         );
         prompt.push(ChatMessage::new("user", message));
         Ok(prompt)
@@ -289,9 +294,11 @@ impl Assistant {
         let llm = self.llm()?.clone();
         let (message, session) = Self::turn(message, session_id)?;
         let prompt = self.prompt(session.as_str(), &message).await?;
-        self.save(session.as_str(), "user", &message).await?;
+        self.save(session.as_str(), MessageRole::User, &message)
+            .await?;
         let response = llm.chat(&prompt).await.map_err(EngineError::Llm)?;
-        self.save(session.as_str(), "assistant", &response).await?;
+        self.save(session.as_str(), MessageRole::Assistant, &response)
+            .await?;
         if !skip_analysis {
             self.spawn_analysis(session.as_str(), &message);
         }
@@ -313,7 +320,8 @@ impl Assistant {
         let llm = self.llm()?.clone();
         let (message, session) = Self::turn(message, session_id)?;
         let prompt = self.prompt(session.as_str(), &message).await?;
-        self.save(session.as_str(), "user", &message).await?;
+        self.save(session.as_str(), MessageRole::User, &message)
+            .await?;
         let mut stream = llm.chat_stream(&prompt).await.map_err(EngineError::Llm)?;
         let (tx, rx) = mpsc::channel(64);
         let this = self.clone();
@@ -337,7 +345,7 @@ impl Assistant {
             if text.is_empty() {
                 return;
             }
-            if let Err(e) = this.save(&session, "assistant", &text).await {
+            if let Err(e) = this.save(&session, MessageRole::Assistant, &text).await {
                 tracing::error!(session_id = %session, error = %e, "cannot save the streamed reply");
                 return;
             }
@@ -403,7 +411,7 @@ impl Assistant {
             task_id: task_id.clone(),
             session_id: session_id.clone(),
             body: raw.to_owned(),
-            status: "pending".into(),
+            status: InboxStatus::Pending,
             reply_message_id: None,
             received_at: self.now(),
         };
@@ -497,9 +505,9 @@ impl Assistant {
         };
         let reply = NewMessage {
             session_id: row.session_id.clone(),
-            role: "assistant".into(),
+            role: MessageRole::Assistant,
             content: content.clone(),
-            kind: "followup",
+            kind: MessageKind::Followup,
             task_id: Some(row.task_id.clone()),
             created_at: self.now(),
         };

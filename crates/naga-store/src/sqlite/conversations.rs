@@ -62,9 +62,9 @@ fn insert_message(c: &Db, m: &NewMessage) -> Result<i64, StoreError> {
         .query_row(
             params![
                 m.session_id,
-                m.role,
+                m.role.as_str(),
                 m.content,
-                m.kind,
+                m.kind.as_str(),
                 m.task_id,
                 m.created_at
             ],
@@ -117,7 +117,7 @@ pub(crate) async fn add_dispatch(writer: &Writer, d: DispatchRow) -> Result<(), 
                     "INSERT INTO dispatches (request_id, session_id, analysis_session_id, kind, user_message, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (request_id) DO NOTHING",
                 )?
-                .execute(params![d.request_id, d.session_id, d.analysis_session_id, d.kind, d.user_message, d.created_at])?;
+                .execute(params![d.request_id, d.session_id, d.analysis_session_id, d.kind.as_str(), d.user_message, d.created_at])?;
                 Ok(())
             })
             .await
