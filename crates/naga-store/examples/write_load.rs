@@ -9,7 +9,8 @@ use naga_core::{
     TaskStatus,
 };
 use naga_store::{
-    CallFinish, DeliveryOutcome, Finished, Inserted, Lease, NewStep, NewTask, Store, TaskFinish,
+    CallFinish, DeliveryOutcome, EnvelopeHead, Finished, Inserted, Lease, NewStep, NewTask, Store,
+    TaskFinish,
 };
 use std::time::Instant;
 
@@ -116,7 +117,7 @@ async fn one_batch(store: Store, i: usize) {
             status: TaskStatus::Succeeded,
             error: None,
             finished_at: now,
-            callback: Some(("http://127.0.0.1:9/cb".into(), envelope.json_head())),
+            callback: Some(("http://127.0.0.1:9/cb".into(), EnvelopeHead::of(&envelope))),
             callback_id: cb,
             summary: Some(r#"{"current_status":"succeeded: 2 of 2 calls succeeded","failed_attempts":[],"key_findings":["echo: step 0 → step 0","echo: step 1 → step 1"],"method":"deterministic","next_steps":[]}"#.into()),
             lease_until: 1_000_000,

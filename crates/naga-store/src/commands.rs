@@ -4,9 +4,12 @@
 //! rows read back are in `rows.rs`.
 
 use crate::rows::{CallbackRow, HandedTask, Outbox, StepRow, TaskRow};
+use crate::StoreError;
 use naga_core::{
-    config::SessionPolicy, time::Millis, wire::TaskKind, DeliveryStatus, MessageKind, MessageRole,
-    TaskStatus,
+    config::SessionPolicy,
+    time::Millis,
+    wire::{CallbackEnvelope, TaskKind},
+    DeliveryStatus, MessageKind, MessageRole, TaskStatus,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -258,9 +261,8 @@ pub struct TaskFinish {
     pub status: TaskStatus,
     pub error: Option<String>,
     pub finished_at: Millis,
-    /// URL and the envelope's JSON up to its `sequence`, assigned here
-    /// (`CallbackEnvelope::json_head`).
-    pub callback: Option<(String, String)>,
+    /// URL and the envelope up to its `sequence`, assigned here.
+    pub callback: Option<(String, EnvelopeHead)>,
     pub callback_id: String,
     /// The deterministic summary (JSON) kept on the task row.
     pub summary: Option<String>,
@@ -452,6 +454,56 @@ pub struct NewPush {
     pub task_id: String,
     pub config_id: String,
     pub callback_id: String,
-    pub head: String,
+    pub head: EnvelopeHead,
     pub now: Millis,
+}
+
+/// A callback's body up to its sequence number: the envelope's JSON
+/// without its last member's value (`{…,"sequence":`), which the store
+/// completes with the number it assigns in the commit that writes the
+/// callback. Made from an envelope, or from a text checked to be one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvelopeHead(String);
+
+impl EnvelopeHead {
+    /// The head of `envelope` (its `sequence` left for the store).
+    pub fn of(envelope: &CallbackEnvelope) -> Self {
+        Self(envelope.json_head())
+    }
+
+    /// A head from its text, refused unless it is an object's JSON ending
+    /// in `"sequence":`.
+    pub fn parse(text: impl Into<String>) -> Result<Self, StoreError> {
+        let text = text.into();
+        if !text.starts_with('{') || !text.ends_with("\"sequence\":") {
+            return Err(StoreError::Corrupt(format!(
+                "not an envelope's JSON up to its sequence: {}",
+                naga_core::ids::clip(&text, 80)
+            )));
+        }
+        Ok(Self(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The whole body, with the sequence number the store assigned.
+    pub(crate) fn body(&self, sequence: i64) -> String {
+        format!("{}{sequence}}}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EnvelopeHead;
+
+    #[test]
+    fn a_head_is_an_object_up_to_its_sequence_which_the_store_completes() {
+        let head = EnvelopeHead::parse(r#"{"task_id":"t","sequence":"#).unwrap();
+        assert_eq!(head.body(7), r#"{"task_id":"t","sequence":7}"#);
+        for bad in ["", r#"{"task_id":"t"}"#, r#"["sequence":"#, r#"{"sequence":1}"#] {
+            assert!(EnvelopeHead::parse(bad).is_err(), "{bad} was taken");
+        }
+    }
 }

@@ -108,7 +108,7 @@ async fn a_node_renews_only_the_leases_of_what_it_works_on() {
                 finished_at: 1_600,
                 callback: Some((
                     "http://127.0.0.1:9/cb".into(),
-                    r#"{"task_id":"worked","sequence":"#.into(),
+                    EnvelopeHead::parse(r#"{"task_id":"worked","sequence":"#).unwrap(),
                 )),
                 callback_id: "msg_worked".into(),
                 summary: None,
@@ -436,7 +436,10 @@ async fn a_callback_is_stored_as_handed_over_with_the_next_sequence() {
                     status: TaskStatus::Succeeded,
                     error: None,
                     finished_at: 5,
-                    callback: Some(("http://127.0.0.1:9/cb".into(), head)),
+                    callback: Some((
+                        "http://127.0.0.1:9/cb".into(),
+                        EnvelopeHead::parse(head).unwrap(),
+                    )),
                     callback_id: format!("msg_{id}"),
                     summary: None,
                     lease_until: 1_000_000,

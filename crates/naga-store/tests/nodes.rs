@@ -176,7 +176,7 @@ async fn steps_and_callbacks_from_two_nodes_get_numbers_of_their_own() {
                 finished_at: 5,
                 callback: Some((
                     "http://127.0.0.1:9/cb".into(),
-                    format!(r#"{{"task_id":"{id}","sequence":"#),
+                    EnvelopeHead::parse(format!(r#"{{"task_id":"{id}","sequence":"#)).unwrap(),
                 )),
                 callback_id: format!("msg_{id}"),
                 summary: None,
@@ -244,7 +244,7 @@ async fn a_dead_nodes_pending_callbacks_are_taken_over_after_its_lease() {
                 finished_at: 5,
                 callback: Some((
                     "http://127.0.0.1:9/cb".into(),
-                    format!(r#"{{"task_id":"{id}","sequence":"#),
+                    EnvelopeHead::parse(format!(r#"{{"task_id":"{id}","sequence":"#)).unwrap(),
                 )),
                 callback_id: format!("msg_{id}"),
                 summary: None,
@@ -545,7 +545,7 @@ async fn many_ends_at_once_each_get_their_own_answer() {
             finished_at: 30,
             callback: Some((
                 "http://127.0.0.1:9/cb".into(),
-                format!(r#"{{"task_id":"g{i}","sequence":"#),
+                EnvelopeHead::parse(format!(r#"{{"task_id":"g{i}","sequence":"#)).unwrap(),
             )),
             callback_id: format!("msg_g{i}"),
             summary: None,

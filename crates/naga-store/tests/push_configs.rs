@@ -21,7 +21,10 @@ fn end(task_id: &str, seq: i64, callback: bool) -> TaskFinish {
     TaskFinish {
         callback: callback.then(|| {
             let head = format!(r#"{{"task_id":"{task_id}","sequence":"#);
-            ("http://127.0.0.1:9/sent".to_owned(), head)
+            (
+                "http://127.0.0.1:9/sent".to_owned(),
+                EnvelopeHead::parse(head).unwrap(),
+            )
         }),
         ..common::task_end(task_id, seq)
     }
@@ -32,7 +35,7 @@ fn push(task_id: &str, config_id: &str) -> NewPush {
         task_id: task_id.into(),
         config_id: config_id.into(),
         callback_id: format!("msg_{task_id}_{config_id}"),
-        head: format!(r#"{{"task_id":"{task_id}","sequence":"#),
+        head: EnvelopeHead::parse(format!(r#"{{"task_id":"{task_id}","sequence":"#)).unwrap(),
         now: 3_000,
     }
 }

@@ -795,7 +795,10 @@ async fn a_callback_held_in_a_live_nodes_name_that_nothing_sends_is_sent_once_it
             finished_at: now,
             callback: Some((
                 receiver.url(),
-                r#"{"task_id":"unsent","status":"succeeded","sequence":"#.into(),
+                naga_store::EnvelopeHead::parse(
+                    r#"{"task_id":"unsent","status":"succeeded","sequence":"#,
+                )
+                .unwrap(),
             )),
             callback_id: "msg_unsent".into(),
             summary: None,

@@ -515,7 +515,10 @@ mod tests {
                 status: naga_core::TaskStatus::Succeeded,
                 error: None,
                 finished_at: 1,
-                callback: Some((receiver, r#"{"task_id":"t","sequence":"#.into())),
+                callback: Some((
+                    receiver,
+                    naga_store::EnvelopeHead::parse(r#"{"task_id":"t","sequence":"#).unwrap(),
+                )),
                 callback_id: "msg_t".into(),
                 summary: None,
                 lease_until: 2,

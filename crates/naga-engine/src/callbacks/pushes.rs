@@ -5,7 +5,7 @@
 
 use super::a2a;
 use naga_core::{time::iso, time::Millis, wire::CallbackEnvelope, TaskStatus};
-use naga_store::{NewPush, Store, StoreError};
+use naga_store::{EnvelopeHead, NewPush, Store, StoreError};
 
 /// Most pushes written by one pass.
 const PUSH_GROUP: i64 = 64;
@@ -36,7 +36,7 @@ pub(super) async fn write_due_pushes(store: &Store, now: Millis) -> Result<usize
 
 /// The envelope of an ended task's push, up to its sequence: its A2A task
 /// is what the delivery sends (`a2a::stream_response`).
-async fn push_head(store: &Store, task_id: &str) -> Result<Option<String>, StoreError> {
+async fn push_head(store: &Store, task_id: &str) -> Result<Option<EnvelopeHead>, StoreError> {
     let Some(task) = store.task(task_id).await? else {
         return Ok(None);
     };
@@ -58,5 +58,5 @@ async fn push_head(store: &Store, task_id: &str) -> Result<Option<String>, Store
         task: Some(naga_core::wire::raw_json(&a2a_task)),
         sequence: 0,
     };
-    Ok(Some(envelope.json_head()))
+    Ok(Some(EnvelopeHead::of(&envelope)))
 }

@@ -7,7 +7,9 @@ use naga_core::{
     wire::{raw_json, CallPayload, CallbackEnvelope, RawJson},
     TaskStatus,
 };
-use naga_store::{CallFinish, CallbackRow, Finished, HandedTask, StoreError, TaskFinish};
+use naga_store::{
+    CallFinish, CallbackRow, EnvelopeHead, Finished, HandedTask, StoreError, TaskFinish,
+};
 use std::sync::Arc;
 
 /// How a task ends: its status and error, and whether its worker goes on
@@ -120,7 +122,7 @@ impl Inner {
         calls: &[CallPayload],
         outcomes: &[Option<CallOutcome>],
         end: &End<'_>,
-    ) -> Option<(String, String)> {
+    ) -> Option<(String, EnvelopeHead)> {
         let url = spec.callback_url.clone()?;
         let executor = self.executor(spec.kind);
         let outcome = |i: usize| outcomes.get(i).and_then(Option::as_ref);
@@ -174,7 +176,7 @@ impl Inner {
             task,
             sequence: 0,
         };
-        Some((url, envelope.json_head()))
+        Some((url, EnvelopeHead::of(&envelope)))
     }
 
     /// After the end's commit: the session's next batch kept for this

@@ -13,8 +13,7 @@
 //! again one at a time, each getting its own answer.
 
 use super::{
-    accept_group, accept_one, check_callback_head, finish_call, finish_task, unreachable_error,
-    Accept, Accepted,
+    accept_group, accept_one, finish_call, finish_task, unreachable_error, Accept, Accepted,
 };
 use crate::sql::unfinished;
 use crate::{
@@ -135,7 +134,6 @@ impl Grouped {
     }
 
     pub async fn finish_task(&self, f: Arc<TaskFinish>) -> Result<Finished, StoreError> {
-        check_callback_head(&f)?;
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send(Job::End(End::Task(f, tx)))

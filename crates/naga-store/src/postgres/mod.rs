@@ -34,7 +34,7 @@ pub(crate) use {
     memory::{add_compressed_memory, clear_memory},
     outbox::{claim_deliveries, record_deliveries_in, redrive_dead, requeue_callback},
     push_configs::{add_push_config, delete_push_config, drop_callback, enqueue_push},
-    tasks::{add_step, check_callback_head, finish_call, finish_task, ready_heads, ready_next},
+    tasks::{add_step, finish_call, finish_task, ready_heads, ready_next},
 };
 
 use crate::{

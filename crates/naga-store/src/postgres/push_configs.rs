@@ -61,7 +61,7 @@ pub(crate) async fn enqueue_push(pool: &PgPool, p: &NewPush) -> Result<bool, Sto
     .bind(&p.task_id)
     .bind(&p.config_id)
     .bind(&p.callback_id)
-    .bind(&p.head)
+    .bind(p.head.as_str())
     .bind(p.now)
     .fetch_optional(pool)
     .await?;

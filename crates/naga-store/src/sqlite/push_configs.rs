@@ -70,7 +70,7 @@ fn enqueue(c: &Db, p: &NewPush) -> Result<bool, StoreError> {
     let seq: i64 = c
         .cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM callbacks")?
         .query_row([], |r| r.get(0))?;
-    let body = format!("{}{seq}}}", p.head);
+    let body = p.head.body(seq);
     c.cached(
         "INSERT INTO callbacks (seq, id, task_id, url, body, status, attempts, next_attempt_at,
                                 created_at)
