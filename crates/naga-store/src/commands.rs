@@ -502,7 +502,12 @@ mod tests {
     fn a_head_is_an_object_up_to_its_sequence_which_the_store_completes() {
         let head = EnvelopeHead::parse(r#"{"task_id":"t","sequence":"#).unwrap();
         assert_eq!(head.body(7), r#"{"task_id":"t","sequence":7}"#);
-        for bad in ["", r#"{"task_id":"t"}"#, r#"["sequence":"#, r#"{"sequence":1}"#] {
+        for bad in [
+            "",
+            r#"{"task_id":"t"}"#,
+            r#"["sequence":"#,
+            r#"{"sequence":1}"#,
+        ] {
             assert!(EnvelopeHead::parse(bad).is_err(), "{bad} was taken");
         }
     }

@@ -45,3 +45,64 @@ macro_rules! unheld {
     };
 }
 pub(crate) use unheld;
+
+// Statements the same on both backends. Their placeholders are `$N`,
+// numbered in the order they first appear: SQLite takes `$N` as a named
+// parameter numbered by first appearance, so the same positions bind on
+// both (the SQLite writer refuses a statement where they would not:
+// `stmts.rs`).
+
+/// Lets go of a task `$2` holds (`$1` its id).
+pub(crate) const RELEASE_LEASE: &str = concat!(
+    "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
+     WHERE id = $1 AND lease_owner = $2 AND ",
+    unfinished!()
+);
+
+/// Lets go of every unfinished task `$1` holds.
+pub(crate) const RELEASE_TASK_LEASES: &str = concat!(
+    "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
+     WHERE lease_owner = $1 AND ",
+    unfinished!()
+);
+
+/// Node `$1`'s first heartbeat of a run, at `$2`.
+pub(crate) const NODE_STARTED: &str =
+    "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ($1, $2, $2)
+     ON CONFLICT (id) DO UPDATE SET started_at = $2, heartbeat_at = $2, stopped_at = NULL";
+
+/// Node `$1`'s heartbeat at `$2`.
+pub(crate) const NODE_BEAT: &str =
+    "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ($1, $2, $2)
+     ON CONFLICT (id) DO UPDATE SET heartbeat_at = $2, stopped_at = NULL";
+
+/// A node stopped cleanly at `$1` (`$2` its id).
+pub(crate) const NODE_STOPPED: &str = "UPDATE nodes SET stopped_at = $1 WHERE id = $2";
+
+/// Push config `$2` of task `$1` deleted.
+pub(crate) const DELETE_PUSH_CONFIG: &str =
+    "DELETE FROM push_configs WHERE task_id = $1 AND id = $2";
+
+/// Task `$1`'s own callback dropped (its `default` push config deleted).
+pub(crate) const DROP_CALLBACK: &str =
+    "UPDATE tasks SET callback_url = NULL WHERE id = $1 AND callback_url IS NOT NULL";
+
+/// A conversation's message; answers its id.
+pub(crate) const INSERT_MESSAGE: &str =
+    "INSERT INTO messages (session_id, role, content, kind, task_id, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
+
+/// A batch the analyzer dispatched (once per request id).
+pub(crate) const INSERT_DISPATCH: &str =
+    "INSERT INTO dispatches (request_id, session_id, analysis_session_id, kind, user_message,
+                             created_at)
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_id) DO NOTHING";
+
+/// A received callback (once per key), waiting for its follow-up.
+pub(crate) const RECEIVE_CALLBACK: &str =
+    "INSERT INTO callback_inbox (key, task_id, session_id, body, status, received_at)
+     VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (key) DO NOTHING";
+
+/// A received callback answered by message `$1` (`$2` its key).
+pub(crate) const ANSWER_CALLBACK: &str =
+    "UPDATE callback_inbox SET status = 'done', reply_message_id = $1 WHERE key = $2";

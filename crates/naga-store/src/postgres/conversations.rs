@@ -2,6 +2,7 @@
 //! the callbacks it received.
 
 use super::{touch_session, Tx};
+use crate::sql::{ANSWER_CALLBACK, INSERT_DISPATCH, INSERT_MESSAGE, RECEIVE_CALLBACK};
 use crate::{
     commands::{NewMessage, NewNotification},
     rows::{CallbackRow, DispatchRow, InboxRow, Outbox},
@@ -11,18 +12,15 @@ use sqlx::{FromRow, PgPool};
 
 async fn insert_message(tx: &mut Tx, m: &NewMessage) -> Result<i64, StoreError> {
     touch_session(tx, &m.session_id, m.created_at).await?;
-    Ok(sqlx::query_scalar(
-        "INSERT INTO messages (session_id, role, content, kind, task_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(&m.session_id)
-    .bind(m.role.as_str())
-    .bind(&m.content)
-    .bind(m.kind.as_str())
-    .bind(&m.task_id)
-    .bind(m.created_at)
-    .fetch_one(&mut **tx)
-    .await?)
+    Ok(sqlx::query_scalar(INSERT_MESSAGE)
+        .bind(&m.session_id)
+        .bind(m.role.as_str())
+        .bind(&m.content)
+        .bind(m.kind.as_str())
+        .bind(&m.task_id)
+        .bind(m.created_at)
+        .fetch_one(&mut **tx)
+        .await?)
 }
 
 pub(crate) async fn add_message(pool: &PgPool, m: &NewMessage) -> Result<i64, StoreError> {
@@ -63,36 +61,30 @@ pub(crate) async fn delete_conversation(
 }
 
 pub(crate) async fn add_dispatch(pool: &PgPool, d: &DispatchRow) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO dispatches (request_id, session_id, analysis_session_id, kind, user_message, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_id) DO NOTHING",
-    )
-    .bind(&d.request_id)
-    .bind(&d.session_id)
-    .bind(&d.analysis_session_id)
-    .bind(d.kind.as_str())
-    .bind(&d.user_message)
-    .bind(d.created_at)
-    .execute(pool)
-    .await?;
+    sqlx::query(INSERT_DISPATCH)
+        .bind(&d.request_id)
+        .bind(&d.session_id)
+        .bind(&d.analysis_session_id)
+        .bind(d.kind.as_str())
+        .bind(&d.user_message)
+        .bind(d.created_at)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
 pub(crate) async fn receive_callback(pool: &PgPool, row: &InboxRow) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
     touch_session(&mut tx, &row.session_id, row.received_at).await?;
-    let n = sqlx::query(
-        "INSERT INTO callback_inbox (key, task_id, session_id, body, status, received_at)
-         VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (key) DO NOTHING",
-    )
-    .bind(&row.key)
-    .bind(&row.task_id)
-    .bind(&row.session_id)
-    .bind(&row.body)
-    .bind(row.received_at)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let n = sqlx::query(RECEIVE_CALLBACK)
+        .bind(&row.key)
+        .bind(&row.task_id)
+        .bind(&row.session_id)
+        .bind(&row.body)
+        .bind(row.received_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     tx.commit().await?;
     Ok(n == 1)
 }
@@ -115,9 +107,9 @@ pub(crate) async fn answer_callback(
         return Ok(None);
     }
     let id = insert_message(&mut tx, reply).await?;
-    sqlx::query("UPDATE callback_inbox SET status = 'done', reply_message_id = $2 WHERE key = $1")
-        .bind(key)
+    sqlx::query(ANSWER_CALLBACK)
         .bind(id)
+        .bind(key)
         .execute(&mut *tx)
         .await?;
     let notification = match notify {

@@ -2,6 +2,7 @@
 //! let go of at shutdown.
 
 use crate::sql::{unfinished, unheld};
+use crate::sql::{NODE_BEAT, NODE_STARTED, NODE_STOPPED, RELEASE_LEASE, RELEASE_TASK_LEASES};
 use crate::{
     commands::{Claim, Holding, Unheld, OUTBOXES},
     rows::TaskRow,
@@ -127,29 +128,21 @@ pub(crate) async fn release_lease(
     task_id: &str,
     owner: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(concat!(
-        "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND lease_owner = $2 AND ",
-        unfinished!()
-    ))
-    .bind(task_id)
-    .bind(owner)
-    .execute(pool)
-    .await?;
+    sqlx::query(RELEASE_LEASE)
+        .bind(task_id)
+        .bind(owner)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
 pub(crate) async fn release_leases(pool: &PgPool, owner: &str) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
-    let n = sqlx::query(concat!(
-        "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
-         WHERE lease_owner = $1 AND ",
-        unfinished!()
-    ))
-    .bind(owner)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let n = sqlx::query(RELEASE_TASK_LEASES)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     for outbox in OUTBOXES {
         sqlx::query(&format!(
             "UPDATE {outbox} SET lease_owner = NULL, lease_expires_at = NULL
@@ -171,21 +164,15 @@ pub(crate) async fn node_heartbeat(
     now: Millis,
     starting: bool,
 ) -> Result<(), StoreError> {
-    let sql = if starting {
-        "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ($1, $2, $2)
-         ON CONFLICT (id) DO UPDATE SET started_at = $2, heartbeat_at = $2, stopped_at = NULL"
-    } else {
-        "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ($1, $2, $2)
-         ON CONFLICT (id) DO UPDATE SET heartbeat_at = $2, stopped_at = NULL"
-    };
+    let sql = if starting { NODE_STARTED } else { NODE_BEAT };
     sqlx::query(sql).bind(id).bind(now).execute(pool).await?;
     Ok(())
 }
 
 pub(crate) async fn node_stopped(pool: &PgPool, id: &str, now: Millis) -> Result<(), StoreError> {
-    sqlx::query("UPDATE nodes SET stopped_at = $2 WHERE id = $1")
-        .bind(id)
+    sqlx::query(NODE_STOPPED)
         .bind(now)
+        .bind(id)
         .execute(pool)
         .await?;
     Ok(())

@@ -1,6 +1,7 @@
 //! A2A push configs on PostgreSQL (see `crate::push_configs`).
 
 use crate::sql::ended;
+use crate::sql::{DELETE_PUSH_CONFIG, DROP_CALLBACK};
 use crate::{commands::NewPush, rows::PushConfigRow, StoreError};
 use sqlx::PgPool;
 
@@ -29,7 +30,7 @@ pub(crate) async fn delete_push_config(
     task_id: &str,
     id: &str,
 ) -> Result<bool, StoreError> {
-    let deleted = sqlx::query("DELETE FROM push_configs WHERE task_id = $1 AND id = $2")
+    let deleted = sqlx::query(DELETE_PUSH_CONFIG)
         .bind(task_id)
         .bind(id)
         .execute(pool)
@@ -38,12 +39,10 @@ pub(crate) async fn delete_push_config(
 }
 
 pub(crate) async fn drop_callback(pool: &PgPool, task_id: &str) -> Result<bool, StoreError> {
-    let dropped = sqlx::query(
-        "UPDATE tasks SET callback_url = NULL WHERE id = $1 AND callback_url IS NOT NULL",
-    )
-    .bind(task_id)
-    .execute(pool)
-    .await?;
+    let dropped = sqlx::query(DROP_CALLBACK)
+        .bind(task_id)
+        .execute(pool)
+        .await?;
     Ok(dropped.rows_affected() > 0)
 }
 

@@ -2,6 +2,7 @@
 //! callbacks it received and the follow-ups it answered them with.
 
 use super::{stmts::Db, tasks::touch_session, writer::Writer};
+use crate::sql::{ANSWER_CALLBACK, INSERT_DISPATCH, INSERT_MESSAGE, RECEIVE_CALLBACK};
 use crate::{
     commands::{notification_body, NewMessage, NewNotification},
     rows::{CallbackRow, DispatchRow, InboxRow},
@@ -54,22 +55,17 @@ fn insert_notification(
 
 fn insert_message(c: &Db, m: &NewMessage) -> Result<i64, StoreError> {
     touch_session(c, &m.session_id, m.created_at)?;
-    let id = c
-        .cached(
-            "INSERT INTO messages (session_id, role, content, kind, task_id, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-        )?
-        .query_row(
-            params![
-                m.session_id,
-                m.role.as_str(),
-                m.content,
-                m.kind.as_str(),
-                m.task_id,
-                m.created_at
-            ],
-            |r| r.get(0),
-        )?;
+    let id = c.cached(INSERT_MESSAGE)?.query_row(
+        params![
+            m.session_id,
+            m.role.as_str(),
+            m.content,
+            m.kind.as_str(),
+            m.task_id,
+            m.created_at
+        ],
+        |r| r.get(0),
+    )?;
     Ok(id)
 }
 
@@ -112,30 +108,34 @@ pub(crate) async fn delete_all_conversations(writer: &Writer) -> Result<u64, Sto
 
 pub(crate) async fn add_dispatch(writer: &Writer, d: DispatchRow) -> Result<(), StoreError> {
     writer
-            .write(move |c| {
-                c.cached(
-                    "INSERT INTO dispatches (request_id, session_id, analysis_session_id, kind, user_message, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (request_id) DO NOTHING",
-                )?
-                .execute(params![d.request_id, d.session_id, d.analysis_session_id, d.kind.as_str(), d.user_message, d.created_at])?;
-                Ok(())
-            })
-            .await
+        .write(move |c| {
+            c.cached(INSERT_DISPATCH)?.execute(params![
+                d.request_id,
+                d.session_id,
+                d.analysis_session_id,
+                d.kind.as_str(),
+                d.user_message,
+                d.created_at
+            ])?;
+            Ok(())
+        })
+        .await
 }
 
 pub(crate) async fn receive_callback(writer: &Writer, row: InboxRow) -> Result<bool, StoreError> {
     writer
-            .write(move |c| {
-                touch_session(c, &row.session_id, row.received_at)?;
-                let n = c
-                    .cached(
-                        "INSERT INTO callback_inbox (key, task_id, session_id, body, status, received_at)
-                         VALUES (?1, ?2, ?3, ?4, 'pending', ?5) ON CONFLICT (key) DO NOTHING",
-                    )?
-                    .execute(params![row.key, row.task_id, row.session_id, row.body, row.received_at])?;
-                Ok(n == 1)
-            })
-            .await
+        .write(move |c| {
+            touch_session(c, &row.session_id, row.received_at)?;
+            let n = c.cached(RECEIVE_CALLBACK)?.execute(params![
+                row.key,
+                row.task_id,
+                row.session_id,
+                row.body,
+                row.received_at
+            ])?;
+            Ok(n == 1)
+        })
+        .await
 }
 
 pub(crate) async fn answer_callback(
@@ -154,10 +154,7 @@ pub(crate) async fn answer_callback(
                 return Ok(None);
             }
             let id = insert_message(c, &reply)?;
-            c.cached(
-                "UPDATE callback_inbox SET status = 'done', reply_message_id = ?2 WHERE key = ?1",
-            )?
-            .execute(params![key, id])?;
+            c.cached(ANSWER_CALLBACK)?.execute(params![id, key])?;
             let notification = match &notify {
                 Some(n) => Some(insert_notification(c, n, &reply, id)?),
                 None => None,

@@ -2,6 +2,7 @@
 
 use super::writer::Writer;
 use crate::sql::{unfinished, unheld};
+use crate::sql::{NODE_BEAT, NODE_STARTED, NODE_STOPPED, RELEASE_LEASE, RELEASE_TASK_LEASES};
 use crate::{
     commands::{Claim, Holding, Unheld, OUTBOXES},
     StoreError,
@@ -157,12 +158,7 @@ pub(crate) async fn release_lease(
     let (task_id, owner) = (task_id.to_owned(), owner.to_owned());
     writer
         .write(move |c| {
-            c.cached(concat!(
-                "UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
-                     WHERE id = ?1 AND lease_owner = ?2 AND ",
-                unfinished!()
-            ))?
-            .execute(params![task_id, owner])?;
+            c.cached(RELEASE_LEASE)?.execute(params![task_id, owner])?;
             Ok(())
         })
         .await
@@ -173,10 +169,7 @@ pub(crate) async fn release_leases(writer: &Writer, owner: &str) -> Result<u64, 
     writer
             .write(move |c| {
                 let n = c
-                    .cached(
-                        concat!("UPDATE tasks SET lease_owner = NULL, lease_expires_at = NULL
-                         WHERE lease_owner = ?1 AND ", unfinished!()),
-                    )?
+                    .cached(RELEASE_TASK_LEASES)?
                     .execute(params![owner])?;
                 for outbox in OUTBOXES {
                     c.execute(
@@ -199,13 +192,7 @@ pub(crate) async fn node_heartbeat(
     let id = id.to_owned();
     writer
         .write(move |c| {
-            let sql = if starting {
-                "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2)
-                 ON CONFLICT (id) DO UPDATE SET started_at = ?2, heartbeat_at = ?2, stopped_at = NULL"
-            } else {
-                "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2)
-                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = ?2, stopped_at = NULL"
-            };
+            let sql = if starting { NODE_STARTED } else { NODE_BEAT };
             c.cached(sql)?.execute(params![id, now])?;
             Ok(())
         })
@@ -216,10 +203,7 @@ pub(crate) async fn node_stopped(writer: &Writer, id: &str, now: Millis) -> Resu
     let id = id.to_owned();
     writer
         .write(move |c| {
-            c.execute(
-                "UPDATE nodes SET stopped_at = ?2 WHERE id = ?1",
-                params![id, now],
-            )?;
+            c.cached(NODE_STOPPED)?.execute(params![now, id])?;
             Ok(())
         })
         .await

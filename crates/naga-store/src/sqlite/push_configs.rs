@@ -2,6 +2,7 @@
 
 use super::{stmts::Db, writer::Writer};
 use crate::sql::ended;
+use crate::sql::{DELETE_PUSH_CONFIG, DROP_CALLBACK};
 use crate::{commands::NewPush, rows::PushConfigRow, StoreError};
 use rusqlite::{params, OptionalExtension};
 
@@ -35,7 +36,7 @@ pub(crate) async fn delete_push_config(
     writer
         .write(move |c| {
             let deleted = c
-                .cached("DELETE FROM push_configs WHERE task_id = ?1 AND id = ?2")?
+                .cached(DELETE_PUSH_CONFIG)?
                 .execute(params![task_id, id])?;
             Ok(deleted > 0)
         })
@@ -45,12 +46,7 @@ pub(crate) async fn delete_push_config(
 pub(crate) async fn drop_callback(writer: &Writer, task_id: String) -> Result<bool, StoreError> {
     writer
         .write(move |c| {
-            let dropped = c
-                .cached(
-                    "UPDATE tasks SET callback_url = NULL
-                     WHERE id = ?1 AND callback_url IS NOT NULL",
-                )?
-                .execute(params![task_id])?;
+            let dropped = c.cached(DROP_CALLBACK)?.execute(params![task_id])?;
             Ok(dropped > 0)
         })
         .await

@@ -176,7 +176,7 @@ impl Db {
         let key = (sql.as_ptr() as usize, sql.len());
         let stmt = match self.cache.borrow_mut().remove(&key) {
             Some(stmt) => stmt,
-            None => self.conn.prepare(sql)?,
+            None => numbered_in_order(sql, self.conn.prepare(sql)?)?,
         };
         Ok(Cached {
             db: self,
@@ -184,6 +184,24 @@ impl Db {
             stmt: Some(stmt),
         })
     }
+}
+
+/// Refuses a statement whose placeholders would not bind by position: a
+/// `$N` (a statement written once for both backends, `sql.rs`) is a named
+/// parameter to SQLite, numbered by first appearance, so `$N` must first
+/// appear N-th.
+fn numbered_in_order<'c>(sql: &str, stmt: Statement<'c>) -> rusqlite::Result<Statement<'c>> {
+    for i in 1..=stmt.parameter_count() {
+        match stmt.parameter_name(i) {
+            Some(name) if name != format!("?{i}") && name != format!("${i}") => {
+                return Err(rusqlite::Error::InvalidParameterName(format!(
+                    "{name} is parameter {i} of `{sql}`: number them in order"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(stmt)
 }
 
 impl Deref for Db {
@@ -289,6 +307,28 @@ mod tests {
         let mut st = db.cached(EVENS).unwrap();
         let rows = st.query_map(params![from], |r| r.get(0)).unwrap();
         rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn dollar_placeholders_bind_by_position_only_when_numbered_in_order() {
+        let db = db();
+        // `$N` first appearing N-th: the same positions as on PostgreSQL.
+        let mut st = db
+            .cached("SELECT n FROM t WHERE n >= $1 AND n <= $2 AND n <> $1")
+            .unwrap();
+        let rows: Vec<i64> = st
+            .query_map(params![3, 5], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, [4, 5]);
+        drop(st);
+        // `$2` first would bind the first value: refused.
+        let refused = db.cached("SELECT n FROM t WHERE n >= $2 AND n <= $1").err();
+        assert!(
+            matches!(refused, Some(rusqlite::Error::InvalidParameterName(_))),
+            "{refused:?}"
+        );
     }
 
     const PUT: &str = "INSERT INTO kv (k, v, n) VALUES (?1, ?2, ?3)";
