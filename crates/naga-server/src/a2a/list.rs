@@ -2,11 +2,12 @@
 //! context, state and status time; `pageToken` is an offset; artifacts only
 //! when asked for; `totalSize` the number of tasks the filter selects.
 
-use super::{internal, task_json_with, text, Rpc, RpcError, INVALID_PARAMS};
+use super::types::TaskPage;
+use super::{internal, task_json_with, text, to_value, Rpc, RpcError, INVALID_PARAMS};
 use naga_core::TaskStatus;
 use naga_engine::rows::TaskFilter;
 use naga_engine::Engine;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 100;
@@ -100,9 +101,7 @@ pub(super) async fn list_tasks(engine: &Engine, params: &Value) -> Rpc<Value> {
     let history = history_length(params)?;
     let artifacts = flag(params, "includeArtifacts")?;
     let Some(mut filter) = filter_of(params)? else {
-        return Ok(
-            json!({"tasks": [], "nextPageToken": "", "pageSize": page_size, "totalSize": 0}),
-        );
+        return Ok(page(Vec::new(), String::new(), page_size, 0));
     };
     let reads = engine.reads();
     let total = reads.count_tasks(&filter).await.map_err(internal)?;
@@ -121,5 +120,16 @@ pub(super) async fn list_tasks(engine: &Engine, params: &Value) -> Rpc<Value> {
         true => next.to_string(),
         false => String::new(),
     };
-    Ok(json!({"tasks": tasks, "nextPageToken": next, "pageSize": page_size, "totalSize": total}))
+    Ok(page(tasks, next, page_size, total))
+}
+
+/// A page of tasks, as `ListTasks` answers it.
+fn page(tasks: Vec<Value>, next_page_token: String, page_size: i64, total_size: i64) -> Value {
+    let page = TaskPage {
+        tasks,
+        next_page_token,
+        page_size,
+        total_size,
+    };
+    to_value(page)
 }

@@ -33,10 +33,15 @@ use naga_engine::rows::TaskRow;
 use naga_engine::{callbacks::a2a, Engine, EngineError};
 use serde_json::{json, Value};
 use std::{convert::Infallible, time::Duration};
+use types::{
+    AgentCard, AgentInterface, Capabilities, ErrorInfo, Part, RpcErrorBody, SentMessage, Skill,
+    StreamEvent, MODES,
+};
 
 mod list;
 mod push;
 pub mod rest;
+pub mod types;
 use list::list_tasks;
 use rest::rest_error;
 
@@ -62,42 +67,51 @@ fn internal(e: impl std::fmt::Display) -> RpcError {
 /// `GET /.well-known/agent-card.json`: who naga is, where and how to reach it.
 #[utoipa::path(get, path = "/.well-known/agent-card.json", tag = "a2a", security(()),
     responses((status = 200, description = "The A2A agent card", body = Object)))]
-pub async fn agent_card(State(state): State<AgentState>, headers: HeaderMap) -> Json<Value> {
+pub async fn agent_card(State(state): State<AgentState>, headers: HeaderMap) -> Json<AgentCard> {
     let engine = &state.engine;
     let origin = crate::extract::origin(&headers);
-    let skills: Vec<Value> = engine
+    let skills = engine
         .agents()
         .iter()
         .filter(|a| a.available().is_ok())
-        .map(|a| {
-            json!({"id": a.name(), "name": a.name(), "description": a.description(),
-                   "tags": ["naga"], "inputModes": ["text/plain", "application/json"],
-                   "outputModes": ["text/plain", "application/json"]})
+        .map(|a| Skill {
+            id: a.name(),
+            name: a.name(),
+            description: a.description(),
+            tags: ["naga"],
+            input_modes: MODES,
+            output_modes: MODES,
         })
         .collect();
-    let mut card = json!({
-        "name": "naga",
-        "description": "NagaAgent's session scheduler: every message is a durable task, \
-                        committed before it is acknowledged, run in its context's order, \
-                        resumed after a crash.",
-        "version": env!("CARGO_PKG_VERSION"),
-        "supportedInterfaces": [
-            {"url": format!("{origin}/a2a"),
-             "protocolBinding": "JSONRPC", "protocolVersion": PROTOCOL_VERSION},
-            {"url": format!("{origin}/a2a/rest"),
-             "protocolBinding": "HTTP+JSON", "protocolVersion": PROTOCOL_VERSION},
+    let interface = |path: &str, binding| AgentInterface {
+        url: format!("{origin}{path}"),
+        protocol_binding: binding,
+        protocol_version: PROTOCOL_VERSION,
+    };
+    let token = engine.config().auth.token.is_some();
+    Json(AgentCard {
+        name: "naga",
+        description: "NagaAgent's session scheduler: every message is a durable task, \
+                      committed before it is acknowledged, run in its context's order, \
+                      resumed after a crash.",
+        version: env!("CARGO_PKG_VERSION"),
+        supported_interfaces: vec![
+            interface("/a2a", "JSONRPC"),
+            interface("/a2a/rest", "HTTP+JSON"),
         ],
-        "capabilities": {"streaming": true, "pushNotifications": true},
-        "defaultInputModes": ["text/plain", "application/json"],
-        "defaultOutputModes": ["text/plain", "application/json"],
-        "skills": skills,
-    });
-    if engine.config().auth.token.is_some() {
-        card["securitySchemes"] = json!({"bearer": {"httpAuthSecurityScheme": {
-            "scheme": "Bearer", "description": "naga's [auth] token"}}});
-        card["securityRequirements"] = json!([{"schemes": {"bearer": {"list": []}}}]);
-    }
-    Json(card)
+        capabilities: Capabilities {
+            streaming: true,
+            push_notifications: true,
+        },
+        default_input_modes: MODES,
+        default_output_modes: MODES,
+        skills,
+        security_schemes: token.then(|| {
+            json!({"bearer": {"httpAuthSecurityScheme": {
+                "scheme": "Bearer", "description": "naga's [auth] token"}}})
+        }),
+        security_requirements: token.then(|| json!([{"schemes": {"bearer": {"list": []}}}])),
+    })
 }
 
 /// `POST /a2a`: A2A's JSON-RPC binding. `SendStreamingMessage` and
@@ -266,7 +280,8 @@ async fn dispatch(engine: &Engine, id: &Value, method: &str, params: &Value) -> 
 
 /// One server-sent event: a JSON-RPC result (`id` given), or the
 /// `StreamResponse` itself (HTTP+JSON).
-fn event(id: &Option<Value>, result: Value) -> Bytes {
+fn event(id: &Option<Value>, result: impl serde::Serialize) -> Bytes {
+    let result = to_value(result);
     let answer = match id {
         Some(id) => jsonrpc::body(id, Ok(result)),
         None => result,
@@ -317,18 +332,24 @@ fn stream(engine: Engine, id: Option<Value>, task_id: String) -> Response {
             let task = task_json(&f.engine, &row).await.ok()?;
             let mut chunk = Vec::new();
             if f.last.is_none() {
-                chunk.extend_from_slice(&event(&f.id, json!({"task": task})));
+                chunk.extend_from_slice(&event(&f.id, StreamEvent::Task(&task)));
             } else {
                 if row.status.is_terminal() {
                     for artifact in task["artifacts"].as_array().into_iter().flatten() {
-                        let update = json!({"artifactUpdate": {"taskId": row.id,
-                            "contextId": row.session_id, "artifact": artifact,
-                            "lastChunk": true}});
+                        let update = StreamEvent::ArtifactUpdate {
+                            task_id: &row.id,
+                            context_id: &row.session_id,
+                            artifact,
+                            last_chunk: true,
+                        };
                         chunk.extend_from_slice(&event(&f.id, update));
                     }
                 }
-                let update = json!({"statusUpdate": {"taskId": row.id,
-                    "contextId": row.session_id, "status": task["status"]}});
+                let update = StreamEvent::StatusUpdate {
+                    task_id: &row.id,
+                    context_id: &row.session_id,
+                    status: &task["status"],
+                };
                 chunk.extend_from_slice(&event(&f.id, update));
             }
             f.last = Some(row.status);
@@ -482,6 +503,11 @@ async fn send_message(engine: &Engine, params: &Value) -> Rpc<Value> {
     Ok(json!({"task": task_json(engine, &find(engine, &task_id).await?).await?}))
 }
 
+/// An answer as JSON (a typed answer always serializes).
+fn to_value(answer: impl serde::Serialize) -> Value {
+    serde_json::to_value(answer).unwrap_or_default()
+}
+
 /// A task can be subscribed to until it ended (A2A 1.0 §3.1.6: a task in
 /// a terminal state is UnsupportedOperationError).
 fn subscribable(task: &TaskRow) -> Rpc<()> {
@@ -520,26 +546,32 @@ async fn task_json_with(
 ) -> Rpc<Value> {
     let calls = engine.reads().calls(&task.id).await.map_err(internal)?;
     let mut json = a2a::stored_task_json(task, &calls);
-    let history: Vec<Value> = (calls.first().map(|c| sent_message(task, &c.payload)))
+    let history: Vec<SentMessage> = (calls.first().map(|c| sent_message(task, &c.payload)))
         .into_iter()
         .take(history_length.unwrap_or(usize::MAX))
         .collect();
     if !history.is_empty() {
-        json["history"] = json!(history);
+        json["history"] = to_value(history);
     }
     Ok(json)
 }
 
 /// The message a task was sent with, read back from its call: its text the
 /// instruction, its data part the parameters, its id the task's.
-fn sent_message(task: &TaskRow, payload: &str) -> Value {
-    let call: Value = serde_json::from_str(payload).unwrap_or_default();
-    let mut parts = vec![json!({"text": call["instruction"].as_str().unwrap_or_default()})];
+fn sent_message(task: &TaskRow, payload: &str) -> SentMessage {
+    let mut call: Value = serde_json::from_str(payload).unwrap_or_default();
+    let text = call["instruction"].as_str().unwrap_or_default().to_owned();
+    let mut parts = vec![Part::Text(text)];
     if call["parameters"].is_object() {
-        parts.push(json!({"data": call["parameters"]}));
+        parts.push(Part::Data(call["parameters"].take()));
     }
-    json!({"messageId": task.id, "contextId": task.session_id, "taskId": task.id,
-           "role": "ROLE_USER", "parts": parts})
+    SentMessage {
+        message_id: task.id.clone(),
+        context_id: task.session_id.clone(),
+        task_id: task.id.clone(),
+        role: "ROLE_USER",
+        parts,
+    }
 }
 
 async fn get_task(engine: &Engine, params: &Value) -> Rpc<Value> {
@@ -563,15 +595,19 @@ async fn cancel_task(engine: &Engine, params: &Value) -> Rpc<Value> {
 
 /// The `google.rpc.ErrorInfo` an A2A error carries (in the JSON-RPC
 /// error's `data`, in the HTTP+JSON error's `details`).
-fn error_info(reason: &str) -> Value {
-    json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
-           "domain": "a2a-protocol.org"})
+fn error_info(reason: &'static str) -> ErrorInfo {
+    ErrorInfo::of(reason)
 }
 
 /// A JSON-RPC error, with its `ErrorInfo` as `data`.
 fn rpc_error(RpcError(code, message): RpcError) -> Value {
     let (_, _, reason) = error_kind(code);
-    json!({"code": code, "message": message, "data": [error_info(reason)]})
+    let body = RpcErrorBody {
+        code,
+        message,
+        data: [error_info(reason)],
+    };
+    to_value(body)
 }
 
 /// An error's HTTP status, `google.rpc.Code` name and A2A reason (A2A

@@ -5,7 +5,8 @@
 //! after the task ended is kept but pushes nothing: no update is left.
 //! Deleting a config before the end stops its push.
 
-use super::{find, internal, text, Rpc, RpcError, INVALID_PARAMS, TASK_NOT_FOUND};
+use super::types::{Authentication, PushConfig, PushConfigs};
+use super::{find, internal, text, to_value, Rpc, RpcError, INVALID_PARAMS, TASK_NOT_FOUND};
 use naga_engine::rows::PushConfigRow;
 use naga_engine::{callbacks::a2a, Engine, EngineError};
 use serde_json::{json, Value};
@@ -38,16 +39,21 @@ pub(super) fn push_url_of(push: &Value) -> Rpc<Option<String>> {
 
 /// A config as A2A shows it: its token, its authentication's scheme (a
 /// secret is given, never shown).
-fn config_json(task_id: &str, id: &str, url: &str) -> Value {
-    let mut config = json!({"id": id, "taskId": task_id, "url": a2a::public_url(url)});
-    if let Some(Some(token)) = a2a::push_of(url) {
-        config["token"] = json!(token);
+fn config_json(task_id: &str, id: &str, url: &str) -> PushConfig {
+    let scheme = |authorization: String| Authentication {
+        scheme: authorization
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    PushConfig {
+        id: id.to_owned(),
+        task_id: task_id.to_owned(),
+        url: a2a::public_url(url).to_owned(),
+        token: a2a::push_of(url).flatten().map(str::to_owned),
+        authentication: a2a::push_authorization(url).map(scheme),
     }
-    if let Some(authorization) = a2a::push_authorization(url) {
-        let scheme = authorization.split(' ').next().unwrap_or_default();
-        config["authentication"] = json!({"scheme": scheme});
-    }
-    config
 }
 
 fn task_id_of(params: &Value) -> Rpc<&str> {
@@ -55,7 +61,7 @@ fn task_id_of(params: &Value) -> Rpc<&str> {
 }
 
 /// Every config of a task, the one it was sent with first.
-async fn configs(engine: &Engine, task_id: &str) -> Rpc<Vec<Value>> {
+async fn configs(engine: &Engine, task_id: &str) -> Rpc<Vec<PushConfig>> {
     let task = find(engine, task_id).await?;
     let sent_with = (task.callback_url.as_deref())
         .filter(|url| a2a::push_of(url).is_some())
@@ -71,7 +77,8 @@ async fn configs(engine: &Engine, task_id: &str) -> Rpc<Vec<Value>> {
 
 /// `ListTaskPushNotificationConfigs`.
 pub(super) async fn list_push_configs(engine: &Engine, params: &Value) -> Rpc<Value> {
-    Ok(json!({"configs": configs(engine, task_id_of(params)?).await?}))
+    let configs = configs(engine, task_id_of(params)?).await?;
+    Ok(to_value(PushConfigs { configs }))
 }
 
 /// `GetTaskPushNotificationConfig` (no `id`: the one it was sent with).
@@ -79,12 +86,13 @@ pub(super) async fn get_push_config(engine: &Engine, params: &Value) -> Rpc<Valu
     let task_id = task_id_of(params)?;
     let id = text(&params["id"]).unwrap_or(SENT_WITH);
     let configs = configs(engine, task_id).await?;
-    configs.into_iter().find(|c| c["id"] == id).ok_or_else(|| {
+    let config = configs.into_iter().find(|c| c.id == id).ok_or_else(|| {
         RpcError(
             TASK_NOT_FOUND,
             format!("task `{task_id}` has no push notification config `{id}`"),
         )
-    })
+    })?;
+    Ok(to_value(config))
 }
 
 /// `CreateTaskPushNotificationConfig`: the config as kept (a new id when
@@ -111,7 +119,7 @@ pub(super) async fn create_push_config(engine: &Engine, params: &Value) -> Rpc<V
         created_at: engine.clock().now_ms(),
     };
     match engine.add_push_config(config).await {
-        Ok(true) => Ok(config_json(task_id, &id, &url)),
+        Ok(true) => Ok(to_value(config_json(task_id, &id, &url))),
         Ok(false) => Err(RpcError(TASK_NOT_FOUND, format!("no task `{task_id}`"))),
         Err(EngineError::Invalid(m)) => Err(RpcError(INVALID_PARAMS, m)),
         Err(e) => Err(internal(e)),

@@ -2,6 +2,7 @@
 //! JSON-RPC one, the protocol's JSON as bodies, errors as `google.rpc.Status`
 //! with A2A's reason.
 
+use super::types::{RestError, RestErrorBody};
 use super::{
     accept, cancel_task, error_info, error_kind, find, get_task, json_names, list_tasks,
     push::{create_push_config, delete_push_config, get_push_config, list_push_configs},
@@ -17,8 +18,14 @@ use serde_json::{json, Map, Value};
 /// An error of the HTTP+JSON binding.
 pub(super) fn rest_error(RpcError(code, message): RpcError) -> Response {
     let (status, name, reason) = error_kind(code);
-    let body = json!({"error": {"code": status.as_u16(), "status": name, "message": message,
-        "details": [error_info(reason)]}});
+    let body = RestError {
+        error: RestErrorBody {
+            code: status.as_u16(),
+            status: name,
+            message,
+            details: [error_info(reason)],
+        },
+    };
     (status, axum::Json(body)).into_response()
 }
 
