@@ -3,6 +3,8 @@
 //! statement's text). The take-over predicate is `unheld!`, with each
 //! backend's placeholder sign.
 
+use crate::reads::{session_task_seqs, MemoryScope};
+
 /// A task that has not ended (queued or running): `unfinished!()`, or
 /// `unfinished!("t")` for a table named `t` in the statement.
 macro_rules! unfinished {
@@ -106,3 +108,63 @@ pub(crate) const RECEIVE_CALLBACK: &str =
 /// A received callback answered by message `$1` (`$2` its key).
 pub(crate) const ANSWER_CALLBACK: &str =
     "UPDATE callback_inbox SET status = 'done', reply_message_id = $1 WHERE key = $2";
+
+/// An A2A push config of task `$4` (replacing one of the same id), kept
+/// as pushed when the task has ended already.
+pub(crate) const ADD_PUSH_CONFIG: &str = concat!(
+    "INSERT INTO push_configs (task_id, id, url, created_at, pushed)
+     SELECT id, $1, $2, $3, ",
+    ended!(),
+    " FROM tasks WHERE id = $4
+     ON CONFLICT (task_id, id) DO UPDATE SET url = EXCLUDED.url,
+         created_at = EXCLUDED.created_at, pushed = EXCLUDED.pushed"
+);
+
+/// An LLM's summary of task `$4`'s memory (`$1` the method, `$2` the
+/// summary, `$3` the time).
+pub(crate) const ADD_COMPRESSED_MEMORY: &str =
+    "INSERT INTO compressed_memories (session_id, task_id, method, summary, created_at)
+     SELECT session_id, id, $1, $2, $3 FROM tasks WHERE id = $4";
+
+/// Lets go of every pending row of `outbox` held by `$1`.
+pub(crate) fn release_outbox_leases(outbox: &str) -> String {
+    format!(
+        "UPDATE {outbox} SET lease_owner = NULL, lease_expires_at = NULL
+         WHERE lease_owner = $1 AND status = 'pending'"
+    )
+}
+
+/// The statements that forget the memory of `scope`, with one value bound
+/// as `$1`: the task's or the session's id, or NULL (everything).
+pub(crate) fn clear_memory(scope: &MemoryScope) -> [String; 4] {
+    let (by_task, by_session, all) = (
+        "task_id = $1",
+        "session_id = $1",
+        "CAST($1 AS TEXT) IS NULL",
+    );
+    let (steps, tasks, compressed, failed) = match scope {
+        MemoryScope::Task(_) => (
+            "task_seq = (SELECT seq FROM tasks WHERE id = $1)".to_owned(),
+            "id = $1".to_owned(),
+            by_task,
+            "last_task_id = $1",
+        ),
+        // Steps and tasks are reached through the session's chain.
+        MemoryScope::Session(_) => {
+            let seqs = session_task_seqs("$1");
+            (
+                format!("task_seq IN {seqs}"),
+                format!("seq IN {seqs}"),
+                by_session,
+                by_session,
+            )
+        }
+        MemoryScope::Global => (all.to_owned(), all.to_owned(), all, all),
+    };
+    [
+        format!("UPDATE steps SET in_memory = FALSE WHERE in_memory AND {steps}"),
+        format!("UPDATE tasks SET summary = NULL WHERE summary IS NOT NULL AND {tasks}"),
+        format!("DELETE FROM compressed_memories WHERE {compressed}"),
+        format!("DELETE FROM failed_attempts WHERE {failed}"),
+    ]
+}

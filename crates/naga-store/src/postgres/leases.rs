@@ -1,8 +1,11 @@
 //! Leases on PostgreSQL: renewed by their holder, taken over once expired,
 //! let go of at shutdown.
 
+use crate::sql::{
+    release_outbox_leases, NODE_BEAT, NODE_STARTED, NODE_STOPPED, RELEASE_LEASE,
+    RELEASE_TASK_LEASES,
+};
 use crate::sql::{unfinished, unheld};
-use crate::sql::{NODE_BEAT, NODE_STARTED, NODE_STOPPED, RELEASE_LEASE, RELEASE_TASK_LEASES};
 use crate::{
     commands::{Claim, Holding, Unheld, OUTBOXES},
     rows::TaskRow,
@@ -144,13 +147,10 @@ pub(crate) async fn release_leases(pool: &PgPool, owner: &str) -> Result<u64, St
         .await?
         .rows_affected();
     for outbox in OUTBOXES {
-        sqlx::query(&format!(
-            "UPDATE {outbox} SET lease_owner = NULL, lease_expires_at = NULL
-             WHERE lease_owner = $1 AND status = 'pending'"
-        ))
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(&release_outbox_leases(outbox))
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(n)

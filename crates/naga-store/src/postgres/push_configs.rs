@@ -1,27 +1,19 @@
 //! A2A push configs on PostgreSQL (see `crate::push_configs`).
 
-use crate::sql::ended;
-use crate::sql::{DELETE_PUSH_CONFIG, DROP_CALLBACK};
+use crate::sql::{ADD_PUSH_CONFIG, DELETE_PUSH_CONFIG, DROP_CALLBACK};
 use crate::{commands::NewPush, rows::PushConfigRow, StoreError};
 use sqlx::PgPool;
 
 pub(crate) async fn add_push_config(pool: &PgPool, p: &PushConfigRow) -> Result<bool, StoreError> {
     // Pushed already when its task has ended: no update is left. (A task
     // ending meanwhile leaves it due: the claimer pushes it.)
-    let added = sqlx::query(concat!(
-        "INSERT INTO push_configs (task_id, id, url, created_at, pushed)
-         SELECT id, $2, $3, $4, ",
-        ended!(),
-        " FROM tasks WHERE id = $1
-         ON CONFLICT (task_id, id) DO UPDATE SET url = EXCLUDED.url,
-             created_at = EXCLUDED.created_at, pushed = EXCLUDED.pushed"
-    ))
-    .bind(&p.task_id)
-    .bind(&p.id)
-    .bind(&p.url)
-    .bind(p.created_at)
-    .execute(pool)
-    .await?;
+    let added = sqlx::query(ADD_PUSH_CONFIG)
+        .bind(&p.id)
+        .bind(&p.url)
+        .bind(p.created_at)
+        .bind(&p.task_id)
+        .execute(pool)
+        .await?;
     Ok(added.rows_affected() > 0)
 }
 

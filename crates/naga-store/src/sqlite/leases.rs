@@ -1,8 +1,11 @@
 //! Leases on SQLite.
 
 use super::writer::Writer;
+use crate::sql::{
+    release_outbox_leases, NODE_BEAT, NODE_STARTED, NODE_STOPPED, RELEASE_LEASE,
+    RELEASE_TASK_LEASES,
+};
 use crate::sql::{unfinished, unheld};
-use crate::sql::{NODE_BEAT, NODE_STARTED, NODE_STOPPED, RELEASE_LEASE, RELEASE_TASK_LEASES};
 use crate::{
     commands::{Claim, Holding, Unheld, OUTBOXES},
     StoreError,
@@ -167,19 +170,14 @@ pub(crate) async fn release_lease(
 pub(crate) async fn release_leases(writer: &Writer, owner: &str) -> Result<u64, StoreError> {
     let owner = owner.to_owned();
     writer
-            .write(move |c| {
-                let n = c
-                    .cached(RELEASE_TASK_LEASES)?
-                    .execute(params![owner])?;
-                for outbox in OUTBOXES {
-                    c.execute(
-                        &format!("UPDATE {outbox} SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?1 AND status = 'pending'"),
-                        params![owner],
-                    )?;
-                }
-                Ok(n as u64)
-            })
-            .await
+        .write(move |c| {
+            let n = c.cached(RELEASE_TASK_LEASES)?.execute(params![owner])?;
+            for outbox in OUTBOXES {
+                c.execute(&release_outbox_leases(outbox), params![owner])?;
+            }
+            Ok(n as u64)
+        })
+        .await
 }
 
 /// The node's heartbeat; `starting` also records when it started.

@@ -1,6 +1,7 @@
 //! Task memory on SQLite.
 
 use super::{stmts::Db, writer::Writer};
+use crate::sql::{self, ADD_COMPRESSED_MEMORY};
 use crate::StoreError;
 use naga_core::time::Millis;
 use rusqlite::params;
@@ -12,11 +13,8 @@ fn add_compressed(
     summary: &str,
     now: Millis,
 ) -> Result<(), StoreError> {
-    c.cached(
-        "INSERT INTO compressed_memories (session_id, task_id, method, summary, created_at)
-         SELECT session_id, id, ?2, ?3, ?4 FROM tasks WHERE id = ?1",
-    )?
-    .execute(params![task_id, method, summary, now])?;
+    c.cached(ADD_COMPRESSED_MEMORY)?
+        .execute(params![method, summary, now, task_id])?;
     Ok(())
 }
 
@@ -37,41 +35,10 @@ pub(crate) async fn clear_memory(
     writer: &Writer,
     scope: crate::MemoryScope,
 ) -> Result<u64, StoreError> {
-    use crate::MemoryScope::*;
-    let (by_task, by_session) = ("task_id = ?1", "session_id = ?1");
-    let (steps, tasks, compressed, failed) = match &scope {
-        Task(_) => (
-            "task_seq = (SELECT seq FROM tasks WHERE id = ?1)".to_owned(),
-            "id = ?1".to_owned(),
-            by_task,
-            "last_task_id = ?1",
-        ),
-        // Steps and tasks are reached through the session's chain.
-        Session(_) => {
-            let seqs = crate::reads::session_task_seqs("?1");
-            (
-                format!("task_seq IN {seqs}"),
-                format!("seq IN {seqs}"),
-                by_session,
-                by_session,
-            )
-        }
-        Global => (
-            "?1 IS NULL".to_owned(),
-            "?1 IS NULL".to_owned(),
-            "?1 IS NULL",
-            "?1 IS NULL",
-        ),
-    };
-    let statements = [
-        format!("UPDATE steps SET in_memory = 0 WHERE in_memory = 1 AND {steps}"),
-        format!("UPDATE tasks SET summary = NULL WHERE summary IS NOT NULL AND {tasks}"),
-        format!("DELETE FROM compressed_memories WHERE {compressed}"),
-        format!("DELETE FROM failed_attempts WHERE {failed}"),
-    ];
+    let statements = sql::clear_memory(&scope);
     let value = match scope {
-        Task(id) | Session(id) => Some(id),
-        Global => None,
+        crate::MemoryScope::Task(id) | crate::MemoryScope::Session(id) => Some(id),
+        crate::MemoryScope::Global => None,
     };
     writer
         .write(move |c| {

@@ -1,23 +1,15 @@
 //! A2A push configs on SQLite (see `crate::push_configs`).
 
 use super::{stmts::Db, writer::Writer};
-use crate::sql::ended;
-use crate::sql::{DELETE_PUSH_CONFIG, DROP_CALLBACK};
+use crate::sql::{ADD_PUSH_CONFIG, DELETE_PUSH_CONFIG, DROP_CALLBACK};
 use crate::{commands::NewPush, rows::PushConfigRow, StoreError};
 use rusqlite::{params, OptionalExtension};
 
 fn add(c: &Db, p: &PushConfigRow) -> Result<bool, StoreError> {
     // Pushed already when its task has ended: no update is left.
-    let added = c
-        .cached(concat!(
-            "INSERT INTO push_configs (task_id, id, url, created_at, pushed)
-             SELECT id, ?2, ?3, ?4, ",
-            ended!(),
-            " FROM tasks WHERE id = ?1
-             ON CONFLICT (task_id, id) DO UPDATE SET url = excluded.url,
-                 created_at = excluded.created_at, pushed = excluded.pushed"
-        ))?
-        .execute(params![p.task_id, p.id, p.url, p.created_at])?;
+    let added =
+        c.cached(ADD_PUSH_CONFIG)?
+            .execute(params![p.id, p.url, p.created_at, p.task_id])?;
     Ok(added > 0)
 }
 
