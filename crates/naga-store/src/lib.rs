@@ -247,6 +247,7 @@ impl Store {
             analysis_owners: Default::default(),
             health: Default::default(),
             unreachable,
+            successes: Default::default(),
         };
         let store = Self {
             read: ReadPool::Postgres(pool),
@@ -268,13 +269,16 @@ impl Store {
                     _ = tokio::time::sleep(PG_PROBE_EVERY) => {}
                     _ = stop.cancelled() => return,
                 }
+                let seen = pg.successes();
                 let probe = sqlx::query("SELECT 1").execute(&pg.pool);
                 let result = tokio::select! {
                     r = tokio::time::timeout(PG_ACQUIRE_TIMEOUT, probe) => r,
                     _ = stop.cancelled() => return,
                 };
                 match result {
-                    Ok(r) => pg.observe(&r.map_err(StoreError::from)),
+                    Ok(r) => pg.observe_since(seen, &r.map_err(StoreError::from)),
+                    // (Unless another command reached it meanwhile.)
+                    Err(_) if pg.successes() != seen => {}
                     Err(_) => {
                         pg.unreachable
                             .store(true, std::sync::atomic::Ordering::Relaxed);

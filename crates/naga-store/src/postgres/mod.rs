@@ -76,18 +76,30 @@ pub(crate) struct Pg {
     /// a batch is refused at once (503) rather than after the pool's wait,
     /// until a command or the probe (every second) reaches it again.
     pub unreachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How many commands (and probes) have reached the database: a
+    /// failure of one that began before the latest success is old news
+    /// (it waited for a connection through an outage that has ended).
+    pub successes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Pg {
+    /// The number of successes so far (see [`Pg::observe_since`]).
+    pub fn successes(&self) -> u64 {
+        self.successes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Notes how a command ended: a storage fault starts (or continues) a
-    /// failing period, a success ends it.
-    pub fn observe<T>(&self, result: &Result<T, StoreError>) {
+    /// failing period, a success ends it. `seen`: the successes counted
+    /// when it began; its failure is ignored once a later one succeeded.
+    pub fn observe_since<T>(&self, seen: u64, result: &Result<T, StoreError>) {
         use std::sync::atomic::Ordering;
         match result {
             Ok(_) => {
+                self.successes.fetch_add(1, Ordering::AcqRel);
                 self.unreachable.store(false, Ordering::Relaxed);
                 self.health.record(None)
             }
+            Err(_) if self.successes() != seen => {}
             Err(e) if e.is_transient() => {
                 if e.is_unreachable() {
                     self.unreachable.store(true, Ordering::Relaxed);
@@ -118,15 +130,16 @@ pub(crate) fn unreachable_error(fault: &str) -> StoreError {
 }
 
 impl Pg {
-    /// Runs a command and notes how it ended (see [`Pg::observe`]).
+    /// Runs a command and notes how it ended (see [`Pg::observe_since`]).
     pub async fn observed<T>(
         &self,
         command: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let began = std::time::Instant::now();
+        let seen = self.successes();
         let result = command.await;
         metrics::histogram!("naga_store_commit_seconds").record(began.elapsed().as_secs_f64());
-        self.observe(&result);
+        self.observe_since(seen, &result);
         result
     }
 }
@@ -180,19 +193,35 @@ mod tests {
             analysis_owners: AnalysisOwners::default(),
             health: Default::default(),
             unreachable: Default::default(),
+            successes: Default::default(),
         };
         assert!(pg.health.fault().is_none());
-        pg.observe::<()>(&Err(StoreError::Conflict("a request's own fault".into())));
+        pg.observe_since::<()>(
+            pg.successes(),
+            &Err(StoreError::Conflict("a request's own fault".into())),
+        );
         assert!(pg.health.fault().is_none(), "not the storage's fault");
-        pg.observe::<()>(&Err(StoreError::Db(sqlx::Error::PoolTimedOut)));
+        pg.observe_since::<()>(
+            pg.successes(),
+            &Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
+        );
         let fault = pg.health.fault().expect("degraded");
-        pg.observe::<()>(&Err(StoreError::Db(sqlx::Error::PoolTimedOut)));
+        pg.observe_since::<()>(
+            pg.successes(),
+            &Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
+        );
         assert_eq!(
             pg.health.fault().unwrap().since_ms,
             fault.since_ms,
             "since the first"
         );
-        pg.observe(&Ok(()));
+        let before = pg.successes();
+        pg.observe_since(before, &Ok(()));
         assert!(pg.health.fault().is_none(), "writes again");
+        // A command that began before that success and failed since (it
+        // waited for a connection through the outage) is old news.
+        pg.observe_since::<()>(before, &Err(StoreError::Db(sqlx::Error::PoolTimedOut)));
+        assert!(pg.health.fault().is_none(), "still writing");
+        assert!(pg.known_unreachable().is_none(), "batches are not refused");
     }
 }
