@@ -580,7 +580,7 @@ struct CallEnd {
     created_at: Option<i64>,
 }
 
-/// A task's row by id (also what SQLite's claims read back).
+/// A task's row by id.
 pub(crate) async fn task_row(read: &ReadPool, id: &str) -> Result<Option<TaskRow>, StoreError> {
     read!(on_pool read, |pool| {
         Ok(sqlx::query_as("SELECT * FROM task_rows WHERE id = $1")
@@ -590,7 +590,7 @@ pub(crate) async fn task_row(read: &ReadPool, id: &str) -> Result<Option<TaskRow
     })
 }
 
-/// A callback's row by id, body included (also what SQLite's redrives read
+/// A callback's row by id, body included (also what SQLite's requeue reads
 /// back).
 pub(crate) async fn callback_row(
     read: &ReadPool,
@@ -601,5 +601,33 @@ pub(crate) async fn callback_row(
             .bind(id)
             .fetch_optional(pool)
             .await?)
+    })
+}
+
+/// The rows of `table` (a table or view with `id` and `seq`) whose id is in
+/// `ids`, in `seq` order, by one query: what SQLite's claims and redrives
+/// read back (they answer ids; PostgreSQL's answer rows).
+pub(crate) async fn rows_by_id<T>(
+    read: &ReadPool,
+    table: &str,
+    ids: &[String],
+) -> Result<Vec<T>, StoreError>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    read!(on_pool read, |pool| {
+        let mut q = QueryBuilder::new(format!("SELECT * FROM {table} WHERE id IN ("));
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(id.as_str());
+        }
+        q.push(") ORDER BY seq");
+        Ok(q.build_query_as().fetch_all(pool).await?)
     })
 }

@@ -9,7 +9,7 @@ use crate::{
         AnalysisOwners, CallFinish, Claim, DeliveryOutcome, Finished, Holding, Inserted, Lease,
         NewMessage, NewNotification, NewPush, NewStep, NewTask, TaskFinish, Unheld,
     },
-    reads::{callback_row, task_row, MemoryScope},
+    reads::{callback_row, rows_by_id, MemoryScope},
     rows::{CallbackRow, DispatchRow, InboxRow, Outbox, PushConfigRow, StepRow, TaskRow},
     ReadPool, StoreError, StoreFault,
 };
@@ -23,18 +23,6 @@ pub(crate) struct Sqlite {
     pub(crate) writer: Writer,
     pub(crate) analysis_owners: AnalysisOwners,
     pub(crate) read: ReadPool,
-}
-
-impl Sqlite {
-    /// The rows of tasks by id, in acceptance order.
-    async fn task_rows(&self, ids: Vec<String>) -> Result<Vec<TaskRow>, StoreError> {
-        let mut rows = Vec::with_capacity(ids.len());
-        for id in ids {
-            rows.extend(task_row(&self.read, &id).await?);
-        }
-        rows.sort_by_key(|r| r.seq);
-        Ok(rows)
-    }
 }
 
 impl Commands for Sqlite {
@@ -61,11 +49,11 @@ impl Commands for Sqlite {
     }
     async fn claim_runnable(&self, claim: Claim, limit: i64) -> Result<Vec<TaskRow>, StoreError> {
         let ids = leases::claim_runnable(&self.writer, claim, limit).await?;
-        self.task_rows(ids).await
+        rows_by_id(&self.read, "task_rows", &ids).await
     }
     async fn claim_unheld(&self, claim: Claim, which: Unheld) -> Result<Vec<TaskRow>, StoreError> {
         let ids = leases::claim_unheld(&self.writer, claim, which).await?;
-        self.task_rows(ids).await
+        rows_by_id(&self.read, "task_rows", &ids).await
     }
     async fn ready_heads(&self) -> Result<u64, StoreError> {
         // A task's end readies its session's next batch in its own
@@ -124,12 +112,7 @@ impl Commands for Sqlite {
         now: Millis,
     ) -> Result<Vec<CallbackRow>, StoreError> {
         let ids = outbox::redrive_dead(&self.writer, since, limit, lease, now).await?;
-        let mut rows = Vec::with_capacity(ids.len());
-        for id in ids {
-            rows.extend(callback_row(&self.read, &id).await?);
-        }
-        rows.sort_by_key(|r| r.seq);
-        Ok(rows)
+        rows_by_id(&self.read, "callbacks", &ids).await
     }
 
     async fn add_compressed_memory(
