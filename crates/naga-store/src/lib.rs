@@ -275,19 +275,18 @@ impl Store {
                     r = tokio::time::timeout(PG_ACQUIRE_TIMEOUT, probe) => r,
                     _ = stop.cancelled() => return,
                 };
-                match result {
-                    Ok(r) => pg.observe_since(seen, &r.map_err(StoreError::from)),
-                    // (Unless another command reached it meanwhile.)
-                    Err(_) if pg.successes() != seen => {}
-                    Err(_) => {
-                        pg.unreachable
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
-                        pg.health.record(Some(format!(
+                let result = match result {
+                    Ok(r) => r.map(|_| ()).map_err(StoreError::from),
+                    // No answer at all: unreachable, as a refused connection.
+                    Err(_) => Err(StoreError::Db(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
                             "PostgreSQL did not answer within {} ms",
                             PG_ACQUIRE_TIMEOUT.as_millis()
-                        )))
-                    }
-                }
+                        ),
+                    )))),
+                };
+                pg.observe_since(seen, &result);
             }
         });
     }

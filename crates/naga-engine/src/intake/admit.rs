@@ -21,8 +21,8 @@ use tracing::Instrument;
 
 impl Engine {
     /// Validates, commits and schedules a batch; answers before any call runs.
-    pub async fn accept(&self, batch: Batch) -> Result<Scheduled, EngineError> {
-        let (request_id, session) = self.check(&batch)?;
+    pub async fn accept(&self, mut batch: Batch) -> Result<Scheduled, EngineError> {
+        let (request_id, session) = self.check(&mut batch)?;
         let now = self.clock().now_ms();
         if batch.calls.is_empty() {
             return Ok(no_tasks(batch, request_id, session, now));
@@ -46,13 +46,13 @@ impl Engine {
     }
 
     /// A batch's ids, callback URL, size and timeouts checked: its request
-    /// id (made when it has none) and its session.
-    fn check(&self, batch: &Batch) -> Result<(String, SessionId), EngineError> {
+    /// id (made when it has none) and its session, taken out of it.
+    fn check(&self, batch: &mut Batch) -> Result<(String, SessionId), EngineError> {
         let invalid = |e: naga_core::IdError| EngineError::Invalid(e.to_string());
-        let request_id = match &batch.request_id {
+        let request_id = match batch.request_id.take() {
             Some(r) => {
-                validate_id("request_id", r).map_err(invalid)?;
-                r.clone()
+                validate_id("request_id", &r).map_err(invalid)?;
+                r
             }
             None => new_request_id(),
         };
@@ -60,7 +60,7 @@ impl Engine {
         // its own, named after its request id (so a repeat finds it).
         let session = batch
             .session_id
-            .clone()
+            .take()
             .unwrap_or_else(|| request_id.clone());
         let session = SessionId::parse(session).map_err(invalid)?;
         if let Some(a) = &batch.analysis_session_id {
