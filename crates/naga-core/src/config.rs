@@ -38,6 +38,7 @@ pub struct Config {
     pub llm: LlmConfig,
     pub auth: AuthConfig,
     pub http: HttpConfig,
+    pub retention: RetentionConfig,
 }
 
 /// What a client may cost each listener: slow or idle clients are closed.
@@ -80,6 +81,7 @@ impl Default for Config {
             llm: LlmConfig::default(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -379,6 +381,110 @@ impl Default for LlmConfig {
             model: None,
             temperature: 0.7,
             timeout_ms: 60_000,
+        }
+    }
+}
+
+/// How long each kind of record is kept once it is done with (docs/
+/// configuration.md, "Retention"). Unfinished work is never removed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Ended tasks, with their steps and push configs, after their end.
+    pub tasks: Window,
+    /// Delivered callbacks and UI notifications, after their delivery.
+    pub callbacks: Window,
+    /// Dead-lettered callbacks and notifications (an operator replays
+    /// them), after their last attempt.
+    pub dead_callbacks: Window,
+    /// Conversation messages, dispatches, received callbacks and the
+    /// session memory (compressed memories, failed-attempt counts), after
+    /// they were written or last updated.
+    pub conversations: Window,
+    /// A pruned task's request id, after the prune: a resend within it is
+    /// refused (`request_id_expired`), never run again.
+    pub requests: Window,
+    /// How often a node looks for what to prune.
+    pub every: Window,
+    /// Most rows one prune transaction removes (then the others' writes
+    /// go first).
+    pub batch: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        const DAY: u64 = 86_400_000;
+        Self {
+            tasks: Window::from_millis(7 * DAY),
+            callbacks: Window::from_millis(DAY),
+            dead_callbacks: Window::from_millis(30 * DAY),
+            conversations: Window::from_millis(90 * DAY),
+            requests: Window::from_millis(30 * DAY),
+            every: Window::from_millis(60_000),
+            batch: 500,
+        }
+    }
+}
+
+/// A duration written as people write them (`"7d"`, `"12h"`, `"30s"`,
+/// `"1h 30m"`); `"0"` (or `0`) means for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window(std::time::Duration);
+
+impl Window {
+    pub const fn from_millis(ms: u64) -> Self {
+        Self(std::time::Duration::from_millis(ms))
+    }
+
+    /// The window in milliseconds, `None` when records are kept for ever.
+    pub fn millis(self) -> Option<i64> {
+        let ms = i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX);
+        (ms > 0).then_some(ms)
+    }
+}
+
+impl std::str::FromStr for Window {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "0" {
+            return Ok(Self(std::time::Duration::ZERO));
+        }
+        humantime::parse_duration(s).map(Self).map_err(|e| {
+            format!("`{s}` is not a duration ({e}): write e.g. \"7d\", \"12h\", \"30s\", or 0 for ever")
+        })
+    }
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.is_zero() {
+            true => f.write_str("0"),
+            false => write!(f, "{}", humantime::format_duration(self.0)),
+        }
+    }
+}
+
+impl Serialize for Window {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Number(u64),
+        }
+        match Written::deserialize(d)? {
+            Written::Text(s) => s.parse().map_err(serde::de::Error::custom),
+            Written::Number(0) => Ok(Self(std::time::Duration::ZERO)),
+            Written::Number(n) => Err(serde::de::Error::custom(format!(
+                "{n} has no unit: write e.g. \"{n}s\" or \"{n}d\" (0 alone means for ever)"
+            ))),
         }
     }
 }

@@ -15,6 +15,10 @@ pub enum EngineError {
     /// An idempotency key sent again with another request.
     #[error("{0}")]
     Reused(String),
+    /// An idempotency key whose task ended and was pruned: refused, as
+    /// its batch must not run again.
+    #[error("{0}")]
+    Expired(String),
     #[error("{detail}")]
     Busy {
         detail: String,
@@ -39,6 +43,7 @@ impl EngineError {
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::Reused(_) => "reused",
+            Self::Expired(_) => "expired",
             Self::Busy { .. } => "busy",
             Self::Unavailable(_) => "unavailable",
             Self::Unauthorized(_) => "unauthorized",

@@ -93,6 +93,7 @@ impl From<EngineError> for ApiError {
             EngineError::Reused(d) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "request_id_reused", d)
             }
+            EngineError::Expired(d) => Self::new(StatusCode::CONFLICT, "request_id_expired", d),
             EngineError::Busy {
                 detail,
                 retry_after_secs,

@@ -11,6 +11,7 @@ use crate::{
         NewNotification, NewPush, NewStep, NewTask, TaskFinish, Unheld,
     },
     reads::MemoryScope,
+    retention::{PruneTasks, Rule, TasksPruned},
     rows::{CallbackRow, DispatchRow, InboxRow, Outbox, PushConfigRow, StepRow, TaskRow},
     StoreError, StoreFault,
 };
@@ -89,6 +90,15 @@ pub(crate) trait Commands {
         reply: NewMessage,
         notify: Option<NewNotification>,
     ) -> Result<Option<(i64, Option<CallbackRow>)>, StoreError>;
+    // Retention: one bounded batch each; `None` when another node prunes.
+    async fn prune_rule(
+        &self,
+        rule: Rule,
+        cutoff: Millis,
+        limit: i64,
+        dry_run: bool,
+    ) -> Result<Option<u64>, StoreError>;
+    async fn prune_tasks(&self, batch: PruneTasks) -> Result<Option<TasksPruned>, StoreError>;
     // The backend's state.
     /// Damage found in the store's file, if any.
     fn damage(&self) -> Option<String>;

@@ -188,6 +188,19 @@ pub enum Inserted {
     /// The batch's policy is `reject` and its session has batches that have
     /// not ended: nothing was stored.
     Busy,
+    /// The request id was a task's that ended and was pruned: nothing was
+    /// stored (it must not run again), and its answer is gone.
+    Pruned(PrunedTask),
+}
+
+/// What is kept of a pruned task (retention's `requests` window).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PrunedTask {
+    pub id: String,
+    pub session_id: String,
+    pub status: TaskStatus,
+    pub finished_at: Option<Millis>,
+    pub pruned_at: Millis,
 }
 
 /// What a task's first answer was made of: the answer as stored, or (when

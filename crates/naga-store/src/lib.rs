@@ -36,6 +36,7 @@ mod outbox;
 mod postgres;
 mod push_configs;
 mod reads;
+mod retention;
 mod rows;
 mod sql;
 mod sqlite;
@@ -44,6 +45,7 @@ mod tasks;
 pub use commands::*;
 pub use error::StoreError;
 pub use reads::{Counts, Gauges, MemoryScope, TaskFilter};
+pub use retention::{Cutoffs, PruneTasks, Rule, StoreSize, TableSize, TaskPass, TasksPruned};
 pub use rows::*;
 /// rusqlite's error types, for callers that build or match them.
 pub use rusqlite::{ffi::Error as SqliteFfiError, Error as SqliteError};

@@ -168,3 +168,13 @@ pub(crate) fn clear_memory(scope: &MemoryScope) -> [String; 4] {
         format!("DELETE FROM failed_attempts WHERE {failed}"),
     ]
 }
+
+/// What is kept of a pruned task: its request id (`$1`), session, status,
+/// end, and when it was pruned.
+pub(crate) const LEAVE_REQUEST_ID: &str =
+    "INSERT INTO pruned_tasks (id, session_id, status, finished_at, pruned_at)
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING";
+
+/// A pruned task's request id (`$1`), as it was left.
+pub(crate) const PRUNED_TASK: &str =
+    "SELECT id, session_id, status, finished_at, pruned_at FROM pruned_tasks WHERE id = $1";

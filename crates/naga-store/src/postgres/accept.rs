@@ -235,6 +235,12 @@ async fn refused(pool: &PgPool, task: &NewTask, a: Accepted) -> Result<Inserted,
                 .await?;
             Inserted::Duplicate(first_answer(&row)?)
         }
+        Some("NGPRN") => Inserted::Pruned(
+            sqlx::query_as(crate::sql::PRUNED_TASK)
+                .bind(&task.id)
+                .fetch_one(pool)
+                .await?,
+        ),
         Some("NGKWN") => {
             let row = sqlx::query(&format!("{FIRST_ANSWER} WHERE id = $1"))
                 .bind(&task.id)

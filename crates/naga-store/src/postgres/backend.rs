@@ -17,6 +17,7 @@ use crate::{
         NewNotification, NewPush, NewStep, NewTask, TaskFinish, Unheld,
     },
     reads::MemoryScope,
+    retention::{PruneTasks, Rule, TasksPruned},
     rows::{CallbackRow, DispatchRow, InboxRow, Outbox, PushConfigRow, StepRow, TaskRow},
     StoreError, StoreFault,
 };
@@ -155,6 +156,20 @@ impl Commands for Pg {
     ) -> Result<Option<(i64, Option<CallbackRow>)>, StoreError> {
         self.observed(answer_callback(self, key, &reply, notify.as_ref()))
             .await
+    }
+
+    async fn prune_rule(
+        &self,
+        rule: Rule,
+        cutoff: Millis,
+        limit: i64,
+        dry_run: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        self.observed(super::retention::prune_rule(self, rule, cutoff, limit, dry_run))
+            .await
+    }
+    async fn prune_tasks(&self, batch: PruneTasks) -> Result<Option<TasksPruned>, StoreError> {
+        self.observed(super::retention::prune_tasks(self, batch)).await
     }
 
     fn damage(&self) -> Option<String> {

@@ -18,7 +18,9 @@
 --   NGBSY  a `reject` batch, and the session has unfinished batches;
 --   NGDUP  an identical batch is still active: o_message = its seq;
 --   NGANA  the analysis session belongs to another session: o_message = it;
---   NGKWN  the request id is known (the caller reads what it was).
+--   NGKWN  the request id is known (the caller reads what it was);
+--   NGPRN  the request id was a task's that has been pruned (its row in
+--          `pruned_tasks`: the caller reads it).
 --
 -- In READ COMMITTED each statement of a (volatile) function sees what was
 -- committed before it began: every read below comes after the session's
@@ -79,7 +81,12 @@ BEGIN
 
     v_busy := EXISTS (SELECT 1 FROM tasks t WHERE t.session_id = p_session_id
                       AND t.status IN ('queued', 'running'));
-    IF v_busy AND p_policy = 'reject'
+    IF EXISTS (SELECT 1 FROM pruned_tasks p WHERE p.id = p_id) THEN
+        -- (A prune locks the sessions of the tasks it removes: it has
+        -- committed, or it has not begun.)
+        o_code := 'NGPRN';
+        o_message := 'request id pruned';
+    ELSIF v_busy AND p_policy = 'reject'
        AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = p_id) THEN
         o_code := 'NGBSY';
         o_message := 'session busy';

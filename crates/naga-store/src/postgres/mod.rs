@@ -19,6 +19,7 @@ mod leases;
 mod memory;
 mod outbox;
 mod push_configs;
+mod retention;
 mod tasks;
 
 pub(crate) use {

@@ -2,7 +2,9 @@
 //! (`writer`), in the entity's file; a claim that answers ids reads its rows
 //! back through the read pool, so that it returns what PostgreSQL returns.
 
-use super::{conversations, leases, memory, outbox, push_configs, tasks, writer::Writer};
+use super::{
+    conversations, leases, memory, outbox, push_configs, retention, tasks, writer::Writer,
+};
 use crate::{
     backend::Commands,
     commands::{
@@ -10,6 +12,7 @@ use crate::{
         NewMessage, NewNotification, NewPush, NewStep, NewTask, TaskFinish, Unheld,
     },
     reads::{callback_row, rows_by_id, MemoryScope},
+    retention::{PruneTasks, Rule, TasksPruned},
     rows::{CallbackRow, DispatchRow, InboxRow, Outbox, PushConfigRow, StepRow, TaskRow},
     ReadPool, StoreError, StoreFault,
 };
@@ -166,6 +169,18 @@ impl Commands for Sqlite {
         conversations::answer_callback(&self.writer, key, reply, notify).await
     }
 
+    async fn prune_rule(
+        &self,
+        rule: Rule,
+        cutoff: Millis,
+        limit: i64,
+        dry_run: bool,
+    ) -> Result<Option<u64>, StoreError> {
+        retention::prune_rule(&self.writer, rule, cutoff, limit, dry_run).await
+    }
+    async fn prune_tasks(&self, batch: PruneTasks) -> Result<Option<TasksPruned>, StoreError> {
+        retention::prune_tasks(&self.writer, batch).await
+    }
     fn damage(&self) -> Option<String> {
         self.writer.health().damage()
     }

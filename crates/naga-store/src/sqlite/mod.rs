@@ -11,6 +11,7 @@ pub(crate) mod leases;
 pub(crate) mod memory;
 pub(crate) mod outbox;
 pub(crate) mod push_configs;
+pub(crate) mod retention;
 #[allow(unsafe_code)]
 pub(crate) mod stmts;
 pub(crate) mod tasks;

@@ -4,7 +4,7 @@ use super::{decoded, stmts::Db, writer::Writer};
 use crate::sql::unfinished;
 use crate::{
     commands::{
-        same_batch, stored_batch_columns, AnalysisOwners, CallFinish, Finished, FirstAnswer,
+        same_batch, stored_batch_columns, AnalysisOwners, PrunedTask, CallFinish, Finished, FirstAnswer,
         Inserted, NewStep, NewTask, StoredBatch, TaskFinish,
     },
     rows::{HandedTask, StepRow, TaskRow},
@@ -176,6 +176,21 @@ fn known_batch(c: &Db, task: &NewTask) -> Result<Option<Inserted>, StoreError> {
             true => Inserted::Existing(first),
             false => Inserted::Reused(first),
         }));
+    }
+    let pruned = c
+        .cached(crate::sql::PRUNED_TASK)?
+        .query_row(params![task.id], |r| {
+            Ok(PrunedTask {
+                id: r.get(0)?,
+                session_id: r.get(1)?,
+                status: super::decoded(r, 2)?,
+                finished_at: r.get(3)?,
+                pruned_at: r.get(4)?,
+            })
+        })
+        .optional()?;
+    if let Some(pruned) = pruned {
+        return Ok(Some(Inserted::Pruned(pruned)));
     }
     if let Some(fp) = &task.fingerprint {
         let active = c
