@@ -18,6 +18,7 @@ pub mod metrics;
 mod node;
 mod reads;
 mod records;
+pub mod retention;
 pub mod retry;
 pub mod scheduler;
 
@@ -70,6 +71,8 @@ struct Inner {
     /// Background tasks outside the scheduler and the callback worker
     /// (the assistant's listeners, LLM summaries): waited for at shutdown.
     background: TaskTracker,
+    /// The store's size as the pruner last measured it.
+    size: retention::SizeCell,
     /// Held while the engine runs (see `node`).
     feed: feed::TaskFeed,
     _node: node::NodeIdentity,
@@ -148,6 +151,7 @@ impl Engine {
                 stop,
                 feed,
                 background: TaskTracker::new(),
+                size: Default::default(),
                 _node: node,
             }),
         };
@@ -156,6 +160,13 @@ impl Engine {
         engine.inner.scheduler.record_heartbeat(now, true).await;
         engine.inner.scheduler.spawn_maintenance();
         engine.keep_metrics();
+        engine.spawn_background(retention::keep_pruning(
+            engine.inner.store.clone(),
+            engine.inner.config.retention.clone(),
+            engine.inner.clock.clone(),
+            engine.inner.size.clone(),
+            engine.inner.stop.clone(),
+        ));
         if engine.inner.config.runs(naga_core::config::Service::Mcp) {
             engine.inner.mcp.start_all();
         }
@@ -274,6 +285,12 @@ impl Engine {
                 }
             }
         });
+    }
+
+    /// The store's size as last measured (every `[retention] every`).
+    pub fn store_size(&self) -> Option<retention::MeasuredSize> {
+        let size = self.inner.size.lock().unwrap_or_else(|p| p.into_inner());
+        size.clone()
     }
 
     /// Fires when the engine stops.

@@ -80,6 +80,36 @@ fn describe() {
         "naga_tasks_running",
         "Batches running, on every node (read from the store at the scrape)"
     );
+    describe_gauge!(
+        "naga_store_bytes",
+        Unit::Bytes,
+        "The store's size (SQLite: its file; PostgreSQL: the database), measured every \
+         [retention] every"
+    );
+    describe_gauge!(
+        "naga_store_free_bytes",
+        Unit::Bytes,
+        "Of the store's bytes, pages free for reuse (SQLite)"
+    );
+    describe_gauge!("naga_store_rows", "Rows per table (PostgreSQL: the statistics' estimate)");
+    describe_gauge!(
+        "naga_store_table_bytes",
+        Unit::Bytes,
+        "A table's bytes with its indexes (PostgreSQL)"
+    );
+    describe_gauge!(
+        "naga_store_dead_rows",
+        "A table's dead row versions waiting for vacuum (PostgreSQL)"
+    );
+    describe_counter!(
+        "naga_pruned_rows_total",
+        "Rows removed by retention, by kind (tasks, steps, callbacks, messages…)"
+    );
+    describe_histogram!(
+        "naga_prune_round_seconds",
+        Unit::Seconds,
+        "One round of retention on this node"
+    );
     describe_histogram!(
         "naga_store_commit_seconds",
         Unit::Seconds,
@@ -124,4 +154,30 @@ pub(crate) fn render(gauges: Option<naga_store::Gauges>) -> String {
     }
     handle.run_upkeep();
     handle.render()
+}
+
+/// The store's size as last measured (`naga_store_*`).
+pub(crate) fn store_size(size: &naga_store::StoreSize) {
+    metrics::gauge!("naga_store_bytes").set(size.bytes as f64);
+    metrics::gauge!("naga_store_free_bytes").set(size.free_bytes as f64);
+    for t in &size.tables {
+        let table = t.table.clone();
+        metrics::gauge!("naga_store_rows", "table" => table.clone()).set(t.rows as f64);
+        if let Some(bytes) = t.bytes {
+            metrics::gauge!("naga_store_table_bytes", "table" => table.clone()).set(bytes as f64);
+        }
+        if let Some(dead) = t.dead_rows {
+            metrics::gauge!("naga_store_dead_rows", "table" => table).set(dead as f64);
+        }
+    }
+}
+
+/// What a round of retention removed (`naga_pruned_rows_total`).
+pub(crate) fn pruned(report: &crate::retention::PruneReport) {
+    for (&kind, &n) in &report.removed {
+        if n > 0 {
+            metrics::counter!("naga_pruned_rows_total", "kind" => kind).increment(n);
+        }
+    }
+    metrics::histogram!("naga_prune_round_seconds").record(report.took_ms as f64 / 1000.0);
 }

@@ -36,6 +36,53 @@ pub struct StoreHealth {
     pub error: Option<String>,
     pub failing_since: Option<String>,
     pub damage: Option<String>,
+    /// How big the store is, as last measured (every `[retention] every`;
+    /// absent until the first measure).
+    pub size: Option<StoreSize>,
+}
+
+/// The store's size: bytes, and rows per table.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoreSize {
+    pub measured_at: String,
+    /// SQLite: the file (pages in use and free); PostgreSQL: the database.
+    pub bytes: i64,
+    /// Of those, pages free for reuse (SQLite; 0 on PostgreSQL).
+    pub free_bytes: i64,
+    pub tables: Vec<TableSize>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableSize {
+    pub table: String,
+    /// Rows (PostgreSQL: the statistics' estimate).
+    pub rows: i64,
+    /// With its indexes (PostgreSQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
+    /// Row versions waiting for vacuum (PostgreSQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_rows: Option<i64>,
+}
+
+fn store_size(engine: &Engine) -> Option<StoreSize> {
+    let measured = engine.store_size()?;
+    Some(StoreSize {
+        measured_at: iso(measured.measured_at),
+        bytes: measured.size.bytes,
+        free_bytes: measured.size.free_bytes,
+        tables: measured
+            .size
+            .tables
+            .into_iter()
+            .map(|t| TableSize {
+                table: t.table,
+                rows: t.rows,
+                bytes: t.bytes,
+                dead_rows: t.dead_rows,
+            })
+            .collect(),
+    })
 }
 
 pub fn body(engine: &Engine, service: &'static str) -> Health {
@@ -60,6 +107,7 @@ pub fn body(engine: &Engine, service: &'static str) -> Health {
             error: fault.as_ref().map(|f| f.error.clone()),
             failing_since: fault.as_ref().map(|f| iso(f.since_ms)),
             damage,
+            size: store_size(engine),
         },
     }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use naga_core::config::{Config, Service};
+use naga_core::config::{Config, Service, Window};
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Default)]
@@ -47,6 +47,21 @@ pub struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long, env = "NAGA_LOG_JSON")]
     pub log_json: bool,
+    /// `[retention] tasks`: how long ended tasks are kept ("7d"; 0: for ever).
+    #[arg(long, env = "NAGA_RETENTION_TASKS")]
+    pub retention_tasks: Option<Window>,
+    /// `[retention] callbacks`: delivered callbacks.
+    #[arg(long, env = "NAGA_RETENTION_CALLBACKS")]
+    pub retention_callbacks: Option<Window>,
+    /// `[retention] dead_callbacks`: dead-lettered callbacks.
+    #[arg(long, env = "NAGA_RETENTION_DEAD_CALLBACKS")]
+    pub retention_dead_callbacks: Option<Window>,
+    /// `[retention] conversations`: messages and session memory.
+    #[arg(long, env = "NAGA_RETENTION_CONVERSATIONS")]
+    pub retention_conversations: Option<Window>,
+    /// `[retention] requests`: a pruned task's request id, after the prune.
+    #[arg(long, env = "NAGA_RETENTION_REQUESTS")]
+    pub retention_requests: Option<Window>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -112,6 +127,18 @@ impl ServeArgs {
         }
         if let Some(v) = self.auth_token.filter(|t| !t.is_empty()) {
             config.auth.token = Some(v);
+        }
+        let retention = &mut config.retention;
+        for (value, window) in [
+            (self.retention_tasks, &mut retention.tasks),
+            (self.retention_callbacks, &mut retention.callbacks),
+            (self.retention_dead_callbacks, &mut retention.dead_callbacks),
+            (self.retention_conversations, &mut retention.conversations),
+            (self.retention_requests, &mut retention.requests),
+        ] {
+            if let Some(v) = value {
+                *window = v;
+            }
         }
         check_overridden(&set, &config)?;
         Ok(config)

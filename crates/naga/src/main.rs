@@ -45,6 +45,22 @@ enum Command {
     /// Write a consistent copy of the SQLite store (also while naga runs);
     /// start naga on a data dir holding it as naga.db to restore it.
     Backup(BackupArgs),
+    /// Remove now what is past its retention window ([retention]); the
+    /// store may be in use. `--dry-run`: only count it.
+    Prune(PruneArgs),
+}
+
+#[derive(clap::Args)]
+struct PruneArgs {
+    /// Count what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The store and its retention: the same options as `naga serve`.
+    #[command(flatten)]
+    serve: config::ServeArgs,
 }
 
 #[derive(clap::Args)]
@@ -79,6 +95,7 @@ fn main() -> ExitCode {
             Command::Callbacks(args) => cli::callbacks::run(args).await,
             Command::Demo(args) => cli::demo::demo(args).await,
             Command::Backup(args) => backup(args).await,
+            Command::Prune(args) => prune(args).await,
         }
     });
     match result {
@@ -185,6 +202,27 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         .await
         .context("backup failed")?;
     println!("{}\t{bytes} bytes", args.to.display());
+    Ok(())
+}
+
+async fn prune(args: PruneArgs) -> anyhow::Result<()> {
+    let config = args.serve.load().context("invalid configuration")?;
+    let now = naga_engine::clock::Clock::now_ms(&naga_server::SystemClock);
+    let report = naga_engine::retention::prune_store(&config, now, args.dry_run)
+        .await
+        .context("prune failed")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let verb = if args.dry_run { "would remove" } else { "removed" };
+    if report.left_to_another_node {
+        println!("another node is pruning now: this round stopped early");
+    }
+    for (kind, n) in &report.removed {
+        println!("{verb}\t{n}\t{kind}");
+    }
+    println!("{verb} {} rows in {} ms", report.total(), report.took_ms);
     Ok(())
 }
 

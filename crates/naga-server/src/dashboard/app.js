@@ -253,9 +253,23 @@ function ago(iso) {
   return s < 90 ? `${s}s ago` : `${Math.round(s / 60)}m ago`;
 }
 
+function megabytes(bytes) {
+  return `${(bytes / 1048576).toFixed(1)} MB`;
+}
+
 async function loadQueue() {
   const h = await api("/health");
   $("queue").textContent = `queue ${h.queue.agent + h.queue.mcp}`;
+  const size = h.store.size;
+  if (!size) return;
+  const tasks = size.tables.find((t) => t.table === "tasks");
+  $("store-size").textContent = `store ${megabytes(size.bytes)} · ${tasks ? tasks.rows : 0} tasks`;
+  $("store-size").title = [
+    `measured ${ago(size.measured_at)}; free for reuse ${megabytes(size.free_bytes)}`,
+    ...size.tables.map((t) => `${t.table}: ${t.rows} rows` +
+      (t.bytes == null ? "" : `, ${megabytes(t.bytes)}`) +
+      (t.dead_rows == null ? "" : `, ${t.dead_rows} dead`)),
+  ].join("\n");
 }
 
 let pending = null;

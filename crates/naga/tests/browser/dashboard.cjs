@@ -47,6 +47,8 @@ async function live(page) {
     page.waitForSelector("#chat-note:has-text('API server')", WAIT));
   await step("this node is listed, alive", () =>
     page.waitForSelector("#nodes li:has-text('this node') .dot.alive", WAIT));
+  await step("the store's size is shown", () =>
+    page.waitForSelector("#store-size:has-text('MB')", WAIT));
   await page.evaluate(() => { window.notReloaded = true; });
 
   // A task moves to succeeded on the page by itself (a loaded machine's
