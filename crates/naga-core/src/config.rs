@@ -451,7 +451,9 @@ impl std::str::FromStr for Window {
             return Ok(Self(std::time::Duration::ZERO));
         }
         humantime::parse_duration(s).map(Self).map_err(|e| {
-            format!("`{s}` is not a duration ({e}): write e.g. \"7d\", \"12h\", \"30s\", or 0 for ever")
+            format!(
+                "`{s}` is not a duration ({e}): write e.g. \"7d\", \"12h\", \"30s\", or 0 for ever"
+            )
         })
     }
 }

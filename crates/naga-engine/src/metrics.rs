@@ -91,7 +91,10 @@ fn describe() {
         Unit::Bytes,
         "Of the store's bytes, pages free for reuse (SQLite)"
     );
-    describe_gauge!("naga_store_rows", "Rows per table (PostgreSQL: the statistics' estimate)");
+    describe_gauge!(
+        "naga_store_rows",
+        "Rows per table (PostgreSQL: the statistics' estimate)"
+    );
     describe_gauge!(
         "naga_store_table_bytes",
         Unit::Bytes,

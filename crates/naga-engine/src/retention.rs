@@ -111,7 +111,9 @@ impl Round<'_> {
         let dry_run = self.report.dry_run;
         for &rule in rules {
             loop {
-                let n = self.store.prune_rule(rule, self.cutoffs, self.limit, dry_run);
+                let n = self
+                    .store
+                    .prune_rule(rule, self.cutoffs, self.limit, dry_run);
                 let n = n.await?;
                 if !self.go_on(&n) {
                     return Ok(false);
@@ -225,7 +227,12 @@ pub(crate) async fn keep_pruning(
     }
 }
 
-async fn prune_round(store: &Store, config: &RetentionConfig, now: Millis, stop: &CancellationToken) {
+async fn prune_round(
+    store: &Store,
+    config: &RetentionConfig,
+    now: Millis,
+    stop: &CancellationToken,
+) {
     match prune(store, config, now, false, stop).await {
         Ok(report) => {
             crate::metrics::pruned(&report);

@@ -201,6 +201,8 @@ fn outcome(result: Result<Inserted, StoreError>) -> Outcome {
         Ok(Inserted::Duplicate(first)) if first.id == "first" => Outcome::Duplicate { id: "first" },
         Ok(Inserted::Duplicate(first)) => panic!("a duplicate of `{}`", first.id),
         Ok(Inserted::Busy) => Outcome::Busy,
+        // (Retention's own tests: tests/retention.rs.)
+        Ok(Inserted::Pruned(p)) => panic!("`{}` pruned: no case prunes", p.id),
         Err(StoreError::Conflict(_)) => Outcome::Conflict,
         Err(e) => panic!("the store failed: {e}"),
     }

@@ -215,7 +215,11 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    let verb = if args.dry_run { "would remove" } else { "removed" };
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     if report.left_to_another_node {
         println!("another node is pruning now: this round stopped early");
     }

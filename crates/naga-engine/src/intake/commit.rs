@@ -124,13 +124,20 @@ fn not_created(inserted: Inserted, spec: &TaskSpec) -> Result<Scheduled, EngineE
             )))
         }
         Inserted::Pruned(gone) => {
-            tracing::info!(session_id, request_id, status = gone.status.as_str(),
-                pruned_at = gone.pruned_at, "request_id of a pruned task: refused, nothing runs again");
+            tracing::info!(
+                session_id,
+                request_id,
+                status = gone.status.as_str(),
+                pruned_at = gone.pruned_at,
+                "request_id of a pruned task: refused, nothing runs again"
+            );
             Err(EngineError::Expired(format!(
                 "request_id `{}` was used by a batch of session `{}` that ended ({}) and whose \
                  record has been pruned (retention): it is not run again; a new batch needs a \
                  new request_id",
-                gone.id, gone.session_id, gone.status.as_str()
+                gone.id,
+                gone.session_id,
+                gone.status.as_str()
             )))
         }
         Inserted::Busy => {

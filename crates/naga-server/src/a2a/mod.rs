@@ -482,7 +482,9 @@ async fn accept(engine: &Engine, params: &Value) -> Rpc<String> {
         })
         .await
         .map_err(|e| match e {
-            EngineError::Invalid(m) | EngineError::Reused(m) | EngineError::Expired(m) => RpcError(INVALID_PARAMS, m),
+            EngineError::Invalid(m) | EngineError::Reused(m) | EngineError::Expired(m) => {
+                RpcError(INVALID_PARAMS, m)
+            }
             other => internal(other),
         })?;
     let task_id = scheduled

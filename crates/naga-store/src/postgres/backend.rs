@@ -165,11 +165,14 @@ impl Commands for Pg {
         limit: i64,
         dry_run: bool,
     ) -> Result<Option<u64>, StoreError> {
-        self.observed(super::retention::prune_rule(self, rule, cutoff, limit, dry_run))
-            .await
+        self.observed(super::retention::prune_rule(
+            self, rule, cutoff, limit, dry_run,
+        ))
+        .await
     }
     async fn prune_tasks(&self, batch: PruneTasks) -> Result<Option<TasksPruned>, StoreError> {
-        self.observed(super::retention::prune_tasks(self, batch)).await
+        self.observed(super::retention::prune_tasks(self, batch))
+            .await
     }
 
     fn damage(&self) -> Option<String> {

@@ -4,8 +4,8 @@ use super::{decoded, stmts::Db, writer::Writer};
 use crate::sql::unfinished;
 use crate::{
     commands::{
-        same_batch, stored_batch_columns, AnalysisOwners, PrunedTask, CallFinish, Finished, FirstAnswer,
-        Inserted, NewStep, NewTask, StoredBatch, TaskFinish,
+        same_batch, stored_batch_columns, AnalysisOwners, CallFinish, Finished, FirstAnswer,
+        Inserted, NewStep, NewTask, PrunedTask, StoredBatch, TaskFinish,
     },
     rows::{HandedTask, StepRow, TaskRow},
     StoreError,
