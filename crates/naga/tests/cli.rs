@@ -209,6 +209,42 @@ async fn dead_callbacks_are_listed_retried_and_redriven() {
 }
 
 #[tokio::test]
+async fn prune_dry_run_counts_and_prune_removes_while_naga_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, cli) = serve(&dir, &[]);
+    let receiver = Receiver::start().await;
+    slow_batch(&cli, "done-1", 2, 0, Some(&receiver.url())).await;
+    receiver.wait_for("done-1").await;
+    let data = dir.path().join("data");
+    let store = ["--data-dir", data.to_str().unwrap()];
+    let windows = ["--retention-tasks", "1ms", "--retention-callbacks", "1ms"];
+    let prune = |dry: bool| {
+        let mut args = vec!["prune", "--json"];
+        args.extend(dry.then_some("--dry-run"));
+        args.extend(store.iter().chain(&windows));
+        args
+    };
+    let out = cli.ok(&prune(true)).await;
+    let would: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(would["dry_run"], true, "{would}");
+    assert_eq!(would["removed"]["tasks"], 1, "{would}");
+    assert_eq!(would["removed"]["steps"], 2, "{would}");
+    assert_eq!(would["removed"]["callbacks"], 1, "{would}");
+    cli.ok(&["tasks", "show", "done-1"]).await;
+
+    let out = cli.ok(&prune(false)).await;
+    let removed: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(removed["removed"], would["removed"], "{removed}");
+    let out = cli.run(&["tasks", "show", "done-1"]).await;
+    assert!(!out.ok && out.stderr.contains("404"), "{}", out.stderr);
+    // Without --json: a line per kind, then the total.
+    let out = cli.ok(&["prune", "--dry-run", store[0], store[1]]).await;
+    assert!(out.stdout.contains("would remove 0 rows"), "{}", out.stdout);
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[tokio::test]
 async fn errors_are_one_line_on_stderr_and_the_token_comes_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let token = "cli-token-0123456789abcdef";
