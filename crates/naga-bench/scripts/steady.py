@@ -28,6 +28,7 @@ A.add_argument("--rate", type=float, default=20)
 A.add_argument("--sessions", type=int, default=100)
 A.add_argument("--window", default="2m")
 A.add_argument("--every", default="30s")
+A.add_argument("--batch", type=int, default=0, help="[retention] batch (0: naga's default)")
 A.add_argument("--sample", type=float, default=15)
 A.add_argument("--postgres")
 A.add_argument("--nodes", type=int, default=1)
@@ -65,6 +66,8 @@ with open(config, "w") as f:
     w = args.window
     f.write(f'[retention]\ntasks = "{w}"\ncallbacks = "{w}"\ndead_callbacks = "{w}"\n'
             f'conversations = "{w}"\nrequests = "{w}"\nevery = "{args.every}"\n')
+    if args.batch:
+        f.write(f"batch = {args.batch}\n")
 database = None
 if args.postgres:
     name = "naga_steady_" + uuid.uuid4().hex[:8]
@@ -247,7 +250,7 @@ report = {
     "sent": len(accepts), "accepted": len(ok),
     "lost_callbacks": sum(1 for a in ok if a[3] not in received),
     "first_5_min": window(0, 300), "last_5_min": window(total_s - 300, total_s),
-    "prune_rounds": len(prunes),
+    "batch": args.batch, "prune_rounds": len(prunes),
     "prune_round_ms_max": round(max((e - s for s, e, _ in prunes), default=0) * 1000, 1),
     "accept_p99_ms_during_prunes": pct(during, 99), "accepts_during_prunes": len(during),
     "accept_p99_ms_outside_prunes": pct(outside, 99),

@@ -406,8 +406,9 @@ pub struct RetentionConfig {
     pub requests: Window,
     /// How often a node looks for what to prune.
     pub every: Window,
-    /// Most rows one prune transaction removes (then the others' writes
-    /// go first).
+    /// Most tasks (each with its steps and callbacks), or rows of another
+    /// kind, one prune transaction removes: small, so that a write that
+    /// arrives meanwhile waits little (BENCHMARKS.md, "Issue 43").
     pub batch: usize,
 }
 
@@ -421,7 +422,7 @@ impl Default for RetentionConfig {
             conversations: Window::from_millis(90 * DAY),
             requests: Window::from_millis(30 * DAY),
             every: Window::from_millis(60_000),
-            batch: 500,
+            batch: 50,
         }
     }
 }

@@ -115,8 +115,7 @@ async fn count_tasks(
 }
 
 /// Removes `tasks` with what hangs on them and leaves their request ids.
-/// Their sessions' rows are locked first, in one order (as accepts lock
-/// them): an accept of one of these request ids then waits for this
+/// Their sessions' rows are locked first, in the order accepts lock them: an accept of one of these request ids then waits for this
 /// commit, and sees the request id left behind.
 async fn remove_tasks(
     tx: &mut Transaction<'_, Postgres>,
@@ -126,7 +125,9 @@ async fn remove_tasks(
     let seqs: Vec<i64> = tasks.iter().map(|t| t.seq).collect();
     let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
     let sessions: Vec<&str> = tasks.iter().map(|t| t.session_id.as_str()).collect();
-    sqlx::query("SELECT 1 FROM sessions WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+    // (In bytes' order, as an accept group sorts its sessions: never in
+    // the opposite order of another transaction, whatever the collation.)
+    sqlx::query("SELECT 1 FROM sessions WHERE id = ANY($1) ORDER BY id COLLATE \"C\" FOR UPDATE")
         .bind(&sessions)
         .execute(&mut **tx)
         .await?;
