@@ -420,7 +420,7 @@ impl Default for RetentionConfig {
             callbacks: Window::from_millis(DAY),
             dead_callbacks: Window::from_millis(30 * DAY),
             conversations: Window::from_millis(90 * DAY),
-            requests: Window::from_millis(30 * DAY),
+            requests: Window::from_millis(7 * DAY),
             every: Window::from_millis(60_000),
             batch: 50,
         }

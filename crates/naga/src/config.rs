@@ -224,6 +224,42 @@ mod tests {
     }
 
     #[test]
+    fn retention_windows_come_from_the_file_and_flags_and_a_bare_number_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("naga.toml");
+        std::fs::write(
+            &file,
+            "[retention]\ntasks = \"30s\"\ncallbacks = 0\nconversations = \"1h 30m\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            retention_dead_callbacks: Some("2d".parse().unwrap()),
+            ..Default::default()
+        };
+        let r = args.load().unwrap().retention;
+        assert_eq!(r.tasks.millis(), Some(30_000));
+        assert_eq!(r.callbacks.millis(), None, "0 keeps for ever");
+        assert_eq!(r.conversations.millis(), Some(5_400_000));
+        assert_eq!(
+            r.dead_callbacks.millis(),
+            Some(172_800_000),
+            "the flag wins"
+        );
+        assert_eq!(r.requests.millis(), Some(7 * 86_400_000), "the default");
+
+        std::fs::write(&file, "[retention]\ntasks = 7\n").unwrap();
+        let err = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .load()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("no unit"), "{err:#}");
+        assert!("7 days".parse::<Window>().is_ok() && "soon".parse::<Window>().is_err());
+    }
+
+    #[test]
     fn backoff_settings_that_the_retry_schedule_overrides_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("naga.toml");
