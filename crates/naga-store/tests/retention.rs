@@ -308,3 +308,60 @@ async fn with_every_window_zero_nothing_goes() {
         assert!(exists(s, "old").await, "{name}");
     }
 }
+
+/// PostgreSQL: a resend that arrives while the prune of its task is being
+/// committed waits for that commit (the id's row is being deleted), then
+/// finds the request id left behind: refused, not run again.
+#[tokio::test]
+async fn a_resend_racing_the_prune_of_its_task_is_refused_on_postgresql() {
+    for b in backends()
+        .await
+        .into_iter()
+        .filter(|b| b.name == "postgres")
+    {
+        let s = &b.store;
+        let seq = start(s, "raced", "s", 1_000, false).await;
+        end(s, "raced", seq, 2_000, false).await;
+        // A prune of it, not committed yet (as `remove_tasks` leaves it
+        // before its last statements).
+        let pool = sqlx::PgPool::connect(&b.url).await.unwrap();
+        let mut prune = pool.begin().await.unwrap();
+        for sql in [
+            "DELETE FROM steps WHERE task_seq = (SELECT seq FROM tasks WHERE id = 'raced')",
+            "DELETE FROM tasks WHERE id = 'raced'",
+            "INSERT INTO pruned_tasks (id, session_id, status, finished_at, pruned_at)
+             VALUES ('raced', 's', 'succeeded', 2000, 100000)",
+        ] {
+            sqlx::query(sql).execute(&mut *prune).await.unwrap();
+        }
+        let resend = {
+            let (s, mut again) = (s.clone(), echo_task("raced", "s", "A", i64::MAX));
+            again.accepted_at = 100_001;
+            tokio::spawn(async move { s.insert_task(again).await })
+        };
+        // The resend waits for the prune's commit.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the resend never waited for the prune"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        prune.commit().await.unwrap();
+        let answer = resend.await.unwrap().unwrap();
+        assert!(matches!(answer, Inserted::Pruned(_)), "{answer:?}");
+        assert!(!exists(s, "raced").await, "nothing stored for the resend");
+        pool.close().await;
+    }
+}

@@ -82,8 +82,8 @@ BEGIN
     v_busy := EXISTS (SELECT 1 FROM tasks t WHERE t.session_id = p_session_id
                       AND t.status IN ('queued', 'running'));
     IF EXISTS (SELECT 1 FROM pruned_tasks p WHERE p.id = p_id) THEN
-        -- (A prune locks the sessions of the tasks it removes: it has
-        -- committed, or it has not begun.)
+        -- (Or found again after the insert below, when a prune commits
+        -- meanwhile.)
         o_code := 'NGPRN';
         o_message := 'request id pruned';
     ELSIF v_busy AND p_policy = 'reject'
@@ -142,6 +142,12 @@ BEGIN
         IF o_seq IS NULL THEN
             o_code := 'NGKWN';
             o_message := 'request id known';
+        ELSIF EXISTS (SELECT 1 FROM pruned_tasks p WHERE p.id = p_id) THEN
+            -- A prune of this request id's task committed while this insert
+            -- waited for it (the id's row was being deleted): not run again.
+            DELETE FROM tasks WHERE seq = o_seq;
+            o_code := 'NGPRN';
+            o_message := 'request id pruned';
         END IF;
     END IF;
 

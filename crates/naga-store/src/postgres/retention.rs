@@ -115,8 +115,14 @@ async fn count_tasks(
 }
 
 /// Removes `tasks` with what hangs on them and leaves their request ids.
-/// Their sessions' rows are locked first, in the order accepts lock them: an accept of one of these request ids then waits for this
-/// commit, and sees the request id left behind.
+/// Their sessions' rows are locked last, in the order accepts lock them
+/// (held for the commit only: the session's accepts wait that long). An
+/// accept of one of these request ids that began before this commit
+/// inserts its task only once this commit is made (the id's row is being
+/// deleted), and then finds the request id left behind and undoes it
+/// (`functions.sql`); when it holds the session's row meanwhile, one of the
+/// two is ended as a deadlock: a prune batch is done again next round, an
+/// accept answered 503 and sent again.
 async fn remove_tasks(
     tx: &mut Transaction<'_, Postgres>,
     tasks: &[Candidate],
@@ -125,12 +131,6 @@ async fn remove_tasks(
     let seqs: Vec<i64> = tasks.iter().map(|t| t.seq).collect();
     let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
     let sessions: Vec<&str> = tasks.iter().map(|t| t.session_id.as_str()).collect();
-    // (In bytes' order, as an accept group sorts its sessions: never in
-    // the opposite order of another transaction, whatever the collation.)
-    sqlx::query("SELECT 1 FROM sessions WHERE id = ANY($1) ORDER BY id COLLATE \"C\" FOR UPDATE")
-        .bind(&sessions)
-        .execute(&mut **tx)
-        .await?;
     let mut removed = [0u64; 3];
     let dependents = [
         ("DELETE FROM steps WHERE task_seq = ANY($1)", true),
@@ -165,6 +165,12 @@ async fn remove_tasks(
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    // (In bytes' order, as an accept group sorts its sessions: never in
+    // the opposite order of another transaction, whatever the collation.)
+    sqlx::query("SELECT 1 FROM sessions WHERE id = ANY($1) ORDER BY id COLLATE \"C\" FOR UPDATE")
+        .bind(&sessions)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "UPDATE sessions s SET task_count = s.task_count - d.n
          FROM (SELECT id, COUNT(*) AS n FROM UNNEST($1::TEXT[]) AS u(id) GROUP BY id) d
