@@ -112,10 +112,8 @@ impl Round<'_> {
         let dry_run = self.report.dry_run;
         for &rule in rules {
             loop {
-                let n = self
-                    .store
-                    .prune_rule(rule, self.cutoffs, self.limit, dry_run);
-                let n = n.await?;
+                let (cutoffs, limit) = (self.cutoffs, self.limit);
+                let n = self.store.prune_rule(rule, cutoffs, limit, dry_run).await?;
                 if !self.go_on(&n) {
                     return Ok(false);
                 }
@@ -131,6 +129,10 @@ impl Round<'_> {
     }
 
     async fn tasks(&mut self) -> Result<bool, StoreError> {
+        if self.cutoffs.tasks.is_none() {
+            // Ended tasks are kept for ever: no walk through them.
+            return Ok(true);
+        }
         let mut pass = TaskPass::default();
         while !pass.done {
             let batch = PruneTasks {
@@ -197,15 +199,8 @@ pub(crate) async fn keep_pruning(
     stop: CancellationToken,
 ) {
     let every = Duration::from_millis(config.every.millis().unwrap_or(60_000) as u64);
-    let keeps_all = [
-        config.tasks,
-        config.callbacks,
-        config.dead_callbacks,
-        config.conversations,
-        config.requests,
-    ]
-    .iter()
-    .all(|w| w.millis().is_none());
+    // (Every window 0: every record kept, nothing to look for.)
+    let keeps_all = cutoffs(&config, 0) == Cutoffs::default();
     loop {
         if !keeps_all {
             prune_round(&store, &config, clock.now_ms(), &stop).await;
