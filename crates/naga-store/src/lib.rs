@@ -237,19 +237,18 @@ impl Store {
         POSTGRES_MIGRATOR.run(&pool).await?;
         postgres::define_functions(&pool).await?;
         let background = Background::default();
-        let unreachable = std::sync::Arc::<std::sync::atomic::AtomicBool>::default();
+        let reach = std::sync::Arc::<postgres::Reach>::default();
         let pg = postgres::Pg {
             grouped: postgres::Grouped::start(
                 pool.clone(),
-                unreachable.clone(),
+                reach.clone(),
                 background.stop.clone(),
                 &background.tracker,
             ),
             pool: pool.clone(),
             analysis_owners: Default::default(),
             health: Default::default(),
-            unreachable,
-            successes: Default::default(),
+            reach,
         };
         let store = Self {
             read: ReadPool::Postgres(pool),
@@ -271,7 +270,7 @@ impl Store {
                     _ = tokio::time::sleep(PG_PROBE_EVERY) => {}
                     _ = stop.cancelled() => return,
                 }
-                let seen = pg.successes();
+                let seen = pg.seen();
                 let probe = sqlx::query("SELECT 1").execute(&pg.pool);
                 let result = tokio::select! {
                     r = tokio::time::timeout(PG_ACQUIRE_TIMEOUT, probe) => r,

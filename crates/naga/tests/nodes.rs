@@ -1089,11 +1089,14 @@ async fn under_load_a_schedule_during_an_outage_is_refused_within_seconds() {
     for s in senders {
         slowest = slowest.max(s.await.unwrap());
     }
-    // (Idle, a node answers in ~2 s: the pool's wait for a connection. The
-    // bound leaves room for a loaded CI machine; before, under this load,
-    // answers took 5-7 s and more.)
+    // Under load, commands in flight when it stops fail at once and tell
+    // the node (idle, it answers in ~2 s: the pool's wait). Before, answers
+    // took 2 or 4 s in most runs: the end of a batch committed before the
+    // stop, answered after a wait through the outage, counted as a success
+    // and the node forgot that the database was unreachable. (Measured
+    // 60-130 ms on 2 cores, also with both busy with other work.)
     assert!(
-        slowest < Duration::from_secs(4),
+        slowest < Duration::from_millis(1500),
         "a schedule during the outage was answered after {slowest:?}"
     );
 }

@@ -13,7 +13,7 @@
 //! again one at a time, each getting its own answer.
 
 use super::{
-    accept_group, accept_one, finish_call, finish_task, unreachable_error, Accept, Accepted,
+    accept_group, accept_one, finish_call, finish_task, unreachable_error, Accept, Accepted, Reach,
 };
 use crate::sql::unfinished;
 use crate::{
@@ -22,13 +22,7 @@ use crate::{
     StoreError,
 };
 use sqlx::PgPool;
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-};
+use std::{collections::HashMap, sync::Arc};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -81,11 +75,13 @@ pub(crate) struct Grouped {
 }
 
 impl Grouped {
-    /// Starts the writers on `pool`; they stop with `stop`. `unreachable`
-    /// is [`Pg::unreachable`]: while it is set, batches are refused at once.
+    /// Starts the writers on `pool`; they stop with `stop`. `reach` is
+    /// [`Pg::reach`]: while the database is down, batches are refused at
+    /// once; a group that finds it down says so before it answers, so the
+    /// next group (of any writer) does not wait for a connection again.
     pub fn start(
         pool: PgPool,
-        unreachable: Arc<AtomicBool>,
+        reach: Arc<Reach>,
         stop: CancellationToken,
         tracker: &TaskTracker,
     ) -> Self {
@@ -93,7 +89,7 @@ impl Grouped {
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..WRITERS {
             let (rx, pool, stop) = (rx.clone(), pool.clone(), stop.clone());
-            let unreachable = unreachable.clone();
+            let reach = reach.clone();
             tracker.spawn(async move {
                 // A job of a task already in the group waits for the next.
                 let mut held: Option<Job> = None;
@@ -118,7 +114,7 @@ impl Grouped {
                             gather(&mut rx, first, &mut held)
                         }
                     };
-                    write_group(&pool, &unreachable, group).await;
+                    write_group(&pool, &reach, group).await;
                 }
             });
         }
@@ -176,7 +172,11 @@ fn closed() -> StoreError {
 /// Batches queued while a group found the database unreachable are
 /// refused at once, not after another wait for a connection: a client
 /// waits for its answer, a task's end is retried by the scheduler anyway.
-async fn write_group(pool: &PgPool, unreachable: &AtomicBool, group: Vec<Job>) {
+async fn write_group(pool: &PgPool, reach: &Reach, group: Vec<Job>) {
+    let began = Began {
+        reach,
+        seen: reach.seen(),
+    };
     let (mut accepts, mut ends) = (Vec::new(), Vec::new());
     for job in group {
         match job {
@@ -184,54 +184,78 @@ async fn write_group(pool: &PgPool, unreachable: &AtomicBool, group: Vec<Job>) {
             Job::End(end) => ends.push(end),
         }
     }
-    if !accepts.is_empty() && unreachable.load(Ordering::Relaxed) {
-        for (a, tx) in accepts.drain(..) {
-            let _ = tx.send((
-                Err(unreachable_error("a group a moment ago could not reach it")),
-                a,
-            ));
+    tokio::join!(
+        write_accepts(pool, began, accepts),
+        write_ends(pool, began, ends)
+    );
+}
+
+/// When a group began: a failure to reach the database it meets is told
+/// to [`Reach`] before it is answered, so that a writer taking the next
+/// group (at once, before the callers have noted the answer) refuses its
+/// batches rather than waiting for a connection again.
+#[derive(Clone, Copy)]
+struct Began<'a> {
+    reach: &'a Reach,
+    seen: u64,
+}
+
+impl Began<'_> {
+    fn note<T>(self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &result {
+            if e.is_unreachable() {
+                self.reach.failed_since(self.seen, true);
+            }
         }
+        result
     }
-    tokio::join!(write_accepts(pool, accepts), write_ends(pool, ends));
+
+    /// Refused at once: the database was unreachable a moment ago.
+    fn refused(self) -> Option<StoreError> {
+        let down = self.reach.is_down();
+        down.then(|| unreachable_error("a group a moment ago could not reach it"))
+    }
 }
 
 /// Batches to store: by one statement (a lone one by its own); a group
 /// the database refuses as a whole (a deadlock between two nodes' groups)
 /// is stored again one batch at a time, each with its own answer.
-async fn write_accepts(pool: &PgPool, jobs: Vec<(Box<Accept>, oneshot::Sender<AcceptAnswer>)>) {
-    if jobs.len() > 1 {
+async fn write_accepts(
+    pool: &PgPool,
+    began: Began<'_>,
+    jobs: Vec<(Box<Accept>, oneshot::Sender<AcceptAnswer>)>,
+) {
+    if jobs.len() > 1 && !began.reach.is_down() {
         let batches: Vec<&Accept> = jobs.iter().map(|(a, _)| &**a).collect();
-        match accept_group(pool, &batches).await {
+        match began.note(accept_group(pool, &batches).await) {
             Ok(answers) => {
                 for ((a, tx), answer) in jobs.into_iter().zip(answers) {
                     let _ = tx.send((Ok(answer), a));
                 }
                 return;
             }
-            // Unreachable: one by one would wait for a connection each.
-            Err(e) if e.is_unreachable() => {
-                for (a, tx) in jobs {
-                    let _ = tx.send((Err(e.unreachable_again().unwrap_or(closed())), a));
-                }
-                return;
-            }
+            // Unreachable: the batches are refused at once, below.
+            Err(e) if e.is_unreachable() => {}
             Err(e) => tracing::debug!(error = %e, batches = jobs.len(),
                 "a group of batches failed as a whole: stored one by one"),
         }
     }
     for (a, tx) in jobs {
-        let answer = accept_one(pool, &a).await;
+        let answer = match began.refused() {
+            Some(e) => Err(e),
+            None => began.note(accept_one(pool, &a).await),
+        };
         let _ = tx.send((answer, a));
     }
 }
 
 /// Ends of calls and tasks: by one statement, then each one's answer.
-async fn write_ends(pool: &PgPool, group: Vec<End>) {
+async fn write_ends(pool: &PgPool, began: Began<'_>, group: Vec<End>) {
     if group.len() <= 1 {
         // Alone: the statements of one end (the same round trips).
-        return write_alone(pool, group).await;
+        return write_alone(pool, began, group).await;
     }
-    let written = match record_ends(pool, &group).await {
+    let written = match began.note(record_ends(pool, &group).await) {
         Ok(written) => written,
         // Unreachable: one by one would wait for a connection each.
         Err(e) if e.is_unreachable() => {
@@ -247,7 +271,7 @@ async fn write_ends(pool: &PgPool, group: Vec<End>) {
         Err(e) => {
             tracing::debug!(error = %e, ends = group.len(),
                 "a group of ends failed as a whole: written one by one");
-            return write_alone(pool, group).await;
+            return write_alone(pool, began, group).await;
         }
     };
     // The sessions whose batch ended: their next batch readied.
@@ -259,7 +283,8 @@ async fn write_ends(pool: &PgPool, group: Vec<End>) {
         })
         .collect();
     let session_of = |f: &TaskFinish| written.get(&f.task_seq).map(|w| w.0.clone());
-    let mut readied = ready_sessions(pool, &ends, session_of).await.unwrap_or_else(|e| {
+    let readied = began.note(ready_sessions(pool, &ends, session_of).await);
+    let mut readied = readied.unwrap_or_else(|e| {
         // Ended all the same; the node's repair readies them (`ready_heads`).
         tracing::warn!(error = %e, "cannot ready the next batches of sessions whose batch ended");
         HashMap::new()
@@ -309,14 +334,14 @@ async fn write_ends(pool: &PgPool, group: Vec<End>) {
 }
 
 /// Each end by its own statements, each with its own answer.
-async fn write_alone(pool: &PgPool, ends: Vec<End>) {
+async fn write_alone(pool: &PgPool, began: Began<'_>, ends: Vec<End>) {
     for end in ends {
         match end {
             End::Call(f, tx) => {
-                let _ = tx.send(finish_call(pool, &f).await);
+                let _ = tx.send(began.note(finish_call(pool, &f).await));
             }
             End::Task(f, tx) => {
-                let _ = tx.send(finish_task(pool, &f).await);
+                let _ = tx.send(began.note(finish_task(pool, &f).await));
             }
         }
     }

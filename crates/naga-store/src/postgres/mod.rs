@@ -19,6 +19,7 @@ mod leases;
 mod memory;
 mod outbox;
 mod push_configs;
+mod reach;
 mod retention;
 mod tasks;
 
@@ -35,6 +36,7 @@ pub(crate) use {
     memory::{add_compressed_memory, clear_memory},
     outbox::{claim_deliveries, record_deliveries_in, redrive_dead, requeue_callback},
     push_configs::{add_push_config, delete_push_config, drop_callback, enqueue_push},
+    reach::Reach,
     tasks::{add_step, finish_call, finish_task, ready_heads, ready_next},
 };
 
@@ -73,39 +75,32 @@ pub(crate) struct Pg {
     pub health: std::sync::Arc<crate::health::Health>,
     /// The ends of calls and tasks, written in groups.
     pub grouped: Grouped,
-    /// The last command (or the probe) found the database unreachable:
+    /// Whether the database was reached a moment ago: while it was not,
     /// a batch is refused at once (503) rather than after the pool's wait,
     /// until a command or the probe (every second) reaches it again.
-    pub unreachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// How many commands (and probes) have reached the database: a
-    /// failure of one that began before the latest success is old news
-    /// (it waited for a connection through an outage that has ended).
-    pub successes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub reach: std::sync::Arc<Reach>,
 }
 
 impl Pg {
-    /// The number of successes so far (see [`Pg::observe_since`]).
-    pub fn successes(&self) -> u64 {
-        self.successes.load(std::sync::atomic::Ordering::Acquire)
+    /// What a command notes as it begins (see [`Pg::observe_since`]).
+    pub fn seen(&self) -> u64 {
+        self.reach.seen()
     }
 
-    /// Notes how a command ended: a storage fault starts (or continues) a
-    /// failing period, a success ends it. `seen`: the successes counted
-    /// when it began; its failure is ignored once a later one succeeded.
+    /// Notes how a command that began at `seen` ended: a storage fault
+    /// starts (or continues) a failing period, a success ends it; unless
+    /// the database was found the other way since it began (see [`Reach`]).
     pub fn observe_since<T>(&self, seen: u64, result: &Result<T, StoreError>) {
-        use std::sync::atomic::Ordering;
         match result {
             Ok(_) => {
-                self.successes.fetch_add(1, Ordering::AcqRel);
-                self.unreachable.store(false, Ordering::Relaxed);
-                self.health.record(None)
-            }
-            Err(_) if self.successes() != seen => {}
-            Err(e) if e.is_transient() => {
-                if e.is_unreachable() {
-                    self.unreachable.store(true, Ordering::Relaxed);
+                if self.reach.reached_since(seen) {
+                    self.health.record(None)
                 }
-                self.health.record(Some(e.to_string()))
+            }
+            Err(e) if e.is_transient() => {
+                if self.reach.failed_since(seen, e.is_unreachable()) {
+                    self.health.record(Some(e.to_string()))
+                }
             }
             Err(_) => {}
         }
@@ -113,8 +108,7 @@ impl Pg {
 
     /// The database was unreachable a moment ago: an error saying so.
     pub fn known_unreachable(&self) -> Option<StoreError> {
-        let down = self.unreachable.load(std::sync::atomic::Ordering::Relaxed);
-        down.then(|| {
+        self.reach.is_down().then(|| {
             let fault = self.health.fault().map(|f| f.error).unwrap_or_default();
             unreachable_error(&fault)
         })
@@ -137,7 +131,7 @@ impl Pg {
         command: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let began = std::time::Instant::now();
-        let seen = self.successes();
+        let seen = self.seen();
         let result = command.await;
         metrics::histogram!("naga_store_commit_seconds").record(began.elapsed().as_secs_f64());
         self.observe_since(seen, &result);
@@ -193,30 +187,23 @@ mod tests {
             pool,
             analysis_owners: AnalysisOwners::default(),
             health: Default::default(),
-            unreachable: Default::default(),
-            successes: Default::default(),
+            reach: Default::default(),
         };
         assert!(pg.health.fault().is_none());
         pg.observe_since::<()>(
-            pg.successes(),
+            pg.seen(),
             &Err(StoreError::Conflict("a request's own fault".into())),
         );
         assert!(pg.health.fault().is_none(), "not the storage's fault");
-        pg.observe_since::<()>(
-            pg.successes(),
-            &Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
-        );
+        pg.observe_since::<()>(pg.seen(), &Err(StoreError::Db(sqlx::Error::PoolTimedOut)));
         let fault = pg.health.fault().expect("degraded");
-        pg.observe_since::<()>(
-            pg.successes(),
-            &Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
-        );
+        pg.observe_since::<()>(pg.seen(), &Err(StoreError::Db(sqlx::Error::PoolTimedOut)));
         assert_eq!(
             pg.health.fault().unwrap().since_ms,
             fault.since_ms,
             "since the first"
         );
-        let before = pg.successes();
+        let before = pg.seen();
         pg.observe_since(before, &Ok(()));
         assert!(pg.health.fault().is_none(), "writes again");
         // A command that began before that success and failed since (it
