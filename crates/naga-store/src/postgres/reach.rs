@@ -25,14 +25,14 @@ impl Reach {
 
     /// Whether the database was unreachable a moment ago.
     pub fn is_down(&self) -> bool {
-        self.seen() % 2 == 1
+        down(self.seen())
     }
 
     /// A command that began at `seen` reached the database: whether that
     /// is news (not found unreachable since it began). It is reachable.
     pub fn reached_since(&self, seen: u64) -> bool {
         let now = self.seen();
-        if now % 2 == 0 {
+        if !down(now) {
             return true;
         }
         if now != seen {
@@ -47,7 +47,7 @@ impl Reach {
     /// database, the database is unreachable.
     pub fn failed_since(&self, seen: u64, unreachable: bool) -> bool {
         let now = self.seen();
-        if now % 2 == 1 {
+        if down(now) {
             return true;
         }
         if now != seen {
@@ -63,6 +63,11 @@ impl Reach {
     fn turn(&self, now: u64) {
         let _ = (self.turns).compare_exchange(now, now + 1, Ordering::AcqRel, Ordering::Acquire);
     }
+}
+
+/// Whether `turns` says unreachable (it is odd).
+fn down(turns: u64) -> bool {
+    turns % 2 == 1
 }
 
 #[cfg(test)]
