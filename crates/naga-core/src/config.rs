@@ -437,6 +437,11 @@ impl Window {
         Self(std::time::Duration::from_millis(ms))
     }
 
+    /// The window as written (zero: for ever).
+    pub fn duration(self) -> std::time::Duration {
+        self.0
+    }
+
     /// The window in milliseconds, `None` when records are kept for ever.
     pub fn millis(self) -> Option<i64> {
         let ms = i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX);

@@ -198,7 +198,12 @@ pub(crate) async fn keep_pruning(
     size: SizeCell,
     stop: CancellationToken,
 ) {
-    let every = Duration::from_millis(config.every.millis().unwrap_or(60_000) as u64);
+    // (`every = 0`: the default.)
+    let every = match config.every.millis() {
+        Some(_) => config.every,
+        None => RetentionConfig::default().every,
+    }
+    .duration();
     // (Every window 0: every record kept, nothing to look for.)
     let keeps_all = cutoffs(&config, 0) == Cutoffs::default();
     loop {

@@ -234,7 +234,8 @@ async fn write_accepts(
                 }
                 return;
             }
-            // Unreachable: the batches are refused at once, below.
+            // Unreachable: refused at once below (stored one by one only
+            // when the database was reached again since the group began).
             Err(e) if e.is_unreachable() => {}
             Err(e) => tracing::debug!(error = %e, batches = jobs.len(),
                 "a group of batches failed as a whole: stored one by one"),

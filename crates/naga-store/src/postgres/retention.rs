@@ -84,11 +84,10 @@ pub(crate) async fn prune_tasks(
     };
     if !chosen.is_empty() {
         pruned.tasks = chosen.len() as u64;
-        let (steps, callbacks, push_configs) = match batch.dry_run {
+        (pruned.steps, pruned.callbacks, pruned.push_configs) = match batch.dry_run {
             true => count_tasks(&mut tx, &chosen).await?,
             false => remove_tasks(&mut tx, &chosen, batch.now).await?,
         };
-        (pruned.steps, pruned.callbacks, pruned.push_configs) = (steps, callbacks, push_configs);
     }
     tx.commit().await?;
     Ok(Some(pruned))
